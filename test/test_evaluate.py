@@ -1,0 +1,203 @@
+"""End-to-end evaluation on a tiny VIGOR-layout world.
+
+An *oracle* model (it recognises each panorama and tile by its pixels and answers from the labels) checks the
+harness, not a network: perfect descriptors must give R@1 = 1 and zero errors; a neighbouring tile ranked first
+must still give zero hierarchical error (the error is measured in the city frame) and a perfect re-ranker must
+recover the positive; a positive outside the top K must stay lost. A tiny randomly initialised UnifyGeo then
+runs through ``unifygeo eval`` from a saved checkpoint, checking the JSON contract, value ranges and plots.
+"""
+import hashlib
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from unifygeo_ros import evaluate as E
+from unifygeo_ros.data.vigor import VigorDataset
+from unifygeo_ros.model import AerialFeatures, GroundFeatures
+from vigor_fixture import write_vigor_world
+
+CITIES = ("Chicago", "Seattle")
+LOC_KEYS = {"mean_m", "median_m", "recall_1m", "recall_3m", "recall_5m", "heading_median_deg"}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("vigor")
+    write_vigor_world(root, CITIES, grid=3, tile_px=32, pano_hw=(16, 32), panos_per_city=6, seed=11)
+    return root
+
+
+@pytest.fixture(scope="module")
+def query_ds(world):
+    # cross-area on these cities: every panorama is a query; unknown orientation: each one rotated
+    return VigorDataset(world, CITIES, split="cross", train=False, ground_size_hw=(16, 32), aerial_px=32,
+                        orientation="unknown", seed=3)
+
+
+def _key(t: torch.Tensor) -> str:
+    return hashlib.sha1(t.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
+
+
+class _OracleMetric:
+    def __init__(self, offsets, headings):
+        self.offsets, self.headings = offsets, headings
+        self.probabilities = torch.full((len(headings), 4, 4), 1.0 / 16)
+
+    def peak_offset_en_m(self, tile_m):
+        return self.offsets
+
+    def heading_deg(self):
+        return self.headings
+
+
+class OracleModel(torch.nn.Module):
+    """Descriptors encode the tile id; localization and re-ranking answer from the labels.
+
+    retrieval: "perfect" (positive on top), "semi_first" (a semi-positive just above the positive),
+    "positive_last" (the positive below every other tile).
+    """
+
+    def __init__(self, query_ds, gallery_ds, retrieval="perfect"):
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(1))  # gives the harness a device and a dtype
+        self.ds, self.retrieval, self.tiles = query_ds, retrieval, len(gallery_ds)
+        items = [query_ds[i] for i in range(len(query_ds))]
+        self.pano_of = {_key(it["ground"]): i for i, it in enumerate(items)}
+        self.heading = [float(it["heading_deg"]) for it in items]
+        self.tile_of = {_key(gallery_ds[i]["aerial"]): i for i in range(len(gallery_ds))}
+        assert len(self.pano_of) == len(query_ds) and len(self.tile_of) == len(gallery_ds), "images not unique"
+
+    def _onehot(self, idx):
+        return torch.nn.functional.one_hot(torch.as_tensor(idx), self.tiles).double()
+
+    def encode_ground(self, x):
+        panos = [self.pano_of[_key(img)] for img in x]
+        pos = self.ds.positive_indices[panos]
+        desc = self._onehot(pos)
+        if self.retrieval == "semi_first":
+            desc = 0.9 * desc + self._onehot(self.ds.semi_positive_indices[panos, 0])
+        elif self.retrieval == "positive_last":
+            desc = 1.0 - desc
+        return GroundFeatures(desc, [torch.as_tensor(panos, dtype=torch.float64)[:, None]])
+
+    def encode_aerial(self, x):
+        tiles = [self.tile_of[_key(img)] for img in x]
+        return AerialFeatures(self._onehot(tiles), [torch.as_tensor(tiles, dtype=torch.float64)[:, None]])
+
+    def _pairs(self, g, a):
+        return g.sectors[0][:, 0].long().tolist(), a.cells[0][:, 0].long().tolist()
+
+    def localize(self, g, a):
+        panos, tiles = self._pairs(g, a)
+        off = torch.tensor([self.ds.camera_en_relative_to(p, t) for p, t in zip(panos, tiles)], dtype=torch.float64)
+        return _OracleMetric(off, torch.tensor([self.heading[p] for p in panos], dtype=torch.float64))
+
+    def rerank_scores(self, g, a, metric):
+        panos, tiles = self._pairs(g, a)
+        return torch.tensor([float(t == self.ds.positive_indices[p]) for p, t in zip(panos, tiles)])
+
+
+def _check_shape_and_ranges(d):
+    assert set(d["retrieval"]) == {"r1", "r5", "r10", "r1pct", "hit"}
+    assert set(d["metric_isolated"]) == LOC_KEYS
+    assert set(d["hierarchical"]) == {"no_rerank", "rerank"}
+    for v in ("no_rerank", "rerank"):
+        assert set(d["hierarchical"][v]) == LOC_KEYS | {"r1"}
+    fractions = list(d["retrieval"].values()) + [
+        blk[k] for blk in (d["metric_isolated"], d["hierarchical"]["no_rerank"], d["hierarchical"]["rerank"])
+        for k in blk if k.startswith("recall") or k == "r1"]
+    assert all(0.0 <= f <= 1.0 for f in fractions)
+    for blk in (d["metric_isolated"], d["hierarchical"]["no_rerank"], d["hierarchical"]["rerank"]):
+        assert blk["mean_m"] >= 0 and blk["median_m"] >= 0 and 0 <= blk["heading_median_deg"] <= 180
+    r = d["retrieval"]
+    assert r["hit"] >= r["r1"] and r["r1"] <= r["r5"] <= r["r10"]
+    assert d["hierarchical"]["no_rerank"]["r1"] <= r["r1"]
+
+
+def test_oracle_gives_perfect_retrieval_and_zero_errors(query_ds):
+    gallery = query_ds.gallery()
+    report = E.evaluate(OracleModel(query_ds, gallery), query_ds, gallery, top_k=5, batch_size=4)
+    d = json.loads(json.dumps(report.to_dict()))
+    _check_shape_and_ranges(d)
+    assert d["queries"] == len(query_ds) == 12
+    assert d["extended"]["gallery_size"] == 18  # two cities' galleries together
+    assert d["retrieval"] == {"r1": 1.0, "r5": 1.0, "r10": 1.0, "r1pct": 1.0, "hit": 1.0}
+    for blk in (d["metric_isolated"], d["hierarchical"]["no_rerank"], d["hierarchical"]["rerank"]):
+        assert blk["mean_m"] == pytest.approx(0.0, abs=1e-9)
+        assert blk["recall_1m"] == 1.0
+        assert blk["heading_median_deg"] == pytest.approx(0.0, abs=1e-9)
+    assert d["hierarchical"]["no_rerank"]["r1"] == d["hierarchical"]["rerank"]["r1"] == 1.0
+    # the headings really were unknown (rotated panoramas), so zero heading error is not trivial
+    assert np.ptp(OracleModel(query_ds, gallery).heading) > 90.0
+
+
+def test_neighbouring_tile_first_gives_zero_city_frame_error_and_rerank_recovers_the_positive(query_ds):
+    gallery = query_ds.gallery()
+    report = E.evaluate(OracleModel(query_ds, gallery, "semi_first"), query_ds, gallery, top_k=5, batch_size=5)
+    d = report.to_dict()
+    _check_shape_and_ranges(d)
+    assert d["retrieval"]["r1"] == 0.0 and d["retrieval"]["r5"] == 1.0
+    assert d["retrieval"]["hit"] == 1.0  # the tile above the positive is a semi-positive: masked
+    assert np.all(report.per_query["rank"] == 2)
+    no, re = report.hier_no_rerank, report.hier_rerank
+    assert no.r1 == 0.0 and re.r1 == 1.0
+    # wrong tile, exact offset relative to it: zero error in the city frame
+    assert no.loc.mean_m == pytest.approx(0.0, abs=1e-6) and re.loc.mean_m == pytest.approx(0.0, abs=1e-9)
+    # the no-re-rank errors are really measured against the semi-positive tile, not the positive
+    assert np.all(report.per_query["topk"][:, 0] == query_ds.semi_positive_indices[:, 0])
+
+
+def test_rerank_never_brings_in_a_positive_from_outside_the_top_k(query_ds):
+    gallery = query_ds.gallery()
+    report = E.evaluate(OracleModel(query_ds, gallery, "positive_last"), query_ds, gallery, top_k=3, batch_size=4)
+    assert np.all(report.per_query["rank"] == len(gallery))
+    assert report.retrieval.hit == 0.0 and report.retrieval.r10 == 0.0
+    assert report.hier_rerank.r1 == 0.0  # the perfect re-ranker had nothing right to choose from
+    assert not np.any(report.per_query["topk_reranked"] == report.per_query["positive"][:, None])
+    assert report.metric_isolated.mean_m == pytest.approx(0.0, abs=1e-9)
+
+
+def test_memory_bounds_do_not_change_the_results(query_ds):
+    gallery = query_ds.gallery()
+    oracle = OracleModel(query_ds, gallery, "semi_first")
+    free = E.evaluate(oracle, query_ds, gallery, top_k=5, batch_size=6)
+    # two gallery rows per similarity chunk, no feature cache (every tile re-encoded on demand), small pairs
+    tight = E.evaluate(oracle, query_ds, gallery, top_k=5, batch_size=6, sim_chunk_bytes=2 * len(gallery) * 8,
+                       cache_bytes=0, pair_batch=3)
+    assert tight.extra["gallery"]["tiles_reencoded"] > 0 and free.extra["gallery"]["tiles_reencoded"] == 0
+    for key, value in free.per_query.items():
+        np.testing.assert_array_equal(tight.per_query[key], value, err_msg=key)
+
+
+def test_limit_spreads_queries_over_the_split():
+    assert E.limit_indices(10, None) is None and E.limit_indices(10, 20) is None
+    np.testing.assert_array_equal(E.limit_indices(10, 4), [0, 3, 6, 9])
+
+
+def test_unifygeo_eval_cli_on_a_tiny_random_model(world, tmp_path, capsys):
+    from unifygeo_ros import cli
+    from unifygeo_ros.config import load_config
+    from unifygeo_ros.model import build_model
+    from unifygeo_ros.model.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    cfg = load_config("config/tiny.yaml", {"model": {"ground_hw": [32, 128], "aerial_px": 64}})
+    save_checkpoint(tmp_path / "ckpt", build_model(cfg), cfg, dtype="float32")
+    out = tmp_path / "report.json"
+    rc = cli.main(["eval", "--data", str(world), "--checkpoint", str(tmp_path / "ckpt"), "--split", "cross",
+                   "--cities", ",".join(CITIES), "--json", str(out), "--plots", str(tmp_path / "plots"),
+                   "--examples", "2", "--limit", "8", "--device", "cpu", "--batch-size", "4", "--workers", "0",
+                   "--orientation", "unknown", "--no-progress"])
+    assert rc == 0
+    d = json.loads(out.read_text())
+    _check_shape_and_ranges(d)
+    assert d["queries"] == 8
+    assert d["extended"]["top_k"] == 5
+    assert d["hierarchical"]["rerank"]["r1"] <= d["retrieval"]["r5"]  # K = 5: nothing from outside moved in
+    assert d["config"]["model"]["aerial_px"] == 64 and d["checkpoint"]["model_hash"]
+    assert set(d["timing_s"]) >= {"gallery_s", "queries_s"}
+    pngs = sorted(p.name for p in (tmp_path / "plots").glob("*.png"))
+    assert pngs == ["error_cdf.png", "example_00.png", "example_01.png"]
+    assert "retrieval" in capsys.readouterr().out

@@ -1,0 +1,132 @@
+"""Evaluation figures (matplotlib, Agg backend, files only): error CDFs and query/tile/heat-map examples.
+
+Conventions (:mod:`unifygeo_ros.geo`): aerial tiles and probability maps are north-up arrays (row 0 = north
+edge, column 0 = west edge) drawn in metres about the tile centre (east right, north up); headings are
+compass degrees (0 = north, clockwise), drawn as arrows pointing ``(sin h, cos h)`` in (east, north).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+#: Distances marked on the CDF (metres).
+CDF_MARKS_M = (1.0, 3.0, 5.0, 10.0, 20.0)
+#: Right end of the CDF's x axis unless asked otherwise (larger errors mean a far wrong tile; they stay off-axis).
+DEFAULT_CDF_MAX_M = 50.0
+
+
+def plot_error_cdf(errors_m: dict[str, np.ndarray], path: str | Path, max_m: float | None = None,
+                   title: str = "Localization error CDF") -> Path:
+    """Cumulative fraction of queries with error <= d for each named error array; saves a PNG.
+
+    The x axis ends at ``max_m`` (default: the 95th percentile, between 25 and :data:`DEFAULT_CDF_MAX_M` m)."""
+    path = Path(path)
+    fig, ax = plt.subplots(figsize=(6.0, 4.2), dpi=110)
+    finite_max = 0.0
+    styles = ("-", "--", ":", "-.")
+    for n, (name, err) in enumerate(errors_m.items()):
+        e = np.sort(np.asarray(err, dtype=np.float64).reshape(-1))
+        if e.size == 0:
+            continue
+        finite_max = max(finite_max, float(np.percentile(e, 95)))
+        frac = np.arange(1, e.size + 1) / e.size
+        r1 = float(np.mean(e <= 1.0))
+        ax.step(np.concatenate([[0.0], e]), np.concatenate([[0.0], frac]), where="post", lw=1.6,
+                ls=styles[n % len(styles)],  # identical curves stay visible
+                label=f"{name} (median {np.median(e):.3g} m, <=1 m {100 * r1:.1f} %)")
+    x_max = float(max_m) if max_m else min(DEFAULT_CDF_MAX_M, max(25.0, 1.1 * finite_max))
+    for d in CDF_MARKS_M:
+        if d <= x_max:
+            ax.axvline(d, color="0.8", lw=0.8, zorder=0)
+    ax.set_xlim(0.0, x_max)
+    ax.set_ylim(0.0, 1.0)
+    ax.set_xlabel("position error (m)")
+    ax.set_ylabel("fraction of queries")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+@dataclass
+class LocalizationExample:
+    """One query drawn against one tile: images, heat map and positions relative to that tile's centre."""
+
+    panorama: np.ndarray  # uint8 H x W x 3 RGB, equirectangular
+    tile: np.ndarray  # uint8 S x S x 3 RGB, north-up
+    tile_m: float  # tile side in metres
+    prob_map: np.ndarray | None  # (h, w) north-up probabilities over the tile, or None
+    true_en_m: tuple[float, float]  # camera (east, north) relative to the tile centre
+    pred_en_m: tuple[float, float] | None
+    true_heading_deg: float | None = None
+    pred_heading_deg: float | None = None
+    title: str = ""
+
+
+def _arrow(ax, en, heading_deg, length, color):
+    h = math.radians(heading_deg)
+    ax.annotate("", xy=(en[0] + length * math.sin(h), en[1] + length * math.cos(h)), xytext=(en[0], en[1]),
+                arrowprops=dict(arrowstyle="->", color=color, lw=1.8))
+
+
+def plot_localization_example(ex: LocalizationExample, path: str | Path) -> Path:
+    """Panorama on top; below it the tile in metres with the heat map, true (green) and predicted (red)
+    positions and headings."""
+    path = Path(path)
+    fig = plt.figure(figsize=(7.0, 8.0), dpi=100)
+    ax_p = fig.add_axes([0.06, 0.72, 0.88, 0.24])
+    ax_t = fig.add_axes([0.1, 0.05, 0.8, 0.6])
+    ax_p.imshow(ex.panorama, aspect="auto", extent=(-180, 180, -90, 90))
+    ax_p.set_xlabel("azimuth relative to the panorama heading (deg)", fontsize=8)
+    ax_p.set_yticks([])
+    ax_p.set_title(ex.title or "query", fontsize=9)
+    half = ex.tile_m / 2.0
+    extent = (-half, half, -half, half)
+    ax_t.imshow(ex.tile, extent=extent, origin="upper")
+    if ex.prob_map is not None:
+        p = np.asarray(ex.prob_map, dtype=np.float64)
+        p = p / p.max() if p.max() > 0 else p
+        ax_t.imshow(p, extent=extent, origin="upper", cmap="inferno", alpha=0.5, interpolation="nearest")
+    arrow_len = ex.tile_m * 0.08
+    inside = max(abs(ex.true_en_m[0]), abs(ex.true_en_m[1])) <= half
+    true_label = "true" if inside else f"true: off this tile, ({ex.true_en_m[0]:.0f}, {ex.true_en_m[1]:.0f}) m"
+    ax_t.plot(*ex.true_en_m, "o", color="lime", ms=8, mec="k", label=true_label)
+    if ex.true_heading_deg is not None:
+        _arrow(ax_t, ex.true_en_m, ex.true_heading_deg, arrow_len, "lime")
+    if ex.pred_en_m is not None:
+        err = math.hypot(ex.pred_en_m[0] - ex.true_en_m[0], ex.pred_en_m[1] - ex.true_en_m[1])
+        ax_t.plot(*ex.pred_en_m, "x", color="red", ms=10, mew=2.5, label=f"predicted ({err:.2f} m)")
+        if ex.pred_heading_deg is not None:
+            _arrow(ax_t, ex.pred_en_m, ex.pred_heading_deg, arrow_len, "red")
+    ax_t.set_xlim(-half, half)
+    ax_t.set_ylim(-half, half)
+    ax_t.set_xlabel("east of tile centre (m)")
+    ax_t.set_ylabel("north of tile centre (m)")
+    ax_t.legend(loc="upper right", fontsize=8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def save_eval_plots(errors_m: dict[str, np.ndarray], examples: Sequence[LocalizationExample],
+                    out_dir: str | Path) -> list[Path]:
+    """The figure set of ``unifygeo eval --plots DIR``: ``error_cdf.png`` and ``example_XX.png``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [plot_error_cdf(errors_m, out / "error_cdf.png")]
+    for i, ex in enumerate(examples):
+        paths.append(plot_localization_example(ex, out / f"example_{i:02d}.png"))
+    return paths
