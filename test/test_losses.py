@@ -1,0 +1,127 @@
+"""The losses behave as their definitions say, and the joint loss trains every parameter."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from unifygeo_ros.model import MetricOutput, build_model, offset_to_cell
+from unifygeo_ros.model.losses import (JointObjective, exclusion_mask, gaussian_target, heading_loss, info_nce,
+                                       position_loss, rerank_loss)
+from unifygeo_ros.model.metric_head import heading_to_vector
+
+from test_model import tiny_config
+
+torch.set_num_threads(1)
+
+
+def _pairs(b=8, d=16, noise=0.1, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    a = F.normalize(torch.randn(b, d, generator=g), dim=1)
+    q = F.normalize(a + noise * torch.randn(b, d, generator=g), dim=1)
+    return q, a
+
+
+def test_infonce_is_lower_for_matched_than_shuffled_pairs_and_symmetric():
+    q, a = _pairs()
+    scale = torch.tensor(10.0)
+    matched = info_nce(q, a, scale, 0.1)
+    shuffled = info_nce(q, a[torch.roll(torch.arange(8), 1)], scale, 0.1)
+    assert matched < shuffled
+    assert torch.allclose(info_nce(q, a, scale, 0.1), info_nce(a, q, scale, 0.1), atol=1e-6)
+
+
+def test_infonce_masks_duplicate_tiles():
+    q, a = _pairs(b=4)
+    a = a.clone()
+    a[1] = a[0]  # the same tile twice in the batch
+    q = q.clone()
+    q[1] = q[0]
+    exclude = exclusion_mask({"tile_index": torch.tensor([5, 5, 6, 7])}, 70.0)
+    assert exclude[0, 1] and exclude[1, 0] and not exclude[0, 0] and exclude.sum() == 2
+    masked = info_nce(q, a, torch.tensor(20.0), 0.0, exclude)
+    unmasked = info_nce(q, a, torch.tensor(20.0), 0.0)
+    assert torch.isfinite(masked) and masked < unmasked
+
+
+def test_exclusion_from_world_positions_catches_overlapping_tiles():
+    batch = {"tile_center_en_m": torch.tensor([[0.0, 0.0], [35.0, 0.0], [500.0, 0.0]]),
+             "offset_en_m": torch.tensor([[20.0, 0.0], [0.0, 0.0], [0.0, 0.0]]),
+             "city_seed": torch.tensor([1, 1, 1])}
+    m = exclusion_mask(batch, 70.0)
+    assert m[0, 1]            # camera 0 (x = 20 m) is inside tile 1 (centre 35 m, half-side 35 m)
+    assert not m[1, 2] and not m[0, 2]
+    batch["city_seed"] = torch.tensor([1, 2, 1])
+    assert not exclusion_mask(batch, 70.0)[0, 1]  # another city
+
+
+def test_position_ce_is_minimal_when_logits_peak_at_the_true_cell():
+    hw, tile = (16, 16), 70.0
+    off = torch.tensor([[10.0, 10.0]])
+    rc = offset_to_cell(off, tile, hw)[0].round().long()
+    losses = {}
+    for name, (r, c) in {"true": (rc[0], rc[1]), "next": (rc[0], rc[1] + 1), "far": (2, 2)}.items():
+        logits = torch.zeros(1, *hw)
+        logits[0, r, c] = 8.0
+        losses[name] = float(position_loss(logits, off, tile, 3.0))
+    assert losses["true"] < losses["next"] < losses["far"]
+
+
+def test_gaussian_target_geometry():
+    hw, tile = (32, 32), 70.0
+    t = gaussian_target(torch.tensor([[10.0, 0.0], [0.0, 10.0]]), tile, hw, 3.0)
+    r_e, c_e = divmod(int(t[0].argmax()), 32)
+    r_n, c_n = divmod(int(t[1].argmax()), 32)
+    assert c_e > 16 and r_e in (15, 16)  # +10 m east: right of centre
+    assert r_n < 15 and c_n in (15, 16)  # +10 m north: above centre
+    assert torch.allclose(t.sum((1, 2)), torch.ones(2))
+
+
+def test_heading_loss_is_zero_at_the_correct_angle():
+    hw = (8, 8)
+    for h in (0.0, 73.0, -160.0):
+        vec = heading_to_vector(torch.tensor([h]))[:, :, None, None].expand(1, 2, *hw).clone()
+        m = MetricOutput(torch.zeros(1, *hw), vec, [], torch.zeros(1))
+        off = torch.tensor([[3.0, -5.0]])
+        assert float(heading_loss(m, off, 70.0, torch.tensor([h]))) < 1e-6
+        assert abs(float(heading_loss(m, off, 70.0, torch.tensor([h + 180.0]))) - 2.0) < 1e-5
+        assert abs(float(heading_loss(m, off, 70.0, torch.tensor([h + 90.0]))) - 1.0) < 1e-5
+
+
+def test_rerank_loss_decreases_when_the_positive_score_rises():
+    scores = torch.tensor([[1.0, 0.5, 0.2, 0.0, -0.3]])
+    target = torch.tensor([2])
+    values = []
+    for bump in (0.0, 0.5, 1.0, 2.0):
+        s = scores.clone()
+        s[0, 2] += bump
+        values.append(float(rerank_loss(s, target)))
+    assert all(x > y for x, y in zip(values, values[1:]))
+
+
+def _batch(b, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(b, 3, 32, 128, generator=g), torch.randn(b, 3, 64, 64, generator=g),
+            (torch.rand(b, 2, generator=g) - 0.5) * 30, torch.rand(b, generator=g) * 360 - 180,
+            torch.full((b,), 70.0))
+
+
+def test_joint_loss_reaches_every_parameter():
+    torch.manual_seed(0)
+    cfg = tiny_config()
+    model = build_model(cfg)
+    out = JointObjective(model, cfg.loss)(*_batch(3))
+    out.total.backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing, missing
+    zero = [n for n, p in model.named_parameters() if p.grad is not None and float(p.grad.abs().sum()) == 0.0]
+    assert not zero, zero
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    assert float(out.rerank) > 0
+
+
+def test_joint_loss_runs_for_batch_size_1():
+    cfg = tiny_config()
+    out = JointObjective(build_model(cfg), cfg.loss)(*_batch(1))
+    assert torch.isfinite(out.total) and float(out.rerank) == 0.0

@@ -1,0 +1,176 @@
+"""The network's contract: shapes, the geometry of its maps, orientation, views, re-ranking within the top K."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from unifygeo_ros.config import Config
+from unifygeo_ros.model import MetricOutput, build_model, cell_to_offset, offset_to_cell, rerank_candidates
+from unifygeo_ros.model.metric_head import heading_to_vector, rotation_volume, vector_to_heading
+from unifygeo_ros.model.rerank import EVIDENCE_NAMES, Reranker
+
+torch.set_num_threads(1)
+
+TINY_MODEL = {
+    "backbone": "convnext_atto", "backbone_kwargs": {"dims": [16, 24, 32, 48], "depths": [1, 1, 1, 1]},
+    "ground_hw": [32, 128], "aerial_px": 64, "semantic_dim": 32, "descriptor_dim": 32, "decoder_dim": 16,
+    "metric_strides": [8, 4], "orientation_bins": 8, "match_dim": 4, "aggregator_heads": 2,
+}
+
+
+def tiny_config(**model_over) -> Config:
+    return Config.from_dict({"model": {**TINY_MODEL, **model_over}})
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return build_model(tiny_config()).eval()
+
+
+@pytest.mark.parametrize("b", [1, 3])
+def test_shapes_for_batch_sizes_1_and_3(model, b):
+    with torch.no_grad():
+        g = model.encode_ground(torch.randn(b, 3, 32, 128))
+        a = model.encode_aerial(torch.randn(b, 3, 64, 64))
+        m = model.localize(g, a)
+    assert g.descriptor.shape == (b, 32) and a.descriptor.shape == (b, 32)
+    assert torch.allclose(g.descriptor.norm(dim=-1), torch.ones(b), atol=1e-5)
+    assert [c.shape[-1] for c in a.cells] == [8, 16]
+    assert m.logits.shape == (b, 16, 16) and m.heading_vectors.shape == (b, 2, 16, 16)
+    assert torch.allclose(m.probabilities.sum((1, 2)), torch.ones(b), atol=1e-5)
+    assert m.peak_offset_en_m(70.0).shape == (b, 2) and m.expected_offset_en_m(70.0).shape == (b, 2)
+    assert m.heading_deg().shape == (b,) and m.covariance_m2(70.0).shape == (b, 2, 2)
+    assert model.similarity(g, a).shape == (b, b)
+
+
+def test_one_query_against_k_candidates_equals_pairwise(model):
+    with torch.no_grad():
+        g = model.encode_ground(torch.randn(1, 3, 32, 128))
+        a = model.encode_aerial(torch.randn(4, 3, 64, 64))
+        broadcast = model.localize(g, a)
+        pairwise = model.localize(g.select([0, 0, 0, 0]), a)
+        scores = model.rerank_scores(g, a)
+    assert torch.allclose(broadcast.logits, pairwise.logits, atol=1e-5)
+    assert scores.shape == (4,)
+
+
+def test_ground_descriptor_ignores_a_panorama_roll_and_sectors_roll_with_it(model):
+    x = torch.randn(2, 3, 32, 128)
+    with torch.no_grad():
+        g = model.encode_ground(x)
+        g2 = model.encode_ground(torch.roll(x, 32, dims=-1))  # 32 px = 2 of 8 sectors, a multiple of stride 32
+    assert torch.allclose(g.descriptor, g2.descriptor, atol=1e-5)
+    for s, s2 in zip(g.sectors, g2.sectors):
+        assert torch.allclose(torch.roll(s, 2, dims=1), s2, atol=1e-5)
+
+
+def test_geometry_east_is_right_north_is_up_and_round_trips():
+    hw, tile = (32, 32), 70.0
+    east = offset_to_cell(torch.tensor([[10.0, 0.0]]), tile, hw)[0]
+    north = offset_to_cell(torch.tensor([[0.0, 10.0]]), tile, hw)[0]
+    centre = (hw[0] - 1) / 2
+    assert east[1] > centre and abs(east[0] - centre) < 1e-6      # right of centre, same row
+    assert north[0] < centre and abs(north[1] - centre) < 1e-6    # above centre, same column
+    off = torch.tensor([[10.0, -7.5], [-17.0, 17.0], [0.3, 0.0]])
+    assert torch.allclose(cell_to_offset(offset_to_cell(off, tile, hw), tile, hw), off, atol=1e-4)
+    # readout of a map peaked at the target's cell lands within a cell of the offset
+    rc = offset_to_cell(off, tile, hw).round().long()
+    logits = torch.full((3, *hw), -20.0)
+    logits[torch.arange(3), rc[:, 0], rc[:, 1]] = 20.0
+    m = MetricOutput(logits, torch.zeros(3, 2, *hw), [logits], torch.zeros(3))
+    assert ((m.peak_offset_en_m(tile) - off).abs() <= tile / hw[0] / 2 + 1e-4).all()
+    assert ((m.expected_offset_en_m(tile) - off).abs() <= tile / hw[0] / 2 + 1e-4).all()
+
+
+def test_sub_cell_refinement_interpolates_between_two_cells():
+    hw, tile = (16, 16), 64.0  # 4 m cells
+    logits = torch.full((1, *hw), -30.0)
+    logits[0, 8, 8] = logits[0, 8, 9] = 5.0  # equal mass in two east-west neighbours
+    m = MetricOutput(logits, torch.zeros(1, 2, *hw), [logits], torch.zeros(1), refine_window=3)
+    e, n = m.peak_offset_en_m(tile)[0].tolist()
+    assert abs(e - 4.0) < 1e-3 and abs(n - (-2.0)) < 1e-3  # halfway between cell centres 2 m and 6 m east
+
+
+def test_covariance_is_small_for_one_peak_and_wide_along_two_modes():
+    hw, tile = (32, 32), 64.0
+    one = torch.full((1, *hw), -30.0)
+    one[0, 16, 16] = 30.0
+    two = one.clone()
+    two[0, 16, 4] = 30.0  # a second mode 24 m west
+    cov1 = MetricOutput(one, torch.zeros(1, 2, *hw), [one], torch.zeros(1)).covariance_m2(tile)[0]
+    cov2 = MetricOutput(two, torch.zeros(1, 2, *hw), [two], torch.zeros(1)).covariance_m2(tile)[0]
+    assert cov1[0, 0] < 1.0 and cov1[1, 1] < 1.0  # only the cell's own variance (2 m cells: 1/3 m^2)
+    assert cov2[0, 0] > 100.0 and cov2[1, 1] < 1.0
+
+
+def test_heading_hypotheses_follow_geo_convention():
+    s, d = 8, 4
+    g = torch.nn.functional.normalize(torch.randn(1, s, d).flatten(1), dim=1).view(1, s, d)
+    r0 = 3  # aerial direction k holds what sector k - r0 sees: heading = r0 * 360 / S
+    a = torch.roll(g, r0, dims=1).reshape(1, s * d, 1, 1).expand(1, s * d, 2, 2)
+    vol = rotation_volume(g, a)
+    assert int(vol[0, :, 0, 0].argmax()) == r0
+    # rolling the panorama right by one sector changes the heading by -360/S (geo.py): best r becomes r0 - 1
+    vol2 = rotation_volume(torch.roll(g, 1, dims=1), a)
+    assert int(vol2[0, :, 0, 0].argmax()) == r0 - 1
+    # and the readout of a heading vector is the compass heading
+    for h in (0.0, 90.0, -135.0, 135.0):
+        v = heading_to_vector(torch.tensor([h]))
+        assert abs(float(vector_to_heading(v)[0]) - h) < 1e-4
+    hv = heading_to_vector(torch.tensor([135.0]))[:, :, None, None].expand(1, 2, 4, 4)
+    m = MetricOutput(torch.zeros(1, 4, 4), hv, [], torch.zeros(1))
+    assert abs(float(m.heading_deg()[0]) - 135.0) < 1e-3
+
+
+def test_share_views_registers_one_encoder():
+    shared = build_model(tiny_config(share_views=True))
+    split = build_model(tiny_config(share_views=False))
+    n_shared = sum(p.numel() for p in shared.parameters())
+    n_split = sum(p.numel() for p in split.parameters())
+    assert n_shared < 0.7 * n_split
+    assert shared.aerial_encoder is shared.ground_encoder
+    assert not any(k.startswith("aerial_encoder") for k in shared.state_dict())
+
+
+def test_split_last_stage_gives_the_semantic_head_its_own_copy():
+    m = build_model(tiny_config(split_last_stage=True)).eval()
+    assert m.ground_encoder.trunk.semantic_last is not None
+    with torch.no_grad():
+        out = m.localize(m.encode_ground(torch.randn(2, 3, 32, 128)), m.encode_aerial(torch.randn(2, 3, 64, 64)))
+    assert out.logits.shape == (2, 16, 16)
+
+
+def test_rerank_reorders_only_the_top_k():
+    ranking = torch.tensor([[10, 11, 12, 13, 14, 15, 16]])
+    scores = torch.tensor([[0.1, 0.2, 0.9, 0.3, 0.0]])  # K = 5: candidate at rank 3 is best
+    out = rerank_candidates(ranking, scores)
+    assert out[0, 0] == 12
+    assert sorted(out[0, :5].tolist()) == [10, 11, 12, 13, 14]
+    assert out[0, 5:].tolist() == [15, 16]  # never reordered beyond K
+
+
+def test_learned_reranker_moves_the_positive_from_rank_2_to_k_to_rank_1():
+    torch.manual_seed(0)
+    k, n = 5, 256
+    # retrieval alone puts the positive at a random rank 2..K; its local evidence is stronger
+    ev = torch.rand(n, k, len(EVIDENCE_NAMES)) * 0.2
+    ev[..., 0] = torch.linspace(0.6, 0.5, k)  # global cosine decreasing with rank
+    pos = torch.randint(1, k, (n,))
+    ev[torch.arange(n), pos, 1] += 0.5        # local matching score
+    ev[torch.arange(n), pos, 3] -= 0.1        # lower entropy
+    rr = Reranker(16)
+    before = rr(ev).argmax(1)
+    assert (before == pos).float().mean() < 0.05
+    opt = torch.optim.Adam(rr.parameters(), lr=1e-2)
+    for _ in range(150):
+        loss = torch.nn.functional.cross_entropy(rr(ev), pos)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    ranking = torch.arange(k + 3).repeat(n, 1)
+    out = rerank_candidates(ranking, rr(ev).detach())
+    assert (out[:, 0] == pos).float().mean() > 0.95
+    assert (out[:, k:] == ranking[:, k:]).all()

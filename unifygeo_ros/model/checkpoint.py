@@ -1,0 +1,205 @@
+"""Model checkpoints: a directory with ``model.safetensors`` + ``config.json`` + ``meta.json``.
+
+* ``model.safetensors``: the weights (float32, or float16 to halve the size; loaded back as the model's dtype).
+* ``config.json``: the full resolved :class:`~unifygeo_ros.config.Config` the model was built from.
+* ``meta.json``: ``{"format": "unifygeo-checkpoint", "version": 1, "step", "metrics", "dtype", "model_hash",
+  "backbone"}``; ``model_hash`` is the SHA-256 of the canonical model config plus every stored tensor (name,
+  dtype, shape, bytes): the model's identity (an aerial index records it, so features from another model are
+  refused).
+
+Loading never unpickles: safetensors for weights, JSON for the rest. A missing file, a truncated or corrupt
+weights file, a hash mismatch, or weights that do not fit the configuration (missing / unexpected keys, shape
+mismatch, another backbone) each give one :class:`CheckpointError` naming the first few problems.
+The training state for ``--resume`` (optimizer, scheduler, RNG) lives beside it in ``train_state.pt``, written
+with ``torch.save`` and read with ``torch.load(weights_only=True)`` (tensors and plain containers only).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from unifygeo_ros.config import Config, ConfigError
+from unifygeo_ros.errors import CheckpointError
+
+FORMAT = "unifygeo-checkpoint"
+VERSION = 1
+WEIGHTS, CONFIG, META, TRAIN_STATE = "model.safetensors", "config.json", "meta.json", "train_state.pt"
+_MAX_LISTED = 5
+
+
+@dataclass
+class CheckpointMeta:
+    step: int = 0
+    metrics: dict = field(default_factory=dict)
+    dtype: str = "float32"
+    model_hash: str = ""
+    backbone: str = ""
+
+
+def _listed(items: list[str]) -> str:
+    more = f" (and {len(items) - _MAX_LISTED} more)" if len(items) > _MAX_LISTED else ""
+    return ", ".join(items[:_MAX_LISTED]) + more
+
+
+def model_hash(cfg: Config, tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 identity of a model: canonical JSON of its model config + every tensor (sorted by name)."""
+    h = hashlib.sha256()
+    h.update(json.dumps(cfg.to_dict()["model"], sort_keys=True).encode())
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def save_checkpoint(directory: str | os.PathLike, model: torch.nn.Module, cfg: Config, step: int = 0,
+                    metrics: dict | None = None, dtype: str | None = None) -> CheckpointMeta:
+    """Write ``model`` (unwrapped from DDP if needed) and ``cfg`` to ``directory``; returns the meta written."""
+    from safetensors.torch import save as st_save
+
+    model = getattr(model, "module", model)
+    dtype = dtype or cfg.train.save_dtype
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    tensors = {}
+    for name, t in model.state_dict().items():
+        t = t.detach().cpu().contiguous()
+        if dtype == "float16" and t.is_floating_point():
+            t = t.to(torch.float16)
+        tensors[name] = t
+    meta = CheckpointMeta(step=int(step), metrics=dict(metrics or {}), dtype=dtype,
+                          model_hash=model_hash(cfg, tensors), backbone=cfg.model.backbone)
+    _atomic_write(out / WEIGHTS, st_save(tensors, metadata={"format": FORMAT, "model_hash": meta.model_hash}))
+    _atomic_write(out / CONFIG, cfg.dump_json().encode())
+    _atomic_write(out / META, json.dumps({"format": FORMAT, "version": VERSION, **meta.__dict__},
+                                         indent=2, sort_keys=True).encode())
+    return meta
+
+
+def read_meta(directory: str | os.PathLike) -> CheckpointMeta:
+    p = Path(directory) / META
+    try:
+        data = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {directory}: {META} not found") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"checkpoint {directory}: cannot read {META} ({exc})") from None
+    if data.get("format") != FORMAT or data.get("version") != VERSION:
+        raise CheckpointError(f"checkpoint {directory}: {META} is format {data.get('format')!r} version "
+                              f"{data.get('version')!r}, expected {FORMAT!r} version {VERSION}")
+    return CheckpointMeta(**{k: data[k] for k in CheckpointMeta.__dataclass_fields__ if k in data})
+
+
+def read_config(directory: str | os.PathLike) -> Config:
+    p = Path(directory) / CONFIG
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint {directory}: {CONFIG} not found")
+    try:
+        return Config.from_dict(json.loads(p.read_text()))
+    except (OSError, json.JSONDecodeError, ConfigError) as exc:
+        raise CheckpointError(f"checkpoint {directory}: bad {CONFIG} ({exc})") from None
+
+
+def read_weights(directory: str | os.PathLike) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load as st_load
+
+    p = Path(directory) / WEIGHTS
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint {directory}: {WEIGHTS} not found")
+    try:
+        return st_load(p.read_bytes())
+    except Exception as exc:  # safetensors raises its own error types for truncated/corrupt headers and data
+        raise CheckpointError(f"checkpoint {directory}: {WEIGHTS} is truncated or corrupt ({exc})") from None
+
+
+def check_compatible(model: torch.nn.Module, tensors: dict[str, torch.Tensor], where: str) -> None:
+    """Raise one CheckpointError listing the first missing / unexpected keys and shape mismatches."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    shapes = [f"{k} {tuple(tensors[k].shape)} vs model {expected[k]}" for k in sorted(set(expected) & set(tensors))
+              if tuple(tensors[k].shape) != expected[k]]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing key(s): {_listed(missing)}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected key(s): {_listed(unexpected)}")
+    if shapes:
+        problems.append(f"{len(shapes)} shape mismatch(es): {_listed(shapes)}")
+    if problems:
+        raise CheckpointError(f"checkpoint {where} does not match the model: " + "; ".join(problems))
+
+
+def load_checkpoint(directory: str | os.PathLike, cfg: Config | None = None, map_location: str = "cpu",
+                    verify_hash: bool = True):
+    """Build the model from the checkpoint's config (or check it against ``cfg``) and load its weights.
+
+    Returns ``(model, cfg, meta)``; the model is float32 on ``map_location``, in eval mode.
+    """
+    from unifygeo_ros.model.unifygeo import build_model
+
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise CheckpointError(f"checkpoint directory not found: {directory}")
+    meta = read_meta(directory)
+    saved_cfg = read_config(directory)
+    if cfg is not None:
+        a, b = cfg.to_dict()["model"], saved_cfg.to_dict()["model"]
+        diff = [f"{k}={b[k]!r} (config says {a[k]!r})" for k in sorted(a) if a[k] != b[k]]
+        if diff:
+            raise CheckpointError(f"checkpoint {directory} was trained with another model configuration: "
+                                  f"{_listed(diff)}")
+    else:
+        cfg = saved_cfg
+    tensors = read_weights(directory)
+    if verify_hash and meta.model_hash and model_hash(saved_cfg, tensors) != meta.model_hash:
+        raise CheckpointError(f"checkpoint {directory}: weights do not match the model_hash in {META} "
+                              "(corrupt or replaced file)")
+    try:
+        model = build_model(cfg)
+    except ConfigError as exc:
+        raise CheckpointError(f"checkpoint {directory}: cannot build its model ({exc})") from None
+    check_compatible(model, tensors, str(directory))
+    state = model.state_dict()
+    model.load_state_dict({k: v.to(state[k].dtype) for k, v in tensors.items()})
+    return model.to(map_location).eval(), cfg, meta
+
+
+def load_weights_into(model: torch.nn.Module, directory: str | os.PathLike) -> CheckpointMeta:
+    """Load a checkpoint's weights into an existing model (same architecture); returns its meta."""
+    meta = read_meta(directory)
+    tensors = read_weights(directory)
+    target = getattr(model, "module", model)
+    check_compatible(target, tensors, str(directory))
+    state = target.state_dict()
+    target.load_state_dict({k: v.to(state[k].dtype) for k, v in tensors.items()})
+    return meta
+
+
+def save_train_state(directory: str | os.PathLike, state: dict) -> None:
+    """Optimizer / scheduler / scaler / RNG state for --resume (plain containers of tensors and numbers)."""
+    path = Path(directory) / TRAIN_STATE
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_train_state(directory: str | os.PathLike) -> dict:
+    path = Path(directory) / TRAIN_STATE
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {directory}: {TRAIN_STATE} not found (cannot resume)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"checkpoint {directory}: {TRAIN_STATE} is truncated or corrupt ({exc})") from None

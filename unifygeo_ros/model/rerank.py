@@ -1,0 +1,60 @@
+"""Re-ranking of the top-K retrieved tiles with the metric-localization evidence.
+
+For a query and each of its K candidates (in retrieval order) the evidence is
+    [global cosine, local matching score (max over coarse aerial cells and headings of the cosine with the
+     ground's matching descriptor, as in the official code), peak log-probability / log(h*w), map entropy / log(h*w)]
+and the score is ``scale * global_cosine + MLP(evidence)`` (the MLP starts near zero, so the initial order is
+the retrieval order). It is trained by its own listwise cross-entropy over the K candidates, the target being
+the candidate tile that contains the camera. :func:`rerank_candidates` reorders only the first K entries of a
+ranking, so a tile outside the top K can never move and nothing beyond K is reordered.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+
+from unifygeo_ros.model.metric_head import MetricOutput
+
+EVIDENCE_NAMES = ("global_cosine", "local_score", "peak_logprob_norm", "entropy_norm")
+
+
+def rerank_evidence(global_cosine: torch.Tensor, metric: MetricOutput) -> torch.Tensor:
+    """(N,) cosines and the N pairs' metric outputs -> (N, 4) evidence (see ``EVIDENCE_NAMES``)."""
+    h, w = metric.grid_hw
+    log_cells = math.log(h * w)
+    return torch.stack([
+        global_cosine.float(),
+        metric.local_score.float(),
+        metric.peak_logprob() / log_cells,
+        metric.entropy(),
+    ], dim=-1)
+
+
+class Reranker(nn.Module):
+    """evidence (..., 4) -> score (...): learned global-cosine scale plus a small MLP on all the evidence."""
+
+    def __init__(self, hidden: int = 16) -> None:
+        super().__init__()
+        self.log_scale = nn.Parameter(torch.tensor(math.log(10.0)))
+        self.mlp = nn.Sequential(nn.Linear(len(EVIDENCE_NAMES), hidden), nn.GELU(), nn.Linear(hidden, 1))
+        nn.init.normal_(self.mlp[2].weight, std=1e-3)
+        nn.init.zeros_(self.mlp[2].bias)
+
+    def forward(self, evidence: torch.Tensor) -> torch.Tensor:
+        return self.log_scale.exp() * evidence[..., 0] + self.mlp(evidence).squeeze(-1)
+
+
+def rerank_candidates(ranking: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    """Reorder the first K = ``scores.shape[-1]`` entries of ``ranking`` (Q, N) by ``scores`` (Q, K), descending.
+
+    Ties keep the retrieval order (stable sort). Entries K.. are returned unchanged.
+    """
+    k = scores.shape[-1]
+    if ranking.shape[-1] < k:
+        raise ValueError(f"ranking has {ranking.shape[-1]} entries, fewer than K={k} scores")
+    order = torch.sort(scores, dim=-1, descending=True, stable=True).indices
+    out = ranking.clone()
+    out[..., :k] = torch.gather(ranking[..., :k], -1, order)
+    return out

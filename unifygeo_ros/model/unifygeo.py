@@ -1,0 +1,148 @@
+"""UnifyGeo: one network whose parameters serve retrieval and metric localization, plus a learned re-ranker.
+
+Inference API (what the index, the localizer and the evaluation call)::
+
+    g = model.encode_ground(pano)        # (B, 3, Hg, Wg) normalised -> GroundFeatures
+    a = model.encode_aerial(tiles)       # (B, 3, A, A) normalised   -> AerialFeatures (cacheable, .cpu()/.half())
+    sim = model.similarity(g, a)         # (Bg, Ba) cosine
+    m = model.localize(g, a)             # pairs g[i] with a[i]; a ground batch of 1 broadcasts over K tiles
+    m.peak_offset_en_m(tile_m), m.heading_deg(), m.covariance_m2(tile_m)
+    scores = model.rerank_scores(g, a_topk)   # one query vs its K candidates -> (K,)
+
+Inputs are ImageNet-normalised float tensors: panoramas in geo.py's convention (column azimuth relative to the
+heading), aerial tiles north-up.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+import torch
+import torch.nn as nn
+
+from unifygeo_ros.config import ModelConfig
+from unifygeo_ros.model.aggregator import AttentionAggregator
+from unifygeo_ros.model.encoder import ViewEncoder
+from unifygeo_ros.model.metric_head import AerialMatchHead, GroundMatchHead, MetricHead, MetricOutput
+from unifygeo_ros.model.rerank import Reranker, rerank_evidence
+
+
+class _Features:
+    """Batch-indexable, device-movable bundle of tensors / lists of tensors."""
+
+    def _map(self, fn):
+        kwargs = {}
+        for f in fields(self):  # type: ignore[arg-type]
+            v = getattr(self, f.name)
+            kwargs[f.name] = [fn(t) for t in v] if isinstance(v, list) else fn(v)
+        return type(self)(**kwargs)
+
+    def select(self, index) -> "_Features":
+        """The features of batch entries ``index`` (int tensor, list or slice)."""
+        return self._map(lambda t: t[index])
+
+    def to(self, *args, **kwargs) -> "_Features":
+        return self._map(lambda t: t.to(*args, **kwargs))
+
+    def __len__(self) -> int:
+        return self.descriptor.shape[0]  # type: ignore[attr-defined]
+
+
+@dataclass
+class GroundFeatures(_Features):
+    """descriptor: (B, D) L2-normalised global descriptor; sectors: per matching level (coarse to fine),
+    (B, S, d) azimuth-sector matching descriptors (L2-normalised over S*d)."""
+
+    descriptor: torch.Tensor
+    sectors: list
+
+
+@dataclass
+class AerialFeatures(_Features):
+    """descriptor: (B, D) L2-normalised global descriptor; cells: per matching level (coarse to fine),
+    (B, S*d, h_l, w_l) directional descriptors per cell (L2-normalised per cell)."""
+
+    descriptor: torch.Tensor
+    cells: list
+
+
+class UnifyGeo(nn.Module):
+    """The network. With ``cfg.share_views`` the ground and aerial branches are one module (registered once:
+    ``ground_encoder`` / ``ground_aggregator``), otherwise two of the same architecture (pseudo-Siamese)."""
+
+    def __init__(self, cfg: ModelConfig, init_temperature: float = 0.07, learn_temperature: bool = True) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.ground_encoder = ViewEncoder(cfg)
+        agg = lambda: AttentionAggregator(cfg.semantic_dim, cfg.descriptor_dim, cfg.aggregator_layers,  # noqa: E731
+                                          cfg.aggregator_heads, cfg.gem_p)
+        self.ground_aggregator = agg()
+        if not cfg.share_views:
+            self.aerial_encoder_ = ViewEncoder(cfg)
+            self.aerial_aggregator_ = agg()
+        levels = len(cfg.metric_strides)
+        self.ground_match = GroundMatchHead(cfg.decoder_dim, levels, cfg.orientation_bins, cfg.match_dim,
+                                            cfg.ground_elevation_bins)
+        self.aerial_match = AerialMatchHead(cfg.decoder_dim, levels, cfg.orientation_bins, cfg.match_dim)
+        self.metric = MetricHead(cfg.orientation_bins, cfg.refine_window)
+        self.reranker = Reranker(cfg.rerank_hidden)
+        # CLIP-style learnable InfoNCE temperature (logit scale = 1 / T); part of the model so DDP syncs it
+        self.log_logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / init_temperature)),
+                                            requires_grad=learn_temperature)
+
+    @property
+    def aerial_encoder(self) -> ViewEncoder:
+        return self.ground_encoder if self.cfg.share_views else self.aerial_encoder_
+
+    @property
+    def aerial_aggregator(self) -> AttentionAggregator:
+        return self.ground_aggregator if self.cfg.share_views else self.aerial_aggregator_
+
+    # ---- encoders ---------------------------------------------------------------------------------------------
+    def encode_ground(self, x: torch.Tensor) -> GroundFeatures:
+        semantic, fine = self.ground_encoder(x, wrap=self.cfg.circular_ground)
+        return GroundFeatures(self.ground_aggregator(semantic), self.ground_match(fine))
+
+    def encode_aerial(self, x: torch.Tensor) -> AerialFeatures:
+        semantic, fine = self.aerial_encoder(x, wrap=False)
+        return AerialFeatures(self.aerial_aggregator(semantic), self.aerial_match(fine))
+
+    # ---- heads ------------------------------------------------------------------------------------------------
+    @staticmethod
+    def similarity(ground: GroundFeatures, aerial: AerialFeatures) -> torch.Tensor:
+        """(Bg, Ba) cosine similarity of the global descriptors."""
+        return ground.descriptor @ aerial.descriptor.t()
+
+    def localize(self, ground: GroundFeatures, aerial: AerialFeatures) -> MetricOutput:
+        """Metric localization of ground[i] in aerial[i]; a ground batch of 1 is matched against every tile."""
+        sectors = ground.sectors
+        if len(ground) != len(aerial):
+            if len(ground) != 1:
+                raise ValueError(f"localize: {len(ground)} ground vs {len(aerial)} aerial features "
+                                 "(pair them, or pass a single ground query)")
+            sectors = [s.expand(len(aerial), *s.shape[1:]) for s in sectors]
+        cells = [c.to(sectors[0].dtype) for c in aerial.cells]
+        return self.metric(sectors, cells)
+
+    def rerank_scores(self, ground: GroundFeatures, aerial: AerialFeatures,
+                      metric: MetricOutput | None = None) -> torch.Tensor:
+        """Re-rank scores of paired (or one-vs-K broadcast) ground/aerial features; higher = more likely."""
+        if metric is None:
+            metric = self.localize(ground, aerial)
+        cos = (ground.descriptor * aerial.descriptor).sum(-1) if len(ground) == len(aerial) \
+            else (aerial.descriptor @ ground.descriptor[0])
+        return self.reranker(rerank_evidence(cos, metric))
+
+    @property
+    def logit_scale(self) -> torch.Tensor:
+        return self.log_logit_scale.exp().clamp(max=100.0)
+
+    def forward(self, ground: torch.Tensor, aerial: torch.Tensor) -> tuple[GroundFeatures, AerialFeatures]:
+        return self.encode_ground(ground), self.encode_aerial(aerial)
+
+
+def build_model(cfg) -> UnifyGeo:
+    """A model from a full :class:`~unifygeo_ros.config.Config` (model + loss temperature) or a ModelConfig."""
+    if hasattr(cfg, "model"):
+        return UnifyGeo(cfg.model, cfg.loss.init_temperature, cfg.loss.learn_temperature)
+    return UnifyGeo(cfg)
