@@ -30,6 +30,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 import torch.nn.functional as F
+import yaml
 
 from unifygeo_ros.config import Config, ConfigError, load_config
 from unifygeo_ros.errors import UnifyGeoError
@@ -422,6 +423,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--resume", action="store_true", help="continue from OUT/ckpt")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override one config value, e.g. --set loss.position_weight=0 (repeatable; "
+                             "VALUE is parsed as YAML)")
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -435,6 +439,12 @@ def config_from_args(args: argparse.Namespace) -> Config:
     for name in ("steps", "device", "seed"):
         if getattr(args, name) is not None:
             over["train"][name] = getattr(args, name)
+    for item in getattr(args, "set", []) or []:
+        key, sep, value = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not dot or not name:
+            raise UnifyGeoError(f"--set expects SECTION.KEY=VALUE, got {item!r}")
+        over.setdefault(section, {})[name] = yaml.safe_load(value)
     return load_config(args.config, over)
 
 

@@ -1,0 +1,370 @@
+"""The localizer node over real DDS: panoramas of a synthetic city in, geographic fixes out.
+
+Three node processes are started once for the module (namespaces /pano: sensor_msgs/Image, /comp:
+CompressedImage, /rig: four pinhole cameras), in a ROS domain of their own, plus a driver process
+(test/node_driver.py) that publishes the inputs and records every output. With the embedded demo model the
+fixes are checked against the true positions; with random weights (no demo model yet) the structure, stamps,
+frames, covariances and the yaw convention are checked instead.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from node_world import DriverProc, image_fields, jpeg_fields
+from ros_helpers import ros_available, ros_subprocess_env, unique_domain_id
+
+_OK, _WHY = ros_available()
+_REQUIRED = os.environ.get("UNIFYGEO_REQUIRE_ROS", "0") == "1"
+pytestmark = pytest.mark.skipif(not _OK and not _REQUIRED, reason=_WHY)
+
+REPO = Path(__file__).resolve().parents[1]
+PARAMS = REPO / "config" / "localize.yaml"
+NODE_NAME = "unifygeo_localizer"
+RIG = {"front": 0.0, "left": 90.0, "back": 180.0, "right": -90.0}
+RIG_HFOV_DEG, RIG_W, RIG_H = 100.0, 160, 120
+STARTUP_TIMEOUT_S = 120.0
+
+
+def node_command(env: dict) -> list[str]:
+    """The console script on PATH (what a pip install provides), else the module."""
+    exe = shutil.which("localizer_node", path=env.get("PATH"))
+    return [exe] if exe else [sys.executable, "-m", "unifygeo_ros.node"]
+
+
+class NodeProc:
+    """One localizer_node process with its log in a file."""
+
+    def __init__(self, env: dict, ns: str, params: dict, log: Path):
+        self.ns, self.log = ns, log
+        args = ["--ros-args", "-r", f"__ns:={ns}", "--params-file", str(PARAMS)]
+        for k, v in params.items():
+            args += ["-p", f"{k}:={v}"]
+        self.fh = open(log, "w")
+        self.proc = subprocess.Popen(node_command(env) + args, env=env, stdout=self.fh, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL)
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_ready(self, deadline: float) -> None:
+        while time.monotonic() < deadline:
+            if "ready" in self.text():
+                return
+            if self.proc.poll() is not None:
+                raise AssertionError(f"node {self.ns} exited {self.proc.returncode}:\n{self.text()}")
+            time.sleep(0.2)
+        raise AssertionError(f"node {self.ns} not ready within {STARTUP_TIMEOUT_S} s:\n{self.text()}")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(2)  # SIGINT, what ros2 launch / Ctrl-C send
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.fh.close()
+        return self.proc.returncode
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    from node_world import build_world
+
+    return build_world(tmp_path_factory.mktemp("node_world"), n_queries=4)
+
+
+@pytest.fixture(scope="module")
+def env():
+    return ros_subprocess_env(domain_id=unique_domain_id())
+
+
+@pytest.fixture(scope="module")
+def nodes(world, env, tmp_path_factory):
+    logs = tmp_path_factory.mktemp("node_logs")
+    common = {"checkpoint": world.checkpoint, "index": world.index, "device": "cpu", "cpu_threads": 1,
+              "min_score": 0.0, "diagnostics_period_s": 0.5}
+    names = list(RIG)
+    procs = {
+        "/pano": NodeProc(env, "/pano", {**common, "input_mode": "panorama"}, logs / "pano.log"),
+        "/comp": NodeProc(env, "/comp", {**common, "input_mode": "compressed"}, logs / "comp.log"),
+        "/rig": NodeProc(env, "/rig", {**common, "input_mode": "cameras", "cameras.panorama_width": 256,
+                                       "cameras.names": json.dumps(names).replace('"', ""),
+                                       "cameras.yaw_deg": json.dumps([RIG[n] for n in names]),
+                                       "cameras.pitch_deg": json.dumps([0.0] * len(names))}, logs / "rig.log"),
+    }
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    try:
+        for p in procs.values():
+            p.wait_ready(deadline)
+        yield procs
+    finally:
+        codes = {ns: p.stop() for ns, p in procs.items()}
+    for ns, p in procs.items():  # a clean shutdown: SIGINT ends the node with exit code 0, no traceback
+        assert codes[ns] == 0 and "Traceback" not in p.text(), f"{ns} exit {codes[ns]}:\n{p.text()}"
+
+
+@pytest.fixture(scope="module")
+def driver(nodes, env):
+    d = DriverProc(env, list(nodes))
+    yield d
+    d.close()
+
+
+def _roundtrip(driver, ns, topic_kind, fields, timeout=30.0, **kw) -> dict:
+    topic = {"image": f"{ns}/image", "compressed": f"{ns}/image/compressed"}[topic_kind]
+    r = driver.call("roundtrip", topic=topic, kind=topic_kind, fields=fields, ns=ns, timeout=timeout, **kw)
+    assert not r["missing"], f"no {r['missing']} from {ns} after {r['attempts']} attempts"
+    return r
+
+
+def _cov(values, n):
+    c = np.asarray(values, float).reshape(n, n)
+    assert np.allclose(c, c.T), c
+    assert np.all(np.linalg.eigvalsh(c) > 0), np.linalg.eigvalsh(c)
+    return c
+
+
+def _yaw(q) -> float:
+    from unifygeo_ros.geo import quaternion_xyzw_to_yaw_deg
+
+    return quaternion_xyzw_to_yaw_deg(q["x"], q["y"], q["z"], q["w"])
+
+
+def check_outputs(out: dict, stamp_ns: int, world) -> dict:
+    """Every structural promise of the four outputs of one fix; returns a summary."""
+    from unifygeo_ros.geo import LocalENU
+
+    gp, gpc, fix, pose = (out[k] for k in ("geopose", "geopose_with_covariance", "fix", "pose"))
+    for m in (gp, gpc, fix, pose):
+        st = m["header"]["stamp"]
+        assert st["sec"] * 1_000_000_000 + st["nanosec"] == stamp_ns  # the image's stamp, not the publish time
+    assert pose["header"]["frame_id"] == "map"
+    assert gp["header"]["frame_id"] == gpc["header"]["frame_id"] == fix["header"]["frame_id"] == "base_link"
+    assert fix["status"]["status"] == 0  # STATUS_FIX
+    assert fix["position_covariance_type"] == 1  # COVARIANCE_TYPE_APPROXIMATED
+    lat, lon = fix["latitude"], fix["longitude"]
+    assert gp["pose"]["position"]["latitude"] == gpc["pose"]["pose"]["position"]["latitude"] == lat
+    assert gp["pose"]["position"]["longitude"] == gpc["pose"]["pose"]["position"]["longitude"] == lon
+    c3 = _cov(fix["position_covariance"], 3)
+    c6 = _cov(pose["pose"]["covariance"], 6)
+    g6 = _cov(gpc["pose"]["covariance"], 6)
+    assert np.allclose(c6[:2, :2], c3[:2, :2]) and c3[2, 2] == c6[2, 2] == 25.0  # vertical_variance_m2
+    assert g6[0, 0] == c6[1, 1] and g6[1, 1] == c6[0, 0]  # GeoPose order: Lat (north), Lon (east)
+    assert c6[3, 3] == c6[4, 4] == 1.0e6 and 0 < c6[5, 5] <= math.pi ** 2  # roll/pitch unknown, yaw measured
+    # pose: local ENU map frame anchored at the index origin; same point as lat/lon
+    e, n = LocalENU(*world.origin).to_en(lat, lon)
+    p = pose["pose"]["pose"]["position"]
+    assert (p["x"], p["y"]) == pytest.approx((float(e), float(n)), abs=1e-3)
+    # one yaw everywhere, a pure rotation about up
+    q = pose["pose"]["pose"]["orientation"]
+    assert q == gp["pose"]["orientation"] == gpc["pose"]["pose"]["orientation"]
+    assert q["x"] == q["y"] == 0.0 and q["z"] ** 2 + q["w"] ** 2 == pytest.approx(1.0)
+    return {"east": p["x"], "north": p["y"], "yaw_deg": _yaw(q), "lat": lat, "lon": lon}
+
+
+# ------------------------------------------------------------------------------------------------ outputs
+
+
+def test_a_panorama_gives_four_outputs_with_its_stamp_frames_and_covariances(world, driver):
+    q = world.queries[0]
+    r = _roundtrip(driver, "/pano", "image", image_fields(q.rgb))
+    s = check_outputs(r["outputs"], r["stamp_ns"], world)
+    e0, e1, n0, n1 = world.extent_en_m
+    assert e0 - 1 <= s["east"] <= e1 + 1 and n0 - 1 <= s["north"] <= n1 + 1  # inside the indexed map
+
+
+@pytest.mark.parametrize("encoding", ["bgr8", "rgba8", "mono8"])
+def test_other_encodings_are_accepted(world, driver, encoding):
+    r = _roundtrip(driver, "/pano", "image", image_fields(world.queries[1].rgb, encoding))
+    check_outputs(r["outputs"], r["stamp_ns"], world)
+
+
+def test_fixes_against_the_truth(world, driver):
+    """With the demo model: position and heading near the truth. Random weights: only that the published yaw is
+    the REP-103 conversion of a compass heading inside the map (accuracy is the lead's to tighten)."""
+    from node_world import distance_m, heading_error_deg
+
+    from unifygeo_ros.geo import heading_to_yaw_deg
+
+    errors, heading_errors = [], []
+    for q in world.queries:
+        r = _roundtrip(driver, "/pano", "image", image_fields(q.rgb))
+        s = check_outputs(r["outputs"], r["stamp_ns"], world)
+        errors.append(distance_m(q.east_m, q.north_m, s["east"], s["north"]))
+        heading_errors.append(heading_error_deg(s["yaw_deg"], float(heading_to_yaw_deg(q.heading_deg))))
+    print(f"\nnode fixes vs truth ({'demo model' if world.trained else 'random weights'}): position errors "
+          f"{np.round(errors, 1).tolist()} m, yaw errors {np.round(heading_errors, 1).tolist()} deg")
+    if world.trained:
+        assert np.median(errors) < 10.0
+        assert np.median(heading_errors) < 20.0
+    else:
+        assert max(errors) < 2 * math.hypot(world.extent_en_m[1] - world.extent_en_m[0],
+                                             world.extent_en_m[3] - world.extent_en_m[2])
+
+
+def test_compressed_jpeg_input(world, driver):
+    r = _roundtrip(driver, "/comp", "compressed", jpeg_fields(world.queries[0].rgb))
+    check_outputs(r["outputs"], r["stamp_ns"], world)
+
+
+def test_camera_rig_is_stitched_and_localized(world, driver):
+    from unifygeo_ros.stitch import PinholeCamera, intrinsics_for_fov, pinhole_view
+
+    k = intrinsics_for_fov(RIG_W, RIG_H, RIG_HFOV_DEG)
+    q = world.queries[0]
+    msgs = []
+    for name, yaw in RIG.items():
+        view = pinhole_view(q.rgb, PinholeCamera(name, k, RIG_W, RIG_H, yaw))
+        info = {"width": RIG_W, "height": RIG_H, "k": list(k), "distortion_model": "plumb_bob",
+                "d": [0.0] * 5, "header": {"frame_id": f"{name}_optical"}}
+        msgs.append({"topic": f"/rig/cameras/{name}/camera_info", "kind": "camera_info", "fields": info})
+        msgs.append({"topic": f"/rig/cameras/{name}/image", "kind": "image", "fields": image_fields(view)})
+    last = msgs.pop()
+    r = driver.call("roundtrip", timeout=60, topic=last["topic"], kind="image", fields=last["fields"], ns="/rig",
+                    extra=msgs)
+    assert not r["missing"], r
+    check_outputs(r["outputs"], r["stamp_ns"], world)
+
+
+def test_low_score_fixes_are_withheld_and_counted(world, driver):
+    assert driver.call("set_param", node=f"/pano/{NODE_NAME}", name="min_score", value=1.0)["successful"]
+    try:
+        t = driver.call("publish", topic="/pano/image", kind="image", fields=image_fields(world.queries[2].rgb))
+        st = driver.call("diagnostics", name_contains=f"/pano/{NODE_NAME}", after_ns=t["stamp_ns"], timeout=20,
+                         until_message="withheld")["status"]
+        assert st is not None and st["level"] == 1 and int(st["values"]["fixes_withheld"]) >= 1
+        assert driver.call("outputs", ns="/pano", stamp_ns=t["stamp_ns"], timeout=0.5)["missing"] == \
+            ["geopose", "geopose_with_covariance", "fix", "pose"]
+    finally:
+        assert driver.call("set_param", node=f"/pano/{NODE_NAME}", name="min_score", value=0.0)["successful"]
+    bad = driver.call("set_param", node=f"/pano/{NODE_NAME}", name="min_score", value=2.0)
+    assert not bad["successful"]
+
+
+# --------------------------------------------------------------------------------------------- bad inputs
+
+
+def _bad_image(kind: str, rgb: np.ndarray) -> tuple[str, dict, str]:
+    """(input kind, fields, text the diagnostics message must contain)."""
+    f = image_fields(rgb)
+    raw = base64.b64decode(f["data"])
+    if kind == "wrong_encoding":
+        return "image", {**f, "encoding": "bayer_rggb8"}, "unsupported encoding"
+    if kind == "zero_size":
+        return "image", {**f, "height": 0, "width": 0, "step": 0, "data": ""}, "zero size"
+    if kind == "truncated":
+        return "image", {**f, "data": base64.b64encode(raw[: len(raw) // 3]).decode()}, "truncated"
+    if kind == "nan_float":
+        px = np.full((rgb.shape[0], rgb.shape[1]), 0.5, np.float32)
+        px[3, 5] = np.nan
+        return "image", {"encoding": "32FC1", "height": px.shape[0], "width": px.shape[1], "step": px.shape[1] * 4,
+                         "is_bigendian": 0, "data": base64.b64encode(px.tobytes()).decode()}, "NaN"
+    if kind == "wrong_aspect":
+        return "image", image_fields(np.ascontiguousarray(rgb[:, : rgb.shape[0]])), "width/height"
+    if kind == "corrupt_jpeg":
+        return "compressed", {"format": "jpeg", "data": base64.b64encode(b"\xff\xd8garbage" * 50 + b"\xff\xd9")
+                              .decode()}, "cannot decode"
+    if kind == "truncated_jpeg":
+        j = base64.b64decode(jpeg_fields(rgb)["data"])
+        return "compressed", {"format": "jpeg", "data": base64.b64encode(j[: len(j) // 2]).decode()}, "truncated JPEG"
+    raise ValueError(kind)
+
+
+@pytest.mark.parametrize("kind", ["wrong_encoding", "zero_size", "truncated", "nan_float", "wrong_aspect",
+                                  "corrupt_jpeg", "truncated_jpeg"])
+def test_bad_input_is_reported_and_the_node_lives_on(world, driver, nodes, kind):
+    rgb = world.queries[3].rgb
+    input_kind, fields, expect = _bad_image(kind, rgb)
+    ns = "/pano" if input_kind == "image" else "/comp"
+    topic = f"{ns}/image" if input_kind == "image" else f"{ns}/image/compressed"
+    t = driver.call("publish", topic=topic, kind=input_kind, fields=fields)
+    st = None
+    for _ in range(3):  # best-effort input: offer it again if the first sample was lost
+        st = driver.call("diagnostics", name_contains=f"{ns}/", after_ns=t["stamp_ns"], timeout=4,
+                         until_message=expect)["status"]
+        if st is not None:
+            break
+        t = driver.call("publish", topic=topic, kind=input_kind, fields=fields)
+    assert st is not None, f"no diagnostics mentioning {expect!r} from {ns}"
+    assert st["level"] == 1 and int(st["values"]["bad_input"]) >= 1  # WARN, counted
+    assert driver.call("outputs", ns=ns, stamp_ns=t["stamp_ns"], timeout=0.2)["missing"]  # nothing published
+    assert nodes[ns].proc.poll() is None
+    good = image_fields(rgb) if input_kind == "image" else jpeg_fields(rgb)
+    _roundtrip(driver, ns, input_kind, good)  # still answers a good image
+
+
+def test_bad_input_warnings_are_throttled(nodes, world, driver):
+    _, fields, _ = _bad_image("wrong_encoding", world.queries[3].rgb)
+    for _ in range(5):
+        driver.call("publish", topic="/pano/image", kind="image", fields=fields)
+    time.sleep(1.0)
+    lines = [ln for ln in nodes["/pano"].text().splitlines() if "unsupported encoding" in ln]
+    assert 1 <= len(lines) <= 2  # the earlier test's line and at most one more within warn_throttle_s
+
+
+# ----------------------------------------------------------------------------------------------- flood
+
+
+def test_flood_at_30_hz_drops_frames_stays_responsive_and_memory_flat(world, driver, nodes):
+    import psutil
+
+    proc = psutil.Process(nodes["/pano"].proc.pid)
+    fields = image_fields(world.queries[0].rgb)
+    driver.call("flood", wait_s=30, topic="/pano/image", kind="image", fields=fields, hz=30, seconds=1.5)  # warm
+    rss0 = proc.memory_info().rss
+    f = driver.call("flood", wait_s=30, topic="/pano/image", kind="image", fields=fields, hz=30, seconds=4.0)
+    rss1 = proc.memory_info().rss
+    n_fixes = driver.call("count", ns="/pano", since_ns=f["first_ns"])["count"]
+    st = driver.call("diagnostics", name_contains="/pano/", after_ns=f["last_ns"], timeout=10)["status"]
+    dropped = int(st["values"]["frames_dropped"])
+    print(f"\n30 Hz flood: {f['published']} images in 4 s, {n_fixes} fixes, frames_dropped {dropped}, RSS "
+          f"{rss0 / 2**20:.0f} -> {rss1 / 2**20:.0f} MB, diagnostics: {st['message']}")
+    assert f["published"] >= 100
+    assert dropped > 0 and 0 < n_fixes < f["published"]
+    assert (rss1 - rss0) / 2**20 < 30.0  # memory flat: no queue of frames builds up
+    t0 = time.monotonic()
+    _roundtrip(driver, "/pano", "image", fields, timeout=10)  # responsive right after the flood
+    assert time.monotonic() - t0 < 5.0
+
+
+# ----------------------------------------------------------------------------------------------- diagnostics
+
+
+def test_diagnostics_name_the_model_index_and_startup(world, driver):
+    st = driver.call("diagnostics", name_contains="/rig/", after_ns=0, timeout=10)["status"]
+    v = st["values"]
+    assert st["name"] == f"/rig/{NODE_NAME}: localization"
+    assert len(v["model_identity"]) == 64 and Path(v["index"]) == Path(world.index)
+    assert float(v["startup_s"]) > 0 and float(v["startup_load_s"]) > 0 and v["device"] == "cpu"
+    for key in ("input_rate_hz", "fix_rate_hz", "latency_ms_p50", "processing_ms_p50", "frames_dropped",
+                "fixes_withheld", "bad_input", "last_score", "received", "published"):
+        assert key in v, key
+
+
+# -------------------------------------------------------------------------------------------------- start-up
+
+
+@pytest.mark.parametrize("case", ["missing_index", "other_model"])
+def test_startup_failure_is_one_clear_message_and_a_nonzero_exit(world, env, case, tmp_path):
+    from node_world import other_checkpoint
+
+    params = {"missing_index": ["-p", f"index:={tmp_path / 'nope'}", "-p", f"checkpoint:={world.checkpoint}"],
+              "other_model": ["-p", f"index:={world.index}", "-p", f"checkpoint:={other_checkpoint(tmp_path)}"]}[case]
+    p = subprocess.run(node_command(env) + ["--ros-args", "-p", "device:=cpu"] + params, env=env, capture_output=True,
+                       text=True, timeout=120)
+    errors = [ln for ln in (p.stdout + p.stderr).splitlines() if "error" in ln.lower()]
+    assert p.returncode == 1, p.stderr
+    assert len(errors) == 1 and "Traceback" not in p.stderr, p.stderr
+    assert ("aerial index not found" if case == "missing_index" else "built with model") in errors[0]

@@ -1,0 +1,112 @@
+"""Pinhole cameras -> partial equirectangular panorama: geometry, coverage, masking, and the rig frame."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from unifygeo_ros.errors import ImageError
+from unifygeo_ros.image_codec import rgb_to_image_fields
+from unifygeo_ros.node_params import NodeSettings
+from unifygeo_ros.preprocess import column_azimuths_deg
+from unifygeo_ros.stitch import (PanoramaStitcher, PinholeCamera, RigFrame, intrinsics_for_fov, pinhole_view)
+
+W = 256
+
+
+@pytest.fixture(scope="module")
+def panorama():
+    """A panorama whose colour encodes the direction: red = azimuth, green = elevation, blue = a fine pattern."""
+    h = W // 2
+    az = column_azimuths_deg(W)  # -180..180, clockwise from forward
+    el = 90.0 - (np.arange(h) + 0.5) * 180.0 / h
+    img = np.zeros((h, W, 3), np.uint8)
+    img[..., 0] = np.round((az[None] + 180.0) / 360.0 * 255.0)
+    img[..., 1] = np.round((el[:, None] + 90.0) / 180.0 * 255.0)
+    img[..., 2] = ((np.arange(W)[None] // 8 + np.arange(h)[:, None] // 8) % 2) * 200
+    return img
+
+
+def cam(name, yaw, hfov=90.0, w=160, h=120, pitch=0.0):
+    return PinholeCamera(name, intrinsics_for_fov(w, h, hfov), w, h, yaw, pitch)
+
+
+def test_a_left_camera_fills_the_columns_left_of_the_heading():
+    """REP-103 yaw +90 = left = azimuth -90 (clockwise from forward) = left of the panorama's centre."""
+    st = PanoramaStitcher([cam("left", 90.0, hfov=60.0)], W)
+    az = column_azimuths_deg(W)[st.column_mask]
+    assert az.min() >= -121 and az.max() <= -59
+    assert st.coverage == pytest.approx(60.0 / 360.0, abs=2 / W)
+
+
+def test_four_90_degree_cameras_cover_everything_around(panorama):
+    rig = [cam(n, y) for n, y in (("front", 0.0), ("left", 90.0), ("back", 180.0), ("right", -90.0))]
+    st = PanoramaStitcher(rig, W)
+    assert st.coverage == 1.0
+    h = W // 2
+    rows = slice(int(h * 0.35), int(h * 0.65))  # +-27 deg elevation: inside every camera's vertical view
+    assert st.pixel_mask[rows].all()
+    assert not st.pixel_mask[0].any() and not st.pixel_mask[-1].any()  # zenith and nadir unseen
+
+
+@pytest.mark.parametrize("yaw,pitch", [(0.0, 0.0), (90.0, 0.0), (-135.0, 0.0), (30.0, 10.0)])
+def test_view_then_stitch_gives_back_the_panorama(panorama, yaw, pitch):
+    c = cam("c", yaw, hfov=80.0, pitch=pitch)
+    view = pinhole_view(panorama, c)
+    st = PanoramaStitcher([c], W)
+    pano = st.stitch([view])
+    m = st.pixel_mask.copy()
+    m[:, :2] = m[:, -2:] = False  # the seam columns interpolate across the wrap
+    err = np.abs(pano[m].astype(int) - panorama[m].astype(int))
+    assert np.median(err[:, 0]) <= 2 and np.median(err[:, 1]) <= 2  # azimuth / elevation codes agree
+    assert np.all(pano[~st.pixel_mask] == 0)  # unseen part masked (zero), as mask_fov does
+
+
+def test_overlaps_take_the_camera_closest_to_its_axis():
+    st = PanoramaStitcher([cam("a", 0.0, hfov=120.0), cam("b", -60.0, hfov=120.0)], W)
+    az = column_azimuths_deg(W)
+    mid = W // 4
+    owner = st.owner[mid]
+    assert np.all(owner[(az > -20) & (az < 20) & st.column_mask] == 0)
+    assert np.all(owner[(az > 40) & (az < 80)] == 1)  # camera b looks right (azimuth +60)
+
+
+def test_wrong_images_and_intrinsics_are_refused():
+    c = cam("front", 0.0)
+    st = PanoramaStitcher([c], W)
+    with pytest.raises(ImageError, match="images for"):
+        st.stitch([])
+    with pytest.raises(ImageError, match="CameraInfo says"):
+        st.stitch([np.zeros((10, 10, 3), np.uint8)])
+    with pytest.raises(ImageError, match="intrinsics"):
+        PinholeCamera("x", (0.0,) * 9, 10, 10, 0.0)
+    assert c.scaled_to(80, 60).k_matrix[0, 0] == pytest.approx(c.k_matrix[0, 0] / 2)
+
+
+def _msg(rgb, t):
+    f = rgb_to_image_fields(rgb, "bgr8")
+    return SimpleNamespace(header=SimpleNamespace(stamp=SimpleNamespace(sec=int(t), nanosec=int((t % 1) * 1e9))), **f)
+
+
+def _info(c):
+    return SimpleNamespace(k=list(c.K), width=c.width, height=c.height)
+
+
+def test_rig_frame_waits_for_a_synchronised_set_and_stitches_it(panorama):
+    s = NodeSettings.from_params({"input_mode": "cameras", "cameras.names": ["front", "back"],
+                                  "cameras.yaw_deg": [0.0, 180.0], "cameras.pitch_deg": [0.0, 0.0],
+                                  "cameras.panorama_width": W, "cameras.sync_tolerance_s": 0.05})
+    cams = {"front": cam("front", 0.0), "back": cam("back", 180.0)}
+    views = {n: pinhole_view(panorama, c) for n, c in cams.items()}
+    infos = {n: _info(c) for n, c in cams.items()}
+    assert RigFrame.collect(s, {"front": _msg(views["front"], 10.0)}, infos, -1) is None  # one camera missing
+    imgs = {"front": _msg(views["front"], 10.0), "back": _msg(views["back"], 10.2)}
+    assert RigFrame.collect(s, imgs, infos, -1) is None  # stamps too far apart
+    imgs["back"] = _msg(views["back"], 10.01)
+    f = RigFrame.collect(s, imgs, infos, -1)
+    assert f is not None and f.newest_stamp_s == pytest.approx(10.01)
+    assert RigFrame.collect(s, imgs, infos, f.newest_stamp_s) is None  # already used
+    pano = f.decode()
+    expect = PanoramaStitcher(list(cams.values()), W).stitch([views["front"], views["back"]])
+    assert np.array_equal(pano, expect)

@@ -1,0 +1,268 @@
+"""``localizer_node``: the ROS 2 shell around the localizer (parameters, topics, diagnostics; no maths here).
+
+    ros2 run unifygeo_ros localizer_node --ros-args --params-file config/localize.yaml -p index:=/path/ix
+
+Subscribes (sensor-data QoS, relative names): ``image`` (sensor_msgs/Image, input_mode ``panorama``),
+``image/compressed`` (sensor_msgs/CompressedImage, ``compressed``), or ``cameras/<name>/image`` +
+``cameras/<name>/camera_info`` (``cameras``). Publishes, stamped with the image's stamp: ``geopose``
+(geographic_msgs/GeoPoseStamped), ``geopose_with_covariance`` (GeoPoseWithCovarianceStamped), ``fix``
+(sensor_msgs/NavSatFix), ``pose`` (geometry_msgs/PoseWithCovarianceStamped in the local ENU ``map`` frame),
+and ``/diagnostics``. docs/NODE.md describes every parameter, topic, covariance and the robot_localization set-up.
+
+The work is done by plain objects: :mod:`unifygeo_ros.pipeline_worker` (inference thread, prior, stats),
+:mod:`unifygeo_ros.image_codec`, :mod:`unifygeo_ros.stitch`, :mod:`unifygeo_ros.fix_messages`,
+:mod:`unifygeo_ros.node_params`.
+"""
+from __future__ import annotations
+
+import sys
+import time
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geographic_msgs.msg import GeoPoseStamped, GeoPoseWithCovarianceStamped
+from geometry_msgs.msg import PoseWithCovarianceStamped
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.exceptions import ParameterException
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, NavSatFix, NavSatStatus
+
+from unifygeo_ros import fix_messages, geo
+from unifygeo_ros.errors import UnifyGeoError
+from unifygeo_ros.image_codec import compressed_fields_to_rgb, image_msg_to_rgb
+from unifygeo_ros.node_params import PARAMETERS, NodeSettings
+from unifygeo_ros.pipeline_worker import (Frame, LatestFrameWorker, PipelineStats, Throttle, error_kind,
+                                          load_pipeline)
+
+
+
+def _process_age_s() -> float:
+    """Seconds since this process started (start-up time as the user sees it), else since this import."""
+    try:
+        import psutil
+
+        return time.time() - psutil.Process().create_time()
+    except Exception:  # psutil missing: count from the import of this module
+        return time.monotonic() - _IMPORTED
+
+
+_IMPORTED = time.monotonic()
+OUTPUT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def _stamp_s(stamp) -> float:
+    return stamp.sec + 1e-9 * stamp.nanosec
+
+
+class LocalizerNode(Node):
+    """Parameters, subscriptions, publishers and the diagnostics timer; the pipeline does the work."""
+
+    def __init__(self, **kwargs):
+        super().__init__("unifygeo_localizer", **kwargs)
+        for p in PARAMETERS:
+            self.declare_parameter(p.name, p.default, ParameterDescriptor(
+                description=p.description + (f" ({'|'.join(p.choices)})" if p.choices else ""),
+                read_only=p.read_only))
+        self.settings = s = NodeSettings.from_params({p.name: self.get_parameter(p.name).value for p in PARAMETERS})
+        self.stats = PipelineStats()
+        self.pipeline, self.startup = load_pipeline(s, self.stats)
+        self.map_enu = geo.LocalENU(self.startup.index_origin_lat_deg, self.startup.index_origin_lon_deg,
+                                    s.altitude_m) if s.map_origin_from_index else \
+            geo.LocalENU(s.map_origin_lat_deg, s.map_origin_lon_deg, s.altitude_m)
+        self.throttle = Throttle(s.warn_throttle_s)
+
+        self.pub_geopose = self.create_publisher(GeoPoseStamped, "geopose", OUTPUT_QOS)
+        self.pub_geopose_cov = self.create_publisher(GeoPoseWithCovarianceStamped, "geopose_with_covariance",
+                                                     OUTPUT_QOS)
+        self.pub_fix = self.create_publisher(NavSatFix, "fix", OUTPUT_QOS)
+        self.pub_pose = self.create_publisher(PoseWithCovarianceStamped, "pose", OUTPUT_QOS)
+        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", OUTPUT_QOS)
+
+        if s.input_mode == "panorama":
+            self.inputs = [self.create_subscription(Image, "image", self._on_image, qos_profile_sensor_data)]
+        elif s.input_mode == "compressed":
+            self.inputs = [self.create_subscription(CompressedImage, "image/compressed", self._on_compressed,
+                                                    qos_profile_sensor_data)]
+        else:
+            self._rig_images: dict[str, Image] = {}
+            self._rig_infos: dict[str, CameraInfo] = {}
+            self._rig_last_stamp = -1.0
+            self.inputs = []
+            for name in s.camera_names:
+                self.inputs.append(self.create_subscription(
+                    Image, f"cameras/{name}/image", lambda m, n=name: self._on_camera_image(n, m),
+                    qos_profile_sensor_data))
+                self.inputs.append(self.create_subscription(
+                    CameraInfo, f"cameras/{name}/camera_info", lambda m, n=name: self._rig_infos.__setitem__(n, m),
+                    qos_profile_sensor_data))
+        self.worker = LatestFrameWorker(self._localize, self._on_worker_exception).start()
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.startup_s = _process_age_s()
+        self.diag_timer = self.create_timer(s.diagnostics_period_s, self._publish_diagnostics)
+        st = self.startup
+        self.get_logger().info(
+            f"ready {self.startup_s:.1f} s after process start (model + index loaded in {st.load_s:.2f} s): "
+            f"model {st.model_identity[:12]} from {st.checkpoint}, index {st.index} ({st.index_tiles} tiles), "
+            f"device {st.device}, input {s.input_mode} on {self.inputs[0].topic_name}, min_score {s.min_score:g}")
+
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        for p in params:
+            if p.name == "min_score":
+                if not isinstance(p.value, float) or not 0.0 <= p.value <= 1.0:
+                    return SetParametersResult(successful=False, reason="min_score must be a float within [0, 1]")
+        for p in params:
+            if p.name == "min_score":
+                self.pipeline.min_score = float(p.value)
+                self.get_logger().info(f"min_score set to {p.value:g}")
+        return SetParametersResult(successful=True)
+
+    # ---- inputs (executor thread: cheap, never blocking) -----------------------------------------------------
+    def _offer(self, stamp, decode, source: str) -> None:
+        self.stats.received()
+        self.worker.submit(Frame(stamp, _stamp_s(stamp), decode, source=source))
+
+    def _on_image(self, msg: Image) -> None:
+        self._offer(msg.header.stamp, lambda: image_msg_to_rgb(msg, "image"), "image")
+
+    def _on_compressed(self, msg: CompressedImage) -> None:
+        self._offer(msg.header.stamp, lambda: compressed_fields_to_rgb(msg.format, msg.data), "image/compressed")
+
+    def _on_camera_image(self, name: str, msg: Image) -> None:
+        from unifygeo_ros.stitch import RigFrame
+
+        self._rig_images[name] = msg
+        frame = RigFrame.collect(self.settings, self._rig_images, self._rig_infos, self._rig_last_stamp)
+        if frame is not None:
+            self._rig_last_stamp = frame.newest_stamp_s
+            self._rig_images = {}
+            self._offer(frame.stamp, frame.decode, "cameras")
+
+    # ---- work (worker thread) -----------------------------------------------------------------------------
+    def _localize(self, frame: Frame) -> None:
+        out = self.pipeline.process(frame)
+        if out.published:
+            self._publish_fix(frame, out.fix)
+            now_s = self.get_clock().now().nanoseconds * 1e-9
+            self.stats.published(1000.0 * (now_s - frame.stamp_s))
+        elif out.status in ("bad_input", "error") and self.throttle.ready(f"{out.status}:{error_kind(out.message)}"):
+            log = self.get_logger().error if out.status == "error" else self.get_logger().warning
+            log(f"{frame.source}: {out.message} (no fix published; more like it are counted in /diagnostics)")
+
+    def _on_worker_exception(self, frame: Frame, exc: BaseException) -> None:
+        if self.throttle.ready(f"worker:{type(exc).__name__}"):
+            self.get_logger().error(f"publishing failed: {type(exc).__name__}: {exc}")
+
+    def _publish_fix(self, frame: Frame, fix) -> None:
+        s = self.settings
+        o = fix_messages.fix_outputs(fix, self.map_enu, s.altitude_m, s.vertical_variance_m2, s.unmeasured_variance)
+        qx, qy, qz, qw = o.quaternion_xyzw
+
+        gp = GeoPoseStamped()
+        gp.header.stamp, gp.header.frame_id = frame.stamp, s.sensor_frame
+        gp.pose.position.latitude, gp.pose.position.longitude = o.latitude_deg, o.longitude_deg
+        gp.pose.position.altitude = o.altitude_m
+        gp.pose.orientation.x, gp.pose.orientation.y, gp.pose.orientation.z, gp.pose.orientation.w = qx, qy, qz, qw
+
+        gpc = GeoPoseWithCovarianceStamped()
+        gpc.header = gp.header
+        gpc.pose.pose = gp.pose
+        gpc.pose.covariance = o.geopose_covariance
+
+        nav = NavSatFix()
+        nav.header = gp.header
+        nav.status.status = NavSatStatus.STATUS_FIX
+        nav.status.service = fix_messages.SERVICE_UNKNOWN
+        nav.latitude, nav.longitude, nav.altitude = o.latitude_deg, o.longitude_deg, o.altitude_m
+        nav.position_covariance = o.navsat_covariance
+        nav.position_covariance_type = o.navsat_covariance_type
+
+        pose = PoseWithCovarianceStamped()
+        pose.header.stamp, pose.header.frame_id = frame.stamp, s.map_frame
+        p = pose.pose.pose
+        p.position.x, p.position.y, p.position.z = o.east_m, o.north_m, o.up_m
+        p.orientation.x, p.orientation.y, p.orientation.z, p.orientation.w = qx, qy, qz, qw
+        pose.pose.covariance = o.pose_covariance
+
+        self.pub_pose.publish(pose)
+        self.pub_fix.publish(nav)
+        self.pub_geopose_cov.publish(gpc)
+        self.pub_geopose.publish(gp)
+
+    # ---- diagnostics (executor thread) ---------------------------------------------------------------------
+    def _publish_diagnostics(self) -> None:
+        snap = self.stats.snapshot()
+        level, message = diagnostic_level(snap, self.settings.diagnostics_period_s, self.inputs[0].topic_name)
+        st = self.startup
+        values = {
+            **{k: v for k, v in snap.items() if k not in ("last_error", "last_error_status", "last_status")},
+            "frames_dropped": self.worker.dropped,
+            "fixes_withheld": snap["withheld"],
+            "min_score": self.settings.min_score,
+            "prior_active": self.pipeline.prior.active if self.pipeline.prior else False,
+            "prior_resets": self.pipeline.prior.resets if self.pipeline.prior else 0,
+            "last_error": snap["last_error"],
+            "model_identity": st.model_identity, "checkpoint": st.checkpoint, "index": st.index,
+            "index_tiles": st.index_tiles, "device": st.device, "startup_load_s": round(st.load_s, 3),
+            "startup_s": round(self.startup_s, 3),
+            "input_mode": self.settings.input_mode, "input_topic": self.inputs[0].topic_name,
+        }
+        status = DiagnosticStatus(level=level, name=f"{self.get_fully_qualified_name()}: localization", message=message,
+                                  hardware_id=f"unifygeo model {st.model_identity[:12]}")
+        status.values = [KeyValue(key=k, value=_fmt(v)) for k, v in values.items()]
+        arr = DiagnosticArray()
+        arr.header.stamp = self.get_clock().now().to_msg()
+        arr.status = [status]
+        self.pub_diag.publish(arr)
+
+    def destroy_node(self):
+        self.worker.stop(timeout_s=5.0)
+        return super().destroy_node()
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return "" if v is None else str(v)
+
+
+def diagnostic_level(snap: dict, period_s: float, topic: str) -> tuple[bytes, str]:
+    """(level, message) of the node's status from a :meth:`PipelineStats.snapshot`."""
+    recent = max(3.0 * period_s, 5.0)
+    since_err = snap["seconds_since_error"]
+    if since_err is not None and since_err <= recent:
+        lvl = DiagnosticStatus.ERROR if snap["last_error_status"] == "error" else DiagnosticStatus.WARN
+        return lvl, f"{snap['last_error_status'].replace('_', ' ')}: {snap['last_error']}"
+    if snap["received"] == 0:
+        return DiagnosticStatus.WARN, f"no images received yet on {topic}"
+    if snap["last_status"] == "withheld":
+        return DiagnosticStatus.WARN, (f"fix withheld: last score {snap['last_score']:.2f} below min_score "
+                                       f"({snap['withheld']} withheld so far)")
+    return DiagnosticStatus.OK, (f"localizing: {snap['fix_rate_hz']:.1f} fixes/s, last score "
+                                 f"{snap['last_score']:.2f}, {snap['published']} published")
+
+
+def main(args=None) -> int:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = LocalizerNode()
+        rclpy.spin(node)
+    except (UnifyGeoError, ParameterException) as exc:
+        print(f"[localizer_node] error: {exc}", file=sys.stderr, flush=True)
+        return 1
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        try:
+            if node is not None:
+                node.destroy_node()
+            rclpy.try_shutdown()
+        except KeyboardInterrupt:  # a second Ctrl-C while shutting down
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,220 @@
+"""The localizer node's parameters, their checks and the embedded demo's paths. ROS-free.
+
+:data:`PARAMETERS` is the one list of the node's parameters (name, default, description): the node declares
+exactly these, ``config/localize.yaml`` sets exactly these (tested), docs/NODE.md describes them.
+:meth:`NodeSettings.from_params` turns the values into typed settings and refuses impossible ones with one
+:class:`~unifygeo_ros.errors.UnifyGeoError` message. :func:`resolve_model_paths` finds the embedded demo
+model and index: in the ament share directory when the package is installed by colcon (or pip into a
+prefix), next to the package in a source checkout.
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from unifygeo_ros.errors import UnifyGeoError
+
+PACKAGE = "unifygeo_ros"
+#: the embedded demo, relative to the package's share directory (or the source tree)
+DEMO_CHECKPOINT_REL = "models/demo"
+DEMO_INDEX_REL = "models/demo/index"
+INPUT_MODES = ("panorama", "compressed", "cameras")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    default: object
+    description: str
+    choices: tuple = ()
+    read_only: bool = True
+
+
+PARAMETERS: tuple[ParamSpec, ...] = (
+    ParamSpec("checkpoint", "", "model checkpoint folder; empty = the embedded demo model (models/demo)"),
+    ParamSpec("index", "", "aerial index folder (unifygeo index build); empty = the embedded demo index"),
+    ParamSpec("device", "auto", "inference device: auto (CUDA when available), cpu or cuda", DEVICES),
+    ParamSpec("cpu_threads", 0, "torch CPU threads; 0 = torch's default"),
+    ParamSpec("input_mode", "panorama",
+              "panorama: sensor_msgs/Image on 'image'; compressed: sensor_msgs/CompressedImage on "
+              "'image/compressed'; cameras: several pinhole cameras stitched into a partial panorama", INPUT_MODES),
+    ParamSpec("min_score", 0.5, "fixes whose score (the model's probability that the tile is right) is below "
+                                "this are withheld and counted; settable at run time", read_only=False),
+    ParamSpec("use_prior", True, "narrow the search around the previous published fix"),
+    ParamSpec("prior.sigma_floor_m", 5.0, "smallest prior radius (1-sigma), m"),
+    ParamSpec("prior.growth_m_per_s", 3.0, "prior radius growth per second since the previous fix (top speed), m/s"),
+    ParamSpec("prior.max_age_s", 30.0, "a previous fix older than this is no prior, s"),
+    ParamSpec("prior.max_sigma_m", 150.0, "a prior wider than this is no prior (global search), m"),
+    ParamSpec("prior.reset_after", 3, "consecutive withheld fixes that drop the prior"),
+    ParamSpec("map_frame", "map", "frame_id of 'pose': the local ENU frame anchored at the map origin"),
+    ParamSpec("sensor_frame", "base_link",
+              "frame_id of 'fix' and 'geopose*': the panorama camera's frame (navsat_transform_node uses it for "
+              "the antenna offset)"),
+    ParamSpec("map_origin.from_index", True, "anchor the map frame at the index's origin (else at lat/lon below)"),
+    ParamSpec("map_origin.lat_deg", 0.0, "map frame origin latitude (when map_origin.from_index is false), deg"),
+    ParamSpec("map_origin.lon_deg", 0.0, "map frame origin longitude (when map_origin.from_index is false), deg"),
+    ParamSpec("altitude_m", 0.0, "published altitude (WGS84 ellipsoid height of the ground at the camera); "
+                                 "the fix does not measure altitude, m"),
+    ParamSpec("vertical_variance_m2", 25.0, "variance of the published altitude / z, m^2"),
+    ParamSpec("unmeasured_variance", 1.0e6, "variance published for roll and pitch (not measured), rad^2"),
+    ParamSpec("diagnostics_period_s", 1.0, "period of /diagnostics, s"),
+    ParamSpec("warn_throttle_s", 5.0, "at most one log line per kind of bad input per this period, s"),
+    ParamSpec("aspect_tolerance", 0.05, "accepted relative deviation of a panorama's width/height from 2"),
+    ParamSpec("cameras.names", ["front", "left", "back", "right"],
+              "camera names (input_mode cameras): topics cameras/<name>/image and cameras/<name>/camera_info"),
+    ParamSpec("cameras.yaw_deg", [0.0, 90.0, 180.0, -90.0],
+              "yaw of each camera's optical axis in the body frame (REP-103: counter-clockwise, left = +90), deg"),
+    ParamSpec("cameras.pitch_deg", [0.0, 0.0, 0.0, 0.0], "pitch of each camera (up positive), deg"),
+    ParamSpec("cameras.panorama_width", 512, "width of the stitched panorama, px (height = width / 2)"),
+    ParamSpec("cameras.sync_tolerance_s", 0.05, "images of the rig whose stamps differ by more are not stitched, s"),
+)
+PARAMETER_NAMES = tuple(p.name for p in PARAMETERS)
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """Typed, checked parameter values."""
+
+    checkpoint: str
+    index: str
+    device: str
+    cpu_threads: int
+    input_mode: str
+    min_score: float
+    use_prior: bool
+    prior_sigma_floor_m: float
+    prior_growth_m_per_s: float
+    prior_max_age_s: float
+    prior_max_sigma_m: float
+    prior_reset_after: int
+    map_frame: str
+    sensor_frame: str
+    map_origin_from_index: bool
+    map_origin_lat_deg: float
+    map_origin_lon_deg: float
+    altitude_m: float
+    vertical_variance_m2: float
+    unmeasured_variance: float
+    diagnostics_period_s: float
+    warn_throttle_s: float
+    aspect_tolerance: float
+    camera_names: tuple
+    camera_yaw_deg: tuple
+    camera_pitch_deg: tuple
+    panorama_width: int
+    sync_tolerance_s: float
+
+    @classmethod
+    def from_params(cls, values: dict) -> "NodeSettings":
+        """``values``: parameter name -> value (missing names take their defaults). Raises UnifyGeoError."""
+        unknown = set(values) - set(PARAMETER_NAMES)
+        if unknown:
+            raise UnifyGeoError(f"unknown parameter(s): {', '.join(sorted(unknown))}")
+        v = {p.name: values.get(p.name, p.default) for p in PARAMETERS}
+        for p in PARAMETERS:
+            if p.choices and v[p.name] not in p.choices:
+                raise UnifyGeoError(f"parameter {p.name}: {v[p.name]!r} is not one of {', '.join(p.choices)}")
+
+        def positive(name, allow_zero=False):
+            x = float(v[name])
+            if not math.isfinite(x) or x < 0 or (x == 0 and not allow_zero):
+                raise UnifyGeoError(f"parameter {name}: must be a {'non-negative' if allow_zero else 'positive'} "
+                                    f"number, got {v[name]!r}")
+            return x
+
+        min_score = float(v["min_score"])
+        if not 0.0 <= min_score <= 1.0:
+            raise UnifyGeoError(f"parameter min_score: must be within [0, 1], got {min_score}")
+        names = tuple(str(n) for n in v["cameras.names"])
+        yaws = tuple(float(x) for x in v["cameras.yaw_deg"])
+        pitches = tuple(float(x) for x in v["cameras.pitch_deg"])
+        if v["input_mode"] == "cameras":
+            if not names or len(set(names)) != len(names) or any(not n or "/" in n for n in names):
+                raise UnifyGeoError(f"parameter cameras.names: needs distinct non-empty names without '/', "
+                                    f"got {list(names)}")
+            if len(yaws) != len(names):
+                raise UnifyGeoError(f"parameter cameras.yaw_deg: {len(yaws)} yaws for {len(names)} cameras "
+                                    f"({list(names)})")
+            if len(pitches) != len(names):
+                raise UnifyGeoError(f"parameter cameras.pitch_deg: {len(pitches)} pitches for {len(names)} cameras")
+        width = int(v["cameras.panorama_width"])
+        if width < 16 or width % 2:
+            raise UnifyGeoError(f"parameter cameras.panorama_width: must be even and >= 16, got {width}")
+        lat, lon = float(v["map_origin.lat_deg"]), float(v["map_origin.lon_deg"])
+        if not v["map_origin.from_index"] and not (-90 < lat < 90 and -180 <= lon <= 180):
+            raise UnifyGeoError(f"parameters map_origin.lat_deg/lon_deg: ({lat}, {lon}) is not a position")
+        for name in ("map_frame", "sensor_frame"):
+            if not str(v[name]).strip():
+                raise UnifyGeoError(f"parameter {name}: must not be empty (robot_localization needs frame ids)")
+        return cls(
+            checkpoint=str(v["checkpoint"]), index=str(v["index"]), device=str(v["device"]),
+            cpu_threads=int(v["cpu_threads"]), input_mode=str(v["input_mode"]), min_score=min_score,
+            use_prior=bool(v["use_prior"]), prior_sigma_floor_m=positive("prior.sigma_floor_m"),
+            prior_growth_m_per_s=positive("prior.growth_m_per_s", True), prior_max_age_s=positive("prior.max_age_s"),
+            prior_max_sigma_m=positive("prior.max_sigma_m"), prior_reset_after=max(1, int(v["prior.reset_after"])),
+            map_frame=str(v["map_frame"]), sensor_frame=str(v["sensor_frame"]),
+            map_origin_from_index=bool(v["map_origin.from_index"]), map_origin_lat_deg=lat, map_origin_lon_deg=lon,
+            altitude_m=float(v["altitude_m"]), vertical_variance_m2=positive("vertical_variance_m2"),
+            unmeasured_variance=positive("unmeasured_variance"),
+            diagnostics_period_s=positive("diagnostics_period_s"), warn_throttle_s=positive("warn_throttle_s", True),
+            aspect_tolerance=positive("aspect_tolerance"), camera_names=names, camera_yaw_deg=yaws,
+            camera_pitch_deg=pitches, panorama_width=width, sync_tolerance_s=positive("cameras.sync_tolerance_s"),
+        )
+
+
+# ------------------------------------------------------------------------------------------ demo resources
+def share_dirs() -> list[Path]:
+    """Where the package's installed data may be, most specific first: the ament index (colcon install or
+    a sourced ROS workspace), ``<sys.prefix>/share/unifygeo_ros`` (pip into a prefix), the source tree."""
+    dirs = []
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+
+        try:
+            dirs.append(Path(get_package_share_directory(PACKAGE)))
+        except (PackageNotFoundError, ValueError, LookupError):
+            pass
+    except ImportError:
+        pass
+    dirs.append(Path(sys.prefix) / "share" / PACKAGE)
+    dirs.append(Path(__file__).resolve().parents[1])
+    out = []
+    for d in dirs:
+        if d not in out:
+            out.append(d)
+    return out
+
+
+def find_resource(rel: str) -> Path | None:
+    """The first existing ``<share dir>/<rel>`` of :func:`share_dirs`, or None."""
+    for d in share_dirs():
+        p = d / rel
+        if p.exists():
+            return p
+    return None
+
+
+def resolve_model_paths(checkpoint: str = "", index: str = "") -> tuple[Path, Path]:
+    """(checkpoint folder, index folder): the given paths (``~`` expanded), or the embedded demo's.
+
+    Raises one :class:`UnifyGeoError` naming what is missing and where it was looked for.
+    """
+    def one(value: str, rel: str, what: str, param: str) -> Path:
+        if value:
+            p = Path(os.path.expanduser(value))
+            if not p.exists():
+                raise UnifyGeoError(f"{what} not found: {p} (parameter {param})")
+            return p
+        found = find_resource(rel)
+        if found is None:
+            where = ", ".join(str(d / rel) for d in share_dirs())
+            raise UnifyGeoError(f"no {param} given and the embedded demo {what} is not installed (looked in "
+                                f"{where}); pass -p {param}:=PATH or the launch argument {param}:=PATH")
+        return found
+
+    return (one(checkpoint, DEMO_CHECKPOINT_REL, "model checkpoint", "checkpoint"),
+            one(index, DEMO_INDEX_REL, "aerial index", "index"))
