@@ -1,0 +1,149 @@
+"""Training data rendered on the fly: a brand-new city every ``samples_per_city`` samples.
+
+Why: a fixed set of synthetic cities is memorised (training loss near zero, poor on unseen cities), while
+ever-new cities generalise (docs/SYNTHETIC_WORLD.md, /work/shared/PAPER.md "Measured here"). Rendering is
+cheap, so data is unlimited.
+
+Seeds: the stream's ``k``-th city (counting from ``start_city``) has seed ``base_seed + k``. With a
+``DataLoader`` of ``n`` workers, worker ``w`` renders cities ``k = w, w + n, w + 2n, ...``, so no two workers
+ever render the same city; iterating again restarts from the same seeds (deterministic). Keep the seed ranges
+of training and validation streams disjoint (e.g. ``base_seed`` 0 for training, 10**9 for validation).
+
+Positives follow VIGOR (:func:`unifygeo_ros.data.synth.positive_and_semi`): tiles lie on a half-tile-stride
+grid and the positive tile is the one whose central quarter holds the camera, so ``offset_en_m`` is within
++-tile_m/4 on each axis. Cameras stand on the driving lanes of roads, never in buildings, cars or trees.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from unifygeo_ros.data import render as R
+from unifygeo_ros.data import synth as S
+from unifygeo_ros.data import world as W
+from unifygeo_ros.errors import UnifyGeoError
+
+
+class CityStream(IterableDataset):
+    """Endless (or ``num_cities``-long) stream of ``(panorama, positive aerial tile)`` pairs.
+
+    Each item is a dict::
+
+        {"ground": uint8 (H, W, 3) panorama, "aerial": uint8 (px, px, 3) positive tile (north-up),
+         "offset_en_m": float32[2] camera east/north from the tile centre (within +-tile_m/4),
+         "tile_center_en_m": float64[2] the tile centre in the city's ENU frame (for checks and plots),
+         "heading_deg": float32 compass heading of the panorama's centre column,
+         "tile_m": float32, "city_seed": int}
+
+    Args:
+        base_seed: seed of the first city.
+        samples_per_city: samples drawn from a city before the next one is generated.
+        city_size_m: side of each city (metres).
+        tile_m: aerial tile side (metres); VIGOR's is about 70 m.
+        aerial_px: tile side in pixels.
+        pano_size: (width, height) of the panoramas (width = 2 * height).
+        style: "centre", "suburb", "mixed", or "any" (each city draws one of the three).
+        random_heading: uniform random heading (the model must learn orientation) instead of north-aligned.
+        cell_m: world raster cell; ``None`` picks 0.5 m when the tile has >= 0.5 m pixels, else 0.25 m.
+        num_cities: stop after this many cities (over all workers); ``None`` = endless.
+        start_city: index of the first city (resume a stream, or give each epoch fresh cities).
+        ground_lightings: number of street-level lighting variants per city (another sun each).
+        camera_height_m: panorama camera height.
+    """
+
+    def __init__(self, base_seed: int = 0, samples_per_city: int = 64, city_size_m: float = 280.0,
+                 tile_m: float = 70.0, aerial_px: int = 128, pano_size: tuple[int, int] = (256, 128),
+                 style: str = "any", random_heading: bool = True, cell_m: float | None = None,
+                 num_cities: int | None = None, start_city: int = 0, ground_lightings: int = 2,
+                 camera_height_m: float = 2.0):
+        super().__init__()
+        if style not in (*W.STYLES, "any"):
+            raise ValueError(f"style must be one of {W.STYLES + ('any',)}, got {style!r}")
+        if samples_per_city < 1:
+            raise ValueError("samples_per_city must be >= 1")
+        S.tile_grid(city_size_m, tile_m)  # raises if the city is too small for the tiles
+        self.base_seed = int(base_seed)
+        self.samples_per_city = int(samples_per_city)
+        self.city_size_m = float(city_size_m)
+        self.tile_m = float(tile_m)
+        self.aerial_px = int(aerial_px)
+        self.pano_size = (int(pano_size[0]), int(pano_size[1]))
+        self.style = style
+        self.random_heading = bool(random_heading)
+        if cell_m is None:
+            cell_m = 0.5 if self.tile_m / self.aerial_px >= 0.5 else 0.25
+        self.cell_m = float(cell_m)
+        self.num_cities = num_cities
+        self.start_city = int(start_city)
+        self.ground_lightings = max(1, int(ground_lightings))
+        self.camera_height_m = float(camera_height_m)
+
+    # ------------------------------------------------------------------------------------------------
+    def city_seed(self, k: int) -> int:
+        """Seed of the stream's ``k``-th city."""
+        return self.base_seed + self.start_city + k
+
+    def _city_indices(self) -> Iterator[int]:
+        info = get_worker_info()
+        wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
+        k = wid
+        while self.num_cities is None or k < self.num_cities:
+            yield k
+            k += nw
+
+    def city_samples(self, seed: int) -> Iterator[dict]:
+        """The ``samples_per_city`` samples of the city with this seed (deterministic)."""
+        rng = np.random.default_rng([seed & 0xFFFFFFFF, 0x57EA])
+        style = self.style if self.style != "any" else W.STYLES[int(rng.integers(len(W.STYLES)))]
+        city = W.generate_city(seed, self.city_size_m, style, self.cell_m)
+        grid = S.tile_grid(self.city_size_m, self.tile_m)
+        a_light = R.AerialLighting.for_city(city)
+        g_lights = [R.GroundLighting.for_city(city, v) for v in range(self.ground_lightings)]
+        try:
+            pos = S.sample_camera_positions(city, grid, self.samples_per_city, rng, balanced=False)
+        except UnifyGeoError:  # no road inside the tiled area (never seen at 280 m; possible in tiny cities)
+            return
+        w, h = self.pano_size
+        for k in range(self.samples_per_city):
+            e, n = float(pos[k, 0]), float(pos[k, 1])
+            i, j = S.positive_and_semi(grid, e, n)[0]
+            ce, cn = i * grid.stride_m, j * grid.stride_m
+            heading = float(rng.uniform(0.0, 360.0)) if self.random_heading else 0.0
+            lt = g_lights[int(rng.integers(len(g_lights)))]
+            pano = R.render_panorama(city, (e, n), heading, w, h, self.camera_height_m, lt)
+            tile = R.render_aerial(city, (ce, cn), self.tile_m, self.aerial_px, a_light)
+            yield {
+                "ground": pano,
+                "aerial": tile,
+                "offset_en_m": np.array([e - ce, n - cn], np.float32),
+                "tile_center_en_m": np.array([ce, cn], np.float64),
+                "heading_deg": np.float32(heading),
+                "tile_m": np.float32(self.tile_m),
+                "city_seed": int(seed),
+            }
+
+    def __iter__(self) -> Iterator[dict]:
+        for k in self._city_indices():
+            yield from self.city_samples(self.city_seed(k))
+
+    def __len__(self):  # only defined for finite streams (a city without any road yields nothing)
+        if self.num_cities is None:
+            raise TypeError("an endless CityStream has no length")
+        return self.num_cities * self.samples_per_city
+
+
+def to_tensors(batch: dict) -> dict:
+    """Convenience for a collated batch: images uint8 (B, H, W, 3) -> float32 (B, 3, H, W) in [0, 1]."""
+    out = dict(batch)
+    for key in ("ground", "aerial"):
+        x = batch[key]
+        if not torch.is_tensor(x):
+            x = torch.as_tensor(np.asarray(x))
+        out[key] = x.permute(0, 3, 1, 2).float().div_(255.0)
+    return out
+
+
+__all__ = ["CityStream", "to_tensors"]
