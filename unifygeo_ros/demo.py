@@ -1,0 +1,317 @@
+"""``unifygeo demo``: the whole chain on the embedded demo, end to end, with figures and a picture.
+
+1. the demo model (``models/demo/``, or ``--checkpoint``);
+2. a demo city rendered by ``unifygeo synth`` from a fixed seed that training never uses (cached under
+   ``OUT/data``);
+3. an aerial index of the city's tiles (``unifygeo index build``; cached under ``OUT/index``, rebuilt when the
+   model or the city changed);
+4. its panoramas localized one at a time by :class:`~unifygeo_ros.localizer.Localizer`;
+5. accuracy - median position error, recall within 1/5/10 m, retrieval R@1 (the descriptor top-1 is the positive
+   tile) and after re-ranking, heading error - and latency (p50/p95 per fix), the covariance check (share of
+   true positions inside the 1-sigma and 2-sigma ellipses; 39.3 % and 86.5 % for a calibrated Gaussian), the
+   score check (accuracy above and below a publish threshold);
+6. a picture of the fixes over the aerial map (``OUT/demo_fixes.png``) and the figures as JSON
+   (``OUT/demo_report.json``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from unifygeo_ros import geo
+from unifygeo_ros.errors import CheckpointError, DataFormatError, IndexFormatError
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CHECKPOINT = PACKAGE_ROOT / "models" / "demo"
+DEMO_CITY = "DemoCity"
+#: the demo city's seed; training streams draw their cities from other seeds (see docs/INDEX.md)
+DEMO_SEED = 2026
+SCORE_THRESHOLD = 0.5
+CHI2_1SIGMA, CHI2_2SIGMA = 1.0, 4.0  # squared Mahalanobis radius of the 1- and 2-sigma ellipses (2 dof)
+
+
+@dataclass
+class DemoQuery:
+    name: str
+    path: Path
+    true_en: np.ndarray  # (2,) index ENU
+    positive: str  # tile id of the positive
+
+
+@dataclass
+class DemoReport:
+    """Everything ``unifygeo demo`` measured; definitions in the module docstring."""
+
+    city: str
+    tiles: int
+    queries: int
+    checkpoint: str
+    median_error_m: float
+    mean_error_m: float
+    recall_1m: float
+    recall_5m: float
+    recall_10m: float
+    retrieval_r1: float
+    rerank_r1: float
+    median_heading_error_deg: float
+    inside_1sigma: float
+    inside_2sigma: float
+    score_threshold: float
+    share_above_threshold: float
+    recall_5m_above_threshold: float
+    recall_5m_below_threshold: float
+    latency_ms: dict = field(default_factory=dict)  # stage -> {"p50", "p95"}
+    picture: str = ""
+
+
+def demo_queries(city_dir: Path, origin: geo.LocalENU, limit: int | None) -> list[DemoQuery]:
+    """The city's panoramas with their true positions (from the file names) and positive tiles (labels)."""
+    from unifygeo_ros.data import vigor
+
+    root, city = city_dir.parent, city_dir.name
+    path, _ = vigor.label_file_path(root, city, "all", True)
+    records = vigor.read_label_file(path)
+    queries = []
+    for rec in records[: limit or None]:
+        _, lat, lon = vigor.parse_pano_name(rec.pano)
+        e, n = origin.to_en(lat, lon)
+        queries.append(DemoQuery(rec.pano, city_dir / "panorama" / rec.pano, np.array([float(e), float(n)]),
+                                 Path(rec.positive).stem))
+    return queries
+
+
+def ensure_city(data_root: Path, seed: int, size_m: float, panos: int) -> Path:
+    """Render the demo city with ``unifygeo synth`` unless it is already there (same seed and size)."""
+    city_dir = data_root / DEMO_CITY
+    geo_json = city_dir / "geo.json"
+    if geo_json.exists():
+        try:
+            meta = json.loads(geo_json.read_text())
+            if int(meta.get("seed", -1)) == seed and float(meta.get("size_m", [0])[0]) == float(size_m) \
+                    and int(meta.get("n_panoramas", 0)) >= panos:
+                return city_dir
+        except (ValueError, OSError, TypeError, IndexError):
+            pass
+    from unifygeo_ros import cli
+
+    print(f"[demo] rendering {DEMO_CITY} (seed {seed}, {size_m:g} m, {panos} panoramas) with `unifygeo synth`",
+          flush=True)
+    rc = cli.main(["synth", "--out", str(data_root), "--city", DEMO_CITY, "--seed", str(seed),
+                   "--size-m", str(size_m), "--panos", str(panos), "--overwrite"])
+    if rc != 0 or not geo_json.exists():
+        raise DataFormatError(f"`unifygeo synth` could not render the demo city into {data_root}")
+    return city_dir
+
+
+def ensure_index(handle, city_dir: Path, index_dir: Path, batch_size: int):
+    """Load the cached index when it was built by this model from this city, else (re)build it."""
+    from unifygeo_ros.index import build as index_build
+    from unifygeo_ros.index import store
+    from unifygeo_ros.index.tiles import vigor_tiles
+
+    try:
+        meta = store.read_meta(index_dir)
+        if meta["model"].get("identity") == handle.identity and \
+                meta["source"].get("path") == str(city_dir.resolve()):
+            index = store.load_index(index_dir, device=handle.device.type)
+            print(f"[demo] index: {index_dir} (cached, {len(index)} tiles)", flush=True)
+            return index
+    except IndexFormatError:
+        pass
+    t0 = time.perf_counter()
+    meta = index_build.build_index(handle, vigor_tiles(city_dir), index_dir, batch_size=batch_size)
+    print(f"[demo] index: built {index_dir} ({meta['count']} tiles, {meta['aerial']['mode']}, "
+          f"{time.perf_counter() - t0:.1f} s)", flush=True)
+    return store.load_index(index_dir, device=handle.device.type)
+
+
+def aerial_mosaic(city_dir: Path, index, m_per_px: float = 0.5) -> tuple[np.ndarray, list[float]]:
+    """The city's aerial map assembled from its tiles' central stride-sized parts; (image, extent e0,e1,n0,n1)."""
+    import cv2
+
+    from unifygeo_ros.preprocess import load_image
+
+    tile_m = index.tile_m
+    en = index.en_m
+    e0, n0 = en[:, 0].min() - tile_m / 2, en[:, 1].min() - tile_m / 2
+    e1, n1 = en[:, 0].max() + tile_m / 2, en[:, 1].max() + tile_m / 2
+    w, h = int(math.ceil((e1 - e0) / m_per_px)), int(math.ceil((n1 - n0) / m_per_px))
+    canvas = np.zeros((h, w, 3), np.uint8)
+    px = int(round(tile_m / m_per_px))
+    # paste larger tiles first so that every pixel ends up from the tile whose centre is nearest (Voronoi-ish):
+    # paste the whole tile, then each tile's central half over it
+    for crop in (1.0, 0.5):
+        for tid, (e, n) in zip(index.tile_ids, en):
+            p = city_dir / "satellite" / f"{tid}.png"
+            if not p.exists():
+                continue
+            img = cv2.resize(load_image(p), (px, px), interpolation=cv2.INTER_AREA)
+            c = int(round(px * crop))
+            off = (px - c) // 2
+            img = img[off:off + c, off:off + c]
+            col = int(round((e - e0) / m_per_px - c / 2))
+            row = int(round((n1 - n) / m_per_px - c / 2))
+            r0, c0 = max(row, 0), max(col, 0)
+            r1, c1 = min(row + c, h), min(col + c, w)
+            if r1 > r0 and c1 > c0:
+                canvas[r0:r1, c0:c1] = img[r0 - row:r1 - row, c0 - col:c1 - col]
+    return canvas, [float(e0), float(e1), float(n0), float(n1)]
+
+
+def plot_fixes(path: Path, mosaic: np.ndarray, extent: list[float], queries: list[DemoQuery], fixes,
+               title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Ellipse
+
+    fig, ax = plt.subplots(figsize=(9, 9), dpi=110)
+    ax.imshow(mosaic, extent=extent, origin="upper", interpolation="bilinear")
+    for q, f in zip(queries, fixes):
+        if f is None:
+            continue
+        good = math.hypot(f.east_m - q.true_en[0], f.north_m - q.true_en[1]) <= 5.0
+        colour = "#ffd400" if good else "#ff3b30"
+        ax.plot([q.true_en[0], f.east_m], [q.true_en[1], f.north_m], "-", color="white", lw=0.6, alpha=0.8)
+        vals, vecs = np.linalg.eigh(np.asarray(f.covariance_en_m2, float))
+        angle = math.degrees(math.atan2(vecs[1, 1], vecs[0, 1]))
+        ax.add_patch(Ellipse((f.east_m, f.north_m), 4 * math.sqrt(max(vals[1], 1e-9)),
+                             4 * math.sqrt(max(vals[0], 1e-9)), angle=angle, fill=False, ec=colour, lw=0.8,
+                             alpha=0.9))
+        ax.plot(f.east_m, f.north_m, "x", color=colour, ms=5, mew=1.4)
+        ax.plot(*q.true_en, "o", color="#34c759", ms=3.5, mec="black", mew=0.4)
+    ax.plot([], [], "o", color="#34c759", label="true position")
+    ax.plot([], [], "x", color="#ffd400", label="fix within 5 m (2-sigma ellipse)")
+    ax.plot([], [], "x", color="#ff3b30", label="fix off by more than 5 m")
+    ax.legend(loc="lower left", fontsize=8, framealpha=0.85)
+    ax.set_xlabel("east (m)")
+    ax.set_ylabel("north (m)")
+    ax.set_xlim(extent[0], extent[1])
+    ax.set_ylim(extent[2], extent[3])
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def summarise(queries: list[DemoQuery], fixes, city: str, tiles: int, checkpoint: str,
+              score_threshold: float = SCORE_THRESHOLD) -> DemoReport:
+    """The demo's figures (definitions in the module docstring)."""
+    ok = [(q, f) for q, f in zip(queries, fixes) if f is not None]
+    if not ok:
+        raise DataFormatError("the demo localized no panorama")
+    err = np.array([math.hypot(f.east_m - q.true_en[0], f.north_m - q.true_en[1]) for q, f in ok])
+    heading_err = np.array([float(geo.angle_diff_deg(f.heading_deg, 0.0)) for _, f in ok])  # north-aligned panos
+    d2 = []
+    for q, f in ok:
+        r = np.array([q.true_en[0] - f.east_m, q.true_en[1] - f.north_m])
+        d2.append(float(r @ np.linalg.solve(np.asarray(f.covariance_en_m2, float), r)))
+    d2 = np.array(d2)
+    score = np.array([f.score for _, f in ok])
+    above = score >= score_threshold
+    r1 = np.array([bool(f.candidate_tile_ids) and f.candidate_tile_ids[0] == q.positive for q, f in ok])
+    rr1 = np.array([f.tile_id == q.positive for q, f in ok])
+    stages = ok[0][1].timings_ms.keys()
+    latency = {k: {"p50": float(np.percentile([f.timings_ms[k] for _, f in ok], 50)),
+                   "p95": float(np.percentile([f.timings_ms[k] for _, f in ok], 95))} for k in stages}
+    within5 = err <= 5.0
+    return DemoReport(
+        city=city, tiles=tiles, queries=len(ok), checkpoint=checkpoint, median_error_m=float(np.median(err)),
+        mean_error_m=float(err.mean()), recall_1m=float((err <= 1).mean()), recall_5m=float(within5.mean()),
+        recall_10m=float((err <= 10).mean()), retrieval_r1=float(r1.mean()), rerank_r1=float(rr1.mean()),
+        median_heading_error_deg=float(np.median(heading_err)),
+        inside_1sigma=float((d2 <= CHI2_1SIGMA).mean()), inside_2sigma=float((d2 <= CHI2_2SIGMA).mean()),
+        score_threshold=score_threshold, share_above_threshold=float(above.mean()),
+        recall_5m_above_threshold=float(within5[above].mean()) if above.any() else float("nan"),
+        recall_5m_below_threshold=float(within5[~above].mean()) if (~above).any() else float("nan"),
+        latency_ms=latency)
+
+
+def format_report(r: DemoReport) -> str:
+    lat = r.latency_ms
+    lines = [
+        f"UnifyGeo demo: {r.queries} panoramas of {r.city} ({r.tiles} aerial tiles), model {r.checkpoint}",
+        f"  position    median {r.median_error_m:.2f} m, mean {r.mean_error_m:.2f} m; within 1 m {r.recall_1m:.1%}, "
+        f"5 m {r.recall_5m:.1%}, 10 m {r.recall_10m:.1%}",
+        f"  retrieval   R@1 {r.retrieval_r1:.1%} (descriptors), {r.rerank_r1:.1%} after re-ranking",
+        f"  heading     median error {r.median_heading_error_deg:.1f} deg",
+        f"  covariance  truth inside 1-sigma ellipse {r.inside_1sigma:.1%} (Gaussian: 39.3 %), "
+        f"2-sigma {r.inside_2sigma:.1%} (86.5 %)",
+        f"  score       {r.share_above_threshold:.0%} of fixes >= {r.score_threshold:g}: within 5 m "
+        f"{r.recall_5m_above_threshold:.1%} of those, {r.recall_5m_below_threshold:.1%} of the rest",
+        "  latency     per fix p50 {:.0f} ms, p95 {:.0f} ms  (".format(lat["total"]["p50"], lat["total"]["p95"])
+        + ", ".join(f"{k} {v['p50']:.0f}" for k, v in lat.items() if k != "total") + " ms p50)",
+    ]
+    if r.picture:
+        lines.append(f"  picture     {r.picture}")
+    return "\n".join(lines)
+
+
+def run_demo(checkpoint: str | Path | None = None, out: str | Path = "out/demo", cache: str | Path | None = None,
+             seed: int = DEMO_SEED, size_m: float = 300.0, panos: int = 100, device: str = "auto",
+             batch_size: int = 32) -> DemoReport:
+    """The whole chain (see the module docstring); returns the report and writes the picture and the JSON."""
+    from unifygeo_ros.index.encode import load_model
+    from unifygeo_ros.localizer import Localizer
+    from unifygeo_ros.preprocess import load_image
+
+    out = Path(out)
+    ckpt = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
+    if not ckpt.exists():
+        raise CheckpointError(f"demo model not found at {ckpt}: pass --checkpoint DIR (a `unifygeo train` "
+                              "checkpoint folder)")
+    handle = load_model(ckpt, device=device)
+    print(f"[demo] model: {ckpt} ({handle.identity[:12]}, {handle.device}, {str(handle.dtype).replace('torch.', '')})",
+          flush=True)
+    city_dir = ensure_city(out / "data", seed, size_m, panos)
+    index = ensure_index(handle, city_dir, Path(cache) if cache else out / "index", batch_size)
+    loc = Localizer(index, handle)
+    queries = demo_queries(city_dir, index.origin, panos)
+    fixes = []
+    loc.localize(load_image(queries[0].path))  # warm-up (first-call allocations are not latency)
+    t0 = time.perf_counter()
+    for q in queries:
+        fixes.append(loc.localize(load_image(q.path)))
+    print(f"[demo] localized {len(queries)} panoramas in {time.perf_counter() - t0:.1f} s", flush=True)
+    report = summarise(queries, fixes, city_dir.name, len(index), str(ckpt))
+    mosaic, extent = aerial_mosaic(city_dir, index)
+    title = (f"{city_dir.name}: {report.queries} fixes, median {report.median_error_m:.1f} m, "
+             f"<= 5 m {report.recall_5m:.0%}, R@1 {report.rerank_r1:.0%}")
+    report.picture = str(plot_fixes(out / "demo_fixes.png", mosaic, extent, queries, fixes, title))
+    (out / "demo_report.json").write_text(json.dumps(report.__dict__, indent=1))
+    return report
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", default=None, help=f"model checkpoint (default {DEFAULT_CHECKPOINT})")
+    parser.add_argument("--out", default="out/demo", help="output folder (city, index cache, picture, report)")
+    parser.add_argument("--cache", default=None, help="index cache folder (default OUT/index)")
+    parser.add_argument("--seed", type=int, default=DEMO_SEED, help="demo city seed (held out of training)")
+    parser.add_argument("--size-m", type=float, default=300.0, help="demo city side in metres")
+    parser.add_argument("--panos", type=int, default=100, help="panoramas to localize")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--batch-size", type=int, default=32, help="index build batch size")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    report = run_demo(args.checkpoint, args.out, args.cache, args.seed, args.size_m, args.panos, args.device,
+                      args.batch_size)
+    print(json.dumps(report.__dict__, indent=1) if args.json else format_report(report))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    from unifygeo_ros.cli import main
+
+    sys.exit(main(["demo", *sys.argv[1:]]))

@@ -1,0 +1,316 @@
+"""The hierarchy at run time: panorama -> preprocessing -> network -> index search -> metric localization ->
+re-ranking -> a geo-referenced :class:`Fix`. ROS-free; the ROS node and ``unifygeo localize`` call it.
+
+Definitions (what each field of a :class:`Fix` means):
+
+* Position = centre of the chosen tile + the metric head's refined peak offset (metres east/north), expressed in
+  the index's local ENU frame (``east_m``, ``north_m``) and in WGS84 (``latitude_deg``, ``longitude_deg``).
+* ``covariance_en_m2`` = second moment of the chosen tile's probability map about that peak plus the cell's own
+  variance (``MetricOutput.covariance_m2``), times ``cov_scale`` (1 unless calibrated, see docs/INDEX.md).
+  It is conditional on the tile being right; ``score`` says how likely that is.
+* ``heading_deg`` = compass heading of the panorama's centre column (0 = north, clockwise); ``yaw_deg`` = the same
+  as ENU yaw (0 = east, counter-clockwise, ``geo.heading_to_yaw_deg``). ``heading_std_deg`` = circular standard
+  deviation ``sqrt(-2 ln R)`` of the heading hypotheses at the peak cell, R = length of their mean unit vector.
+* ``score`` = softmax over the K candidates of the re-ranker's scores, at the chosen tile: the model's probability
+  (the re-ranker is trained with a listwise cross-entropy over the top K) that the chosen tile contains the camera.
+* ``tile_rank_before_rerank`` / ``tile_rank_after_rerank``: 1-based rank of the chosen tile by descriptor
+  similarity among the searched tiles, and after re-ranking the top K (1 for the chosen tile).
+  ``candidate_tile_ids``: the K re-ranked candidates in descriptor order (``[0]`` is retrieval's top-1).
+* Prior: with ``Prior(east_m, north_m, sigma_m)`` only tiles whose centre lies within
+  ``prior_sigmas * sigma_m + tile_m / sqrt(2)`` of the prior are searched (a k-d tree on tile centres). The prior
+  is rejected - and the global search's fix returned, ``prior_rejected = True`` - when the prior-restricted fix
+  scores below ``prior_min_score`` or lies more than ``prior_sigmas * sigma_m`` from the prior.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from unifygeo_ros import geo
+from unifygeo_ros.errors import ImageError, IndexFormatError, UnifyGeoError
+from unifygeo_ros.index import store
+from unifygeo_ros.index.encode import ModelHandle, arrays_to_aerial, load_model
+
+STAGES = ("preprocess", "encode", "search", "localize", "rerank", "total")
+
+
+@dataclass(frozen=True)
+class Prior:
+    """A position prior in the index's local ENU frame: a circle of ``sigma_m`` (1-sigma) around a point."""
+
+    east_m: float
+    north_m: float
+    sigma_m: float
+
+    def __post_init__(self):
+        if not (math.isfinite(self.east_m) and math.isfinite(self.north_m)) or not self.sigma_m > 0:
+            raise ValueError(f"Prior needs finite east/north and sigma_m > 0, got {self}")
+
+
+@dataclass
+class Fix:
+    """One geo-localization result (see the module docstring for the definitions)."""
+
+    latitude_deg: float
+    longitude_deg: float
+    east_m: float
+    north_m: float
+    heading_deg: float
+    yaw_deg: float
+    covariance_en_m2: np.ndarray  # (2, 2) east/north, m^2
+    heading_std_deg: float
+    score: float
+    tile_id: str
+    tile_rank_before_rerank: int
+    tile_rank_after_rerank: int
+    used_prior: bool
+    prior_rejected: bool = False
+    tiles_searched: int = 0
+    candidate_tile_ids: tuple = ()  # the K candidates in retrieval (descriptor) order
+    timings_ms: dict = field(default_factory=dict)
+
+    @property
+    def std_en_m(self) -> tuple[float, float]:
+        return float(math.sqrt(self.covariance_en_m2[0, 0])), float(math.sqrt(self.covariance_en_m2[1, 1]))
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["covariance_en_m2"] = np.asarray(self.covariance_en_m2, float).tolist()
+        return d
+
+    def to_json(self, image: str | None = None) -> dict:
+        """The ``unifygeo localize --json`` object. Note: ``heading_deg`` there is the ENU yaw (0 = east)."""
+        return {
+            "image": image, "latitude": self.latitude_deg, "longitude": self.longitude_deg,
+            "heading_deg": self.yaw_deg, "compass_heading_deg": self.heading_deg,
+            "east_m": self.east_m, "north_m": self.north_m,
+            "covariance_m2": np.asarray(self.covariance_en_m2, float).tolist(),
+            "heading_std_deg": self.heading_std_deg, "score": self.score, "tile": self.tile_id,
+            "tile_rank_before_rerank": self.tile_rank_before_rerank, "used_prior": self.used_prior,
+            "prior_rejected": self.prior_rejected, "timings_ms": self.timings_ms,
+        }
+
+
+@dataclass
+class _Query:
+    """Intermediate state of one query through the stages."""
+
+    cand: np.ndarray  # (k,) tile rows, retrieval order
+    sims: np.ndarray  # (k,) descriptor cosines
+    searched: int
+
+
+class Localizer:
+    """Localizes panoramas against one aerial index with one model.
+
+    ``k``: candidates re-ranked (default: the model's ``loss.rerank_k``, 5). ``cov_scale``: multiplies the map
+    covariance (calibration, default 1). Not thread-safe (one model, one device).
+    """
+
+    def __init__(self, index: store.AerialIndex, handle: ModelHandle, k: int | None = None,
+                 prior_sigmas: float = 3.0, prior_min_score: float = 0.3, cov_scale: float = 1.0):
+        index.check_model(handle.identity, handle.descriptor_dim)
+        self.index = index
+        self.handle = handle
+        self.k = int(k or handle.rerank_k)
+        self.prior_sigmas = float(prior_sigmas)
+        self.prior_min_score = float(prior_min_score)
+        self.cov_scale = float(cov_scale)
+        self.tile_m = index.tile_m
+        index.tiles_within(0.0, 0.0, 0.0)  # build the spatial filter now, not on the first prior
+
+    # ---- construction -----------------------------------------------------------------------------------------
+    @classmethod
+    def from_paths(cls, index_dir: str | Path, checkpoint: str | Path | None = None, device: str = "auto",
+                   **kwargs) -> "Localizer":
+        """Load an index and a model (default: the checkpoint recorded in the index) on ``device``.
+
+        Raises :class:`IndexFormatError` when the index is damaged or was built with another model.
+        """
+        meta = store.read_meta(index_dir)
+        if checkpoint is None:
+            checkpoint = meta["model"].get("checkpoint")
+            if not checkpoint or not Path(checkpoint).exists():
+                raise IndexFormatError(f"index {index_dir} records checkpoint {checkpoint!r}, which is not there: "
+                                       "pass --checkpoint (the model the index was built with)")
+        handle = load_model(checkpoint, device=device)
+        index = store.load_index(index_dir, device=handle.device.type)
+        return cls(index, handle, **kwargs)
+
+    # ---- stages -----------------------------------------------------------------------------------------------
+    def _candidates(self, descriptor: np.ndarray, prior: Prior | None) -> _Query:
+        if prior is None:
+            s, i = self.index.searcher.search(descriptor[None], self.k)
+            keep = i[0] >= 0  # an approximate index may return fewer than k (-1 padded)
+            return _Query(i[0][keep], s[0][keep], len(self.index))
+        subset = self.index.tiles_within(prior.east_m, prior.north_m, self.prior_radius_m(prior))
+        s, i = self.index.searcher.search(descriptor[None], self.k, subset=subset)
+        return _Query(i[0], s[0], int(subset.size))
+
+    def prior_radius_m(self, prior: Prior) -> float:
+        """Tiles whose centre lies within this distance of the prior are searched."""
+        return self.prior_sigmas * prior.sigma_m + self.tile_m / math.sqrt(2.0)
+
+    def _aerial(self, rows: np.ndarray):
+        h = self.handle
+        if self.index.aerial_mode == "features":
+            return arrays_to_aerial(self.index.descriptors[rows], self.index.aerial_rows(rows), h.device, h.dtype)
+        tiles = self.index.aerial_rows(rows)["tiles"]
+        return h.encode_aerial(list(tiles))
+
+    @torch.inference_mode()
+    def _metric(self, ground, q: _Query) -> tuple[Fix, dict]:
+        """Localize one query in its candidates, re-rank, pick the best: (fix without timings, stage times)."""
+        h = self.handle
+        t = {}
+        t0 = time.perf_counter()
+        aerial = self._aerial(q.cand)
+        metric = h.model.localize(ground, aerial)
+        h.synchronize()
+        t["localize"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        scores = h.model.rerank_scores(ground, aerial, metric).float()
+        prob = torch.softmax(scores, dim=0)
+        order = torch.sort(scores, descending=True, stable=True).indices
+        best = int(order[0])
+        offset = metric.peak_offset_en_m(self.tile_m)[best].double().cpu().numpy()
+        cov = metric.covariance_m2(self.tile_m)[best].double().cpu().numpy() * self.cov_scale
+        peak = metric.peak_cell()[best:best + 1]
+        rr, cc = int(peak[0, 0].round().clamp(0, metric.grid_hw[0] - 1)), int(peak[0, 1].round().clamp(0, metric.grid_hw[1] - 1))
+        vec = metric.heading_vectors[best, :, rr, cc].double().cpu().numpy()
+        heading = float(metric.heading_deg()[best])
+        h.synchronize()
+        t["rerank"] = time.perf_counter() - t0
+        length = float(np.clip(np.hypot(vec[0], vec[1]), 1e-9, 1.0))
+        row = int(q.cand[best])
+        east = float(self.index.en_m[row, 0] + offset[0])
+        north = float(self.index.en_m[row, 1] + offset[1])
+        lat, lon = self.index.origin.from_en(east, north)
+        fix = Fix(latitude_deg=float(lat), longitude_deg=float(lon), east_m=east, north_m=north,
+                  heading_deg=geo.wrap_deg(heading), yaw_deg=float(geo.heading_to_yaw_deg(heading)),
+                  covariance_en_m2=cov, heading_std_deg=float(math.degrees(math.sqrt(-2.0 * math.log(length)))),
+                  score=float(prob[best]), tile_id=self.index.tile_ids[row], tile_rank_before_rerank=best + 1,
+                  tile_rank_after_rerank=1, used_prior=False, tiles_searched=q.searched,
+                  candidate_tile_ids=tuple(self.index.tile_ids[int(r)] for r in q.cand))
+        return fix, t
+
+    def _prior_ok(self, fix: Fix, prior: Prior) -> bool:
+        far = math.hypot(fix.east_m - prior.east_m, fix.north_m - prior.north_m) > self.prior_sigmas * prior.sigma_m
+        return fix.score >= self.prior_min_score and not far
+
+    def _one(self, ground, descriptor: np.ndarray, prior: Prior | None, times: dict) -> Fix:
+        t0 = time.perf_counter()
+        q = self._candidates(descriptor, prior)
+        times["search"] = time.perf_counter() - t0
+        if prior is not None and q.cand.size:
+            fix, t = self._metric(ground, q)
+            times.update(t)
+            if self._prior_ok(fix, prior):
+                fix.used_prior = True
+                return fix
+        t0 = time.perf_counter()
+        q = self._candidates(descriptor, None)
+        times["search"] = times.get("search", 0.0) + time.perf_counter() - t0
+        fix, t = self._metric(ground, q)
+        for k, v in t.items():
+            times[k] = times.get(k, 0.0) + v
+        fix.prior_rejected = prior is not None
+        return fix
+
+    # ---- public -----------------------------------------------------------------------------------------------
+    def localize(self, image: np.ndarray, prior: Prior | None = None) -> Fix:
+        """Localize one RGB ``uint8`` equirectangular panorama (north-aligned or not: the heading is estimated).
+
+        Raises :class:`ImageError` for an unusable image.
+        """
+        return self.localize_batch([image], [prior])[0]
+
+    def localize_batch(self, images: list[np.ndarray], priors: list[Prior | None] | None = None,
+                       batch_size: int = 16) -> list[Fix]:
+        """Localize several panoramas; the network encodes them in batches of ``batch_size``.
+
+        Timings of a batched call are per image: shared stages (preprocess, encode) are divided by the batch.
+        """
+        priors = list(priors) if priors is not None else [None] * len(images)
+        if len(priors) != len(images):
+            raise ValueError(f"{len(priors)} priors for {len(images)} images")
+        fixes: list[Fix] = []
+        h = self.handle
+        for start in range(0, len(images), batch_size):
+            chunk = images[start:start + batch_size]
+            t_start = time.perf_counter()
+            x = h.ground_batch(chunk)  # ImageError propagates (validate_panorama)
+            h.synchronize()
+            t_pre = (time.perf_counter() - t_start) / len(chunk)
+            t0 = time.perf_counter()
+            ground = h.encode_ground_tensor(x)
+            desc = ground.descriptor.float().cpu().numpy()
+            h.synchronize()
+            t_enc = (time.perf_counter() - t0) / len(chunk)
+            for j in range(len(chunk)):
+                t1 = time.perf_counter()
+                times = {"preprocess": t_pre, "encode": t_enc}
+                fix = self._one(ground.select(slice(j, j + 1)), desc[j], priors[start + j], times)
+                times["total"] = t_pre + t_enc + (time.perf_counter() - t1)
+                fix.timings_ms = {k: round(1000.0 * times.get(k, 0.0), 3) for k in STAGES}
+                fixes.append(fix)
+        return fixes
+
+
+# ------------------------------------------------------------------------------------------- unifygeo localize
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="equirectangular panoramas (JPEG/PNG)")
+    parser.add_argument("--index", required=True, metavar="DIR", help="aerial index folder (unifygeo index build)")
+    parser.add_argument("--checkpoint", default=None, help="model checkpoint (default: the one the index records)")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--prior", default=None, metavar="E,N,SIGMA",
+                        help="position prior in the index's ENU frame: east_m,north_m,sigma_m")
+    parser.add_argument("--json", action="store_true", help="one JSON object per image (a JSON list)")
+
+
+def _format_fix(name: str, fix: Fix) -> str:
+    se, sn = fix.std_en_m
+    return (f"{name}: lat {fix.latitude_deg:.7f} lon {fix.longitude_deg:.7f}  "
+            f"E {fix.east_m:.2f} N {fix.north_m:.2f} m (+-{se:.1f}/{sn:.1f} m)  "
+            f"heading {fix.heading_deg:.1f} deg (yaw {fix.yaw_deg:.1f}, +-{fix.heading_std_deg:.0f})  "
+            f"score {fix.score:.2f}  tile {fix.tile_id} (rank {fix.tile_rank_before_rerank}->1)"
+            + ("  prior" if fix.used_prior else "  prior rejected" if fix.prior_rejected else "")
+            + f"  {fix.timings_ms['total']:.0f} ms")
+
+
+def run(args: argparse.Namespace) -> int:
+    from unifygeo_ros.preprocess import load_image
+
+    prior = None
+    if args.prior:
+        try:
+            e, n, s = (float(v) for v in args.prior.split(","))
+            prior = Prior(e, n, s)
+        except ValueError:
+            raise UnifyGeoError(f"--prior must be east_m,north_m,sigma_m with sigma_m > 0, got {args.prior!r}") from None
+    loc = Localizer.from_paths(args.index, args.checkpoint, device=args.device)
+    results, failed = [], 0
+    for path in args.images:
+        try:
+            fix = loc.localize(load_image(path), prior)
+        except ImageError as exc:
+            failed += 1
+            print(f"unifygeo localize: error: {exc}", file=sys.stderr)
+            results.append({"image": path, "error": str(exc)})
+            continue
+        results.append(fix.to_json(path))
+        if not args.json:
+            print(_format_fix(path, fix))
+    if args.json:
+        print(json.dumps(results, indent=1))
+    return 1 if failed else 0
