@@ -46,6 +46,7 @@ class NodeWorld:
     trained: bool  # True: the demo model (check accuracy); False: random weights (check structure only)
     queries: list = field(default_factory=list)
     tile_m: float = 70.0
+    known_orientation: bool = False  # the model needs the heading as input: queries are north-aligned
     extent_en_m: tuple = (0.0, 0.0, 0.0, 0.0)  # e0, e1, n0, n1 of the tiles' area
 
 
@@ -90,11 +91,12 @@ def build_world(tmp: Path, n_queries: int = 4, seed: int = 0) -> NodeWorld:
             city = W.generate_city(DEMO_SEED, size)
             grid = synth.tile_grid(size, float(meta["tile_m"]))
             pos = synth.sample_camera_positions(city, grid, n_queries, rng)
-            heads = rng.uniform(-180, 180, n_queries)
+            known = json.loads((ckpt / "config.json").read_text())["data"]["orientation"] == "known"
+            heads = np.zeros(n_queries) if known else rng.uniform(-180, 180, n_queries)
             en = np.array([meta["tiles"]["east_m"], meta["tiles"]["north_m"]]).T
             t = float(meta["tile_m"]) / 2
             return NodeWorld(ckpt, ix, origin, True, _queries(city, origin, pos, heads), float(meta["tile_m"]),
-                             (en[:, 0].min() - t, en[:, 0].max() + t, en[:, 1].min() - t, en[:, 1].max() + t))
+                             known, (en[:, 0].min() - t, en[:, 0].max() + t, en[:, 1].min() - t, en[:, 1].max() + t))
     # random-weights fallback
     from unifygeo_ros.config import load_config
     from unifygeo_ros.index import build as index_build
@@ -122,7 +124,7 @@ def build_world(tmp: Path, n_queries: int = 4, seed: int = 0) -> NodeWorld:
     heads = rng.uniform(-180, 180, n_queries)
     en = np.array([[t.east_m, t.north_m] for t in src.tiles])
     t = src.tile_m / 2
-    return NodeWorld(ckpt, ix, origin, False, _queries(city, origin, pos, heads), src.tile_m,
+    return NodeWorld(ckpt, ix, origin, False, _queries(city, origin, pos, heads), src.tile_m, False,
                      (en[:, 0].min() - t, en[:, 0].max() + t, en[:, 1].min() - t, en[:, 1].max() + t))
 
 

@@ -304,3 +304,24 @@ def test_demo_runs_the_whole_chain(tiny, tmp_path):
     demo.run_demo(tmp_path / "ckpt", tmp_path / "out", size_m=150.0, panos=4, device="cpu")
     assert (tmp_path / "out" / "index" / "index.json").stat().st_mtime_ns == stamp  # index reused
     assert "median" in demo.format_report(report)
+
+
+def test_known_orientation_model_gets_the_panorama_rolled_to_north():
+    """A model trained on north-aligned panoramas is given the heading (IMU/compass): the panorama rendered at
+    heading 90 deg, rolled by the localizer, equals the north-aligned rendering; unknown-orientation models
+    see the panorama unchanged."""
+    from unifygeo_ros.data.render import render_panorama
+    from unifygeo_ros.data.world import generate_city
+
+    city = generate_city(3, 120.0)
+    north = render_panorama(city, (60.0, 60.0), 0.0, 128, 64)
+    turned = render_panorama(city, (60.0, 60.0), 90.0, 128, 64)
+    loc = Localizer.__new__(Localizer)
+    loc.handle = SimpleNamespace(known_orientation=True)
+    rolled = loc._north_aligned([turned], [90.0])[0]
+    assert np.abs(rolled.astype(int) - north.astype(int)).mean() < 1.0
+    assert np.abs(turned.astype(int) - north.astype(int)).mean() > 10.0
+    with pytest.raises(ImageError):
+        loc._north_aligned([turned], [float("nan")])
+    loc.handle = SimpleNamespace(known_orientation=False)
+    assert loc._north_aligned([turned], [90.0])[0] is turned

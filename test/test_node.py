@@ -94,7 +94,8 @@ def env():
 def nodes(world, env, tmp_path_factory):
     logs = tmp_path_factory.mktemp("node_logs")
     common = {"checkpoint": world.checkpoint, "index": world.index, "device": "cpu", "cpu_threads": 1,
-              "min_score": 0.0, "diagnostics_period_s": 0.5}
+              "min_score": 0.0, "diagnostics_period_s": 0.5,
+              "heading_source": "north_aligned" if world.known_orientation else "auto"}
     names = list(RIG)
     procs = {
         "/pano": NodeProc(env, "/pano", {**common, "input_mode": "panorama"}, logs / "pano.log"),
@@ -368,3 +369,14 @@ def test_startup_failure_is_one_clear_message_and_a_nonzero_exit(world, env, cas
     assert p.returncode == 1, p.stderr
     assert len(errors) == 1 and "Traceback" not in p.stderr, p.stderr
     assert ("aerial index not found" if case == "missing_index" else "built with model") in errors[0]
+
+
+def test_heading_source_follows_the_checkpoint_orientation_setting():
+    from unifygeo_ros.errors import UnifyGeoError
+    from unifygeo_ros.node import resolve_heading_source
+
+    assert resolve_heading_source("auto", known_orientation=False) == "model"
+    assert resolve_heading_source("auto", known_orientation=True) == "imu"
+    assert resolve_heading_source("north_aligned", known_orientation=True) == "north_aligned"
+    with pytest.raises(UnifyGeoError, match="known orientation"):
+        resolve_heading_source("model", known_orientation=True)

@@ -39,6 +39,9 @@ class ModelConfig:
     aggregator_layers: int = 1               #: self-attention blocks over the semantic tokens
     aggregator_heads: int = 4
     gem_p: float = 3.0                       #: initial GeM exponent (learned)
+    descriptor_layout: bool = False          #: layout-aware descriptor (known orientation only; needs separate views)
+    ground_layout_hw: list = field(default_factory=lambda: [2, 8])  #: token grid of the ground layout descriptor
+    aerial_layout_hw: list = field(default_factory=lambda: [4, 4])  #: token grid of the aerial layout descriptor
     descriptor_dim: int = 128                #: global descriptor size (retrieval)
     decoder_dim: int = 64                    #: channels of the fine-grained extractor (FPN decoder)
     metric_strides: list = field(default_factory=lambda: [16, 8, 4])  #: matching levels, coarse to fine
@@ -154,6 +157,12 @@ class Config:
             raise ConfigError(f"train.save_dtype must be float32 or float16, got {self.train.save_dtype!r}")
         if self.loss.rerank_k < 1:
             raise ConfigError("loss.rerank_k must be >= 1")
+        if m.descriptor_layout:
+            if m.share_views:
+                raise ConfigError("model.descriptor_layout needs model.share_views: false (one layout per view)")
+            if self.data.orientation != "known":
+                raise ConfigError("model.descriptor_layout encodes where patterns sit around the camera, so it "
+                                  "needs data.orientation: known (north-aligned panoramas)")
 
 
 def _build(cls, overrides: dict, prefix: str):

@@ -11,6 +11,12 @@ Definitions (what each field of a :class:`Fix` means):
 * ``heading_deg`` = compass heading of the panorama's centre column (0 = north, clockwise); ``yaw_deg`` = the same
   as ENU yaw (0 = east, counter-clockwise, ``geo.heading_to_yaw_deg``). ``heading_std_deg`` = circular standard
   deviation ``sqrt(-2 ln R)`` of the heading hypotheses at the peak cell, R = length of their mean unit vector.
+* Orientation. A model trained with ``data.orientation: unknown`` estimates the heading from the panorama
+  (``heading_source = "model"``). A model trained with ``data.orientation: known`` (VIGOR's standard, north-aligned
+  panoramas) needs the heading as an input - from an IMU or compass - and the caller passes ``heading_deg``
+  (compass heading of the panorama's centre column): the panorama is rolled to north before the network sees it,
+  and the fix reports that heading with ``heading_std_deg`` = the given ``heading_std_deg``
+  (``heading_source = "input"``). Without ``heading_deg`` such a model assumes a north-aligned panorama.
 * ``score`` = softmax over the K candidates of the re-ranker's scores, at the chosen tile: the model's probability
   (the re-ranker is trained with a listwise cross-entropy over the top K) that the chosen tile contains the camera.
 * ``tile_rank_before_rerank`` / ``tile_rank_after_rerank``: 1-based rank of the chosen tile by descriptor
@@ -73,6 +79,7 @@ class Fix:
     tile_rank_after_rerank: int
     used_prior: bool
     prior_rejected: bool = False
+    heading_source: str = "model"  # "model" (estimated) | "input" (given by the caller, known orientation)
     tiles_searched: int = 0
     candidate_tile_ids: tuple = ()  # the K candidates in retrieval (descriptor) order
     timings_ms: dict = field(default_factory=dict)
@@ -95,7 +102,8 @@ class Fix:
             "covariance_m2": np.asarray(self.covariance_en_m2, float).tolist(),
             "heading_std_deg": self.heading_std_deg, "score": self.score, "tile": self.tile_id,
             "tile_rank_before_rerank": self.tile_rank_before_rerank, "used_prior": self.used_prior,
-            "prior_rejected": self.prior_rejected, "timings_ms": self.timings_ms,
+            "prior_rejected": self.prior_rejected, "heading_source": self.heading_source,
+            "timings_ms": self.timings_ms,
         }
 
 
@@ -226,22 +234,52 @@ class Localizer:
         return fix
 
     # ---- public -----------------------------------------------------------------------------------------------
-    def localize(self, image: np.ndarray, prior: Prior | None = None) -> Fix:
-        """Localize one RGB ``uint8`` equirectangular panorama (north-aligned or not: the heading is estimated).
+    @property
+    def known_orientation(self) -> bool:
+        """The model needs the heading as an input (trained on north-aligned panoramas)."""
+        return self.handle.known_orientation
 
+    def localize(self, image: np.ndarray, prior: Prior | None = None, heading_deg: float | None = None,
+                 heading_std_deg: float = 5.0) -> Fix:
+        """Localize one RGB ``uint8`` equirectangular panorama.
+
+        ``heading_deg``: compass heading of the panorama's centre column when known (IMU, compass); required
+        by known-orientation models unless the panorama is north-aligned, ignored by the others.
         Raises :class:`ImageError` for an unusable image.
         """
-        return self.localize_batch([image], [prior])[0]
+        return self.localize_batch([image], [prior], None if heading_deg is None else [heading_deg],
+                                   heading_std_deg=heading_std_deg)[0]
+
+    def _north_aligned(self, images: list[np.ndarray], headings: list[float | None] | None) -> list[np.ndarray]:
+        if not self.known_orientation or headings is None:
+            return images
+        from unifygeo_ros.preprocess import roll_panorama, validate_panorama
+
+        out = []
+        for img, h in zip(images, headings):
+            if h is None or h == 0.0:
+                out.append(img)
+                continue
+            if not math.isfinite(h):
+                raise ImageError(f"heading {h} is not a finite number")
+            out.append(roll_panorama(validate_panorama(img), -float(h))[0])
+        return out
 
     def localize_batch(self, images: list[np.ndarray], priors: list[Prior | None] | None = None,
-                       batch_size: int = 16) -> list[Fix]:
+                       headings: list[float | None] | None = None, batch_size: int = 16,
+                       heading_std_deg: float = 5.0) -> list[Fix]:
         """Localize several panoramas; the network encodes them in batches of ``batch_size``.
 
+        ``headings``: per image, the compass heading of the centre column or None (see :meth:`localize`).
         Timings of a batched call are per image: shared stages (preprocess, encode) are divided by the batch.
         """
         priors = list(priors) if priors is not None else [None] * len(images)
         if len(priors) != len(images):
             raise ValueError(f"{len(priors)} priors for {len(images)} images")
+        if headings is not None and len(headings) != len(images):
+            raise ValueError(f"{len(headings)} headings for {len(images)} images")
+        given = list(headings) if headings is not None else [None] * len(images)
+        images = self._north_aligned(list(images), headings)
         fixes: list[Fix] = []
         h = self.handle
         for start in range(0, len(images), batch_size):
@@ -259,6 +297,12 @@ class Localizer:
                 t1 = time.perf_counter()
                 times = {"preprocess": t_pre, "encode": t_enc}
                 fix = self._one(ground.select(slice(j, j + 1)), desc[j], priors[start + j], times)
+                if self.known_orientation:
+                    heading = float(given[start + j] or 0.0)
+                    fix.heading_deg = geo.wrap_deg(heading)
+                    fix.yaw_deg = float(geo.heading_to_yaw_deg(heading))
+                    fix.heading_std_deg = float(heading_std_deg)
+                    fix.heading_source = "input"
                 times["total"] = t_pre + t_enc + (time.perf_counter() - t1)
                 fix.timings_ms = {k: round(1000.0 * times.get(k, 0.0), 3) for k in STAGES}
                 fixes.append(fix)
@@ -275,6 +319,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--prior", default=None, metavar="E,N,SIGMA",
                         help="position prior in the index's ENU frame: east_m,north_m,sigma_m")
+    parser.add_argument("--heading", type=float, default=None, metavar="DEG",
+                        help="compass heading of the panoramas' centre column (0 = north, clockwise), for models "
+                             "trained with known orientation; omitted: the panoramas are north-aligned")
     parser.add_argument("--json", action="store_true", help="one JSON object per image (a JSON list)")
 
 
@@ -302,7 +349,7 @@ def run(args: argparse.Namespace) -> int:
     results, failed = [], 0
     for path in args.images:
         try:
-            fix = loc.localize(load_image(path), prior)
+            fix = loc.localize(load_image(path), prior, heading_deg=args.heading)
         except ImageError as exc:
             failed += 1
             print(f"unifygeo localize: error: {exc}", file=sys.stderr)

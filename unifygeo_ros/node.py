@@ -15,6 +15,7 @@ The work is done by plain objects: :mod:`unifygeo_ros.pipeline_worker` (inferenc
 """
 from __future__ import annotations
 
+import math
 import sys
 import time
 
@@ -27,10 +28,10 @@ from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, NavSatFix, NavSatStatus
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Imu, NavSatFix, NavSatStatus
 
 from unifygeo_ros import fix_messages, geo
-from unifygeo_ros.errors import UnifyGeoError
+from unifygeo_ros.errors import ImageError, UnifyGeoError
 from unifygeo_ros.image_codec import compressed_fields_to_rgb, image_msg_to_rgb
 from unifygeo_ros.node_params import PARAMETERS, NodeSettings
 from unifygeo_ros.pipeline_worker import (Frame, LatestFrameWorker, PipelineStats, Throttle, error_kind,
@@ -72,6 +73,10 @@ class LocalizerNode(Node):
                                     s.altitude_m) if s.map_origin_from_index else \
             geo.LocalENU(s.map_origin_lat_deg, s.map_origin_lon_deg, s.altitude_m)
         self.throttle = Throttle(s.warn_throttle_s)
+        self.heading_source = resolve_heading_source(s.heading_source, self.pipeline.localizer.known_orientation)
+        self._imu: tuple[float, float, float] | None = None  # (stamp_s, compass heading of the panorama, std)
+        if self.heading_source == "imu":
+            self.imu_sub = self.create_subscription(Imu, "imu", self._on_imu, qos_profile_sensor_data)
 
         self.pub_geopose = self.create_publisher(GeoPoseStamped, "geopose", OUTPUT_QOS)
         self.pub_geopose_cov = self.create_publisher(GeoPoseWithCovarianceStamped, "geopose_with_covariance",
@@ -119,9 +124,30 @@ class LocalizerNode(Node):
         return SetParametersResult(successful=True)
 
     # ---- inputs (executor thread: cheap, never blocking) -----------------------------------------------------
+    def _on_imu(self, msg: Imu) -> None:
+        q = msg.orientation
+        if not all(math.isfinite(v) for v in (q.x, q.y, q.z, q.w)) or (q.x, q.y, q.z, q.w) == (0, 0, 0, 0):
+            return  # no orientation in this IMU message
+        yaw = geo.quaternion_xyzw_to_yaw_deg(q.x, q.y, q.z, q.w) + self.settings.imu_panorama_yaw_offset_deg
+        var = float(msg.orientation_covariance[8])
+        std = math.degrees(math.sqrt(var)) if var > 0 and math.isfinite(var) else self.settings.imu_default_yaw_std_deg
+        self._imu = (_stamp_s(msg.header.stamp), float(geo.yaw_to_heading_deg(yaw)), std)
+
     def _offer(self, stamp, decode, source: str) -> None:
         self.stats.received()
-        self.worker.submit(Frame(stamp, _stamp_s(stamp), decode, source=source))
+        frame = Frame(stamp, _stamp_s(stamp), decode, source=source)
+        if self.heading_source == "north_aligned":
+            frame.heading_deg = 0.0
+        elif self.heading_source == "imu":
+            imu = self._imu
+            if imu is None or abs(imu[0] - frame.stamp_s) > self.settings.imu_max_age_s:
+                why = "no IMU orientation received yet on " + self.imu_sub.topic_name if imu is None else \
+                    f"IMU orientation is {abs(imu[0] - frame.stamp_s):.2f} s from the image stamp " \
+                    f"(> imu.max_age_s {self.settings.imu_max_age_s:g})"
+                frame.decode = _raise_image_error(f"heading_source imu: {why}")
+            else:
+                frame.heading_deg, frame.heading_std_deg = imu[1], imu[2]
+        self.worker.submit(frame)
 
     def _on_image(self, msg: Image) -> None:
         self._offer(msg.header.stamp, lambda: image_msg_to_rgb(msg, "image"), "image")
@@ -207,6 +233,7 @@ class LocalizerNode(Node):
             "index_tiles": st.index_tiles, "device": st.device, "startup_load_s": round(st.load_s, 3),
             "startup_s": round(self.startup_s, 3),
             "input_mode": self.settings.input_mode, "input_topic": self.inputs[0].topic_name,
+            "heading_source": self.heading_source,
         }
         status = DiagnosticStatus(level=level, name=f"{self.get_fully_qualified_name()}: localization", message=message,
                                   hardware_id=f"unifygeo model {st.model_identity[:12]}")
@@ -219,6 +246,24 @@ class LocalizerNode(Node):
     def destroy_node(self):
         self.worker.stop(timeout_s=5.0)
         return super().destroy_node()
+
+
+def resolve_heading_source(requested: str, known_orientation: bool) -> str:
+    """The heading source the node uses. A known-orientation model cannot estimate the heading: ``model`` is
+    refused for it, and ``auto`` means ``imu``; for an unknown-orientation model ``auto`` means ``model``."""
+    if requested == "auto":
+        return "imu" if known_orientation else "model"
+    if requested == "model" and known_orientation:
+        raise UnifyGeoError("heading_source model: this checkpoint was trained with known orientation "
+                            "(north-aligned panoramas) and cannot estimate the heading; use heading_source imu "
+                            "or north_aligned")
+    return requested
+
+
+def _raise_image_error(message: str):
+    def decode():
+        raise ImageError(message)
+    return decode
 
 
 def _fmt(v) -> str:

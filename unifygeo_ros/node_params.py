@@ -23,6 +23,7 @@ DEMO_CHECKPOINT_REL = "models/demo"
 DEMO_INDEX_REL = "models/demo/index"
 INPUT_MODES = ("panorama", "compressed", "cameras")
 DEVICES = ("auto", "cpu", "cuda")
+HEADING_SOURCES = ("auto", "model", "north_aligned", "imu")
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,18 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("input_mode", "panorama",
               "panorama: sensor_msgs/Image on 'image'; compressed: sensor_msgs/CompressedImage on "
               "'image/compressed'; cameras: several pinhole cameras stitched into a partial panorama", INPUT_MODES),
+    ParamSpec("heading_source", "auto",
+              "where the camera heading comes from. model: estimated by the network (models trained with unknown "
+              "orientation); north_aligned: the panoramas are already north-aligned (VIGOR convention); imu: the "
+              "yaw of sensor_msgs/Imu on 'imu' (REP-103 ENU: 0 = east, earth-referenced), the panorama is rolled "
+              "to north before the network sees it; auto: model for unknown-orientation models, else imu",
+              HEADING_SOURCES),
+    ParamSpec("imu.panorama_yaw_offset_deg", 0.0,
+              "yaw of the panorama's centre column relative to the IMU frame's x axis (REP-103: counter-clockwise, "
+              "left = +90), deg"),
+    ParamSpec("imu.max_age_s", 0.5, "an IMU orientation older than this (vs the image stamp) is not used, s"),
+    ParamSpec("imu.default_yaw_std_deg", 5.0,
+              "heading standard deviation published when the IMU reports no yaw covariance, deg"),
     ParamSpec("min_score", 0.5, "fixes whose score (the model's probability that the tile is right) is below "
                                 "this are withheld and counted; settable at run time", read_only=False),
     ParamSpec("use_prior", True, "narrow the search around the previous published fix"),
@@ -84,6 +97,10 @@ class NodeSettings:
     device: str
     cpu_threads: int
     input_mode: str
+    heading_source: str
+    imu_panorama_yaw_offset_deg: float
+    imu_max_age_s: float
+    imu_default_yaw_std_deg: float
     min_score: float
     use_prior: bool
     prior_sigma_floor_m: float
@@ -152,7 +169,11 @@ class NodeSettings:
                 raise UnifyGeoError(f"parameter {name}: must not be empty (robot_localization needs frame ids)")
         return cls(
             checkpoint=str(v["checkpoint"]), index=str(v["index"]), device=str(v["device"]),
-            cpu_threads=int(v["cpu_threads"]), input_mode=str(v["input_mode"]), min_score=min_score,
+            cpu_threads=int(v["cpu_threads"]), input_mode=str(v["input_mode"]),
+            heading_source=str(v["heading_source"]),
+            imu_panorama_yaw_offset_deg=float(v["imu.panorama_yaw_offset_deg"]),
+            imu_max_age_s=positive("imu.max_age_s"), imu_default_yaw_std_deg=positive("imu.default_yaw_std_deg"),
+            min_score=min_score,
             use_prior=bool(v["use_prior"]), prior_sigma_floor_m=positive("prior.sigma_floor_m"),
             prior_growth_m_per_s=positive("prior.growth_m_per_s", True), prior_max_age_s=positive("prior.max_age_s"),
             prior_max_sigma_m=positive("prior.max_sigma_m"), prior_reset_after=max(1, int(v["prior.reset_after"])),

@@ -75,6 +75,12 @@ class ModelHandle:
         return int((self.config.get("loss") or {}).get("rerank_k", 5))
 
     @property
+    def known_orientation(self) -> bool:
+        """True when the model was trained on north-aligned panoramas (data.orientation: known): it then needs
+        the camera heading as an input instead of estimating it."""
+        return (self.config.get("data") or {}).get("orientation", "unknown") == "known"
+
+    @property
     def train_tile_m(self) -> float | None:
         """The aerial tile size the model was trained on (data.tile_m), when the configuration records it."""
         value = (self.config.get("data") or {}).get("tile_m")

@@ -4,6 +4,13 @@ Self-attention over the map's tokens weights each feature by its correlation wit
 that recur and matter for retrieval dominate), then generalised-mean pooling, a linear projection, LayerNorm and
 L2 normalisation. No positional embedding: the descriptor of a panorama does not change when the panorama is
 rolled (unknown heading), and an aerial tile's does not depend on where in the tile a structure sits.
+
+With ``layout_hw`` (the known-orientation setting: north-aligned panoramas, as in VIGOR's standard protocol)
+the aggregator keeps the layout instead: the map is pooled to a fixed ``layout_hw`` grid, a learned positional
+embedding is added before self-attention, and the attended tokens are flattened into the projection, so the
+descriptor says *where* (which azimuth / which part of the tile) each pattern sits. Cross-view, the shared cue is
+geometry (where the roads, tall buildings and trees are around the camera), not appearance, so this is the
+stronger descriptor whenever the heading is known; measured in BENCHMARKS.md.
 """
 from __future__ import annotations
 
@@ -45,17 +52,30 @@ class GeM(nn.Module):
 class AttentionAggregator(nn.Module):
     """(B, C, H, W) semantic map -> (B, D) L2-normalised global descriptor."""
 
-    def __init__(self, dim: int, out_dim: int, layers: int = 1, heads: int = 4, gem_p: float = 3.0) -> None:
+    def __init__(self, dim: int, out_dim: int, layers: int = 1, heads: int = 4, gem_p: float = 3.0,
+                 layout_hw: tuple[int, int] | None = None) -> None:
         super().__init__()
+        self.layout_hw = tuple(layout_hw) if layout_hw else None
         self.blocks = nn.ModuleList(AttentionBlock(dim, heads) for _ in range(layers))
         self.norm = nn.LayerNorm(dim)
-        self.pool = GeM(gem_p)
-        self.proj = nn.Linear(dim, out_dim)
+        if self.layout_hw is None:
+            self.pool = GeM(gem_p)
+            self.proj = nn.Linear(dim, out_dim)
+        else:
+            n = self.layout_hw[0] * self.layout_hw[1]
+            self.pos = nn.Parameter(torch.randn(1, n, dim) * 0.02)
+            self.proj = nn.Linear(n * dim, out_dim)
         self.out_norm = nn.LayerNorm(out_dim)
 
     def forward(self, semantic: torch.Tensor) -> torch.Tensor:
+        if self.layout_hw is not None:
+            semantic = F.adaptive_avg_pool2d(semantic, self.layout_hw)
         tokens = semantic.flatten(2).transpose(1, 2)  # (B, N, C)
+        if self.layout_hw is not None:
+            tokens = tokens + self.pos
         for block in self.blocks:
             tokens = block(tokens)
-        desc = self.out_norm(self.proj(self.pool(self.norm(tokens))))
+        tokens = self.norm(tokens)
+        pooled = tokens.flatten(1) if self.layout_hw is not None else self.pool(tokens)
+        desc = self.out_norm(self.proj(pooled))
         return F.normalize(desc, dim=-1)

@@ -46,10 +46,12 @@ def _listed(items: list[str]) -> str:
     return ", ".join(items[:_MAX_LISTED]) + more
 
 
-def model_hash(cfg: Config, tensors: dict[str, torch.Tensor]) -> str:
-    """SHA-256 identity of a model: canonical JSON of its model config + every tensor (sorted by name)."""
+def model_hash(model_cfg: dict, tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 identity of a model: canonical JSON of its model config section *as saved* + every tensor (sorted
+    by name). Hashing the saved section (not the dataclass re-serialised with today's defaults) keeps a
+    checkpoint's identity stable when later versions add configuration fields."""
     h = hashlib.sha256()
-    h.update(json.dumps(cfg.to_dict()["model"], sort_keys=True).encode())
+    h.update(json.dumps(model_cfg, sort_keys=True).encode())
     for name in sorted(tensors):
         t = tensors[name].detach().cpu().contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
@@ -79,7 +81,7 @@ def save_checkpoint(directory: str | os.PathLike, model: torch.nn.Module, cfg: C
             t = t.to(torch.float16)
         tensors[name] = t
     meta = CheckpointMeta(step=int(step), metrics=dict(metrics or {}), dtype=dtype,
-                          model_hash=model_hash(cfg, tensors), backbone=cfg.model.backbone)
+                          model_hash=model_hash(cfg.to_dict()["model"], tensors), backbone=cfg.model.backbone)
     _atomic_write(out / WEIGHTS, st_save(tensors, metadata={"format": FORMAT, "model_hash": meta.model_hash}))
     _atomic_write(out / CONFIG, cfg.dump_json().encode())
     _atomic_write(out / META, json.dumps({"format": FORMAT, "version": VERSION, **meta.__dict__},
@@ -109,6 +111,11 @@ def read_config(directory: str | os.PathLike) -> Config:
         return Config.from_dict(json.loads(p.read_text()))
     except (OSError, json.JSONDecodeError, ConfigError) as exc:
         raise CheckpointError(f"checkpoint {directory}: bad {CONFIG} ({exc})") from None
+
+
+def _saved_model_section(directory: str | os.PathLike) -> dict:
+    """The ``model`` section of config.json exactly as it was written (read_config already validated it)."""
+    return json.loads((Path(directory) / CONFIG).read_text()).get("model", {})
 
 
 def read_weights(directory: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -163,7 +170,8 @@ def load_checkpoint(directory: str | os.PathLike, cfg: Config | None = None, map
     else:
         cfg = saved_cfg
     tensors = read_weights(directory)
-    if verify_hash and meta.model_hash and model_hash(saved_cfg, tensors) != meta.model_hash:
+    saved_section = _saved_model_section(directory)
+    if verify_hash and meta.model_hash and model_hash(saved_section, tensors) != meta.model_hash:
         raise CheckpointError(f"checkpoint {directory}: weights do not match the model_hash in {META} "
                               "(corrupt or replaced file)")
     try:

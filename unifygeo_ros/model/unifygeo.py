@@ -74,12 +74,14 @@ class UnifyGeo(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.ground_encoder = ViewEncoder(cfg)
-        agg = lambda: AttentionAggregator(cfg.semantic_dim, cfg.descriptor_dim, cfg.aggregator_layers,  # noqa: E731
-                                          cfg.aggregator_heads, cfg.gem_p)
-        self.ground_aggregator = agg()
+        layout = cfg.descriptor_layout
+        agg = lambda hw: AttentionAggregator(cfg.semantic_dim, cfg.descriptor_dim,  # noqa: E731
+                                             cfg.aggregator_layers, cfg.aggregator_heads, cfg.gem_p,
+                                             layout_hw=hw)
+        self.ground_aggregator = agg(tuple(cfg.ground_layout_hw) if layout else None)
         if not cfg.share_views:
             self.aerial_encoder_ = ViewEncoder(cfg)
-            self.aerial_aggregator_ = agg()
+            self.aerial_aggregator_ = agg(tuple(cfg.aerial_layout_hw) if layout else None)
         levels = len(cfg.metric_strides)
         self.ground_match = GroundMatchHead(cfg.decoder_dim, levels, cfg.orientation_bins, cfg.match_dim,
                                             cfg.ground_elevation_bins)
