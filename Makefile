@@ -12,11 +12,10 @@ venv:
 	scripts/setup.sh $(VENV)
 
 demo: venv
-	source scripts/ros_env.sh $(VENV) && $(VENV)/bin/unifygeo synth --out $(DEMO_OUT) --city DemoCity --seed 2026 --size-m 300 --panos 200 --force
-	@echo "demo: data in $(DEMO_OUT)/DemoCity, picture: $(DEMO_OUT)/DemoCity/preview.png"
+	source scripts/ros_env.sh $(VENV) && $(VENV)/bin/unifygeo demo --out $(DEMO_OUT)
 
 test: venv
-	source scripts/ros_env.sh $(VENV) && $(VENV)/bin/python -m pytest -q --timeout 900 $(PYTEST_ARGS)
+	source scripts/ros_env.sh $(VENV) && UNIFYGEO_REQUIRE_ROS=1 $(VENV)/bin/python -m pytest -q --timeout 900 $(PYTEST_ARGS)
 
 clean-venv:
 	rm -rf $(VENV) .ros_overlay

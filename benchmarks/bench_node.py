@@ -58,7 +58,8 @@ def main() -> int:
     cmd = ([exe] if exe else [sys.executable, "-m", "unifygeo_ros.node"]) + [
         "--ros-args", "-r", "__ns:=/bench", "--params-file", str(ROOT / "config" / "localize.yaml"),
         "-p", f"checkpoint:={ckpt}", "-p", f"index:={index}", "-p", f"device:={args.device}",
-        "-p", f"cpu_threads:={args.threads}", "-p", "min_score:=0.0"]
+        "-p", f"cpu_threads:={args.threads}", "-p", "min_score:=0.0",
+        "-p", "heading_source:=north_aligned"]  # the synthetic panoramas are north-aligned
     log = tmp / "node.log"
     fh = open(log, "w")
     t0 = time.monotonic()

@@ -5,8 +5,8 @@
     ros2 launch unifygeo_ros localize.launch.py input_mode:=compressed compressed_topic:=/cam/pano/compressed
 
 Arguments: params_file (default: the installed config/localize.yaml), checkpoint and index ("" = the embedded
-demo), device, input_mode, namespace, image_topic / compressed_topic (remaps of ``image`` / ``image/compressed``),
-log_level. Values given here override the parameter file.
+demo), device, input_mode, heading_source, namespace, image_topic / compressed_topic / imu_topic (remaps of
+``image`` / ``image/compressed`` / ``imu``), log_level. Values given here override the parameter file.
 """
 import os
 
@@ -38,6 +38,8 @@ ARGUMENTS = (
     ("index", "", "aerial index folder; empty = the embedded demo index"),
     ("device", "auto", "auto | cpu | cuda"),
     ("input_mode", "panorama", "panorama | compressed | cameras"),
+    ("heading_source", "auto", "auto | model | north_aligned | imu (see config/localize.yaml)"),
+    ("imu_topic", "imu", "sensor_msgs/Imu topic the node's 'imu' is remapped to (heading_source imu)"),
     ("namespace", "", "namespace of the node and its topics"),
     ("image_topic", "image", "panorama topic (sensor_msgs/Image) the node's 'image' is remapped to"),
     ("compressed_topic", "image/compressed", "topic the node's 'image/compressed' is remapped to"),
@@ -58,9 +60,10 @@ def generate_launch_description() -> LaunchDescription:
         parameters=[
             cfg["params_file"],
             {name: ParameterValue(cfg[name], value_type=str) for name in ("checkpoint", "index", "device",
-                                                                          "input_mode")},
+                                                                          "input_mode", "heading_source")},
         ],
-        remappings=[("image", cfg["image_topic"]), ("image/compressed", cfg["compressed_topic"])],
+        remappings=[("image", cfg["image_topic"]), ("image/compressed", cfg["compressed_topic"]),
+                    ("imu", cfg["imu_topic"])],
         arguments=["--ros-args", "--log-level", cfg["log_level"]],
     )
     return LaunchDescription([*args, node])

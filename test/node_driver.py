@@ -3,7 +3,7 @@
 Run with the ROS environment of test/ros_helpers.py:ros_subprocess_env(). One JSON object per line in, one per
 line out (``{"ok": true, ...}`` or ``{"ok": false, "error": ...}``). Commands (``op``):
 
-* ``publish``: ``topic``, ``kind`` (image | compressed | camera_info), ``fields`` (message fields; ``data`` in
+* ``publish``: ``topic``, ``kind`` (image | compressed | camera_info | imu), ``fields`` (message fields; ``data`` in
   base64), ``stamp_ns`` (default: now) -> ``stamp_ns``
 * ``outputs``: ``ns``, ``stamp_ns``, ``timeout`` -> the four outputs with that stamp (``missing`` lists the others)
 * ``roundtrip``: ``publish`` repeated every ``retry_s`` with a fresh stamp until ``outputs`` has all four (best-
@@ -31,11 +31,11 @@ from geometry_msgs.msg import PoseWithCovarianceStamped
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, NavSatFix
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Imu, NavSatFix
 
 OUTPUTS = {"geopose": GeoPoseStamped, "geopose_with_covariance": GeoPoseWithCovarianceStamped, "fix": NavSatFix,
            "pose": PoseWithCovarianceStamped}
-KINDS = {"image": Image, "compressed": CompressedImage, "camera_info": CameraInfo}
+KINDS = {"image": Image, "compressed": CompressedImage, "camera_info": CameraInfo, "imu": Imu}
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 # inputs: reliable writer (matches the node's best-effort reader; delivery is then best effort)
 INPUT_QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
@@ -99,6 +99,9 @@ class Driver:
                 msg.data = base64.b64decode(v)
             elif k == "header":
                 msg.header.frame_id = v.get("frame_id", "")
+            elif k == "orientation":  # Imu: {"x", "y", "z", "w"}
+                for axis, value in v.items():
+                    setattr(msg.orientation, axis, float(value))
             else:
                 setattr(msg, k, v)
         msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int(t_ns), 1_000_000_000)

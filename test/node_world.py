@@ -4,7 +4,7 @@ the launch test and benchmarks/bench_node.py feed the node.
 With the embedded demo (models/demo + models/demo/index, built on the demo city of ``unifygeo demo``) the demo
 model and index are used and the queries are rendered in the demo city, so fixes can be checked against the
 truth. Without it, a small city is rendered with ``unifygeo synth`` (``write_city``) and indexed with a randomly
-initialised model of config/tiny.yaml (the demo architecture: realistic latency, no accuracy).
+initialised model of config/demo.yaml (the demo architecture: realistic latency, no accuracy).
 """
 from __future__ import annotations
 
@@ -108,7 +108,7 @@ def build_world(tmp: Path, n_queries: int = 4, seed: int = 0) -> NodeWorld:
     if not (data / CITY / "geo.json").exists():
         synth.write_city(str(data), CITY, CITY_SEED, CITY_SIZE_M, n_panos=2, tile_px=64, pano_width=PANO_W,
                          overwrite=True, progress=False)
-    cfg = load_config(REPO / "config" / "tiny.yaml")
+    cfg = load_config(REPO / "config" / "demo.yaml")  # the demo architecture (known orientation), random weights
     torch.manual_seed(seed)
     ckpt = tmp / "ckpt"
     save_checkpoint(ckpt, build_model(cfg), cfg)
@@ -121,10 +121,11 @@ def build_world(tmp: Path, n_queries: int = 4, seed: int = 0) -> NodeWorld:
     city = W.generate_city(CITY_SEED, CITY_SIZE_M)
     grid = synth.tile_grid(CITY_SIZE_M, src.tile_m)
     pos = synth.sample_camera_positions(city, grid, n_queries, rng)
-    heads = rng.uniform(-180, 180, n_queries)
+    known = cfg.data.orientation == "known"
+    heads = np.zeros(n_queries) if known else rng.uniform(-180, 180, n_queries)
     en = np.array([[t.east_m, t.north_m] for t in src.tiles])
     t = src.tile_m / 2
-    return NodeWorld(ckpt, ix, origin, False, _queries(city, origin, pos, heads), src.tile_m, False,
+    return NodeWorld(ckpt, ix, origin, False, _queries(city, origin, pos, heads), src.tile_m, known,
                      (en[:, 0].min() - t, en[:, 0].max() + t, en[:, 1].min() - t, en[:, 1].max() + t))
 
 
@@ -136,7 +137,7 @@ def other_checkpoint(tmp: Path, seed: int = 99) -> Path:
     from unifygeo_ros.model import build_model
     from unifygeo_ros.model.checkpoint import save_checkpoint
 
-    cfg = load_config(REPO / "config" / "tiny.yaml")
+    cfg = load_config(REPO / "config" / "demo.yaml")  # the demo architecture (known orientation), random weights
     torch.manual_seed(seed)
     save_checkpoint(tmp / "other_ckpt", build_model(cfg), cfg)
     return tmp / "other_ckpt"

@@ -28,7 +28,7 @@ LAUNCH_FILE = REPO / "launch" / "localize.launch.py"
 PARAMS_FILE = REPO / "config" / "localize.yaml"
 RL_DIR = REPO / "config" / "robot_localization"
 LAUNCH_ARGS = {"params_file", "checkpoint", "index", "device", "input_mode", "namespace", "image_topic",
-               "compressed_topic", "log_level"}
+               "compressed_topic", "log_level", "heading_source", "imu_topic"}
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
@@ -237,6 +237,7 @@ def test_ros2_launch_starts_the_node_and_a_fix_comes_back(colcon_install, tmp_pa
         launch = subprocess.Popen(
             ["ros2", "launch", "unifygeo_ros", "localize.launch.py", f"index:={world.index}",
              f"checkpoint:={world.checkpoint}", "device:=cpu", "namespace:=launched", "image_topic:=/launch_test/pano",
+             f"heading_source:={'north_aligned' if world.known_orientation else 'auto'}",
              "sigterm_timeout:=30"],  # a loaded CI machine may need more than launch's default 5 s to shut down
             env=env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     driver = None

@@ -100,6 +100,8 @@ def nodes(world, env, tmp_path_factory):
     procs = {
         "/pano": NodeProc(env, "/pano", {**common, "input_mode": "panorama"}, logs / "pano.log"),
         "/comp": NodeProc(env, "/comp", {**common, "input_mode": "compressed"}, logs / "comp.log"),
+        "/imu": NodeProc(env, "/imu", {**common, "input_mode": "panorama", "heading_source": "imu"},
+                         logs / "imu.log"),
         "/rig": NodeProc(env, "/rig", {**common, "input_mode": "cameras", "cameras.panorama_width": 256,
                                        "cameras.names": json.dumps(names).replace('"', ""),
                                        "cameras.yaw_deg": json.dumps([RIG[n] for n in names]),
@@ -380,3 +382,29 @@ def test_heading_source_follows_the_checkpoint_orientation_setting():
     assert resolve_heading_source("north_aligned", known_orientation=True) == "north_aligned"
     with pytest.raises(UnifyGeoError, match="known orientation"):
         resolve_heading_source("model", known_orientation=True)
+
+
+def test_imu_heading_turns_the_panorama_and_is_the_published_heading(world, driver):
+    """heading_source imu: without an IMU orientation no fix is published (diagnostics say why); with one, the
+    panorama of a camera facing compass heading H is rolled to north for the network and the published yaw is
+    the IMU's (REP-103: yaw = 90 - H)."""
+    from node_world import heading_error_deg
+
+    from unifygeo_ros import geo
+    from unifygeo_ros.preprocess import roll_panorama
+
+    t0 = time.time_ns()
+    driver.call("publish", topic="/imu/image", kind="image", fields=image_fields(world.queries[0].rgb))
+    st = driver.call("diagnostics", name_contains="/imu/", after_ns=t0, timeout=20, until_message="IMU")["status"]
+    assert st is not None and "imu" in st["message"].lower(), st
+    assert driver.call("count", ns="/imu", since_ns=t0)["count"] == 0
+
+    heading = 120.0  # compass: east-south-east
+    yaw = float(geo.heading_to_yaw_deg(heading))
+    x, y, z, w = geo.yaw_to_quaternion_xyzw(yaw)
+    q = world.queries[0]
+    turned = roll_panorama(q.rgb, heading)[0]  # the camera faces `heading`: the north-aligned view rolled
+    imu = {"topic": "/imu/imu", "kind": "imu", "fields": {"orientation": {"x": x, "y": y, "z": z, "w": w}}}
+    r = _roundtrip(driver, "/imu", "image", image_fields(turned), extra=[imu])
+    s = check_outputs(r["outputs"], r["stamp_ns"], world)
+    assert heading_error_deg(s["yaw_deg"], yaw) < 0.5

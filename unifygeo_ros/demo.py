@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -69,6 +70,7 @@ class DemoReport:
     recall_5m_below_threshold: float
     latency_ms: dict = field(default_factory=dict)  # stage -> {"p50", "p95"}
     picture: str = ""
+    replay: dict = field(default_factory=dict)  # the recorded drive's replay: metrics and where its outputs are
 
 
 def demo_queries(city_dir: Path, origin: geo.LocalENU, limit: int | None) -> list[DemoQuery]:
@@ -254,12 +256,18 @@ def format_report(r: DemoReport) -> str:
     ]
     if r.picture:
         lines.append(f"  picture     {r.picture}")
+    if r.replay:
+        pe = r.replay["position_error"]
+        fmt = (lambda v: "n/a" if v is None else f"{v:.1f} m")  # noqa: E731
+        lines.append(f"  replay      {r.replay['scored']}/{r.replay['frames']} frames of a recorded drive scored: "
+                     f"median {fmt(pe.get('median_m'))}, RMSE {fmt(pe.get('rmse_m'))}, "
+                     f"{100 * r.replay['frames_without_fix']:.0f} % without fix -> {r.replay['outputs']}")
     return "\n".join(lines)
 
 
 def run_demo(checkpoint: str | Path | None = None, out: str | Path = "out/demo", cache: str | Path | None = None,
              seed: int = DEMO_SEED, size_m: float = 300.0, panos: int = 100, device: str = "auto",
-             batch_size: int = 32) -> DemoReport:
+             batch_size: int = 32, replay_frames: int = 40) -> DemoReport:
     """The whole chain (see the module docstring); returns the report and writes the picture and the JSON."""
     from unifygeo_ros.index.encode import load_model
     from unifygeo_ros.localizer import Localizer
@@ -288,8 +296,34 @@ def run_demo(checkpoint: str | Path | None = None, out: str | Path = "out/demo",
     title = (f"{city_dir.name}: {report.queries} fixes, median {report.median_error_m:.1f} m, "
              f"<= 5 m {report.recall_5m:.0%}, R@1 {report.rerank_r1:.0%}")
     report.picture = str(plot_fixes(out / "demo_fixes.png", mosaic, extent, queries, fixes, title))
+    if replay_frames:
+        report.replay = replay_drive(loc, city_dir, out, replay_frames)
     (out / "demo_report.json").write_text(json.dumps(report.__dict__, indent=1))
     return report
+
+
+def replay_drive(loc, city_dir: Path, out: Path, frames: int) -> dict:
+    """Record a drive through the demo city as a rosbag2 (MCAP) and replay it with the same localizer.
+
+    The panoramas are north-aligned (what ``heading_source: imu`` makes of a vehicle's panorama before the
+    network sees it), so known-orientation models replay too; ground truth is ``/gt/geopose`` (the camera pose).
+    """
+    from unifygeo_ros.bag_synth import GEOPOSE_TOPIC, SynthBagConfig, synth_bag
+    from unifygeo_ros.replay import ReplayConfig, replay
+
+    bag = out / "drive"
+    if bag.exists():
+        shutil.rmtree(bag)
+    rec = synth_bag(SynthBagConfig(data=str(city_dir), out=str(bag), storage="mcap", frames=frames, seed=1,
+                                   north_aligned=True))
+    print(f"[demo] recorded {rec.frames} panoramas over {rec.route_length_m:.0f} m into {rec.bag}; replaying",
+          flush=True)
+    rep = replay(ReplayConfig(bag=str(rec.bag), index=None, out=str(out / "replay"), image_topic=rec.image_topic,
+                              gt_topic=GEOPOSE_TOPIC, prior=True, map_dir=str(city_dir)), localizer=loc,
+                 origin=loc.index.origin)
+    return {"bag": str(rec.bag), "outputs": str(out / "replay"), "frames": rep.frames, "scored": rep.count,
+            "frames_without_fix": rep.frames_without_fix, "position_error": rep.position_error,
+            "heading_error": rep.heading_error, "covariance": rep.covariance}
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -301,12 +335,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--panos", type=int, default=100, help="panoramas to localize")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--batch-size", type=int, default=32, help="index build batch size")
+    parser.add_argument("--replay-frames", type=int, default=40,
+                        help="panoramas of the recorded drive replayed after the demo (0: skip the replay)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
     report = run_demo(args.checkpoint, args.out, args.cache, args.seed, args.size_m, args.panos, args.device,
-                      args.batch_size)
+                      args.batch_size, args.replay_frames)
     print(json.dumps(report.__dict__, indent=1) if args.json else format_report(report))
     return 0
 
