@@ -69,7 +69,7 @@ def _queries(city, origin, positions, headings, width=PANO_W):
     return out
 
 
-def build_world(tmp: Path, n_queries: int = 4, seed: int = 0) -> NodeWorld:
+def build_world(tmp: Path, n_queries: int = 4, seed: int = 0, use_demo: bool = True) -> NodeWorld:
     """The world (see the module docstring); ``tmp``: a scratch folder for the city, model and index."""
     import torch
 
@@ -79,7 +79,7 @@ def build_world(tmp: Path, n_queries: int = 4, seed: int = 0) -> NodeWorld:
 
     torch.set_num_threads(1)
     rng = np.random.default_rng(seed)
-    demo = demo_paths()
+    demo = demo_paths() if use_demo else None
     if demo is not None:
         from unifygeo_ros.demo import DEMO_SEED
 

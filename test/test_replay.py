@@ -339,10 +339,64 @@ def test_bag_synth_writes_a_drive_rosbags_reads_back(tmp_path, storage, compress
 
 
 # ------------------------------------------------------------------------------------------------------ live
-@pytest.mark.skipif(importlib.util.find_spec("unifygeo_ros.node") is None,
-                    reason="--live scores the ROS node, and unifygeo_ros/node.py does not exist yet")
-def test_live_replay_scores_the_running_node():  # pragma: no cover - wired by the lead once the node exists
-    pytest.skip("the node exists: the lead wires this test (launch the node, then replay(..., live=True))")
+def test_live_replay_scores_the_running_node_like_the_in_process_localizer(tmp_path, monkeypatch):
+    """--live plays the bag to a real localizer_node process over DDS and scores what it publishes; with the
+    same model, index and no prior, the node's fixes are the in-process localizer's (same positions)."""
+    pytest.importorskip("rclpy", reason="rclpy not importable (source scripts/ros_env.sh)")
+    import subprocess
+    import sys
+    import time
+
+    from node_world import CITY, build_world
+    from ros_helpers import ros_available, ros_subprocess_env, unique_domain_id
+
+    ok, why = ros_available()
+    if not ok:
+        pytest.skip(why)
+    from unifygeo_ros.bag_synth import GEOPOSE_TOPIC, SynthBagConfig, synth_bag
+
+    w = build_world(tmp_path / "world", n_queries=1, use_demo=False)
+    rec = synth_bag(SynthBagConfig(data=str(tmp_path / "world" / "data" / CITY), out=str(tmp_path / "bag"),
+                                   storage="mcap", frames=6, rate_hz=2.0, seed=3, north_aligned=True))
+    domain = unique_domain_id()
+    env = ros_subprocess_env(domain_id=domain)
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(domain))
+    args = ["--ros-args", "-r", "__ns:=/live", "-p", f"checkpoint:={w.checkpoint}", "-p", f"index:={w.index}",
+            "-p", "device:=cpu", "-p", "cpu_threads:=1", "-p", "min_score:=0.0", "-p", "use_prior:=false",
+            "-p", f"heading_source:={'north_aligned' if w.known_orientation else 'auto'}"]
+    log = tmp_path / "node.log"
+    with open(log, "w") as fh:
+        node = subprocess.Popen([sys.executable, "-m", "unifygeo_ros.node", *args], env=env, stdout=fh,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while "ready" not in log.read_text(errors="replace"):
+            assert node.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        live = replay(_cfg(rec.bag, None, tmp_path / "live", image_topic=rec.image_topic, gt_topic=GEOPOSE_TOPIC,
+                           live=True, node_input="/live/image", node_output="/live/geopose_with_covariance",
+                           live_timeout_s=60.0, plots=False), origin=w_origin(w))
+    finally:
+        node.send_signal(2)
+        node.wait(30)
+    local = replay(_cfg(rec.bag, w.index, tmp_path / "local", image_topic=rec.image_topic, gt_topic=GEOPOSE_TOPIC,
+                        checkpoint=str(w.checkpoint), plots=False))
+    assert live.frames == local.frames == 6
+    assert live.count >= 4  # at most a couple dropped while the node is busy
+    m_live = json.loads((tmp_path / "live" / "metrics.json").read_text())
+    assert m_live["count"] == live.count and (tmp_path / "live" / "estimate.tum").is_file()
+    est_live = {round(float(l.split()[0]), 3): l.split()[1:3] for l in
+                (tmp_path / "live" / "estimate.tum").read_text().splitlines() if l and not l.startswith("#")}
+    est_local = {round(float(l.split()[0]), 3): l.split()[1:3] for l in
+                 (tmp_path / "local" / "estimate.tum").read_text().splitlines() if l and not l.startswith("#")}
+    common = set(est_live) & set(est_local)
+    assert len(common) >= 4
+    for t in common:  # same model, index, image: the same fix (to the metre-level rounding of lat/lon)
+        assert np.allclose(np.array(est_live[t], float), np.array(est_local[t], float), atol=0.05), t
+
+
+def w_origin(w):
+    return geo.LocalENU(*w.origin)
 
 
 def test_live_without_a_running_node_is_a_clear_error(world, tmp_path):

@@ -709,8 +709,8 @@ def _output_type(topic: str):
 
 def _fill_from_output(fr: FrameResult, msg: Any, kind: str) -> None:
     """Frame result from one node output. Covariances: NavSatFix ``position_covariance`` is ENU (east, north,
-    up) m^2; GeoPoseWithCovariance's 6x6 is read with rows/columns 0, 1 = east, north in m^2, the order the
-    node writes (REP-103 ENU, like its PoseWithCovarianceStamped)."""
+    up) m^2; GeoPoseWithCovariance's 6x6 is ordered (Lat, Lon, Alt, ...) as its message definition says - north
+    first - in m^2, so its first 2x2 block is swapped into (east, north)."""
     if kind == "fix":
         if int(msg.status.status) < 0:
             fr.status, fr.note = NO_FIX, "node published STATUS_NO_FIX"
@@ -721,7 +721,7 @@ def _fill_from_output(fr: FrameResult, msg: Any, kind: str) -> None:
         p = msg.pose.pose
         lat, lon = p.position.latitude, p.position.longitude
         yaw = _quat_yaw_deg(p.orientation)
-        c = np.asarray(msg.pose.covariance, float).reshape(6, 6)[:2, :2]
+        c = np.asarray(msg.pose.covariance, float).reshape(6, 6)[:2, :2][::-1, ::-1]  # (lat, lon) -> (E, N)
     else:
         raise UnifyGeoError("--live: scoring the local `pose` output needs the node's map origin; use "
                             "geopose_with_covariance or fix")
