@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -91,7 +92,7 @@ def main(argv=None) -> int:
     from unifygeo_ros.evaluate import load_for_eval
     from unifygeo_ros.model.decoupled import DecoupledModel
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ.get("UNIFYGEO_BENCH_THREADS", "2")))
     systems = []
     for ck in args.unified:
         model, cfg, meta = load_for_eval(ck, "auto")
