@@ -27,7 +27,16 @@ SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
 VENV_DIR="${1:-$REPO_ROOT/.venv}"
 OVERLAY_ROOT="${UNIFYGEO_ROS_OVERLAY:-$REPO_ROOT/.ros_overlay}"
-WHEELS_DIR="${UNIFYGEO_ROS_WHEELS:-$REPO_ROOT/../shared/wheels}"
+# the wheels folder: $UNIFYGEO_ROS_WHEELS, else ../shared/wheels next to the checkout, else this workplace's
+# /work/shared/wheels (a clone elsewhere, e.g. CI's fresh clone in a temporary folder)
+if [ -n "${UNIFYGEO_ROS_WHEELS:-}" ]; then
+  WHEELS_DIR="$UNIFYGEO_ROS_WHEELS"
+else
+  WHEELS_DIR="$REPO_ROOT/../shared/wheels"
+  for cand in "$REPO_ROOT/../shared/wheels" /work/shared/wheels; do
+    if compgen -G "$cand/*.whl" >/dev/null; then WHEELS_DIR="$cand"; break; fi
+  done
+fi
 JOBS="${UNIFYGEO_ROS_JOBS:-2}"
 WANT_COLCON="${UNIFYGEO_ROS_COLCON:-1}"
 FORCE="${UNIFYGEO_ROS_FORCE:-0}"
