@@ -40,8 +40,9 @@ setup(
     ],
     extras_require={
         "ml": ["torch", "torchvision", "timm", "faiss-cpu"],
-        "bags": ["rosbags"],
-        "test": ["pytest", "pytest-timeout", "pyproj", "geographiclib"],
+        "bags": ["rosbags", "evo"],
+        "ortho": ["rasterio", "pyproj"],
+        "test": ["pytest", "pytest-timeout", "pyproj", "geographiclib", "psutil"],
     },
     zip_safe=True,
     maintainer="unifygeo_ros maintainers",
