@@ -103,9 +103,25 @@ def test_cli_train_runs_end_to_end(tmp_path):
     assert rc == 0
     assert (tmp_path / "run" / "ckpt" / "model.safetensors").is_file()
     assert (tmp_path / "run" / "config.yaml").is_file()
+    assert (tmp_path / "run" / "training.png").stat().st_size > 1000  # the curves from log.csv
     rc = main(["train", "--config", str(cfg_path), "--out", str(tmp_path / "run"), "--steps", "3", "--resume",
                "--data", "toy", "--no-progress"])
     assert rc == 0 and read_meta(tmp_path / "run" / "ckpt").step == 3
+
+
+def test_set_overrides_one_config_value_and_rejects_malformed_ones(tmp_path):
+    import argparse
+
+    from unifygeo_ros.errors import UnifyGeoError
+    from unifygeo_ros.train import config_from_args, configure_parser
+
+    p = argparse.ArgumentParser()
+    configure_parser(p)
+    cfg = config_from_args(p.parse_args(["--out", "x", "--set", "loss.position_weight=0",
+                                         "--set", "model.ground_hw=[32, 128]"]))
+    assert cfg.loss.position_weight == 0.0 and list(cfg.model.ground_hw) == [32, 128]
+    with pytest.raises(UnifyGeoError, match="SECTION.KEY=VALUE"):
+        config_from_args(p.parse_args(["--out", "x", "--set", "position_weight"]))
 
 
 def test_unknown_config_key_is_a_clear_error(tmp_path):

@@ -130,3 +130,42 @@ def save_eval_plots(errors_m: dict[str, np.ndarray], examples: Sequence[Localiza
     for i, ex in enumerate(examples):
         paths.append(plot_localization_example(ex, out / f"example_{i:02d}.png"))
     return paths
+
+
+def plot_training_log(log_csv: str | Path, path: str | Path, window: int = 8) -> Path:
+    """Training curves from ``unifygeo train``'s log.csv: the losses, in-batch retrieval R@1 (before and after
+    re-ranking) and the in-batch position error, each with a running mean over ``window`` log rows."""
+    import csv
+
+    rows = list(csv.DictReader(open(log_csv)))
+    if not rows:
+        raise ValueError(f"{log_csv} has no rows")
+    step = np.array([float(r["step"]) for r in rows])
+
+    def col(name):
+        return np.array([float(r[name]) for r in rows])
+
+    def smooth(v):
+        k = max(1, min(window, len(v)))
+        return np.convolve(v, np.ones(k) / k, mode="valid"), step[k - 1:]
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for name in ("infonce", "position", "orientation", "rerank"):
+        y, x = smooth(col(name))
+        axes[0].plot(x, y, label=name)
+    axes[0].set(title="losses", xlabel="step")
+    axes[0].legend()
+    for name, label in (("batch_r1", "retrieval R@1 in batch"), ("rerank_r1", "after re-ranking")):
+        y, x = smooth(col(name))
+        axes[1].plot(x, 100 * y, label=label)
+    axes[1].set(title="in-batch retrieval (32 tiles of one city)", xlabel="step", ylabel="%")
+    axes[1].legend()
+    y, x = smooth(col("position_err_m"))
+    axes[2].plot(x, y)
+    axes[2].set(title="in-batch position error (true tile)", xlabel="step", ylabel="m")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
