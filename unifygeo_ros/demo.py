@@ -298,8 +298,22 @@ def run_demo(checkpoint: str | Path | None = None, out: str | Path = "out/demo",
     report.picture = str(plot_fixes(out / "demo_fixes.png", mosaic, extent, queries, fixes, title))
     if replay_frames:
         report.replay = replay_drive(loc, city_dir, out, replay_frames)
-    (out / "demo_report.json").write_text(json.dumps(report.__dict__, indent=1))
+    (out / "demo_report.json").write_text(report_json(report))
     return report
+
+
+def report_json(report: DemoReport) -> str:
+    """The report as strict JSON: figures that do not exist (NaN, e.g. no fix above the threshold) are null."""
+    def clean(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return v
+
+    return json.dumps(clean(report.__dict__), indent=1, allow_nan=False)
 
 
 def replay_drive(loc, city_dir: Path, out: Path, frames: int) -> dict:
@@ -343,7 +357,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     report = run_demo(args.checkpoint, args.out, args.cache, args.seed, args.size_m, args.panos, args.device,
                       args.batch_size, args.replay_frames)
-    print(json.dumps(report.__dict__, indent=1) if args.json else format_report(report))
+    print(report_json(report) if args.json else format_report(report))
     return 0
 
 
