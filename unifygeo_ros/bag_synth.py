@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from unifygeo_ros import bags, geo
+from unifygeo_ros.data.world import true_runs
 from unifygeo_ros.errors import DataFormatError, UnifyGeoError
 
 IMAGE_TOPIC = "/camera/panorama/image_raw"
@@ -112,18 +113,7 @@ def _inside_runs(p: np.ndarray, lo: np.ndarray, hi: np.ndarray, step_m: float = 
     """The parts of polyline ``p`` inside the box ``lo..hi`` (resampled every ``step_m``)."""
     p = _resample_poly(p, step_m)
     inside = np.all((p >= lo) & (p <= hi), axis=1)
-    runs, k = [], 0
-    while k < len(p):
-        if not inside[k]:
-            k += 1
-            continue
-        j = k
-        while j + 1 < len(p) and inside[j + 1]:
-            j += 1
-        if j > k:
-            runs.append(p[k:j + 1])
-        k = j + 1
-    return runs
+    return [p[k:j + 1] for k, j in true_runs(inside) if j > k]
 
 
 def _resample_poly(p: np.ndarray, step_m: float) -> np.ndarray:

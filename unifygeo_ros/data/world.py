@@ -379,20 +379,12 @@ def _make_streets(rng: np.random.Generator, size: tuple[float, float], prm: dict
             w, sw = widths(kind)
             wob = _wobble_fn(rng, prm["wobble"] if kind != "avenue" else (0.0, prm["wobble"][1] * 0.3))
             ext = 14.0
-            k = 0
-            while k < len(keep):
-                if not keep[k]:
-                    k += 1
-                    continue
-                j = k
-                while j + 1 < len(keep) and keep[j + 1]:
-                    j += 1
+            for k, j in true_runs(keep):
                 t0 = bounds[k] - (ext if k > 0 else 0.0)
                 t1 = bounds[j + 1] + (ext if j + 1 < len(keep) else 0.0)
                 t = np.arange(t0, t1 + 1e-9, 5.0)
                 pts = centre + o * v + t[:, None] * u + wob(t)[:, None] * v
                 streets.append(Street(pts, w, sw, kind))
-                k = j + 1
     # diagonal avenues
     for _ in range(int(rng.integers(prm["diagonals"][0], prm["diagonals"][1] + 1))):
         ang = theta + np.pi / 4 + rng.normal(0, math.radians(12)) + (np.pi / 2 if rng.random() < 0.5 else 0.0)
@@ -607,6 +599,21 @@ class _Builder:
     def parked_set(self, rng) -> int:
         r = rng.random()
         return CARS_BOTH if r < 0.7 else (CARS_AERIAL_ONLY if r < 0.85 else CARS_GROUND_ONLY)
+
+
+def true_runs(mask) -> list[tuple[int, int]]:
+    """Maximal runs of True in a 1-D boolean sequence, as inclusive (first, last) index pairs."""
+    runs, k, n = [], 0, len(mask)
+    while k < n:
+        if not mask[k]:
+            k += 1
+            continue
+        j = k
+        while j + 1 < n and mask[j + 1]:
+            j += 1
+        runs.append((k, j))
+        k = j + 1
+    return runs
 
 
 def generate_city(seed: int, size_m, style: str = "mixed", cell_m: float = 0.25) -> City:
