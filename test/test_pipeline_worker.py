@@ -41,7 +41,7 @@ class ScriptedLocalizer:
         self.priors = []
         self.images = 0
 
-    def localize(self, image, prior=None):
+    def localize(self, image, prior=None, heading_deg=None, heading_std_deg=5.0):
         self.images += 1
         self.priors.append(prior)
         if self.delay_s:
@@ -135,7 +135,7 @@ def test_outcomes_published_withheld_bad_input_error():
     assert pipe.process(frame(4, np.zeros((32, 64, 3), np.float32))).status == "bad_input"  # not uint8
 
     class Broken:
-        def localize(self, image, prior=None):
+        def localize(self, image, prior=None, heading_deg=None, heading_std_deg=5.0):
             raise RuntimeError("CUDA out of memory")
 
     pipe.localizer = Broken()

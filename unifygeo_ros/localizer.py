@@ -250,8 +250,10 @@ class Localizer:
         return self.localize_batch([image], [prior], None if heading_deg is None else [heading_deg],
                                    heading_std_deg=heading_std_deg)[0]
 
-    def _north_aligned(self, images: list[np.ndarray], headings: list[float | None] | None) -> list[np.ndarray]:
-        if not self.known_orientation or headings is None:
+    def _north_aligned(self, images: list[np.ndarray], headings: list[float | None]) -> list[np.ndarray]:
+        """Known-orientation models: each panorama rolled so its centre column looks north (unchanged when the
+        heading is None or 0, and for unknown-orientation models, which estimate the heading themselves)."""
+        if not self.known_orientation:
             return images
         from unifygeo_ros.preprocess import roll_panorama, validate_panorama
 
@@ -279,12 +281,11 @@ class Localizer:
         if headings is not None and len(headings) != len(images):
             raise ValueError(f"{len(headings)} headings for {len(images)} images")
         given = list(headings) if headings is not None else [None] * len(images)
-        images = self._north_aligned(list(images), headings)
         fixes: list[Fix] = []
         h = self.handle
         for start in range(0, len(images), batch_size):
-            chunk = images[start:start + batch_size]
             t_start = time.perf_counter()
+            chunk = self._north_aligned(images[start:start + batch_size], given[start:start + batch_size])
             x = h.ground_batch(chunk)  # ImageError propagates (validate_panorama)
             h.synchronize()
             t_pre = (time.perf_counter() - t_start) / len(chunk)

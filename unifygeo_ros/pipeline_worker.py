@@ -326,11 +326,8 @@ class LocalizationPipeline:
             if rgb.dtype != np.uint8:
                 raise ImageError(f"panorama: expected uint8 pixels, got {rgb.dtype}")
             prior = self.prior.prior(frame.stamp_s) if self.prior is not None else None
-            if frame.heading_deg is None:
-                fix = self.localizer.localize(rgb, prior)
-            else:
-                fix = self.localizer.localize(rgb, prior, heading_deg=frame.heading_deg,
-                                              heading_std_deg=frame.heading_std_deg)
+            fix = self.localizer.localize(rgb, prior, heading_deg=frame.heading_deg,
+                                          heading_std_deg=frame.heading_std_deg)
         except ImageError as exc:
             out = Outcome(frame, "bad_input", message=str(exc), processing_ms=_ms(t0))
             self.stats.outcome(out)
