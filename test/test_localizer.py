@@ -25,7 +25,7 @@ from unifygeo_ros.localizer import Fix, Localizer, Prior
 from unifygeo_ros.model import AerialFeatures, GroundFeatures, MetricOutput
 from unifygeo_ros.preprocess import denormalize
 
-from vigor_fixture import write_vigor_world
+from vigor_fixture import write_one_city
 
 GRID = 64  # oracle metric map cells per tile side
 OFFSET_STEP_M = 0.25  # oracle panorama code: metres per grey level
@@ -108,9 +108,7 @@ def tiny_handle(seed: int = 0):
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("vigor")
-    truth = write_vigor_world(root, ("Seattle",), grid=5, tile_px=32, geo_json=True, seed=2)["Seattle"]
-    return root / "Seattle", truth
+    return write_one_city(tmp_path_factory.mktemp("vigor"), grid=5, seed=2)
 
 
 @pytest.fixture(scope="module")

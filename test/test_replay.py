@@ -20,7 +20,7 @@ from unifygeo_ros import bags, cli, geo, trajectory  # noqa: E402
 from unifygeo_ros.errors import UnifyGeoError  # noqa: E402
 from unifygeo_ros.replay import ReplayConfig, replay  # noqa: E402
 
-from vigor_fixture import write_vigor_world  # noqa: E402
+from vigor_fixture import write_one_city  # noqa: E402
 
 S = 1_000_000_000
 T0 = 1_704_067_200 * S
@@ -33,9 +33,7 @@ CAMERA_TOPIC, GT_TOPIC, FIX_TOPIC, ODOM_TOPIC = "/cam/image_raw", "/gt/geopose",
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("vigor")
-    truth = write_vigor_world(root, ("Seattle",), grid=4, tile_px=32, geo_json=True, seed=1)["Seattle"]
-    return root / "Seattle", truth
+    return write_one_city(tmp_path_factory.mktemp("vigor"), grid=4, seed=1)
 
 
 @pytest.fixture(scope="module")

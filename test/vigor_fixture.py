@@ -174,3 +174,9 @@ def write_vigor_world(
                 lines = [_label_line(c, i, err) for i in idx]
                 (d / f"{stem}{suffix}.txt").write_text("\n".join(lines) + "\n")
     return out
+
+
+def write_one_city(root: Path, grid: int, seed: int, city: str = "Seattle"):
+    """One small geo.json city (32 px tiles) under ``root``: (city folder, its FixtureCity truth)."""
+    truth = write_vigor_world(root, (city,), grid=grid, tile_px=32, geo_json=True, seed=seed)[city]
+    return root / city, truth
