@@ -105,6 +105,25 @@ def test_truncated_or_tampered_weights_give_a_clear_error(saved, tmp_path):
         load_checkpoint(d)
 
 
+def test_checkpoint_written_before_a_config_field_existed_still_loads(saved, tmp_path):
+    """Identity is hashed over the model section as saved: a later version adding a defaulted field (here
+    simulated by removing one from an old checkpoint) neither breaks the hash nor changes the model."""
+    from unifygeo_ros.model.checkpoint import model_hash, read_weights
+
+    cfg, model, _, _ = saved
+    d = tmp_path / "old"
+    save_checkpoint(d, model, cfg)
+    raw = json.loads((d / "config.json").read_text())
+    del raw["model"]["aerial_layout_hw"]  # an "old" checkpoint: written before the field existed
+    (d / "config.json").write_text(json.dumps(raw))
+    meta = json.loads((d / "meta.json").read_text())
+    meta["model_hash"] = model_hash(raw["model"], read_weights(d))
+    (d / "meta.json").write_text(json.dumps(meta))
+    loaded, loaded_cfg, _ = load_checkpoint(d)
+    assert list(loaded_cfg.model.aerial_layout_hw) == list(cfg.model.aerial_layout_hw)  # the default
+    assert all(torch.equal(a, b) for a, b in zip(_outputs(loaded), _outputs(model)))
+
+
 def test_train_state_round_trips_without_pickle(tmp_path):
     state = {"step": 3, "rng": [{"torch": torch.get_rng_state(), "python": [1, 2, 3]}], "x": torch.ones(2)}
     save_train_state(tmp_path, state)

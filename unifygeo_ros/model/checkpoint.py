@@ -103,19 +103,20 @@ def read_meta(directory: str | os.PathLike) -> CheckpointMeta:
     return CheckpointMeta(**{k: data[k] for k in CheckpointMeta.__dataclass_fields__ if k in data})
 
 
-def read_config(directory: str | os.PathLike) -> Config:
+def _read_config_json(directory: str | os.PathLike) -> tuple[Config, dict]:
+    """(the validated Config, the raw JSON as written) of a checkpoint's config.json."""
     p = Path(directory) / CONFIG
     if not p.is_file():
         raise CheckpointError(f"checkpoint {directory}: {CONFIG} not found")
     try:
-        return Config.from_dict(json.loads(p.read_text()))
+        raw = json.loads(p.read_text())
+        return Config.from_dict(raw), raw
     except (OSError, json.JSONDecodeError, ConfigError) as exc:
         raise CheckpointError(f"checkpoint {directory}: bad {CONFIG} ({exc})") from None
 
 
-def _saved_model_section(directory: str | os.PathLike) -> dict:
-    """The ``model`` section of config.json exactly as it was written (read_config already validated it)."""
-    return json.loads((Path(directory) / CONFIG).read_text()).get("model", {})
+def read_config(directory: str | os.PathLike) -> Config:
+    return _read_config_json(directory)[0]
 
 
 def read_weights(directory: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -160,7 +161,7 @@ def load_checkpoint(directory: str | os.PathLike, cfg: Config | None = None, map
     if not directory.is_dir():
         raise CheckpointError(f"checkpoint directory not found: {directory}")
     meta = read_meta(directory)
-    saved_cfg = read_config(directory)
+    saved_cfg, raw_cfg = _read_config_json(directory)
     if cfg is not None:
         a, b = cfg.to_dict()["model"], saved_cfg.to_dict()["model"]
         diff = [f"{k}={b[k]!r} (config says {a[k]!r})" for k in sorted(a) if a[k] != b[k]]
@@ -170,8 +171,8 @@ def load_checkpoint(directory: str | os.PathLike, cfg: Config | None = None, map
     else:
         cfg = saved_cfg
     tensors = read_weights(directory)
-    saved_section = _saved_model_section(directory)
-    if verify_hash and meta.model_hash and model_hash(saved_section, tensors) != meta.model_hash:
+    # the model section as saved (not re-serialised with today's defaults) keeps old checkpoints' identity
+    if verify_hash and meta.model_hash and model_hash(raw_cfg.get("model", {}), tensors) != meta.model_hash:
         raise CheckpointError(f"checkpoint {directory}: weights do not match the model_hash in {META} "
                               "(corrupt or replaced file)")
     try:
