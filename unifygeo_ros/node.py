@@ -126,8 +126,9 @@ class LocalizerNode(Node):
     # ---- inputs (executor thread: cheap, never blocking) -----------------------------------------------------
     def _on_imu(self, msg: Imu) -> None:
         q = msg.orientation
-        if not all(math.isfinite(v) for v in (q.x, q.y, q.z, q.w)) or (q.x, q.y, q.z, q.w) == (0, 0, 0, 0):
-            return  # no orientation in this IMU message
+        if msg.orientation_covariance[0] == -1.0 or (q.x, q.y, q.z, q.w) == (0, 0, 0, 0) \
+                or not all(math.isfinite(v) for v in (q.x, q.y, q.z, q.w)):
+            return  # no orientation in this IMU message (REP-145: covariance[0] = -1)
         yaw = geo.quaternion_xyzw_to_yaw_deg(q.x, q.y, q.z, q.w) + self.settings.imu_panorama_yaw_offset_deg
         var = float(msg.orientation_covariance[8])
         std = math.degrees(math.sqrt(var)) if var > 0 and math.isfinite(var) else self.settings.imu_default_yaw_std_deg
