@@ -46,7 +46,7 @@ def main(argv=None) -> int:
     prepare(root, CROSS_AREA_SEEDS, int(cfg.model.aerial_px), int(cfg.model.ground_hw[1]))
     ds = VigorDataset(str(root), [city_name(s) for s in CROSS_AREA_SEEDS], split="cross", train=False,
                       ground_size_hw=tuple(cfg.model.ground_hw), aerial_px=int(cfg.model.aerial_px),
-                      orientation=cfg.data.orientation, seed=0)
+                      orientation=cfg.data.orientation, seed=0, aerial_height=bool(cfg.model.aerial_height))
     loader = torch.utils.data.DataLoader(ds, batch_size=32)
     tile_m = float(cfg.data.tile_m)
     d2 = []

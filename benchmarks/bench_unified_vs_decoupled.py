@@ -63,7 +63,8 @@ def evaluate_system(model, cfg, root: Path, cities: list[str], orientation: str)
 
     ds = VigorDataset(str(root), cities, split="cross", train=False,
                       ground_size_hw=tuple(cfg.model.ground_hw), aerial_px=int(cfg.model.aerial_px),
-                      orientation=orientation, corrected=True, seed=0)
+                      orientation=orientation, corrected=True, seed=0,
+                      aerial_height=bool(cfg.model.aerial_height))
     return evaluate(model, ds, ds.gallery(), top_k=int(cfg.loss.rerank_k), batch_size=32).to_dict()
 
 

@@ -35,6 +35,7 @@ class ModelConfig:
     circular_ground: bool = True             #: wrap convolution padding along the panorama's azimuth
     ground_hw: list = field(default_factory=lambda: [64, 256])  #: panorama input (height, width) px
     aerial_px: int = 128                     #: aerial tile input side, px
+    aerial_height: bool = False              #: aerial input = RGB + surface height (nDSM) channel; needs a DSM
     semantic_dim: int = 128                  #: token width of the semantic extractor / aggregator
     aggregator_layers: int = 1               #: self-attention blocks over the semantic tokens
     aggregator_heads: int = 4
@@ -157,6 +158,9 @@ class Config:
             raise ConfigError(f"train.save_dtype must be float32 or float16, got {self.train.save_dtype!r}")
         if self.loss.rerank_k < 1:
             raise ConfigError("loss.rerank_k must be >= 1")
+        if m.aerial_height and m.share_views:
+            raise ConfigError("model.aerial_height gives the aerial branch a 4th input channel, so it needs "
+                              "model.share_views: false")
         if m.descriptor_layout:
             if m.share_views:
                 raise ConfigError("model.descriptor_layout needs model.share_views: false (one layout per view)")

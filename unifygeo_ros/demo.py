@@ -90,14 +90,17 @@ def demo_queries(city_dir: Path, origin: geo.LocalENU, limit: int | None) -> lis
 
 
 def ensure_city(data_root: Path, seed: int, size_m: float, panos: int) -> Path:
-    """Render the demo city with ``unifygeo synth`` unless it is already there (same seed and size)."""
+    """Render the demo city with ``unifygeo synth`` unless it is already there (same seed and size, with the
+    surface heights of its tiles)."""
+    from unifygeo_ros.data.height import HEIGHT_DIR
+
     city_dir = data_root / DEMO_CITY
     geo_json = city_dir / "geo.json"
     if geo_json.exists():
         try:
             meta = json.loads(geo_json.read_text())
             if int(meta.get("seed", -1)) == seed and float(meta.get("size_m", [0])[0]) == float(size_m) \
-                    and int(meta.get("n_panoramas", 0)) >= panos:
+                    and int(meta.get("n_panoramas", 0)) >= panos and (city_dir / HEIGHT_DIR).is_dir():
                 return city_dir
         except (ValueError, OSError, TypeError, IndexError):
             pass
@@ -128,7 +131,8 @@ def ensure_index(handle, city_dir: Path, index_dir: Path, batch_size: int):
     except IndexFormatError:
         pass
     t0 = time.perf_counter()
-    meta = index_build.build_index(handle, vigor_tiles(city_dir), index_dir, batch_size=batch_size)
+    source = vigor_tiles(city_dir, height=handle.aerial_channels == 4)
+    meta = index_build.build_index(handle, source, index_dir, batch_size=batch_size)
     print(f"[demo] index: built {index_dir} ({meta['count']} tiles, {meta['aerial']['mode']}, "
           f"{time.perf_counter() - t0:.1f} s)", flush=True)
     return store.load_index(index_dir, device=handle.device.type)

@@ -498,7 +498,7 @@ def run(args: argparse.Namespace) -> int:
     corrected = {"corrected": True, "original": False, "auto": "auto"}[args.labels]
     query_ds = VigorDataset(args.data, cities, split=args.split, train=False, ground_size_hw=ground_hw,
                             aerial_px=aerial_px, orientation=args.orientation, corrected=corrected,
-                            seed=args.seed)
+                            seed=args.seed, aerial_height=bool(cfg.model.aerial_height))
     gallery_ds = query_ds.gallery()
     indices = limit_indices(len(query_ds), args.limit)
     with_plots = bool(args.plots)

@@ -21,6 +21,10 @@ from unifygeo_ros.errors import ImageError
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+#: An aerial tile may carry a 4th channel: the surface height above ground (nDSM), stored as uint8 in steps of
+#: HEIGHT_UNIT_M (0 .. 127.5 m; taller is clipped) and fed to the network as metres / HEIGHT_NORM_M.
+HEIGHT_UNIT_M: float = 0.5
+HEIGHT_NORM_M: float = 10.0
 
 _JPEG_SOI = b"\xff\xd8"
 _JPEG_EOI = b"\xff\xd9"
@@ -80,14 +84,15 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------- validation
-def validate_image(img: np.ndarray, what: str = "image") -> np.ndarray:
-    """Check ``img`` is a non-empty ``H x W x 3`` array with finite values; returns it unchanged."""
+def validate_image(img: np.ndarray, what: str = "image", channels: tuple[int, ...] = (3,)) -> np.ndarray:
+    """Check ``img`` is a non-empty ``H x W x C`` array (C in ``channels``) with finite values; returns it."""
     if not isinstance(img, np.ndarray):
         raise ImageError(f"{what}: expected a numpy array, got {type(img).__name__}")
     if img.ndim != 3:
         raise ImageError(f"{what}: expected H x W x 3, got {img.ndim} dimension(s) {tuple(img.shape)}")
-    if img.shape[2] != 3:
-        raise ImageError(f"{what}: expected 3 colour channels, got {img.shape[2]} (shape {tuple(img.shape)})")
+    if img.shape[2] not in channels:
+        want = " or ".join(str(c) for c in channels)
+        raise ImageError(f"{what}: expected {want} channels, got {img.shape[2]} (shape {tuple(img.shape)})")
     if img.shape[0] == 0 or img.shape[1] == 0:
         raise ImageError(f"{what}: zero size {tuple(img.shape)}")
     if np.issubdtype(img.dtype, np.floating) and not np.all(np.isfinite(img)):
@@ -113,8 +118,9 @@ def validate_panorama(img: np.ndarray, expected_aspect: float = 2.0, tol: float 
 
 
 def validate_aerial(img: np.ndarray, tol: float = 0.05) -> np.ndarray:
-    """Check ``img`` is a usable (square, north-up) aerial tile; returns it unchanged."""
-    validate_image(img, "aerial tile")
+    """Check ``img`` is a usable (square, north-up) aerial tile, RGB or RGB + packed height
+    (:func:`with_height`); returns it unchanged."""
+    validate_image(img, "aerial tile", (3, 4))
     h, w = img.shape[:2]
     if abs(w / h - 1.0) > tol:
         raise ImageError(f"aerial tile: expected a square tile, got width x height {w} x {h}")
@@ -132,20 +138,51 @@ def resize_image(img: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
     return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
 
 
+def pack_height(height_m: np.ndarray) -> np.ndarray:
+    """Surface height above ground (metres, float) -> uint8 in steps of :data:`HEIGHT_UNIT_M` (clipped)."""
+    h = np.asarray(height_m, dtype=np.float32)
+    if not np.all(np.isfinite(h)):
+        raise ImageError("height map: contains NaN or infinite values")
+    return np.clip(np.rint(h / HEIGHT_UNIT_M), 0, 255).astype(np.uint8)
+
+
+def with_height(rgb: np.ndarray, height_m: np.ndarray) -> np.ndarray:
+    """An RGB tile plus its surface model -> the ``uint8 H x W x 4`` aerial input of a height-aware model."""
+    validate_image(rgb, "aerial tile")
+    h = np.asarray(height_m)
+    if h.shape != rgb.shape[:2]:
+        if h.ndim != 2:
+            raise ImageError(f"height map: expected H x W, got {tuple(h.shape)}")
+        h = cv2.resize(h.astype(np.float32), (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_AREA)
+    return np.concatenate([np.asarray(rgb, np.uint8), pack_height(h)[..., None]], axis=-1)
+
+
 def normalize_to_tensor(img_uint8_rgb: np.ndarray) -> torch.Tensor:
-    """``uint8 H x W x 3`` RGB -> ImageNet-normalised ``float32 3 x H x W`` (no resizing)."""
-    validate_image(img_uint8_rgb)
+    """``uint8 H x W x 3`` RGB -> ImageNet-normalised ``float32 3 x H x W`` (no resizing); a 4th (packed
+    height) channel becomes metres / :data:`HEIGHT_NORM_M`."""
+    validate_image(img_uint8_rgb, channels=(3, 4))
     if img_uint8_rgb.dtype != np.uint8:
         raise ImageError(f"image: expected uint8 RGB, got dtype {img_uint8_rgb.dtype}")
-    t = torch.from_numpy(np.ascontiguousarray(img_uint8_rgb)).permute(2, 0, 1).to(torch.float32).div_(255.0)
-    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=torch.float32).view(3, 1, 1)
-    return t.sub_(mean).div_(std).contiguous()
+    t = torch.from_numpy(np.ascontiguousarray(img_uint8_rgb)).permute(2, 0, 1).to(torch.float32)
+    return normalize_uint8_tensor(t.unsqueeze(0))[0].contiguous()
+
+
+def normalize_uint8_tensor(x: torch.Tensor) -> torch.Tensor:
+    """Float ``(B, C, H, W)`` with values 0..255 (C = 3 RGB, or 4 with packed height) -> network input."""
+    c = x.shape[1]
+    if c not in (3, 4):
+        raise ImageError(f"image: expected 3 or 4 channels, got {c}")
+    mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    rgb = (x[:, :3] / 255.0 - mean) / std
+    if c == 3:
+        return rgb
+    return torch.cat([rgb, x[:, 3:] * (HEIGHT_UNIT_M / HEIGHT_NORM_M)], dim=1)
 
 
 def to_tensor(img_uint8_rgb: np.ndarray, size_hw: tuple[int, int]) -> torch.Tensor:
     """``uint8 H x W x 3`` RGB -> ``float32 3 x size_hw``: resized (``cv2.INTER_AREA``), ImageNet-normalised."""
-    validate_image(img_uint8_rgb)
+    validate_image(img_uint8_rgb, channels=(3, 4))
     if img_uint8_rgb.dtype != np.uint8:
         raise ImageError(f"image: expected uint8 RGB, got dtype {img_uint8_rgb.dtype}")
     return normalize_to_tensor(resize_image(img_uint8_rgb, size_hw))
@@ -158,9 +195,17 @@ def ground_tensor(img: np.ndarray, size_hw: tuple[int, int], expected_aspect: fl
     return to_tensor(img, size_hw)
 
 
-def aerial_tensor(img: np.ndarray, size_px: int) -> torch.Tensor:
-    """Validate an aerial tile and turn it into the aerial-branch input tensor ``3 x size_px x size_px``."""
+def aerial_tensor(img: np.ndarray, size_px: int, channels: int | None = None) -> torch.Tensor:
+    """Validate an aerial tile and turn it into the aerial-branch input tensor ``C x size_px x size_px``.
+
+    ``channels``: what the model takes (3 = RGB, 4 = RGB + surface height); a mismatch is an :class:`ImageError`
+    that says what is missing."""
     validate_aerial(img)
+    if channels is not None and img.shape[2] != channels:
+        if channels == 4:
+            raise ImageError("aerial tile: this model takes RGB + surface height (model.aerial_height); the tile "
+                             "has no height channel - supply the surface model (satellite_height/ or --dsm)")
+        raise ImageError(f"aerial tile: this model takes {channels} channels, the tile has {img.shape[2]}")
     return to_tensor(img, (int(size_px), int(size_px)))
 
 

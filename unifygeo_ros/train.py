@@ -34,9 +34,8 @@ import yaml
 
 from unifygeo_ros.config import Config, ConfigError, load_config
 from unifygeo_ros.errors import UnifyGeoError
+from unifygeo_ros.preprocess import normalize_uint8_tensor
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 LOG_FIELDS = ("step", "lr", "total", "infonce", "position", "orientation", "rerank", "batch_r1", "rerank_r1",
               "position_err_m", "heading_err_deg", "temperature", "sec_per_step", "samples_per_s")
 
@@ -50,12 +49,10 @@ def _mix_seed(*parts: int) -> int:
 
 
 def _to_model_input(x: torch.Tensor, size_hw: tuple[int, int]) -> torch.Tensor:
-    """uint8 (B, H, W, 3) or normalised float (B, 3, H, W) -> normalised float (B, 3, *size_hw)."""
+    """uint8 (B, H, W, C) or normalised float (B, C, H, W) -> normalised float (B, C, *size_hw)
+    (C = 3, or 4 for an aerial tile with its packed surface height)."""
     if x.dtype == torch.uint8:
-        x = x.permute(0, 3, 1, 2).float().div_(255.0)
-        mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
-        std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
-        x = (x - mean) / std
+        x = normalize_uint8_tensor(x.permute(0, 3, 1, 2).float())
     x = x.float()
     if tuple(x.shape[-2:]) != tuple(size_hw):
         x = F.interpolate(x, size=tuple(size_hw), mode="bilinear", align_corners=False, antialias=True)
@@ -117,11 +114,14 @@ class ToyPairs:
     """A fixed set of ``n`` (panorama, tile) pairs of random smooth textures; the panorama is a resampling of
     its tile's colours, so the pairs can be learned. For tests and smoke runs, not for a model."""
 
-    def __init__(self, n: int, ground_hw, aerial_px: int, tile_m: float = 70.0, seed: int = 0) -> None:
+    def __init__(self, n: int, ground_hw, aerial_px: int, tile_m: float = 70.0, seed: int = 0,
+                 aerial_height: bool = False) -> None:
         g = torch.Generator().manual_seed(seed)
         base = torch.rand(n, 3, 4, 4, generator=g)
         aer = F.interpolate(base, size=(aerial_px, aerial_px), mode="bilinear", align_corners=False)
         aer = aer + 0.15 * torch.rand(n, 3, aerial_px, aerial_px, generator=g)
+        if aerial_height:  # a "surface height" channel that follows the colours (a 4-channel toy tile)
+            aer = torch.cat([aer, aer.mean(1, keepdim=True)], dim=1)
         gnd = F.interpolate(base.flip(-2), size=tuple(ground_hw), mode="bilinear", align_corners=False)
         gnd = gnd + 0.15 * torch.rand(n, 3, *ground_hw, generator=g)
         self.aerial = (aer.clamp(0, 1) * 255).to(torch.uint8).permute(0, 2, 3, 1)
@@ -138,7 +138,8 @@ class ToyPairs:
 
 def toy_batches(cfg: Config, start_step: int, rank: int, world: int) -> Iterator[dict]:
     """Endless batches drawn from :class:`ToyPairs`; micro-step ``i``'s batch depends only on (seed, rank, i)."""
-    pairs = ToyPairs(cfg.data.toy_samples, cfg.model.ground_hw, cfg.model.aerial_px, cfg.data.tile_m, cfg.train.seed)
+    pairs = ToyPairs(cfg.data.toy_samples, cfg.model.ground_hw, cfg.model.aerial_px, cfg.data.tile_m, cfg.train.seed,
+                     cfg.model.aerial_height)
     bs = min(cfg.data.batch_size, pairs.n)
     i = start_step * cfg.train.accum_steps
     while True:
@@ -161,7 +162,7 @@ def synth_batches(cfg: Config, start_step: int, rank: int, world: int) -> Iterat
 
     kwargs = dict(tile_m=cfg.data.tile_m, aerial_px=cfg.model.aerial_px,
                   pano_size=(cfg.model.ground_hw[1], cfg.model.ground_hw[1] // 2),
-                  random_heading=cfg.data.orientation == "unknown")
+                  random_heading=cfg.data.orientation == "unknown", aerial_height=cfg.model.aerial_height)
     kwargs.update(cfg.data.stream)
     per_city = int(kwargs.get("samples_per_city", 64))
     consumed = start_step * cfg.train.accum_steps * cfg.data.batch_size
@@ -182,7 +183,8 @@ def vigor_batches(cfg: Config, start_step: int, rank: int, world: int) -> Iterat
         raise ConfigError("data.vigor_root (or --vigor-root) is required for --data vigor")
     ds = VigorDataset(cfg.data.vigor_root, split="same" if cfg.data.vigor_split.startswith("same") else "cross",
                       train=True, ground_size_hw=tuple(cfg.model.ground_hw), aerial_px=cfg.model.aerial_px,
-                      orientation=cfg.data.orientation, corrected=cfg.data.vigor_corrected, seed=cfg.train.seed)
+                      orientation=cfg.data.orientation, corrected=cfg.data.vigor_corrected, seed=cfg.train.seed,
+                      aerial_height=cfg.model.aerial_height)
     per_epoch = len(ds) // (cfg.data.batch_size * world)
     if per_epoch == 0:
         raise ConfigError(f"VIGOR training set of {len(ds)} panoramas is smaller than one global batch")

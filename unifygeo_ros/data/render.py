@@ -345,6 +345,38 @@ def render_aerial(city: W.City, center_en: tuple[float, float], tile_m: float, p
                           borderMode=cv2.BORDER_CONSTANT, borderValue=_outside_aerial_rgb(city, lighting))
 
 
+def render_aerial_height(city: W.City, center_en: tuple[float, float], tile_m: float, px: int,
+                         cars: str = "aerial") -> np.ndarray:
+    """The normalised surface model (height above ground, metres) of the tile :func:`render_aerial` shows,
+    ``(px, px)`` float32, same pixel grid (row 0 = north). What a user with a DSM/nDSM supplies; 0 outside.
+
+    Each pixel is the area mean of the height cells it covers (like the orthophoto's pyramid), so roof edges
+    are soft at coarse resolutions as in a resampled DSM.
+    """
+    ce, cn = float(center_en[0]), float(center_en[1])
+    mpp = tile_m / px
+    key = ("height_pyr", cars)
+    pyr = city._cache.get(key)
+    if pyr is None:
+        pyr = [np.ascontiguousarray(city.layers(cars).height, dtype=np.float32)]
+        city._cache[key] = pyr
+    level = max(0, int(math.floor(math.log2(max(mpp / city.cell_m, 1.0) + 1e-9))))
+    while len(pyr) <= level:
+        prev = pyr[-1]
+        hh, ww = prev.shape[0] // 2, prev.shape[1] // 2
+        if hh < 2 or ww < 2:
+            break
+        pyr.append(cv2.resize(prev[: 2 * hh, : 2 * ww], (ww, hh), interpolation=cv2.INTER_AREA))
+    level = min(level, len(pyr) - 1)
+    cell = city.cell_m * (2 ** level)
+    s = mpp / cell
+    m = np.array([[s, 0.0, (ce - tile_m / 2) / cell - 0.5 + 0.5 * s],
+                  [0.0, -s, (cn + tile_m / 2) / cell - 0.5 - 0.5 * s]])
+    out = cv2.warpAffine(pyr[level], m, (px, px), flags=cv2.WARP_INVERSE_MAP | cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+    return np.maximum(out, 0.0).astype(np.float32)
+
+
 # ---------------------------------------------------------------------------------------------- panorama
 def _ray_distances(width: int, cell_m: float, max_m: float) -> np.ndarray:
     """Sample distances along a ray: a cell apart near the camera, one pixel's footprint apart far away,

@@ -25,6 +25,7 @@ from unifygeo_ros.data import render as R
 from unifygeo_ros.data import synth as S
 from unifygeo_ros.data import world as W
 from unifygeo_ros.errors import UnifyGeoError
+from unifygeo_ros.preprocess import with_height
 
 
 class CityStream(IterableDataset):
@@ -32,7 +33,7 @@ class CityStream(IterableDataset):
 
     Each item is a dict::
 
-        {"ground": uint8 (H, W, 3) panorama, "aerial": uint8 (px, px, 3) positive tile (north-up),
+        {"ground": uint8 (H, W, 3) panorama, "aerial": uint8 (px, px, 3 or 4) positive tile (north-up),
          "offset_en_m": float32[2] camera east/north from the tile centre (within +-tile_m/4),
          "tile_center_en_m": float64[2] the tile centre in the city's ENU frame (for checks and plots),
          "heading_deg": float32 compass heading of the panorama's centre column,
@@ -52,13 +53,15 @@ class CityStream(IterableDataset):
         start_city: index of the first city (resume a stream, or give each epoch fresh cities).
         ground_lightings: number of street-level lighting variants per city (another sun each).
         camera_height_m: panorama camera height.
+        aerial_height: the tile carries a 4th channel, the surface height above ground packed by
+            :func:`unifygeo_ros.preprocess.pack_height` (for models with ``model.aerial_height``).
     """
 
     def __init__(self, base_seed: int = 0, samples_per_city: int = 64, city_size_m: float = 280.0,
                  tile_m: float = 70.0, aerial_px: int = 128, pano_size: tuple[int, int] = (256, 128),
                  style: str = "any", random_heading: bool = True, cell_m: float | None = None,
                  num_cities: int | None = None, start_city: int = 0, ground_lightings: int = 2,
-                 camera_height_m: float = 2.0):
+                 camera_height_m: float = 2.0, aerial_height: bool = False):
         super().__init__()
         if style not in (*W.STYLES, "any"):
             raise ValueError(f"style must be one of {W.STYLES + ('any',)}, got {style!r}")
@@ -80,6 +83,7 @@ class CityStream(IterableDataset):
         self.start_city = int(start_city)
         self.ground_lightings = max(1, int(ground_lightings))
         self.camera_height_m = float(camera_height_m)
+        self.aerial_height = bool(aerial_height)
 
     # ------------------------------------------------------------------------------------------------
     def city_seed(self, k: int) -> int:
@@ -115,6 +119,8 @@ class CityStream(IterableDataset):
             lt = g_lights[int(rng.integers(len(g_lights)))]
             pano = R.render_panorama(city, (e, n), heading, w, h, self.camera_height_m, lt)
             tile = R.render_aerial(city, (ce, cn), self.tile_m, self.aerial_px, a_light)
+            if self.aerial_height:
+                tile = with_height(tile, R.render_aerial_height(city, (ce, cn), self.tile_m, self.aerial_px))
             yield {
                 "ground": pano,
                 "aerial": tile,
@@ -136,7 +142,7 @@ class CityStream(IterableDataset):
 
 
 def to_tensors(batch: dict) -> dict:
-    """Convenience for a collated batch: images uint8 (B, H, W, 3) -> float32 (B, 3, H, W) in [0, 1]."""
+    """Convenience for a collated batch: images uint8 (B, H, W, C) -> float32 (B, C, H, W) in [0, 1]."""
     out = dict(batch)
     for key in ("ground", "aerial"):
         x = batch[key]

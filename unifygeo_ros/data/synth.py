@@ -8,6 +8,7 @@ Layout written (``<out>`` may hold several cities; splits are per city)::
 
     <out>/<City>/panorama/<panoid>,<lat>,<lon>,.jpg     north-aligned, pano_width x pano_width/2
     <out>/<City>/satellite/satellite_<lat>_<lon>.png     tile_px x tile_px, north-up, tile centre in the name
+    <out>/<City>/satellite_height/satellite_<lat>_<lon>.png  its surface height above ground, 16-bit, cm
     <out>/<City>/geo.json, panorama_meta.csv, preview.png
     <out>/splits/<City>/{satellite_list.txt, pano_label_balance.txt,
                          same_area_balanced_train.txt, same_area_balanced_test.txt}
@@ -33,6 +34,7 @@ from unifygeo_ros import geo
 from unifygeo_ros.data import render as R
 from unifygeo_ros.data import world as W
 from unifygeo_ros.errors import DataFormatError, UnifyGeoError
+from unifygeo_ros.data.height import HEIGHT_DIR, write_height_png
 
 LATLON_DECIMALS = 8  # 1e-8 deg < 1.2 mm: names round-trip to well under 1 cm
 _ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
@@ -264,7 +266,9 @@ def write_city(out: str, city_name: str, seed: int, size_m=1000.0, n_panos: int 
 
     sat_dir = os.path.join(city_dir, "satellite")
     pano_dir = os.path.join(city_dir, "panorama")
+    height_dir = os.path.join(city_dir, HEIGHT_DIR)
     os.makedirs(sat_dir)
+    os.makedirs(height_dir)
     os.makedirs(pano_dir)
     a_light = R.AerialLighting.for_city(city)
     g_light = R.GroundLighting.for_city(city)
@@ -276,6 +280,8 @@ def write_city(out: str, city_name: str, seed: int, size_m=1000.0, n_panos: int 
     for k in tqdm(range(len(centres)), desc=f"{city_name} tiles", unit="tile"):
         tile = R.render_aerial(city, (t_e[k], t_n[k]), tile_m, tile_px, a_light)
         _write_png(os.path.join(sat_dir, sat_names[k]), tile)
+        write_height_png(os.path.join(height_dir, sat_names[k]),
+                         R.render_aerial_height(city, (t_e[k], t_n[k]), tile_m, tile_px))
     timings["tiles"] = time.perf_counter() - t
     t = time.perf_counter()
     pano_h = pano_width // 2

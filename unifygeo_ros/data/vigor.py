@@ -39,6 +39,7 @@ from torch.utils.data import Dataset
 
 from unifygeo_ros import geo
 from unifygeo_ros.errors import DataFormatError
+from unifygeo_ros.data.height import load_aerial
 from unifygeo_ros.preprocess import (
     aerial_tensor,
     load_image,
@@ -536,6 +537,7 @@ class VigorDataset(Dataset):
         seed: int = 0,
         original_mpp: bool = False,
         check_files: bool = True,
+        aerial_height: bool = False,
     ) -> None:
         if orientation not in ("known", "unknown"):
             raise ValueError(f"orientation must be 'known' or 'unknown', got {orientation!r}")
@@ -546,6 +548,7 @@ class VigorDataset(Dataset):
         self.train = bool(train)
         self.ground_size_hw = (int(ground_size_hw[0]), int(ground_size_hw[1]))
         self.aerial_px = int(aerial_px)
+        self.aerial_height = bool(aerial_height)
         self.orientation = orientation
         self.positives_only = bool(positives_only)
         self.seed = int(seed)
@@ -603,7 +606,7 @@ class VigorDataset(Dataset):
 
     def gallery(self) -> "VigorGallery":
         """The gallery of this dataset's cities, with the same tile indexing and aerial size."""
-        return VigorGallery.from_tiles(self.tiles, self.aerial_px)
+        return VigorGallery.from_tiles(self.tiles, self.aerial_px, self.aerial_height)
 
     def camera_en_relative_to(self, pano_index: int, tile_index: int) -> tuple[float, float]:
         """Labelled camera position ``(east_m, north_m)`` relative to any gallery tile's centre (for metric
@@ -646,7 +649,9 @@ class VigorDataset(Dataset):
         return normalize_to_tensor(img), applied
 
     def load_aerial(self, tile_index: int) -> torch.Tensor:
-        return aerial_tensor(load_image(self.tiles.tile_paths[tile_index]), self.aerial_px)
+        """Aerial tensor of gallery tile ``tile_index`` (4 channels with its surface height when
+        ``aerial_height``, read from ``satellite_height/``)."""
+        return aerial_tensor(load_aerial(self.tiles.tile_paths[tile_index], self.aerial_height), self.aerial_px)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not 0 <= index < len(self):
@@ -678,30 +683,32 @@ class VigorDataset(Dataset):
 class VigorGallery(Dataset):
     """Every satellite tile of the given cities, indexed like :class:`VigorDataset` on the same cities.
 
-    Item: ``{"aerial": float32 3 x A x A, "tile_index": int, "center_latlon": float64[2], "city": str,
+    Item: ``{"aerial": float32 C x A x A (C = 4 with ``aerial_height``: RGB + surface height), "tile_index": int, "center_latlon": float64[2], "city": str,
     "mpp": float32 (metres per pixel of the tensor)}``.
     """
 
     def __init__(self, root: str | os.PathLike, cities: Sequence[str], aerial_px: int = 320,
-                 corrected: Corrected = True, original_mpp: bool = False, check_files: bool = True) -> None:
+                 corrected: Corrected = True, original_mpp: bool = False, check_files: bool = True,
+                 aerial_height: bool = False) -> None:
         if isinstance(cities, str):
             cities = (cities,)
         if not cities or len(set(cities)) != len(cities):
             raise ValueError(f"cities must be non-empty and distinct, got {cities!r}")
         tiles = VigorTiles.build(_load_cities(Path(root), list(cities), original_mpp, check_files, corrected))
-        self._init(tiles, aerial_px)
+        self._init(tiles, aerial_px, aerial_height)
 
     @classmethod
-    def from_tiles(cls, tiles: VigorTiles, aerial_px: int) -> "VigorGallery":
+    def from_tiles(cls, tiles: VigorTiles, aerial_px: int, aerial_height: bool = False) -> "VigorGallery":
         obj = cls.__new__(cls)
-        obj._init(tiles, aerial_px)
+        obj._init(tiles, aerial_px, aerial_height)
         return obj
 
-    def _init(self, tiles: VigorTiles, aerial_px: int) -> None:
+    def _init(self, tiles: VigorTiles, aerial_px: int, aerial_height: bool = False) -> None:
         if aerial_px <= 0:
             raise ValueError(f"aerial_px must be positive, got {aerial_px}")
         self.tiles = tiles
         self.aerial_px = int(aerial_px)
+        self.aerial_height = bool(aerial_height)
         self.cities: tuple[str, ...] = tuple(c.name for c in tiles.cities)
         self.city_mpp_aerial = np.array([c.mpp * c.tile_px / self.aerial_px for c in tiles.cities])
 
@@ -721,7 +728,7 @@ class VigorGallery(Dataset):
             raise IndexError(f"tile index {index} out of range for {len(self)} tiles")
         ci = int(self.tiles.tile_city[index])
         return {
-            "aerial": aerial_tensor(load_image(self.tiles.tile_paths[index]), self.aerial_px),
+            "aerial": aerial_tensor(load_aerial(self.tiles.tile_paths[index], self.aerial_height), self.aerial_px),
             "tile_index": int(index),
             "center_latlon": self.tiles.tile_latlon[index].copy(),
             "city": self.cities[ci],

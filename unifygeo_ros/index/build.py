@@ -66,7 +66,7 @@ def encode_tiles(handle: ModelHandle, source: TileSource, rows: np.ndarray, aeri
                  batch_size: int = 32, progress: bool = True) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Encode tiles ``rows`` of ``source`` in batches: ``(descriptors (n, D) float32, aerial arrays)``.
 
-    Aerial arrays: ``{"cells<l>": float16}`` (features mode) or ``{"tiles": uint8 (n, A, A, 3)}`` at the model's
+    Aerial arrays: ``{"cells<l>": float16}`` (features mode) or ``{"tiles": uint8 (n, A, A, C)}`` at the model's
     aerial input size (tiles mode; re-encoding it reproduces exactly the cached features up to float16).
     Tiles are read by a thread while the network runs.
     """
@@ -79,7 +79,7 @@ def encode_tiles(handle: ModelHandle, source: TileSource, rows: np.ndarray, aeri
     desc = np.zeros((n, handle.descriptor_dim), np.float32)
     aerial: dict[str, np.ndarray] = {}
     if aerial_mode == "tiles":
-        aerial["tiles"] = np.zeros((n, a, a, 3), np.uint8)
+        aerial["tiles"] = np.zeros((n, a, a, handle.aerial_channels), np.uint8)
 
     def read_batch(start: int) -> list[np.ndarray]:
         out = []
@@ -157,13 +157,22 @@ def build_index(handle: ModelHandle, source: TileSource, out_dir: str | Path, *,
 def tile_source_from_args(args, handle: ModelHandle | None = None) -> TileSource:
     if bool(args.vigor) == bool(args.orthophoto):
         raise DataFormatError("give exactly one tile source: --vigor CITY_DIR or --orthophoto FILE")
+    height = handle is not None and handle.aerial_channels == 4
+    dsm = getattr(args, "dsm", None)
     if args.vigor:
-        return vigor_tiles(args.vigor, gsd_m=args.gsd)
+        if dsm:
+            raise DataFormatError("--dsm goes with --orthophoto; a VIGOR city folder keeps its heights in "
+                                  "<City>/satellite_height/")
+        return vigor_tiles(args.vigor, gsd_m=args.gsd, height=height)
+    if height and not dsm:
+        raise DataFormatError("this model takes RGB + surface height (model.aerial_height): give the surface "
+                              "model of the orthophoto with --dsm FILE (height above ground)")
     gsd = args.gsd
     if gsd is None and handle is not None:
         gsd = args.tile_m / handle.aerial_px  # cut tiles at the model's input resolution
     return orthophoto_tiles(args.orthophoto, tile_m=args.tile_m, stride_m=args.stride_m, gsd_m=gsd, crs=args.crs,
-                            min_coverage=args.min_coverage)
+                            min_coverage=args.min_coverage, dsm=dsm if height else None,
+                            dsm_crs=getattr(args, "dsm_crs", None))
 
 
 def merge(shard_dirs: list[str | Path], out_dir: str | Path, search_kind: str | None = None) -> dict:
@@ -203,6 +212,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--gsd", type=float, default=None,
                    help="metres per pixel of the tiles (default: orthophoto: tile_m / model input px; VIGOR: native)")
     b.add_argument("--crs", default=None, help="CRS of a world-file orthophoto without .prj (e.g. EPSG:32633)")
+    b.add_argument("--dsm", default=None, metavar="FILE",
+                   help="surface model of the orthophoto, height above ground (GeoTIFF in metres, or 16-bit PNG in "
+                        "cm + world file); needed by models trained with model.aerial_height")
+    b.add_argument("--dsm-crs", default=None, help="CRS of a world-file DSM without .prj")
     b.add_argument("--min-coverage", type=float, default=0.75,
                    help="skip orthophoto tiles less than this fraction inside the image (default 0.75)")
     b.add_argument("--batch-size", type=int, default=32)

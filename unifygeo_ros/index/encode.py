@@ -62,6 +62,11 @@ class ModelHandle:
         return int(self.model_cfg.aerial_px)
 
     @property
+    def aerial_channels(self) -> int:
+        """3 (RGB) or 4 (RGB + surface height, ``model.aerial_height``)."""
+        return 4 if getattr(self.model_cfg, "aerial_height", False) else 3
+
+    @property
     def ground_hw(self) -> tuple[int, int]:
         h, w = self.model_cfg.ground_hw
         return int(h), int(w)
@@ -90,7 +95,7 @@ class ModelHandle:
     def aerial_batch(self, tiles: list[np.ndarray]) -> torch.Tensor:
         from unifygeo_ros.preprocess import aerial_tensor
 
-        x = torch.stack([aerial_tensor(t, self.aerial_px) for t in tiles])
+        x = torch.stack([aerial_tensor(t, self.aerial_px, self.aerial_channels) for t in tiles])
         return x.to(self.device, self.dtype, non_blocking=True)
 
     def ground_batch(self, panoramas: list[np.ndarray]) -> torch.Tensor:

@@ -11,6 +11,11 @@ Two sources:
   or a PNG/JPEG with a world file (``.pgw``/``.jgw``/``.wld``, optional ``.prj`` for its CRS), cut into
   overlapping ``tile_m`` tiles on a ``stride_m`` grid of the local ENU frame and resampled to ``gsd_m``.
 
+Models with ``model.aerial_height`` also need the surface height above ground of every tile (a 4th channel):
+:func:`vigor_tiles` reads it from ``<City>/satellite_height/`` (:mod:`unifygeo_ros.data.height`),
+:func:`orthophoto_tiles` cuts it from a second geo-referenced raster, the nDSM (``dsm=``: a single-band GeoTIFF
+in metres, or a 16-bit PNG in centimetres + world file), resampled onto exactly the tiles' pixel grid.
+
 The ENU frame of an orthophoto is anchored at the south-west corner of the orthophoto's footprint (as
 ``unifygeo synth`` anchors a city at its south-west corner), so tile centres have positive east/north.
 Tiles are resampled so that they are north-up in ENU whatever the raster's CRS or rotation: each output pixel
@@ -59,6 +64,7 @@ class TileSource:
     tiles: list[TileSpec]
     reader: Callable[[int], np.ndarray] = field(repr=False)
     params: dict = field(default_factory=dict)  # what, besides path/kind, defines the tiling
+    channels: int = 3  # 3 = RGB, 4 = RGB + packed surface height (preprocess.with_height)
 
     @property
     def gsd_m(self) -> float:
@@ -68,13 +74,13 @@ class TileSource:
         return len(self.tiles)
 
     def read(self, i: int) -> np.ndarray:
-        """Tile ``i`` as a north-up ``(tile_px, tile_px, 3)`` RGB uint8 array."""
+        """Tile ``i`` as a north-up ``(tile_px, tile_px, channels)`` uint8 array (RGB [+ packed height])."""
         return self.reader(i)
 
     def describe(self) -> dict:
         """What identifies the tiling (recorded in the index metadata; shards must agree on it)."""
         return {"kind": self.kind, "path": self.path, "tile_m": self.tile_m, "tile_px": self.tile_px,
-                "gsd_m": self.gsd_m, "count": len(self.tiles), **self.params}
+                "gsd_m": self.gsd_m, "count": len(self.tiles), "channels": self.channels, **self.params}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -87,14 +93,16 @@ def _read_rgb(path: Path) -> np.ndarray:
     return load_image(path)
 
 
-def vigor_tiles(city_dir: str | Path, gsd_m: float | None = None) -> TileSource:
+def vigor_tiles(city_dir: str | Path, gsd_m: float | None = None, height: bool = False) -> TileSource:
     """The satellite tiles of one VIGOR-layout city folder (every ``satellite/*.png``, sorted by name).
 
     Tile size: native pixels x metres per pixel (:func:`unifygeo_ros.data.vigor.city_mpp`: ``geo.json`` for
     synthetic cities, VIGOR's per-city value otherwise). ENU origin: ``geo.json``'s origin, else the south-west
     corner of the tile centres' bounding box. ``gsd_m`` resamples tiles (default: native resolution).
+    ``height``: tiles carry their surface height from ``<City>/satellite_height/`` (checked up front).
     """
     from unifygeo_ros.data import vigor
+    from unifygeo_ros.data.height import find_height_file, load_aerial
 
     city_dir = Path(city_dir)
     sat_dir = city_dir / "satellite"
@@ -104,6 +112,9 @@ def vigor_tiles(city_dir: str | Path, gsd_m: float | None = None) -> TileSource:
     if not files:
         raise DataFormatError(f"no satellite tiles in {sat_dir}")
     latlon = np.array([vigor.parse_sat_name(p.name) for p in files], dtype=np.float64).reshape(-1, 2)
+    if height:
+        for p in files:  # fail before encoding anything
+            find_height_file(p)
 
     root, city = city_dir.parent, city_dir.name
     meta = vigor.read_geo_json(root, city) or {}
@@ -120,14 +131,14 @@ def vigor_tiles(city_dir: str | Path, gsd_m: float | None = None) -> TileSource:
              for p, (la, lo), e, n in zip(files, latlon, np.atleast_1d(east), np.atleast_1d(north))]
 
     def read(i: int) -> np.ndarray:
-        img = _read_rgb(files[i])
+        img = load_aerial(files[i], height)
         if img.shape[0] != tile_px or img.shape[1] != tile_px:
             interp = cv2.INTER_AREA if img.shape[0] > tile_px else cv2.INTER_LINEAR
             img = cv2.resize(img, (tile_px, tile_px), interpolation=interp)
         return img
 
     return TileSource("vigor", str(city_dir.resolve()), origin, float(tile_m), tile_px, tiles, read,
-                      params={"city": city})
+                      params={"city": city}, channels=4 if height else 3)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -199,27 +210,37 @@ def _crs_wkt(crs: str | None) -> str:
         raise DataFormatError(f"unknown CRS {crs!r}: {exc}") from exc
 
 
-def open_raster(path: str | Path, crs: str | None = None) -> Raster:
+def open_raster(path: str | Path, crs: str | None = None, kind: str = "rgb") -> Raster:
     """Open a GeoTIFF (rasterio) or a PNG/JPEG (+ world file, + optional ``.prj``) as a :class:`Raster`.
 
     ``crs`` (e.g. ``"EPSG:25832"``) overrides or supplies the CRS. A world file without ``.prj`` and without
     ``crs`` is accepted only when its coordinates are plainly degrees (then EPSG:4326).
+    ``kind="height"`` opens a surface model (height above ground): windows are float32 metres - band 1 of a
+    GeoTIFF (nodata -> 0), or a 16-bit PNG in centimetres.
     """
     path = Path(path)
+    what = "orthophoto" if kind == "rgb" else "surface model (DSM)"
     if not path.exists():
-        raise DataFormatError(f"orthophoto not found: {path}")
+        raise DataFormatError(f"{what} not found: {path}")
     world = _find_world_file(path)
     if path.suffix.lower() in (".tif", ".tiff") and world is None:
-        return _open_geotiff(path, crs)
+        return _open_geotiff(path, crs, kind)
     if world is None:
         raise DataFormatError(
             f"{path} has no world file ({'/'.join(WORLD_FILE_SUFFIXES.get(path.suffix.lower(), ('.wld',)))}); "
-            "an orthophoto needs its geo-reference (or use a GeoTIFF)")
+            f"a {what} needs its geo-reference (or use a GeoTIFF)")
     transform = read_world_file(world)
-    img = cv2.imdecode(np.fromfile(str(path), dtype=np.uint8), cv2.IMREAD_COLOR)
-    if img is None:
-        raise ImageError(f"cannot decode orthophoto image {path}")
-    img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    if kind == "height":
+        raw = cv2.imdecode(np.fromfile(str(path), dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+        if raw is None or raw.ndim != 2 or raw.dtype != np.uint16:
+            raise ImageError(f"{path}: a surface model image must be a single-channel 16-bit PNG/TIFF in "
+                             "centimetres")
+        img = raw.astype(np.float32) / 100.0
+    else:
+        img = cv2.imdecode(np.fromfile(str(path), dtype=np.uint8), cv2.IMREAD_COLOR)
+        if img is None:
+            raise ImageError(f"cannot decode orthophoto image {path}")
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
     height, width = img.shape[:2]
     if crs is None:
         prj = path.with_suffix(".prj")
@@ -241,7 +262,7 @@ def open_raster(path: str | Path, crs: str | None = None) -> Raster:
     return Raster(width, height, transform, _crs_wkt(crs), read_window)
 
 
-def _open_geotiff(path: Path, crs: str | None) -> Raster:
+def _open_geotiff(path: Path, crs: str | None, kind: str = "rgb") -> Raster:
     try:
         import rasterio
         from rasterio.windows import Window
@@ -260,6 +281,13 @@ def _open_geotiff(path: Path, crs: str | None) -> Raster:
         raise DataFormatError(f"GeoTIFF {path} is not geo-referenced (identity transform)")
     bands = (1, 2, 3) if ds.count >= 3 else (1, 1, 1)
     wkt = _crs_wkt(crs) if crs is not None else ds.crs.to_wkt()
+
+    def read_height(col0: int, row0: int, col1: int, row1: int) -> np.ndarray:
+        arr = ds.read(1, window=Window(col0, row0, col1 - col0, row1 - row0), masked=True)
+        return np.ascontiguousarray(np.clip(np.ma.filled(arr.astype(np.float32), 0.0), 0.0, None))
+
+    if kind == "height":
+        return Raster(ds.width, ds.height, (t.a, t.b, t.c, t.d, t.e, t.f), wkt, read_height)
 
     def read_window(col0: int, row0: int, col1: int, row1: int) -> np.ndarray:
         arr = ds.read(bands, window=Window(col0, row0, col1 - col0, row1 - row0))
@@ -310,14 +338,16 @@ def _grid_centres(extent_m: float, tile_m: float, stride_m: float) -> np.ndarray
 
 
 def orthophoto_tiles(path: str | Path, tile_m: float = 70.0, stride_m: float = 35.0, gsd_m: float | None = None,
-                     crs: str | None = None, min_coverage: float = 0.75) -> TileSource:
+                     crs: str | None = None, min_coverage: float = 0.75, dsm: str | Path | None = None,
+                     dsm_crs: str | None = None) -> TileSource:
     """Cut a geo-referenced orthophoto into overlapping north-up tiles.
 
     ``tile_m``/``stride_m``: tile side and grid step in metres (VIGOR: 70 / 35), on the ENU frame anchored at the
     footprint's south-west corner (see :func:`_grid_centres` for the far edges). ``gsd_m``: metres per pixel of
     the tiles (default: the orthophoto's own resolution). Tiles whose footprint lies less than ``min_coverage``
     inside the raster are skipped (pixels outside are black). Tile ids: ``<stem>_r<row>_c<col>`` with row 0 the
-    northernmost row of the grid.
+    northernmost row of the grid. ``dsm``: a surface-model raster (height above ground; its own geo-reference
+    and CRS, ``dsm_crs`` when it has none) cut onto the same tile pixels as a 4th channel.
     """
     if tile_m <= 0 or stride_m <= 0:
         raise DataFormatError(f"tile_m and stride_m must be positive (got {tile_m}, {stride_m})")
@@ -368,6 +398,31 @@ def orthophoto_tiles(path: str | Path, tile_m: float = 70.0, stride_m: float = 3
         raise DataFormatError(f"{path}: no {tile_m:g} m tile fits inside the orthophoto "
                               f"({extent_e:.1f} x {extent_n:.1f} m)")
 
+    read_rgb = _tile_reader(g, centres, tile_m, tile_px)
+    read = read_rgb
+    params = {"stride_m": float(stride_m), "crs": raster.crs_wkt[:80], "native_gsd_m": native_gsd,
+              "min_coverage": float(min_coverage)}
+    if dsm is not None:
+        from unifygeo_ros.preprocess import with_height
+
+        read_dsm = _tile_reader(_Geo(open_raster(dsm, dsm_crs, kind="height"), origin), centres, tile_m, tile_px)
+
+        def read(i: int) -> np.ndarray:
+            return with_height(read_rgb(i), read_dsm(i))
+
+        params["dsm"] = str(Path(dsm).resolve())
+
+    return TileSource("orthophoto", str(path.resolve()), origin, float(tile_m), tile_px, specs, read,
+                      params=params, channels=4 if dsm is not None else 3)
+
+
+def _tile_reader(g: _Geo, centres: list[tuple[float, float]], tile_m: float, tile_px: int
+                 ) -> Callable[[int], np.ndarray]:
+    """Reader of north-up ``tile_px`` tiles centred on ``centres`` (ENU) from ``g``'s raster: RGB uint8, or
+    float32 metres for a surface model; outside the raster 0."""
+    raster = g.raster
+    cell = tile_m / tile_px
+
     def read(i: int) -> np.ndarray:
         ce, cn = centres[i]
         # output pixel index (j, i) -> ENU of its centre -> raster pixel index coordinates
@@ -386,7 +441,8 @@ def orthophoto_tiles(path: str | Path, tile_m: float = 70.0, stride_m: float = 3
         col1 = int(min(raster.width, math.ceil(corners[0].max()) + 3))
         row1 = int(min(raster.height, math.ceil(corners[1].max()) + 3))
         if col1 <= col0 or row1 <= row0:
-            return np.zeros((tile_px, tile_px, 3), np.uint8)
+            probe = raster.read_window(0, 0, 1, 1)
+            return np.zeros((tile_px, tile_px) + probe.shape[2:], probe.dtype)
         window = raster.read_window(col0, row0, col1, row1)
         m = m.copy()
         m[:, 2] -= (col0, row0)
@@ -400,8 +456,6 @@ def orthophoto_tiles(path: str | Path, tile_m: float = 70.0, stride_m: float = 3
             window = small
         return cv2.warpAffine(np.ascontiguousarray(window), m, (tile_px, tile_px),
                               flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
-                              borderValue=(0, 0, 0))
+                              borderValue=0)
 
-    return TileSource("orthophoto", str(path.resolve()), origin, float(tile_m), tile_px, specs, read,
-                      params={"stride_m": float(stride_m), "crs": raster.crs_wkt[:80], "native_gsd_m": native_gsd,
-                              "min_coverage": float(min_coverage)})
+    return read

@@ -83,11 +83,13 @@ class Trunk(nn.Module):
     copy (the same tensor as ``feats[-1]`` when the last stage is not split).
     """
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, in_chans: int = 3) -> None:
         super().__init__()
         import timm
 
         kwargs = dict(features_only=True, pretrained=cfg.pretrained, **cfg.backbone_kwargs)
+        if in_chans != 3:
+            kwargs["in_chans"] = in_chans  # timm adapts pretrained stems (the extra channel's weights are new)
         if cfg.pretrained_file:
             kwargs["pretrained_cfg_overlay"] = dict(file=cfg.pretrained_file)
         try:
@@ -178,9 +180,9 @@ class SemanticExtractor(nn.Module):
 class ViewEncoder(nn.Module):
     """One view's multi-granularity encoder: shared trunk, then the semantic and the fine-grained extractors."""
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, in_chans: int = 3) -> None:
         super().__init__()
-        self.trunk = Trunk(cfg)
+        self.trunk = Trunk(cfg, in_chans)
         self.semantic = SemanticExtractor(self.trunk.channels[-1], cfg.semantic_dim)
         self.fine = FineDecoder(self.trunk.channels, self.trunk.reductions, list(cfg.metric_strides),
                                 cfg.decoder_dim)

@@ -3,7 +3,8 @@
 Inference API (what the index, the localizer and the evaluation call)::
 
     g = model.encode_ground(pano)        # (B, 3, Hg, Wg) normalised -> GroundFeatures
-    a = model.encode_aerial(tiles)       # (B, 3, A, A) normalised   -> AerialFeatures (cacheable, .cpu()/.half())
+    a = model.encode_aerial(tiles)       # (B, C, A, A) normalised   -> AerialFeatures (cacheable, .cpu()/.half())
+                                         # C = 3, or 4 with model.aerial_height (RGB + surface height)
     sim = model.similarity(g, a)         # (Bg, Ba) cosine
     m = model.localize(g, a)             # pairs g[i] with a[i]; a ground batch of 1 broadcasts over K tiles
     m.peak_offset_en_m(tile_m), m.heading_deg(), m.covariance_m2(tile_m)
@@ -80,7 +81,7 @@ class UnifyGeo(nn.Module):
                                              layout_hw=hw)
         self.ground_aggregator = agg(tuple(cfg.ground_layout_hw) if layout else None)
         if not cfg.share_views:
-            self.aerial_encoder_ = ViewEncoder(cfg)
+            self.aerial_encoder_ = ViewEncoder(cfg, 4 if cfg.aerial_height else 3)
             self.aerial_aggregator_ = agg(tuple(cfg.aerial_layout_hw) if layout else None)
         levels = len(cfg.metric_strides)
         self.ground_match = GroundMatchHead(cfg.decoder_dim, levels, cfg.orientation_bins, cfg.match_dim,
@@ -91,6 +92,11 @@ class UnifyGeo(nn.Module):
         # CLIP-style learnable InfoNCE temperature (logit scale = 1 / T); part of the model so DDP syncs it
         self.log_logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / init_temperature)),
                                             requires_grad=learn_temperature)
+
+    @property
+    def aerial_channels(self) -> int:
+        """Channels of the aerial input: 3 (RGB) or 4 (RGB + surface height, ``model.aerial_height``)."""
+        return 4 if self.cfg.aerial_height else 3
 
     @property
     def aerial_encoder(self) -> ViewEncoder:
