@@ -41,13 +41,23 @@ def city_name(seed: int) -> str:
     return f"Synth{seed}"
 
 
+def _city_is_current(city_dir: Path, aerial_px: int, pano_width: int) -> bool:
+    """The city folder was written for these image sizes, with surface heights (satellite_height/)."""
+    try:
+        meta = json.loads((city_dir / "geo.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return (int(meta.get("tile_px", -1)) == aerial_px and int(meta.get("pano_px", [-1])[0]) == pano_width
+            and (city_dir / "satellite_height").is_dir())
+
+
 def prepare(root: Path, seeds, aerial_px: int, pano_width: int) -> list[str]:
     """Write the cities (skipping those already there) and return their names."""
     names = []
     for seed in seeds:
         name = city_name(seed)
-        if not (root / name / "geo.json").exists():
-            rc = cli.main(["synth", "--out", str(root), "--city", name, "--seed", str(seed),
+        if not _city_is_current(root / name, aerial_px, pano_width):
+            rc = cli.main(["synth", "--out", str(root), "--city", name, "--seed", str(seed), "--overwrite",
                            "--size-m", str(CITY_SIZE_M), "--panos", str(PANOS_PER_CITY),
                            "--style", stream_style(seed), "--tile-px", str(aerial_px),
                            "--pano-width", str(pano_width), "--cell-m", "0.5", "--no-progress"])

@@ -125,3 +125,40 @@ def test_joint_loss_runs_for_batch_size_1():
     cfg = tiny_config()
     out = JointObjective(build_model(cfg), cfg.loss)(*_batch(1))
     assert torch.isfinite(out.total) and float(out.rerank) == 0.0
+
+
+def _with_descriptors(model, ground_desc, aerial_desc):
+    """Make the model's global descriptors these (the dense features stay the network's)."""
+    enc_g, enc_a = model.encode_ground, model.encode_aerial
+
+    def g(x):
+        f = enc_g(x)
+        return type(f)(ground_desc.to(f.descriptor.dtype), f.sectors)
+
+    def a(x):
+        f = enc_a(x)
+        return type(f)(aerial_desc.to(f.descriptor.dtype), f.cells)
+
+    model.encode_ground, model.encode_aerial = g, a
+    return model
+
+
+def test_rerank_loss_only_uses_queries_whose_positive_was_retrieved():
+    """At test time a re-ranker only sees the retrieved top K; a positive forced into the list in training would
+    teach it that a low cosine marks the right tile."""
+    from unifygeo_ros.config import Config
+
+    torch.manual_seed(0)
+    cfg = Config.from_dict({**tiny_config().to_dict(), "loss": {"rerank_k": 2}})
+    b = 4
+    eye = torch.eye(b)
+    aerial = eye
+    missed = F.normalize(0.9 * eye.roll(1, 1) + 0.4 * eye.roll(2, 1) - 0.1 * eye, dim=1)  # positive ranks last
+    out = JointObjective(_with_descriptors(build_model(cfg), missed, aerial), cfg.loss)(*_batch(b))
+    assert float(out.rerank) == 0.0 and out.rerank_r1 == 0.0 and out.batch_r1 == 0.0
+    hit = F.normalize(eye + 0.3 * eye.roll(1, 1), dim=1)  # positive first, a neighbour second
+    out = JointObjective(_with_descriptors(build_model(cfg), hit, aerial), cfg.loss)(*_batch(b))
+    assert float(out.rerank) > 0.0 and out.batch_r1 == 1.0
+    half = torch.cat([hit[:2], missed[2:]])
+    out_half = JointObjective(_with_descriptors(build_model(cfg), half, aerial), cfg.loss)(*_batch(b))
+    assert 0.0 < float(out_half.rerank) and out_half.rerank_r1 <= 0.5

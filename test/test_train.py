@@ -11,7 +11,7 @@ import torch
 import torch.multiprocessing as mp
 import yaml
 
-from unifygeo_ros.config import Config
+from unifygeo_ros.config import Config, ConfigError
 from unifygeo_ros.model.checkpoint import load_checkpoint, read_meta, read_weights
 from unifygeo_ros.train import ToyPairs, _to_model_input, train
 
@@ -167,3 +167,21 @@ def test_augmentations_keep_both_views_and_labels_consistent():
         u = int(tb.ground[i].sum((0, 1)).argmax())
         az = float(tb.heading_deg[i]) + ((u + 0.5) / w - 0.5) * 360.0
         assert abs((az + phi + 180.0) % 360.0 - 180.0) < 1.5
+
+
+def test_reranker_fine_tuning_changes_only_the_reranker(tmp_path):
+    from safetensors.torch import load_file
+
+    base = {"model": {**TINY_MODEL}, "data": {"source": "toy", "toy_samples": 6, "batch_size": 6,
+                                                          "num_workers": 0},
+            "train": {"steps": 2, "log_every": 1, "ckpt_every": 2, "tensorboard": False, "threads": 1}}
+    train(Config.from_dict(base), tmp_path / "a", progress=False)
+    ft = {**base, "train": {**base["train"], "init_from": str(tmp_path / "a" / "ckpt"), "trainable": "reranker",
+                            "lr": 0.05, "warmup_steps": 0}}
+    train(Config.from_dict(ft), tmp_path / "b", progress=False)
+    before = load_file(str(tmp_path / "a" / "ckpt" / "model.safetensors"))
+    after = load_file(str(tmp_path / "b" / "ckpt" / "model.safetensors"))
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("reranker.") for k in changed), sorted(changed)[:5]
+    with pytest.raises(ConfigError, match="reranker"):
+        Config.from_dict({**base, "loss": {"rerank_weight": 0.0}, "train": {"trainable": "reranker"}})

@@ -106,6 +106,8 @@ class TrainConfig:
     ckpt_every: int = 250
     save_dtype: str = "float32"              #: float32 | float16 (weights on disk)
     tensorboard: bool = True
+    init_from: str = ""                      #: checkpoint folder whose weights start the run (not a resume)
+    trainable: str = "all"                   #: all | reranker (fine-tune only the re-ranker on a frozen network)
 
 
 @dataclass
@@ -156,6 +158,10 @@ class Config:
             raise ConfigError(f"train.device must be auto, cpu or cuda, got {self.train.device!r}")
         if self.train.save_dtype not in ("float32", "float16"):
             raise ConfigError(f"train.save_dtype must be float32 or float16, got {self.train.save_dtype!r}")
+        if self.train.trainable not in ("all", "reranker"):
+            raise ConfigError(f"train.trainable must be all or reranker, got {self.train.trainable!r}")
+        if self.train.trainable == "reranker" and (self.loss.rerank_weight <= 0 or self.loss.rerank_k < 2):
+            raise ConfigError("train.trainable: reranker needs loss.rerank_weight > 0 and loss.rerank_k >= 2")
         if self.loss.rerank_k < 1:
             raise ConfigError("loss.rerank_k must be >= 1")
         if m.aerial_height and m.share_views:

@@ -283,6 +283,11 @@ def train(cfg: Config, out_dir: str | os.PathLike, *, resume: bool = False, batc
     random.seed(seed)
 
     model = build_model(cfg).to(device)
+    if cfg.train.init_from and not resume:
+        load_weights_into(model, cfg.train.init_from)
+    if cfg.train.trainable == "reranker":  # frozen network: only the re-ranker learns (no graph through the rest)
+        for name, p in model.named_parameters():
+            p.requires_grad_(name.startswith("reranker."))
     objective = JointObjective(model, cfg.loss).to(device)
     optimizer = torch.optim.AdamW(_param_groups(model, cfg.train.weight_decay), lr=cfg.train.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg))
@@ -370,7 +375,8 @@ def train(cfg: Config, out_dir: str | os.PathLike, *, resume: bool = False, batc
                         lo = wrapped(tb.ground, tb.aerial, tb.offset_en_m, tb.heading_deg, tb.tile_m, tb.exclude)
                     if not torch.isfinite(lo.total):
                         raise UnifyGeoError(f"non-finite loss at step {step}: {lo.scalars()}")
-                    scaler.scale(lo.total / accum).backward()
+                    if lo.total.requires_grad:  # a frozen network with no usable re-rank list has nothing to learn
+                        scaler.scale(lo.total / accum).backward()
                 for k, v in lo.scalars().items():
                     sums[k] = sums.get(k, 0.0) + v / accum
             scaler.unscale_(optimizer)
