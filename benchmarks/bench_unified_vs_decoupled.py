@@ -8,7 +8,8 @@ Same-area cities are cities the training stream rendered (seeds ``SAME_AREA_SEED
 ``train.seed 0`` renders city seeds 0, 1, 2, ... at 280 m; every new panorama of such a city is a same-area query).
 Cross-area cities have seeds no training run uses (``CROSS_AREA_SEEDS``). Both are written with the stream's own
 city size, style rule, raster cell and image sizes, then read back through the VIGOR reader like real data, and
-evaluated with :func:`unifygeo_ros.evaluate.evaluate` (one gallery over the five cities of each setting).
+evaluated with :func:`unifygeo_ros.evaluate.evaluate`: by default each city's queries against that city's own
+49 tiles (pooled over the five cities), or with ``--gallery joint`` one gallery of all five cities' tiles.
 Prints a Markdown table and writes the full reports as JSON.
 """
 from __future__ import annotations
@@ -67,15 +68,35 @@ def prepare(root: Path, seeds, aerial_px: int, pano_width: int) -> list[str]:
     return names
 
 
-def evaluate_system(model, cfg, root: Path, cities: list[str], orientation: str) -> dict:
+def evaluate_system(model, cfg, root: Path, cities: list[str], orientation: str, gallery: str = "per-city") -> dict:
+    """One report over all queries of ``cities``. ``gallery="per-city"``: each city's queries are searched in
+    that city's own tiles (an index of the area the robot is in; the issue's "on a city"), and the per-query
+    results are pooled; ``"joint"``: one gallery of every city's tiles."""
     from unifygeo_ros.data.vigor import VigorDataset
-    from unifygeo_ros.evaluate import evaluate
+    from unifygeo_ros.evaluate import evaluate, summarise
 
-    ds = VigorDataset(str(root), cities, split="cross", train=False,
-                      ground_size_hw=tuple(cfg.model.ground_hw), aerial_px=int(cfg.model.aerial_px),
-                      orientation=orientation, corrected=True, seed=0,
-                      aerial_height=bool(cfg.model.aerial_height))
-    return evaluate(model, ds, ds.gallery(), top_k=int(cfg.loss.rerank_k), batch_size=32).to_dict()
+    def dataset(names):
+        return VigorDataset(str(root), names, split="cross", train=False,
+                            ground_size_hw=tuple(cfg.model.ground_hw), aerial_px=int(cfg.model.aerial_px),
+                            orientation=orientation, corrected=True, seed=0,
+                            aerial_height=bool(cfg.model.aerial_height))
+
+    k = int(cfg.loss.rerank_k)
+    if gallery == "joint":
+        ds = dataset(cities)
+        return evaluate(model, ds, ds.gallery(), top_k=k, batch_size=32).to_dict()
+    parts, sizes = [], set()
+    for name in cities:
+        ds = dataset([name])
+        parts.append(evaluate(model, ds, ds.gallery(), top_k=k, batch_size=32).per_query)
+        sizes.add(len(ds.gallery()))
+    if len(sizes) != 1:
+        raise SystemExit(f"per-city pooling needs equal gallery sizes, got {sorted(sizes)}")
+    size = sizes.pop()
+    pooled = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+    rep = summarise(pooled, size, k).to_dict()
+    rep["gallery"] = f"per-city: {len(cities)} galleries of {size} tiles"
+    return rep
 
 
 def row(name: str, setting: str, rep: dict, rerank: bool) -> str:
@@ -95,6 +116,8 @@ def main(argv=None) -> int:
                     help="one or more unified checkpoints (e.g. a snapshot at the decoupled runs' step and the final)")
     ap.add_argument("--decoupled", nargs=2, metavar=("RETRIEVAL_CKPT", "LOCALIZATION_CKPT"))
     ap.add_argument("--data", default="out/bench_data", help="where the evaluation cities are written")
+    ap.add_argument("--gallery", choices=("per-city", "joint"), default="per-city",
+                    help="search each city's queries in its own tiles (default) or in one gallery of all cities")
     ap.add_argument("--out", default="benchmarks/results/unified_vs_decoupled.json")
     args = ap.parse_args(argv)
 
@@ -122,7 +145,7 @@ def main(argv=None) -> int:
     for name, model, cfg in systems:
         for setting, cities in settings.items():
             t0 = time.perf_counter()
-            rep = evaluate_system(model, cfg, root, cities, orientation)
+            rep = evaluate_system(model, cfg, root, cities, orientation, args.gallery)
             results[f"{name} / {setting}"] = rep
             print(f"[bench] {name} {setting}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
             lines.append(row(name, setting, rep, False))
@@ -134,7 +157,7 @@ def main(argv=None) -> int:
     print(table)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"table_markdown": table, "orientation": orientation,
+    out.write_text(json.dumps({"table_markdown": table, "orientation": orientation, "gallery": args.gallery,
                                "same_area_seeds": SAME_AREA_SEEDS, "cross_area_seeds": CROSS_AREA_SEEDS,
                                "city_size_m": CITY_SIZE_M, "reports": results}, indent=1, default=float) + "\n")
     return 0

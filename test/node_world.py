@@ -115,8 +115,9 @@ def build_world(tmp: Path, n_queries: int = 4, seed: int = 0, use_demo: bool = T
     from unifygeo_ros.index.encode import load_model
 
     ix = tmp / "index"
-    src = tiles.vigor_tiles(data / CITY)
-    index_build.build_index(load_model(ckpt, "cpu"), src, ix, progress=False)
+    handle = load_model(ckpt, "cpu")
+    src = tiles.vigor_tiles(data / CITY, height=handle.aerial_channels == 4)
+    index_build.build_index(handle, src, ix, progress=False)
     origin = (src.origin.lat0_deg, src.origin.lon0_deg)
     city = W.generate_city(CITY_SEED, CITY_SIZE_M)
     grid = synth.tile_grid(CITY_SIZE_M, src.tile_m)
