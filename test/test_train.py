@@ -172,7 +172,8 @@ def test_augmentations_keep_both_views_and_labels_consistent():
 def test_reranker_fine_tuning_changes_only_the_reranker(tmp_path):
     from safetensors.torch import load_file
 
-    base = {"model": {**TINY_MODEL}, "data": {"source": "toy", "toy_samples": 6, "batch_size": 6,
+    base = {"model": {**TINY_MODEL, "backbone": "resnet10t",  # BatchNorm: its running statistics must not move
+                      "backbone_kwargs": {"channels": [8, 16, 24, 32], "stem_width": 8}}, "data": {"source": "toy", "toy_samples": 6, "batch_size": 6,
                                                           "num_workers": 0},
             "train": {"steps": 2, "log_every": 1, "ckpt_every": 2, "tensorboard": False, "threads": 1}}
     train(Config.from_dict(base), tmp_path / "a", progress=False)

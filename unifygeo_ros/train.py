@@ -359,6 +359,9 @@ def train(cfg: Config, out_dir: str | os.PathLike, *, resume: bool = False, batc
     accum = max(1, cfg.train.accum_steps)
     last: dict = {}
     model.train()
+    if cfg.train.trainable == "reranker":  # frozen network: normalisation statistics stay as trained, too
+        model.eval()
+        model.reranker.train()
     try:
         while step < cfg.train.steps:
             t0 = time.perf_counter()
