@@ -36,7 +36,7 @@ def rss_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def random_source(n_side: int = 9, tile_px: int = 320, tile_m: float = 70.0):
+def random_source(n_side: int = 9, tile_px: int = 320, tile_m: float = 70.0, channels: int = 3):
     from unifygeo_ros.index.tiles import TileSource, TileSpec
 
     origin = geo.LocalENU(47.6, -122.3)
@@ -48,9 +48,9 @@ def random_source(n_side: int = 9, tile_px: int = 320, tile_m: float = 70.0):
             specs.append(TileSpec(f"t{i:02d}_{j:02d}", float(lat), float(lon), e, n))
 
     def read(k: int) -> np.ndarray:
-        return np.random.default_rng(k).integers(0, 256, (tile_px, tile_px, 3), dtype=np.uint8)
+        return np.random.default_rng(k).integers(0, 256, (tile_px, tile_px, channels), dtype=np.uint8)
 
-    return TileSource("random", "random", origin, tile_m, tile_px, specs, read)
+    return TileSource("random", "random", origin, tile_m, tile_px, specs, read, channels=channels)
 
 
 def load_handle(checkpoint: str | None, device: str):
@@ -94,7 +94,8 @@ def main(argv=None) -> int:
     from unifygeo_ros.localizer import STAGES, Localizer
 
     handle, what = load_handle(args.checkpoint, args.device)
-    source = vigor_tiles(args.city) if args.city else random_source()
+    source = (vigor_tiles(args.city, height=handle.aerial_channels == 4) if args.city
+              else random_source(channels=handle.aerial_channels))
     h, w = handle.ground_hw
     rng = np.random.default_rng(0)
     if args.city:
