@@ -324,7 +324,8 @@ def test_bag_synth_writes_a_drive_rosbags_reads_back(tmp_path, storage, compress
             elif conn.topic == SGEO:
                 p = msg.pose.position
                 e, n = frame.to_en(p.latitude, p.longitude)
-                assert 0.0 < e < 300.0 and 0.0 < n < 300.0
+                # inside the tiled region whose tiles' central quarters hold cameras (35..245 m), up to a lane
+                assert 32.0 < e < 248.0 and 32.0 < n < 248.0
                 if prev is not None:  # plausible speed between GT samples
                     v = math.hypot(e - prev[0], n - prev[1]) / ((t_log - prev[2]) * 1e-9)
                     assert v <= 8.0 + 1e-6
@@ -431,3 +432,26 @@ def test_prior_mode_passes_the_previous_fix_to_the_localizer(world, index_dir, l
         del localizer.localize
     assert rep.frames == N_FRAMES and seen[0] is None
     assert all(isinstance(p, Prior) and p.sigma_m > 0 for p in seen[1:])
+
+
+@pytest.mark.skipif(not _HAVE_RENDER, reason="unifygeo_ros.data.render (render_panorama) not available yet")
+def test_bag_synth_drives_inside_the_tiled_region_of_the_map(tmp_path):
+    """The recorded drive stays where the map's tiles can answer (the region whose tiles' central quarters hold
+    the cameras, as in VIGOR), not along the city's edge outside every tile."""
+    from unifygeo_ros.bag_synth import GEOPOSE_TOPIC as SGEO, SynthBagConfig, synth_bag
+
+    city_dir = tmp_path / "City"
+    city_dir.mkdir()
+    origin = (47.6, -122.3)
+    (city_dir / "geo.json").write_text(json.dumps({
+        "format": "unifygeo-city", "version": 1, "city": "City", "seed": 2026, "style": "mixed",
+        "origin": {"lat_deg": origin[0], "lon_deg": origin[1]}, "size_m": [300.0, 300.0], "tile_m": 70.0,
+        "stride_m": 35.0, "tile_px": 320, "mpp": 0.21875, "pano_px": [512, 256], "camera_height_m": 2.0}))
+    synth_bag(SynthBagConfig(data=str(city_dir), out=str(tmp_path / "bag"), storage="mcap", frames=40,
+                             rate_hz=2.0, image_width=32, seed=0))
+    frame = geo.LocalENU(*origin)
+    with bags.open_bag(tmp_path / "bag") as r:
+        en = np.array([frame.to_en(m.pose.position.latitude, m.pose.position.longitude)
+                       for c, _, m in bags.iter_messages(r, [c for c in r.connections if c.topic == SGEO])])
+    assert len(en) > 100
+    assert en.min() > 32.0 and en.max() < 248.0, (en.min(axis=0), en.max(axis=0))

@@ -123,15 +123,18 @@ def _resample_poly(p: np.ndarray, step_m: float) -> np.ndarray:
     return np.stack([np.interp(sq, s, p[:, 0]), np.interp(sq, s, p[:, 1])], 1)
 
 
-def street_graph(streets: list, size_m: tuple[float, float], border_m: float | None = None) -> StreetGraph:
+def street_graph(streets: list, size_m: tuple[float, float], border_m: float | None = None,
+                 bounds: tuple[float, float, float, float] | None = None) -> StreetGraph:
     """The drivable graph of ``streets`` (objects with ``points`` (N, 2) ENU): street centre lines clipped to the
-    city's extent less ``border_m``, split at their crossings (crossings closer than ``MERGE_M`` merged) and at
-    their ends; the connected part with the most street length, reduced to its 2-core (no dead ends) when that
-    keeps most of it."""
+    city's extent less ``border_m`` (or to ``bounds`` = east_min, east_max, north_min, north_max), split at their
+    crossings (crossings closer than ``MERGE_M`` merged) and at their ends; the connected part with the most
+    street length, reduced to its 2-core (no dead ends) when that keeps most of it."""
     w, h = size_m
     if border_m is None:
         border_m = min(BORDER_M, 0.04 * min(w, h))
     lo, hi = np.array([border_m, border_m]), np.array([w - border_m, h - border_m])
+    if bounds is not None:
+        lo, hi = np.array([bounds[0], bounds[2]], float), np.array([bounds[1], bounds[3]], float)
     polys = [r for st in streets if len(st.points) >= 2 for r in _inside_runs(np.asarray(st.points, float), lo, hi)]
     cuts: list[list[tuple[float, int]]] = [[] for _ in polys]
     nodes: list[np.ndarray] = []
@@ -482,8 +485,19 @@ def synth_bag(cfg: SynthBagConfig, city=None) -> SynthBagResult:
     duration = (n_frames - 1) / cfg.rate_hz + cfg.camera_phase_s
 
     rng = np.random.default_rng(cfg.seed)
-    graph = street_graph(city.streets, tuple(city.size_m))
-    route = plan_route(graph, cfg.route, cfg.speed_mps * duration * 1.6 + 60.0, rng)
+    route_m = cfg.speed_mps * duration * 1.6 + 60.0
+    route = None
+    if "tile_m" in meta:  # drive where the map can answer: inside the tiles' central quarters (VIGOR positives)
+        from unifygeo_ros.data.synth import tile_grid
+
+        try:
+            bounds = tile_grid(tuple(meta["size_m"]), float(meta["tile_m"])).camera_bounds()
+            route = plan_route(street_graph(city.streets, tuple(city.size_m), bounds=bounds), cfg.route, route_m,
+                               np.random.default_rng(cfg.seed))
+        except (UnifyGeoError, ValueError, IndexError, KeyError):
+            route = None  # too few streets inside the tiled area: drive the whole city instead
+    if route is None:
+        route = plan_route(street_graph(city.streets, tuple(city.size_m)), cfg.route, route_m, rng)
     drive = make_drive(route, cfg.speed_mps)
     if drive.t_s[-1] < duration + 1.0 / cfg.gt_rate_hz:
         raise UnifyGeoError(f"the route is too short for {duration:.1f} s of driving; lower --duration/--frames")
