@@ -19,15 +19,8 @@ from unifygeo_ros.errors import DataFormatError, ImageError
 from unifygeo_ros.index import build as index_build
 from unifygeo_ros.index import store, tiles
 
+from test_model import tiny_config as _tiny_cfg
 from vigor_fixture import write_one_city
-
-
-def _tiny_cfg(**model) -> Config:
-    base = {"backbone_kwargs": {"dims": [8, 16, 24, 32], "depths": [1, 1, 1, 1]}, "ground_hw": [64, 128],
-            "aerial_px": 64, "semantic_dim": 16, "descriptor_dim": 16, "decoder_dim": 8, "orientation_bins": 8,
-            "match_dim": 2, "metric_strides": [16, 8, 4]}
-    base.update(model)
-    return Config.from_dict({"model": base})
 
 
 def _height_handle():
@@ -212,12 +205,14 @@ def test_height_model_takes_four_channels_and_refuses_shared_views():
 
     with pytest.raises(ConfigError, match="share_views"):
         _tiny_cfg(aerial_height=True, share_views=True)
-    model = build_model(_tiny_cfg(aerial_height=True)).eval()
+    cfg = _tiny_cfg(aerial_height=True)
+    model = build_model(cfg).eval()
     assert model.aerial_channels == 4
     with torch.no_grad():
         a = model.encode_aerial(torch.randn(2, 4, 64, 64))
         a2 = model.encode_aerial(torch.cat([torch.randn(2, 3, 64, 64), torch.zeros(2, 1, 64, 64)], 1))
-    assert a.descriptor.shape == (2, 16) and a2.descriptor.shape == (2, 16)
+    d = cfg.model.descriptor_dim
+    assert a.descriptor.shape == (2, d) and a2.descriptor.shape == (2, d)
     with pytest.raises(RuntimeError):
         model.encode_aerial(torch.randn(1, 3, 64, 64))
 
@@ -295,7 +290,7 @@ def test_toy_training_with_a_height_model_runs(tmp_path):
     from unifygeo_ros.train import train
 
     cfg = Config.from_dict({
-        "model": {**_tiny_cfg().to_dict()["model"], "aerial_height": True},
+        "model": _tiny_cfg(aerial_height=True).to_dict()["model"],
         "data": {"source": "toy", "toy_samples": 4, "batch_size": 4, "num_workers": 0},
         "train": {"steps": 2, "log_every": 1, "ckpt_every": 2, "tensorboard": False, "threads": 1}})
     train(cfg, tmp_path / "run", progress=False)

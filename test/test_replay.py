@@ -292,12 +292,9 @@ def test_navsatfix_and_odometry_gt_give_the_same_ground_truth_as_geopose(world, 
 _HAVE_RENDER = importlib.util.find_spec("unifygeo_ros.data.render") is not None
 
 
-@pytest.mark.skipif(not _HAVE_RENDER, reason="unifygeo_ros.data.render (render_panorama) not available yet")
-@pytest.mark.parametrize("storage,compressed", [("sqlite3", False), ("mcap", True)])
-def test_bag_synth_writes_a_drive_rosbags_reads_back(tmp_path, storage, compressed):
-    from unifygeo_ros.bag_synth import (FIX_TOPIC as SFIX, GEOPOSE_TOPIC as SGEO, IMAGE_TOPIC, ODOM_TOPIC as SODOM,
-                                        SynthBagConfig, synth_bag)
-
+def _demo_city_geo_json(tmp_path):
+    """A city folder holding only the geo.json of DemoCity's city (seed 2026, 300 m, 70 m tiles): bag synth
+    regenerates the city from it. Returns (folder, origin lat/lon)."""
     city_dir = tmp_path / "City"
     city_dir.mkdir()
     origin = (47.6, -122.3)
@@ -305,6 +302,16 @@ def test_bag_synth_writes_a_drive_rosbags_reads_back(tmp_path, storage, compress
         "format": "unifygeo-city", "version": 1, "city": "City", "seed": 2026, "style": "mixed",
         "origin": {"lat_deg": origin[0], "lon_deg": origin[1]}, "size_m": [300.0, 300.0], "tile_m": 70.0,
         "stride_m": 35.0, "tile_px": 320, "mpp": 0.21875, "pano_px": [512, 256], "camera_height_m": 2.0}))
+    return city_dir, origin
+
+
+@pytest.mark.skipif(not _HAVE_RENDER, reason="unifygeo_ros.data.render (render_panorama) not available yet")
+@pytest.mark.parametrize("storage,compressed", [("sqlite3", False), ("mcap", True)])
+def test_bag_synth_writes_a_drive_rosbags_reads_back(tmp_path, storage, compressed):
+    from unifygeo_ros.bag_synth import (FIX_TOPIC as SFIX, GEOPOSE_TOPIC as SGEO, IMAGE_TOPIC, ODOM_TOPIC as SODOM,
+                                        SynthBagConfig, synth_bag)
+
+    city_dir, origin = _demo_city_geo_json(tmp_path)
     res = synth_bag(SynthBagConfig(data=str(city_dir), out=str(tmp_path / "bag"), storage=storage, frames=4,
                                    rate_hz=2.0, image_width=64, compressed=compressed, odom=True, seed=3))
     assert res.frames == 4
@@ -440,13 +447,7 @@ def test_bag_synth_drives_inside_the_tiled_region_of_the_map(tmp_path):
     the cameras, as in VIGOR), not along the city's edge outside every tile."""
     from unifygeo_ros.bag_synth import GEOPOSE_TOPIC as SGEO, SynthBagConfig, synth_bag
 
-    city_dir = tmp_path / "City"
-    city_dir.mkdir()
-    origin = (47.6, -122.3)
-    (city_dir / "geo.json").write_text(json.dumps({
-        "format": "unifygeo-city", "version": 1, "city": "City", "seed": 2026, "style": "mixed",
-        "origin": {"lat_deg": origin[0], "lon_deg": origin[1]}, "size_m": [300.0, 300.0], "tile_m": 70.0,
-        "stride_m": 35.0, "tile_px": 320, "mpp": 0.21875, "pano_px": [512, 256], "camera_height_m": 2.0}))
+    city_dir, origin = _demo_city_geo_json(tmp_path)
     synth_bag(SynthBagConfig(data=str(city_dir), out=str(tmp_path / "bag"), storage="mcap", frames=40,
                              rate_hz=2.0, image_width=32, seed=0))
     frame = geo.LocalENU(*origin)

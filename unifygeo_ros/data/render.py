@@ -169,10 +169,15 @@ def aerial_orthophoto(city: W.City, lighting: AerialLighting | None = None, cars
     Cached on the city per (lighting, cars); levels are area-averaged halvings of level 0.
     """
     lighting = lighting or AerialLighting.for_city(city)
-    key = ("ortho", cars, lighting)
+    return _pyramid(city, ("ortho", cars, lighting), lambda: _shade_aerial(city, lighting, cars), level)[0]
+
+
+def _pyramid(city: W.City, key: tuple, make_base, level: int) -> tuple[np.ndarray, int]:
+    """Level ``level`` (or the coarsest there is) of a city-wide raster pyramid cached on the city under ``key``:
+    level 0 from ``make_base()``, each next level an area-averaged halving. Returns ``(raster, level used)``."""
     pyr = city._cache.get(key)
     if pyr is None:
-        pyr = [_shade_aerial(city, lighting, cars)]
+        pyr = [make_base()]
         city._cache[key] = pyr
     while len(pyr) <= level:
         prev = pyr[-1]
@@ -180,7 +185,24 @@ def aerial_orthophoto(city: W.City, lighting: AerialLighting | None = None, cars
         if hh < 2 or ww < 2:
             break
         pyr.append(cv2.resize(prev[: 2 * hh, : 2 * ww], (ww, hh), interpolation=cv2.INTER_AREA))
-    return pyr[min(level, len(pyr) - 1)]
+    level = min(level, len(pyr) - 1)
+    return pyr[level], level
+
+
+def _cut_tile(city: W.City, key: tuple, make_base, center_en: tuple[float, float], tile_m: float, px: int,
+              outside) -> np.ndarray:
+    """A north-up ``px`` tile of ``tile_m`` metres centred on ``center_en`` cut from the pyramid ``key`` (the
+    finest level not finer than the tile's pixels; bilinear), ``outside`` beyond the raster (see render_aerial)."""
+    ce, cn = float(center_en[0]), float(center_en[1])
+    mpp = tile_m / px
+    level = max(0, int(math.floor(math.log2(max(mpp / city.cell_m, 1.0) + 1e-9))))
+    raster, level = _pyramid(city, key, make_base, level)
+    cell = city.cell_m * (2 ** level)
+    s = mpp / cell
+    m = np.array([[s, 0.0, (ce - tile_m / 2) / cell - 0.5 + 0.5 * s],
+                  [0.0, -s, (cn + tile_m / 2) / cell - 0.5 - 0.5 * s]])
+    return cv2.warpAffine(raster, m, (px, px), flags=cv2.WARP_INVERSE_MAP | cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=outside)
 
 
 def _outside_aerial_rgb(city: W.City, lighting: AerialLighting) -> tuple[int, int, int]:
@@ -330,19 +352,8 @@ def render_aerial(city: W.City, center_en: tuple[float, float], tile_m: float, p
     Outside the city the ground is a flat field.
     """
     lighting = lighting or AerialLighting.for_city(city)
-    ce, cn = float(center_en[0]), float(center_en[1])
-    mpp = tile_m / px
-    level = max(0, int(math.floor(math.log2(max(mpp / city.cell_m, 1.0) + 1e-9))))
-    aerial_orthophoto(city, lighting, cars, level)
-    pyr = city._cache[("ortho", cars, lighting)]
-    level = min(level, len(pyr) - 1)
-    ortho = pyr[level]
-    cell = city.cell_m * (2 ** level)
-    s = mpp / cell
-    m = np.array([[s, 0.0, (ce - tile_m / 2) / cell - 0.5 + 0.5 * s],
-                  [0.0, -s, (cn + tile_m / 2) / cell - 0.5 - 0.5 * s]])
-    return cv2.warpAffine(ortho, m, (px, px), flags=cv2.WARP_INVERSE_MAP | cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=_outside_aerial_rgb(city, lighting))
+    return _cut_tile(city, ("ortho", cars, lighting), lambda: _shade_aerial(city, lighting, cars), center_en,
+                     tile_m, px, _outside_aerial_rgb(city, lighting))
 
 
 def render_aerial_height(city: W.City, center_en: tuple[float, float], tile_m: float, px: int,
@@ -353,27 +364,9 @@ def render_aerial_height(city: W.City, center_en: tuple[float, float], tile_m: f
     Each pixel is the area mean of the height cells it covers (like the orthophoto's pyramid), so roof edges
     are soft at coarse resolutions as in a resampled DSM.
     """
-    ce, cn = float(center_en[0]), float(center_en[1])
-    mpp = tile_m / px
-    key = ("height_pyr", cars)
-    pyr = city._cache.get(key)
-    if pyr is None:
-        pyr = [np.ascontiguousarray(city.layers(cars).height, dtype=np.float32)]
-        city._cache[key] = pyr
-    level = max(0, int(math.floor(math.log2(max(mpp / city.cell_m, 1.0) + 1e-9))))
-    while len(pyr) <= level:
-        prev = pyr[-1]
-        hh, ww = prev.shape[0] // 2, prev.shape[1] // 2
-        if hh < 2 or ww < 2:
-            break
-        pyr.append(cv2.resize(prev[: 2 * hh, : 2 * ww], (ww, hh), interpolation=cv2.INTER_AREA))
-    level = min(level, len(pyr) - 1)
-    cell = city.cell_m * (2 ** level)
-    s = mpp / cell
-    m = np.array([[s, 0.0, (ce - tile_m / 2) / cell - 0.5 + 0.5 * s],
-                  [0.0, -s, (cn + tile_m / 2) / cell - 0.5 - 0.5 * s]])
-    out = cv2.warpAffine(pyr[level], m, (px, px), flags=cv2.WARP_INVERSE_MAP | cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+    out = _cut_tile(city, ("height_pyr", cars),
+                    lambda: np.ascontiguousarray(city.layers(cars).height, dtype=np.float32), center_en, tile_m,
+                    px, 0.0)
     return np.maximum(out, 0.0).astype(np.float32)
 
 

@@ -164,15 +164,14 @@ class JointObjective(nn.Module):
             arange = torch.arange(b, device=sim.device)
             top = masked.topk(k, dim=1).indices
             has_pos = (top == arange[:, None]).any(1)
-            qs = arange[has_pos]
-            top = top[has_pos]
-            target = (top == qs[:, None]).float().argmax(1)
+            qs, top = arange[has_pos], top[has_pos]
             nq = int(qs.numel())
+        if nq > 0:
+            target = (top == qs[:, None]).float().argmax(1)
             gi, ai = qs.repeat_interleave(k), top.reshape(-1)
             g_sel, a_sel = gf.select(gi), af.select(ai)
             if cfg.rerank_detach:
                 g_sel, a_sel = g_sel._map(torch.Tensor.detach), a_sel._map(torch.Tensor.detach)
-        if nq > 0:
             cand = model.localize(g_sel, a_sel)
             cos = sim[gi, ai] if not cfg.rerank_detach else sim[gi, ai].detach()
             scores = model.reranker(rerank_evidence(cos, cand)).view(nq, k)
