@@ -138,3 +138,26 @@ def test_demo_model_from_tiny_yaml_stays_under_20_mb(tmp_path):
     cfg = load_config(REPO / "config" / "tiny.yaml")
     save_checkpoint(tmp_path / "demo", build_model(cfg), cfg)  # tiny.yaml saves float16
     assert (tmp_path / "demo" / "model.safetensors").stat().st_size < 20e6
+
+
+def test_init_skip_loads_the_network_and_leaves_a_changed_reranker(saved, tmp_path):
+    from unifygeo_ros.config import Config, ConfigError
+    from unifygeo_ros.model.checkpoint import load_weights_into
+
+    src, directory = saved[1], saved[2]
+    torch.manual_seed(1)
+    dst = build_model(tiny_config(rerank_centre=True))  # re-ranker with 5 inputs instead of 4
+    fresh = {k: v.clone() for k, v in dst.state_dict().items()}
+    with pytest.raises(CheckpointError, match="reranker.mlp.0.weight"):
+        load_weights_into(dst, directory)
+    load_weights_into(dst, directory, skip=("reranker.",))
+    got, want = dst.state_dict(), src.state_dict()
+    for k in got:
+        if k.startswith("reranker."):
+            assert torch.equal(got[k], fresh[k]), k  # left as initialised
+        else:
+            assert torch.equal(got[k], want[k].to(got[k].dtype)), k
+    with pytest.raises(CheckpointError, match="nothing to load"):
+        load_weights_into(dst, directory, skip=("",))
+    with pytest.raises(ConfigError, match="init_from"):
+        Config.from_dict({"train": {"init_skip": ["reranker."]}})

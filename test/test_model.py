@@ -174,3 +174,38 @@ def test_learned_reranker_moves_the_positive_from_rank_2_to_k_to_rank_1():
     out = rerank_candidates(ranking, rr(ev).detach())
     assert (out[:, 0] == pos).float().mean() > 0.95
     assert (out[:, k:] == ranking[:, k:]).all()
+
+
+def _metric_with_peak(rows: list[int], cols: list[int], hw=(12, 12)) -> MetricOutput:
+    b = len(rows)
+    logits = torch.full((b, *hw), -30.0)
+    logits[torch.arange(b), torch.tensor(rows), torch.tensor(cols)] = 30.0
+    return MetricOutput(logits=logits, heading_vectors=torch.zeros(b, 2, *hw), level_logits=[logits],
+                        local_score=torch.zeros(b))
+
+
+def test_centre_evidence_is_zero_at_the_tile_centre_half_at_the_central_quarter_and_one_at_the_edge():
+    from unifygeo_ros.model.rerank import peak_centre_distance, rerank_evidence
+
+    # 12 x 12 cells: the centre lies between cells 5 and 6; cell 8's centre is 2.5 cells (of 6) off; cell 0 / 11
+    # centres are 5.5 cells off (the edge is 6)
+    m = _metric_with_peak([5, 8, 0, 6], [6, 5, 11, 2])
+    d = peak_centre_distance(m)
+    assert torch.allclose(d, torch.tensor([0.5 / 6, 2.5 / 6, 5.5 / 6, 3.5 / 6]), atol=1e-4)
+    assert rerank_evidence(torch.zeros(4), m).shape == (4, len(EVIDENCE_NAMES))
+    ev = rerank_evidence(torch.zeros(4), m, centre=True)
+    assert ev.shape == (4, len(EVIDENCE_NAMES) + 1) and torch.equal(ev[:, -1], d)
+
+
+def test_model_with_centre_evidence_scores_candidates_and_prefers_nothing_before_training():
+    torch.manual_seed(0)
+    m = build_model(tiny_config(rerank_centre=True)).eval()
+    assert m.reranker.mlp[0].in_features == len(EVIDENCE_NAMES) + 1
+    with torch.no_grad():
+        g = m.encode_ground(torch.randn(1, 3, 32, 128))
+        a = m.encode_aerial(torch.randn(4, 3, 64, 64))
+        s = m.rerank_scores(g, a)
+        cos = a.descriptor @ g.descriptor[0]
+    assert s.shape == (4,)
+    # the MLP starts near zero: the initial order is the retrieval order
+    assert torch.equal(torch.argsort(s, descending=True), torch.argsort(cos, descending=True))

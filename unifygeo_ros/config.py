@@ -51,6 +51,7 @@ class ModelConfig:
     ground_elevation_bins: int = 2           #: elevation bands pooled per azimuth sector of the panorama
     refine_window: int = 5                   #: odd window (cells) for the sub-cell soft-argmax around the peak
     rerank_hidden: int = 16                  #: hidden units of the re-ranking MLP
+    rerank_centre: bool = False              #: re-ranker also sees how far the map's peak lies from the tile centre
 
 
 @dataclass
@@ -108,6 +109,7 @@ class TrainConfig:
     tensorboard: bool = True
     init_from: str = ""                      #: checkpoint folder whose weights start the run (not a resume)
     trainable: str = "all"                   #: all | reranker (fine-tune only the re-ranker on a frozen network)
+    init_skip: list = field(default_factory=list)  #: name prefixes NOT taken from init_from (left at init)
 
 
 @dataclass
@@ -164,6 +166,10 @@ class Config:
             raise ConfigError("train.trainable: reranker needs loss.rerank_weight > 0 and loss.rerank_k >= 2")
         if self.loss.rerank_k < 1:
             raise ConfigError("loss.rerank_k must be >= 1")
+        if self.train.init_skip and not self.train.init_from:
+            raise ConfigError("train.init_skip names weights not taken from train.init_from, which is not set")
+        if not all(isinstance(x, str) and x for x in self.train.init_skip):
+            raise ConfigError(f"train.init_skip must be a list of parameter-name prefixes, got {self.train.init_skip!r}")
         if m.aerial_height and m.share_views:
             raise ConfigError("model.aerial_height gives the aerial branch a 4th input channel, so it needs "
                               "model.share_views: false")

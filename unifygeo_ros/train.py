@@ -284,7 +284,7 @@ def train(cfg: Config, out_dir: str | os.PathLike, *, resume: bool = False, batc
 
     model = build_model(cfg).to(device)
     if cfg.train.init_from and not resume:
-        load_weights_into(model, cfg.train.init_from)
+        load_weights_into(model, cfg.train.init_from, skip=cfg.train.init_skip)
     if cfg.train.trainable == "reranker":  # frozen network: only the re-ranker learns (no graph through the rest)
         for name, p in model.named_parameters():
             p.requires_grad_(name.startswith("reranker."))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -133,7 +134,11 @@ def read_weights(directory: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 def check_compatible(model: torch.nn.Module, tensors: dict[str, torch.Tensor], where: str) -> None:
     """Raise one CheckpointError listing the first missing / unexpected keys and shape mismatches."""
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    _check_state(model.state_dict(), tensors, where)
+
+
+def _check_state(state: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor], where: str) -> None:
+    expected = {k: tuple(v.shape) for k, v in state.items()}
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
     shapes = [f"{k} {tuple(tensors[k].shape)} vs model {expected[k]}" for k in sorted(set(expected) & set(tensors))
@@ -185,14 +190,29 @@ def load_checkpoint(directory: str | os.PathLike, cfg: Config | None = None, map
     return model.to(map_location).eval(), cfg, meta
 
 
-def load_weights_into(model: torch.nn.Module, directory: str | os.PathLike) -> CheckpointMeta:
-    """Load a checkpoint's weights into an existing model (same architecture); returns its meta."""
+def load_weights_into(model: torch.nn.Module, directory: str | os.PathLike,
+                      skip: Sequence[str] = ()) -> CheckpointMeta:
+    """Load a checkpoint's weights into an existing model (same architecture); returns its meta.
+
+    ``skip``: parameter-name prefixes (e.g. ``"reranker."``) left as they are in ``model`` - neither taken from
+    the checkpoint nor required to match it (a changed re-ranker on a trained network). Everything else must
+    match exactly.
+    """
     meta = read_meta(directory)
     tensors = read_weights(directory)
     target = getattr(model, "module", model)
-    check_compatible(target, tensors, str(directory))
+    skip = tuple(skip)
+    if not skip:
+        check_compatible(target, tensors, str(directory))
+        state = target.state_dict()
+        target.load_state_dict({k: v.to(state[k].dtype) for k, v in tensors.items()})
+        return meta
+    kept = {k: v for k, v in tensors.items() if not k.startswith(skip)}
+    if not kept:
+        raise CheckpointError(f"checkpoint {directory}: skipping {list(skip)} leaves nothing to load")
     state = target.state_dict()
-    target.load_state_dict({k: v.to(state[k].dtype) for k, v in tensors.items()})
+    _check_state({k: v for k, v in state.items() if not k.startswith(skip)}, kept, str(directory))
+    target.load_state_dict({k: v.to(state[k].dtype) for k, v in kept.items()}, strict=False)
     return meta
 
 

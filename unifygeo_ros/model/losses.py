@@ -15,7 +15,6 @@ import torch.nn.functional as F
 
 from unifygeo_ros.config import LossConfig
 from unifygeo_ros.model.metric_head import MetricOutput, heading_to_vector, offset_to_cell
-from unifygeo_ros.model.rerank import rerank_evidence
 
 
 def _smoothed_ce(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, smoothing: float) -> torch.Tensor:
@@ -174,7 +173,7 @@ class JointObjective(nn.Module):
                 g_sel, a_sel = g_sel._map(torch.Tensor.detach), a_sel._map(torch.Tensor.detach)
             cand = model.localize(g_sel, a_sel)
             cos = sim[gi, ai] if not cfg.rerank_detach else sim[gi, ai].detach()
-            scores = model.reranker(rerank_evidence(cos, cand)).view(nq, k)
+            scores = model.rerank_from(cos, cand).view(nq, k)
             l_rr = rerank_loss(scores, target) * (nq / b)  # per query of the batch: none -> 0
             with torch.no_grad():  # batch R@1 after re-ranking: queries without their positive in the list miss
                 rr_r1 = float((scores.argmax(1) == target).float().sum()) / b

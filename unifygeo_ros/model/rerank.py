@@ -3,6 +3,10 @@
 For a query and each of its K candidates (in retrieval order) the evidence is
     [global cosine, local matching score (max over coarse aerial cells and headings of the cosine with the
      ground's matching descriptor, as in the official code), peak log-probability / log(h*w), map entropy / log(h*w)]
+and, with ``model.rerank_centre``, a fifth entry: how far from the tile centre the map's peak lies (Chebyshev
+distance in half tile sides, 0 = centre, 1 = edge). In VIGOR's labelling the positive tile is the one whose
+central quarter holds the camera (|offset| < a quarter of the side), while a semi-positive neighbour also contains
+the camera but off-centre: this cue lets the re-ranker prefer the positive over its overlapping neighbours.
 and the score is ``scale * global_cosine + MLP(evidence)`` (the MLP starts near zero, so the initial order is
 the retrieval order). It is trained by its own listwise cross-entropy over the K candidates, the target being
 the candidate tile that contains the camera. :func:`rerank_candidates` reorders only the first K entries of a
@@ -18,27 +22,44 @@ import torch.nn as nn
 from unifygeo_ros.model.metric_head import MetricOutput
 
 EVIDENCE_NAMES = ("global_cosine", "local_score", "peak_logprob_norm", "entropy_norm")
+CENTRE_EVIDENCE = "peak_centre_distance"  #: the optional fifth entry (``model.rerank_centre``)
 
 
-def rerank_evidence(global_cosine: torch.Tensor, metric: MetricOutput) -> torch.Tensor:
-    """(N,) cosines and the N pairs' metric outputs -> (N, 4) evidence (see ``EVIDENCE_NAMES``)."""
+def evidence_names(centre: bool = False) -> tuple[str, ...]:
+    return EVIDENCE_NAMES + ((CENTRE_EVIDENCE,) if centre else ())
+
+
+def peak_centre_distance(metric: MetricOutput) -> torch.Tensor:
+    """(B,) Chebyshev distance of the refined peak from the tile centre, in half tile sides (0 centre .. 1 edge)."""
+    h, w = metric.grid_hw
+    rc = metric.peak_cell()  # cell indices; cell i spans [i, i+1) so the tile centre is at (h/2 - 0.5, w/2 - 0.5)
+    dr = (rc[:, 0] - (h - 1) / 2.0).abs() / (h / 2.0)
+    dc = (rc[:, 1] - (w - 1) / 2.0).abs() / (w / 2.0)
+    return torch.maximum(dr, dc).clamp(max=1.0)
+
+
+def rerank_evidence(global_cosine: torch.Tensor, metric: MetricOutput, centre: bool = False) -> torch.Tensor:
+    """(N,) cosines and the N pairs' metric outputs -> (N, 4 or 5) evidence (see :func:`evidence_names`)."""
     h, w = metric.grid_hw
     log_cells = math.log(h * w)
-    return torch.stack([
+    parts = [
         global_cosine.float(),
         metric.local_score.float(),
         metric.peak_logprob() / log_cells,
         metric.entropy(),
-    ], dim=-1)
+    ]
+    if centre:
+        parts.append(peak_centre_distance(metric).detach())  # geometry of the answer, not a training signal
+    return torch.stack(parts, dim=-1)
 
 
 class Reranker(nn.Module):
-    """evidence (..., 4) -> score (...): learned global-cosine scale plus a small MLP on all the evidence."""
+    """evidence (..., E) -> score (...): learned global-cosine scale plus a small MLP on all the evidence."""
 
-    def __init__(self, hidden: int = 16) -> None:
+    def __init__(self, hidden: int = 16, num_evidence: int = len(EVIDENCE_NAMES)) -> None:
         super().__init__()
         self.log_scale = nn.Parameter(torch.tensor(math.log(10.0)))
-        self.mlp = nn.Sequential(nn.Linear(len(EVIDENCE_NAMES), hidden), nn.GELU(), nn.Linear(hidden, 1))
+        self.mlp = nn.Sequential(nn.Linear(num_evidence, hidden), nn.GELU(), nn.Linear(hidden, 1))
         nn.init.normal_(self.mlp[2].weight, std=1e-3)
         nn.init.zeros_(self.mlp[2].bias)
 

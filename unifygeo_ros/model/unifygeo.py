@@ -25,7 +25,7 @@ from unifygeo_ros.config import ModelConfig
 from unifygeo_ros.model.aggregator import AttentionAggregator
 from unifygeo_ros.model.encoder import ViewEncoder
 from unifygeo_ros.model.metric_head import AerialMatchHead, GroundMatchHead, MetricHead, MetricOutput
-from unifygeo_ros.model.rerank import Reranker, rerank_evidence
+from unifygeo_ros.model.rerank import Reranker, evidence_names, rerank_evidence
 
 
 class _Features:
@@ -88,7 +88,7 @@ class UnifyGeo(nn.Module):
                                             cfg.ground_elevation_bins)
         self.aerial_match = AerialMatchHead(cfg.decoder_dim, levels, cfg.orientation_bins, cfg.match_dim)
         self.metric = MetricHead(cfg.orientation_bins, cfg.refine_window)
-        self.reranker = Reranker(cfg.rerank_hidden)
+        self.reranker = Reranker(cfg.rerank_hidden, len(evidence_names(cfg.rerank_centre)))
         # CLIP-style learnable InfoNCE temperature (logit scale = 1 / T); part of the model so DDP syncs it
         self.log_logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / init_temperature)),
                                             requires_grad=learn_temperature)
@@ -139,7 +139,11 @@ class UnifyGeo(nn.Module):
             metric = self.localize(ground, aerial)
         cos = (ground.descriptor * aerial.descriptor).sum(-1) if len(ground) == len(aerial) \
             else (aerial.descriptor @ ground.descriptor[0])
-        return self.reranker(rerank_evidence(cos, metric))
+        return self.rerank_from(cos, metric)
+
+    def rerank_from(self, global_cosine: torch.Tensor, metric: MetricOutput) -> torch.Tensor:
+        """Re-rank scores from the pairs' global cosines and metric outputs (the one place evidence is built)."""
+        return self.reranker(rerank_evidence(global_cosine, metric, centre=self.cfg.rerank_centre))
 
     @property
     def logit_scale(self) -> torch.Tensor:
