@@ -202,17 +202,13 @@ def load_weights_into(model: torch.nn.Module, directory: str | os.PathLike,
     tensors = read_weights(directory)
     target = getattr(model, "module", model)
     skip = tuple(skip)
-    if not skip:
-        check_compatible(target, tensors, str(directory))
-        state = target.state_dict()
-        target.load_state_dict({k: v.to(state[k].dtype) for k, v in tensors.items()})
-        return meta
-    kept = {k: v for k, v in tensors.items() if not k.startswith(skip)}
-    if not kept:
+    kept = {k: v for k, v in tensors.items() if not k.startswith(skip)}  # startswith(()) is False: all kept
+    if skip and not kept:
         raise CheckpointError(f"checkpoint {directory}: skipping {list(skip)} leaves nothing to load")
     state = target.state_dict()
-    _check_state({k: v for k, v in state.items() if not k.startswith(skip)}, kept, str(directory))
-    target.load_state_dict({k: v.to(state[k].dtype) for k, v in kept.items()}, strict=False)
+    expected = {k: v for k, v in state.items() if not k.startswith(skip)}
+    _check_state(expected, kept, str(directory))  # every key outside ``skip`` present, same shape
+    target.load_state_dict({k: v.to(state[k].dtype) for k, v in kept.items()}, strict=not skip)
     return meta
 
 
