@@ -56,13 +56,15 @@ class OracleModel(torch.nn.Module):
     """Descriptors encode the tile id; localization and re-ranking answer from the labels.
 
     retrieval: "perfect" (positive on top), "semi_first" (a semi-positive just above the positive),
-    "positive_last" (the positive below every other tile).
+    "positive_last" (the positive below every other tile). ``rerank_semi``: the re-ranker prefers the first
+    semi-positive over the positive (both localize the camera exactly).
     """
 
-    def __init__(self, query_ds, gallery_ds, retrieval="perfect"):
+    def __init__(self, query_ds, gallery_ds, retrieval="perfect", rerank_semi=False):
         super().__init__()
         self.anchor = torch.nn.Parameter(torch.zeros(1))  # gives the harness a device and a dtype
         self.ds, self.retrieval, self.tiles = query_ds, retrieval, len(gallery_ds)
+        self.rerank_semi = rerank_semi
         items = [query_ds[i] for i in range(len(query_ds))]
         self.pano_of = {_key(it["ground"]): i for i, it in enumerate(items)}
         self.heading = [float(it["heading_deg"]) for it in items]
@@ -96,7 +98,8 @@ class OracleModel(torch.nn.Module):
 
     def rerank_scores(self, g, a, metric):
         panos, tiles = self._pairs(g, a)
-        return torch.tensor([float(t == self.ds.positive_indices[p]) for p, t in zip(panos, tiles)])
+        wanted = self.ds.semi_positive_indices[:, 0] if self.rerank_semi else self.ds.positive_indices
+        return torch.tensor([float(t == wanted[p]) for p, t in zip(panos, tiles)])
 
 
 def _check_shape_and_ranges(d):
@@ -147,6 +150,29 @@ def test_neighbouring_tile_first_gives_zero_city_frame_error_and_rerank_recovers
     assert no.loc.mean_m == pytest.approx(0.0, abs=1e-6) and re.loc.mean_m == pytest.approx(0.0, abs=1e-9)
     # the no-re-rank errors are really measured against the semi-positive tile, not the positive
     assert np.all(report.per_query["topk"][:, 0] == query_ds.semi_positive_indices[:, 0])
+
+
+def test_tile_assignment_puts_the_tile_holding_the_fix_centrally_first(query_ds):
+    gallery = query_ds.gallery()
+    oracle = OracleModel(query_ds, gallery, "semi_first", rerank_semi=True)
+    plain = E.evaluate(oracle, query_ds, gallery, top_k=5, batch_size=5, tile_assignment=False)
+    report = E.evaluate(oracle, query_ds, gallery, top_k=5, batch_size=5)
+    semi = query_ds.semi_positive_indices[:, 0]
+    # the learned order picks the semi-positive (exact offset from it: zero error in the city frame) ...
+    assert np.all(plain.per_query["topk_reranked"][:, 0] == semi) and plain.hier_rerank.r1 == 0.0
+    assert np.all(report.per_query["topk_reranked_learned"][:, 0] == semi)
+    # ... whose fix lies in the positive's central quarter: the assignment moves the positive first
+    assert np.all(report.per_query["topk_reranked"][:, 0] == query_ds.positive_indices)
+    assert report.hier_rerank.r1 == 1.0
+    assert report.to_dict()["rerank_detail"] == {"r1_learned_order": 0.0, "r1_after_tile_assignment": 1.0,
+                                                 "tile_assignment": True}
+    assert plain.to_dict()["rerank_detail"]["tile_assignment"] is False
+    # the position (from the semi-positive's map) is the same either way
+    np.testing.assert_array_equal(report.per_query["hier_err_m"], plain.per_query["hier_err_m"])
+    assert report.hier_rerank.loc.mean_m == pytest.approx(0.0, abs=1e-6)
+    # everything but the re-ranked order is untouched by the assignment
+    for key in ("rank", "topk", "iso_err_m", "hier_heading_err_deg"):
+        np.testing.assert_array_equal(report.per_query[key], plain.per_query[key], err_msg=key)
 
 
 def test_rerank_never_brings_in_a_positive_from_outside_the_top_k(query_ds):

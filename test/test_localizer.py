@@ -165,6 +165,26 @@ def test_oracle_reranking_fixes_a_wrong_retrieval(oracle):
     assert fix.tile_rank_before_rerank == 2 and fix.tile_rank_after_rerank == 1
 
 
+def test_oracle_tile_assignment_reports_the_tile_holding_the_fix_centrally(oracle):
+    locs, src, colors = oracle
+    loc = locs["features"]
+    # the camera is coded 26 m east of tile 12's centre (0.81 half sides: outside its central quarter) and the
+    # re-ranker trusts tile 12's map; tile 11, 32.3 m east, holds that point 6.3 m from its centre (0.19)
+    assert src.tiles[11].east_m - src.tiles[12].east_m == pytest.approx(src.tile_m / 2)
+    pano = oracle_panorama(colors[12], 26.0, 0.0, 0.0, decoy_rgb=colors[11])
+    fix = loc.localize(pano)
+    t, east, north = _truth_fix(src, colors, 12, 26.0, 0.0)
+    assert fix.evidence_tile_id == t.tile_id and fix.tile_id == src.tiles[11].tile_id
+    assert fix.tile_rank_before_rerank == 1  # tile 11 was the descriptor's top-1 (the decoy)
+    assert fix.east_m == pytest.approx(east, abs=0.2) and fix.north_m == pytest.approx(north, abs=0.2)
+    plain = Localizer(loc.index, loc.handle, tile_assignment=False).localize(pano)
+    assert plain.tile_id == plain.evidence_tile_id == t.tile_id and plain.tile_rank_before_rerank == 2
+    assert (plain.east_m, plain.north_m, plain.score) == (fix.east_m, fix.north_m, fix.score)
+    # a fix inside its own tile's central quarter stays there, whatever the descriptor preferred
+    fix = loc.localize(oracle_panorama(colors[12], 10.0, -5.0, 0.0, decoy_rgb=colors[11]))
+    assert fix.tile_id == fix.evidence_tile_id == t.tile_id
+
+
 def test_oracle_prior_narrows_the_search(oracle):
     locs, src, colors = oracle
     loc = locs["features"]

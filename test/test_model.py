@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from unifygeo_ros.config import Config
 from unifygeo_ros.model import MetricOutput, build_model, cell_to_offset, offset_to_cell, rerank_candidates
 from unifygeo_ros.model.metric_head import heading_to_vector, rotation_volume, vector_to_heading
-from unifygeo_ros.model.rerank import EVIDENCE_NAMES, Reranker
+from unifygeo_ros.model.rerank import EVIDENCE_NAMES, Reranker, assign_tile, centrality
 
 torch.set_num_threads(1)
 
@@ -150,6 +151,32 @@ def test_rerank_reorders_only_the_top_k():
     assert out[0, 0] == 12
     assert sorted(out[0, :5].tolist()) == [10, 11, 12, 13, 14]
     assert out[0, 5:].tolist() == [15, 16]  # never reordered beyond K
+
+
+def test_centrality_in_half_tile_sides():
+    centres = np.array([[0.0, 0.0], [35.0, 0.0], [0.0, -35.0]])
+    c = centrality(centres, 70.0, np.array([17.5, -3.0]))
+    assert c == pytest.approx([0.5, 0.5, 32.0 / 35.0])  # on the boundary of two central quarters
+    assert centrality(centres[:1], 70.0, np.zeros(2))[0] == 0.0
+    # per-tile sides: the same 10 m is twice as central in a tile twice as large
+    assert centrality(centres[:2], np.array([40.0, 80.0]), np.array([10.0, 0.0])) == pytest.approx([0.5, 1.25 / 2])
+
+
+def test_tile_assignment_moves_the_candidate_holding_the_fix_centrally_first():
+    # candidates in slot order: a 70 m tile grid with half-tile stride; the learned order is 2, 0, 3, 1
+    centres = np.array([[0.0, 0.0], [35.0, 0.0], [35.0, 35.0], [70.0, 0.0]])
+    order = np.array([2, 0, 3, 1])
+    # the re-ranker's top-1 (slot 2, centre (35, 35)) placed the camera at (31, 12): 23 m south of its centre,
+    # outside its central quarter; slot 1 (35, 0) holds it 12 m from its centre
+    out = assign_tile(order, centres, 70.0, np.array([31.0, 12.0]))
+    assert out.tolist() == [1, 2, 0, 3]
+    # a fix in the top-1's own central quarter: nothing moves
+    assert assign_tile(order, centres, 70.0, np.array([30.0, 40.0])).tolist() == order.tolist()
+    # a tie (exactly between two centres) keeps the re-ranked top-1
+    assert assign_tile(np.array([0, 1, 2, 3]), centres, 70.0, np.array([17.5, 0.0])).tolist() == [0, 1, 2, 3]
+    # the input is never modified and a single candidate stays
+    assert order.tolist() == [2, 0, 3, 1]
+    assert assign_tile(np.array([0]), centres[:1], 70.0, np.array([50.0, 50.0])).tolist() == [0]
 
 
 def test_learned_reranker_moves_the_positive_from_rank_2_to_k_to_rank_1():

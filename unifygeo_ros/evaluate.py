@@ -16,7 +16,10 @@ Stages (each a plain function; :func:`evaluate` chains them, :func:`run` is the 
       centre + predicted offset, true position = positive tile centre + label offset, both expressed in the
       local ENU frame of the selected tile (exact through ECEF, :meth:`VigorDataset.camera_en_relative_to`), so a
       wrong but neighbouring tile can still give a small error, and the right tile gives exactly the isolated
-      error. ``r1`` of a hierarchy = its selected tile is the positive.
+      error. ``r1`` of a hierarchy = its selected tile is the positive. With ``tile_assignment`` (default) the
+      re-ranked list then puts first the candidate that holds the fix most centrally
+      (:func:`unifygeo_ros.model.rerank.assign_tile`; tile centres from the gallery's ``tile_latlon``); the
+      position does not change, and the learned order's R@1 is reported beside it.
    Heading errors are reported in both orientation settings (known: the true heading is 0, north-aligned).
 3. Summaries (:mod:`unifygeo_ros.metrics`) with their invariants asserted, into an :class:`EvalReport`.
 
@@ -40,8 +43,10 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from unifygeo_ros import geo
 from unifygeo_ros import metrics as M
 from unifygeo_ros.errors import UnifyGeoError
+from unifygeo_ros.model.rerank import assign_tile
 
 DEFAULT_TOP_K = 5
 DEFAULT_CACHE_BYTES = 2 * 1024**3
@@ -198,7 +203,8 @@ class BatchResult:
     rank: np.ndarray  # (B,)
     hit: np.ndarray  # (B,)
     topk: np.ndarray  # (B, K) retrieval order
-    topk_reranked: np.ndarray  # (B, K)
+    topk_reranked: np.ndarray  # (B, K) re-ranked (learned scores, then tile assignment when enabled)
+    topk_reranked_learned: np.ndarray  # (B, K) by the learned scores alone
     iso_err_m: np.ndarray  # (B,)
     iso_heading_err_deg: np.ndarray  # (B,)
     hier_err_m: np.ndarray  # (B, 2): no re-rank, re-rank
@@ -242,10 +248,22 @@ def _localize_pairs(model, ground, gallery: GalleryEncoding, q_rows: np.ndarray,
     return offsets, headings, scores, maps
 
 
+def _assigned_order(order: np.ndarray, cands: np.ndarray, fix_off_en_m: np.ndarray, tile_latlon: np.ndarray,
+                    tile_m: np.ndarray) -> np.ndarray:
+    """One query's re-ranked candidate slots after tile assignment. Candidate centres are expressed in the ENU
+    frame of the re-ranked top-1 tile, where the fix is ``fix_off_en_m`` (its predicted offset)."""
+    top = int(cands[order[0]])
+    enu = geo.LocalENU(float(tile_latlon[top, 0]), float(tile_latlon[top, 1]))
+    e, n = enu.to_en(tile_latlon[cands, 0], tile_latlon[cands, 1])
+    return assign_tile(order, np.stack([e, n], axis=1), tile_m[cands], fix_off_en_m)
+
+
 @torch.inference_mode()
 def evaluate_batch(model, batch: dict, query_ds, gallery: GalleryEncoding, *, top_k: int, pair_batch: int,
-                   sim_chunk_bytes: int = DEFAULT_SIM_CHUNK_BYTES, num_examples: int = 0) -> BatchResult:
-    """Retrieval, isolated and hierarchical localization of one batch of queries (see the module docstring)."""
+                   sim_chunk_bytes: int = DEFAULT_SIM_CHUNK_BYTES, num_examples: int = 0,
+                   tile_latlon: np.ndarray | None = None) -> BatchResult:
+    """Retrieval, isolated and hierarchical localization of one batch of queries (see the module docstring).
+    ``tile_latlon`` (R, 2): gallery tile centres, for the tile assignment (None: learned order only)."""
     device, dtype = gallery.descriptors.device, gallery.cache.dtype
     ground = model.encode_ground(batch["ground"].to(device, dtype))
     b = len(batch["pano_index"])
@@ -279,8 +297,15 @@ def evaluate_batch(model, batch: dict, query_ds, gallery: GalleryEncoding, *, to
 
     cand_scores = score[:, 1:]
     order = np.argsort(-cand_scores, axis=1, kind="stable")
-    reranked = np.take_along_axis(res.topk_indices, order, axis=1)
-    M.assert_rerank_within_topk(res.topk_indices, reranked)
+    reranked_learned = np.take_along_axis(res.topk_indices, order, axis=1)
+    M.assert_rerank_within_topk(res.topk_indices, reranked_learned)
+    if tile_latlon is not None:  # the fix's position is unchanged: it still comes from the slot order[:, 0]
+        assigned = np.stack([_assigned_order(order[i], res.topk_indices[i], off[i, 1 + order[i, 0]], tile_latlon,
+                                             gallery.tile_m) for i in range(b)])
+        reranked = np.take_along_axis(res.topk_indices, assigned, axis=1)
+        M.assert_rerank_within_topk(res.topk_indices, reranked)
+    else:
+        reranked = reranked_learned
 
     hier_err = np.zeros((b, 2))
     hier_head = np.zeros((b, 2))
@@ -305,8 +330,8 @@ def evaluate_batch(model, batch: dict, query_ds, gallery: GalleryEncoding, *, to
                              pred_en_m=off[i, 1 + slot].copy(), true_heading_deg=float(true_heading[i]),
                              pred_heading_deg=float(head[i, 1 + slot]), rank=int(res.ranks[i]),
                              correct=bool(t == pos[i])))
-    return BatchResult(pano, pos, res.ranks, res.hits, res.topk_indices, reranked, iso_err, iso_head,
-                       hier_err, hier_head, examples)
+    return BatchResult(pano, pos, res.ranks, res.hits, res.topk_indices, reranked, reranked_learned, iso_err,
+                       iso_head, hier_err, hier_head, examples)
 
 
 def _query_loader(query_ds, query_indices, batch_size: int, num_workers: int):
@@ -324,13 +349,16 @@ def _base_dataset(ds):
 def evaluate(model, query_ds, gallery_ds=None, *, top_k: int = DEFAULT_TOP_K, batch_size: int = 32,
              num_workers: int = 0, query_indices: Sequence[int] | None = None, num_examples: int = 0,
              cache_bytes: int = DEFAULT_CACHE_BYTES, sim_chunk_bytes: int = DEFAULT_SIM_CHUNK_BYTES,
-             pair_batch: int | None = None, progress: bool = False, extra: dict | None = None) -> M.EvalReport:
+             pair_batch: int | None = None, progress: bool = False, extra: dict | None = None,
+             tile_assignment: bool = True) -> M.EvalReport:
     """Evaluate ``model`` on the queries of ``query_ds`` (a :class:`VigorDataset`, ``train=False``) against
     ``gallery_ds`` (default: ``query_ds.gallery()``): retrieval, task-isolated and hierarchical localization.
 
     The model runs on the device and in the dtype of its parameters. ``query_indices`` restricts the queries
     (``--limit``); the gallery is always complete. ``num_examples`` queries are kept in ``report.examples`` for
-    :mod:`unifygeo_ros.plots`. Per-query arrays are in ``report.per_query``.
+    :mod:`unifygeo_ros.plots`. Per-query arrays are in ``report.per_query``. ``tile_assignment``: after the
+    learned re-ranking, put first the candidate that holds the fix most centrally (needs the gallery's
+    ``tile_latlon``; without it, or with False, the learned order is the re-ranked list).
     """
     if gallery_ds is None:
         gallery_ds = query_ds.gallery()
@@ -349,13 +377,16 @@ def evaluate(model, query_ds, gallery_ds=None, *, top_k: int = DEFAULT_TOP_K, ba
         timing["gallery_s"] = time.perf_counter() - t0
         k = min(int(top_k), len(gallery_ds))
         pair_batch = int(pair_batch or max(1, 2 * batch_size))
+        latlon = getattr(gallery_ds, "tile_latlon", None) if tile_assignment else None
+        latlon = None if latlon is None else np.asarray(latlon, np.float64)
         t0 = time.perf_counter()
         results: list[BatchResult] = []
         loader = _query_loader(query_ds, query_indices, batch_size, num_workers)
         for batch in _progress(loader, progress, "queries", len(loader)):
             need = max(0, num_examples - sum(len(r.examples) for r in results))
             results.append(evaluate_batch(model, batch, base, gallery, top_k=k, pair_batch=pair_batch,
-                                          sim_chunk_bytes=sim_chunk_bytes, num_examples=need))
+                                          sim_chunk_bytes=sim_chunk_bytes, num_examples=need,
+                                          tile_latlon=latlon))
         timing["queries_s"] = time.perf_counter() - t0
         timing["per_query_ms"] = 1000.0 * timing["queries_s"] / max(1, sum(len(r.rank) for r in results))
     finally:
@@ -364,12 +395,12 @@ def evaluate(model, query_ds, gallery_ds=None, *, top_k: int = DEFAULT_TOP_K, ba
     if not results:
         raise UnifyGeoError("no queries to evaluate")
     per = {f: np.concatenate([getattr(r, f) for r in results]) for f in
-           ("pano_index", "positive", "rank", "hit", "topk", "topk_reranked", "iso_err_m", "iso_heading_err_deg",
-            "hier_err_m", "hier_heading_err_deg")}
+           ("pano_index", "positive", "rank", "hit", "topk", "topk_reranked", "topk_reranked_learned", "iso_err_m",
+            "iso_heading_err_deg", "hier_err_m", "hier_heading_err_deg")}
     examples = [e for r in results for e in r.examples]
     return summarise(per, len(gallery_ds), k, gallery_ds=gallery_ds, examples=examples,
                      extra={"timing_s": timing, "gallery": _gallery_info(gallery_ds, gallery),
-                            **(extra or {})})
+                            **(extra or {})}, tile_assignment=latlon is not None)
 
 
 def _gallery_info(gallery_ds, gallery: GalleryEncoding) -> dict:
@@ -378,8 +409,12 @@ def _gallery_info(gallery_ds, gallery: GalleryEncoding) -> dict:
 
 
 def summarise(per: dict[str, np.ndarray], gallery_size: int, top_k: int, *, gallery_ds=None,
-              examples: list | None = None, extra: dict | None = None) -> M.EvalReport:
-    """Per-query arrays (see :class:`BatchResult`) -> :class:`EvalReport`, all invariants checked."""
+              examples: list | None = None, extra: dict | None = None,
+              tile_assignment: bool | None = None) -> M.EvalReport:
+    """Per-query arrays (see :class:`BatchResult`) -> :class:`EvalReport`, all invariants checked.
+
+    With ``topk_reranked_learned`` among the arrays, the extra key ``rerank_detail`` gives the re-ranked R@1 of
+    the learned order alone and after the tile assignment (``tile_assignment``: whether it was applied)."""
     q = int(per["rank"].size)
     retrieval = M.retrieval_metrics(per["rank"], per["hit"], gallery_size)
     iso = M.metric_loc_metrics(per["iso_err_m"], per["iso_heading_err_deg"])
@@ -390,8 +425,14 @@ def summarise(per: dict[str, np.ndarray], gallery_size: int, top_k: int, *, gall
         variants.append(M.HierarchicalMetrics(
             r1, M.metric_loc_metrics(per["hier_err_m"][:, v], per["hier_heading_err_deg"][:, v])))
     M.assert_rerank_within_topk(per["topk"], per["topk_reranked"])
+    extra = dict(extra or {})
+    if "topk_reranked_learned" in per:
+        M.assert_rerank_within_topk(per["topk"], per["topk_reranked_learned"])
+        learned = float(np.mean(M.selected_is_positive(per["topk_reranked_learned"][:, 0], per["positive"])))
+        extra["rerank_detail"] = {"r1_learned_order": learned, "r1_after_tile_assignment": variants[1].r1,
+                                  "tile_assignment": bool(tile_assignment)}
     report = M.EvalReport(retrieval=retrieval, metric_isolated=iso, hier_no_rerank=variants[0],
-                          hier_rerank=variants[1], queries=q, top_k=top_k, extra=dict(extra or {}),
+                          hier_rerank=variants[1], queries=q, top_k=top_k, extra=extra,
                           per_query={"rank": per["rank"], **{k: v for k, v in per.items() if k != "rank"}})
     report.examples = [_to_plot_example(e, gallery_ds) for e in (examples or [])] if gallery_ds is not None else []
     return report
@@ -441,6 +482,10 @@ def format_report(report: M.EvalReport) -> str:
         hd = "-" if m.heading_median_deg is None else f"{m.heading_median_deg:8.2f}"
         lines.append(f"{name:15s} {r1s:>6s} {_fmt_m(m.mean_m)} {_fmt_m(m.median_m)} "
                      + " ".join(f"{100 * m.recall(d):6.2f}" for d in (1, 3, 5, 10, 20)) + f" {hd:>8s}")
+    detail = report.extra.get("rerank_detail")
+    if detail and detail["tile_assignment"]:
+        lines.append(f"re-rank R@1: {100 * detail['r1_learned_order']:.2f} by the learned scores, "
+                     f"{100 * detail['r1_after_tile_assignment']:.2f} after the tile assignment")
     return "\n".join(lines)
 
 
@@ -467,6 +512,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="evaluate N queries spread evenly over the split (the gallery stays complete)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the unknown-orientation headings")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--no-tile-assignment", action="store_true",
+                        help="re-ranked list = the learned order alone (default: the candidate holding the fix "
+                             "most centrally goes first)")
 
 
 def limit_indices(n: int, limit: int | None) -> np.ndarray | None:
@@ -505,6 +553,7 @@ def run(args: argparse.Namespace) -> int:
     report = evaluate(model, query_ds, gallery_ds, top_k=args.top_k, batch_size=args.batch_size,
                       num_workers=args.workers, query_indices=indices,
                       num_examples=args.examples if with_plots else 0, progress=not args.no_progress,
+                      tile_assignment=not args.no_tile_assignment,
                       extra={"checkpoint": {"path": str(args.checkpoint), "step": meta.step,
                                             "model_hash": meta.model_hash},
                              "config": cfg.to_dict(),

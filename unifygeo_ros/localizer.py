@@ -19,6 +19,10 @@ Definitions (what each field of a :class:`Fix` means):
   (``heading_source = "input"``). Without ``heading_deg`` such a model assumes a north-aligned panorama.
 * ``score`` = softmax over the K candidates of the re-ranker's scores, at the chosen tile: the model's probability
   (the re-ranker is trained with a listwise cross-entropy over the top K) that the chosen tile contains the camera.
+* ``tile_id``: the tile the fix is *in*. With ``tile_assignment`` (default) that is the candidate holding the fix
+  most centrally (in its central quarter on VIGOR's half-stride grid: :func:`~unifygeo_ros.model.rerank.assign_tile`),
+  which can be an overlapping neighbour of ``evidence_tile_id``, the re-ranker's top-1 whose probability map gave
+  the position, heading and covariance; without it the two are the same.
 * ``tile_rank_before_rerank`` / ``tile_rank_after_rerank``: 1-based rank of the chosen tile by descriptor
   similarity among the searched tiles, and after re-ranking the top K (1 for the chosen tile).
   ``candidate_tile_ids``: the K re-ranked candidates in descriptor order (``[0]`` is retrieval's top-1).
@@ -44,6 +48,7 @@ from unifygeo_ros import geo
 from unifygeo_ros.errors import ImageError, IndexFormatError, UnifyGeoError
 from unifygeo_ros.index import store
 from unifygeo_ros.index.encode import ModelHandle, arrays_to_aerial, load_model
+from unifygeo_ros.model.rerank import assign_tile
 
 STAGES = ("preprocess", "encode", "search", "localize", "rerank", "total")
 
@@ -82,6 +87,7 @@ class Fix:
     heading_source: str = "model"  # "model" (estimated) | "input" (given by the caller, known orientation)
     tiles_searched: int = 0
     candidate_tile_ids: tuple = ()  # the K candidates in retrieval (descriptor) order
+    evidence_tile_id: str = ""  # the re-ranker's top-1: its map gave the position (tile_id: see the module doc)
     timings_ms: dict = field(default_factory=dict)
 
     @property
@@ -101,7 +107,7 @@ class Fix:
             "east_m": self.east_m, "north_m": self.north_m,
             "covariance_m2": np.asarray(self.covariance_en_m2, float).tolist(),
             "heading_std_deg": self.heading_std_deg, "score": self.score, "tile": self.tile_id,
-            "tile_rank_before_rerank": self.tile_rank_before_rerank, "used_prior": self.used_prior,
+            "evidence_tile": self.evidence_tile_id, "tile_rank_before_rerank": self.tile_rank_before_rerank, "used_prior": self.used_prior,
             "prior_rejected": self.prior_rejected, "heading_source": self.heading_source,
             "timings_ms": self.timings_ms,
         }
@@ -120,11 +126,13 @@ class Localizer:
     """Localizes panoramas against one aerial index with one model.
 
     ``k``: candidates re-ranked (default: the model's ``loss.rerank_k``, 5). ``cov_scale``: multiplies the map
-    covariance (calibration, default 1). Not thread-safe (one model, one device).
+    covariance (calibration, default 1). ``tile_assignment``: report the candidate that holds the fix most
+    centrally as ``tile_id`` (default; see the module doc). Not thread-safe (one model, one device).
     """
 
     def __init__(self, index: store.AerialIndex, handle: ModelHandle, k: int | None = None,
-                 prior_sigmas: float = 3.0, prior_min_score: float = 0.3, cov_scale: float = 1.0):
+                 prior_sigmas: float = 3.0, prior_min_score: float = 0.3, cov_scale: float = 1.0,
+                 tile_assignment: bool = True):
         index.check_model(handle.identity, handle.descriptor_dim)
         self.index = index
         self.handle = handle
@@ -132,6 +140,7 @@ class Localizer:
         self.prior_sigmas = float(prior_sigmas)
         self.prior_min_score = float(prior_min_score)
         self.cov_scale = float(cov_scale)
+        self.tile_assignment = bool(tile_assignment)
         self.tile_m = index.tile_m
         index.tiles_within(0.0, 0.0, 0.0)  # build the spatial filter now, not on the first prior
 
@@ -201,13 +210,18 @@ class Localizer:
         row = int(q.cand[best])
         east = float(self.index.en_m[row, 0] + offset[0])
         north = float(self.index.en_m[row, 1] + offset[1])
+        chosen = best
+        if self.tile_assignment:
+            chosen = int(assign_tile(order.cpu().numpy(), self.index.en_m[q.cand], self.tile_m,
+                                     np.array([east, north]))[0])
         lat, lon = self.index.origin.from_en(east, north)
         fix = Fix(latitude_deg=float(lat), longitude_deg=float(lon), east_m=east, north_m=north,
                   heading_deg=geo.wrap_deg(heading), yaw_deg=float(geo.heading_to_yaw_deg(heading)),
                   covariance_en_m2=cov, heading_std_deg=float(math.degrees(math.sqrt(-2.0 * math.log(length)))),
-                  score=float(prob[best]), tile_id=self.index.tile_ids[row], tile_rank_before_rerank=best + 1,
-                  tile_rank_after_rerank=1, used_prior=False, tiles_searched=q.searched,
-                  candidate_tile_ids=tuple(self.index.tile_ids[int(r)] for r in q.cand))
+                  score=float(prob[best]), tile_id=self.index.tile_ids[int(q.cand[chosen])],
+                  tile_rank_before_rerank=chosen + 1, tile_rank_after_rerank=1, used_prior=False,
+                  tiles_searched=q.searched, candidate_tile_ids=tuple(self.index.tile_ids[int(r)] for r in q.cand),
+                  evidence_tile_id=self.index.tile_ids[row])
         return fix, t
 
     def _prior_ok(self, fix: Fix, prior: Prior) -> bool:

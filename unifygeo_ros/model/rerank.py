@@ -11,11 +11,20 @@ and the score is ``scale * global_cosine + MLP(evidence)`` (the MLP starts near 
 the retrieval order). It is trained by its own listwise cross-entropy over the K candidates, the target being
 the candidate tile that contains the camera. :func:`rerank_candidates` reorders only the first K entries of a
 ranking, so a tile outside the top K can never move and nothing beyond K is reordered.
+
+Tile assignment (:func:`assign_tile`, after the learned scores). The position of the fix comes from the map of
+the candidate the re-ranker scores highest. Tiles overlap (VIGOR: half-tile stride), so that position usually lies
+inside several candidates; the tile it is *in*, in VIGOR's sense, is the one that holds it in its central
+quarter - the candidate whose centre is nearest to it in Chebyshev distance (in half tile sides). That candidate
+moves to the front of the re-ranked list; the position does not change. On a half-stride grid this is exactly
+VIGOR's positive for that position; it is what the re-ranker's peak/centre cues could only guess at, and it needs
+no training (measured in BENCHMARKS.md: the learned order alone and with the assignment).
 """
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -79,3 +88,24 @@ def rerank_candidates(ranking: torch.Tensor, scores: torch.Tensor) -> torch.Tens
     out = ranking.clone()
     out[..., :k] = torch.gather(ranking[..., :k], -1, order)
     return out
+
+
+def centrality(centres_en_m: np.ndarray, tile_m, point_en_m: np.ndarray) -> np.ndarray:
+    """(K,) Chebyshev distance of ``point_en_m`` (2,) from each tile centre (K, 2), in half tile sides
+    (``tile_m``: scalar or (K,)): < 0.5 = in the tile's central quarter, <= 1 = inside the tile."""
+    d = np.abs(np.asarray(centres_en_m, np.float64) - np.asarray(point_en_m, np.float64)[None]).max(axis=1)
+    return d / (0.5 * np.asarray(tile_m, np.float64))
+
+
+def assign_tile(order: np.ndarray, centres_en_m: np.ndarray, tile_m, fix_en_m: np.ndarray) -> np.ndarray:
+    """Tile assignment: the candidate slots ``order`` (K,) (re-ranked, best first) with the candidate that holds
+    the fix most centrally moved to the front; the others keep their order. Ties keep the re-ranked top-1, so a
+    fix exactly between two centres does not move. ``centres_en_m`` (K, 2) are the candidates' centres, in slot
+    order, in the same metric frame as ``fix_en_m`` (2,)."""
+    order = np.asarray(order)
+    c = centrality(centres_en_m, tile_m, fix_en_m)
+    best = int(order[0])
+    central = int(np.argmin(c))
+    if not c[central] < c[best]:
+        return order.copy()
+    return np.concatenate([[central], order[order != central]]).astype(order.dtype)
