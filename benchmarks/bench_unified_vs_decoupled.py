@@ -154,8 +154,8 @@ def main(argv=None) -> int:
             print(f"[bench] {name} {setting}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
             lines.append(row(name, setting, rep, False))
             lines.append(row(name, setting, rep, True))
-    header = ("| system | setting | re-rank | R@1 | R@5 | hit | hier. R@1 (learned order) | hier. median m | hier. <1 m | "
-              "hier. <5 m | isolated median m | isolated <1 m | isolated <5 m | queries |\n"
+    header = ("| system | setting | re-rank | R@1 | R@5 | hit | hier. R@1 (learned order) | hier. median m | "
+              "hier. <1 m | hier. <5 m | isolated median m | isolated <1 m | isolated <5 m | queries |\n"
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     table = header + "\n" + "\n".join(lines)
     print(table)

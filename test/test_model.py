@@ -126,6 +126,36 @@ def test_heading_hypotheses_follow_geo_convention():
     assert abs(float(m.heading_deg()[0]) - 135.0) < 1e-3
 
 
+def test_heading_window_keeps_only_the_hypotheses_near_the_given_heading():
+    from unifygeo_ros.config import ConfigError
+    from unifygeo_ros.model.metric_head import MetricHead
+
+    s, d = 8, 4
+    torch.manual_seed(1)
+    g = torch.nn.functional.normalize(torch.randn(2, s, d).flatten(1), dim=1).view(2, s, d)
+    # cell (0, 0) of each tile matches the panorama rotated by 3 bins, cell (1, 1) matches it unrotated (r = 0)
+    cells = torch.nn.functional.normalize(torch.randn(2, s * d, 2, 2), dim=1)
+    cells[:, :, 0, 0] = torch.roll(g, 3, dims=1).flatten(1)
+    cells[:, :, 1, 1] = 0.9 * g.flatten(1)
+    full, known = MetricHead(s, 1, -1), MetricHead(s, 1, 0)
+    out_full, out_known = full([g], [cells]), known([g], [cells])
+    # all hypotheses: the rotated match wins; the known heading alone: the unrotated one, heading exactly north
+    assert (out_full.probabilities[:, 0, 0] > out_full.probabilities[:, 1, 1]).all()
+    assert (out_known.probabilities[:, 1, 1] > 0.5).all()
+    torch.testing.assert_close(out_known.logits, known.log_match_scale.exp() * rotation_volume(g, cells)[:, 0])
+    torch.testing.assert_close(out_known.heading_deg(), torch.zeros(2))
+    assert (out_known.local_score < out_full.local_score).all()  # the rotated match no longer counts
+    # +-1 bin keeps r = 7, 0, 1; -1 is the unchanged head of every earlier model
+    assert MetricHead(s, 1, 1).hyp_keep.nonzero().flatten().tolist() == [0, 1, 7]
+    assert bool(full.hyp_keep.all())
+    with pytest.raises(ConfigError, match="heading_window"):
+        Config.from_dict({"model": {"heading_window": 0}, "data": {"orientation": "unknown"}})
+    with pytest.raises(ConfigError, match="heading_window"):
+        Config.from_dict({"model": {"heading_window": -2}, "data": {"orientation": "known"}})
+    m = build_model(Config.from_dict({"model": {**TINY_MODEL, "heading_window": 1}, "data": {"orientation": "known"}}))
+    assert "metric.hyp_keep" not in m.state_dict()  # not a weight: checkpoints load either way
+
+
 def test_share_views_registers_one_encoder():
     shared = build_model(tiny_config(share_views=True))
     split = build_model(tiny_config(share_views=False))

@@ -47,6 +47,8 @@ class ModelConfig:
     decoder_dim: int = 64                    #: channels of the fine-grained extractor (FPN decoder)
     metric_strides: list = field(default_factory=lambda: [16, 8, 4])  #: matching levels, coarse to fine
     orientation_bins: int = 16               #: heading hypotheses S (360/S deg apart)
+    heading_window: int = -1                 #: known orientation: only hypotheses within +-N bins of the given
+                                             #: heading (0 = that heading alone); -1 = all S (unknown orientation)
     match_dim: int = 8                       #: channels per orientation bin of a matching descriptor
     ground_elevation_bins: int = 2           #: elevation bands pooled per azimuth sector of the panorama
     refine_window: int = 5                   #: odd window (cells) for the sub-cell soft-argmax around the peak
@@ -146,6 +148,11 @@ class Config:
         m = self.model
         if m.refine_window < 1 or m.refine_window % 2 == 0:
             raise ConfigError(f"model.refine_window must be a positive odd number, got {m.refine_window}")
+        if m.heading_window < -1:
+            raise ConfigError(f"model.heading_window must be -1 (all hypotheses) or >= 0, got {m.heading_window}")
+        if m.heading_window >= 0 and self.data.orientation != "known":
+            raise ConfigError("model.heading_window restricts the heading hypotheses around a given heading, so "
+                              "it needs data.orientation: known (use -1 when the network estimates the heading)")
         if len(m.ground_hw) != 2:
             raise ConfigError(f"model.ground_hw must be [height, width], got {m.ground_hw}")
         if sorted(m.metric_strides, reverse=True) != list(m.metric_strides) or not m.metric_strides:

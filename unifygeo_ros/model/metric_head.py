@@ -12,6 +12,9 @@ descriptor. Every aerial cell carries ``S`` directional descriptors, direction `
 direction ``(s + r) mod S``; the cosine of the two concatenated descriptors gives a rotation volume
 ``V[b, r, i, j]``. Position logits = a learned-scale soft maximum over ``r``; the heading vector of a cell =
 the softmax(r)-weighted mean of the unit vectors of the hypotheses (then continuous, not binned).
+Known orientation (``heading_window`` N >= 0): the panorama arrives rolled to north, so only the hypotheses
+within N bins of heading 0 are kept (N = 0: the given heading alone). The other hypotheses can only let a wrong
+tile match a rotated panorama: dropping them sharpens the map and the re-ranking evidence (BENCHMARKS.md).
 Heading vectors are ``(east, north)`` components: ``(sin h, cos h)`` for compass heading ``h``.
 Levels (coarse to fine) are fused by upsampling their volumes to the finest grid and averaging.
 """
@@ -213,10 +216,15 @@ def rotation_volume(sectors: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
 class MetricHead(nn.Module):
     """Fuses the levels' rotation volumes into position logits and per-cell heading vectors."""
 
-    def __init__(self, bins: int, refine_window: int) -> None:
+    def __init__(self, bins: int, refine_window: int, heading_window: int = -1) -> None:
         super().__init__()
         self.bins = bins
         self.refine_window = refine_window
+        keep = torch.ones(bins, dtype=torch.bool)
+        if heading_window >= 0:  # hypotheses r = -N..N (mod S) around heading 0
+            keep = torch.zeros(bins, dtype=torch.bool)
+            keep[[r % bins for r in range(-heading_window, heading_window + 1)]] = True
+        self.register_buffer("hyp_keep", keep, persistent=False)
         self.log_match_scale = nn.Parameter(torch.tensor(math.log(10.0)))
         self.log_heading_scale = nn.Parameter(torch.tensor(math.log(10.0)))
         angles = torch.arange(bins, dtype=torch.float32) * (2 * math.pi / bins)
@@ -226,13 +234,16 @@ class MetricHead(nn.Module):
     def forward(self, sectors: list[torch.Tensor], cells: list[torch.Tensor]) -> MetricOutput:
         scale = self.log_match_scale.exp().clamp(max=100.0)
         vols = [rotation_volume(g, a) for g, a in zip(sectors, cells)]
+        keep = self.hyp_keep
+        if not bool(keep.all()):
+            vols = [v[:, keep] for v in vols]
         level_logits = [torch.logsumexp(scale * v, dim=1) for v in vols]
         size = vols[-1].shape[-2:]
         fused = torch.stack([F.interpolate(v, size=size, mode="bilinear", align_corners=False)
                              if v.shape[-2:] != size else v for v in vols], 0).mean(0)
         logits = torch.logsumexp(scale * fused, dim=1)
         weights = torch.softmax(self.log_heading_scale.exp().clamp(max=100.0) * fused, dim=1)  # (B, S, h, w)
-        heading = torch.einsum("brhw,er->behw", weights, self.hyp_vectors.to(weights.dtype))
+        heading = torch.einsum("brhw,er->behw", weights, self.hyp_vectors[:, keep].to(weights.dtype))
         local = vols[0].flatten(1).max(-1).values
         return MetricOutput(logits=logits, heading_vectors=heading, level_logits=level_logits,
                             local_score=local, refine_window=self.refine_window)

@@ -87,7 +87,7 @@ class UnifyGeo(nn.Module):
         self.ground_match = GroundMatchHead(cfg.decoder_dim, levels, cfg.orientation_bins, cfg.match_dim,
                                             cfg.ground_elevation_bins)
         self.aerial_match = AerialMatchHead(cfg.decoder_dim, levels, cfg.orientation_bins, cfg.match_dim)
-        self.metric = MetricHead(cfg.orientation_bins, cfg.refine_window)
+        self.metric = MetricHead(cfg.orientation_bins, cfg.refine_window, cfg.heading_window)
         self.reranker = Reranker(cfg.rerank_hidden, len(evidence_names(cfg.rerank_centre)))
         # CLIP-style learnable InfoNCE temperature (logit scale = 1 / T); part of the model so DDP syncs it
         self.log_logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / init_temperature)),
