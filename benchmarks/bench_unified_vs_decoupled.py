@@ -134,7 +134,7 @@ def main(argv=None) -> int:
     systems = []
     for ck in args.unified:
         model, cfg, meta = load_for_eval(ck, "auto")
-        systems.append((f"unified (step {meta.step})", model, cfg))
+        systems.append((f"unified ({ck}, step {meta.step})", model, cfg))
     if args.decoupled:
         ret, rcfg, rmeta = load_for_eval(args.decoupled[0], "auto")
         loc, lcfg, lmeta = load_for_eval(args.decoupled[1], "auto")
