@@ -9,7 +9,8 @@ The same weights are run with each window (the window is no weight: only which h
 gets its own aerial index of the city (built in a temporary folder). The city's panoramas are north-aligned and
 the Localizer is told a heading of ``error`` degrees, so the network sees each panorama rotated by that error.
 Reported per (window, error): re-ranked R@1 (the fix's tile is the positive), recall within 5 m and the median
-position error. ``unifygeo demo`` renders the default city (out/demo/data/DemoCity). Figures only.
+position error, as a table, JSON and a plot (``--out`` with ``.png``). ``unifygeo demo`` renders the default city
+(out/demo/data/DemoCity). Figures only.
 """
 from __future__ import annotations
 
@@ -36,6 +37,32 @@ def variant(checkpoint: str, window: int):
     other = build_model(cfg)
     other.load_state_dict(model.state_dict())
     return from_model(other.float(), cfg.to_dict(), device="cpu")
+
+
+def plot(results: list[dict], path: Path) -> None:
+    """Recall within 5 m and R@1 against the heading error, one line per window."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    for w in sorted({r["heading_window"] for r in results}):
+        rows = [r for r in results if r["heading_window"] == w]
+        label = "all hypotheses (-1)" if w < 0 else f"+-{w} bin(s)" if w else "given heading only (0)"
+        x = [r["heading_error_deg"] for r in rows]
+        axes[0].plot(x, [100 * r["recall_5m"] for r in rows], marker="o", label=label)
+        axes[1].plot(x, [100 * r["rerank_r1"] for r in rows], marker="o", label=label)
+    for ax, name in zip(axes, ("fixes within 5 m (%)", "R@1 after re-ranking (%)")):
+        ax.set_xlabel("error of the given heading (deg)")
+        ax.set_ylabel(name)
+        ax.set_ylim(0, 100)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8, title="model.heading_window", title_fontsize=8)
+    fig.suptitle(f"known-orientation demo model on DemoCity ({rows[0]['queries']} panoramas)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main(argv=None) -> int:
@@ -91,6 +118,8 @@ def main(argv=None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"checkpoint": args.checkpoint, "city": str(city_dir), "bin_deg": 360.0 / bins,
                                "results": results, "table_markdown": table}, indent=1) + "\n")
+    plot(results, out.with_suffix(".png"))
+    print(f"plot: {out.with_suffix('.png')}", file=sys.stderr)
     return 0
 
 
