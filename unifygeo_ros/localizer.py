@@ -107,7 +107,8 @@ class Fix:
             "east_m": self.east_m, "north_m": self.north_m,
             "covariance_m2": np.asarray(self.covariance_en_m2, float).tolist(),
             "heading_std_deg": self.heading_std_deg, "score": self.score, "tile": self.tile_id,
-            "evidence_tile": self.evidence_tile_id, "tile_rank_before_rerank": self.tile_rank_before_rerank, "used_prior": self.used_prior,
+            "evidence_tile": self.evidence_tile_id, "tile_rank_before_rerank": self.tile_rank_before_rerank,
+            "used_prior": self.used_prior,
             "prior_rejected": self.prior_rejected, "heading_source": self.heading_source,
             "timings_ms": self.timings_ms,
         }
