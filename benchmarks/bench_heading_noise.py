@@ -89,13 +89,14 @@ def main(argv=None) -> int:
     if not (city_dir / "geo.json").exists():
         raise SystemExit(f"{city_dir}/geo.json not found: run `unifygeo demo` first (it renders DemoCity)")
     handles = {w: variant(args.checkpoint, w) for w in windows}
-    src = tiles.vigor_tiles(city_dir, height=next(iter(handles.values())).aerial_channels == 4)
+    first = handles[windows[0]]
+    bins = int(first.config["model"]["orientation_bins"])
+    src = tiles.vigor_tiles(city_dir, height=first.aerial_channels == 4)
     queries = demo_queries(city_dir, src.origin, None)
     images = [load_image(q.path) for q in queries]
-    results, lines, bins = [], [], None
+    results, lines = [], []
     for w in windows:
         handle = handles[w]
-        bins = int(handle.config["model"]["orientation_bins"])
         with tempfile.TemporaryDirectory() as tmp:
             index_build.build_index(handle, src, Path(tmp) / "ix", progress=False)
             loc = Localizer(store.load_index(Path(tmp) / "ix"), handle)

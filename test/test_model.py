@@ -146,14 +146,14 @@ def test_heading_window_keeps_only_the_hypotheses_near_the_given_heading():
     torch.testing.assert_close(out_known.heading_deg(), torch.zeros(2))
     assert (out_known.local_score < out_full.local_score).all()  # the rotated match no longer counts
     # +-1 bin keeps r = 7, 0, 1; -1 is the unchanged head of every earlier model
-    assert MetricHead(s, 1, 1).hyp_keep.nonzero().flatten().tolist() == [0, 1, 7]
-    assert bool(full.hyp_keep.all())
+    assert MetricHead(s, 1, 1).hyp_index.tolist() == [0, 1, 7]
+    assert full.hyp_index.tolist() == list(range(s)) and not full.restricted and known.restricted
     with pytest.raises(ConfigError, match="heading_window"):
         Config.from_dict({"model": {"heading_window": 0}, "data": {"orientation": "unknown"}})
     with pytest.raises(ConfigError, match="heading_window"):
         Config.from_dict({"model": {"heading_window": -2}, "data": {"orientation": "known"}})
     m = build_model(Config.from_dict({"model": {**TINY_MODEL, "heading_window": 1}, "data": {"orientation": "known"}}))
-    assert "metric.hyp_keep" not in m.state_dict()  # not a weight: checkpoints load either way
+    assert "metric.hyp_index" not in m.state_dict()  # not a weight: checkpoints load either way
 
 
 def test_share_views_registers_one_encoder():

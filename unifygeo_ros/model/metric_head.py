@@ -220,30 +220,29 @@ class MetricHead(nn.Module):
         super().__init__()
         self.bins = bins
         self.refine_window = refine_window
-        keep = torch.ones(bins, dtype=torch.bool)
+        kept = list(range(bins))
         if heading_window >= 0:  # hypotheses r = -N..N (mod S) around heading 0
-            keep = torch.zeros(bins, dtype=torch.bool)
-            keep[[r % bins for r in range(-heading_window, heading_window + 1)]] = True
-        self.register_buffer("hyp_keep", keep, persistent=False)
+            kept = sorted({r % bins for r in range(-heading_window, heading_window + 1)})
+        self.restricted = len(kept) < bins  # decided once: the forward pass never asks the device
+        self.register_buffer("hyp_index", torch.tensor(kept), persistent=False)
         self.log_match_scale = nn.Parameter(torch.tensor(math.log(10.0)))
         self.log_heading_scale = nn.Parameter(torch.tensor(math.log(10.0)))
-        angles = torch.arange(bins, dtype=torch.float32) * (2 * math.pi / bins)
+        angles = torch.tensor(kept, dtype=torch.float32) * (2 * math.pi / bins)
         self.register_buffer("hyp_vectors", torch.stack([torch.sin(angles), torch.cos(angles)], 0),
-                             persistent=False)  # (2, S) (east, north) of heading r * 360 / S
+                             persistent=False)  # (2, kept) (east, north) of heading r * 360 / S, r kept
 
     def forward(self, sectors: list[torch.Tensor], cells: list[torch.Tensor]) -> MetricOutput:
         scale = self.log_match_scale.exp().clamp(max=100.0)
         vols = [rotation_volume(g, a) for g, a in zip(sectors, cells)]
-        keep = self.hyp_keep
-        if not bool(keep.all()):
-            vols = [v[:, keep] for v in vols]
+        if self.restricted:
+            vols = [v.index_select(1, self.hyp_index) for v in vols]
         level_logits = [torch.logsumexp(scale * v, dim=1) for v in vols]
         size = vols[-1].shape[-2:]
         fused = torch.stack([F.interpolate(v, size=size, mode="bilinear", align_corners=False)
                              if v.shape[-2:] != size else v for v in vols], 0).mean(0)
         logits = torch.logsumexp(scale * fused, dim=1)
-        weights = torch.softmax(self.log_heading_scale.exp().clamp(max=100.0) * fused, dim=1)  # (B, S, h, w)
-        heading = torch.einsum("brhw,er->behw", weights, self.hyp_vectors[:, keep].to(weights.dtype))
+        weights = torch.softmax(self.log_heading_scale.exp().clamp(max=100.0) * fused, dim=1)  # (B, kept, h, w)
+        heading = torch.einsum("brhw,er->behw", weights, self.hyp_vectors.to(weights.dtype))
         local = vols[0].flatten(1).max(-1).values
         return MetricOutput(logits=logits, heading_vectors=heading, level_logits=level_logits,
                             local_score=local, refine_window=self.refine_window)
