@@ -353,6 +353,25 @@ def _any_ground_lighting(city, item, pos):
     return best
 
 
+def test_stream_semi_fraction_pairs_cameras_with_off_centre_neighbours():
+    base = [dict(it) for it in _stream(random_heading=False)]
+    same = [dict(it) for it in _stream(random_heading=False, semi_fraction=0.0)]
+    assert all(it["positive"] for it in base)  # the default stream: positives only, draw for draw unchanged
+    assert all(np.array_equal(a["offset_en_m"], b["offset_en_m"]) and np.array_equal(a["aerial"], b["aerial"])
+               for a, b in zip(base, same))
+    semi = list(_stream(random_heading=False, semi_fraction=1.0, samples_per_city=6))
+    city = W.generate_city(40, 140.0, "mixed", _stream().cell_m)
+    for it in semi:
+        off = it["offset_en_m"].astype(np.float64)
+        assert not it["positive"]
+        # inside the tile, outside its central quarter (a VIGOR semi-positive)
+        assert np.abs(off).max() <= 35.0 + 1e-4 and np.abs(off).max() >= 70.0 / 4 - 1e-4, off
+        if it["city_seed"] == 40:
+            assert np.array_equal(it["aerial"], R.render_aerial(city, tuple(it["tile_center_en_m"]), 70.0, 64))
+    with pytest.raises(ValueError, match="semi_fraction"):
+        _stream(semi_fraction=1.5)
+
+
 def test_stream_heading_is_random_or_north_aligned():
     rnd = [float(it["heading_deg"]) for it in _stream(samples_per_city=12, num_cities=1)]
     assert len(set(rnd)) == 12 and np.ptp(rnd) > 90.0

@@ -122,6 +122,12 @@ def test_set_overrides_one_config_value_and_rejects_malformed_ones(tmp_path):
     assert cfg.loss.position_weight == 0.0 and list(cfg.model.ground_hw) == [32, 128]
     with pytest.raises(UnifyGeoError, match="SECTION.KEY=VALUE"):
         config_from_args(p.parse_args(["--out", "x", "--set", "position_weight"]))
+    nested = config_from_args(p.parse_args(["--out", "x", "--set", "data.stream.samples_per_city=7",
+                                            "--set", "data.stream.style=centre", "--set", "train.trainable=metric",
+                                            "--set", "data.stream.semi_fraction=0.5"]))
+    assert nested.data.stream == {"samples_per_city": 7, "style": "centre", "semi_fraction": 0.5}
+    with pytest.raises(UnifyGeoError, match="already set"):
+        config_from_args(p.parse_args(["--out", "x", "--set", "data.stream=3", "--set", "data.stream.x=1"]))
 
 
 def test_unknown_config_key_is_a_clear_error(tmp_path):
@@ -186,3 +192,37 @@ def test_reranker_fine_tuning_changes_only_the_reranker(tmp_path):
     assert changed and all(k.startswith("reranker.") for k in changed), sorted(changed)[:5]
     with pytest.raises(ConfigError, match="reranker"):
         Config.from_dict({**base, "loss": {"rerank_weight": 0.0}, "train": {"trainable": "reranker"}})
+
+
+def test_metric_stage_changes_only_the_dense_branch_and_keeps_descriptors(tmp_path):
+    from safetensors.torch import load_file
+
+    from unifygeo_ros.model.checkpoint import load_checkpoint
+
+    base = {"model": {**TINY_MODEL, "backbone": "resnet10t",  # BatchNorm in the trunk: must not move either
+                      "backbone_kwargs": {"channels": [8, 16, 24, 32], "stem_width": 8}},
+            "data": {"source": "toy", "toy_samples": 6, "batch_size": 6, "num_workers": 0},
+            "train": {"steps": 2, "log_every": 1, "ckpt_every": 2, "tensorboard": False, "threads": 1}}
+    train(Config.from_dict(base), tmp_path / "a", progress=False)
+    ft = {**base, "loss": {"rerank_weight": 0.0},
+          "train": {**base["train"], "init_from": str(tmp_path / "a" / "ckpt"), "trainable": "metric",
+                    "lr": 0.05, "warmup_steps": 0}}
+    train(Config.from_dict(ft), tmp_path / "b", progress=False)
+    before = load_file(str(tmp_path / "a" / "ckpt" / "model.safetensors"))
+    after = load_file(str(tmp_path / "b" / "ckpt" / "model.safetensors"))
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    dense = ("ground_match.", "aerial_match.", "metric.")
+    assert any(".fine." in k for k in changed) and any(k.startswith(dense) for k in changed), sorted(changed)
+    assert all(".fine." in k or k.startswith(dense) for k in changed), sorted(changed)[:5]
+    # the retrieval side is untouched: identical descriptors, different dense matching features
+    ma, _, _ = load_checkpoint(tmp_path / "a" / "ckpt")
+    mb, _, _ = load_checkpoint(tmp_path / "b" / "ckpt")
+    g = torch.rand(2, 3, *TINY_MODEL["ground_hw"])
+    with torch.no_grad():
+        fa, fb = ma.encode_ground(g), mb.encode_ground(g)
+    assert torch.equal(fa.descriptor, fb.descriptor)
+    assert not torch.equal(fa.sectors[-1], fb.sectors[-1])
+    with pytest.raises(ConfigError, match="position_weight"):
+        Config.from_dict({**base, "loss": {"position_weight": 0.0}, "train": {"trainable": "metric"}})
+    with pytest.raises(ConfigError, match="semi_fraction"):  # semi-positives would poison InfoNCE / re-ranking
+        Config.from_dict({**base, "data": {**base["data"], "stream": {"semi_fraction": 0.5}}})

@@ -110,7 +110,7 @@ class TrainConfig:
     save_dtype: str = "float32"              #: float32 | float16 (weights on disk)
     tensorboard: bool = True
     init_from: str = ""                      #: checkpoint folder whose weights start the run (not a resume)
-    trainable: str = "all"                   #: all | reranker (fine-tune only the re-ranker on a frozen network)
+    trainable: str = "all"                   #: all | reranker | metric (see TRAINABLE in train.py)
     init_skip: list = field(default_factory=list)  #: name prefixes NOT taken from init_from (left at init)
 
 
@@ -167,8 +167,15 @@ class Config:
             raise ConfigError(f"train.device must be auto, cpu or cuda, got {self.train.device!r}")
         if self.train.save_dtype not in ("float32", "float16"):
             raise ConfigError(f"train.save_dtype must be float32 or float16, got {self.train.save_dtype!r}")
-        if self.train.trainable not in ("all", "reranker"):
-            raise ConfigError(f"train.trainable must be all or reranker, got {self.train.trainable!r}")
+        if self.train.trainable not in ("all", "reranker", "metric"):
+            raise ConfigError(f"train.trainable must be all, reranker or metric, got {self.train.trainable!r}")
+        if self.train.trainable == "metric" and self.loss.position_weight <= 0:
+            raise ConfigError("train.trainable: metric needs loss.position_weight > 0")
+        semi = self.data.stream.get("semi_fraction", 0.0) if isinstance(self.data.stream, dict) else 0.0
+        if semi and self.train.trainable != "metric":
+            raise ConfigError("data.stream.semi_fraction > 0 pairs panoramas with semi-positive tiles, which the "
+                              "retrieval and re-ranking losses would take for positives: use it with "
+                              "train.trainable: metric (descriptors and re-ranker frozen)")
         if self.train.trainable == "reranker" and (self.loss.rerank_weight <= 0 or self.loss.rerank_k < 2):
             raise ConfigError("train.trainable: reranker needs loss.rerank_weight > 0 and loss.rerank_k >= 2")
         if self.loss.rerank_k < 1:

@@ -212,6 +212,24 @@ class TrainResult:
     model: torch.nn.Module | None = None  #: the trained model (unwrapped), in train mode
 
 
+#: ``train.trainable`` -> the parameter-name prefixes / parts that learn (everything else frozen, in eval mode).
+#: ``metric``: the fine decoders, both match heads and the metric head - the dense branch only, so the global
+#: descriptors (trunk, semantic extractor, aggregators) and the re-ranker stay exactly as they are; meant for a
+#: stage with ``data.stream.semi_fraction`` > 0 (cameras outside the tile's central quarter).
+TRAINABLE = {
+    "reranker": {"prefixes": ("reranker.",), "parts": ()},
+    "metric": {"prefixes": ("ground_match.", "aerial_match.", "metric."), "parts": (".fine.",)},
+}
+
+
+def is_trainable(name: str, trainable: str) -> bool:
+    """Whether parameter (or module name + ".") ``name`` learns under ``train.trainable``."""
+    if trainable == "all":
+        return True
+    spec = TRAINABLE[trainable]
+    return name.startswith(spec["prefixes"]) or any(part in "." + name for part in spec["parts"])
+
+
 def _lr_lambda(cfg: Config):
     t = cfg.train
 
@@ -285,9 +303,9 @@ def train(cfg: Config, out_dir: str | os.PathLike, *, resume: bool = False, batc
     model = build_model(cfg).to(device)
     if cfg.train.init_from and not resume:
         load_weights_into(model, cfg.train.init_from, skip=cfg.train.init_skip)
-    if cfg.train.trainable == "reranker":  # frozen network: only the re-ranker learns (no graph through the rest)
+    if cfg.train.trainable != "all":  # a stage on a frozen network: no graph through the frozen parts
         for name, p in model.named_parameters():
-            p.requires_grad_(name.startswith("reranker."))
+            p.requires_grad_(is_trainable(name, cfg.train.trainable))
     objective = JointObjective(model, cfg.loss).to(device)
     optimizer = torch.optim.AdamW(_param_groups(model, cfg.train.weight_decay), lr=cfg.train.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg))
@@ -359,9 +377,11 @@ def train(cfg: Config, out_dir: str | os.PathLike, *, resume: bool = False, batc
     accum = max(1, cfg.train.accum_steps)
     last: dict = {}
     model.train()
-    if cfg.train.trainable == "reranker":  # frozen network: normalisation statistics stay as trained, too
+    if cfg.train.trainable != "all":  # frozen parts: normalisation statistics stay as trained, too
         model.eval()
-        model.reranker.train()
+        for name, module in model.named_modules():
+            if name and is_trainable(name + ".", cfg.train.trainable):
+                module.train()
     try:
         while step < cfg.train.steps:
             t0 = time.perf_counter()
@@ -436,7 +456,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override one config value, e.g. --set loss.position_weight=0 (repeatable; "
-                             "VALUE is parsed as YAML)")
+                             "VALUE is parsed as YAML; nested mappings: --set data.stream.semi_fraction=0.5)")
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -452,10 +472,15 @@ def config_from_args(args: argparse.Namespace) -> Config:
             over["train"][name] = getattr(args, name)
     for item in getattr(args, "set", []) or []:
         key, sep, value = item.partition("=")
-        section, dot, name = key.strip().partition(".")
-        if not sep or not dot or not name:
-            raise UnifyGeoError(f"--set expects SECTION.KEY=VALUE, got {item!r}")
-        over.setdefault(section, {})[name] = yaml.safe_load(value)
+        parts = key.strip().split(".")
+        if not sep or len(parts) < 2 or not all(parts):
+            raise UnifyGeoError(f"--set expects SECTION.KEY=VALUE (or SECTION.KEY.SUBKEY=VALUE), got {item!r}")
+        node = over
+        for part in parts[:-1]:  # data.stream.semi_fraction -> over["data"]["stream"]["semi_fraction"]
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise UnifyGeoError(f"--set {item!r}: {part} was already set to a value")
+        node[parts[-1]] = yaml.safe_load(value)
     return load_config(args.config, over)
 
 

@@ -11,7 +11,11 @@ of training and validation streams disjoint (e.g. ``base_seed`` 0 for training, 
 
 Positives follow VIGOR (:func:`unifygeo_ros.data.synth.positive_and_semi`): tiles lie on a half-tile-stride
 grid and the positive tile is the one whose central quarter holds the camera, so ``offset_en_m`` is within
-+-tile_m/4 on each axis. Cameras stand on the driving lanes of roads, never in buildings, cars or trees.
++-tile_m/4 on each axis. With ``semi_fraction`` > 0 a sample's tile is instead, with that probability, one of
+the three semi-positives (the overlapping neighbours that hold the camera off-centre, up to +-tile_m/2): pairs
+for the metric head only (``train.trainable: metric``), which otherwise never sees a camera outside a tile's
+central quarter and learns that the outer ring never holds one - while at run time the fix is read from
+whichever candidate the re-ranker puts first, often such a neighbour. Cameras stand on the driving lanes of roads, never in buildings, cars or trees.
 """
 from __future__ import annotations
 
@@ -34,10 +38,10 @@ class CityStream(IterableDataset):
     Each item is a dict::
 
         {"ground": uint8 (H, W, 3) panorama, "aerial": uint8 (px, px, 3 or 4) positive tile (north-up),
-         "offset_en_m": float32[2] camera east/north from the tile centre (within +-tile_m/4),
+         "offset_en_m": float32[2] camera east/north from the tile centre (within +-tile_m/4 on a positive),
          "tile_center_en_m": float64[2] the tile centre in the city's ENU frame (for checks and plots),
          "heading_deg": float32 compass heading of the panorama's centre column,
-         "tile_m": float32, "city_seed": int}
+         "tile_m": float32, "city_seed": int, "positive": bool (False: a semi-positive tile)}
 
     Args:
         base_seed: seed of the first city.
@@ -55,14 +59,19 @@ class CityStream(IterableDataset):
         camera_height_m: panorama camera height.
         aerial_height: the tile carries a 4th channel, the surface height above ground packed by
             :func:`unifygeo_ros.preprocess.pack_height` (for models with ``model.aerial_height``).
+        semi_fraction: probability (0..1) that a sample's tile is a random semi-positive instead of the
+            positive (``"positive"`` in the item says which); 0 = VIGOR positives only (the stream is then
+            the same, draw for draw, as without the option).
     """
 
     def __init__(self, base_seed: int = 0, samples_per_city: int = 64, city_size_m: float = 280.0,
                  tile_m: float = 70.0, aerial_px: int = 128, pano_size: tuple[int, int] = (256, 128),
                  style: str = "any", random_heading: bool = True, cell_m: float | None = None,
                  num_cities: int | None = None, start_city: int = 0, ground_lightings: int = 2,
-                 camera_height_m: float = 2.0, aerial_height: bool = False):
+                 camera_height_m: float = 2.0, aerial_height: bool = False, semi_fraction: float = 0.0):
         super().__init__()
+        if not 0.0 <= float(semi_fraction) <= 1.0:
+            raise ValueError(f"semi_fraction must be in [0, 1], got {semi_fraction!r}")
         if style not in (*W.STYLES, "any"):
             raise ValueError(f"style must be one of {W.STYLES + ('any',)}, got {style!r}")
         if samples_per_city < 1:
@@ -84,6 +93,7 @@ class CityStream(IterableDataset):
         self.ground_lightings = max(1, int(ground_lightings))
         self.camera_height_m = float(camera_height_m)
         self.aerial_height = bool(aerial_height)
+        self.semi_fraction = float(semi_fraction)
 
     # ------------------------------------------------------------------------------------------------
     def city_seed(self, k: int) -> int:
@@ -113,7 +123,11 @@ class CityStream(IterableDataset):
         w, h = self.pano_size
         for k in range(self.samples_per_city):
             e, n = float(pos[k, 0]), float(pos[k, 1])
-            i, j = S.positive_and_semi(grid, e, n)[0]
+            tiles = S.positive_and_semi(grid, e, n)
+            slot = 0
+            if self.semi_fraction > 0 and rng.random() < self.semi_fraction:
+                slot = 1 + int(rng.integers(3))
+            i, j = tiles[slot]
             ce, cn = i * grid.stride_m, j * grid.stride_m
             heading = float(rng.uniform(0.0, 360.0)) if self.random_heading else 0.0
             lt = g_lights[int(rng.integers(len(g_lights)))]
@@ -129,6 +143,7 @@ class CityStream(IterableDataset):
                 "heading_deg": np.float32(heading),
                 "tile_m": np.float32(self.tile_m),
                 "city_seed": int(seed),
+                "positive": slot == 0,
             }
 
     def __iter__(self) -> Iterator[dict]:
