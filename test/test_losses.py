@@ -162,3 +162,36 @@ def test_rerank_loss_only_uses_queries_whose_positive_was_retrieved():
     half = torch.cat([hit[:2], missed[2:]])
     out_half = JointObjective(_with_descriptors(build_model(cfg), half, aerial), cfg.loss)(*_batch(b))
     assert 0.0 < float(out_half.rerank) and out_half.rerank_r1 <= 0.5
+
+
+def test_multi_positive_rerank_loss_counts_every_acceptable_candidate():
+    scores = torch.tensor([[2.0, 0.5, 1.0, -1.0]])
+    one = torch.tensor([[False, False, True, False]])
+    assert torch.allclose(rerank_loss(scores, one), rerank_loss(scores, torch.tensor([2])))
+    two = torch.tensor([[True, False, True, False]])
+    p = torch.softmax(scores, -1)[0]
+    assert torch.allclose(rerank_loss(scores, two), -torch.log(p[0] + p[2]))
+    assert float(rerank_loss(scores, two)) < float(rerank_loss(scores, one))
+
+
+def test_rerank_semi_makes_tiles_holding_the_camera_targets():
+    """loss.rerank_semi: candidates are the plain top K (semi-positives included, as at test time) and each tile
+    that holds the camera is a right answer; without it, those tiles are never candidates."""
+    from unifygeo_ros.config import Config
+
+    torch.manual_seed(0)
+    b = 4
+    eye = torch.eye(b)
+    desc = F.normalize(eye + 0.3 * eye.roll(1, 1), dim=1)  # positive first, a neighbour second
+    batch = _batch(b)
+    every = ~torch.eye(b, dtype=torch.bool)  # every camera also lies in every other tile of the batch
+    for semi in (False, True):
+        cfg = Config.from_dict({**tiny_config().to_dict(), "loss": {"rerank_k": 2, "rerank_semi": semi}})
+        model = _with_descriptors(build_model(cfg), desc, eye)
+        plain = JointObjective(model, cfg.loss)(*batch)
+        held = JointObjective(model, cfg.loss)(*batch, exclude=every)
+        assert float(plain.rerank) > 0.0
+        if semi:  # both candidates hold the camera: nothing to learn, and any top-1 is right
+            assert float(held.rerank) == 0.0 and held.rerank_r1 == 1.0
+        else:  # the neighbours are removed from the candidates: the loss is still the positive's
+            assert float(held.rerank) > 0.0

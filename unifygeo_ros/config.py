@@ -70,6 +70,7 @@ class LossConfig:
     rerank_weight: float = 0.5               #: listwise cross-entropy over the top-K candidates
     rerank_k: int = 5
     rerank_detach: bool = False              #: True: the re-rank loss trains only the re-ranker
+    rerank_semi: bool = False                #: semi-positives stay candidates and count as targets (multi-positive)
 
 
 @dataclass

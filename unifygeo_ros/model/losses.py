@@ -3,7 +3,9 @@
 Duplicates and semi-positives in a batch are **masked**: when query i's camera also lies inside batch tile j
 (j != i: the same tile twice, or an overlapping neighbour), the pair (i, j) is removed from both softmaxes of the
 InfoNCE (it is neither a positive nor a negative) and tile j is never offered to query i as a re-ranking
-candidate. The caller passes that as a boolean ``exclude`` (B, B) matrix (see :func:`exclusion_mask`).
+candidate - unless ``loss.rerank_semi``: then the re-ranking candidates are the plain top K, as at test time, and
+every candidate that holds the camera is a right answer (a multi-positive listwise loss; the tile assignment
+after the re-ranker picks the one holding it centrally, see model/rerank.py). The caller passes that as a boolean ``exclude`` (B, B) matrix (see :func:`exclusion_mask`).
 """
 from __future__ import annotations
 
@@ -71,8 +73,12 @@ def heading_loss(metric: MetricOutput, offset_en_m: torch.Tensor, tile_m, headin
 
 
 def rerank_loss(scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Listwise cross-entropy over K candidates; ``target`` = index of the tile containing the camera."""
-    return F.cross_entropy(scores.float(), target)
+    """Listwise cross-entropy over K candidates (Q, K). ``target``: (Q,) index of the positive, or a (Q, K) bool
+    mask of every acceptable candidate (multi-positive: ``-log`` of their total probability)."""
+    if target.dtype != torch.bool:
+        return F.cross_entropy(scores.float(), target)
+    logp = torch.log_softmax(scores.float(), dim=-1)
+    return -torch.logsumexp(logp.masked_fill(~target, float("-inf")), dim=-1).mean()
 
 
 def exclusion_mask(batch: dict, tile_m, device=None) -> torch.Tensor | None:
@@ -161,12 +167,18 @@ class JointObjective(nn.Module):
         nq = 0
         if k > 1 and cfg.rerank_weight > 0:
             arange = torch.arange(b, device=sim.device)
-            top = masked.topk(k, dim=1).indices
+            # rerank_semi: the candidates are the plain top K, as at test time (where overlapping neighbours that
+            # also hold the camera are retrieved too), and any tile holding the camera is a right answer
+            top = (sim.detach() if cfg.rerank_semi else masked).topk(k, dim=1).indices
             has_pos = (top == arange[:, None]).any(1)
             qs, top = arange[has_pos], top[has_pos]
             nq = int(qs.numel())
         if nq > 0:
             target = (top == qs[:, None]).float().argmax(1)
+            if cfg.rerank_semi:
+                target = top == qs[:, None]
+                if exclude is not None:
+                    target = target | exclude[qs[:, None], top]
             gi, ai = qs.repeat_interleave(k), top.reshape(-1)
             g_sel, a_sel = gf.select(gi), af.select(ai)
             if cfg.rerank_detach:
@@ -176,7 +188,10 @@ class JointObjective(nn.Module):
             scores = model.rerank_from(cos, cand).view(nq, k)
             l_rr = rerank_loss(scores, target) * (nq / b)  # per query of the batch: none -> 0
             with torch.no_grad():  # batch R@1 after re-ranking: queries without their positive in the list miss
-                rr_r1 = float((scores.argmax(1) == target).float().sum()) / b
+                best = scores.argmax(1)
+                hit = target[torch.arange(nq, device=best.device), best] if target.dtype == torch.bool \
+                    else best == target
+                rr_r1 = float(hit.float().sum()) / b
         total = (cfg.infonce_weight * l_nce + cfg.position_weight * l_pos + cfg.orientation_weight * l_ori
                  + cfg.rerank_weight * l_rr)
 
