@@ -94,7 +94,8 @@ def evaluate_system(model, cfg, root: Path, cities: list[str], orientation: str,
         raise SystemExit(f"per-city pooling needs equal gallery sizes, got {sorted(sizes)}")
     size = sizes.pop()
     pooled = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
-    rep = summarise(pooled, size, k, tile_assignment=True).to_dict()
+    consensus = (float(cfg.model.consensus_radius_m), float(cfg.model.consensus_temperature))
+    rep = summarise(pooled, size, k, tile_assignment=True, consensus=consensus).to_dict()
     rep["gallery"] = f"per-city: {len(cities)} galleries of {size} tiles"
     return rep
 

@@ -60,11 +60,12 @@ class OracleModel(torch.nn.Module):
     semi-positive over the positive (both localize the camera exactly).
     """
 
-    def __init__(self, query_ds, gallery_ds, retrieval="perfect", rerank_semi=False):
+    def __init__(self, query_ds, gallery_ds, retrieval="perfect", rerank_semi=False, decoys=False):
         super().__init__()
         self.anchor = torch.nn.Parameter(torch.zeros(1))  # gives the harness a device and a dtype
         self.ds, self.retrieval, self.tiles = query_ds, retrieval, len(gallery_ds)
         self.rerank_semi = rerank_semi
+        self.decoys = decoys  # tiles without the camera: the re-ranker prefers them, their maps peak at the centre
         items = [query_ds[i] for i in range(len(query_ds))]
         self.pano_of = {_key(it["ground"]): i for i, it in enumerate(items)}
         self.heading = [float(it["heading_deg"]) for it in items]
@@ -91,13 +92,19 @@ class OracleModel(torch.nn.Module):
     def _pairs(self, g, a):
         return g.sectors[0][:, 0].long().tolist(), a.cells[0][:, 0].long().tolist()
 
+    def _holds(self, p, t):
+        return t == self.ds.positive_indices[p] or t in set(self.ds.semi_positive_indices[p].tolist())
+
     def localize(self, g, a):
         panos, tiles = self._pairs(g, a)
-        off = torch.tensor([self.ds.camera_en_relative_to(p, t) for p, t in zip(panos, tiles)], dtype=torch.float64)
+        off = torch.tensor([self.ds.camera_en_relative_to(p, t) if not self.decoys or self._holds(p, t)
+                            else (0.0, 0.0) for p, t in zip(panos, tiles)], dtype=torch.float64)
         return _OracleMetric(off, torch.tensor([self.heading[p] for p in panos], dtype=torch.float64))
 
     def rerank_scores(self, g, a, metric):
         panos, tiles = self._pairs(g, a)
+        if self.decoys:
+            return torch.tensor([float(not self._holds(p, t)) for p, t in zip(panos, tiles)])
         wanted = self.ds.semi_positive_indices[:, 0] if self.rerank_semi else self.ds.positive_indices
         return torch.tensor([float(t == wanted[p]) for p, t in zip(panos, tiles)])
 
@@ -165,7 +172,8 @@ def test_tile_assignment_puts_the_tile_holding_the_fix_centrally_first(query_ds)
     assert np.all(report.per_query["topk_reranked"][:, 0] == query_ds.positive_indices)
     assert report.hier_rerank.r1 == 1.0
     assert report.to_dict()["rerank_detail"] == {"r1_learned_order": 0.0, "r1_after_tile_assignment": 1.0,
-                                                 "tile_assignment": True}
+                                                 "tile_assignment": True, "consensus_radius_m": 0.0,
+                                                 "consensus_temperature": 1.0}
     assert plain.to_dict()["rerank_detail"]["tile_assignment"] is False
     # the position (from the semi-positive's map) is the same either way
     np.testing.assert_array_equal(report.per_query["hier_err_m"], plain.per_query["hier_err_m"])
@@ -173,6 +181,26 @@ def test_tile_assignment_puts_the_tile_holding_the_fix_centrally_first(query_ds)
     # everything but the re-ranked order is untouched by the assignment
     for key in ("rank", "topk", "iso_err_m", "hier_heading_err_deg"):
         np.testing.assert_array_equal(report.per_query[key], plain.per_query[key], err_msg=key)
+
+
+def test_consensus_takes_the_fix_the_candidates_agree_on(query_ds):
+    """The re-ranker prefers tiles without the camera, whose maps peak at their own centres (scattered); the
+    positive and the semi-positive both put the camera at the same place: with the consensus that fix wins."""
+    from types import SimpleNamespace
+
+    gallery = query_ds.gallery()
+    oracle = OracleModel(query_ds, gallery, "semi_first", decoys=True)
+    off = E.evaluate(oracle, query_ds, gallery, top_k=5, batch_size=5)
+    oracle.cfg = SimpleNamespace(consensus_radius_m=5.0, consensus_temperature=2.0)
+    on = E.evaluate(oracle, query_ds, gallery, top_k=5, batch_size=5)
+    # without it: a decoy gives the fix (its centre, far from the camera) and the re-ranked top-1
+    assert off.hier_rerank.r1 == 0.0 and np.all(off.per_query["hier_err_m"][:, 1] > 5.0)
+    # with it: two agreeing candidates (weight 1 each) beat any single decoy (weight e^(1/2) at T = 2) ...
+    np.testing.assert_allclose(on.per_query["hier_err_m"][:, 1], 0.0, atol=1e-6)
+    assert on.hier_rerank.r1 == 1.0  # ... and the assignment puts the positive first
+    assert on.to_dict()["rerank_detail"]["consensus_radius_m"] == 5.0
+    np.testing.assert_array_equal(on.per_query["topk_reranked_learned"], off.per_query["topk_reranked_learned"])
+    np.testing.assert_array_equal(on.per_query["hier_err_m"][:, 0], off.per_query["hier_err_m"][:, 0])
 
 
 def test_rerank_never_brings_in_a_positive_from_outside_the_top_k(query_ds):

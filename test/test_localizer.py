@@ -343,3 +343,32 @@ def test_known_orientation_model_gets_the_panorama_rolled_to_north():
         loc._north_aligned([turned], [float("nan")])
     loc.handle = SimpleNamespace(known_orientation=False)
     assert loc._north_aligned([turned], [90.0])[0] is turned
+
+
+def test_consensus_slot_chooses_the_map_that_gives_the_fix(oracle, monkeypatch):
+    """With model.consensus_radius_m > 0 the localizer hands every candidate's fix (index frame) and re-rank score
+    to consensus_slot, and the slot it returns gives the position, heading and evidence tile."""
+    import unifygeo_ros.localizer as L
+
+    locs, src, colors = oracle
+    base = locs["features"]
+    seen = {}
+
+    def pick_last(order, fixes, scores, radius_m, temperature):
+        seen.update(order=np.asarray(order), fixes=np.asarray(fixes), scores=np.asarray(scores),
+                    radius=radius_m, temperature=temperature)
+        return int(np.asarray(order)[-1])  # the candidate the re-ranker likes least
+
+    monkeypatch.setattr(L, "consensus_slot", pick_last)
+    pano = oracle_panorama(colors[12], -3.0, 4.0, 30.0, decoy_rgb=colors[3])
+    plain = base.localize(pano)
+    assert not seen  # the oracle's config has no consensus: never called
+    loc = Localizer(base.index, base.handle)
+    loc.consensus = (5.0, 2.0)
+    fix = loc.localize(pano)
+    assert seen["radius"] == 5.0 and seen["temperature"] == 2.0 and len(seen["fixes"]) == 3
+    top, last = int(seen["order"][0]), int(seen["order"][-1])
+    t, east, north = _truth_fix(src, colors, 12, -3.0, 4.0)
+    assert seen["fixes"][top] == pytest.approx([east, north], abs=0.2)  # the re-ranker's top-1 fix, index frame
+    assert plain.evidence_tile_id == t.tile_id != fix.evidence_tile_id
+    assert (fix.east_m, fix.north_m) == pytest.approx(tuple(seen["fixes"][last]))

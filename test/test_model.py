@@ -10,7 +10,8 @@ import torch
 from unifygeo_ros.config import Config
 from unifygeo_ros.model import MetricOutput, build_model, cell_to_offset, offset_to_cell, rerank_candidates
 from unifygeo_ros.model.metric_head import heading_to_vector, rotation_volume, vector_to_heading
-from unifygeo_ros.model.rerank import EVIDENCE_NAMES, Reranker, assign_tile, centrality
+from unifygeo_ros.model.rerank import (EVIDENCE_NAMES, Reranker, assign_tile, centrality, consensus_order,
+                                       consensus_slot, consensus_support)
 
 torch.set_num_threads(1)
 
@@ -266,3 +267,26 @@ def test_model_with_centre_evidence_scores_candidates_and_prefers_nothing_before
     assert s.shape == (4,)
     # the MLP starts near zero: the initial order is the retrieval order
     assert torch.equal(torch.argsort(s, descending=True), torch.argsort(cos, descending=True))
+
+
+def test_consensus_support_is_the_weight_of_the_agreeing_fixes():
+    fixes = np.array([[0.0, 0.0], [3.0, 4.0], [100.0, 0.0], [0.0, 4.9]])
+    scores = np.array([1.0, 0.0, 0.0, 0.0])
+    w = np.exp(scores / 2.0) / np.exp(scores / 2.0).sum()
+    s = consensus_support(fixes, scores, 5.0, 2.0)
+    # 0 agrees with 1 (5 m: inclusive) and 3; 1 with 0 and 3 (distance 3.0); 2 is alone
+    assert s == pytest.approx([w[0] + w[1] + w[3], w[0] + w[1] + w[3], w[2], w[0] + w[1] + w[3]])
+    assert consensus_support(fixes, scores, 0.0, 2.0) == pytest.approx(w)  # radius 0: each its own weight
+
+
+def test_consensus_slot_prefers_agreement_over_a_lone_top_score_and_keeps_ties_in_order():
+    fixes = np.array([[50.0, 0.0], [0.0, 0.0], [1.0, 1.0], [80.0, 0.0]])
+    order = np.array([0, 3, 1, 2])  # learned order: slot 0 best
+    scores = np.array([2.0, 1.0, 1.0, 1.5])
+    # T 1: slot 0 alone (e^2 = 7.4) beats slots 1 + 2 together (2 e = 5.4)
+    assert consensus_slot(order, fixes, scores, 5.0, 1.0) == 0
+    # T 4: e^0.5 = 1.65 < 2 e^0.25 = 2.57: the agreeing pair wins; of the two, slot 1 ranks first in ``order``
+    assert consensus_slot(order, fixes, scores, 5.0, 4.0) == 1
+    assert consensus_slot(np.array([0, 3, 2, 1]), fixes, scores, 5.0, 4.0) == 2
+    assert consensus_order(order, fixes, scores, 5.0, 4.0).tolist() == [1, 0, 3, 2]
+    assert consensus_order(order, fixes, scores, 0.0, 4.0).tolist() == order.tolist()  # off

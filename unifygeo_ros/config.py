@@ -54,6 +54,8 @@ class ModelConfig:
     refine_window: int = 5                   #: odd window (cells) for the sub-cell soft-argmax around the peak
     rerank_hidden: int = 16                  #: hidden units of the re-ranking MLP
     rerank_centre: bool = False              #: re-ranker also sees how far the map's peak lies from the tile centre
+    consensus_radius_m: float = 0.0          #: > 0: the fix the re-ranked candidates agree on within this radius
+    consensus_temperature: float = 2.0       #: softmax temperature of the re-rank scores weighting that agreement
 
 
 @dataclass
@@ -149,6 +151,9 @@ class Config:
         m = self.model
         if m.refine_window < 1 or m.refine_window % 2 == 0:
             raise ConfigError(f"model.refine_window must be a positive odd number, got {m.refine_window}")
+        if m.consensus_radius_m < 0 or m.consensus_temperature <= 0:
+            raise ConfigError("model.consensus_radius_m must be >= 0 (0 = off) and model.consensus_temperature > 0, "
+                              f"got {m.consensus_radius_m} and {m.consensus_temperature}")
         if m.heading_window < -1:
             raise ConfigError(f"model.heading_window must be -1 (all hypotheses) or >= 0, got {m.heading_window}")
         if m.heading_window >= 0 and self.data.orientation != "known":

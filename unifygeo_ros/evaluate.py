@@ -19,7 +19,9 @@ Stages (each a plain function; :func:`evaluate` chains them, :func:`run` is the 
       error. ``r1`` of a hierarchy = its selected tile is the positive. With ``tile_assignment`` (default) the
       re-ranked list then puts first the candidate that holds the fix most centrally
       (:func:`unifygeo_ros.model.rerank.assign_tile`; tile centres from the gallery's ``tile_latlon``); the
-      position does not change, and the learned order's R@1 is reported beside it.
+      position does not change, and the learned order's R@1 is reported beside it. Before the assignment, a model
+      with ``model.consensus_radius_m`` > 0 takes the fix from the candidate whose fix the other candidates agree
+      with most (:func:`unifygeo_ros.model.rerank.consensus_slot`), not from the learned top-1.
    Heading errors are reported in both orientation settings (known: the true heading is 0, north-aligned).
 3. Summaries (:mod:`unifygeo_ros.metrics`) with their invariants asserted, into an :class:`EvalReport`.
 
@@ -46,7 +48,7 @@ import torch
 from unifygeo_ros import geo
 from unifygeo_ros import metrics as M
 from unifygeo_ros.errors import UnifyGeoError
-from unifygeo_ros.model.rerank import assign_tile
+from unifygeo_ros.model.rerank import assign_tile, consensus_order
 
 DEFAULT_TOP_K = 5
 DEFAULT_CACHE_BYTES = 2 * 1024**3
@@ -248,14 +250,33 @@ def _localize_pairs(model, ground, gallery: GalleryEncoding, q_rows: np.ndarray,
     return offsets, headings, scores, maps
 
 
-def _assigned_order(order: np.ndarray, cands: np.ndarray, fix_off_en_m: np.ndarray, tile_latlon: np.ndarray,
-                    tile_m: np.ndarray) -> np.ndarray:
-    """One query's re-ranked candidate slots after tile assignment. Candidate centres are expressed in the ENU
-    frame of the re-ranked top-1 tile, where the fix is ``fix_off_en_m`` (its predicted offset)."""
-    top = int(cands[order[0]])
-    enu = geo.LocalENU(float(tile_latlon[top, 0]), float(tile_latlon[top, 1]))
-    e, n = enu.to_en(tile_latlon[cands, 0], tile_latlon[cands, 1])
-    return assign_tile(order, np.stack([e, n], axis=1), tile_m[cands], fix_off_en_m)
+def _assigned_order(order: np.ndarray, cands: np.ndarray, offsets_en_m: np.ndarray, scores: np.ndarray,
+                    tile_latlon: np.ndarray, tile_m: np.ndarray,
+                    consensus: tuple[float, float]) -> tuple[np.ndarray, int]:
+    """One query's re-ranked candidate slots after the consensus (when ``consensus`` = (radius m, temperature)
+    has radius > 0: the slot whose fix the candidates agree on goes first) and the tile assignment, and the slot
+    whose map gives the fix. ``offsets_en_m`` (K, 2): each slot's predicted offset in its own tile's ENU frame.
+    The consensus compares the fixes as 3-D points (exact, through ECEF: candidates far apart cannot fake an
+    agreement); the assignment works in the ENU frame of the tile that gave the fix."""
+    def frame(t: int) -> geo.LocalENU:
+        return geo.LocalENU(float(tile_latlon[t, 0]), float(tile_latlon[t, 1]))
+
+    if consensus[0] > 0:
+        top = frame(int(cands[order[0]]))
+        fixes = np.zeros((len(cands), 3))
+        for j, t in enumerate(cands):
+            lat, lon = frame(int(t)).from_en(*offsets_en_m[j])
+            fixes[j] = np.stack(top.to_enu(lat, lon))
+        order = consensus_order(order, fixes, scores, *consensus)
+    slot = int(order[0])
+    e, n = frame(int(cands[slot])).to_en(tile_latlon[cands, 0], tile_latlon[cands, 1])
+    return assign_tile(order, np.stack([e, n], axis=1), tile_m[cands], offsets_en_m[slot]), slot
+
+
+def _consensus_params(model) -> tuple[float, float]:
+    """(radius m, temperature) of the model's consensus step; radius 0 = off."""
+    cfg = getattr(model, "cfg", None)
+    return float(getattr(cfg, "consensus_radius_m", 0.0)), float(getattr(cfg, "consensus_temperature", 1.0))
 
 
 @torch.inference_mode()
@@ -299,9 +320,13 @@ def evaluate_batch(model, batch: dict, query_ds, gallery: GalleryEncoding, *, to
     order = np.argsort(-cand_scores, axis=1, kind="stable")
     reranked_learned = np.take_along_axis(res.topk_indices, order, axis=1)
     M.assert_rerank_within_topk(res.topk_indices, reranked_learned)
-    if tile_latlon is not None:  # the fix's position is unchanged: it still comes from the slot order[:, 0]
-        assigned = np.stack([_assigned_order(order[i], res.topk_indices[i], off[i, 1 + order[i, 0]], tile_latlon,
-                                             gallery.tile_m) for i in range(b)])
+    fix_slot = order[:, 0].copy()  # the slot whose map gives the re-ranked fix
+    if tile_latlon is not None:
+        consensus = _consensus_params(model)
+        assigned = np.zeros_like(order)
+        for i in range(b):
+            assigned[i], fix_slot[i] = _assigned_order(order[i], res.topk_indices[i], off[i, 1:], cand_scores[i],
+                                                       tile_latlon, gallery.tile_m, consensus)
         reranked = np.take_along_axis(res.topk_indices, assigned, axis=1)
         M.assert_rerank_within_topk(res.topk_indices, reranked)
     else:
@@ -309,7 +334,7 @@ def evaluate_batch(model, batch: dict, query_ds, gallery: GalleryEncoding, *, to
 
     hier_err = np.zeros((b, 2))
     hier_head = np.zeros((b, 2))
-    chosen_slots = np.stack([np.zeros(b, np.int64), order[:, 0]], axis=1)  # candidate slot per variant
+    chosen_slots = np.stack([np.zeros(b, np.int64), fix_slot], axis=1)  # candidate slot per variant
     for i in range(b):
         for v in range(2):
             slot = int(chosen_slots[i, v])
@@ -322,7 +347,7 @@ def evaluate_batch(model, batch: dict, query_ds, gallery: GalleryEncoding, *, to
 
     examples = []
     for i in range(min(num_examples, b)):
-        slot = int(order[i, 0])
+        slot = int(fix_slot[i])
         t = int(res.topk_indices[i, slot])
         examples.append(dict(pano_index=int(pano[i]), ground=batch["ground"][i].clone(), tile_index=t,
                              tile_m=float(gallery.tile_m[t]), prob_map=maps.get(i * (k + 1) + 1 + slot),
@@ -400,7 +425,8 @@ def evaluate(model, query_ds, gallery_ds=None, *, top_k: int = DEFAULT_TOP_K, ba
     examples = [e for r in results for e in r.examples]
     return summarise(per, len(gallery_ds), k, gallery_ds=gallery_ds, examples=examples,
                      extra={"timing_s": timing, "gallery": _gallery_info(gallery_ds, gallery),
-                            **(extra or {})}, tile_assignment=latlon is not None)
+                            **(extra or {})}, tile_assignment=latlon is not None,
+                     consensus=_consensus_params(model) if latlon is not None else None)
 
 
 def _gallery_info(gallery_ds, gallery: GalleryEncoding) -> dict:
@@ -410,11 +436,13 @@ def _gallery_info(gallery_ds, gallery: GalleryEncoding) -> dict:
 
 def summarise(per: dict[str, np.ndarray], gallery_size: int, top_k: int, *, gallery_ds=None,
               examples: list | None = None, extra: dict | None = None,
-              tile_assignment: bool | None = None) -> M.EvalReport:
+              tile_assignment: bool | None = None,
+              consensus: tuple[float, float] | None = None) -> M.EvalReport:
     """Per-query arrays (see :class:`BatchResult`) -> :class:`EvalReport`, all invariants checked.
 
     With ``topk_reranked_learned`` among the arrays, the extra key ``rerank_detail`` gives the re-ranked R@1 of
-    the learned order alone and after the tile assignment (``tile_assignment``: whether it was applied)."""
+    the learned order alone and after the tile assignment (``tile_assignment``: whether it was applied;
+    ``consensus``: the (radius m, temperature) of the consensus step that ran before it, radius 0 = off)."""
     q = int(per["rank"].size)
     retrieval = M.retrieval_metrics(per["rank"], per["hit"], gallery_size)
     iso = M.metric_loc_metrics(per["iso_err_m"], per["iso_heading_err_deg"])
@@ -429,8 +457,10 @@ def summarise(per: dict[str, np.ndarray], gallery_size: int, top_k: int, *, gall
     if "topk_reranked_learned" in per:
         M.assert_rerank_within_topk(per["topk"], per["topk_reranked_learned"])
         learned = float(np.mean(M.selected_is_positive(per["topk_reranked_learned"][:, 0], per["positive"])))
+        radius, temperature = consensus if (tile_assignment and consensus) else (0.0, 0.0)
         extra["rerank_detail"] = {"r1_learned_order": learned, "r1_after_tile_assignment": variants[1].r1,
-                                  "tile_assignment": bool(tile_assignment)}
+                                  "tile_assignment": bool(tile_assignment),
+                                  "consensus_radius_m": float(radius), "consensus_temperature": float(temperature)}
     report = M.EvalReport(retrieval=retrieval, metric_isolated=iso, hier_no_rerank=variants[0],
                           hier_rerank=variants[1], queries=q, top_k=top_k, extra=extra,
                           per_query={"rank": per["rank"], **{k: v for k, v in per.items() if k != "rank"}})
@@ -484,8 +514,12 @@ def format_report(report: M.EvalReport) -> str:
                      + " ".join(f"{100 * m.recall(d):6.2f}" for d in (1, 3, 5, 10, 20)) + f" {hd:>8s}")
     detail = report.extra.get("rerank_detail")
     if detail and detail["tile_assignment"]:
+        step = "the tile assignment"
+        if detail.get("consensus_radius_m", 0.0) > 0:
+            step = (f"the consensus ({detail['consensus_radius_m']:g} m, T {detail['consensus_temperature']:g}) "
+                    "and the tile assignment")
         lines.append(f"re-rank R@1: {100 * detail['r1_learned_order']:.2f} by the learned scores, "
-                     f"{100 * detail['r1_after_tile_assignment']:.2f} after the tile assignment")
+                     f"{100 * detail['r1_after_tile_assignment']:.2f} after {step}")
     return "\n".join(lines)
 
 

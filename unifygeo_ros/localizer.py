@@ -21,8 +21,10 @@ Definitions (what each field of a :class:`Fix` means):
   (the re-ranker is trained with a listwise cross-entropy over the top K) that the chosen tile contains the camera.
 * ``tile_id``: the tile the fix is *in*. With ``tile_assignment`` (default) that is the candidate holding the fix
   most centrally (in its central quarter on VIGOR's half-stride grid: :func:`~unifygeo_ros.model.rerank.assign_tile`),
-  which can be an overlapping neighbour of ``evidence_tile_id``, the re-ranker's top-1 whose probability map gave
-  the position, heading and covariance; without it the two are the same.
+  which can be an overlapping neighbour of ``evidence_tile_id``, the candidate whose probability map gave
+  the position, heading and covariance: the re-ranker's top-1, or with ``model.consensus_radius_m`` > 0 the
+  candidate whose fix the others agree with most (:func:`~unifygeo_ros.model.rerank.consensus_slot`); without
+  the assignment, ``tile_id`` is that candidate too.
 * ``tile_rank_before_rerank`` / ``tile_rank_after_rerank``: 1-based rank of the chosen tile by descriptor
   similarity among the searched tiles, and after re-ranking the top K (1 for the chosen tile).
   ``candidate_tile_ids``: the K re-ranked candidates in descriptor order (``[0]`` is retrieval's top-1).
@@ -48,7 +50,7 @@ from unifygeo_ros import geo
 from unifygeo_ros.errors import ImageError, IndexFormatError, UnifyGeoError
 from unifygeo_ros.index import store
 from unifygeo_ros.index.encode import ModelHandle, arrays_to_aerial, load_model
-from unifygeo_ros.model.rerank import assign_tile
+from unifygeo_ros.model.rerank import assign_tile, consensus_slot
 
 STAGES = ("preprocess", "encode", "search", "localize", "rerank", "total")
 
@@ -142,6 +144,9 @@ class Localizer:
         self.prior_min_score = float(prior_min_score)
         self.cov_scale = float(cov_scale)
         self.tile_assignment = bool(tile_assignment)
+        mcfg = getattr(handle.model, "cfg", None)
+        self.consensus = (float(getattr(mcfg, "consensus_radius_m", 0.0)),
+                          float(getattr(mcfg, "consensus_temperature", 1.0)))
         self.tile_m = index.tile_m
         index.tiles_within(0.0, 0.0, 0.0)  # build the spatial filter now, not on the first prior
 
@@ -199,7 +204,13 @@ class Localizer:
         prob = torch.softmax(scores, dim=0)
         order = torch.sort(scores, descending=True, stable=True).indices
         best = int(order[0])
-        offset = metric.peak_offset_en_m(self.tile_m)[best].double().cpu().numpy()
+        offsets = metric.peak_offset_en_m(self.tile_m).double().cpu().numpy()
+        radius, temperature = self.consensus
+        if radius > 0 and len(q.cand) > 1:
+            fixes = self.index.en_m[q.cand] + offsets
+            best = consensus_slot(order.cpu().numpy(), fixes, scores.double().cpu().numpy(), radius, temperature)
+            order = torch.cat([order[order == best], order[order != best]])
+        offset = offsets[best]
         cov = metric.covariance_m2(self.tile_m)[best].double().cpu().numpy() * self.cov_scale
         peak = metric.peak_cell()[best:best + 1]
         rr, cc = int(peak[0, 0].round().clamp(0, metric.grid_hw[0] - 1)), int(peak[0, 1].round().clamp(0, metric.grid_hw[1] - 1))

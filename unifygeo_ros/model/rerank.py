@@ -19,6 +19,13 @@ quarter - the candidate whose centre is nearest to it in Chebyshev distance (in 
 moves to the front of the re-ranked list; the position does not change. On a half-stride grid this is exactly
 VIGOR's positive for that position; it is what the re-ranker's peak/centre cues could only guess at, and it needs
 no training (measured in BENCHMARKS.md: the learned order alone and with the assignment).
+
+Consensus (:func:`consensus_slot`, before the assignment; on when ``model.consensus_radius_m`` > 0). Overlapping
+candidates that all hold the camera each put their map's peak at (nearly) the same place on the ground, while a
+wrong tile's peak has no such company. Each candidate's fix is supported by the re-ranking probability mass
+(softmax of the learned scores at ``model.consensus_temperature``) of the candidates whose fixes lie within
+``consensus_radius_m`` of it, itself included; the fix with the most support is kept (ties: the better learned
+rank). Two numbers, fitted on benchmark cities and never on the demo city (BENCHMARKS.md); no training.
 """
 from __future__ import annotations
 
@@ -109,3 +116,34 @@ def assign_tile(order: np.ndarray, centres_en_m: np.ndarray, tile_m, fix_en_m: n
     if not c[central] < c[best]:
         return order.copy()
     return np.concatenate([[central], order[order != central]]).astype(order.dtype)
+
+
+def consensus_support(fixes_en_m: np.ndarray, scores: np.ndarray, radius_m: float,
+                      temperature: float) -> np.ndarray:
+    """(K,) for each candidate's fix (K, 2) (one metric frame): the softmax(``scores`` / ``temperature``) mass of
+    the candidates whose fixes lie within ``radius_m`` of it, itself included (0..1)."""
+    fixes = np.asarray(fixes_en_m, np.float64)
+    z = np.asarray(scores, np.float64) / float(temperature)
+    w = np.exp(z - z.max())
+    w /= w.sum()
+    d = np.linalg.norm(fixes[:, None, :] - fixes[None, :, :], axis=-1)
+    return ((d <= float(radius_m)) * w[None, :]).sum(axis=1)
+
+
+def consensus_slot(order: np.ndarray, fixes_en_m: np.ndarray, scores: np.ndarray, radius_m: float,
+                   temperature: float) -> int:
+    """The candidate slot whose fix has the most support (:func:`consensus_support`); among equals, the one
+    earliest in ``order`` (the learned, best-first order of the slots)."""
+    order = np.asarray(order)
+    support = consensus_support(fixes_en_m, scores, radius_m, temperature)[order]
+    return int(order[int(np.argmax(support))])
+
+
+def consensus_order(order: np.ndarray, fixes_en_m: np.ndarray, scores: np.ndarray, radius_m: float,
+                    temperature: float) -> np.ndarray:
+    """``order`` with the consensus slot moved to the front (unchanged when ``radius_m`` <= 0)."""
+    order = np.asarray(order)
+    if radius_m <= 0:
+        return order.copy()
+    best = consensus_slot(order, fixes_en_m, scores, radius_m, temperature)
+    return np.concatenate([[best], order[order != best]]).astype(order.dtype)
