@@ -410,3 +410,32 @@ def test_imu_heading_turns_the_panorama_and_is_the_published_heading(world, driv
     r = _roundtrip(driver, "/imu", "image", image_fields(turned), extra=[imu])
     s = check_outputs(r["outputs"], r["stamp_ns"], world)
     assert heading_error_deg(s["yaw_deg"], yaw) < 0.5
+
+
+def test_shutdown_race_in_spin_is_a_clean_exit(monkeypatch):
+    """A SIGINT that shuts the context down while the executor builds its wait set makes rclpy raise RCLError
+    (a RuntimeError) instead of ExternalShutdownException: after a shutdown, main() exits 0; the same error with
+    the context still up is a real one and propagates."""
+    import rclpy
+    from rclpy.node import Node
+
+    from unifygeo_ros import node as N
+
+    class Stub(Node):
+        def __init__(self):
+            super().__init__("shutdown_race_stub")
+
+    def spin_after_shutdown(node):
+        rclpy.shutdown()
+        raise RuntimeError("failed to initialize wait set: the given context is not valid")
+
+    def spin_broken(node):
+        raise RuntimeError("something else")
+
+    monkeypatch.setattr(N, "LocalizerNode", Stub)
+    monkeypatch.setattr(N.rclpy, "spin", spin_after_shutdown)
+    assert N.main([]) == 0
+    monkeypatch.setattr(N.rclpy, "spin", spin_broken)
+    with pytest.raises(RuntimeError, match="something else"):
+        N.main([])
+    assert not rclpy.ok()  # main shut its context down on the way out

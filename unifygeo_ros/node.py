@@ -300,6 +300,12 @@ def main(args=None) -> int:
         return 1
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except RuntimeError:
+        # rclpy race (ros2/rclpy#398, ros-visualization/rqt#357): a SIGINT's handler shuts the context down while
+        # the executor builds its wait set, which raises RCLError instead of ExternalShutdownException. After a
+        # shutdown that is a clean exit; anything else is a real error.
+        if rclpy.ok():
+            raise
     finally:
         try:
             if node is not None:
