@@ -194,7 +194,7 @@ def test_reranker_fine_tuning_changes_only_the_reranker(tmp_path):
         Config.from_dict({**base, "loss": {"rerank_weight": 0.0}, "train": {"trainable": "reranker"}})
 
 
-def test_metric_stage_changes_only_the_dense_branch_and_keeps_descriptors(tmp_path):
+def test_metric_and_retrieval_stages_change_only_their_branch(tmp_path):
     from safetensors.torch import load_file
 
     from unifygeo_ros.model.checkpoint import load_checkpoint
@@ -224,5 +224,22 @@ def test_metric_stage_changes_only_the_dense_branch_and_keeps_descriptors(tmp_pa
     assert not torch.equal(fa.sectors[-1], fb.sectors[-1])
     with pytest.raises(ConfigError, match="position_weight"):
         Config.from_dict({**base, "loss": {"position_weight": 0.0}, "train": {"trainable": "metric"}})
+    # the opposite stage: descriptor heads only (trunks, dense branch and re-ranker frozen)
+    rt = {**base, "loss": {"rerank_weight": 0.0, "position_weight": 0.0, "orientation_weight": 0.0},
+          "train": {**base["train"], "init_from": str(tmp_path / "a" / "ckpt"), "trainable": "retrieval",
+                    "lr": 0.05, "warmup_steps": 0}}
+    train(Config.from_dict(rt), tmp_path / "c", progress=False)
+    after_rt = load_file(str(tmp_path / "c" / "ckpt" / "model.safetensors"))
+    changed = {k for k in before if not torch.equal(before[k], after_rt[k])}
+    heads = ("ground_aggregator.", "aerial_aggregator_.", "log_logit_scale")
+    assert any(".semantic." in k for k in changed) and any(k.startswith(heads) for k in changed), sorted(changed)
+    assert all(".semantic." in k or k.startswith(heads) for k in changed), sorted(changed)[:5]
+    mc, _, _ = load_checkpoint(tmp_path / "c" / "ckpt")
+    with torch.no_grad():
+        fc = mc.encode_ground(g)
+    assert not torch.equal(fa.descriptor, fc.descriptor)
+    assert all(torch.equal(x, y) for x, y in zip(fa.sectors, fc.sectors))  # dense features untouched
+    with pytest.raises(ConfigError, match="infonce_weight"):
+        Config.from_dict({**base, "loss": {"infonce_weight": 0.0}, "train": {"trainable": "retrieval"}})
     with pytest.raises(ConfigError, match="semi_fraction"):  # semi-positives would poison InfoNCE / re-ranking
         Config.from_dict({**base, "data": {**base["data"], "stream": {"semi_fraction": 0.5}}})

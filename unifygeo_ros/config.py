@@ -113,7 +113,7 @@ class TrainConfig:
     save_dtype: str = "float32"              #: float32 | float16 (weights on disk)
     tensorboard: bool = True
     init_from: str = ""                      #: checkpoint folder whose weights start the run (not a resume)
-    trainable: str = "all"                   #: all | reranker | metric (see TRAINABLE in train.py)
+    trainable: str = "all"                   #: all | reranker | metric | retrieval (see TRAINABLE in train.py)
     init_skip: list = field(default_factory=list)  #: name prefixes NOT taken from init_from (left at init)
 
 
@@ -173,10 +173,13 @@ class Config:
             raise ConfigError(f"train.device must be auto, cpu or cuda, got {self.train.device!r}")
         if self.train.save_dtype not in ("float32", "float16"):
             raise ConfigError(f"train.save_dtype must be float32 or float16, got {self.train.save_dtype!r}")
-        if self.train.trainable not in ("all", "reranker", "metric"):
-            raise ConfigError(f"train.trainable must be all, reranker or metric, got {self.train.trainable!r}")
+        if self.train.trainable not in ("all", "reranker", "metric", "retrieval"):
+            raise ConfigError("train.trainable must be all, reranker, metric or retrieval, "
+                              f"got {self.train.trainable!r}")
         if self.train.trainable == "metric" and self.loss.position_weight <= 0:
             raise ConfigError("train.trainable: metric needs loss.position_weight > 0")
+        if self.train.trainable == "retrieval" and self.loss.infonce_weight <= 0:
+            raise ConfigError("train.trainable: retrieval needs loss.infonce_weight > 0")
         semi = self.data.stream.get("semi_fraction", 0.0) if isinstance(self.data.stream, dict) else 0.0
         if semi and self.train.trainable != "metric":
             raise ConfigError("data.stream.semi_fraction > 0 pairs panoramas with semi-positive tiles, which the "

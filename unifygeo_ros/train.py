@@ -216,9 +216,13 @@ class TrainResult:
 #: ``metric``: the fine decoders, both match heads and the metric head - the dense branch only, so the global
 #: descriptors (trunk, semantic extractor, aggregators) and the re-ranker stay exactly as they are; meant for a
 #: stage with ``data.stream.semi_fraction`` > 0 (cameras outside the tile's central quarter).
+#: ``retrieval``: the semantic extractors, the aggregators and the InfoNCE temperature - the descriptor heads on
+#: frozen trunks (BatchNorm statistics included), so the dense branch and the re-ranker stay exactly as they are.
 TRAINABLE = {
     "reranker": {"prefixes": ("reranker.",), "parts": ()},
     "metric": {"prefixes": ("ground_match.", "aerial_match.", "metric."), "parts": (".fine.",)},
+    "retrieval": {"prefixes": ("ground_aggregator.", "aerial_aggregator_.", "log_logit_scale"),
+                  "parts": (".semantic.",)},
 }
 
 
