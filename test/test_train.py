@@ -204,41 +204,36 @@ def test_metric_and_retrieval_stages_change_only_their_branch(tmp_path):
             "data": {"source": "toy", "toy_samples": 6, "batch_size": 6, "num_workers": 0},
             "train": {"steps": 2, "log_every": 1, "ckpt_every": 2, "tensorboard": False, "threads": 1}}
     train(Config.from_dict(base), tmp_path / "a", progress=False)
-    ft = {**base, "loss": {"rerank_weight": 0.0},
-          "train": {**base["train"], "init_from": str(tmp_path / "a" / "ckpt"), "trainable": "metric",
-                    "lr": 0.05, "warmup_steps": 0}}
-    train(Config.from_dict(ft), tmp_path / "b", progress=False)
     before = load_file(str(tmp_path / "a" / "ckpt" / "model.safetensors"))
-    after = load_file(str(tmp_path / "b" / "ckpt" / "model.safetensors"))
-    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    g = torch.rand(2, 3, *TINY_MODEL["ground_hw"])
+
+    def stage(name: str, trainable: str, loss: dict):
+        """Run the stage from checkpoint a; (changed tensor names, ground features before, after)."""
+        cfg = {**base, "loss": loss, "train": {**base["train"], "init_from": str(tmp_path / "a" / "ckpt"),
+                                               "trainable": trainable, "lr": 0.05, "warmup_steps": 0}}
+        train(Config.from_dict(cfg), tmp_path / name, progress=False)
+        after = load_file(str(tmp_path / name / "ckpt" / "model.safetensors"))
+        with torch.no_grad():
+            feats = [load_checkpoint(tmp_path / d / "ckpt")[0].encode_ground(g) for d in ("a", name)]
+        return {k for k in before if not torch.equal(before[k], after[k])}, *feats
+
+    # the dense branch only: identical descriptors, different dense matching features
+    changed, fa, fb = stage("b", "metric", {"rerank_weight": 0.0})
     dense = ("ground_match.", "aerial_match.", "metric.")
     assert any(".fine." in k for k in changed) and any(k.startswith(dense) for k in changed), sorted(changed)
     assert all(".fine." in k or k.startswith(dense) for k in changed), sorted(changed)[:5]
-    # the retrieval side is untouched: identical descriptors, different dense matching features
-    ma, _, _ = load_checkpoint(tmp_path / "a" / "ckpt")
-    mb, _, _ = load_checkpoint(tmp_path / "b" / "ckpt")
-    g = torch.rand(2, 3, *TINY_MODEL["ground_hw"])
-    with torch.no_grad():
-        fa, fb = ma.encode_ground(g), mb.encode_ground(g)
     assert torch.equal(fa.descriptor, fb.descriptor)
     assert not torch.equal(fa.sectors[-1], fb.sectors[-1])
-    with pytest.raises(ConfigError, match="position_weight"):
-        Config.from_dict({**base, "loss": {"position_weight": 0.0}, "train": {"trainable": "metric"}})
     # the opposite stage: descriptor heads only (trunks, dense branch and re-ranker frozen)
-    rt = {**base, "loss": {"rerank_weight": 0.0, "position_weight": 0.0, "orientation_weight": 0.0},
-          "train": {**base["train"], "init_from": str(tmp_path / "a" / "ckpt"), "trainable": "retrieval",
-                    "lr": 0.05, "warmup_steps": 0}}
-    train(Config.from_dict(rt), tmp_path / "c", progress=False)
-    after_rt = load_file(str(tmp_path / "c" / "ckpt" / "model.safetensors"))
-    changed = {k for k in before if not torch.equal(before[k], after_rt[k])}
+    changed, fa, fc = stage("c", "retrieval", {"rerank_weight": 0.0, "position_weight": 0.0,
+                                               "orientation_weight": 0.0})
     heads = ("ground_aggregator.", "aerial_aggregator_.", "log_logit_scale")
     assert any(".semantic." in k for k in changed) and any(k.startswith(heads) for k in changed), sorted(changed)
     assert all(".semantic." in k or k.startswith(heads) for k in changed), sorted(changed)[:5]
-    mc, _, _ = load_checkpoint(tmp_path / "c" / "ckpt")
-    with torch.no_grad():
-        fc = mc.encode_ground(g)
     assert not torch.equal(fa.descriptor, fc.descriptor)
     assert all(torch.equal(x, y) for x, y in zip(fa.sectors, fc.sectors))  # dense features untouched
+    with pytest.raises(ConfigError, match="position_weight"):
+        Config.from_dict({**base, "loss": {"position_weight": 0.0}, "train": {"trainable": "metric"}})
     with pytest.raises(ConfigError, match="infonce_weight"):
         Config.from_dict({**base, "loss": {"infonce_weight": 0.0}, "train": {"trainable": "retrieval"}})
     with pytest.raises(ConfigError, match="semi_fraction"):  # semi-positives would poison InfoNCE / re-ranking
