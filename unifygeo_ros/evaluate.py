@@ -48,7 +48,7 @@ import torch
 from unifygeo_ros import geo
 from unifygeo_ros import metrics as M
 from unifygeo_ros.errors import UnifyGeoError
-from unifygeo_ros.model.rerank import assign_tile, consensus_order
+from unifygeo_ros.model.rerank import assign_tile, consensus_order, consensus_params
 
 DEFAULT_TOP_K = 5
 DEFAULT_CACHE_BYTES = 2 * 1024**3
@@ -273,12 +273,6 @@ def _assigned_order(order: np.ndarray, cands: np.ndarray, offsets_en_m: np.ndarr
     return assign_tile(order, np.stack([e, n], axis=1), tile_m[cands], offsets_en_m[slot]), slot
 
 
-def _consensus_params(model) -> tuple[float, float]:
-    """(radius m, temperature) of the model's consensus step; radius 0 = off."""
-    cfg = getattr(model, "cfg", None)
-    return float(getattr(cfg, "consensus_radius_m", 0.0)), float(getattr(cfg, "consensus_temperature", 1.0))
-
-
 @torch.inference_mode()
 def evaluate_batch(model, batch: dict, query_ds, gallery: GalleryEncoding, *, top_k: int, pair_batch: int,
                    sim_chunk_bytes: int = DEFAULT_SIM_CHUNK_BYTES, num_examples: int = 0,
@@ -322,7 +316,7 @@ def evaluate_batch(model, batch: dict, query_ds, gallery: GalleryEncoding, *, to
     M.assert_rerank_within_topk(res.topk_indices, reranked_learned)
     fix_slot = order[:, 0].copy()  # the slot whose map gives the re-ranked fix
     if tile_latlon is not None:
-        consensus = _consensus_params(model)
+        consensus = consensus_params(getattr(model, "cfg", None))
         assigned = np.zeros_like(order)
         for i in range(b):
             assigned[i], fix_slot[i] = _assigned_order(order[i], res.topk_indices[i], off[i, 1:], cand_scores[i],
@@ -426,7 +420,7 @@ def evaluate(model, query_ds, gallery_ds=None, *, top_k: int = DEFAULT_TOP_K, ba
     return summarise(per, len(gallery_ds), k, gallery_ds=gallery_ds, examples=examples,
                      extra={"timing_s": timing, "gallery": _gallery_info(gallery_ds, gallery),
                             **(extra or {})}, tile_assignment=latlon is not None,
-                     consensus=_consensus_params(model) if latlon is not None else None)
+                     consensus=consensus_params(getattr(model, "cfg", None)) if latlon is not None else None)
 
 
 def _gallery_info(gallery_ds, gallery: GalleryEncoding) -> dict:

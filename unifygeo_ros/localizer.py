@@ -50,7 +50,7 @@ from unifygeo_ros import geo
 from unifygeo_ros.errors import ImageError, IndexFormatError, UnifyGeoError
 from unifygeo_ros.index import store
 from unifygeo_ros.index.encode import ModelHandle, arrays_to_aerial, load_model
-from unifygeo_ros.model.rerank import assign_tile, consensus_slot
+from unifygeo_ros.model.rerank import assign_tile, consensus_params, consensus_slot, move_to_front
 
 STAGES = ("preprocess", "encode", "search", "localize", "rerank", "total")
 
@@ -144,9 +144,7 @@ class Localizer:
         self.prior_min_score = float(prior_min_score)
         self.cov_scale = float(cov_scale)
         self.tile_assignment = bool(tile_assignment)
-        mcfg = getattr(handle.model, "cfg", None)
-        self.consensus = (float(getattr(mcfg, "consensus_radius_m", 0.0)),
-                          float(getattr(mcfg, "consensus_temperature", 1.0)))
+        self.consensus = consensus_params(getattr(handle.model, "cfg", None))
         self.tile_m = index.tile_m
         index.tiles_within(0.0, 0.0, 0.0)  # build the spatial filter now, not on the first prior
 
@@ -202,14 +200,14 @@ class Localizer:
         t0 = time.perf_counter()
         scores = h.model.rerank_scores(ground, aerial, metric).float()
         prob = torch.softmax(scores, dim=0)
-        order = torch.sort(scores, descending=True, stable=True).indices
+        order = torch.sort(scores, descending=True, stable=True).indices.cpu().numpy()
         best = int(order[0])
         offsets = metric.peak_offset_en_m(self.tile_m).double().cpu().numpy()
         radius, temperature = self.consensus
         if radius > 0 and len(q.cand) > 1:
             fixes = self.index.en_m[q.cand] + offsets
-            best = consensus_slot(order.cpu().numpy(), fixes, scores.double().cpu().numpy(), radius, temperature)
-            order = torch.cat([order[order == best], order[order != best]])
+            best = consensus_slot(order, fixes, scores.double().cpu().numpy(), radius, temperature)
+            order = move_to_front(order, best)
         offset = offsets[best]
         cov = metric.covariance_m2(self.tile_m)[best].double().cpu().numpy() * self.cov_scale
         peak = metric.peak_cell()[best:best + 1]
@@ -224,7 +222,7 @@ class Localizer:
         north = float(self.index.en_m[row, 1] + offset[1])
         chosen = best
         if self.tile_assignment:
-            chosen = int(assign_tile(order.cpu().numpy(), self.index.en_m[q.cand], self.tile_m,
+            chosen = int(assign_tile(order, self.index.en_m[q.cand], self.tile_m,
                                      np.array([east, north]))[0])
         lat, lon = self.index.origin.from_en(east, north)
         fix = Fix(latitude_deg=float(lat), longitude_deg=float(lon), east_m=east, north_m=north,

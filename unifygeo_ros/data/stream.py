@@ -15,7 +15,8 @@ grid and the positive tile is the one whose central quarter holds the camera, so
 the three semi-positives (the overlapping neighbours that hold the camera off-centre, up to +-tile_m/2): pairs
 for the metric head only (``train.trainable: metric``), which otherwise never sees a camera outside a tile's
 central quarter and learns that the outer ring never holds one - while at run time the fix is read from
-whichever candidate the re-ranker puts first, often such a neighbour. Cameras stand on the driving lanes of roads, never in buildings, cars or trees.
+whichever candidate the re-ranker puts first, often such a neighbour. Cameras stand on the driving lanes of
+roads, never in buildings, cars or trees.
 """
 from __future__ import annotations
 

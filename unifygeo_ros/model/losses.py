@@ -5,7 +5,8 @@ Duplicates and semi-positives in a batch are **masked**: when query i's camera a
 InfoNCE (it is neither a positive nor a negative) and tile j is never offered to query i as a re-ranking
 candidate - unless ``loss.rerank_semi``: then the re-ranking candidates are the plain top K, as at test time, and
 every candidate that holds the camera is a right answer (a multi-positive listwise loss; the tile assignment
-after the re-ranker picks the one holding it centrally, see model/rerank.py). The caller passes that as a boolean ``exclude`` (B, B) matrix (see :func:`exclusion_mask`).
+after the re-ranker picks the one holding it centrally, see model/rerank.py). The caller passes that as a boolean
+``exclude`` (B, B) matrix (see :func:`exclusion_mask`).
 """
 from __future__ import annotations
 
@@ -174,11 +175,12 @@ class JointObjective(nn.Module):
             qs, top = arange[has_pos], top[has_pos]
             nq = int(qs.numel())
         if nq > 0:
-            target = (top == qs[:, None]).float().argmax(1)
-            if cfg.rerank_semi:
+            if cfg.rerank_semi:  # (nq, K) mask: the positive and every candidate holding the camera
                 target = top == qs[:, None]
                 if exclude is not None:
                     target = target | exclude[qs[:, None], top]
+            else:  # (nq,) slot of the positive
+                target = (top == qs[:, None]).float().argmax(1)
             gi, ai = qs.repeat_interleave(k), top.reshape(-1)
             g_sel, a_sel = gf.select(gi), af.select(ai)
             if cfg.rerank_detach:

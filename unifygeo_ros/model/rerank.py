@@ -97,6 +97,19 @@ def rerank_candidates(ranking: torch.Tensor, scores: torch.Tensor) -> torch.Tens
     return out
 
 
+def move_to_front(order: np.ndarray, slot: int) -> np.ndarray:
+    """``order`` (K,) with ``slot`` first and the others in their order (a new array of the same dtype)."""
+    order = np.asarray(order)
+    return np.concatenate([[slot], order[order != slot]]).astype(order.dtype)
+
+
+def consensus_params(model_cfg) -> tuple[float, float]:
+    """(radius m, temperature) of a model config's consensus step (radius 0 = off; configs without the fields, e.g.
+    stand-in models, count as off)."""
+    return (float(getattr(model_cfg, "consensus_radius_m", 0.0)),
+            float(getattr(model_cfg, "consensus_temperature", 1.0)))
+
+
 def centrality(centres_en_m: np.ndarray, tile_m, point_en_m: np.ndarray) -> np.ndarray:
     """(K,) Chebyshev distance of ``point_en_m`` (2,) from each tile centre (K, 2), in half tile sides
     (``tile_m``: scalar or (K,)): < 0.5 = in the tile's central quarter, <= 1 = inside the tile."""
@@ -115,7 +128,7 @@ def assign_tile(order: np.ndarray, centres_en_m: np.ndarray, tile_m, fix_en_m: n
     central = int(np.argmin(c))
     if not c[central] < c[best]:
         return order.copy()
-    return np.concatenate([[central], order[order != central]]).astype(order.dtype)
+    return move_to_front(order, central)
 
 
 def consensus_support(fixes_en_m: np.ndarray, scores: np.ndarray, radius_m: float,
@@ -145,5 +158,4 @@ def consensus_order(order: np.ndarray, fixes_en_m: np.ndarray, scores: np.ndarra
     order = np.asarray(order)
     if radius_m <= 0:
         return order.copy()
-    best = consensus_slot(order, fixes_en_m, scores, radius_m, temperature)
-    return np.concatenate([[best], order[order != best]]).astype(order.dtype)
+    return move_to_front(order, consensus_slot(order, fixes_en_m, scores, radius_m, temperature))
