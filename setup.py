@@ -53,7 +53,7 @@ setup(
     entry_points={
         "console_scripts": [
             "unifygeo = unifygeo_ros.cli:main",
-            "localizer_node = unifygeo_ros.node:main",
+            "localizer_node = unifygeo_ros.ros.node:main",
         ],
     },
 )

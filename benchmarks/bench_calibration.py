@@ -38,7 +38,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from unifygeo_ros.data.vigor import VigorDataset
-    from unifygeo_ros.evaluate import load_for_eval
+    from unifygeo_ros.offline.evaluate import load_for_eval
 
     torch.set_num_threads(2)
     model, cfg, meta = load_for_eval(args.checkpoint, "cpu")

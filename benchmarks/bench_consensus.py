@@ -35,7 +35,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     import torch
 
-    from unifygeo_ros.evaluate import load_for_eval
+    from unifygeo_ros.offline.evaluate import load_for_eval
 
     torch.set_num_threads(int(os.environ.get("UNIFYGEO_BENCH_THREADS", "2")))
     model, cfg, meta = load_for_eval(args.checkpoint, "auto")

@@ -3,7 +3,7 @@
     python benchmarks/bench_fov.py [--checkpoint models/demo --index models/demo/index] [--queries 40]
 
 For each query panorama (rendered at a known pose in the index's city, random heading) the localizer is run on:
-the full panorama; then on partial panoramas stitched (unifygeo_ros.stitch) from pinhole views of it for the
+the full panorama; then on partial panoramas stitched (unifygeo_ros.image.stitch) from pinhole views of it for the
 rigs below (the unseen part zero, as in ``input_mode: cameras``). Reports, per rig: horizontal coverage, median
 position error, recall within 5 / 10 m, median yaw error, mean score. No ROS needed.
 
@@ -49,8 +49,8 @@ def main() -> int:
     ap.add_argument("--device", default="auto")
     args = ap.parse_args()
     from unifygeo_ros import geo
-    from unifygeo_ros.localizer import Localizer
-    from unifygeo_ros.stitch import PanoramaStitcher, PinholeCamera, intrinsics_for_fov, pinhole_view
+    from unifygeo_ros.localization.localizer import Localizer
+    from unifygeo_ros.image.stitch import PanoramaStitcher, PinholeCamera, intrinsics_for_fov, pinhole_view
 
     world = build_world(Path(tempfile.mkdtemp(prefix="bench_fov_")), n_queries=args.queries)
     loc = Localizer.from_paths(args.index or world.index, args.checkpoint or world.checkpoint, device=args.device)

@@ -27,7 +27,7 @@ import numpy as np
 
 def variant(checkpoint: str, window: int):
     """The checkpoint's model with ``model.heading_window = window`` (same weights) as a ModelHandle."""
-    from unifygeo_ros.index.encode import from_model
+    from unifygeo_ros.model.handle import from_model
     from unifygeo_ros.model import build_model
     from unifygeo_ros.model.checkpoint import load_checkpoint
 
@@ -76,11 +76,11 @@ def main(argv=None) -> int:
 
     import torch
 
-    from unifygeo_ros.demo import demo_queries
+    from unifygeo_ros.offline.demo import demo_queries
     from unifygeo_ros.index import build as index_build
     from unifygeo_ros.index import store, tiles
-    from unifygeo_ros.localizer import Localizer
-    from unifygeo_ros.preprocess import load_image
+    from unifygeo_ros.localization.localizer import Localizer
+    from unifygeo_ros.image.preprocess import load_image
 
     torch.set_num_threads(int(os.environ.get("UNIFYGEO_BENCH_THREADS", "2")))
     errors = [float(v) for v in args.errors.split(",")]

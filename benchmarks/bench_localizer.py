@@ -54,7 +54,7 @@ def random_source(n_side: int = 9, tile_px: int = 320, tile_m: float = 70.0, cha
 
 
 def load_handle(checkpoint: str | None, device: str):
-    from unifygeo_ros.index.encode import from_model, load_model
+    from unifygeo_ros.model.handle import from_model, load_model
 
     if checkpoint and Path(checkpoint).exists():
         return load_model(checkpoint, device=device), f"checkpoint {checkpoint}"
@@ -91,7 +91,7 @@ def main(argv=None) -> int:
     from unifygeo_ros.index import build as index_build
     from unifygeo_ros.index import store
     from unifygeo_ros.index.tiles import vigor_tiles
-    from unifygeo_ros.localizer import STAGES, Localizer
+    from unifygeo_ros.localization.localizer import STAGES, Localizer
 
     handle, what = load_handle(args.checkpoint, args.device)
     source = (vigor_tiles(args.city, height=handle.aerial_channels == 4) if args.city
@@ -99,7 +99,7 @@ def main(argv=None) -> int:
     h, w = handle.ground_hw
     rng = np.random.default_rng(0)
     if args.city:
-        from unifygeo_ros.preprocess import load_image
+        from unifygeo_ros.image.preprocess import load_image
 
         files = sorted((Path(args.city) / "panorama").iterdir())[: args.fixes]
         panos = [load_image(f) for f in files]

@@ -55,7 +55,7 @@ def main() -> int:
     ckpt, index = args.checkpoint or world.checkpoint, args.index or world.index
     env = ros_subprocess_env(domain_id=unique_domain_id())
     exe = shutil.which("localizer_node", path=env["PATH"])
-    cmd = ([exe] if exe else [sys.executable, "-m", "unifygeo_ros.node"]) + [
+    cmd = ([exe] if exe else [sys.executable, "-m", "unifygeo_ros.ros.node"]) + [
         "--ros-args", "-r", "__ns:=/bench", "--params-file", str(ROOT / "config" / "localize.yaml"),
         "-p", f"checkpoint:={ckpt}", "-p", f"index:={index}", "-p", f"device:={args.device}",
         "-p", f"cpu_threads:={args.threads}", "-p", "min_score:=0.0",

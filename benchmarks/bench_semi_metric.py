@@ -30,7 +30,7 @@ def render_cases(seeds: list[int], samples: int, cfg) -> list[dict]:
     from unifygeo_ros.data import render as R
     from unifygeo_ros.data import synth as S
     from unifygeo_ros.data import world as W
-    from unifygeo_ros.preprocess import with_height
+    from unifygeo_ros.image.preprocess import with_height
 
     tile_m, px = float(cfg.data.tile_m), int(cfg.model.aerial_px)
     w = int(cfg.model.ground_hw[1])
@@ -61,7 +61,7 @@ def measure(checkpoint: str, cases: list[dict], tile_m: float) -> dict:
     import torch
 
     from unifygeo_ros.model.checkpoint import load_checkpoint
-    from unifygeo_ros.train import _to_model_input
+    from unifygeo_ros.offline.train import _to_model_input
 
     model, cfg, _ = load_checkpoint(checkpoint, map_location="cpu")
     m = cfg.model

@@ -8,7 +8,7 @@ Same-area cities are cities the training stream rendered (seeds ``SAME_AREA_SEED
 ``train.seed 0`` renders city seeds 0, 1, 2, ... at 280 m; every new panorama of such a city is a same-area query).
 Cross-area cities have seeds no training run uses (``CROSS_AREA_SEEDS``). Both are written with the stream's own
 city size, style rule, raster cell and image sizes, then read back through the VIGOR reader like real data, and
-evaluated with :func:`unifygeo_ros.evaluate.evaluate`: by default each city's queries against that city's own
+evaluated with :func:`unifygeo_ros.offline.evaluate.evaluate`: by default each city's queries against that city's own
 49 tiles (pooled over the five cities), or with ``--gallery joint`` one gallery of all five cities' tiles.
 Prints a Markdown table and writes the full reports as JSON.
 """
@@ -73,7 +73,7 @@ def evaluate_system(model, cfg, root: Path, cities: list[str], orientation: str,
     that city's own tiles (an index of the area the robot is in; the issue's "on a city"), and the per-query
     results are pooled; ``"joint"``: one gallery of every city's tiles."""
     from unifygeo_ros.data.vigor import VigorDataset
-    from unifygeo_ros.evaluate import evaluate, summarise
+    from unifygeo_ros.offline.evaluate import evaluate, summarise
 
     def dataset(names):
         return VigorDataset(str(root), names, split="cross", train=False,
@@ -128,7 +128,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from unifygeo_ros.evaluate import load_for_eval
+    from unifygeo_ros.offline.evaluate import load_for_eval
     from unifygeo_ros.model.decoupled import DecoupledModel
 
     torch.set_num_threads(int(os.environ.get("UNIFYGEO_BENCH_THREADS", "2")))

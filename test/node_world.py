@@ -81,7 +81,7 @@ def build_world(tmp: Path, n_queries: int = 4, seed: int = 0, use_demo: bool = T
     rng = np.random.default_rng(seed)
     demo = demo_paths() if use_demo else None
     if demo is not None:
-        from unifygeo_ros.demo import DEMO_SEED
+        from unifygeo_ros.offline.demo import DEMO_SEED
 
         ckpt, ix = demo
         meta = store.read_meta(ix)
@@ -112,7 +112,7 @@ def build_world(tmp: Path, n_queries: int = 4, seed: int = 0, use_demo: bool = T
     torch.manual_seed(seed)
     ckpt = tmp / "ckpt"
     save_checkpoint(ckpt, build_model(cfg), cfg)
-    from unifygeo_ros.index.encode import load_model
+    from unifygeo_ros.model.handle import load_model
 
     ix = tmp / "index"
     handle = load_model(ckpt, "cpu")
@@ -154,7 +154,7 @@ def distance_m(e0, n0, e1, n1) -> float:
 
 # ------------------------------------------------------------------------------------ talking to the node
 def image_fields(rgb: np.ndarray, encoding: str = "rgb8") -> dict:
-    from unifygeo_ros.image_codec import rgb_to_image_fields
+    from unifygeo_ros.image.codec import rgb_to_image_fields
 
     f = rgb_to_image_fields(rgb, encoding)
     f["data"] = base64.b64encode(f["data"]).decode()

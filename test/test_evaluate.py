@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from unifygeo_ros import evaluate as E
+from unifygeo_ros.offline import evaluate as E
 from unifygeo_ros.data.vigor import VigorDataset
 from unifygeo_ros.model import AerialFeatures, GroundFeatures
 from vigor_fixture import write_vigor_world

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from unifygeo_ros import fix_messages as fm
+from unifygeo_ros.ros import messages as fm
 from unifygeo_ros import geo
 
 COV_EN = np.array([[4.0, 1.5], [1.5, 9.0]])  # east var 4, north var 9, correlated

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from unifygeo_ros import preprocess as P
+from unifygeo_ros.image import preprocess as P
 from unifygeo_ros.config import Config, ConfigError
 from unifygeo_ros.data import height as H
 from unifygeo_ros.data import render as R
@@ -24,7 +24,7 @@ from vigor_fixture import write_one_city
 
 
 def _height_handle():
-    from unifygeo_ros.index.encode import from_model
+    from unifygeo_ros.model.handle import from_model
     from unifygeo_ros.model import build_model
 
     cfg = _tiny_cfg(aerial_height=True)
@@ -287,7 +287,7 @@ def test_orthophoto_dsm_is_cut_onto_the_same_tile_pixels(tmp_path):
 
 
 def test_toy_training_with_a_height_model_runs(tmp_path):
-    from unifygeo_ros.train import train
+    from unifygeo_ros.offline.train import train
 
     cfg = Config.from_dict({
         "model": _tiny_cfg(aerial_height=True).to_dict()["model"],

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from unifygeo_ros.errors import ImageError
-from unifygeo_ros.image_codec import (SUPPORTED_ENCODINGS, compressed_fields_to_rgb, cv_bridge_available,
+from unifygeo_ros.image.codec import (SUPPORTED_ENCODINGS, compressed_fields_to_rgb, cv_bridge_available,
                                       image_fields_to_rgb, image_msg_to_rgb, image_msg_to_rgb_via_cv_bridge,
                                       rgb_to_image_fields)
 

@@ -13,7 +13,7 @@ from unifygeo_ros import geo
 from unifygeo_ros.errors import DataFormatError, IndexFormatError
 from unifygeo_ros.index import build as index_build
 from unifygeo_ros.index import search, store, tiles
-from unifygeo_ros.index.encode import from_model
+from unifygeo_ros.model.handle import from_model
 
 from vigor_fixture import write_vigor_world
 

@@ -20,10 +20,10 @@ from unifygeo_ros import cli, geo
 from unifygeo_ros.errors import ImageError, IndexFormatError
 from unifygeo_ros.index import build as index_build
 from unifygeo_ros.index import store, tiles
-from unifygeo_ros.index.encode import from_model
-from unifygeo_ros.localizer import Fix, Localizer, Prior
+from unifygeo_ros.model.handle import from_model
+from unifygeo_ros.localization.localizer import Fix, Localizer, Prior
 from unifygeo_ros.model import AerialFeatures, GroundFeatures, MetricOutput
-from unifygeo_ros.preprocess import denormalize
+from unifygeo_ros.image.preprocess import denormalize
 
 from vigor_fixture import write_one_city
 
@@ -254,7 +254,7 @@ def test_fix_types_and_units(tiny, world):
 
 
 def test_bad_images_raise_image_errors(tiny, tmp_path):
-    from unifygeo_ros.preprocess import load_image
+    from unifygeo_ros.image.preprocess import load_image
 
     loc, _, _ = tiny
     with pytest.raises(ImageError, match="width/height"):
@@ -307,7 +307,7 @@ def test_cli_index_build_info_and_localize(tiny, world, tmp_path, capsys):
 
 def test_demo_runs_the_whole_chain(tiny, tmp_path):
     """``unifygeo demo`` on a small synthetic city: figures, picture, report, and a cached index the second time."""
-    from unifygeo_ros import demo
+    from unifygeo_ros.offline import demo
     from unifygeo_ros.model.checkpoint import save_checkpoint
 
     _, handle, cfg = tiny
@@ -348,7 +348,7 @@ def test_known_orientation_model_gets_the_panorama_rolled_to_north():
 def test_consensus_slot_chooses_the_map_that_gives_the_fix(oracle, monkeypatch):
     """With model.consensus_radius_m > 0 the localizer hands every candidate's fix (index frame) and re-rank score
     to consensus_slot, and the slot it returns gives the position, heading and evidence tile."""
-    import unifygeo_ros.localizer as L
+    import unifygeo_ros.localization.localizer as L
 
     locs, src, colors = oracle
     base = locs["features"]

@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from unifygeo_ros import metrics as M
+from unifygeo_ros.offline import metrics as M
 
 
 def _rank(scores, pos, semi=None, **kw):

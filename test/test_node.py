@@ -39,7 +39,7 @@ STARTUP_TIMEOUT_S = 120.0
 def node_command(env: dict) -> list[str]:
     """The console script on PATH (what a pip install provides), else the module."""
     exe = shutil.which("localizer_node", path=env.get("PATH"))
-    return [exe] if exe else [sys.executable, "-m", "unifygeo_ros.node"]
+    return [exe] if exe else [sys.executable, "-m", "unifygeo_ros.ros.node"]
 
 
 class NodeProc:
@@ -202,7 +202,7 @@ def test_fixes_are_the_localizers_and_follow_rep103(world, driver):
     from node_world import distance_m, heading_error_deg
 
     from unifygeo_ros.geo import heading_to_yaw_deg
-    from unifygeo_ros.localizer import Localizer
+    from unifygeo_ros.localization.localizer import Localizer
 
     loc = Localizer.from_paths(world.index, world.checkpoint, device="cpu")
     errors, heading_errors = [], []
@@ -225,7 +225,7 @@ def test_compressed_jpeg_input(world, driver):
 
 
 def test_camera_rig_is_stitched_and_localized(world, driver):
-    from unifygeo_ros.stitch import PinholeCamera, intrinsics_for_fov, pinhole_view
+    from unifygeo_ros.image.stitch import PinholeCamera, intrinsics_for_fov, pinhole_view
 
     k = intrinsics_for_fov(RIG_W, RIG_H, RIG_HFOV_DEG)
     q = world.queries[0]
@@ -377,7 +377,7 @@ def test_startup_failure_is_one_clear_message_and_a_nonzero_exit(world, env, cas
 
 def test_heading_source_follows_the_checkpoint_orientation_setting():
     from unifygeo_ros.errors import UnifyGeoError
-    from unifygeo_ros.node import resolve_heading_source
+    from unifygeo_ros.ros.node import resolve_heading_source
 
     assert resolve_heading_source("auto", known_orientation=False) == "model"
     assert resolve_heading_source("auto", known_orientation=True) == "imu"
@@ -393,7 +393,7 @@ def test_imu_heading_turns_the_panorama_and_is_the_published_heading(world, driv
     from node_world import heading_error_deg
 
     from unifygeo_ros import geo
-    from unifygeo_ros.preprocess import roll_panorama
+    from unifygeo_ros.image.preprocess import roll_panorama
 
     t0 = time.time_ns()
     driver.call("publish", topic="/imu/image", kind="image", fields=image_fields(world.queries[0].rgb))
@@ -419,7 +419,7 @@ def test_shutdown_race_in_spin_is_a_clean_exit(monkeypatch):
     import rclpy
     from rclpy.node import Node
 
-    from unifygeo_ros import node as N
+    from unifygeo_ros.ros import node as N
 
     class Stub(Node):
         def __init__(self):

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from unifygeo_ros.errors import ImageError, IndexFormatError, UnifyGeoError
-from unifygeo_ros.localizer import Prior
-from unifygeo_ros.node_params import NodeSettings
-from unifygeo_ros.pipeline_worker import (Frame, LatestFrameWorker, LocalizationPipeline, PipelineStats,
+from unifygeo_ros.localization.localizer import Prior
+from unifygeo_ros.ros.params import NodeSettings
+from unifygeo_ros.localization.pipeline import (Frame, LatestFrameWorker, LocalizationPipeline, PipelineStats,
                                           PriorSettings, PriorTracker, Throttle, error_kind, load_pipeline)
 
 PANO = np.zeros((32, 64, 3), np.uint8)
@@ -231,7 +231,7 @@ def tiny_model_and_index(tmp_path_factory):
     from unifygeo_ros.config import Config
     from unifygeo_ros.index import build as index_build
     from unifygeo_ros.index import tiles
-    from unifygeo_ros.index.encode import load_model
+    from unifygeo_ros.model.handle import load_model
     from unifygeo_ros.model import build_model
     from unifygeo_ros.model.checkpoint import save_checkpoint
     from vigor_fixture import write_vigor_world

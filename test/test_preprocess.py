@@ -8,7 +8,7 @@ import torch
 
 from unifygeo_ros import geo
 from unifygeo_ros.errors import ImageError
-from unifygeo_ros.preprocess import (
+from unifygeo_ros.image.preprocess import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     aerial_tensor,

@@ -18,7 +18,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer  # noqa: E402
 
 from unifygeo_ros import bags, cli, geo, trajectory  # noqa: E402
 from unifygeo_ros.errors import UnifyGeoError  # noqa: E402
-from unifygeo_ros.replay import ReplayConfig, replay  # noqa: E402
+from unifygeo_ros.rosbag.replay import ReplayConfig, replay  # noqa: E402
 
 from vigor_fixture import write_one_city  # noqa: E402
 
@@ -42,7 +42,7 @@ def index_dir(world, tmp_path_factory):
     from unifygeo_ros.config import Config
     from unifygeo_ros.index import build as index_build
     from unifygeo_ros.index import tiles
-    from unifygeo_ros.index.encode import load_model
+    from unifygeo_ros.model.handle import load_model
     from unifygeo_ros.model import build_model
     from unifygeo_ros.model.checkpoint import save_checkpoint
 
@@ -60,7 +60,7 @@ def index_dir(world, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def localizer(index_dir):
-    from unifygeo_ros.localizer import Localizer
+    from unifygeo_ros.localization.localizer import Localizer
 
     return Localizer.from_paths(index_dir, device="cpu")
 
@@ -308,7 +308,7 @@ def _demo_city_geo_json(tmp_path):
 @pytest.mark.skipif(not _HAVE_RENDER, reason="unifygeo_ros.data.render (render_panorama) not available yet")
 @pytest.mark.parametrize("storage,compressed", [("sqlite3", False), ("mcap", True)])
 def test_bag_synth_writes_a_drive_rosbags_reads_back(tmp_path, storage, compressed):
-    from unifygeo_ros.bag_synth import (FIX_TOPIC as SFIX, GEOPOSE_TOPIC as SGEO, IMAGE_TOPIC, ODOM_TOPIC as SODOM,
+    from unifygeo_ros.rosbag.synth import (FIX_TOPIC as SFIX, GEOPOSE_TOPIC as SGEO, IMAGE_TOPIC, ODOM_TOPIC as SODOM,
                                         SynthBagConfig, synth_bag)
 
     city_dir, origin = _demo_city_geo_json(tmp_path)
@@ -359,7 +359,7 @@ def test_live_replay_scores_the_running_node_like_the_in_process_localizer(tmp_p
     ok, why = ros_available()
     if not ok:
         pytest.skip(why)
-    from unifygeo_ros.bag_synth import GEOPOSE_TOPIC, SynthBagConfig, synth_bag
+    from unifygeo_ros.rosbag.synth import GEOPOSE_TOPIC, SynthBagConfig, synth_bag
 
     w = build_world(tmp_path / "world", n_queries=1, use_demo=False)
     rec = synth_bag(SynthBagConfig(data=str(tmp_path / "world" / "data" / CITY), out=str(tmp_path / "bag"),
@@ -372,7 +372,7 @@ def test_live_replay_scores_the_running_node_like_the_in_process_localizer(tmp_p
             "-p", f"heading_source:={'north_aligned' if w.known_orientation else 'auto'}"]
     log = tmp_path / "node.log"
     with open(log, "w") as fh:
-        node = subprocess.Popen([sys.executable, "-m", "unifygeo_ros.node", *args], env=env, stdout=fh,
+        node = subprocess.Popen([sys.executable, "-m", "unifygeo_ros.ros.node", *args], env=env, stdout=fh,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 240
@@ -410,7 +410,7 @@ def test_live_without_a_running_node_is_a_clear_error(world, tmp_path):
     bag = write_drive_bag(tmp_path / "drive", world)
     cfg = _cfg(bag, None, tmp_path / "out", live=True, node_input="unifygeo_replay_test_no_node_image",
                node_output="fix")
-    from unifygeo_ros import replay as replay_mod
+    from unifygeo_ros.rosbag import replay as replay_mod
 
     orig = replay_mod.LiveNodeClient.__init__.__defaults__
     try:
@@ -422,7 +422,7 @@ def test_live_without_a_running_node_is_a_clear_error(world, tmp_path):
 
 
 def test_prior_mode_passes_the_previous_fix_to_the_localizer(world, index_dir, localizer, tmp_path):
-    from unifygeo_ros.localizer import Prior
+    from unifygeo_ros.localization.localizer import Prior
 
     seen = []
     orig = localizer.localize
@@ -445,7 +445,7 @@ def test_prior_mode_passes_the_previous_fix_to_the_localizer(world, index_dir, l
 def test_bag_synth_drives_inside_the_tiled_region_of_the_map(tmp_path):
     """The recorded drive stays where the map's tiles can answer (the region whose tiles' central quarters hold
     the cameras, as in VIGOR), not along the city's edge outside every tile."""
-    from unifygeo_ros.bag_synth import GEOPOSE_TOPIC as SGEO, SynthBagConfig, synth_bag
+    from unifygeo_ros.rosbag.synth import GEOPOSE_TOPIC as SGEO, SynthBagConfig, synth_bag
 
     city_dir, origin = _demo_city_geo_json(tmp_path)
     synth_bag(SynthBagConfig(data=str(city_dir), out=str(tmp_path / "bag"), storage="mcap", frames=40,

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from unifygeo_ros.errors import ImageError
-from unifygeo_ros.image_codec import rgb_to_image_fields
-from unifygeo_ros.node_params import NodeSettings
-from unifygeo_ros.preprocess import column_azimuths_deg
-from unifygeo_ros.stitch import (PanoramaStitcher, PinholeCamera, RigFrame, intrinsics_for_fov, pinhole_view)
+from unifygeo_ros.image.codec import rgb_to_image_fields
+from unifygeo_ros.ros.params import NodeSettings
+from unifygeo_ros.image.preprocess import column_azimuths_deg
+from unifygeo_ros.image.stitch import (PanoramaStitcher, PinholeCamera, RigFrame, intrinsics_for_fov, pinhole_view)
 
 W = 256
 

@@ -13,7 +13,7 @@ import yaml
 
 from unifygeo_ros.config import Config, ConfigError
 from unifygeo_ros.model.checkpoint import load_checkpoint, read_meta, read_weights
-from unifygeo_ros.train import ToyPairs, _to_model_input, train
+from unifygeo_ros.offline.train import ToyPairs, _to_model_input, train
 
 from test_model import TINY_MODEL
 
@@ -113,7 +113,7 @@ def test_set_overrides_one_config_value_and_rejects_malformed_ones(tmp_path):
     import argparse
 
     from unifygeo_ros.errors import UnifyGeoError
-    from unifygeo_ros.train import config_from_args, configure_parser
+    from unifygeo_ros.offline.train import config_from_args, configure_parser
 
     p = argparse.ArgumentParser()
     configure_parser(p)
@@ -148,7 +148,7 @@ def test_synthetic_stream_smoke(tmp_path):
 
 def test_augmentations_keep_both_views_and_labels_consistent():
     from unifygeo_ros.model import offset_to_cell
-    from unifygeo_ros.train import prepare_batch
+    from unifygeo_ros.offline.train import prepare_batch
 
     cfg = Config.from_dict({"model": TINY_MODEL, "data": {"rot90_aerial": True, "roll_ground": True}})
     a_px = cfg.model.aerial_px

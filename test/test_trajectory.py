@@ -6,7 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from unifygeo_ros import geo, trajectory as tr
+from unifygeo_ros import geo
+from unifygeo_ros.rosbag import trajectory as tr
 
 S = 1_000_000_000  # ns per second
 

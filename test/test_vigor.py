@@ -25,7 +25,7 @@ from unifygeo_ros.data.vigor import (
     read_label_file,
 )
 from unifygeo_ros.errors import DataFormatError, ImageError
-from unifygeo_ros.preprocess import denormalize
+from unifygeo_ros.image.preprocess import denormalize
 
 from vigor_fixture import ORIGINAL_LABEL_ERROR_PX, write_vigor_world
 

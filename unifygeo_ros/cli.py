@@ -15,13 +15,13 @@ from unifygeo_ros.errors import UnifyGeoError
 COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("unifygeo_ros.info", "print versions, device, and whether ROS 2 / CUDA / faiss-GPU are available"),
     "synth": ("unifygeo_ros.data.synth", "render a synthetic city in the VIGOR on-disk layout"),
-    "train": ("unifygeo_ros.train", "train the UnifyGeo model (retrieval + metric localization + re-ranking)"),
-    "eval": ("unifygeo_ros.evaluate", "evaluate a checkpoint on VIGOR-layout data: retrieval, metric, hierarchical"),
+    "train": ("unifygeo_ros.offline.train", "train the UnifyGeo model (retrieval + metric localization + re-ranking)"),
+    "eval": ("unifygeo_ros.offline.evaluate", "evaluate a checkpoint on VIGOR-layout data: retrieval, metric, hierarchical"),
     "index": ("unifygeo_ros.index.build", "build, merge or describe an aerial index (unifygeo index build|merge|info)"),
-    "localize": ("unifygeo_ros.localizer", "localize panoramas against an aerial index and print the fixes"),
-    "demo": ("unifygeo_ros.demo", "run the whole chain on the embedded demo city: accuracy, latency, a picture"),
-    "bag": ("unifygeo_ros.bag_synth", "rosbag2 tools: record a synthetic drive through a city (unifygeo bag synth)"),
-    "replay": ("unifygeo_ros.replay", "localize a rosbag2 recording and score it against its ground truth"),
+    "localize": ("unifygeo_ros.localization.localizer", "localize panoramas against an aerial index and print the fixes"),
+    "demo": ("unifygeo_ros.offline.demo", "run the whole chain on the embedded demo city: accuracy, latency, a picture"),
+    "bag": ("unifygeo_ros.rosbag.synth", "rosbag2 tools: record a synthetic drive through a city (unifygeo bag synth)"),
+    "replay": ("unifygeo_ros.rosbag.replay", "localize a rosbag2 recording and score it against its ground truth"),
 }
 
 

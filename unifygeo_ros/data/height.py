@@ -8,7 +8,7 @@ in metres (read with ``allow_pickle=False``) is accepted as well. ``unifygeo syn
 a DSM/DTM of their map writes ``DSM - DTM`` the same way, or gives ``unifygeo index build --dsm`` a raster.
 
 Internally the height travels with the tile as a packed uint8 4th channel
-(:func:`unifygeo_ros.preprocess.with_height`, 0.5 m steps up to 127.5 m).
+(:func:`unifygeo_ros.image.preprocess.with_height`, 0.5 m steps up to 127.5 m).
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from unifygeo_ros.errors import DataFormatError
-from unifygeo_ros.preprocess import load_image, with_height
+from unifygeo_ros.image.preprocess import load_image, with_height
 
 HEIGHT_DIR = "satellite_height"
 HEIGHT_EXTENSIONS = (".png", ".tif", ".tiff", ".npy")

@@ -30,7 +30,7 @@ from unifygeo_ros.data import render as R
 from unifygeo_ros.data import synth as S
 from unifygeo_ros.data import world as W
 from unifygeo_ros.errors import UnifyGeoError
-from unifygeo_ros.preprocess import with_height
+from unifygeo_ros.image.preprocess import with_height
 
 
 class CityStream(IterableDataset):
@@ -59,7 +59,7 @@ class CityStream(IterableDataset):
         ground_lightings: number of street-level lighting variants per city (another sun each).
         camera_height_m: panorama camera height.
         aerial_height: the tile carries a 4th channel, the surface height above ground packed by
-            :func:`unifygeo_ros.preprocess.pack_height` (for models with ``model.aerial_height``).
+            :func:`unifygeo_ros.image.preprocess.pack_height` (for models with ``model.aerial_height``).
         semi_fraction: probability (0..1) that a sample's tile is a random semi-positive instead of the
             positive (``"positive"`` in the item says which); 0 = VIGOR positives only (the stream is then
             the same, draw for draw, as without the option).

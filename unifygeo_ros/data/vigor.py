@@ -40,7 +40,7 @@ from torch.utils.data import Dataset
 from unifygeo_ros import geo
 from unifygeo_ros.errors import DataFormatError
 from unifygeo_ros.data.height import load_aerial
-from unifygeo_ros.preprocess import (
+from unifygeo_ros.image.preprocess import (
     aerial_tensor,
     load_image,
     normalize_to_tensor,

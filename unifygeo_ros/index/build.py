@@ -17,7 +17,7 @@ import numpy as np
 
 from unifygeo_ros.errors import DataFormatError, IndexFormatError
 from unifygeo_ros.index import store
-from unifygeo_ros.index.encode import ModelHandle, aerial_to_arrays, load_model
+from unifygeo_ros.model.handle import ModelHandle, aerial_to_arrays, load_model
 from unifygeo_ros.index.search import SEARCH_KINDS
 from unifygeo_ros.index.tiles import TileSource, orthophoto_tiles, vigor_tiles
 

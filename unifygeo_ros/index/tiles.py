@@ -88,7 +88,7 @@ class TileSource:
 
 
 def _read_rgb(path: Path) -> np.ndarray:
-    from unifygeo_ros.preprocess import load_image
+    from unifygeo_ros.image.preprocess import load_image
 
     return load_image(path)
 
@@ -403,7 +403,7 @@ def orthophoto_tiles(path: str | Path, tile_m: float = 70.0, stride_m: float = 3
     params = {"stride_m": float(stride_m), "crs": raster.crs_wkt[:80], "native_gsd_m": native_gsd,
               "min_coverage": float(min_coverage)}
     if dsm is not None:
-        from unifygeo_ros.preprocess import with_height
+        from unifygeo_ros.image.preprocess import with_height
 
         read_dsm = _tile_reader(_Geo(open_raster(dsm, dsm_crs, kind="height"), origin), centres, tile_m, tile_px)
 

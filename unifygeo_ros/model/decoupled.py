@@ -3,7 +3,7 @@
 Prior hierarchical systems use one model for retrieval and another for metric localization. This wrapper
 combines a *retrieval-only* checkpoint (trained with the InfoNCE loss alone) and a *localization-only* checkpoint
 (position + orientation losses alone) behind the same inference API as :class:`~unifygeo_ros.model.unifygeo.UnifyGeo`,
-so :func:`unifygeo_ros.evaluate.evaluate` scores both systems with the same code. There is no trained re-ranker
+so :func:`unifygeo_ros.offline.evaluate.evaluate` scores both systems with the same code. There is no trained re-ranker
 in a decoupled system: :meth:`rerank_scores` returns the retrieval cosine, so "re-ranked" equals retrieval order.
 """
 from __future__ import annotations

@@ -164,11 +164,11 @@ class PriorSettings:
 
 
 class PriorTracker:
-    """The previous published fix, turned into a :class:`~unifygeo_ros.localizer.Prior` (see module docstring)."""
+    """The previous published fix, turned into a :class:`~unifygeo_ros.localization.localizer.Prior` (see module docstring)."""
 
     def __init__(self, settings: PriorSettings, prior_cls=None):
         if prior_cls is None:
-            from unifygeo_ros.localizer import Prior as prior_cls  # noqa: N813
+            from unifygeo_ros.localization.localizer import Prior as prior_cls  # noqa: N813
         self.settings = settings
         self._prior_cls = prior_cls
         self._fix = None
@@ -316,7 +316,7 @@ class LocalizationPipeline:
         self.stats = stats or PipelineStats()
 
     def process(self, frame: Frame) -> Outcome:
-        from unifygeo_ros.preprocess import validate_panorama
+        from unifygeo_ros.image.preprocess import validate_panorama
 
         t0 = time.perf_counter()
         prior = None
@@ -400,16 +400,16 @@ class StartupInfo:
 
 
 def load_pipeline(settings, stats: PipelineStats | None = None) -> tuple[LocalizationPipeline, StartupInfo]:
-    """Load the checkpoint and the index once (``settings``: :class:`~unifygeo_ros.node_params.NodeSettings`)
+    """Load the checkpoint and the index once (``settings``: :class:`~unifygeo_ros.ros.params.NodeSettings`)
     and wire the pipeline. Raises one :class:`~unifygeo_ros.errors.UnifyGeoError` for a missing or mismatched
     model or index."""
-    from unifygeo_ros.node_params import resolve_model_paths
+    from unifygeo_ros.ros.params import resolve_model_paths
 
     t0 = time.perf_counter()
     ckpt, index_dir = resolve_model_paths(settings.checkpoint, settings.index)
     import torch
 
-    from unifygeo_ros.localizer import Localizer
+    from unifygeo_ros.localization.localizer import Localizer
 
     if settings.cpu_threads > 0:
         torch.set_num_threads(int(settings.cpu_threads))

@@ -2,7 +2,7 @@
 
 :class:`ModelHandle` bundles the network with its identity hash (what an index records and checks), its
 configuration, the device (``auto``: CUDA when available) and the precision (float16 on CUDA, float32 on CPU).
-It turns RGB ``uint8`` images into network inputs through :mod:`unifygeo_ros.preprocess` - the one path every
+It turns RGB ``uint8`` images into network inputs through :mod:`unifygeo_ros.image.preprocess` - the one path every
 image takes - and aerial features to and from the arrays an index stores.
 """
 from __future__ import annotations
@@ -93,13 +93,13 @@ class ModelHandle:
 
     # ---- inputs -----------------------------------------------------------------------------------------------
     def aerial_batch(self, tiles: list[np.ndarray]) -> torch.Tensor:
-        from unifygeo_ros.preprocess import aerial_tensor
+        from unifygeo_ros.image.preprocess import aerial_tensor
 
         x = torch.stack([aerial_tensor(t, self.aerial_px, self.aerial_channels) for t in tiles])
         return x.to(self.device, self.dtype, non_blocking=True)
 
     def ground_batch(self, panoramas: list[np.ndarray]) -> torch.Tensor:
-        from unifygeo_ros.preprocess import ground_tensor
+        from unifygeo_ros.image.preprocess import ground_tensor
 
         x = torch.stack([ground_tensor(p, self.ground_hw) for p in panoramas])
         return x.to(self.device, self.dtype, non_blocking=True)

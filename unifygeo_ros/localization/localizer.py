@@ -49,7 +49,7 @@ import torch
 from unifygeo_ros import geo
 from unifygeo_ros.errors import ImageError, IndexFormatError, UnifyGeoError
 from unifygeo_ros.index import store
-from unifygeo_ros.index.encode import ModelHandle, arrays_to_aerial, load_model
+from unifygeo_ros.model.handle import ModelHandle, arrays_to_aerial, load_model
 from unifygeo_ros.model.rerank import assign_tile, consensus_params, consensus_slot, move_to_front
 
 STAGES = ("preprocess", "encode", "search", "localize", "rerank", "total")
@@ -279,7 +279,7 @@ class Localizer:
         heading is None or 0, and for unknown-orientation models, which estimate the heading themselves)."""
         if not self.known_orientation:
             return images
-        from unifygeo_ros.preprocess import roll_panorama, validate_panorama
+        from unifygeo_ros.image.preprocess import roll_panorama, validate_panorama
 
         out = []
         for img, h in zip(images, headings):
@@ -361,7 +361,7 @@ def _format_fix(name: str, fix: Fix) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from unifygeo_ros.preprocess import load_image
+    from unifygeo_ros.image.preprocess import load_image
 
     prior = None
     if args.prior:

@@ -9,9 +9,9 @@ Subscribes (sensor-data QoS, relative names): ``image`` (sensor_msgs/Image, inpu
 (sensor_msgs/NavSatFix), ``pose`` (geometry_msgs/PoseWithCovarianceStamped in the local ENU ``map`` frame),
 and ``/diagnostics``. docs/NODE.md describes every parameter, topic, covariance and the robot_localization set-up.
 
-The work is done by plain objects: :mod:`unifygeo_ros.pipeline_worker` (inference thread, prior, stats),
-:mod:`unifygeo_ros.image_codec`, :mod:`unifygeo_ros.stitch`, :mod:`unifygeo_ros.fix_messages`,
-:mod:`unifygeo_ros.node_params`.
+The work is done by plain objects: :mod:`unifygeo_ros.localization.pipeline` (inference thread, prior, stats),
+:mod:`unifygeo_ros.image.codec`, :mod:`unifygeo_ros.image.stitch`, :mod:`unifygeo_ros.ros.messages`,
+:mod:`unifygeo_ros.ros.params`.
 """
 from __future__ import annotations
 
@@ -30,11 +30,12 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Imu, NavSatFix, NavSatStatus
 
-from unifygeo_ros import fix_messages, geo
+from unifygeo_ros import geo
+from unifygeo_ros.ros import messages as fix_messages
 from unifygeo_ros.errors import ImageError, UnifyGeoError
-from unifygeo_ros.image_codec import compressed_fields_to_rgb, image_msg_to_rgb
-from unifygeo_ros.node_params import PARAMETERS, NodeSettings
-from unifygeo_ros.pipeline_worker import (Frame, LatestFrameWorker, PipelineStats, Throttle, error_kind,
+from unifygeo_ros.image.codec import compressed_fields_to_rgb, image_msg_to_rgb
+from unifygeo_ros.ros.params import PARAMETERS, NodeSettings
+from unifygeo_ros.localization.pipeline import (Frame, LatestFrameWorker, PipelineStats, Throttle, error_kind,
                                           load_pipeline)
 
 
@@ -157,7 +158,7 @@ class LocalizerNode(Node):
         self._offer(msg.header.stamp, lambda: compressed_fields_to_rgb(msg.format, msg.data), "image/compressed")
 
     def _on_camera_image(self, name: str, msg: Image) -> None:
-        from unifygeo_ros.stitch import RigFrame
+        from unifygeo_ros.image.stitch import RigFrame
 
         self._rig_images[name] = msg
         frame = RigFrame.collect(self.settings, self._rig_images, self._rig_infos, self._rig_last_stamp)

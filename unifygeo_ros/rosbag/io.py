@@ -9,7 +9,7 @@ ROS-free (pure Python through ``rosbags``): replay and bag synthesis run on mach
   ``third_party/geographic_msgs/msg/`` when that folder exists. Bags written with :func:`make_typestore` embed
   every definition (sqlite3: ``message_definitions`` table; MCAP: ``ros2msg`` schemas), so ``ros2 bag`` and
   rosbags read them back without this module.
-* Images are ``uint8 H x W x 3`` **RGB** arrays throughout the project (:mod:`unifygeo_ros.preprocess`).
+* Images are ``uint8 H x W x 3`` **RGB** arrays throughout the project (:mod:`unifygeo_ros.image.preprocess`).
 """
 from __future__ import annotations
 
@@ -160,7 +160,7 @@ def image_msg_to_rgb(msg: Any) -> np.ndarray:
 
 def compressed_msg_to_rgb(msg: Any) -> np.ndarray:
     """``sensor_msgs/CompressedImage`` (JPEG/PNG) -> ``uint8 H x W x 3`` RGB (:class:`ImageError` if corrupt)."""
-    from unifygeo_ros.preprocess import decode_image_bytes
+    from unifygeo_ros.image.preprocess import decode_image_bytes
 
     data = msg.data.tobytes() if isinstance(msg.data, np.ndarray) else bytes(msg.data)
     return decode_image_bytes(data, f"sensor_msgs/CompressedImage ({msg.format or 'no format'})")

@@ -2,7 +2,7 @@
 
 The node hands over the fields of a ``sensor_msgs/Image`` (``encoding, height, width, step, is_bigendian,
 data``) or of a ``sensor_msgs/CompressedImage`` (``format, data``); this module turns them into the
-``H x W x 3`` RGB ``uint8`` array every image of the project is (:mod:`unifygeo_ros.preprocess`). Anything
+``H x W x 3`` RGB ``uint8`` array every image of the project is (:mod:`unifygeo_ros.image.preprocess`). Anything
 unusable raises one :class:`~unifygeo_ros.errors.ImageError` whose message says what is wrong.
 
 Encodings (REP-118 / sensor_msgs ``image_encodings``):
@@ -138,7 +138,7 @@ def compressed_fields_to_rgb(fmt: str, data, what: str = "compressed image") -> 
     ``format`` is informative only (``"jpeg"``, ``"rgb8; jpeg compressed bgr8"``, ...): the bytes say what
     they are. Depth formats (``compressedDepth``) are refused.
     """
-    from unifygeo_ros.preprocess import decode_image_bytes
+    from unifygeo_ros.image.preprocess import decode_image_bytes
 
     if "compresseddepth" in (fmt or "").lower().replace(" ", ""):
         raise ImageError(f"{what}: format {fmt!r} is a depth image, not a colour panorama")

@@ -5,7 +5,7 @@
    ``OUT/data``);
 3. an aerial index of the city's tiles (``unifygeo index build``; cached under ``OUT/index``, rebuilt when the
    model or the city changed);
-4. its panoramas localized one at a time by :class:`~unifygeo_ros.localizer.Localizer`;
+4. its panoramas localized one at a time by :class:`~unifygeo_ros.localization.localizer.Localizer`;
 5. accuracy - median position error, recall within 1/5/10 m, retrieval R@1 (the descriptor top-1 is the positive
    tile) and after re-ranking (the fix's ``tile_id``; before the tile assignment: its ``evidence_tile_id``, the
    candidate whose map gave the fix - the re-ranker's top-1, or the consensus' choice),
@@ -145,7 +145,7 @@ def aerial_mosaic(city_dir: Path, index, m_per_px: float = 0.5) -> tuple[np.ndar
     """The city's aerial map assembled from its tiles' central stride-sized parts; (image, extent e0,e1,n0,n1)."""
     import cv2
 
-    from unifygeo_ros.preprocess import load_image
+    from unifygeo_ros.image.preprocess import load_image
 
     tile_m = index.tile_m
     en = index.en_m
@@ -279,9 +279,9 @@ def run_demo(checkpoint: str | Path | None = None, out: str | Path = "out/demo",
              seed: int = DEMO_SEED, size_m: float = 300.0, panos: int = 100, device: str = "auto",
              batch_size: int = 32, replay_frames: int = 40) -> DemoReport:
     """The whole chain (see the module docstring); returns the report and writes the picture and the JSON."""
-    from unifygeo_ros.index.encode import load_model
-    from unifygeo_ros.localizer import Localizer
-    from unifygeo_ros.preprocess import load_image
+    from unifygeo_ros.model.handle import load_model
+    from unifygeo_ros.localization.localizer import Localizer
+    from unifygeo_ros.image.preprocess import load_image
 
     out = Path(out)
     ckpt = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
@@ -332,8 +332,8 @@ def replay_drive(loc, city_dir: Path, out: Path, frames: int) -> dict:
     The panoramas are north-aligned (what ``heading_source: imu`` makes of a vehicle's panorama before the
     network sees it), so known-orientation models replay too; ground truth is ``/gt/geopose`` (the camera pose).
     """
-    from unifygeo_ros.bag_synth import GEOPOSE_TOPIC, SynthBagConfig, synth_bag
-    from unifygeo_ros.replay import ReplayConfig, replay
+    from unifygeo_ros.rosbag.synth import GEOPOSE_TOPIC, SynthBagConfig, synth_bag
+    from unifygeo_ros.rosbag.replay import ReplayConfig, replay
 
     bag = out / "drive"
     if bag.exists():

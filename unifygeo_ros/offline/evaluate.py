@@ -6,7 +6,7 @@ Stages (each a plain function; :func:`evaluate` chains them, :func:`run` is the 
    features go to an :class:`AerialFeatureCache` bounded in bytes (tiles evicted from it are re-encoded on demand).
 2. Query batches (:func:`evaluate_batch`), so memory is bounded by the batch, never by Q x R:
    a. encode the panoramas;
-   b. **retrieval**: descriptor cosines against the gallery (:func:`unifygeo_ros.metrics.rank_queries`, itself
+   b. **retrieval**: descriptor cosines against the gallery (:func:`unifygeo_ros.offline.metrics.rank_queries`, itself
       chunked by a byte budget): rank of the positive, hit flag, top-K list;
    c. **task-isolated metric localization**: localize against the TRUE positive tile; error = distance between
       the predicted offset and the label offset (metres), heading error (degrees, wrap-aware);
@@ -23,7 +23,7 @@ Stages (each a plain function; :func:`evaluate` chains them, :func:`run` is the 
       with ``model.consensus_radius_m`` > 0 takes the fix from the candidate whose fix the other candidates agree
       with most (:func:`unifygeo_ros.model.rerank.consensus_slot`), not from the learned top-1.
    Heading errors are reported in both orientation settings (known: the true heading is 0, north-aligned).
-3. Summaries (:mod:`unifygeo_ros.metrics`) with their invariants asserted, into an :class:`EvalReport`.
+3. Summaries (:mod:`unifygeo_ros.offline.metrics`) with their invariants asserted, into an :class:`EvalReport`.
 
 The model interface used: ``encode_ground(x)``, ``encode_aerial(x)`` (feature dataclasses with a ``descriptor``
 (B, D) field; other fields tensors or lists of tensors with the batch first), ``localize(ground, aerial)``
@@ -46,7 +46,7 @@ import numpy as np
 import torch
 
 from unifygeo_ros import geo
-from unifygeo_ros import metrics as M
+from unifygeo_ros.offline import metrics as M
 from unifygeo_ros.errors import UnifyGeoError
 from unifygeo_ros.model.rerank import assign_tile, consensus_order, consensus_params
 
@@ -375,7 +375,7 @@ def evaluate(model, query_ds, gallery_ds=None, *, top_k: int = DEFAULT_TOP_K, ba
 
     The model runs on the device and in the dtype of its parameters. ``query_indices`` restricts the queries
     (``--limit``); the gallery is always complete. ``num_examples`` queries are kept in ``report.examples`` for
-    :mod:`unifygeo_ros.plots`. Per-query arrays are in ``report.per_query``. ``tile_assignment``: after the
+    :mod:`unifygeo_ros.offline.plots`. Per-query arrays are in ``report.per_query``. ``tile_assignment``: after the
     learned re-ranking, put first the candidate that holds the fix most centrally (needs the gallery's
     ``tile_latlon``; without it, or with False, the learned order is the re-ranked list).
     """
@@ -463,8 +463,8 @@ def summarise(per: dict[str, np.ndarray], gallery_size: int, top_k: int, *, gall
 
 
 def _to_plot_example(e: dict, gallery_ds):
-    from unifygeo_ros.plots import LocalizationExample
-    from unifygeo_ros.preprocess import denormalize
+    from unifygeo_ros.offline.plots import LocalizationExample
+    from unifygeo_ros.image.preprocess import denormalize
 
     tile = denormalize(gallery_ds[e["tile_index"]]["aerial"])
     verdict = "right tile" if e["correct"] else "wrong tile"
@@ -478,7 +478,7 @@ def _to_plot_example(e: dict, gallery_ds):
 
 def save_report_plots(report: M.EvalReport, out_dir: str | Path) -> list[Path]:
     """The error CDF (hierarchical with / without re-rank, isolated) and the kept examples."""
-    from unifygeo_ros.plots import save_eval_plots
+    from unifygeo_ros.offline.plots import save_eval_plots
 
     p = report.per_query
     errors = {"hierarchical + re-rank": p["hier_err_m"][:, 1], "hierarchical, no re-rank": p["hier_err_m"][:, 0],
@@ -556,7 +556,7 @@ def limit_indices(n: int, limit: int | None) -> np.ndarray | None:
 
 def load_for_eval(checkpoint: str | Path, device: str = "auto"):
     """(model in eval mode, float32, on the device; its Config; its CheckpointMeta) from a checkpoint folder."""
-    from unifygeo_ros.index.encode import resolve_device
+    from unifygeo_ros.model.handle import resolve_device
     from unifygeo_ros.model.checkpoint import load_checkpoint
 
     dev = resolve_device(device)

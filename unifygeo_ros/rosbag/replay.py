@@ -2,7 +2,7 @@
 
 Stage: bag (rosbag2, sqlite3 or MCAP, read through rosbags, no ROS) + aerial index -> ``OUT/``:
 
-* ``metrics.json``   - :class:`ReplayReport` (definitions: :mod:`unifygeo_ros.trajectory`), with ``warnings``;
+* ``metrics.json``   - :class:`ReplayReport` (definitions: :mod:`unifygeo_ros.rosbag.trajectory`), with ``warnings``;
 * ``frames.csv``     - one row per processed image: stamp, status, estimate, GT, errors, latency;
 * ``estimate.tum``, ``groundtruth.tum`` - the scored pairs in local ENU metres of the index's origin, both files
   carrying the image stamps, so ``evo_ape tum groundtruth.tum estimate.tum`` (no ``-a``) pairs them 1:1 and
@@ -31,7 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from unifygeo_ros import bags, geo, trajectory
+from unifygeo_ros import geo
+from unifygeo_ros.rosbag import io as bags
+from unifygeo_ros.rosbag import trajectory
 from unifygeo_ros.errors import ImageError, UnifyGeoError
 
 #: GT message types and how their positions are expressed.
@@ -140,7 +142,7 @@ def gt_sample(msg: Any, msgtype: str, local_frame: geo.LocalENU) -> tuple[float,
 # ---------------------------------------------------------------------------------------------- localizers
 def _load_localizer(index_dir: str | Path, checkpoint: str | None, device: str):
     try:
-        from unifygeo_ros.localizer import Localizer
+        from unifygeo_ros.localization.localizer import Localizer
     except ImportError as exc:  # pragma: no cover - the localizer ships with the package
         raise UnifyGeoError(f"the in-process localizer is unavailable ({exc})") from exc
     return Localizer.from_paths(index_dir, checkpoint=checkpoint, device=device)
@@ -504,7 +506,7 @@ def save_plots(out: Path, frames: list[FrameResult], pairs: ScoredPairs, origin:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from unifygeo_ros.plots import plot_error_cdf
+    from unifygeo_ros.offline.plots import plot_error_cdf
 
     paths = []
     fixes, scored, errors = pairs.fixes, pairs.scored, pairs.errors_m

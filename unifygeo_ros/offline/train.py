@@ -2,7 +2,7 @@
 
     unifygeo train --config config/tiny.yaml --out runs/X [--data synth|vigor|toy --vigor-root DIR] [--steps N]
                    [--resume]
-    torchrun --nproc_per_node 2 -m unifygeo_ros.train --config ... --out ...      # DistributedDataParallel
+    torchrun --nproc_per_node 2 -m unifygeo_ros.offline.train --config ... --out ...      # DistributedDataParallel
 
 Data: by default synthetic cities rendered on the fly (``CityStream``: a new city every few batches, never
 reused; the lesson of PAPER.md), VIGOR with ``--data vigor``, or ``toy`` (a fixed set of random-texture pairs, for
@@ -34,7 +34,7 @@ import yaml
 
 from unifygeo_ros.config import Config, ConfigError, load_config
 from unifygeo_ros.errors import UnifyGeoError
-from unifygeo_ros.preprocess import normalize_uint8_tensor
+from unifygeo_ros.image.preprocess import normalize_uint8_tensor
 
 LOG_FIELDS = ("step", "lr", "total", "infonce", "position", "orientation", "rerank", "batch_r1", "rerank_r1",
               "position_err_m", "heading_err_deg", "temperature", "sec_per_step", "samples_per_s")
@@ -516,14 +516,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"trained to step {res.step}; checkpoint {res.checkpoint or '-'}; "
               + ", ".join(f"{k}={last[k]:.4g}" for k in ("total", "batch_r1", "position_err_m") if k in last))
         if (out / "log.csv").is_file() and res.history:
-            from unifygeo_ros.plots import plot_training_log
+            from unifygeo_ros.offline.plots import plot_training_log
 
             print(f"training curves: {plot_training_log(out / 'log.csv', out / 'training.png')}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m unifygeo_ros.train", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m unifygeo_ros.offline.train", description=__doc__.splitlines()[0])
     configure_parser(parser)
     args = parser.parse_args(argv)
     try:

@@ -40,7 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
-from unifygeo_ros import bags, geo
+from unifygeo_ros import geo
+from unifygeo_ros.rosbag import io as bags
 from unifygeo_ros.data.world import true_runs
 from unifygeo_ros.errors import DataFormatError, UnifyGeoError
 

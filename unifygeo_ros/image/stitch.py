@@ -10,7 +10,7 @@ Geometry (REP-103 body frame: x forward, y left, z up; the panorama convention o
   (x right, y down, z forward) and ``K`` its (rectified) intrinsics. A camera with yaw ``psi`` fills the
   columns around azimuth ``-psi``.
 * Where cameras overlap, each panorama pixel takes the camera whose optical axis is closest to its ray.
-  Pixels no camera sees are zero (black), as :func:`unifygeo_ros.preprocess.mask_fov` zeroes the columns
+  Pixels no camera sees are zero (black), as :func:`unifygeo_ros.image.preprocess.mask_fov` zeroes the columns
   outside a limited field of view; :attr:`PanoramaStitcher.pixel_mask` / ``column_mask`` say which are seen.
 
 Lens distortion is not modelled: feed rectified images (``image_rect``) with their ``CameraInfo``.
@@ -210,7 +210,7 @@ class RigFrame:
                    settings.panorama_width)
 
     def decode(self) -> np.ndarray:
-        from unifygeo_ros.image_codec import image_msg_to_rgb
+        from unifygeo_ros.image.codec import image_msg_to_rgb
 
         cams, rgbs = [], []
         for name, img, info, yaw, pitch in zip(self.names, self.images, self.infos, self.yaw_deg, self.pitch_deg):

@@ -1,6 +1,6 @@
 """The numbers of the node's output messages, without ROS: covariances, quaternion, altitude.
 
-A :class:`~unifygeo_ros.localizer.Fix` measures three things: east and north (with a full 2 x 2 covariance,
+A :class:`~unifygeo_ros.localization.localizer.Fix` measures three things: east and north (with a full 2 x 2 covariance,
 conditional on the chosen tile being right) and the heading (with a circular standard deviation). It does
 *not* measure altitude, roll or pitch. The messages still have slots for them; this module fills those slots
 honestly (REP-103/REP-145 conventions, robot_localization's behaviour):
@@ -120,7 +120,7 @@ class FixOutputs:
 
 def fix_outputs(fix, map_frame: geo.LocalENU, altitude_m: float = 0.0, vertical_variance_m2: float = 25.0,
                 unmeasured_variance: float = DEFAULT_UNMEASURED_VARIANCE) -> FixOutputs:
-    """The message numbers of a :class:`~unifygeo_ros.localizer.Fix` (duck-typed: latitude_deg, longitude_deg,
+    """The message numbers of a :class:`~unifygeo_ros.localization.localizer.Fix` (duck-typed: latitude_deg, longitude_deg,
     yaw_deg, covariance_en_m2, heading_std_deg).
 
     ``map_frame`` anchors the ``pose`` output (its own origin, possibly not the index's); the position is taken

@@ -1,0 +1,1 @@
+"""Offline jobs (no ROS): training, VIGOR-protocol evaluation and its metrics and plots, the embedded demo."""
