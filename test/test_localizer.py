@@ -336,19 +336,20 @@ def test_known_orientation_model_gets_the_panorama_rolled_to_north():
     turned = render_panorama(city, (60.0, 60.0), 90.0, 128, 64)
     loc = Localizer.__new__(Localizer)
     loc.handle = SimpleNamespace(known_orientation=True)
-    rolled = loc._north_aligned([turned], [90.0])[0]
+    loc.aspect_tolerance = 0.05
+    rolled = loc._checked([turned], [90.0])[0]
     assert np.abs(rolled.astype(int) - north.astype(int)).mean() < 1.0
     assert np.abs(turned.astype(int) - north.astype(int)).mean() > 10.0
     with pytest.raises(ImageError):
-        loc._north_aligned([turned], [float("nan")])
+        loc._checked([turned], [float("nan")])
     loc.handle = SimpleNamespace(known_orientation=False)
-    assert loc._north_aligned([turned], [90.0])[0] is turned
+    assert loc._checked([turned], [90.0])[0] is turned
 
 
 def test_consensus_slot_chooses_the_map_that_gives_the_fix(oracle, monkeypatch):
-    """With model.consensus_radius_m > 0 the localizer hands every candidate's fix (index frame) and re-rank score
-    to consensus_slot, and the slot it returns gives the position, heading and evidence tile."""
-    import unifygeo_ros.localization.localizer as L
+    """With model.consensus_radius_m > 0 the localizer's fix choice hands every candidate's fix (index frame) and
+    re-rank score to consensus_slot, and the slot it returns gives the position, heading and evidence tile."""
+    import unifygeo_ros.localization.choice as C
 
     locs, src, colors = oracle
     base = locs["features"]
@@ -359,7 +360,7 @@ def test_consensus_slot_chooses_the_map_that_gives_the_fix(oracle, monkeypatch):
                     radius=radius_m, temperature=temperature)
         return int(np.asarray(order)[-1])  # the candidate the re-ranker likes least
 
-    monkeypatch.setattr(L, "consensus_slot", pick_last)
+    monkeypatch.setattr(C, "consensus_slot", pick_last)
     pano = oracle_panorama(colors[12], -3.0, 4.0, 30.0, decoy_rgb=colors[3])
     plain = base.localize(pano)
     assert not seen  # the oracle's config has no consensus: never called

@@ -12,8 +12,9 @@ import pytest
 from unifygeo_ros.errors import ImageError, IndexFormatError, UnifyGeoError
 from unifygeo_ros.localization.localizer import Prior
 from unifygeo_ros.ros.params import NodeSettings
-from unifygeo_ros.localization.pipeline import (Frame, LatestFrameWorker, LocalizationPipeline, PipelineStats,
-                                          PriorSettings, PriorTracker, Throttle, error_kind, load_pipeline)
+from unifygeo_ros.localization.pipeline import (Frame, LocalizationPipeline, PipelineStats, PriorSettings,
+                                                PriorTracker)
+from unifygeo_ros.ros.worker import LatestFrameWorker, Throttle, error_kind, load_pipeline
 
 PANO = np.zeros((32, 64, 3), np.uint8)
 
@@ -131,8 +132,6 @@ def test_outcomes_published_withheld_bad_input_error():
 
     out = pipe.process(frame(2, bad))
     assert out.status == "bad_input" and "truncated" in out.message
-    assert pipe.process(frame(3, np.zeros((32, 32, 3), np.uint8))).status == "bad_input"  # wrong aspect
-    assert pipe.process(frame(4, np.zeros((32, 64, 3), np.float32))).status == "bad_input"  # not uint8
 
     class Broken:
         def localize(self, image, prior=None, heading_deg=None, heading_std_deg=5.0):
@@ -142,13 +141,16 @@ def test_outcomes_published_withheld_bad_input_error():
     err = pipe.process(frame(5))
     assert err.status == "error" and "CUDA out of memory" in err.message
     snap = pipe.stats.snapshot()
-    assert (snap["processed"], snap["published"], snap["withheld"], snap["bad_input"], snap["error"]) == (6, 1, 1, 3, 1)
+    assert (snap["processed"], snap["published"], snap["withheld"], snap["bad_input"], snap["error"]) == (4, 1, 1, 1, 1)
     assert snap["last_score"] == 0.2 and "CUDA" in snap["last_error"]
+    assert snap["withheld_by_reason"] == {"low_score": 1} and low.reason == "low_score"
 
 
 def test_non_finite_fixes_are_withheld():
     pipe = LocalizationPipeline(ScriptedLocalizer([FakeFix(latitude_deg=math.nan)]), 0.0)
-    assert pipe.process(frame()).status == "withheld"
+    out = pipe.process(frame())
+    assert out.status == "withheld" and out.reason == "not_finite"
+    assert pipe.stats.snapshot()["withheld_by_reason"] == {"not_finite": 1}
 
 
 # --------------------------------------------------------------------------------------------------- prior
@@ -272,3 +274,31 @@ def test_load_pipeline_fails_with_one_clear_error(tiny_model_and_index, tmp_path
     (tmp_path / "empty").mkdir()
     with pytest.raises(IndexFormatError, match="index.json is missing"):
         load_pipeline(NodeSettings.from_params({"checkpoint": str(ckpts[0]), "index": str(tmp_path / "empty")}))
+
+
+@pytest.mark.parametrize("tolerance, width, accepted", [
+    (0.05, 208, True), (0.05, 216, False),   # the default: 4 % off passes, 8 % off does not
+    (0.10, 216, True), (0.10, 224, False),   # loosened: 8 % passes, 12 % does not
+    (0.01, 204, False), (0.01, 201, True),   # tightened: 2 % off is refused
+])
+def test_aspect_tolerance_loosens_and_tightens_the_one_panorama_check(tiny_model_and_index, tolerance, width,
+                                                                      accepted):
+    """The node's aspect_tolerance reaches the one validation of the pipeline (in the Localizer), both ways, and
+    a refusal names the configured tolerance."""
+    ckpts, ix = tiny_model_and_index
+    pipe, _ = load_pipeline(NodeSettings.from_params({"checkpoint": str(ckpts[0]), "index": str(ix),
+                                                      "device": "cpu", "min_score": 0.0,
+                                                      "aspect_tolerance": tolerance}))
+    out = pipe.process(frame(0.0, np.zeros((100, width, 3), np.uint8)))
+    if accepted:
+        assert out.status == "published"
+    else:
+        assert out.status == "bad_input" and f"tolerance {tolerance:.0%}" in out.message
+
+
+def test_pipeline_refuses_non_uint8_panoramas(tiny_model_and_index):
+    ckpts, ix = tiny_model_and_index
+    pipe, _ = load_pipeline(NodeSettings.from_params({"checkpoint": str(ckpts[0]), "index": str(ix),
+                                                      "device": "cpu", "min_score": 0.0}))
+    out = pipe.process(frame(0.0, np.zeros((40, 80, 3), np.float32)))
+    assert out.status == "bad_input" and "uint8" in out.message

@@ -48,9 +48,12 @@ import torch
 
 from unifygeo_ros import geo
 from unifygeo_ros.errors import ImageError, IndexFormatError, UnifyGeoError
+from unifygeo_ros.image.preprocess import load_image, roll_panorama, validate_panorama
 from unifygeo_ros.index import store
+from unifygeo_ros.localization.choice import Candidates, choose_fix
 from unifygeo_ros.model.handle import ModelHandle, arrays_to_aerial, load_model
-from unifygeo_ros.model.rerank import assign_tile, consensus_params, consensus_slot, move_to_front
+from unifygeo_ros.model.rerank import consensus_params
+from unifygeo_ros.model.unifygeo import cat_features
 
 STAGES = ("preprocess", "encode", "search", "localize", "rerank", "total")
 
@@ -130,12 +133,14 @@ class Localizer:
 
     ``k``: candidates re-ranked (default: the model's ``loss.rerank_k``, 5). ``cov_scale``: multiplies the map
     covariance (calibration, default 1). ``tile_assignment``: report the candidate that holds the fix most
-    centrally as ``tile_id`` (default; see the module doc). Not thread-safe (one model, one device).
+    centrally as ``tile_id`` (default; see the module doc). ``aspect_tolerance``: accepted relative deviation of
+    a panorama's width/height from 2 (the one panorama check of the pipeline). Not thread-safe (one model, one
+    device).
     """
 
     def __init__(self, index: store.AerialIndex, handle: ModelHandle, k: int | None = None,
                  prior_sigmas: float = 3.0, prior_min_score: float = 0.3, cov_scale: float = 1.0,
-                 tile_assignment: bool = True):
+                 tile_assignment: bool = True, aspect_tolerance: float = 0.05):
         index.check_model(handle.identity, handle.descriptor_dim)
         self.index = index
         self.handle = handle
@@ -144,6 +149,7 @@ class Localizer:
         self.prior_min_score = float(prior_min_score)
         self.cov_scale = float(cov_scale)
         self.tile_assignment = bool(tile_assignment)
+        self.aspect_tolerance = float(aspect_tolerance)
         self.consensus = consensus_params(getattr(handle.model, "cfg", None))
         self.tile_m = index.tile_m
         index.tiles_within(0.0, 0.0, 0.0)  # build the spatial filter now, not on the first prior
@@ -180,58 +186,56 @@ class Localizer:
         """Tiles whose centre lies within this distance of the prior are searched."""
         return self.prior_sigmas * prior.sigma_m + self.tile_m / math.sqrt(2.0)
 
-    def _aerial(self, rows: np.ndarray):
+    def _aerial(self, rows: np.ndarray, cache: dict[int, object]):
+        """The candidates' aerial features: from the index's cached features, or encoded from its tiles (rows
+        already encoded for this query - by the prior pass - are reused from ``cache``)."""
         h = self.handle
         if self.index.aerial_mode == "features":
             return arrays_to_aerial(self.index.descriptors[rows], self.index.aerial_rows(rows), h.device, h.dtype)
-        tiles = self.index.aerial_rows(rows)["tiles"]
-        return h.encode_aerial(list(tiles))
+        missing = np.array([r for r in rows if int(r) not in cache], dtype=np.int64)
+        if missing.size:
+            fresh = h.encode_aerial(list(self.index.aerial_rows(missing)["tiles"]))
+            for j, r in enumerate(missing):
+                cache[int(r)] = fresh.select(slice(j, j + 1))
+        return cat_features([cache[int(r)] for r in rows])
 
     @torch.inference_mode()
-    def _metric(self, ground, q: _Query) -> tuple[Fix, dict]:
-        """Localize one query in its candidates, re-rank, pick the best: (fix without timings, stage times)."""
+    def _metric(self, ground, q: _Query, cache: dict[int, object]) -> tuple[Fix, dict]:
+        """Localize one query in its candidates, re-rank, choose the fix: (fix without timings, stage times)."""
         h = self.handle
         t = {}
         t0 = time.perf_counter()
-        aerial = self._aerial(q.cand)
+        aerial = self._aerial(q.cand, cache)
         metric = h.model.localize(ground, aerial)
         h.synchronize()
         t["localize"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        scores = h.model.rerank_scores(ground, aerial, metric).float()
-        prob = torch.softmax(scores, dim=0)
-        order = torch.sort(scores, descending=True, stable=True).indices.cpu().numpy()
-        best = int(order[0])
-        offsets = metric.peak_offset_en_m(self.tile_m).double().cpu().numpy()
-        radius, temperature = self.consensus
-        if radius > 0 and len(q.cand) > 1:
-            fixes = self.index.en_m[q.cand] + offsets
-            best = consensus_slot(order, fixes, scores.double().cpu().numpy(), radius, temperature)
-            order = move_to_front(order, best)
-        offset = offsets[best]
-        cov = metric.covariance_m2(self.tile_m)[best].double().cpu().numpy() * self.cov_scale
+        scores = h.model.rerank_scores(ground, aerial, metric).double().cpu().numpy()
+        choice = choose_fix(Candidates(
+            centres_en_m=self.index.en_m[q.cand], tile_m=np.full(len(q.cand), self.tile_m),
+            offsets_en_m=metric.peak_offset_en_m(self.tile_m).double().cpu().numpy(), scores=scores,
+            covariances_en_m2=metric.covariance_m2(self.tile_m).double().cpu().numpy()),
+            self.consensus, self.tile_assignment)
+        best = choice.evidence_slot
         peak = metric.peak_cell()[best:best + 1]
-        rr, cc = int(peak[0, 0].round().clamp(0, metric.grid_hw[0] - 1)), int(peak[0, 1].round().clamp(0, metric.grid_hw[1] - 1))
+        rr = int(peak[0, 0].round().clamp(0, metric.grid_hw[0] - 1))
+        cc = int(peak[0, 1].round().clamp(0, metric.grid_hw[1] - 1))
         vec = metric.heading_vectors[best, :, rr, cc].double().cpu().numpy()
         heading = float(metric.heading_deg()[best])
         h.synchronize()
         t["rerank"] = time.perf_counter() - t0
         length = float(np.clip(np.hypot(vec[0], vec[1]), 1e-9, 1.0))
-        row = int(q.cand[best])
-        east = float(self.index.en_m[row, 0] + offset[0])
-        north = float(self.index.en_m[row, 1] + offset[1])
-        chosen = best
-        if self.tile_assignment:
-            chosen = int(assign_tile(order, self.index.en_m[q.cand], self.tile_m,
-                                     np.array([east, north]))[0])
+        east, north = (float(v) for v in choice.position_en_m)
         lat, lon = self.index.origin.from_en(east, north)
+        tile_ids = self.index.tile_ids
         fix = Fix(latitude_deg=float(lat), longitude_deg=float(lon), east_m=east, north_m=north,
                   heading_deg=geo.wrap_deg(heading), yaw_deg=float(geo.heading_to_yaw_deg(heading)),
-                  covariance_en_m2=cov, heading_std_deg=float(math.degrees(math.sqrt(-2.0 * math.log(length)))),
-                  score=float(prob[best]), tile_id=self.index.tile_ids[int(q.cand[chosen])],
-                  tile_rank_before_rerank=chosen + 1, tile_rank_after_rerank=1, used_prior=False,
-                  tiles_searched=q.searched, candidate_tile_ids=tuple(self.index.tile_ids[int(r)] for r in q.cand),
-                  evidence_tile_id=self.index.tile_ids[row])
+                  covariance_en_m2=choice.covariance_en_m2 * self.cov_scale,
+                  heading_std_deg=float(math.degrees(math.sqrt(-2.0 * math.log(length)))),
+                  score=choice.probability, tile_id=tile_ids[int(q.cand[choice.tile_slot])],
+                  tile_rank_before_rerank=choice.tile_slot + 1, tile_rank_after_rerank=1, used_prior=False,
+                  tiles_searched=q.searched, candidate_tile_ids=tuple(tile_ids[int(r)] for r in q.cand),
+                  evidence_tile_id=tile_ids[int(q.cand[best])])
         return fix, t
 
     def _prior_ok(self, fix: Fix, prior: Prior) -> bool:
@@ -242,8 +246,9 @@ class Localizer:
         t0 = time.perf_counter()
         q = self._candidates(descriptor, prior)
         times["search"] = time.perf_counter() - t0
+        cache: dict[int, object] = {}  # aerial features encoded for this query, shared by the two passes
         if prior is not None and q.cand.size:
-            fix, t = self._metric(ground, q)
+            fix, t = self._metric(ground, q, cache)
             times.update(t)
             if self._prior_ok(fix, prior):
                 fix.used_prior = True
@@ -251,7 +256,7 @@ class Localizer:
         t0 = time.perf_counter()
         q = self._candidates(descriptor, None)
         times["search"] = times.get("search", 0.0) + time.perf_counter() - t0
-        fix, t = self._metric(ground, q)
+        fix, t = self._metric(ground, q, cache)
         for k, v in t.items():
             times[k] = times.get(k, 0.0) + v
         fix.prior_rejected = prior is not None
@@ -274,21 +279,19 @@ class Localizer:
         return self.localize_batch([image], [prior], None if heading_deg is None else [heading_deg],
                                    heading_std_deg=heading_std_deg)[0]
 
-    def _north_aligned(self, images: list[np.ndarray], headings: list[float | None]) -> list[np.ndarray]:
-        """Known-orientation models: each panorama rolled so its centre column looks north (unchanged when the
-        heading is None or 0, and for unknown-orientation models, which estimate the heading themselves)."""
-        if not self.known_orientation:
-            return images
-        from unifygeo_ros.image.preprocess import roll_panorama, validate_panorama
-
+    def _checked(self, images: list[np.ndarray], headings: list[float | None]) -> list[np.ndarray]:
+        """Each panorama validated (once, with ``aspect_tolerance``) and, for known-orientation models, rolled so
+        its centre column looks north (unchanged when the heading is None or 0; unknown-orientation models
+        estimate the heading themselves)."""
         out = []
         for img, h in zip(images, headings):
-            if h is None or h == 0.0:
+            validate_panorama(img, tol=self.aspect_tolerance)
+            if not self.known_orientation or h is None or h == 0.0:
                 out.append(img)
                 continue
             if not math.isfinite(h):
                 raise ImageError(f"heading {h} is not a finite number")
-            out.append(roll_panorama(validate_panorama(img), -float(h))[0])
+            out.append(roll_panorama(img, -float(h))[0])
         return out
 
     def localize_batch(self, images: list[np.ndarray], priors: list[Prior | None] | None = None,
@@ -309,8 +312,8 @@ class Localizer:
         h = self.handle
         for start in range(0, len(images), batch_size):
             t_start = time.perf_counter()
-            chunk = self._north_aligned(images[start:start + batch_size], given[start:start + batch_size])
-            x = h.ground_batch(chunk)  # ImageError propagates (validate_panorama)
+            chunk = self._checked(images[start:start + batch_size], given[start:start + batch_size])
+            x = h.ground_batch(chunk)
             h.synchronize()
             t_pre = (time.perf_counter() - t_start) / len(chunk)
             t0 = time.perf_counter()
@@ -361,8 +364,6 @@ def _format_fix(name: str, fix: Fix) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from unifygeo_ros.image.preprocess import load_image
-
     prior = None
     if args.prior:
         try:

@@ -7,6 +7,7 @@ image takes - and aerial features to and from the arrays an index stores.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -16,6 +17,9 @@ import numpy as np
 import torch
 
 from unifygeo_ros.errors import CheckpointError
+from unifygeo_ros.image.preprocess import aerial_tensor, to_tensor
+from unifygeo_ros.model.checkpoint import load_checkpoint
+from unifygeo_ros.model.unifygeo import AerialFeatures
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -93,15 +97,13 @@ class ModelHandle:
 
     # ---- inputs -----------------------------------------------------------------------------------------------
     def aerial_batch(self, tiles: list[np.ndarray]) -> torch.Tensor:
-        from unifygeo_ros.image.preprocess import aerial_tensor
-
         x = torch.stack([aerial_tensor(t, self.aerial_px, self.aerial_channels) for t in tiles])
         return x.to(self.device, self.dtype, non_blocking=True)
 
     def ground_batch(self, panoramas: list[np.ndarray]) -> torch.Tensor:
-        from unifygeo_ros.image.preprocess import ground_tensor
-
-        x = torch.stack([ground_tensor(p, self.ground_hw) for p in panoramas])
+        """Panoramas already checked (the Localizer validates them once, with its ``aspect_tolerance``) ->
+        the ground-branch input batch."""
+        x = torch.stack([to_tensor(p, self.ground_hw) for p in panoramas])
         return x.to(self.device, self.dtype, non_blocking=True)
 
     # ---- network ----------------------------------------------------------------------------------------------
@@ -127,8 +129,6 @@ def aerial_to_arrays(features) -> tuple[np.ndarray, dict[str, np.ndarray]]:
 
 def arrays_to_aerial(descriptors: np.ndarray, arrays: dict[str, np.ndarray], device, dtype):
     """Inverse of :func:`aerial_to_arrays`: stored rows -> AerialFeatures on ``device`` in ``dtype``."""
-    from unifygeo_ros.model import AerialFeatures
-
     names = sorted((k for k in arrays if k.startswith("cells")), key=lambda k: int(k[5:]))
     cells = [torch.from_numpy(np.ascontiguousarray(arrays[k])).to(device, dtype) for k in names]
     desc = torch.from_numpy(np.ascontiguousarray(descriptors, dtype=np.float32)).to(device, dtype)
@@ -141,8 +141,6 @@ def from_model(model: torch.nn.Module, config: dict | None = None, device: str =
     dev = resolve_device(device)
     dtype = torch.float16 if dev.type == "cuda" else torch.float32
     if config is None:
-        import dataclasses
-
         config = {"model": dataclasses.asdict(model.cfg)} if hasattr(model, "cfg") else {}
     ident = identity or model_identity(model, config)
     model = model.to(dev, dtype).eval()
@@ -154,8 +152,6 @@ def load_model(checkpoint: str | Path, device: str = "auto") -> ModelHandle:
 
     The identity is the checkpoint's ``model_hash`` (what an index built with it records).
     """
-    from unifygeo_ros.model.checkpoint import load_checkpoint
-
     dev = resolve_device(device)  # fail on an impossible device before reading weights
     model, cfg, meta = load_checkpoint(checkpoint, map_location="cpu")
     return from_model(model, cfg.to_dict(), device=str(dev), identity=str(meta.model_hash) or None,

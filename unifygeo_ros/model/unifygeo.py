@@ -49,6 +49,21 @@ class _Features:
         return self.descriptor.shape[0]  # type: ignore[attr-defined]
 
 
+def cat_features(parts: list[_Features]) -> _Features:
+    """Concatenate feature bundles of one type along the batch (lists of tensors level by level)."""
+    first = parts[0]
+    if len(parts) == 1:
+        return first
+    kwargs = {}
+    for f in fields(first):  # type: ignore[arg-type]
+        vals = [getattr(p, f.name) for p in parts]
+        if isinstance(vals[0], list):
+            kwargs[f.name] = [torch.cat([v[level] for v in vals]) for level in range(len(vals[0]))]
+        else:
+            kwargs[f.name] = torch.cat(vals)
+    return type(first)(**kwargs)
+
+
 @dataclass
 class GroundFeatures(_Features):
     """descriptor: (B, D) L2-normalised global descriptor; sectors: per matching level (coarse to fine),

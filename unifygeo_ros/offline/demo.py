@@ -30,9 +30,8 @@ import numpy as np
 
 from unifygeo_ros import geo
 from unifygeo_ros.errors import CheckpointError, DataFormatError, IndexFormatError
+from unifygeo_ros.resources import DEMO_CHECKPOINT_REL, find_resource
 
-PACKAGE_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CHECKPOINT = PACKAGE_ROOT / "models" / "demo"
 DEMO_CITY = "DemoCity"
 #: the demo city's seed; training streams draw their cities from other seeds (see docs/INDEX.md)
 DEMO_SEED = 2026
@@ -284,10 +283,10 @@ def run_demo(checkpoint: str | Path | None = None, out: str | Path = "out/demo",
     from unifygeo_ros.image.preprocess import load_image
 
     out = Path(out)
-    ckpt = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
-    if not ckpt.exists():
-        raise CheckpointError(f"demo model not found at {ckpt}: pass --checkpoint DIR (a `unifygeo train` "
-                              "checkpoint folder)")
+    ckpt = Path(checkpoint) if checkpoint else find_resource(DEMO_CHECKPOINT_REL)
+    if ckpt is None or not ckpt.exists():
+        raise CheckpointError(f"demo model not found ({ckpt or DEMO_CHECKPOINT_REL}): pass --checkpoint DIR (a "
+                              "`unifygeo train` checkpoint folder)")
     handle = load_model(ckpt, device=device)
     print(f"[demo] model: {ckpt} ({handle.identity[:12]}, {handle.device}, {str(handle.dtype).replace('torch.', '')})",
           flush=True)
@@ -351,7 +350,7 @@ def replay_drive(loc, city_dir: Path, out: Path, frames: int) -> dict:
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", default=None, help=f"model checkpoint (default {DEFAULT_CHECKPOINT})")
+    parser.add_argument("--checkpoint", default=None, help="model checkpoint (default: the embedded demo model, models/demo)")
     parser.add_argument("--out", default="out/demo", help="output folder (city, index cache, picture, report)")
     parser.add_argument("--cache", default=None, help="index cache folder (default OUT/index)")
     parser.add_argument("--seed", type=int, default=DEMO_SEED, help="demo city seed (held out of training)")

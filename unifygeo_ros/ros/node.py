@@ -9,7 +9,8 @@ Subscribes (sensor-data QoS, relative names): ``image`` (sensor_msgs/Image, inpu
 (sensor_msgs/NavSatFix), ``pose`` (geometry_msgs/PoseWithCovarianceStamped in the local ENU ``map`` frame),
 and ``/diagnostics``. docs/NODE.md describes every parameter, topic, covariance and the robot_localization set-up.
 
-The work is done by plain objects: :mod:`unifygeo_ros.localization.pipeline` (inference thread, prior, stats),
+The work is done by plain objects: :mod:`unifygeo_ros.localization.pipeline` (the pipeline ``unifygeo replay``
+drives too: localizer, gate, prior, stats), :mod:`unifygeo_ros.ros.worker` (the inference thread),
 :mod:`unifygeo_ros.image.codec`, :mod:`unifygeo_ros.image.stitch`, :mod:`unifygeo_ros.ros.messages`,
 :mod:`unifygeo_ros.ros.params`.
 """
@@ -35,8 +36,8 @@ from unifygeo_ros.ros import messages as fix_messages
 from unifygeo_ros.errors import ImageError, UnifyGeoError
 from unifygeo_ros.image.codec import compressed_fields_to_rgb, image_msg_to_rgb
 from unifygeo_ros.ros.params import PARAMETERS, NodeSettings
-from unifygeo_ros.localization.pipeline import (Frame, LatestFrameWorker, PipelineStats, Throttle, error_kind,
-                                          load_pipeline)
+from unifygeo_ros.localization.pipeline import GATE_REASONS, Frame, PipelineStats
+from unifygeo_ros.ros.worker import LatestFrameWorker, Throttle, error_kind, load_pipeline
 
 
 
@@ -224,7 +225,9 @@ class LocalizerNode(Node):
         level, message = diagnostic_level(snap, self.settings.diagnostics_period_s, self.inputs[0].topic_name)
         st = self.startup
         values = {
-            **{k: v for k, v in snap.items() if k not in ("last_error", "last_error_status", "last_status")},
+            **{k: v for k, v in snap.items()
+               if k not in ("last_error", "last_error_status", "last_status", "withheld_by_reason")},
+            **{f"withheld_{r}": snap["withheld_by_reason"].get(r, 0) for r in GATE_REASONS},
             "frames_dropped": self.worker.dropped,
             "fixes_withheld": snap["withheld"],
             "min_score": self.settings.min_score,

@@ -1,27 +1,22 @@
-"""The localizer node's parameters, their checks and the embedded demo's paths. ROS-free.
+"""The localizer node's parameters and their checks. ROS-free.
 
 :data:`PARAMETERS` is the one list of the node's parameters (name, default, description): the node declares
 exactly these, ``config/localize.yaml`` sets exactly these (tested), docs/NODE.md describes them.
 :meth:`NodeSettings.from_params` turns the values into typed settings and refuses impossible ones with one
-:class:`~unifygeo_ros.errors.UnifyGeoError` message. :func:`resolve_model_paths` finds the embedded demo
-model and index: in the ament share directory when the package is installed by colcon (or pip into a
-prefix), next to the package in a source checkout.
+:class:`~unifygeo_ros.errors.UnifyGeoError` message. The defaults of the pipeline's settings (``min_score``,
+``aspect_tolerance``, the prior) are those of :class:`~unifygeo_ros.localization.pipeline.PipelineSettings`, which
+``unifygeo replay`` uses too. The embedded demo's paths: :mod:`unifygeo_ros.resources`.
 """
 from __future__ import annotations
 
 import math
-import os
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 from unifygeo_ros.errors import UnifyGeoError
+from unifygeo_ros.localization.pipeline import PipelineSettings, PriorSettings
 
-PACKAGE = "unifygeo_ros"
-#: the embedded demo, relative to the package's share directory (or the source tree)
-DEMO_CHECKPOINT_REL = "models/demo"
-DEMO_INDEX_REL = "models/demo/index"
 INPUT_MODES = ("panorama", "compressed", "cameras")
+_PIPE = PipelineSettings()  # the defaults the node shares with ``unifygeo replay``
 DEVICES = ("auto", "cpu", "cuda")
 HEADING_SOURCES = ("auto", "model", "north_aligned", "imu")
 
@@ -55,14 +50,16 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("imu.max_age_s", 0.5, "an IMU orientation older than this (vs the image stamp) is not used, s"),
     ParamSpec("imu.default_yaw_std_deg", 5.0,
               "heading standard deviation published when the IMU reports no yaw covariance, deg"),
-    ParamSpec("min_score", 0.5, "fixes whose score (the model's probability that the tile is right) is below "
-                                "this are withheld and counted; settable at run time", read_only=False),
-    ParamSpec("use_prior", True, "narrow the search around the previous published fix"),
-    ParamSpec("prior.sigma_floor_m", 5.0, "smallest prior radius (1-sigma), m"),
-    ParamSpec("prior.growth_m_per_s", 3.0, "prior radius growth per second since the previous fix (top speed), m/s"),
-    ParamSpec("prior.max_age_s", 30.0, "a previous fix older than this is no prior, s"),
-    ParamSpec("prior.max_sigma_m", 150.0, "a prior wider than this is no prior (global search), m"),
-    ParamSpec("prior.reset_after", 3, "consecutive withheld fixes that drop the prior"),
+    ParamSpec("min_score", _PIPE.min_score,
+              "fixes whose score (the model's probability that the tile is right) is below this are withheld and "
+              "counted; settable at run time", read_only=False),
+    ParamSpec("use_prior", _PIPE.prior.enabled, "narrow the search around the previous published fix"),
+    ParamSpec("prior.sigma_floor_m", _PIPE.prior.sigma_floor_m, "smallest prior radius (1-sigma), m"),
+    ParamSpec("prior.growth_m_per_s", _PIPE.prior.growth_m_per_s,
+              "prior radius growth per second since the previous fix (top speed), m/s"),
+    ParamSpec("prior.max_age_s", _PIPE.prior.max_age_s, "a previous fix older than this is no prior, s"),
+    ParamSpec("prior.max_sigma_m", _PIPE.prior.max_sigma_m, "a prior wider than this is no prior (global search), m"),
+    ParamSpec("prior.reset_after", _PIPE.prior.reset_after, "consecutive withheld fixes that drop the prior"),
     ParamSpec("map_frame", "map", "frame_id of 'pose': the local ENU frame anchored at the map origin"),
     ParamSpec("sensor_frame", "base_link",
               "frame_id of 'fix' and 'geopose*': the panorama camera's frame (navsat_transform_node uses it for "
@@ -76,7 +73,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("unmeasured_variance", 1.0e6, "variance published for roll and pitch (not measured), rad^2"),
     ParamSpec("diagnostics_period_s", 1.0, "period of /diagnostics, s"),
     ParamSpec("warn_throttle_s", 5.0, "at most one log line per kind of bad input per this period, s"),
-    ParamSpec("aspect_tolerance", 0.05, "accepted relative deviation of a panorama's width/height from 2"),
+    ParamSpec("aspect_tolerance", _PIPE.aspect_tolerance,
+              "accepted relative deviation of a panorama's width/height from 2"),
     ParamSpec("cameras.names", ["front", "left", "back", "right"],
               "camera names (input_mode cameras): topics cameras/<name>/image and cameras/<name>/camera_info"),
     ParamSpec("cameras.yaw_deg", [0.0, 90.0, 180.0, -90.0],
@@ -186,56 +184,10 @@ class NodeSettings:
             camera_pitch_deg=pitches, panorama_width=width, sync_tolerance_s=positive("cameras.sync_tolerance_s"),
         )
 
-
-# ------------------------------------------------------------------------------------------ demo resources
-def share_dirs() -> list[Path]:
-    """Where the package's installed data may be, most specific first: the ament index (colcon install or
-    a sourced ROS workspace), ``<sys.prefix>/share/unifygeo_ros`` (pip into a prefix), the source tree."""
-    dirs = []
-    try:
-        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
-
-        try:
-            dirs.append(Path(get_package_share_directory(PACKAGE)))
-        except (PackageNotFoundError, ValueError, LookupError):
-            pass
-    except ImportError:
-        pass
-    dirs.append(Path(sys.prefix) / "share" / PACKAGE)
-    dirs.append(Path(__file__).resolve().parents[1])
-    out = []
-    for d in dirs:
-        if d not in out:
-            out.append(d)
-    return out
-
-
-def find_resource(rel: str) -> Path | None:
-    """The first existing ``<share dir>/<rel>`` of :func:`share_dirs`, or None."""
-    for d in share_dirs():
-        p = d / rel
-        if p.exists():
-            return p
-    return None
-
-
-def resolve_model_paths(checkpoint: str = "", index: str = "") -> tuple[Path, Path]:
-    """(checkpoint folder, index folder): the given paths (``~`` expanded), or the embedded demo's.
-
-    Raises one :class:`UnifyGeoError` naming what is missing and where it was looked for.
-    """
-    def one(value: str, rel: str, what: str, param: str) -> Path:
-        if value:
-            p = Path(os.path.expanduser(value))
-            if not p.exists():
-                raise UnifyGeoError(f"{what} not found: {p} (parameter {param})")
-            return p
-        found = find_resource(rel)
-        if found is None:
-            where = ", ".join(str(d / rel) for d in share_dirs())
-            raise UnifyGeoError(f"no {param} given and the embedded demo {what} is not installed (looked in "
-                                f"{where}); pass -p {param}:=PATH or the launch argument {param}:=PATH")
-        return found
-
-    return (one(checkpoint, DEMO_CHECKPOINT_REL, "model checkpoint", "checkpoint"),
-            one(index, DEMO_INDEX_REL, "aerial index", "index"))
+    def pipeline_settings(self) -> PipelineSettings:
+        """The settings of the shared :class:`~unifygeo_ros.localization.pipeline.LocalizationPipeline`."""
+        return PipelineSettings(
+            min_score=self.min_score, aspect_tolerance=self.aspect_tolerance,
+            prior=PriorSettings(enabled=self.use_prior, sigma_floor_m=self.prior_sigma_floor_m,
+                                growth_m_per_s=self.prior_growth_m_per_s, max_age_s=self.prior_max_age_s,
+                                max_sigma_m=self.prior_max_sigma_m, reset_after=self.prior_reset_after))
