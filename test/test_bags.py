@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("rosbags")
 from rosbags.rosbag2 import StoragePlugin, Writer  # noqa: E402
 
-from unifygeo_ros import bags  # noqa: E402
+from unifygeo_ros.rosbag import io as bags  # noqa: E402
 from unifygeo_ros.errors import ImageError  # noqa: E402
 
 THIRD_PARTY_MSGS = Path(__file__).resolve().parents[1] / "third_party" / "geographic_msgs" / "msg"
@@ -56,6 +56,10 @@ def test_image_messages_convert_to_rgb_for_every_supported_encoding():
     mono = ts.types[bags.IMAGE](header=msg.header, height=6, width=12, encoding="mono8", is_bigendian=0, step=12,
                                 data=rgb[:, :, 0].reshape(-1).copy())
     assert bags.image_msg_to_rgb(mono).shape == (6, 12, 3)
+    # 16-bit grey (the node's codec; replay used to refuse it): scaled by >> 8
+    mono16 = ts.types[bags.IMAGE](header=msg.header, height=1, width=2, encoding="mono16", is_bigendian=0, step=4,
+                                  data=np.array([0x1234, 0xFF00], "<u2").view(np.uint8))
+    assert bags.image_msg_to_rgb(mono16)[0, :, 0].tolist() == [0x12, 0xFF]
     jpeg = bags.rgb_to_compressed_msg(ts, np.full((32, 64, 3), 120, np.uint8), T0, "cam")
     assert np.abs(bags.compressed_msg_to_rgb(jpeg).astype(int) - 120).max() <= 3
 
@@ -67,10 +71,12 @@ def test_bad_image_messages_raise_image_errors():
                                  data=np.zeros(50, np.uint8))
     with pytest.raises(ImageError, match="truncated"):
         bags.image_msg_to_rgb(short)
-    odd = ts.types[bags.IMAGE](header=msg.header, height=4, width=8, encoding="16UC1", is_bigendian=0, step=16,
-                               data=np.zeros(64, np.uint8))
+    odd = ts.types[bags.IMAGE](header=msg.header, height=4, width=8, encoding="bayer_rggb8", is_bigendian=0,
+                               step=8, data=np.zeros(32, np.uint8))
     with pytest.raises(ImageError, match="unsupported encoding"):
         bags.image_msg_to_rgb(odd)
+    with pytest.raises(ImageError, match="not an image message type"):
+        bags.msg_to_rgb(msg, bags.NAVSATFIX)
     broken = bags.rgb_to_compressed_msg(ts, np.zeros((16, 32, 3), np.uint8), T0, "cam")
     broken.data = broken.data[: len(broken.data) // 2]
     with pytest.raises(ImageError):

@@ -17,10 +17,16 @@ Encodings (REP-118 / sensor_msgs ``image_encodings``):
 ============================  =====================================================================
 
 ``step`` may exceed ``width * bytes_per_pixel`` (row padding); multi-byte data honours ``is_bigendian``.
-:func:`cv_bridge_available` / :func:`image_fields_via_cv_bridge` use ``cv_bridge`` when it is importable,
-so the tests can check this conversion against it where both exist.
+
+This is the one decoder of ROS image buffers: the node (:mod:`unifygeo_ros.ros.node`) and rosbag replay
+(:func:`unifygeo_ros.rosbag.io.msg_to_rgb`) both call it, so a bag replayed offline gives the pixels the node
+sees live (``test/test_decode_agreement.py``). :func:`cv_bridge_available` /
+:func:`image_msg_to_rgb_via_cv_bridge` use ``cv_bridge`` where it is importable, so the tests can check this
+conversion against it; it is not used to decode.
 """
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
@@ -113,31 +119,33 @@ def _to_rgb(px: np.ndarray, kind: str, what: str) -> np.ndarray:
     return np.ascontiguousarray(out, dtype=np.uint8)
 
 
-def image_msg_to_rgb(msg, what: str = "image", use_cv_bridge: bool | None = None) -> np.ndarray:
-    """A ``sensor_msgs/Image`` (or anything with its fields) -> ``uint8 H x W x 3`` RGB.
+def image_msg_to_rgb(msg: Any, what: str = "image", use_cv_bridge: bool = False) -> np.ndarray:
+    """A ``sensor_msgs/Image`` (or anything with its fields: an rclpy message, a rosbags message, a namespace)
+    -> ``uint8 H x W x 3`` RGB through :func:`image_fields_to_rgb`, the one conversion the node and rosbag
+    replay share (``test/test_decode_agreement.py``).
 
-    The message is always checked here first (encoding, size, step, truncation, NaN). The pixels then go
-    through ``cv_bridge`` when it is importable (``use_cv_bridge=None``: auto) and the encoding is an
-    integer one, else through :func:`image_fields_to_rgb`; both give the same array (tested).
+    ``use_cv_bridge=True`` (cross-checks only) returns ``cv_bridge``'s conversion of an integer encoding instead,
+    after the same checks; it may differ by one grey level for 16-bit data and refuses ``8UC3``, so it is never
+    the default.
     """
     rgb = image_fields_to_rgb(msg.encoding, msg.height, msg.width, msg.step, msg.is_bigendian, msg.data, what)
-    if use_cv_bridge is None:
-        use_cv_bridge = _CV_BRIDGE
-    if use_cv_bridge and _ENCODINGS[_normalise_encoding(msg.encoding)][0] != "f4" and \
-            _normalise_encoding(msg.encoding) == msg.encoding:
+    enc = _normalise_encoding(msg.encoding)
+    if use_cv_bridge and _ENCODINGS[enc][0] != "f4" and enc == msg.encoding:
         try:
             return image_msg_to_rgb_via_cv_bridge(msg)
-        except Exception:  # cv_bridge refuses what we accept (e.g. 8UC3 in old versions): keep ours
+        except Exception:  # cv_bridge refuses what we accept (e.g. 8UC3): keep ours
             return rgb
     return rgb
 
 
-def compressed_fields_to_rgb(fmt: str, data, what: str = "compressed image") -> np.ndarray:
+def compressed_fields_to_rgb(fmt: str, data: bytes | bytearray | memoryview | np.ndarray,
+                             what: str = "compressed image") -> np.ndarray:
     """The fields of a ``sensor_msgs/CompressedImage`` (``format``, ``data``: JPEG/PNG) -> RGB ``uint8``.
 
     ``format`` is informative only (``"jpeg"``, ``"rgb8; jpeg compressed bgr8"``, ...): the bytes say what
     they are. Depth formats (``compressedDepth``) are refused.
     """
+    # lazy: preprocess imports torch, which the raw-image path (and rosbag I/O importing this module) need not load
     from unifygeo_ros.image.preprocess import decode_image_bytes
 
     if "compresseddepth" in (fmt or "").lower().replace(" ", ""):
@@ -146,7 +154,7 @@ def compressed_fields_to_rgb(fmt: str, data, what: str = "compressed image") -> 
     return decode_image_bytes(raw, f"{what} ({fmt or 'no format'})")
 
 
-def rgb_to_image_fields(rgb: np.ndarray, encoding: str = "rgb8", step_padding: int = 0) -> dict:
+def rgb_to_image_fields(rgb: np.ndarray, encoding: str = "rgb8", step_padding: int = 0) -> dict[str, Any]:
     """RGB ``uint8 H x W x 3`` -> the fields of a ``sensor_msgs/Image`` in ``encoding`` (tests, benchmarks,
     replay). Inverse of :func:`image_fields_to_rgb` up to quantisation for grey and 16-bit encodings."""
     rgb = np.asarray(rgb)
@@ -175,18 +183,15 @@ def rgb_to_image_fields(rgb: np.ndarray, encoding: str = "rgb8", step_padding: i
 
 # ------------------------------------------------------------------------------------------------- cv_bridge
 def cv_bridge_available() -> bool:
-    try:
+    try:  # optional: a ROS C++ package, absent from pip-route ROS installs (docs/ROS_ENV.md)
         import cv_bridge  # noqa: F401
     except Exception:  # ImportError, or a broken binary build
         return False
     return True
 
 
-_CV_BRIDGE = cv_bridge_available()
-
-
-def image_msg_to_rgb_via_cv_bridge(msg) -> np.ndarray:
+def image_msg_to_rgb_via_cv_bridge(msg: Any) -> np.ndarray:
     """The same conversion through ``cv_bridge`` (``imgmsg_to_cv2(msg, "rgb8")``); for cross-checks only."""
-    from cv_bridge import CvBridge
+    from cv_bridge import CvBridge  # optional, see cv_bridge_available
 
     return np.ascontiguousarray(CvBridge().imgmsg_to_cv2(msg, desired_encoding="rgb8"))
