@@ -10,8 +10,8 @@ import torch
 from unifygeo_ros.config import Config
 from unifygeo_ros.model import MetricOutput, build_model, cell_to_offset, offset_to_cell, rerank_candidates
 from unifygeo_ros.model.metric_head import heading_to_vector, rotation_volume, vector_to_heading
-from unifygeo_ros.model.rerank import (EVIDENCE_NAMES, Reranker, assign_tile, centrality, consensus_order,
-                                       consensus_slot, consensus_support)
+from unifygeo_ros.model.rerank import (EVIDENCE_NAMES, Reranker, assign_tile, centrality, consensus_slot,
+                                       consensus_support)
 
 torch.set_num_threads(1)
 
@@ -288,5 +288,3 @@ def test_consensus_slot_prefers_agreement_over_a_lone_top_score_and_keeps_ties_i
     # T 4: e^0.5 = 1.65 < 2 e^0.25 = 2.57: the agreeing pair wins; of the two, slot 1 ranks first in ``order``
     assert consensus_slot(order, fixes, scores, 5.0, 4.0) == 1
     assert consensus_slot(np.array([0, 3, 2, 1]), fixes, scores, 5.0, 4.0) == 2
-    assert consensus_order(order, fixes, scores, 5.0, 4.0).tolist() == [1, 0, 3, 2]
-    assert consensus_order(order, fixes, scores, 0.0, 4.0).tolist() == order.tolist()  # off

@@ -45,6 +45,15 @@ def model_identity(model: torch.nn.Module, config: dict | None = None) -> str:
     return h.hexdigest()
 
 
+#: candidates re-ranked when a configuration does not say (``loss.rerank_k``)
+DEFAULT_RERANK_K = 5
+
+
+def rerank_k_of(config: dict) -> int:
+    """The number of candidates a model re-ranks at run time: its ``loss.rerank_k`` (what it was trained on)."""
+    return int((config.get("loss") or {}).get("rerank_k", DEFAULT_RERANK_K))
+
+
 @dataclass
 class ModelHandle:
     """A network ready for inference: eval mode, on ``device``, in ``dtype``."""
@@ -81,7 +90,7 @@ class ModelHandle:
 
     @property
     def rerank_k(self) -> int:
-        return int((self.config.get("loss") or {}).get("rerank_k", 5))
+        return rerank_k_of(self.config)
 
     @property
     def known_orientation(self) -> bool:

@@ -150,12 +150,3 @@ def consensus_slot(order: np.ndarray, fixes_en_m: np.ndarray, scores: np.ndarray
     order = np.asarray(order)
     support = consensus_support(fixes_en_m, scores, radius_m, temperature)[order]
     return int(order[int(np.argmax(support))])
-
-
-def consensus_order(order: np.ndarray, fixes_en_m: np.ndarray, scores: np.ndarray, radius_m: float,
-                    temperature: float) -> np.ndarray:
-    """``order`` with the consensus slot moved to the front (unchanged when ``radius_m`` <= 0)."""
-    order = np.asarray(order)
-    if radius_m <= 0:
-        return order.copy()
-    return move_to_front(order, consensus_slot(order, fixes_en_m, scores, radius_m, temperature))
