@@ -4,7 +4,7 @@
 # Puts the pip-route ROS 2 environment made by scripts/setup_ros_env.sh on the current shell:
 #   AMENT_PREFIX_PATH, PYTHONPATH, LD_LIBRARY_PATH  <- <repo>/.ros_overlay/install (generated geographic_msgs,
 #                                                       composition_interfaces) and the venv's ROS wheels
-#   PATH                                            <- the venv's bin/ (python, ros2, colcon)
+#   PATH                                            <- the venv's bin/ (python, colcon)
 #   ROS_AUTOMATIC_DISCOVERY_RANGE                   <- LOCALHOST unless already set
 #   ROS_DOMAIN_ID                                   <- only with --unique-domain (or UNIFYGEO_UNIQUE_DOMAIN=1):
 #                                                      a per-shell id in 1..100, so parallel runs on one

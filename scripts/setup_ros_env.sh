@@ -9,14 +9,13 @@
 #      cmake when no CMake >= 3.20 is on PATH);
 #   2. generates and builds the interface packages in third_party/ (geographic_msgs, composition_interfaces)
 #      into one install prefix, <repo>/.ros_overlay/install (see docs/ROS_ENV.md);
-#   3. installs the launch / launch_ros / ros2cli wheels from $UNIFYGEO_ROS_WHEELS (default
-#      <repo>/../shared/wheels) plus their PyPI dependencies, when that folder exists;
-#   4. installs the minimal colcon packages from PyPI (skip with UNIFYGEO_ROS_COLCON=0).
+#   3. installs the minimal colcon packages from PyPI (skip with UNIFYGEO_ROS_COLCON=0).
 # Then: `source scripts/ros_env.sh` (or test/ros_helpers.py:ros_subprocess_env()) to use it.
+# launch, launch_ros and the ros2 CLI are not part of this route (they are not on PyPI): `ros2 launch` needs
+# ROS 2 installed from its own packages (apt, /opt/ros/$ROS_DISTRO), see docs/ROS_ENV.md.
 #
 # Environment knobs:
 #   UNIFYGEO_ROS_OVERLAY   overlay root (default <repo>/.ros_overlay)
-#   UNIFYGEO_ROS_WHEELS    folder with the launch/ros2cli wheels (default <repo>/../shared/wheels)
 #   UNIFYGEO_ROS_JOBS      parallel compile jobs (default 2)
 #   UNIFYGEO_ROS_COLCON    1 (default) installs colcon into the venv, 0 skips it
 #   UNIFYGEO_ROS_FORCE     1 rebuilds the interface packages even when up to date
@@ -27,27 +26,15 @@ SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
 VENV_DIR="${1:-$REPO_ROOT/.venv}"
 OVERLAY_ROOT="${UNIFYGEO_ROS_OVERLAY:-$REPO_ROOT/.ros_overlay}"
-# the wheels folder: $UNIFYGEO_ROS_WHEELS, else ../shared/wheels next to the checkout, else this workplace's
-# /work/shared/wheels (a clone elsewhere, e.g. CI's fresh clone in a temporary folder)
-if [ -n "${UNIFYGEO_ROS_WHEELS:-}" ]; then
-  WHEELS_DIR="$UNIFYGEO_ROS_WHEELS"
-else
-  WHEELS_DIR="$REPO_ROOT/../shared/wheels"
-  for cand in "$REPO_ROOT/../shared/wheels" /work/shared/wheels; do
-    if compgen -G "$cand/*.whl" >/dev/null; then WHEELS_DIR="$cand"; break; fi
-  done
-fi
 JOBS="${UNIFYGEO_ROS_JOBS:-2}"
 WANT_COLCON="${UNIFYGEO_ROS_COLCON:-1}"
 FORCE="${UNIFYGEO_ROS_FORCE:-0}"
 
 log() { printf '[setup_ros_env] %s\n' "$*"; }
-# pip noise that is expected here: the local find-links folders of this machine's pip config, and the
-# upstream wheels' metadata naming ROS packages (ament_index_python) instead of their PyPI names.
+# pip noise that is expected here: the local find-links folders of this machine's pip config.
 pip_filter() {
   grep -v -e "is ignored: it is neither a file nor a directory" \
-          -e "pip's dependency resolver does not currently take into account" \
-          -e "requires ament_index_python, which is not installed" || true
+          -e "pip's dependency resolver does not currently take into account" || true
 }
 die() { printf '[setup_ros_env] ERROR: %s\n' "$*" >&2; exit 1; }
 
@@ -167,7 +154,7 @@ h.update(sys.version.encode())
 h.update(os.path.realpath(venv).encode())
 h.update(prefix.encode())
 h.update(subprocess.run([cmake, "--version"], capture_output=True, text=True).stdout.encode())
-# Only what the generated code is built from: other ROS wheels (launch deps, ...) must not force a rebuild.
+# Only what the generated code is built from: other ROS wheels in the venv must not force a rebuild.
 relevant = re.compile(r"^(numpy|ros-(rosidl|ament-cmake|ament-package|std-msgs|geometry-msgs|unique-identifier-msgs"
                       r"|rcl-interfaces|builtin-interfaces|service-msgs|type-description-interfaces|rcutils|fastcdr"
                       r"|fastdds|rmw))")
@@ -236,36 +223,7 @@ build_interface_pkg geographic_msgs msg GeoPoseStamped
 build_interface_pkg composition_interfaces srv LoadNode
 
 # ---------------------------------------------------------------------------------------------------------
-# 3. launch / launch_ros / ros2cli wheels (test-time aids; the package itself does not need them).
-# ---------------------------------------------------------------------------------------------------------
-if [ -d "$WHEELS_DIR" ] && compgen -G "$WHEELS_DIR/*.whl" >/dev/null; then
-  WHEEL_REQS=()
-  for whl in "$WHEELS_DIR"/*.whl; do
-    base="$(basename "$whl")"
-    WHEEL_REQS+=("${base%%-*}==$(echo "$base" | cut -d- -f2)")
-  done
-  missing="$(missing_requirements "${WHEEL_REQS[@]}")"
-  if [ -n "$missing" ]; then
-    log "launch/ros2cli wheels: installing from $WHEELS_DIR"
-    "${PIP[@]}" install -q --no-deps "$WHEELS_DIR"/*.whl 2>&1 | pip_filter || true
-    missing="$(missing_requirements "${WHEEL_REQS[@]}")"
-    [ -z "$missing" ] || die "could not install from $WHEELS_DIR: $(echo "$missing" | tr '\n' ' ')"
-  else
-    log "launch/ros2cli wheels: already installed"
-  fi
-  LAUNCH_DEPS=(ros-ament-index-python osrf-pycommon pyyaml argcomplete packaging psutil catkin-pkg empy
-               importlib-resources ros-lifecycle-msgs ros-rcl-interfaces)
-  # `lark` is also provided by lark-parser (a dependency of ros-rosidl-parser): installing both
-  # packages would overwrite one module with the other, so add it only when no `lark` module exists.
-  "$PY" -c 'import lark' 2>/dev/null || LAUNCH_DEPS+=(lark)
-  pip_install_missing "launch/ros2cli dependencies" "${LAUNCH_DEPS[@]}"
-else
-  log "NOTE: no launch/ros2cli wheels at $WHEELS_DIR (set UNIFYGEO_ROS_WHEELS to use another folder);"
-  log "      skipping launch, launch_ros and the ros2 CLI. unifygeo_ros itself does not need them."
-fi
-
-# ---------------------------------------------------------------------------------------------------------
-# 4. colcon (for `colcon build` of unifygeo_ros in a scratch workspace). colcon-core pins setuptools<80
+# 3. colcon (for `colcon build` of unifygeo_ros in a scratch workspace). colcon-core pins setuptools<80
 # and pulls pytest-cov/-repeat/-rerunfailures into the venv; UNIFYGEO_ROS_COLCON=0 skips all of it.
 # ---------------------------------------------------------------------------------------------------------
 if [ "$WANT_COLCON" = 1 ]; then

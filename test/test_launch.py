@@ -1,16 +1,24 @@
 """The launch file, the parameter file and the robot_localization examples.
 
-Statically: the launch file's arguments and node (imported when ``launch`` is importable, else parsed), the
-parameter file against the node's parameter list, the robot_localization YAML against what the node publishes.
-For real, where colcon and the ROS environment exist: the package is built with colcon into a scratch
-workspace, ``ros2 launch unifygeo_ros localize.launch.py index:=... checkpoint:=...`` starts the node, and a
-panorama published on the remapped topic comes back as a fix.
+Statically, everywhere (no ``launch`` package needed): the launch file is parsed with ``ast`` and its
+ARGUMENTS table evaluated on its own (names, defaults, the choices named in the descriptions, against the
+node's PARAMETERS), its one Node (package, executable, name, namespace, parameters, remappings, log level) and
+that every argument is used; the parameter file against the node's parameter list; the robot_localization
+YAML against what the node publishes.
+
+For real, only where ROS 2 is installed from its own packages (apt: /opt/ros/$ROS_DISTRO sourced, ``ros2`` with
+``ros2launch``, ``launch``/``launch_ros``, colcon; docs/ROS_ENV.md "Apt route"): the package is built with
+colcon into a scratch workspace, ``ros2 launch unifygeo_ros localize.launch.py index:=... checkpoint:=...``
+starts the node, and a panorama published on the remapped topic comes back as a fix. Elsewhere (the pip route:
+PyPI has no launch, launch_ros or ros2cli) that test skips and says what is missing; UNIFYGEO_REQUIRE_ROS=1
+does not change that (it makes test_node.py / test_ros_dds.py require rclpy and geographic_msgs only).
 """
 from __future__ import annotations
 
 import ast
 import importlib.util
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -21,7 +29,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from unifygeo_ros.node_params import PARAMETER_NAMES, PARAMETERS, NodeSettings
+from unifygeo_ros.ros.params import PARAMETER_NAMES, PARAMETERS, NodeSettings
 
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = REPO / "launch" / "localize.launch.py"
@@ -71,7 +79,7 @@ def test_impossible_parameters_are_refused_with_a_clear_message():
 
 def test_demo_paths_resolve_or_say_where_they_were_looked_for(tmp_path):
     from unifygeo_ros.errors import UnifyGeoError
-    from unifygeo_ros.node_params import resolve_model_paths
+    from unifygeo_ros.resources import resolve_model_paths
 
     (tmp_path / "c").mkdir()
     (tmp_path / "i").mkdir()
@@ -88,13 +96,75 @@ def test_demo_paths_resolve_or_say_where_they_were_looked_for(tmp_path):
 # -------------------------------------------------------------------------------------------- launch file
 
 
+def _module_importable(name: str) -> bool:
+    """A real module (the repository's own ``launch/`` folder is an importable namespace package, not one)."""
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return False
+    return spec is not None and spec.origin not in (None, "namespace")
+
+
 def _launch_importable() -> bool:
-    return importlib.util.find_spec("launch") is not None and importlib.util.find_spec("launch_ros") is not None
+    return _module_importable("launch") and _module_importable("launch_ros")
+
+
+APT_HINT = "see docs/ROS_ENV.md, \"Apt route\", for the apt commands"
+
+
+def _launch_tree() -> ast.Module:
+    return ast.parse(LAUNCH_FILE.read_text())
+
+
+def _launch_function(tree: ast.Module, name: str) -> ast.FunctionDef:
+    return next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name)
+
+
+def _launch_table() -> dict[str, tuple[object, str]]:
+    """The launch file's ARGUMENTS table, evaluated without ``launch``: {name: (default, description)}.
+
+    Runs the file's top level minus its launch imports and generate_launch_description(), so the params_file
+    default is what default_params_file() really returns here.
+    """
+    tree = _launch_tree()
+    keep = [n for n in tree.body
+            if not (isinstance(n, ast.ImportFrom) and (n.module or "").split(".")[0] in ("launch", "launch_ros"))
+            and not (isinstance(n, ast.FunctionDef) and n.name == "generate_launch_description")]
+    ns = {"__file__": str(LAUNCH_FILE), "__name__": "localize_launch_static"}
+    exec(compile(ast.Module(body=keep, type_ignores=[]), str(LAUNCH_FILE), "exec"), ns)
+    table = ns["ARGUMENTS"]
+    assert all(len(row) == 3 for row in table), table
+    names = [row[0] for row in table]
+    assert len(names) == len(set(names)), names  # no argument declared twice
+    return {name: (default, desc) for name, default, desc in table}
+
+
+def _cfg_key(node: ast.AST) -> str | None:
+    """'x' for the expression ``cfg["x"]`` (a LaunchConfiguration of the launch file), else None."""
+    if (isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and node.value.id == "cfg"
+            and isinstance(node.slice, ast.Constant)):
+        return node.slice.value
+    return None
+
+
+def _node_call() -> ast.Call:
+    """The one ``Node(...)`` call of generate_launch_description()."""
+    fn = _launch_function(_launch_tree(), "generate_launch_description")
+    calls = [n for n in ast.walk(fn) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+             and n.func.id == "Node"]
+    assert len(calls) == 1, f"{len(calls)} Node actions in {LAUNCH_FILE.name}"
+    return calls[0]
+
+
+def _node_kwargs() -> dict[str, ast.AST]:
+    call = _node_call()
+    assert not call.args, "Node takes keyword arguments only"
+    return {kw.arg: kw.value for kw in call.keywords}
 
 
 def test_launch_file_arguments_statically():
     """Without importing ``launch``: the ARGUMENTS table names every argument, the node is ours."""
-    tree = ast.parse(LAUNCH_FILE.read_text())
+    tree = _launch_tree()
     table = next(n for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "ARGUMENTS")
     names = {elt.elts[0].value for elt in table.value.elts}
     assert names == LAUNCH_ARGS
@@ -102,7 +172,99 @@ def test_launch_file_arguments_statically():
     assert 'executable="localizer_node"' in src and 'PACKAGE = "unifygeo_ros"' in src
 
 
-@pytest.mark.skipif(not _launch_importable(), reason="launch / launch_ros are not importable here")
+def test_launch_argument_defaults_and_descriptions():
+    table = _launch_table()
+    assert set(table) == LAUNCH_ARGS
+    params_file = Path(table["params_file"][0])
+    assert params_file.name == "localize.yaml" and params_file.is_file(), params_file
+    assert "/**" in yaml.safe_load(params_file.read_text())
+    for name in ("checkpoint", "index"):  # empty = the embedded demo
+        assert table[name][0] == ""
+    assert table["device"][0] == "auto"
+    assert table["input_mode"][0] == "panorama"
+    assert table["heading_source"][0] == "auto"
+    assert table["namespace"][0] == ""
+    assert table["image_topic"][0] == "image" and table["compressed_topic"][0] == "image/compressed"
+    assert table["imu_topic"][0] == "imu"
+    assert table["log_level"][0] == "info"
+    for name, (default, desc) in table.items():
+        assert isinstance(default, str), name  # launch arguments are strings
+        assert len(desc) > 10, name
+
+
+def test_launch_arguments_passed_as_node_parameters_match_the_node_declaration():
+    """Arguments given to the node as parameters are declared node parameters, with the same default."""
+    table = _launch_table()
+    kw = _node_kwargs()
+    params = kw["parameters"]
+    assert isinstance(params, ast.List) and len(params.elts) == 2, ast.dump(params)
+    assert _cfg_key(params.elts[0]) == "params_file"  # the parameter file first, the arguments override it
+    override = params.elts[1]
+    assert isinstance(override, ast.DictComp), ast.dump(override)
+    assert isinstance(override.value, ast.Call) and isinstance(override.value.func, ast.Name)
+    assert override.value.func.id == "ParameterValue"  # {name: ParameterValue(cfg[name], value_type=str) ...}
+    target = override.generators[0].target
+    arg = override.value.args[0]
+    assert isinstance(target, ast.Name) and isinstance(override.key, ast.Name) and override.key.id == target.id
+    assert isinstance(arg, ast.Subscript) and arg.value.id == "cfg" and arg.slice.id == target.id
+    value_type = {k.arg: k.value for k in override.value.keywords}["value_type"]
+    assert isinstance(value_type, ast.Name) and value_type.id == "str"
+    passed = ast.literal_eval(override.generators[0].iter)
+    assert set(passed) == {"checkpoint", "index", "device", "input_mode", "heading_source"}
+    specs = {p.name: p for p in PARAMETERS}
+    for name in passed:
+        assert name in PARAMETER_NAMES and name in table, name
+        spec = specs[name]
+        assert isinstance(spec.default, str), name  # passed with value_type=str
+        assert table[name][0] == spec.default, name  # an unset argument does not change the node's default
+        if spec.choices:  # the argument's description names the same choices: "a | b | c (...)"
+            named = tuple(c.strip() for c in table[name][1].split("(")[0].split("|"))
+            assert named == tuple(spec.choices), (name, named, spec.choices)
+            assert table[name][0] in spec.choices, name
+    NodeSettings.from_params({name: table[name][0] for name in passed})  # the defaults pass the node's checks
+
+
+def test_launch_file_starts_our_node_and_uses_every_argument():
+    kw = _node_kwargs()
+    tree = _launch_tree()
+    package = next(n.value.value for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "PACKAGE")
+    assert package == "unifygeo_ros"
+    assert isinstance(kw["package"], ast.Name) and kw["package"].id == "PACKAGE"
+    assert ast.literal_eval(kw["executable"]) == "localizer_node"
+    # what colcon installs as lib/unifygeo_ros/localizer_node: a console script whose function exists
+    entry = re.search(r"[\"']localizer_node\s*=\s*([\w.]+):(\w+)[\"']", (REPO / "setup.py").read_text())
+    assert entry, "setup.py has no localizer_node console script"
+    module_file = importlib.util.find_spec(entry.group(1)).origin  # found without importing it (it imports rclpy)
+    assert any(isinstance(n, ast.FunctionDef) and n.name == entry.group(2)
+               for n in ast.parse(Path(module_file).read_text()).body), entry.group(0)
+    assert ast.literal_eval(kw["name"]) == "unifygeo_localizer"
+    assert _cfg_key(kw["namespace"]) == "namespace"
+    remaps = {ast.literal_eval(t.elts[0]): _cfg_key(t.elts[1]) for t in kw["remappings"].elts}
+    assert remaps == {"image": "image_topic", "image/compressed": "compressed_topic", "imu": "imu_topic"}
+    args = kw["arguments"].elts
+    assert [ast.literal_eval(a) for a in args[:2]] == ["--ros-args", "--log-level"]
+    assert _cfg_key(args[2]) == "log_level"
+    # every declared argument reaches the node: used as cfg["name"], or named in the parameter override tuple
+    fn = _launch_function(tree, "generate_launch_description")
+    used = {k for n in ast.walk(fn) if (k := _cfg_key(n)) and isinstance(k, str)}
+    used |= set(ast.literal_eval(kw["parameters"].elts[1].generators[0].iter))
+    assert used == LAUNCH_ARGS, used ^ LAUNCH_ARGS
+    # one DeclareLaunchArgument per ARGUMENTS row, returned with the node
+    decl = [n for n in ast.walk(fn) if isinstance(n, ast.ListComp) and isinstance(n.elt, ast.Call)
+            and isinstance(n.elt.func, ast.Name) and n.elt.func.id == "DeclareLaunchArgument"]
+    assert len(decl) == 1 and isinstance(decl[0].generators[0].iter, ast.Name)
+    assert decl[0].generators[0].iter.id == "ARGUMENTS"
+    ret = next(n for n in ast.walk(fn) if isinstance(n, ast.Return))
+    assert isinstance(ret.value, ast.Call) and ret.value.func.id == "LaunchDescription"
+    # the module docstring documents every argument
+    doc = ast.get_docstring(tree)
+    for name in LAUNCH_ARGS:
+        assert name in doc, name
+
+
+@pytest.mark.skipif(not _launch_importable(),
+                    reason=f"launch / launch_ros are not importable here (the pip route has no launch packages; "
+                           f"the static tests above cover the file); {APT_HINT}")
 def test_launch_description_declares_the_arguments_and_the_node():
     from launch.actions import DeclareLaunchArgument
     from launch_ros.actions import Node
@@ -176,19 +338,44 @@ def test_option_b_feeds_navsat_transform_with_our_fix():
 # ---------------------------------------------------------------------------------------- colcon + ros2 launch
 
 
+def _ament_has_package(env: dict, package: str) -> bool:
+    return any((Path(p) / "share" / "ament_index" / "resource_index" / "packages" / package).is_file()
+               for p in env.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p)
+
+
+def _colcon_command(env: dict) -> list[str]:
+    """colcon run by this interpreter when it can import colcon (then the console scripts it installs get this
+    interpreter, with torch, as their shebang, also on the apt route's venv), else colcon from PATH."""
+    if _module_importable("colcon"):
+        return [sys.executable, "-m", "colcon"]
+    exe = shutil.which("colcon", path=env.get("PATH"))
+    return [exe] if exe else []
+
+
 def _real_launch_prerequisites() -> str:
-    from ros_helpers import ros_available, ros_subprocess_env
+    """Empty when ROS 2 from its own packages is here (what `ros2 launch` needs), else what is missing and where
+    to read how to install it. The pip route never has launch / launch_ros / ros2cli: PyPI has none of them."""
+    from ros_helpers import ros_subprocess_env
+
+    env = ros_subprocess_env()
+    missing = []
+    if not os.environ.get("ROS_DISTRO"):
+        missing.append("ROS_DISTRO is not set (no /opt/ros/$ROS_DISTRO/setup.bash sourced)")
+    if not shutil.which("ros2", path=env.get("PATH")):
+        missing.append("`ros2` is not on PATH")
+    elif not _ament_has_package(env, "ros2launch"):
+        missing.append("ros2launch is not installed (no `ros2 launch`)")
+    if not _launch_importable():
+        missing.append("launch / launch_ros are not importable")
+    if not _colcon_command(env):
+        missing.append("colcon is not installed")
+    if missing:
+        return ("the real `ros2 launch` test needs ROS 2 installed from its own packages (apt), sourced; missing: "
+                + "; ".join(missing) + f" -- {APT_HINT}")
+    from ros_helpers import ros_available
 
     ok, why = ros_available()
-    if not ok:
-        return why
-    env = ros_subprocess_env()
-    for tool in ("colcon", "ros2"):
-        if not shutil.which(tool, path=env.get("PATH")):
-            return f"{tool} is not on PATH (scripts/setup_ros_env.sh installs it into the venv)"
-    if not _launch_importable():
-        return "launch / launch_ros are not installed"
-    return ""
+    return "" if ok else f"{why} -- {APT_HINT}"
 
 
 _WHY_NOT = _real_launch_prerequisites()
@@ -210,8 +397,8 @@ def colcon_install(tmp_path_factory):
             src.mkdir(parents=True, exist_ok=True)
             shutil.copy2(p, src / item)
     env = ros_subprocess_env()
-    r = subprocess.run(["colcon", "build", "--base-paths", "src", "--event-handlers", "console_direct-"], cwd=ws,
-                       env=env, capture_output=True, text=True, timeout=300)
+    r = subprocess.run([*_colcon_command(env), "build", "--base-paths", "src", "--event-handlers", "console_direct-"],
+                       cwd=ws, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     prefix = ws / "install" / "unifygeo_ros"
     assert (prefix / "lib" / "unifygeo_ros" / "localizer_node").exists()  # where `ros2 run` looks
