@@ -12,7 +12,7 @@ import torch
 from unifygeo_ros import geo
 from unifygeo_ros.errors import DataFormatError, IndexFormatError
 from unifygeo_ros.index import build as index_build
-from unifygeo_ros.index import search, store, tiles
+from unifygeo_ros.index import portable, search, store, tiles
 from unifygeo_ros.model.handle import from_model
 
 from vigor_fixture import write_vigor_world
@@ -267,8 +267,10 @@ def test_shards_and_merge_equal_a_single_build(tmp_path, handle, city, built):
     assert np.allclose(a.descriptors, b.descriptors, atol=1e-6)
     for k in a.aerial:
         assert np.allclose(np.asarray(a.aerial[k], np.float32), np.asarray(b.aerial[k], np.float32), atol=1e-3)
-    for key in ("model", "tile_m", "origin", "source", "descriptor_dim", "count", "tiles"):
+    for key in ("model", "tile_m", "origin", "descriptor_dim", "count", "tiles"):
         assert a.meta[key] == merged[key], key
+    assert portable.tiling_identity(a.meta["source"]) == portable.tiling_identity(merged["source"])
+    assert store.recorded_source(tmp_path / "merged") == city[0].resolve()  # its hint, re-based to the merge
     q = a.descriptors[:3]
     assert np.array_equal(a.searcher.search(q, 5)[1], b.searcher.search(q, 5)[1])
 
@@ -376,3 +378,136 @@ def test_cli_builds_an_index_from_an_orthophoto(tmp_path, handle, capsys):
                      str(tmp_path / "none.tif")]) == 1
     err = capsys.readouterr().err
     assert "--shard I/N" in err and "orthophoto not found" in err
+
+
+# ------------------------------------------------------------------------------------------- portability
+
+
+def _strings(value):
+    """Every string in a JSON value (keys excluded)."""
+    if isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+    elif isinstance(value, str):
+        yield value
+
+
+def _saved(handle, folder, **train):
+    """``handle``'s model saved as a checkpoint in ``folder`` (``train``: config overrides), loaded back."""
+    from unifygeo_ros.config import Config
+    from unifygeo_ros.model.checkpoint import save_checkpoint
+    from unifygeo_ros.model.handle import load_model
+
+    cfg = Config.from_dict(handle.config)
+    for k, v in train.items():
+        setattr(cfg.train, k, v)
+    save_checkpoint(folder, handle.model, cfg)
+    return load_model(folder, device="cpu")
+
+
+def test_travels_with_index():
+    for rel in (".", "..", "../..", "../ckpt", "../runs/a/ckpt", "sub/ckpt"):
+        assert portable.travels_with_index(rel), rel
+    for rel in ("/abs/ckpt", "../../runs/ckpt", "../a/../../b", "C:/x", "..\\ckpt"):
+        assert not portable.travels_with_index(rel), rel
+
+
+def test_fresh_index_json_holds_no_absolute_path(tmp_path, handle, city):
+    """Checkpoint, tile source, a path in the model's config and the shard list: none recorded absolute."""
+    loaded = _saved(handle, tmp_path / "model", init_from=str(tmp_path / "some" / "init"))
+    ix = tmp_path / "model" / "index"
+    index_build.build_index(loaded, tiles.vigor_tiles(city[0]), ix, progress=False)
+    shards = [tmp_path / "model" / "shards" / str(i) for i in range(2)]
+    for i, s in enumerate(shards):
+        index_build.build_index(loaded, tiles.vigor_tiles(city[0]), s, shard=(i, 2), progress=False)
+    index_build.merge(shards, tmp_path / "model" / "merged")
+    for folder in (ix, shards[0], tmp_path / "model" / "merged"):
+        meta = json.loads((folder / "index.json").read_text())
+        for text in _strings(meta):
+            assert not text.startswith("/") and str(tmp_path) not in text, (folder.name, text)
+            assert str(city[0]) not in text
+        assert meta["source"]["name"] == "Seattle" and "path" not in meta["source"]
+        assert meta["model"]["config"]["train"]["init_from"] == "init"
+    assert json.loads((ix / "index.json").read_text())["model"]["checkpoint_relpath"] == ".."
+    merged = json.loads((tmp_path / "model" / "merged" / "index.json").read_text())
+    assert merged["model"]["checkpoint_relpath"] == ".."  # re-based from the shard's "../.."
+    assert merged["merged_from"] == ["../shards/0", "../shards/1"]
+    assert json.loads((shards[0] / "index.json").read_text())["model"]["checkpoint_relpath"] == "../.."
+
+
+@pytest.mark.parametrize("layout", ["inside", "beside"])
+def test_index_copied_with_its_checkpoint_loads_without_checkpoint(tmp_path, handle, city, layout):
+    """models/demo + models/demo/index (".."), or run/ckpt + run/index ("../ckpt"): copy the tree anywhere."""
+    import shutil
+
+    from unifygeo_ros.model.handle import load_model
+
+    ckpt_rel, ix_rel = ("model", "model/index") if layout == "inside" else ("run/ckpt", "run/index")
+    src_root = tmp_path / "a"
+    loaded = _saved(handle, src_root / ckpt_rel)
+    index_build.build_index(loaded, tiles.vigor_tiles(city[0]), src_root / ix_rel, progress=False)
+    dst_root = tmp_path / "b" / "clone"
+    shutil.copytree(src_root, dst_root)
+    shutil.rmtree(src_root)  # nothing may point back at the original
+    found = store.recorded_checkpoint(dst_root / ix_rel)
+    assert found == (dst_root / ckpt_rel).resolve()
+    again = load_model(found, device="cpu")
+    ix = store.load_index(dst_root / ix_rel, verify="sha256")
+    ix.check_model(again.identity, again.descriptor_dim)
+    assert ix.model_identity == loaded.identity
+    assert store.recorded_source(dst_root / ix_rel) is None  # the city did not travel: a hint, nothing more
+
+
+def _one_line_error(index_dir, match):
+    with pytest.raises(IndexFormatError, match=match) as exc:
+        store.recorded_checkpoint(index_dir)
+    message = str(exc.value)
+    assert "\n" not in message and message.rstrip().endswith(("--checkpoint (the model the index was built with)",
+                                                               "rebuild the index"))
+    assert "pass --checkpoint" in message
+    return message
+
+
+def test_recorded_checkpoint_of_another_identity_is_a_one_line_error(tmp_path, handle, city):
+    loaded = _saved(handle, tmp_path / "model")
+    ix = tmp_path / "model" / "index"
+    index_build.build_index(loaded, tiles.vigor_tiles(city[0]), ix, progress=False)
+    _saved(tiny_handle(seed=3), tmp_path / "model")  # another model written over the checkpoint
+    message = _one_line_error(ix, "holds model")
+    assert loaded.identity[:16] in message
+    for name in ("meta.json", "config.json", "model.safetensors"):
+        (tmp_path / "model" / name).unlink()
+    _one_line_error(ix, "no checkpoint")
+
+
+def test_index_without_a_travelling_checkpoint_needs_checkpoint(tmp_path, handle, city, built):
+    _one_line_error(built, "records no checkpoint")  # built from a model in memory
+    loaded = _saved(handle, tmp_path / "ckpts" / "m")
+    far = tmp_path / "indexes" / "deep" / "ix"  # ../../../ckpts/m: not within the index's folder tree
+    index_build.build_index(loaded, tiles.vigor_tiles(city[0]), far, progress=False)
+    assert json.loads((far / "index.json").read_text())["model"]["checkpoint_relpath"] is None
+    _one_line_error(far, "records no checkpoint")
+    meta = json.loads((far / "index.json").read_text())
+    meta["model"]["checkpoint_relpath"] = "../../../ckpts/m"  # written by hand: still refused
+    (far / "index.json").write_text(json.dumps(meta))
+    _one_line_error(far, "not a path within the index's folder tree")
+
+
+def test_old_index_with_an_absolute_checkpoint_path(tmp_path, handle, city):
+    """Written before portable metadata: loads with the checkpoint given, a one-line error without."""
+    loaded = _saved(handle, tmp_path / "model")
+    ix = tmp_path / "model" / "index"
+    index_build.build_index(loaded, tiles.vigor_tiles(city[0]), ix, progress=False)
+    meta = json.loads((ix / "index.json").read_text())
+    del meta["model"]["checkpoint_relpath"]
+    meta["model"]["checkpoint"] = str((tmp_path / "model").resolve())
+    meta["source"]["path"] = str(city[0].resolve())
+    (ix / "index.json").write_text(json.dumps(meta))
+    _one_line_error(ix, "absolute path from an older build")
+    old = store.load_index(ix)
+    old.check_model(loaded.identity, loaded.descriptor_dim)  # the given checkpoint (--checkpoint) is accepted
+    with pytest.raises(IndexFormatError, match="built with model"):
+        old.check_model(tiny_handle(seed=4).identity, 16)

@@ -11,15 +11,18 @@ import json
 import logging
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import cv2
 import numpy as np
+from tqdm import tqdm
 
 from unifygeo_ros.errors import DataFormatError, IndexFormatError
-from unifygeo_ros.index import store
-from unifygeo_ros.model.handle import ModelHandle, aerial_to_arrays, load_model
+from unifygeo_ros.index import portable, store
 from unifygeo_ros.index.search import SEARCH_KINDS
 from unifygeo_ros.index.tiles import TileSource, orthophoto_tiles, vigor_tiles
+from unifygeo_ros.model.handle import ModelHandle, aerial_to_arrays, load_model
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +41,12 @@ def feature_bytes_per_tile(handle: ModelHandle) -> int:
 
 
 def tile_bytes_per_tile(handle: ModelHandle) -> int:
+    """Bytes of one stored RGB tile at the model's input size (uint8)."""
     return 3 * handle.aerial_px**2
 
 
 def choose_aerial_mode(mode: str, handle: ModelHandle, count: int) -> str:
+    """``features`` or ``tiles`` for ``mode`` (``auto``: features while ``count`` tiles of them fit the cap)."""
     if mode not in AERIAL_MODES:
         raise ValueError(f"aerial mode must be one of {AERIAL_MODES}, got {mode!r}")
     if mode != "auto":
@@ -49,16 +54,20 @@ def choose_aerial_mode(mode: str, handle: ModelHandle, count: int) -> str:
     return "features" if feature_bytes_per_tile(handle) * count <= AUTO_FEATURE_CACHE_MAX_BYTES else "tiles"
 
 
+class _NoProgress:
+    """What :func:`_progress` returns when no bar is wanted."""
+
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def _progress(total: int, enabled: bool, desc: str):
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover
-        enabled = False
+    """A tqdm bar on stderr counting tiles, or a silent stand-in."""
     if not enabled:
-        class _Null:
-            def update(self, n): pass
-            def close(self): pass
-        return _Null()
+        return _NoProgress()
     return tqdm(total=total, desc=desc, unit="tile", file=sys.stderr, dynamic_ncols=True)
 
 
@@ -70,10 +79,6 @@ def encode_tiles(handle: ModelHandle, source: TileSource, rows: np.ndarray, aeri
     aerial input size (tiles mode; re-encoding it reproduces exactly the cached features up to float16).
     Tiles are read by a thread while the network runs.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
-    import cv2
-
     n = len(rows)
     a = handle.aerial_px
     desc = np.zeros((n, handle.descriptor_dim), np.float32)
@@ -119,7 +124,8 @@ def build_index(handle: ModelHandle, source: TileSource, out_dir: str | Path, *,
                 progress: bool = True) -> dict:
     """Encode ``source``'s tiles (or shard ``(i, N)`` of them) with ``handle`` and write an index to ``out_dir``.
 
-    Returns the index metadata (see :mod:`unifygeo_ros.index.store`).
+    Returns the index metadata (see :mod:`unifygeo_ros.index.store`). The checkpoint and the tile source are
+    recorded without absolute paths, relative to ``out_dir`` (:mod:`unifygeo_ros.index.portable`).
     """
     t0 = time.perf_counter()
     rows = store.shard_rows(len(source), shard)
@@ -139,13 +145,13 @@ def build_index(handle: ModelHandle, source: TileSource, out_dir: str | Path, *,
         en_m=np.array([[t.east_m, t.north_m] for t in tiles], np.float64).reshape(-1, 2),
         ordinal=rows.astype(np.int64), descriptors=desc, aerial=aerial)
     meta = {
-        "model": {"identity": handle.identity, "config": handle.config, "checkpoint": handle.checkpoint},
+        "model": portable.model_record(handle.identity, handle.config, handle.checkpoint, out_dir),
         "tile_m": float(source.tile_m),
         "tile_px": int(source.tile_px),
         "gsd_m": float(source.gsd_m),
         "model_aerial_px": handle.aerial_px,
         "origin": {"lat_deg": source.origin.lat0_deg, "lon_deg": source.origin.lon0_deg},
-        "source": source.describe(),
+        "source": portable.source_record(source.describe(), out_dir),
         "shard": None if shard is None else {"index": int(shard[0]), "count": int(shard[1])},
         "aerial": {"mode": mode, "dtype": "float16" if mode == "features" else "uint8"},
     }
@@ -155,6 +161,7 @@ def build_index(handle: ModelHandle, source: TileSource, out_dir: str | Path, *,
 
 
 def tile_source_from_args(args, handle: ModelHandle | None = None) -> TileSource:
+    """The tile source ``unifygeo index build`` arguments name (with heights when ``handle``'s model takes them)."""
     if bool(args.vigor) == bool(args.orthophoto):
         raise DataFormatError("give exactly one tile source: --vigor CITY_DIR or --orthophoto FILE")
     height = handle is not None and handle.aerial_channels == 4
@@ -176,6 +183,7 @@ def tile_source_from_args(args, handle: ModelHandle | None = None) -> TileSource
 
 
 def merge(shard_dirs: list[str | Path], out_dir: str | Path, search_kind: str | None = None) -> dict:
+    """Merge shard folders into one index at ``out_dir`` (:func:`unifygeo_ros.index.store.merge_indexes`)."""
     return store.merge_indexes(shard_dirs, out_dir, search_kind)
 
 
@@ -188,7 +196,7 @@ def info(index_dir: str | Path, verify: bool = False) -> dict:
     return {
         "path": str(Path(index_dir).resolve()), "format": f"{m['format']} v{m['version']}", "tiles": m["count"],
         "descriptor_dim": m["descriptor_dim"], "model_identity": ix.model_identity,
-        "checkpoint": m["model"].get("checkpoint"), "tile_m": m["tile_m"], "tile_px": m.get("tile_px"),
+        "checkpoint": portable.checkpoint_hint(m), "tile_m": m["tile_m"], "tile_px": m.get("tile_px"),
         "gsd_m": m.get("gsd_m"), "origin": m["origin"], "source": m["source"], "shard": m.get("shard"),
         "search": m["search"], "aerial_mode": m["aerial"]["mode"],
         "extent_en_m": [float(e.min()), float(n.min()), float(e.max()), float(n.max())],
@@ -245,11 +253,13 @@ def _print_info(d: dict) -> None:
     print(f"index      {d['path']}  ({d['format']}, created {d['created_utc']})")
     print(f"tiles      {d['tiles']}  ({d['tile_m']:g} m, {d['tile_px']} px, {d['gsd_m']:.3f} m/px)"
           + (f"  shard {d['shard']['index']}/{d['shard']['count']}" if d.get("shard") else ""))
-    print(f"source     {d['source'].get('kind')}: {d['source'].get('path')}")
+    src = d["source"]
+    print(f"source     {src.get('kind')}: {src.get('name', src.get('path'))}"
+          + (f"  ({src['relpath']} from the index folder)" if src.get("relpath") else ""))
     print(f"origin     lat {d['origin']['lat_deg']:.7f}  lon {d['origin']['lon_deg']:.7f}  "
           f"extent E {d['extent_en_m'][0]:.0f}..{d['extent_en_m'][2]:.0f} m, "
           f"N {d['extent_en_m'][1]:.0f}..{d['extent_en_m'][3]:.0f} m")
-    print(f"model      {d['model_identity'][:16]}  ({d['descriptor_dim']}-d)  {d['checkpoint']}")
+    print(f"model      {d['model_identity'][:16]}  ({d['descriptor_dim']}-d)  checkpoint {d['checkpoint']}")
     print(f"search     {s['kind']} {s.get('params') or ''}  recall@10 vs exact {s.get('recall_at_10_vs_exact')}")
     print(f"aerial     {d['aerial_mode']}")
     print(f"disk       {d['disk_bytes'] / 2**20:.1f} MiB  (files checked: {d['verified']})")

@@ -1,0 +1,178 @@
+"""Writing and loading an index folder (the format is described in :mod:`unifygeo_ros.index.store`).
+
+:func:`write_index` writes the arrays, the search structure and - last, atomically - ``index.json``;
+:func:`load_index` reads them back with every check of :mod:`unifygeo_ros.index.layout`. Needs numpy only
+(faiss when present).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from unifygeo_ros.errors import IndexFormatError
+from unifygeo_ros.index import search as search_mod
+from unifygeo_ros.index.data import AerialIndex, IndexData
+from unifygeo_ros.index.layout import (DESCRIPTORS_FILE, FAISS_FILE, FORMAT, FORMAT_VERSION, META_FILE, aerial_file,
+                                       array_record, check_file, file_record, load_npy, read_meta)
+
+
+# ------------------------------------------------------------------------------------------------- write
+def _write_arrays(out: Path, data: IndexData, desc: np.ndarray) -> dict[str, dict]:
+    """Save the descriptors and the aerial arrays; their ``arrays`` records."""
+    n = desc.shape[0]
+    arrays: dict[str, dict] = {}
+    np.save(out / DESCRIPTORS_FILE, desc, allow_pickle=False)
+    arrays[DESCRIPTORS_FILE] = array_record(out / DESCRIPTORS_FILE, desc)
+    for name, arr in sorted(data.aerial.items()):
+        if arr.shape[0] != n:
+            raise ValueError(f"aerial array {name!r} has {arr.shape[0]} rows for {n} tiles")
+        fname = aerial_file(name)
+        np.save(out / fname, np.ascontiguousarray(arr), allow_pickle=False)
+        arrays[fname] = array_record(out / fname, arr)
+    return arrays
+
+
+def _write_search(out: Path, desc: np.ndarray, search_kind: str, faiss_index, search_info: dict | None
+                  ) -> tuple[dict | None, dict]:
+    """Build (unless given) and save the faiss structure: (its ``arrays`` record or None, the ``search`` block)."""
+    if faiss_index is None and search_info is None:
+        faiss_index, info = search_mod.build_faiss_index(desc, search_kind)
+        search_info = {**info.to_dict(), "requested": search_kind}
+    if (out / FAISS_FILE).exists():
+        (out / FAISS_FILE).unlink()
+    if faiss_index is None:
+        return None, search_info
+    search_mod.faiss.write_index(faiss_index, str(out / FAISS_FILE))
+    return file_record(out / FAISS_FILE), search_info
+
+
+def _tile_table(data: IndexData) -> dict[str, list]:
+    """The ``tiles`` block: ids, centres (degrees, ENU metres to 0.1 mm) and ordinals."""
+    return {
+        "ids": list(data.tile_ids),
+        "lat_deg": [float(v) for v in data.latlon_deg[:, 0]],
+        "lon_deg": [float(v) for v in data.latlon_deg[:, 1]],
+        "east_m": [round(float(v), 4) for v in data.en_m[:, 0]],
+        "north_m": [round(float(v), 4) for v in data.en_m[:, 1]],
+        "ordinal": [int(v) for v in data.ordinal],
+    }
+
+
+def write_index(out_dir: str | Path, data: IndexData, meta: dict, search_kind: str = "auto",
+                faiss_index=None, search_info: dict | None = None) -> dict:
+    """Write ``data`` as an index folder; ``meta`` supplies model/source/tiling fields. Returns the metadata.
+
+    The faiss structure is built here from the descriptors unless ``faiss_index``/``search_info`` are given.
+    ``index.json`` is written last (atomically), so an interrupted write leaves no loadable index.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if (out / META_FILE).exists():
+        (out / META_FILE).unlink()  # the folder is not a valid index until the new metadata lands
+    desc = search_mod.normalize(data.descriptors)
+    n, d = desc.shape
+    if n != len(data.tile_ids):
+        raise ValueError(f"{n} descriptors for {len(data.tile_ids)} tiles")
+    arrays = _write_arrays(out, data, desc)
+    faiss_record, search_info = _write_search(out, desc, search_kind, faiss_index, search_info)
+    if faiss_record is not None:
+        arrays[FAISS_FILE] = faiss_record
+    full = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **meta,
+        "descriptor_dim": int(d),
+        "count": int(n),
+        "search": search_info,
+        "aerial": {**meta.get("aerial", {}), "fields": sorted(data.aerial)},
+        "tiles": _tile_table(data),
+        "arrays": arrays,
+    }
+    tmp = out / (META_FILE + ".tmp")
+    tmp.write_text(json.dumps(full, indent=1))
+    os.replace(tmp, out / META_FILE)
+    return full
+
+
+# -------------------------------------------------------------------------------------------------- load
+def _load_descriptors(d: Path, meta: dict, verify: str) -> np.ndarray:
+    arrays = meta["arrays"]
+    if DESCRIPTORS_FILE not in arrays:
+        raise IndexFormatError(f"index {d}: metadata lists no {DESCRIPTORS_FILE}; rebuild the index")
+    n, dim = int(meta["count"]), int(meta["descriptor_dim"])
+    desc = load_npy(d, DESCRIPTORS_FILE, arrays[DESCRIPTORS_FILE], verify, mmap=False)
+    if desc.shape != (n, dim) or desc.dtype != np.float32:
+        raise IndexFormatError(f"index {d}: {DESCRIPTORS_FILE} is {desc.shape} {desc.dtype}, expected "
+                               f"({n}, {dim}) float32; rebuild the index")
+    return desc
+
+
+def _load_aerial(d: Path, meta: dict, verify: str) -> dict[str, np.ndarray]:
+    """The aerial arrays, memory-mapped."""
+    arrays, n = meta["arrays"], int(meta["count"])
+    aerial = {}
+    for name in meta["aerial"].get("fields", []):
+        fname = aerial_file(name)
+        if fname not in arrays:
+            raise IndexFormatError(f"index {d}: metadata lists aerial field {name!r} without its file record")
+        arr = load_npy(d, fname, arrays[fname], verify, mmap=True)
+        if arr.shape[0] != n:
+            raise IndexFormatError(f"index {d}: {fname} has {arr.shape[0]} rows for {n} tiles; rebuild the index")
+        aerial[name] = arr
+    return aerial
+
+
+def _load_faiss(d: Path, meta: dict, verify: str):
+    """The faiss structure (its search parameters applied), checked against the metadata."""
+    arrays, n, dim = meta["arrays"], int(meta["count"]), int(meta["descriptor_dim"])
+    kind = meta["search"].get("kind", "exact")
+    if FAISS_FILE not in arrays:
+        raise IndexFormatError(f"index {d}: search kind {kind} but no {FAISS_FILE} record; rebuild the index")
+    p = check_file(d, FAISS_FILE, arrays[FAISS_FILE], verify)
+    try:
+        faiss_index = search_mod.faiss.read_index(str(p))
+    except RuntimeError as exc:
+        raise IndexFormatError(f"index {d}: cannot read {FAISS_FILE} ({str(exc).splitlines()[0]}); "
+                               "rebuild the index") from None
+    if faiss_index.ntotal != n or faiss_index.d != dim:
+        raise IndexFormatError(f"index {d}: {FAISS_FILE} holds {faiss_index.ntotal} x {faiss_index.d}, "
+                               f"expected {n} x {dim}; rebuild the index")
+    search_mod.apply_params(faiss_index, meta["search"])
+    return faiss_index
+
+
+def load_index(index_dir: str | Path, device: str = "cpu", verify: str = "size",
+               load_search: bool = True) -> AerialIndex:
+    """Load an index folder. ``verify``: ``"size"`` (file sizes and shapes, fast) or ``"sha256"`` (also hashes).
+
+    Raises :class:`IndexFormatError` for a missing/truncated/altered file, another format version, or
+    metadata that does not match the arrays.
+    """
+    d = Path(index_dir)
+    meta = read_meta(d)
+    desc = _load_descriptors(d, meta, verify)
+    aerial = _load_aerial(d, meta, verify)
+    faiss_index = None
+    if load_search and meta["search"].get("kind", "exact") != "numpy" and search_mod.have_faiss():
+        faiss_index = _load_faiss(d, meta, verify)
+    t = meta["tiles"]
+    return AerialIndex(
+        path=d, meta=meta, tile_ids=list(t["ids"]),
+        latlon_deg=np.stack([np.asarray(t["lat_deg"], float), np.asarray(t["lon_deg"], float)], axis=1),
+        en_m=np.stack([np.asarray(t["east_m"], float), np.asarray(t["north_m"], float)], axis=1),
+        ordinal=np.asarray(t["ordinal"], np.int64), descriptors=desc, aerial=aerial,
+        searcher=search_mod.Searcher(desc, faiss_index, device=device))
+
+
+def index_data(index: AerialIndex) -> IndexData:
+    """The arrays of a loaded index as :class:`IndexData` (aerial arrays read into memory)."""
+    return IndexData(list(index.tile_ids), index.latlon_deg, index.en_m, index.ordinal,
+                     np.asarray(index.descriptors), {k: np.asarray(v) for k, v in index.aerial.items()})
+
+
+__all__ = ["index_data", "load_index", "write_index"]
