@@ -33,6 +33,7 @@ import numpy as np
 from unifygeo_ros import geo
 from unifygeo_ros.data import render as R
 from unifygeo_ros.data import world as W
+from unifygeo_ros.data.city import as_size
 from unifygeo_ros.errors import DataFormatError, UnifyGeoError
 from unifygeo_ros.data.height import HEIGHT_DIR, write_height_png
 
@@ -81,7 +82,7 @@ class TileGrid:
 
 def tile_grid(size_m, tile_m: float) -> TileGrid:
     """The VIGOR tiling of a city of ``size_m`` (number or (east, north)) with tiles of ``tile_m``."""
-    w, h = W._as_size(size_m)
+    w, h = as_size(size_m)
     stride = tile_m / 2.0
     n_e, n_n = int(math.floor(w / stride + 1e-9)), int(math.floor(h / stride + 1e-9))
     if n_e < 3 or n_n < 3:
