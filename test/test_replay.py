@@ -16,8 +16,11 @@ pytest.importorskip("rosbags")
 torch = pytest.importorskip("torch")
 from rosbags.rosbag2 import StoragePlugin, Writer  # noqa: E402
 
-from unifygeo_ros import bags, cli, geo, trajectory  # noqa: E402
+from unifygeo_ros import cli, geo  # noqa: E402
+from unifygeo_ros.rosbag import io as bags  # noqa: E402
+from unifygeo_ros.rosbag import trajectory  # noqa: E402
 from unifygeo_ros.errors import UnifyGeoError  # noqa: E402
+from unifygeo_ros.localization.pipeline import PipelineSettings, PriorSettings  # noqa: E402
 from unifygeo_ros.rosbag.replay import ReplayConfig, replay  # noqa: E402
 
 from vigor_fixture import write_one_city  # noqa: E402
@@ -134,9 +137,11 @@ def write_drive_bag(path: Path, world, storage="sqlite3", compressed=False, bad_
     return path
 
 
-def _cfg(bag, index_dir, out, **kw):
+def _cfg(bag, index_dir, out, min_score=0.0, prior=True, **kw):
+    """The node's pipeline settings, with min_score 0 by default (the tiny random model's scores mean nothing)."""
     kw.setdefault("image_topic", CAMERA_TOPIC)
     kw.setdefault("gt_topic", GT_TOPIC)
+    kw["pipeline"] = PipelineSettings(min_score=min_score, prior=PriorSettings(enabled=prior))
     return ReplayConfig(bag=str(bag), index=None if index_dir is None else str(index_dir), out=str(out),
                         device="cpu", **kw)
 
@@ -148,7 +153,7 @@ def replayed(world, index_dir, tmp_path_factory):
     bag = write_drive_bag(d / "drive", world, storage="mcap", first_frame_before_gt=True)
     out = d / "out"
     rc = cli.main(["replay", str(bag), "--index", str(index_dir), "--image-topic", CAMERA_TOPIC, "--gt-topic",
-                   GT_TOPIC, "--out", str(out), "--device", "cpu", "--map", str(world[0])])
+                   GT_TOPIC, "--out", str(out), "--device", "cpu", "--map", str(world[0]), "--min-score", "0"])
     assert rc == 0
     return out, json.loads((out / "metrics.json").read_text())
 
@@ -386,7 +391,7 @@ def test_live_replay_scores_the_running_node_like_the_in_process_localizer(tmp_p
         node.send_signal(2)
         node.wait(30)
     local = replay(_cfg(rec.bag, w.index, tmp_path / "local", image_topic=rec.image_topic, gt_topic=GEOPOSE_TOPIC,
-                        checkpoint=str(w.checkpoint), plots=False))
+                        checkpoint=str(w.checkpoint), plots=False, prior=False))  # the node's settings above
     assert live.frames == local.frames == 6
     assert live.count >= 4  # at most a couple dropped while the node is busy
     m_live = json.loads((tmp_path / "live" / "metrics.json").read_text())
@@ -410,15 +415,15 @@ def test_live_without_a_running_node_is_a_clear_error(world, tmp_path):
     bag = write_drive_bag(tmp_path / "drive", world)
     cfg = _cfg(bag, None, tmp_path / "out", live=True, node_input="unifygeo_replay_test_no_node_image",
                node_output="fix")
-    from unifygeo_ros.rosbag import replay as replay_mod
+    from unifygeo_ros.ros.live_client import LiveNodeClient
 
-    orig = replay_mod.LiveNodeClient.__init__.__defaults__
+    orig = LiveNodeClient.__init__.__defaults__
     try:
-        replay_mod.LiveNodeClient.__init__.__defaults__ = (1.0,)  # discovery timeout
+        LiveNodeClient.__init__.__defaults__ = (1.0,)  # discovery timeout
         with pytest.raises(UnifyGeoError, match="no subscriber on .*unifygeo_replay_test_no_node_image"):
             replay(cfg)
     finally:
-        replay_mod.LiveNodeClient.__init__.__defaults__ = orig
+        LiveNodeClient.__init__.__defaults__ = orig
 
 
 def test_prior_mode_passes_the_previous_fix_to_the_localizer(world, index_dir, localizer, tmp_path):
@@ -427,14 +432,14 @@ def test_prior_mode_passes_the_previous_fix_to_the_localizer(world, index_dir, l
     seen = []
     orig = localizer.localize
 
-    def spy(img, prior=None):
+    def spy(img, prior=None, heading_deg=None, heading_std_deg=5.0):
         seen.append(prior)
-        return orig(img, prior=prior)
+        return orig(img, prior, heading_deg=heading_deg, heading_std_deg=heading_std_deg)
 
     localizer.localize = spy
     try:
-        rep = replay(_cfg(write_drive_bag(tmp_path / "drive", world), index_dir, tmp_path / "out", prior=True,
-                          plots=False), localizer=localizer)
+        rep = replay(_cfg(write_drive_bag(tmp_path / "drive", world), index_dir, tmp_path / "out", plots=False),
+                     localizer=localizer)
     finally:
         del localizer.localize
     assert rep.frames == N_FRAMES and seen[0] is None

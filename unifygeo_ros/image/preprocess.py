@@ -163,7 +163,10 @@ def normalize_to_tensor(img_uint8_rgb: np.ndarray) -> torch.Tensor:
     validate_image(img_uint8_rgb, channels=(3, 4))
     if img_uint8_rgb.dtype != np.uint8:
         raise ImageError(f"image: expected uint8 RGB, got dtype {img_uint8_rgb.dtype}")
-    t = torch.from_numpy(np.ascontiguousarray(img_uint8_rgb)).permute(2, 0, 1).to(torch.float32)
+    px = np.ascontiguousarray(img_uint8_rgb)
+    if not px.flags.writeable:  # e.g. a view of a message buffer; torch wants a writable array
+        px = px.copy()
+    t = torch.from_numpy(px).permute(2, 0, 1).to(torch.float32)
     return normalize_uint8_tensor(t.unsqueeze(0))[0].contiguous()
 
 

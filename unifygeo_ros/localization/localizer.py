@@ -47,9 +47,10 @@ import numpy as np
 import torch
 
 from unifygeo_ros import geo
-from unifygeo_ros.errors import ImageError, IndexFormatError, UnifyGeoError
+from unifygeo_ros.errors import ImageError, UnifyGeoError
 from unifygeo_ros.image.preprocess import load_image, roll_panorama, validate_panorama
 from unifygeo_ros.index import store
+from unifygeo_ros.index.portable import recorded_checkpoint
 from unifygeo_ros.localization.choice import Candidates, choose_fix
 from unifygeo_ros.model.handle import ModelHandle, arrays_to_aerial, load_model
 from unifygeo_ros.model.rerank import consensus_params
@@ -162,12 +163,8 @@ class Localizer:
 
         Raises :class:`IndexFormatError` when the index is damaged or was built with another model.
         """
-        meta = store.read_meta(index_dir)
         if checkpoint is None:
-            checkpoint = meta["model"].get("checkpoint")
-            if not checkpoint or not Path(checkpoint).exists():
-                raise IndexFormatError(f"index {index_dir} records checkpoint {checkpoint!r}, which is not there: "
-                                       "pass --checkpoint (the model the index was built with)")
+            checkpoint = recorded_checkpoint(index_dir)  # relative to the index, identity checked
         handle = load_model(checkpoint, device=device)
         index = store.load_index(index_dir, device=handle.device.type)
         return cls(index, handle, **kwargs)

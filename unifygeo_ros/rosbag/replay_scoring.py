@@ -1,0 +1,76 @@
+"""Scoring a replay: each fix associated with the ground truth (in the index's ENU frame) -> the report."""
+from __future__ import annotations
+
+import collections
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+
+from unifygeo_ros import geo
+from unifygeo_ros.rosbag import trajectory
+from unifygeo_ros.rosbag.replay_types import (DROPPED, FIX, GT_GEOGRAPHIC, NO_FIX, UNDECODABLE, FrameResult,
+                                              GroundTruth, ReplayConfig, ReplayReport)
+
+
+@dataclass
+class ScoredPairs:
+    """The fixes, their GT association, the indices (into ``fixes``) of the scored ones and their errors."""
+
+    fixes: list[FrameResult]
+    assoc: trajectory.Association
+    scored: list[int]
+    errors_m: np.ndarray
+    gt: trajectory.Trajectory
+
+
+def score_frames(frames: list[FrameResult], gt: GroundTruth, origin: geo.LocalENU, cfg: ReplayConfig,
+                 gt_type: str, image_type: str, warnings: list[str]) -> tuple[ReplayReport, ScoredPairs]:
+    """Associate each fix with GT, fill the frames' ENU positions, and compute the report."""
+    if gt.t_ns:
+        ge, gn = origin.to_en(np.asarray(gt.lat_deg), np.asarray(gt.lon_deg))
+        gt_traj = trajectory.make_trajectory(gt.t_ns, ge, gn, gt.yaw_deg)
+    else:
+        gt_traj = trajectory.make_trajectory([], [], [], [])
+    fixes = [f for f in frames if f.status == FIX]
+    if fixes:
+        e, n = origin.to_en(np.array([f.latitude_deg for f in fixes]), np.array([f.longitude_deg for f in fixes]))
+        for f, ei, ni in zip(fixes, np.atleast_1d(e), np.atleast_1d(n)):
+            f.east_m, f.north_m = float(ei), float(ni)
+    assoc = trajectory.associate(gt_traj, [f.t_ns for f in fixes], cfg.max_gap_s)
+    scored = [i for i, ok in enumerate(assoc.valid) if ok]
+    err_en = np.array([[fixes[i].east_m - assoc.east_m[i], fixes[i].north_m - assoc.north_m[i]] for i in scored],
+                      dtype=np.float64).reshape(-1, 2)
+    errors = np.hypot(err_en[:, 0], err_en[:, 1])
+    cov = np.array([fixes[i].cov_en_m2 for i in scored], dtype=np.float64).reshape(-1, 2, 2)
+    status_counts = {s: sum(1 for f in frames if f.status == s) for s in (FIX, NO_FIX, UNDECODABLE, DROPPED)}
+    without_fix = len(frames) - status_counts[FIX]
+    if status_counts[UNDECODABLE]:
+        first = next(f for f in frames if f.status == UNDECODABLE)
+        warnings.append(f"{status_counts[UNDECODABLE]} undecodable images (counted as frames without a fix), "
+                        f"first at t={first.t_ns * 1e-9:.3f} s: {first.note}")
+    no_gt = len(fixes) - len(scored)
+    if no_gt:
+        warnings.append(f"{no_gt} fixes without GT within {cfg.max_gap_s:g} s (counted, not scored)")
+    report = ReplayReport(
+        count=len(scored), frames=len(frames),
+        frames_without_fix=(without_fix / len(frames)) if frames else 0.0,
+        frames_without_fix_count=without_fix, frames_without_gt=no_gt, status_counts=status_counts,
+        withheld_by_reason=dict(collections.Counter(f.reason for f in frames if f.reason)),
+        position_error=trajectory.error_stats(errors),
+        heading_error=trajectory.heading_stats([fixes[i].yaw_deg for i in scored], assoc.yaw_deg[scored]),
+        covariance=trajectory.covariance_stats(err_en, cov),
+        latency=trajectory.latency_stats([f.latency_ms for f in frames]),
+        config={
+            "bag": str(cfg.bag), "index": cfg.index, "checkpoint": cfg.checkpoint, "image_topic": cfg.image_topic,
+            "image_type": image_type, "gt_topic": cfg.gt_topic, "gt_type": gt_type,
+            "gt_frame": ("WGS84" if gt_type in GT_GEOGRAPHIC else
+                         f"local ENU-aligned frame with origin {cfg.gt_frame_origin or 'at the index origin'}"),
+            "origin": {"lat_deg": origin.lat0_deg, "lon_deg": origin.lon0_deg},
+            "every": cfg.every, "rate_hz": cfg.rate_hz, "pipeline": dataclasses.asdict(cfg.pipeline), "live": cfg.live,
+            "max_gap_s": cfg.max_gap_s, "gt_samples": len(gt_traj),
+            "gt_has_orientation": bool(np.any(np.isfinite(gt_traj.yaw_deg))),
+        },
+        warnings=warnings,
+    )
+    return report, ScoredPairs(fixes, assoc, scored, errors, gt_traj)
