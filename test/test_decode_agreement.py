@@ -111,6 +111,7 @@ def test_every_encoding_decodes_identically_in_replay_and_node(store, rgb, encod
         fields = _padded(fields, pad_bytes)
     replay, node = _decode_both(store, fields)
     assert replay.dtype == np.uint8 and replay.shape == rgb.shape
+    assert replay.flags.writeable and node.flags.writeable  # new arrays, not views of the message buffers
     np.testing.assert_array_equal(replay, node)
     np.testing.assert_array_equal(replay, codec.image_fields_to_rgb(**fields))
 

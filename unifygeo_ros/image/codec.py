@@ -116,7 +116,9 @@ def _to_rgb(px: np.ndarray, kind: str, what: str) -> np.ndarray:
         out = px[:, :, 2::-1]
     else:  # grey
         out = np.repeat(px, 3, axis=2)
-    return np.ascontiguousarray(out, dtype=np.uint8)
+    out = np.ascontiguousarray(out, dtype=np.uint8)
+    # rgb8 without row padding is still a view of the message buffer (read-only for bytes): copy it
+    return out if out.flags.owndata else out.copy()
 
 
 def image_msg_to_rgb(msg: Any, what: str = "image", use_cv_bridge: bool = False) -> np.ndarray:
