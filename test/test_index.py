@@ -345,6 +345,11 @@ def test_tiles_mode_stores_model_inputs(tmp_path, handle, city):
     ix = store.load_index(tmp_path / "ix")
     assert meta["aerial"]["mode"] == "tiles" and ix.aerial["tiles"].shape == (16, 64, 64, 3)
     assert ix.aerial["tiles"].dtype == np.uint8
+    (tmp_path / "ix" / "notes.txt").write_text("mine")
+    index_build.build_index(handle, tiles.vigor_tiles(city[0]), tmp_path / "ix", aerial_mode="features",
+                            progress=False)  # rebuilt in place: the tiles file of the old index goes
+    assert not (tmp_path / "ix" / "aerial_tiles.npy").exists() and (tmp_path / "ix" / "notes.txt").exists()
+    assert store.load_index(tmp_path / "ix", verify="sha256").aerial_mode == "features"
 
 
 def test_spatial_filter_on_tile_centres(built):

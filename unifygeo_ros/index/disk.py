@@ -62,15 +62,27 @@ def _tile_table(data: IndexData) -> dict[str, list]:
     }
 
 
+def _previous_files(out: Path) -> set[str]:
+    """The files a previous index in ``out`` lists (none when there is no readable one)."""
+    try:
+        arrays = json.loads((out / META_FILE).read_text()).get("arrays", {})
+    except (OSError, ValueError, AttributeError):
+        return set()
+    return {name for name in arrays if isinstance(name, str) and "/" not in name and "\\" not in name}
+
+
 def write_index(out_dir: str | Path, data: IndexData, meta: dict, search_kind: str = "auto",
                 faiss_index=None, search_info: dict | None = None) -> dict:
     """Write ``data`` as an index folder; ``meta`` supplies model/source/tiling fields. Returns the metadata.
 
     The faiss structure is built here from the descriptors unless ``faiss_index``/``search_info`` are given.
-    ``index.json`` is written last (atomically), so an interrupted write leaves no loadable index.
+    ``index.json`` is written last (atomically), so an interrupted write leaves no loadable index. Files of a
+    previous index in the folder that the new one does not write (e.g. ``aerial_tiles.npy`` when a tiles-mode
+    index is rebuilt with features) are removed after it.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    previous = _previous_files(out)
     if (out / META_FILE).exists():
         (out / META_FILE).unlink()  # the folder is not a valid index until the new metadata lands
     desc = search_mod.normalize(data.descriptors)
@@ -96,6 +108,8 @@ def write_index(out_dir: str | Path, data: IndexData, meta: dict, search_kind: s
     tmp = out / (META_FILE + ".tmp")
     tmp.write_text(json.dumps(full, indent=1))
     os.replace(tmp, out / META_FILE)
+    for stale in previous - set(arrays):
+        (out / stale).unlink(missing_ok=True)
     return full
 
 
