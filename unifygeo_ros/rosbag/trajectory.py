@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from unifygeo_ros import geo
 
@@ -52,7 +53,8 @@ class Trajectory:
         return int(self.t_ns.size)
 
 
-def make_trajectory(t_ns, east_m, north_m, yaw_deg=None) -> Trajectory:
+def make_trajectory(t_ns: ArrayLike, east_m: ArrayLike, north_m: ArrayLike, yaw_deg: ArrayLike | None = None
+                    ) -> Trajectory:
     """Build a :class:`Trajectory` sorted by time; duplicate stamps keep their first sample."""
     t = np.asarray(t_ns, dtype=np.int64).reshape(-1)
     e = np.asarray(east_m, dtype=np.float64).reshape(-1)
@@ -79,14 +81,14 @@ class Association:
     gap_s: np.ndarray  # distance in time to the nearest GT sample (inf outside the span)
 
 
-def interpolate_yaw_deg(yaw0_deg, yaw1_deg, w):
+def interpolate_yaw_deg(yaw0_deg: ArrayLike, yaw1_deg: ArrayLike, w: ArrayLike) -> np.ndarray:
     """Yaw at fraction ``w`` from ``yaw0`` to ``yaw1`` along the shorter arc, wrapped into [-180, 180)."""
     y0 = np.asarray(yaw0_deg, dtype=np.float64)
     d = geo.wrap_deg(np.asarray(yaw1_deg, dtype=np.float64) - y0)
     return geo.wrap_deg(y0 + np.asarray(w, dtype=np.float64) * d)
 
 
-def associate(gt: Trajectory, t_query_ns, max_gap_s: float = DEFAULT_MAX_GAP_S) -> Association:
+def associate(gt: Trajectory, t_query_ns: ArrayLike, max_gap_s: float = DEFAULT_MAX_GAP_S) -> Association:
     """Ground truth interpolated at each query time (see the module docstring for the rule).
 
     ``t_query_ns`` need not be sorted. A query equal to a GT stamp gets that sample exactly.
@@ -130,7 +132,8 @@ def format_tum_time(t_ns: int) -> str:
     return f"{sign}{s}.{ns:09d}"
 
 
-def write_tum(path: str | Path, t_ns, east_m, north_m, yaw_deg, up_m=None) -> Path:
+def write_tum(path: str | Path, t_ns: ArrayLike, east_m: ArrayLike, north_m: ArrayLike, yaw_deg: ArrayLike,
+              up_m: ArrayLike | None = None) -> Path:
     """Write a TUM trajectory: one line ``t tx ty tz qx qy qz qw`` per pose (ENU metres; the quaternion is a
     rotation by ``yaw_deg`` about +z, identity where the yaw is NaN). A ``#`` header line names the columns."""
     path = Path(path)
@@ -150,12 +153,15 @@ def write_tum(path: str | Path, t_ns, east_m, north_m, yaw_deg, up_m=None) -> Pa
 
 @dataclass
 class TumTrajectory:
+    """The columns of a TUM file as read back (what evo sees)."""
+
     t_s: np.ndarray  # float64 seconds (as evo reads them)
     xyz: np.ndarray  # (N, 3)
     quat_xyzw: np.ndarray  # (N, 4)
 
     @property
     def yaw_deg(self) -> np.ndarray:
+        """Yaw about +z (deg, REP-103) of each quaternion."""
         return np.array([geo.quaternion_xyzw_to_yaw_deg(*q) for q in self.quat_xyzw])
 
 
@@ -175,7 +181,7 @@ def read_tum(path: str | Path) -> TumTrajectory:
 
 
 # --------------------------------------------------------------------------------------------------- errors
-def error_stats(errors_m, thresholds_m=RECALL_THRESHOLDS_M) -> dict:
+def error_stats(errors_m: ArrayLike, thresholds_m: tuple[float, ...] = RECALL_THRESHOLDS_M) -> dict:
     """mean / median / RMSE / max (m) and recall within each threshold of an error array (NaNs ignored);
     ``None`` figures for an empty array."""
     e = np.asarray(errors_m, dtype=np.float64).reshape(-1)
@@ -191,7 +197,7 @@ def error_stats(errors_m, thresholds_m=RECALL_THRESHOLDS_M) -> dict:
     return out
 
 
-def heading_stats(est_yaw_deg, gt_yaw_deg) -> dict:
+def heading_stats(est_yaw_deg: ArrayLike, gt_yaw_deg: ArrayLike) -> dict:
     """Median / mean absolute heading error (deg) over pairs where both yaws are known."""
     d = np.asarray(geo.angle_diff_deg(np.asarray(est_yaw_deg, float), np.asarray(gt_yaw_deg, float)))
     d = np.atleast_1d(d)
@@ -201,11 +207,11 @@ def heading_stats(est_yaw_deg, gt_yaw_deg) -> dict:
     return {"count": int(d.size), "median_deg": float(np.median(d)), "mean_deg": float(d.mean())}
 
 
-def nees_2d(err_en, cov_en) -> np.ndarray:
+def nees_2d(err_en_m: ArrayLike, cov_en_m2: ArrayLike) -> np.ndarray:
     """NEES ``e^T C^-1 e`` per pair for (N, 2) errors and (N, 2, 2) covariances; NaN where C is not positive
     definite or not finite."""
-    e = np.asarray(err_en, dtype=np.float64).reshape(-1, 2)
-    c = np.asarray(cov_en, dtype=np.float64).reshape(-1, 2, 2)
+    e = np.asarray(err_en_m, dtype=np.float64).reshape(-1, 2)
+    c = np.asarray(cov_en_m2, dtype=np.float64).reshape(-1, 2, 2)
     out = np.full(e.shape[0], np.nan)
     a, b, d = c[:, 0, 0], 0.5 * (c[:, 0, 1] + c[:, 1, 0]), c[:, 1, 1]
     det = a * d - b * b
@@ -217,10 +223,10 @@ def nees_2d(err_en, cov_en) -> np.ndarray:
     return out
 
 
-def covariance_stats(err_en, cov_en) -> dict:
+def covariance_stats(err_en_m: ArrayLike, cov_en_m2: ArrayLike) -> dict:
     """Covariance consistency: share of errors inside the 1-sigma / 2-sigma ellipses and mean NEES, with the
     values a consistent Gaussian estimate would give."""
-    q = nees_2d(err_en, cov_en)
+    q = nees_2d(err_en_m, cov_en_m2)
     q = q[np.isfinite(q)]
     expected = {"inside_1sigma": EXPECTED_INSIDE_1SIGMA, "inside_2sigma": EXPECTED_INSIDE_2SIGMA, "nees_mean": 2.0}
     if q.size == 0:
@@ -230,7 +236,8 @@ def covariance_stats(err_en, cov_en) -> dict:
             "nees_mean": float(q.mean()), "nees_median": float(np.median(q)), "expected": expected}
 
 
-def latency_stats(latency_ms) -> dict:
+def latency_stats(latency_ms: ArrayLike) -> dict:
+    """Median, 95th percentile, mean and max of the latencies (ms; NaNs ignored)."""
     lat = np.asarray(latency_ms, dtype=np.float64).reshape(-1)
     lat = lat[np.isfinite(lat)]
     if lat.size == 0:
