@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from unifygeo_ros import geo
 from unifygeo_ros.errors import DataFormatError, IndexFormatError
 from unifygeo_ros.index import build as index_build
 from unifygeo_ros.index import portable, search, store, tiles

@@ -135,7 +135,7 @@ def orthophoto_tiles(path: str | Path, tile_m: float = 70.0, stride_m: float = 3
         raise DataFormatError(f"{path}: no {tile_m:g} m tile fits inside the orthophoto "
                               f"({extent_e:.1f} x {extent_n:.1f} m)")
     read_rgb = _tile_reader(g, centres, tile_m, tile_px)
-    read = read_rgb
+    read: Callable[[int], np.ndarray] = read_rgb
     params = {"stride_m": float(stride_m), "crs": raster.crs_wkt[:80], "native_gsd_m": native_gsd,
               "min_coverage": float(min_coverage)}
     if dsm is not None:
@@ -144,9 +144,10 @@ def orthophoto_tiles(path: str | Path, tile_m: float = 70.0, stride_m: float = 3
 
         read_dsm = _tile_reader(_Geo(open_raster(dsm, dsm_crs, kind="height"), g.origin), centres, tile_m, tile_px)
 
-        def read(i: int) -> np.ndarray:
+        def read_with_height(i: int) -> np.ndarray:
             return with_height(read_rgb(i), read_dsm(i))
 
+        read = read_with_height
         params["dsm"] = str(Path(dsm).resolve())
     return TileSource("orthophoto", str(path.resolve()), g.origin, float(tile_m), tile_px, specs, read,
                       params=params, channels=4 if dsm is not None else 3)
