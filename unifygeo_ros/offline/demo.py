@@ -11,7 +11,7 @@
    candidate whose map gave the fix - the re-ranker's top-1, or the consensus' choice),
    heading error - and latency (p50/p95 per fix), the covariance check (share of
    true positions inside the 1-sigma and 2-sigma ellipses; 39.3 % and 86.5 % for a calibrated Gaussian), the
-   score check (accuracy above and below a publish threshold);
+   score check (accuracy of the fixes the node's gate publishes and of those it withholds);
 6. a picture of the fixes over the aerial map (``OUT/demo_fixes.png``) and the figures as JSON
    (``OUT/demo_report.json``).
 """
@@ -26,16 +26,30 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
+from matplotlib.patches import Ellipse
 
-from unifygeo_ros import geo
+from unifygeo_ros import cli, geo
+from unifygeo_ros.data import vigor
+from unifygeo_ros.data.height import HEIGHT_DIR
 from unifygeo_ros.errors import CheckpointError, DataFormatError, IndexFormatError
+from unifygeo_ros.image.preprocess import load_image
+from unifygeo_ros.index import build as index_build
+from unifygeo_ros.index import store
+from unifygeo_ros.index.portable import recorded_source
+from unifygeo_ros.index.tiles import vigor_tiles
+from unifygeo_ros.localization.localizer import Localizer
+from unifygeo_ros.localization.pipeline import PipelineSettings, gate_fix
+from unifygeo_ros.model.handle import load_model
+from unifygeo_ros.offline.plots import plt  # pyplot with the Agg backend, set up once there
 from unifygeo_ros.resources import DEMO_CHECKPOINT_REL, find_resource
+from unifygeo_ros.rosbag.replay import ReplayConfig, replay
+from unifygeo_ros.rosbag.synth import GEOPOSE_TOPIC, SynthBagConfig, synth_bag
 
 DEMO_CITY = "DemoCity"
 #: the demo city's seed; training streams draw their cities from other seeds (see docs/INDEX.md)
 DEMO_SEED = 2026
-SCORE_THRESHOLD = 0.5
 CHI2_1SIGMA, CHI2_2SIGMA = 1.0, 4.0  # squared Mahalanobis radius of the 1- and 2-sigma ellipses (2 dof)
 
 
@@ -77,8 +91,6 @@ class DemoReport:
 
 def demo_queries(city_dir: Path, origin: geo.LocalENU, limit: int | None) -> list[DemoQuery]:
     """The city's panoramas with their true positions (from the file names) and positive tiles (labels)."""
-    from unifygeo_ros.data import vigor
-
     root, city = city_dir.parent, city_dir.name
     path, _ = vigor.label_file_path(root, city, "all", True)
     records = vigor.read_label_file(path)
@@ -94,8 +106,6 @@ def demo_queries(city_dir: Path, origin: geo.LocalENU, limit: int | None) -> lis
 def ensure_city(data_root: Path, seed: int, size_m: float, panos: int) -> Path:
     """Render the demo city with ``unifygeo synth`` unless it is already there (same seed and size, with the
     surface heights of its tiles)."""
-    from unifygeo_ros.data.height import HEIGHT_DIR
-
     city_dir = data_root / DEMO_CITY
     geo_json = city_dir / "geo.json"
     if geo_json.exists():
@@ -106,8 +116,6 @@ def ensure_city(data_root: Path, seed: int, size_m: float, panos: int) -> Path:
                 return city_dir
         except (ValueError, OSError, TypeError, IndexError):
             pass
-    from unifygeo_ros import cli
-
     print(f"[demo] rendering {DEMO_CITY} (seed {seed}, {size_m:g} m, {panos} panoramas) with `unifygeo synth`",
           flush=True)
     rc = cli.main(["synth", "--out", str(data_root), "--city", DEMO_CITY, "--seed", str(seed),
@@ -119,14 +127,9 @@ def ensure_city(data_root: Path, seed: int, size_m: float, panos: int) -> Path:
 
 def ensure_index(handle, city_dir: Path, index_dir: Path, batch_size: int):
     """Load the cached index when it was built by this model from this city, else (re)build it."""
-    from unifygeo_ros.index import build as index_build
-    from unifygeo_ros.index import store
-    from unifygeo_ros.index.tiles import vigor_tiles
-
     try:
         meta = store.read_meta(index_dir)
-        if meta["model"].get("identity") == handle.identity and \
-                meta["source"].get("path") == str(city_dir.resolve()):
+        if meta["model"].get("identity") == handle.identity and recorded_source(index_dir) == city_dir.resolve():
             index = store.load_index(index_dir, device=handle.device.type)
             print(f"[demo] index: {index_dir} (cached, {len(index)} tiles)", flush=True)
             return index
@@ -142,10 +145,6 @@ def ensure_index(handle, city_dir: Path, index_dir: Path, batch_size: int):
 
 def aerial_mosaic(city_dir: Path, index, m_per_px: float = 0.5) -> tuple[np.ndarray, list[float]]:
     """The city's aerial map assembled from its tiles' central stride-sized parts; (image, extent e0,e1,n0,n1)."""
-    import cv2
-
-    from unifygeo_ros.image.preprocess import load_image
-
     tile_m = index.tile_m
     en = index.en_m
     e0, n0 = en[:, 0].min() - tile_m / 2, en[:, 1].min() - tile_m / 2
@@ -175,12 +174,6 @@ def aerial_mosaic(city_dir: Path, index, m_per_px: float = 0.5) -> tuple[np.ndar
 
 def plot_fixes(path: Path, mosaic: np.ndarray, extent: list[float], queries: list[DemoQuery], fixes,
                title: str) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Ellipse
-
     fig, ax = plt.subplots(figsize=(9, 9), dpi=110)
     ax.imshow(mosaic, extent=extent, origin="upper", interpolation="bilinear")
     for q, f in zip(queries, fixes):
@@ -213,8 +206,9 @@ def plot_fixes(path: Path, mosaic: np.ndarray, extent: list[float], queries: lis
 
 
 def summarise(queries: list[DemoQuery], fixes, city: str, tiles: int, checkpoint: str,
-              score_threshold: float = SCORE_THRESHOLD) -> DemoReport:
-    """The demo's figures (definitions in the module docstring)."""
+              settings: PipelineSettings = PipelineSettings()) -> DemoReport:
+    """The demo's figures (definitions in the module docstring); "published" = what the node's gate
+    (:func:`~unifygeo_ros.localization.pipeline.gate_fix` with ``settings``, the node's defaults) lets out."""
     ok = [(q, f) for q, f in zip(queries, fixes) if f is not None]
     if not ok:
         raise DataFormatError("the demo localized no panorama")
@@ -225,8 +219,7 @@ def summarise(queries: list[DemoQuery], fixes, city: str, tiles: int, checkpoint
         r = np.array([q.true_en[0] - f.east_m, q.true_en[1] - f.north_m])
         d2.append(float(r @ np.linalg.solve(np.asarray(f.covariance_en_m2, float), r)))
     d2 = np.array(d2)
-    score = np.array([f.score for _, f in ok])
-    above = score >= score_threshold
+    above = np.array([not gate_fix(f, settings.min_score)[0] for _, f in ok])
     r1 = np.array([bool(f.candidate_tile_ids) and f.candidate_tile_ids[0] == q.positive for q, f in ok])
     rr1 = np.array([f.tile_id == q.positive for q, f in ok])
     rr1_evidence = np.array([(f.evidence_tile_id or f.tile_id) == q.positive for q, f in ok])
@@ -241,7 +234,7 @@ def summarise(queries: list[DemoQuery], fixes, city: str, tiles: int, checkpoint
         rerank_r1_evidence=float(rr1_evidence.mean()),
         median_heading_error_deg=float(np.median(heading_err)),
         inside_1sigma=float((d2 <= CHI2_1SIGMA).mean()), inside_2sigma=float((d2 <= CHI2_2SIGMA).mean()),
-        score_threshold=score_threshold, share_above_threshold=float(above.mean()),
+        score_threshold=settings.min_score, share_above_threshold=float(above.mean()),
         recall_5m_above_threshold=float(within5[above].mean()) if above.any() else float("nan"),
         recall_5m_below_threshold=float(within5[~above].mean()) if (~above).any() else float("nan"),
         latency_ms=latency)
@@ -278,10 +271,6 @@ def run_demo(checkpoint: str | Path | None = None, out: str | Path = "out/demo",
              seed: int = DEMO_SEED, size_m: float = 300.0, panos: int = 100, device: str = "auto",
              batch_size: int = 32, replay_frames: int = 40) -> DemoReport:
     """The whole chain (see the module docstring); returns the report and writes the picture and the JSON."""
-    from unifygeo_ros.model.handle import load_model
-    from unifygeo_ros.localization.localizer import Localizer
-    from unifygeo_ros.image.preprocess import load_image
-
     out = Path(out)
     ckpt = Path(checkpoint) if checkpoint else find_resource(DEMO_CHECKPOINT_REL)
     if ckpt is None or not ckpt.exists():
@@ -331,9 +320,6 @@ def replay_drive(loc, city_dir: Path, out: Path, frames: int) -> dict:
     The panoramas are north-aligned (what ``heading_source: imu`` makes of a vehicle's panorama before the
     network sees it), so known-orientation models replay too; ground truth is ``/gt/geopose`` (the camera pose).
     """
-    from unifygeo_ros.rosbag.synth import GEOPOSE_TOPIC, SynthBagConfig, synth_bag
-    from unifygeo_ros.rosbag.replay import ReplayConfig, replay
-
     bag = out / "drive"
     if bag.exists():
         shutil.rmtree(bag)
@@ -342,7 +328,8 @@ def replay_drive(loc, city_dir: Path, out: Path, frames: int) -> dict:
     print(f"[demo] recorded {rec.frames} panoramas over {rec.route_length_m:.0f} m into {rec.bag}; replaying",
           flush=True)
     rep = replay(ReplayConfig(bag=str(rec.bag), index=None, out=str(out / "replay"), image_topic=rec.image_topic,
-                              gt_topic=GEOPOSE_TOPIC, prior=True, map_dir=str(city_dir)), localizer=loc,
+                              gt_topic=GEOPOSE_TOPIC, pipeline=PipelineSettings(), map_dir=str(city_dir)),
+                 localizer=loc,
                  origin=loc.index.origin)
     return {"bag": str(rec.bag), "outputs": str(out / "replay"), "frames": rep.frames, "scored": rep.count,
             "frames_without_fix": rep.frames_without_fix, "position_error": rep.position_error,

@@ -37,14 +37,14 @@ from unifygeo_ros.errors import ImageError, UnifyGeoError
 from unifygeo_ros.image.codec import compressed_fields_to_rgb, image_msg_to_rgb
 from unifygeo_ros.ros.params import PARAMETERS, NodeSettings
 from unifygeo_ros.localization.pipeline import GATE_REASONS, Frame, PipelineStats
+from unifygeo_ros.image.stitch import RigFrame
 from unifygeo_ros.ros.worker import LatestFrameWorker, Throttle, error_kind, load_pipeline
-
 
 
 def _process_age_s() -> float:
     """Seconds since this process started (start-up time as the user sees it), else since this import."""
     try:
-        import psutil
+        import psutil  # optional (test extra): without it, start-up time counts from this module's import
 
         return time.time() - psutil.Process().create_time()
     except Exception:  # psutil missing: count from the import of this module
@@ -159,8 +159,6 @@ class LocalizerNode(Node):
         self._offer(msg.header.stamp, lambda: compressed_fields_to_rgb(msg.format, msg.data), "image/compressed")
 
     def _on_camera_image(self, name: str, msg: Image) -> None:
-        from unifygeo_ros.image.stitch import RigFrame
-
         self._rig_images[name] = msg
         frame = RigFrame.collect(self.settings, self._rig_images, self._rig_infos, self._rig_last_stamp)
         if frame is not None:
