@@ -1,15 +1,15 @@
 """Training data rendered on the fly: a brand-new city every ``samples_per_city`` samples.
 
 Why: a fixed set of synthetic cities is memorised (training loss near zero, poor on unseen cities), while
-ever-new cities generalise (docs/SYNTHETIC_WORLD.md, /work/shared/PAPER.md "Measured here"). Rendering is
-cheap, so data is unlimited.
+ever-new cities generalise (docs/SYNTHETIC_WORLD.md; the project's shared PAPER.md, "Measured here").
+Rendering is cheap, so data is unlimited.
 
 Seeds: the stream's ``k``-th city (counting from ``start_city``) has seed ``base_seed + k``. With a
 ``DataLoader`` of ``n`` workers, worker ``w`` renders cities ``k = w, w + n, w + 2n, ...``, so no two workers
 ever render the same city; iterating again restarts from the same seeds (deterministic). Keep the seed ranges
 of training and validation streams disjoint (e.g. ``base_seed`` 0 for training, 10**9 for validation).
 
-Positives follow VIGOR (:func:`unifygeo_ros.data.synth.positive_and_semi`): tiles lie on a half-tile-stride
+Positives follow VIGOR (:func:`unifygeo_ros.data.tiling.positive_and_semi`): tiles lie on a half-tile-stride
 grid and the positive tile is the one whose central quarter holds the camera, so ``offset_en_m`` is within
 +-tile_m/4 on each axis. With ``semi_fraction`` > 0 a sample's tile is instead, with that probability, one of
 the three semi-positives (the overlapping neighbours that hold the camera off-centre, up to +-tile_m/2): pairs
@@ -23,12 +23,15 @@ from __future__ import annotations
 from typing import Iterator
 
 import numpy as np
-import torch
+import torch  # a torch IterableDataset; unifygeo_ros.data imports this module lazily, the rest stays torch-free
 from torch.utils.data import IterableDataset, get_worker_info
 
-from unifygeo_ros.data import render as R
-from unifygeo_ros.data import synth as S
-from unifygeo_ros.data import world as W
+from unifygeo_ros.data.aerial import render_aerial, render_aerial_height
+from unifygeo_ros.data.city_schema import STYLES
+from unifygeo_ros.data.lighting import AerialLighting, GroundLighting
+from unifygeo_ros.data.panorama import render_panorama
+from unifygeo_ros.data.tiling import positive_and_semi, sample_camera_positions, tile_grid
+from unifygeo_ros.data.world import generate_city
 from unifygeo_ros.errors import UnifyGeoError
 from unifygeo_ros.image.preprocess import with_height
 
@@ -73,11 +76,11 @@ class CityStream(IterableDataset):
         super().__init__()
         if not 0.0 <= float(semi_fraction) <= 1.0:
             raise ValueError(f"semi_fraction must be in [0, 1], got {semi_fraction!r}")
-        if style not in (*W.STYLES, "any"):
-            raise ValueError(f"style must be one of {W.STYLES + ('any',)}, got {style!r}")
+        if style not in (*STYLES, "any"):
+            raise ValueError(f"style must be one of {STYLES + ('any',)}, got {style!r}")
         if samples_per_city < 1:
             raise ValueError("samples_per_city must be >= 1")
-        S.tile_grid(city_size_m, tile_m)  # raises if the city is too small for the tiles
+        tile_grid(city_size_m, tile_m)  # raises if the city is too small for the tiles
         self.base_seed = int(base_seed)
         self.samples_per_city = int(samples_per_city)
         self.city_size_m = float(city_size_m)
@@ -112,19 +115,19 @@ class CityStream(IterableDataset):
     def city_samples(self, seed: int) -> Iterator[dict]:
         """The ``samples_per_city`` samples of the city with this seed (deterministic)."""
         rng = np.random.default_rng([seed & 0xFFFFFFFF, 0x57EA])
-        style = self.style if self.style != "any" else W.STYLES[int(rng.integers(len(W.STYLES)))]
-        city = W.generate_city(seed, self.city_size_m, style, self.cell_m)
-        grid = S.tile_grid(self.city_size_m, self.tile_m)
-        a_light = R.AerialLighting.for_city(city)
-        g_lights = [R.GroundLighting.for_city(city, v) for v in range(self.ground_lightings)]
+        style = self.style if self.style != "any" else STYLES[int(rng.integers(len(STYLES)))]
+        city = generate_city(seed, self.city_size_m, style, self.cell_m)
+        grid = tile_grid(self.city_size_m, self.tile_m)
+        a_light = AerialLighting.for_city(city)
+        g_lights = [GroundLighting.for_city(city, v) for v in range(self.ground_lightings)]
         try:
-            pos = S.sample_camera_positions(city, grid, self.samples_per_city, rng, balanced=False)
+            pos = sample_camera_positions(city, grid, self.samples_per_city, rng, balanced=False)
         except UnifyGeoError:  # no road inside the tiled area (never seen at 280 m; possible in tiny cities)
             return
         w, h = self.pano_size
         for k in range(self.samples_per_city):
             e, n = float(pos[k, 0]), float(pos[k, 1])
-            tiles = S.positive_and_semi(grid, e, n)
+            tiles = positive_and_semi(grid, e, n)
             slot = 0
             if self.semi_fraction > 0 and rng.random() < self.semi_fraction:
                 slot = 1 + int(rng.integers(3))
@@ -132,10 +135,10 @@ class CityStream(IterableDataset):
             ce, cn = i * grid.stride_m, j * grid.stride_m
             heading = float(rng.uniform(0.0, 360.0)) if self.random_heading else 0.0
             lt = g_lights[int(rng.integers(len(g_lights)))]
-            pano = R.render_panorama(city, (e, n), heading, w, h, self.camera_height_m, lt)
-            tile = R.render_aerial(city, (ce, cn), self.tile_m, self.aerial_px, a_light)
+            pano = render_panorama(city, (e, n), heading, w, h, self.camera_height_m, lt)
+            tile = render_aerial(city, (ce, cn), self.tile_m, self.aerial_px, a_light)
             if self.aerial_height:
-                tile = with_height(tile, R.render_aerial_height(city, (ce, cn), self.tile_m, self.aerial_px))
+                tile = with_height(tile, render_aerial_height(city, (ce, cn), self.tile_m, self.aerial_px))
             yield {
                 "ground": pano,
                 "aerial": tile,
