@@ -388,3 +388,17 @@ def test_dataloader_workers_render_distinct_new_cities():
         assert batch["ground"].shape == (3, 32, 64, 3)
         seeds += [int(s) for s in batch["city_seed"]]
     assert sorted(seeds) == sorted([40, 41, 42, 43] * 3)
+
+
+def test_old_module_paths_still_name_the_moved_objects():
+    """world, render and synth were split into smaller modules; the names other code imports from them stay
+    the same objects."""
+    from unifygeo_ros.data import aerial, city, city_schema, lighting, panorama, streets, tiling
+
+    assert W.City is city.City and W.Street is streets.Street and W.true_runs is streets.true_runs
+    assert W.SURFACE_TREE == city_schema.SURFACE_TREE and W.STYLES == city_schema.STYLES
+    assert R.render_panorama is panorama.render_panorama and R.render_aerial is aerial.render_aerial
+    assert R.AerialLighting is lighting.AerialLighting and R.cast_shadows is lighting.cast_shadows
+    assert S.tile_grid is tiling.tile_grid and S.positive_and_semi is tiling.positive_and_semi
+    for name in ("write_city", "sample_camera_positions", "satellite_name", "parse_panorama_name", "SPLIT_FILES"):
+        assert hasattr(S, name), name

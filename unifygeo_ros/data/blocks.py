@@ -6,17 +6,15 @@ the uses themselves live in :mod:`.buildings` and :mod:`.open_spaces`.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from unifygeo_ros.data.buildings import fill_big_box, fill_dense, fill_houses
+from unifygeo_ros.data.city_builder import CityBuilder
 from unifygeo_ros.data.city_schema import SURFACE_GRASS, SURFACE_GROUND, SURFACE_PLAZA
 from unifygeo_ros.data.open_spaces import fill_park, fill_parking, fill_plain, fill_plaza
 
-if TYPE_CHECKING:  # for annotations only
-    from unifygeo_ros.data.city_builder import CityBuilder
 
 #: block use -> the function that fills a block with it: ``fill(block, density)``
 BLOCK_USES = {"dense": fill_dense, "houses": fill_houses, "box": fill_big_box, "park": fill_park,

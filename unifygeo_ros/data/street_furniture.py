@@ -4,15 +4,13 @@ travel lanes (each of those in only one of the two views). Nothing is placed nea
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from unifygeo_ros.data.city_builder import CityBuilder
 from unifygeo_ros.data.city_schema import CARS_AERIAL_ONLY, CARS_GROUND_ONLY, SURFACE_ROAD
 from unifygeo_ros.data.streets import Street, along, arclen, clear_of, crossing_zones
 
-if TYPE_CHECKING:  # for annotations only
-    from unifygeo_ros.data.city_builder import CityBuilder
 
 PARKING_PITCH_M = 6.2  # one kerb place per 6.2 m
 

@@ -5,17 +5,15 @@ whatever the blocks put there (:func:`paint_streets`).
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
+from unifygeo_ros.data.city_builder import CityBuilder
 from unifygeo_ros.data.city_schema import SURFACE_MARKING, SURFACE_ROAD, SURFACE_SIDEWALK
 from unifygeo_ros.data.raster_draw import SHIFT, draw_runs, rect_corners, thickness, to_px
 from unifygeo_ros.data.streets import Street, along, arclen, clear_of, crossing_zones
 
-if TYPE_CHECKING:  # for annotations only
-    from unifygeo_ros.data.city_builder import CityBuilder
 
 LINE_WIDTH_M = 0.15  # painted lines
 DASH_PERIOD_M, DASH_LENGTH_M = 9.0, 3.0  # dashed lines: 3 m painted every 9 m

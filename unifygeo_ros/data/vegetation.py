@@ -4,14 +4,10 @@ canopies still see the ground, hedges and cars under them (``City.under_*``, :me
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
+from unifygeo_ros.data.city_builder import CityBuilder
 from unifygeo_ros.data.city_schema import SURFACE_TREE
-
-if TYPE_CHECKING:  # for annotations only
-    from unifygeo_ros.data.city_builder import CityBuilder
 
 
 def paint_tree_canopies(b: CityBuilder):
