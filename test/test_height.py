@@ -19,17 +19,13 @@ from unifygeo_ros.errors import DataFormatError, ImageError
 from unifygeo_ros.index import build as index_build
 from unifygeo_ros.index import store, tiles
 
-from test_model import tiny_config as _tiny_cfg
-from vigor_fixture import write_one_city
+from conftest import random_handle, tiny_config
 
 
-def _height_handle():
-    from unifygeo_ros.model.handle import from_model
-    from unifygeo_ros.model import build_model
-
-    cfg = _tiny_cfg(aerial_height=True)
-    torch.manual_seed(0)
-    return from_model(build_model(cfg), cfg.to_dict(), device="cpu")
+@pytest.fixture(scope="module")
+def height_handle():
+    """A tiny height model (4-channel aerial input), random weights. Read-only."""
+    return random_handle(tiny_config(aerial_height=True), seed=0)
 
 
 def _write_heights(city_dir, truth, value_of=lambda k: 3.0 * (k + 1)):
@@ -131,8 +127,8 @@ def test_bad_height_files_are_data_errors(tmp_path):
         H.load_height(tmp_path / "nan.npy")
 
 
-def test_load_aerial_finds_the_height_next_to_the_tile_or_says_where_it_looked(tmp_path):
-    city_dir, truth = write_one_city(tmp_path, grid=3, seed=0)
+def test_load_aerial_finds_the_height_next_to_the_tile_or_says_where_it_looked(small_city):
+    city_dir, truth = small_city
     tile = city_dir / "satellite" / truth.tile_names[0]
     assert H.load_aerial(tile).shape == (32, 32, 3)
     with pytest.raises(DataFormatError, match="satellite_height"):
@@ -165,10 +161,10 @@ def item_style(stream, seed: int) -> str:
     return W.STYLES[int(rng.integers(len(W.STYLES)))]
 
 
-def test_vigor_dataset_and_gallery_return_four_channels_with_aerial_height(tmp_path):
+def test_vigor_dataset_and_gallery_return_four_channels_with_aerial_height(tmp_path, small_city):
     from unifygeo_ros.data.vigor import VigorDataset
 
-    city_dir, truth = write_one_city(tmp_path, grid=3, seed=0)
+    city_dir, truth = small_city  # under tmp_path
     ds = VigorDataset(tmp_path, ["Seattle"], split="same", train=False, ground_size_hw=(16, 32), aerial_px=16,
                       aerial_height=True)
     with pytest.raises(DataFormatError, match="satellite_height"):
@@ -186,15 +182,25 @@ def test_vigor_dataset_and_gallery_return_four_channels_with_aerial_height(tmp_p
 
 
 def test_synth_writes_one_height_file_per_tile(tmp_path):
-    from unifygeo_ros.data.synth import write_city
+    from unifygeo_ros import geo
+    from unifygeo_ros.data.synth import origin_for_seed, write_city
 
     res = write_city(str(tmp_path), "Tiny", seed=4, size_m=160.0, n_panos=4, tile_m=60.0, tile_px=48,
                      pano_width=64, progress=False)
     sats = sorted(p.name for p in (tmp_path / "Tiny" / "satellite").iterdir())
     heights = sorted(p.name for p in (tmp_path / "Tiny" / H.HEIGHT_DIR).iterdir())
-    assert sats == heights and len(sats) == res.n_tiles
-    h = H.load_height(tmp_path / "Tiny" / H.HEIGHT_DIR / sats[0])
-    assert h.shape == (48, 48) and h.max() > 2.0 and h.min() >= 0.0
+    assert sats == heights and len(sats) == res.n_tiles == 16  # 160 m at a 30 m stride: 4 x 4 centres
+    # each file is the rendered surface height of its tile (centre from the file name: a multiple of the stride)
+    city = W.generate_city(4, 160.0)
+    frame = geo.LocalENU(*origin_for_seed(4))
+    for name in (sats[0], sats[-1]):
+        lat, lon = (float(v) for v in name.removesuffix(".png").split("_")[1:3])
+        centre = tuple(30.0 * round(float(v) / 30.0) for v in frame.to_en(lat, lon))
+        h = H.load_height(tmp_path / "Tiny" / H.HEIGHT_DIR / name)
+        assert h.shape == (48, 48) and h.max() > 2.0
+        want = R.render_aerial_height(city, centre, 60.0, 48)
+        np.testing.assert_allclose(h, want, atol=0.05)  # centimetre steps; a few building edges blend differently
+        assert np.abs(h - want).mean() < 0.005
 
 
 # ----------------------------------------------------------------------------------------- model and index
@@ -204,22 +210,28 @@ def test_height_model_takes_four_channels_and_refuses_shared_views():
     from unifygeo_ros.model import build_model
 
     with pytest.raises(ConfigError, match="share_views"):
-        _tiny_cfg(aerial_height=True, share_views=True)
-    cfg = _tiny_cfg(aerial_height=True)
+        tiny_config(aerial_height=True, share_views=True)
+    cfg = tiny_config(aerial_height=True)
+    torch.manual_seed(0)
     model = build_model(cfg).eval()
     assert model.aerial_channels == 4
     with torch.no_grad():
         a = model.encode_aerial(torch.randn(2, 4, 64, 64))
         a2 = model.encode_aerial(torch.cat([torch.randn(2, 3, 64, 64), torch.zeros(2, 1, 64, 64)], 1))
+        x4 = torch.randn(2, 4, 64, 64)
+        flat = model.encode_aerial(torch.cat([x4[:, :3], torch.zeros(2, 1, 64, 64)], 1))
+        with_h = model.encode_aerial(x4)
     d = cfg.model.descriptor_dim
     assert a.descriptor.shape == (2, d) and a2.descriptor.shape == (2, d)
+    # the fourth channel reaches the network: the same RGB with another height gives another descriptor
+    assert not torch.allclose(with_h.descriptor, flat.descriptor, atol=1e-4)
     with pytest.raises(RuntimeError):
         model.encode_aerial(torch.randn(1, 3, 64, 64))
 
 
-def test_index_of_a_height_model_stores_four_channel_tiles_and_needs_heights(tmp_path):
-    city_dir, truth = write_one_city(tmp_path, grid=3, seed=0)
-    handle = _height_handle()
+def test_index_of_a_height_model_stores_four_channel_tiles_and_needs_heights(tmp_path, small_city, height_handle):
+    city_dir, truth = small_city
+    handle = height_handle
     args = SimpleNamespace(vigor=str(city_dir), orthophoto=None, gsd=None, dsm=None)
     with pytest.raises(DataFormatError, match="satellite_height"):
         index_build.tile_source_from_args(args, handle)
@@ -262,7 +274,7 @@ def _utm_pair(tmp_path, gsd=0.1, width=800, height=600):
     return o_path, d_path
 
 
-def test_orthophoto_dsm_is_cut_onto_the_same_tile_pixels(tmp_path):
+def test_orthophoto_dsm_is_cut_onto_the_same_tile_pixels(tmp_path, height_handle):
     o_path, d_path = _utm_pair(tmp_path)
     src = tiles.orthophoto_tiles(o_path, tile_m=40.0, stride_m=20.0, gsd_m=0.5, dsm=d_path)
     assert src.channels == 4 and src.describe()["dsm"].endswith("ndsm.png")
@@ -279,7 +291,7 @@ def test_orthophoto_dsm_is_cut_onto_the_same_tile_pixels(tmp_path):
     assert overlap and min(overlap) > 0.85
     with pytest.raises(DataFormatError, match="surface model"):
         tiles.orthophoto_tiles(o_path, tile_m=40.0, dsm=tmp_path / "missing.png")
-    handle = _height_handle()
+    handle = height_handle
     args = SimpleNamespace(vigor=None, orthophoto=str(o_path), gsd=None, dsm=None, tile_m=40.0, stride_m=20.0,
                            crs=None, min_coverage=0.75)
     with pytest.raises(DataFormatError, match="--dsm"):
@@ -287,15 +299,21 @@ def test_orthophoto_dsm_is_cut_onto_the_same_tile_pixels(tmp_path):
 
 
 def test_toy_training_with_a_height_model_runs(tmp_path):
+    from unifygeo_ros.model.checkpoint import load_checkpoint
     from unifygeo_ros.offline.train import train
 
     cfg = Config.from_dict({
-        "model": _tiny_cfg(aerial_height=True).to_dict()["model"],
+        "model": tiny_config(aerial_height=True).to_dict()["model"],
         "data": {"source": "toy", "toy_samples": 4, "batch_size": 4, "num_workers": 0},
         "train": {"steps": 2, "log_every": 1, "ckpt_every": 2, "tensorboard": False, "threads": 1}})
-    train(cfg, tmp_path / "run", progress=False)
-    from unifygeo_ros.model.checkpoint import load_checkpoint
-
-    model, loaded, _ = load_checkpoint(tmp_path / "run" / "ckpt")
-    assert loaded.model.aerial_height and model.aerial_channels == 4
-    assert not math.isnan(float(model.log_logit_scale.detach()))
+    result = train(cfg, tmp_path / "run", progress=False)
+    assert result.step == 2 and [h["step"] for h in result.history] == [1, 2]
+    assert all(math.isfinite(h["total"]) for h in result.history)
+    model, loaded, meta = load_checkpoint(tmp_path / "run" / "ckpt")
+    assert loaded.model.aerial_height and model.aerial_channels == 4 and meta.step == 2
+    # the checkpoint holds the trained weights (at its save precision), 4-channel aerial stem included
+    trained = result.model.state_dict()
+    for name, t in model.state_dict().items():
+        torch.testing.assert_close(t.float(), trained[name].float().cpu(), atol=2e-3, rtol=2e-3, msg=name)
+    stem = next(m for m in model.aerial_encoder.modules() if isinstance(m, torch.nn.Conv2d))
+    assert stem.in_channels == 4

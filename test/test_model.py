@@ -13,17 +13,8 @@ from unifygeo_ros.model.metric_head import heading_to_vector, rotation_volume, v
 from unifygeo_ros.model.rerank import (EVIDENCE_NAMES, Reranker, assign_tile, centrality, consensus_slot,
                                        consensus_support)
 
-torch.set_num_threads(1)
-
-TINY_MODEL = {
-    "backbone": "convnext_atto", "backbone_kwargs": {"dims": [16, 24, 32, 48], "depths": [1, 1, 1, 1]},
-    "ground_hw": [32, 128], "aerial_px": 64, "semantic_dim": 32, "descriptor_dim": 32, "decoder_dim": 16,
-    "metric_strides": [8, 4], "orientation_bins": 8, "match_dim": 4, "aggregator_heads": 2,
-}
-
-
-def tiny_config(**model_over) -> Config:
-    return Config.from_dict({"model": {**TINY_MODEL, **model_over}})
+# the tiny architecture lives in conftest.py; test_checkpoint.py and test_train.py import it from here
+from conftest import TINY_MODEL, tiny_config  # noqa: F401
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +46,11 @@ def test_one_query_against_k_candidates_equals_pairwise(model):
         broadcast = model.localize(g, a)
         pairwise = model.localize(g.select([0, 0, 0, 0]), a)
         scores = model.rerank_scores(g, a)
+        one_by_one = torch.cat([model.rerank_scores(g, a.select([i])) for i in range(4)])
     assert torch.allclose(broadcast.logits, pairwise.logits, atol=1e-5)
     assert scores.shape == (4,)
+    # each candidate's score is its own pair's: no candidate changes another's score
+    torch.testing.assert_close(scores, one_by_one, atol=1e-5, rtol=1e-5)
 
 
 def test_ground_descriptor_ignores_a_panorama_roll_and_sectors_roll_with_it(model):
@@ -168,11 +162,26 @@ def test_share_views_registers_one_encoder():
 
 
 def test_split_last_stage_gives_the_semantic_head_its_own_copy():
+    torch.manual_seed(0)
     m = build_model(tiny_config(split_last_stage=True)).eval()
-    assert m.ground_encoder.trunk.semantic_last is not None
+    trunk = m.ground_encoder.trunk
+    copy, last = trunk.semantic_last, trunk.body[trunk._last_name]
+    assert copy is not None and copy is not last
+    assert not {id(p) for p in copy.parameters()} & {id(p) for p in last.parameters()}  # no shared weight
+    for p, q in zip(copy.parameters(), last.parameters(), strict=True):
+        assert torch.equal(p, q)  # a copy: it starts from the same weights
+    x, tiles = torch.randn(2, 3, 32, 128), torch.randn(2, 3, 64, 64)
     with torch.no_grad():
-        out = m.localize(m.encode_ground(torch.randn(2, 3, 32, 128)), m.encode_aerial(torch.randn(2, 3, 64, 64)))
+        before = m.encode_ground(x)
+        out = m.localize(before, m.encode_aerial(tiles))
+        for p in copy.parameters():
+            p.add_(0.5 * torch.randn_like(p))
+        after = m.encode_ground(x)
     assert out.logits.shape == (2, 16, 16)
+    # the semantic head (global descriptor) reads the copy; the fine features (sectors) never do
+    assert not torch.allclose(before.descriptor, after.descriptor, atol=1e-3)
+    for s, s2 in zip(before.sectors, after.sectors, strict=True):
+        assert torch.equal(s, s2)
 
 
 def test_rerank_reorders_only_the_top_k():
