@@ -157,43 +157,10 @@ class JointObjective(nn.Module):
         l_pos = sum(position_loss(lg, offset_en_m, tile_m, cfg.position_sigma_m) for lg in levels) / len(levels)
         l_ori = heading_loss(metric, offset_en_m, tile_m, heading_deg)
 
-        # re-ranking: each query's top-K batch tiles by global similarity, as at test time. Only queries whose
-        # positive is among them train it: forcing a missed positive into the list would teach the re-ranker
-        # that a low global cosine marks the right tile (the opposite of what it sees at test time).
-        k = min(cfg.rerank_k, b)
-        l_rr, rr_r1 = zero, 0.0
         masked = sim.detach().clone()
         if exclude is not None:
             masked = masked.masked_fill(exclude, float("-inf"))
-        nq = 0
-        if k > 1 and cfg.rerank_weight > 0:
-            arange = torch.arange(b, device=sim.device)
-            # rerank_semi: the candidates are the plain top K, as at test time (where overlapping neighbours that
-            # also hold the camera are retrieved too), and any tile holding the camera is a right answer
-            top = (sim.detach() if cfg.rerank_semi else masked).topk(k, dim=1).indices
-            has_pos = (top == arange[:, None]).any(1)
-            qs, top = arange[has_pos], top[has_pos]
-            nq = int(qs.numel())
-        if nq > 0:
-            if cfg.rerank_semi:  # (nq, K) mask: the positive and every candidate holding the camera
-                target = top == qs[:, None]
-                if exclude is not None:
-                    target = target | exclude[qs[:, None], top]
-            else:  # (nq,) slot of the positive
-                target = (top == qs[:, None]).float().argmax(1)
-            gi, ai = qs.repeat_interleave(k), top.reshape(-1)
-            g_sel, a_sel = gf.select(gi), af.select(ai)
-            if cfg.rerank_detach:
-                g_sel, a_sel = g_sel._map(torch.Tensor.detach), a_sel._map(torch.Tensor.detach)
-            cand = model.localize(g_sel, a_sel)
-            cos = sim[gi, ai] if not cfg.rerank_detach else sim[gi, ai].detach()
-            scores = model.rerank_from(cos, cand).view(nq, k)
-            l_rr = rerank_loss(scores, target) * (nq / b)  # per query of the batch: none -> 0
-            with torch.no_grad():  # batch R@1 after re-ranking: queries without their positive in the list miss
-                best = scores.argmax(1)
-                hit = target[torch.arange(nq, device=best.device), best] if target.dtype == torch.bool \
-                    else best == target
-                rr_r1 = float(hit.float().sum()) / b
+        l_rr, rr_r1 = self._rerank_term(gf, af, sim, masked, exclude, zero)
         total = (cfg.infonce_weight * l_nce + cfg.position_weight * l_pos + cfg.orientation_weight * l_ori
                  + cfg.rerank_weight * l_rr)
 
@@ -202,6 +169,48 @@ class JointObjective(nn.Module):
             err = (metric.peak_offset_en_m(tile_m) - offset_en_m.float()).norm(dim=-1).mean()
             dh = torch.remainder(metric.heading_deg() - heading_deg.float() + 180.0, 360.0) - 180.0
         return LossOutput(total=total, infonce=l_nce.detach(), position=l_pos.detach(), orientation=l_ori.detach(),
-                          rerank=l_rr.detach(), batch_r1=r1, rerank_r1=rr_r1 if k > 1 and cfg.rerank_weight > 0 else r1,
+                          rerank=l_rr.detach(), batch_r1=r1, rerank_r1=r1 if rr_r1 is None else rr_r1,
                           position_err_m=float(err), heading_err_deg=float(dh.abs().mean()),
                           temperature=float(1.0 / model.logit_scale.detach()))
+
+    def _rerank_term(self, gf, af, sim: torch.Tensor, masked: torch.Tensor, exclude: torch.Tensor | None,
+                     zero: torch.Tensor) -> tuple[torch.Tensor, float | None]:
+        """(re-ranking loss, batch R@1 after re-ranking; None when the term is off).
+
+        Each query's top-K batch tiles by global similarity, as at test time. Only queries whose positive is
+        among them train it: forcing a missed positive into the list would teach the re-ranker that a low global
+        cosine marks the right tile (the opposite of what it sees at test time)."""
+        cfg, model = self.cfg, self.model
+        b = sim.shape[0]
+        k = min(cfg.rerank_k, b)
+        if not (k > 1 and cfg.rerank_weight > 0):
+            return zero, None
+        arange = torch.arange(b, device=sim.device)
+        # rerank_semi: the candidates are the plain top K, as at test time (where overlapping neighbours that
+        # also hold the camera are retrieved too), and any tile holding the camera is a right answer
+        top = (sim.detach() if cfg.rerank_semi else masked).topk(k, dim=1).indices
+        has_pos = (top == arange[:, None]).any(1)
+        qs, top = arange[has_pos], top[has_pos]
+        nq = int(qs.numel())
+        if nq == 0:
+            return zero, 0.0
+        if cfg.rerank_semi:  # (nq, K) mask: the positive and every candidate holding the camera
+            target = top == qs[:, None]
+            if exclude is not None:
+                target = target | exclude[qs[:, None], top]
+        else:  # (nq,) slot of the positive
+            target = (top == qs[:, None]).float().argmax(1)
+        gi, ai = qs.repeat_interleave(k), top.reshape(-1)
+        g_sel, a_sel = gf.select(gi), af.select(ai)
+        if cfg.rerank_detach:
+            g_sel, a_sel = g_sel._map(torch.Tensor.detach), a_sel._map(torch.Tensor.detach)
+        cand = model.localize(g_sel, a_sel)
+        cos = sim[gi, ai] if not cfg.rerank_detach else sim[gi, ai].detach()
+        scores = model.rerank_from(cos, cand).view(nq, k)
+        l_rr = rerank_loss(scores, target) * (nq / b)  # per query of the batch: none -> 0
+        with torch.no_grad():  # batch R@1 after re-ranking: queries without their positive in the list miss
+            best = scores.argmax(1)
+            hit = target[torch.arange(nq, device=best.device), best] if target.dtype == torch.bool \
+                else best == target
+            rr_r1 = float(hit.float().sum()) / b
+        return l_rr, rr_r1

@@ -31,6 +31,7 @@ The model interface used: ``encode_ground(x)``, ``encode_aerial(x)`` (feature da
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -171,29 +172,11 @@ def evaluate_batch(model, batch: dict, query_ds, gallery: GalleryEncoding, *, to
     fix_latlon = np.array([c.latlon for c in choices], dtype=np.float64).reshape(b, 2)
     fix_score = np.array([c.choice.probability for c in choices])
 
-    hier_err = np.zeros((b, 2))
-    hier_head = np.zeros((b, 2))
-    chosen_slots = np.stack([np.zeros(b, np.int64), fix_slot], axis=1)  # candidate slot per variant
-    for i in range(b):
-        for v in range(2):
-            slot = int(chosen_slots[i, v])
-            t = int(res.topk_indices[i, slot])
-            true_en = _true_en_relative(query_ds, pano[i], t, int(pos[i]), label_en[i])
-            hier_err[i, v] = float(np.hypot(*(off[i, 1 + slot] - true_en)))
-            hier_head[i, v] = float(M.heading_errors_deg(head[i, 1 + slot], true_heading[i])[0])
-            if t == pos[i]:
-                assert hier_err[i, v] == iso_err[i], "right tile must give the isolated error"
-
-    examples = []
-    for i in range(min(num_examples, b)):
-        slot = int(fix_slot[i])
-        t = int(res.topk_indices[i, slot])
-        examples.append(dict(pano_index=int(pano[i]), ground=batch["ground"][i].clone(), tile_index=t,
-                             tile_m=float(gallery.tile_m[t]), prob_map=maps.get(i * (k + 1) + 1 + slot),
-                             true_en_m=_true_en_relative(query_ds, pano[i], t, int(pos[i]), label_en[i]),
-                             pred_en_m=off[i, 1 + slot].copy(), true_heading_deg=float(true_heading[i]),
-                             pred_heading_deg=float(head[i, 1 + slot]), rank=int(res.ranks[i]),
-                             correct=bool(t == pos[i])))
+    slots = np.stack([np.zeros(b, np.int64), fix_slot], axis=1)  # candidate slot per variant: no re-rank, re-rank
+    hier_err, hier_head = _hierarchical_errors(query_ds, pano, pos, label_en, true_heading, res.topk_indices, slots,
+                                               off, head, iso_err)
+    examples = [_example(batch, i, query_ds, gallery, res, int(fix_slot[i]), maps, off, head, label_en,
+                         true_heading) for i in range(min(num_examples, b))]
     return BatchResult(pano, pos, res.ranks, res.hits, res.topk_indices, reranked, reranked_learned, iso_err,
                        iso_head, hier_err, hier_head, fix_latlon, fix_score, examples)
 
@@ -202,6 +185,36 @@ def evaluate_batch(model, batch: dict, query_ds, gallery: GalleryEncoding, *, to
 class _QueryFix:
     choice: FixChoice
     latlon: tuple[float, float]  # of ``choice.position_en_m`` (NaN without tile positions)
+
+
+def _hierarchical_errors(query_ds, pano: np.ndarray, pos: np.ndarray, label_en: np.ndarray, true_heading: np.ndarray,
+                         topk: np.ndarray, slots: np.ndarray, off: np.ndarray, head: np.ndarray,
+                         iso_err: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(B, V) position and heading errors of the candidate ``slots`` (B, V) each variant chose, measured in the
+    chosen tile's frame against the label (the right tile gives exactly the isolated error)."""
+    err, head_err = np.zeros(slots.shape), np.zeros(slots.shape)
+    for i, v in np.ndindex(*slots.shape):
+        slot = int(slots[i, v])
+        t = int(topk[i, slot])
+        true_en = _true_en_relative(query_ds, pano[i], t, int(pos[i]), label_en[i])
+        err[i, v] = float(np.hypot(*(off[i, 1 + slot] - true_en)))
+        head_err[i, v] = float(M.heading_errors_deg(head[i, 1 + slot], true_heading[i])[0])
+        if t == pos[i]:
+            assert err[i, v] == iso_err[i], "right tile must give the isolated error"
+    return err, head_err
+
+
+def _example(batch: dict, i: int, query_ds, gallery: GalleryEncoding, res, slot: int, maps: dict, off: np.ndarray,
+             head: np.ndarray, label_en: np.ndarray, true_heading: np.ndarray) -> dict:
+    """Plot material of query ``i`` of the batch: its panorama, the tile whose map gave the fix, that map."""
+    k = res.topk_indices.shape[1]
+    pano, pos = int(batch["pano_index"][i]), int(batch["positive_index"][i])
+    t = int(res.topk_indices[i, slot])
+    return dict(pano_index=pano, ground=batch["ground"][i].clone(), tile_index=t, tile_m=float(gallery.tile_m[t]),
+                prob_map=maps.get(i * (k + 1) + 1 + slot),
+                true_en_m=_true_en_relative(query_ds, pano, t, pos, label_en[i]), pred_en_m=off[i, 1 + slot].copy(),
+                true_heading_deg=float(true_heading[i]), pred_heading_deg=float(head[i, 1 + slot]),
+                rank=int(res.ranks[i]), correct=bool(t == pos))
 
 
 def _choose(gallery: GalleryEncoding, cands: np.ndarray, offsets_en_m: np.ndarray, scores: np.ndarray,
@@ -284,15 +297,20 @@ def evaluate(model, query_ds, gallery_ds=None, *, top_k: int | None = None, batc
             model.train()
     if not results:
         raise UnifyGeoError("no queries to evaluate")
-    per = {f: np.concatenate([getattr(r, f) for r in results]) for f in
-           ("pano_index", "positive", "rank", "hit", "topk", "topk_reranked", "topk_reranked_learned", "iso_err_m",
-            "iso_heading_err_deg", "hier_err_m", "hier_heading_err_deg", "fix_latlon", "fix_score")}
-    per["panorama"] = _names(getattr(base, "pano_paths", None), per["pano_index"])
-    per["fix_tile"] = _names(getattr(gallery_ds, "tile_paths", None), per["topk_reranked"][:, 0])
+    per = _per_query(results, base, gallery_ds)
     examples = [e for r in results for e in r.examples]
     return summarise(per, len(gallery_ds), k, gallery_ds=gallery_ds, examples=examples,
                      extra={"timing_s": timing, "gallery": _gallery_info(gallery_ds, gallery),
                             **(extra or {})}, tile_assignment=consensus is not None, consensus=consensus)
+
+
+def _per_query(results: list[BatchResult], query_ds, gallery_ds) -> dict[str, np.ndarray]:
+    """The batches' per-query arrays concatenated, with the panoramas' and the fixes' tiles' file names."""
+    per = {f.name: np.concatenate([getattr(r, f.name) for r in results])
+           for f in dataclasses.fields(BatchResult) if f.name != "examples"}
+    per["panorama"] = _names(getattr(query_ds, "pano_paths", None), per["pano_index"])
+    per["fix_tile"] = _names(getattr(gallery_ds, "tile_paths", None), per["topk_reranked"][:, 0])
+    return per
 
 
 def _names(paths, indices: np.ndarray) -> np.ndarray:

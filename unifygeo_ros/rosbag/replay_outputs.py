@@ -13,6 +13,7 @@ import numpy as np
 from unifygeo_ros import geo
 from unifygeo_ros.errors import UnifyGeoError
 from unifygeo_ros.index import store
+from unifygeo_ros.index.portable import recorded_source
 from unifygeo_ros.index.tiles import vigor_tiles
 from unifygeo_ros.offline.plots import plot_error_cdf, plt  # pyplot with the Agg backend, set up once there
 from unifygeo_ros.rosbag import trajectory
@@ -74,8 +75,9 @@ def _map_tiles(cfg: ReplayConfig, warnings: list[str]):
     candidates = [cfg.map_dir] if cfg.map_dir else []
     if cfg.index and not cfg.map_dir:
         src = index_meta(cfg.index).get("source") or {}
-        if isinstance(src, dict) and src.get("kind") == "vigor" and src.get("path"):
-            candidates.append(src["path"])
+        folder = recorded_source(cfg.index) if isinstance(src, dict) and src.get("kind") == "vigor" else None
+        if folder is not None:
+            candidates.append(str(folder))
     for c in candidates:
         try:
             return vigor_tiles(c)
@@ -109,14 +111,26 @@ def _draw_map(ax, tiles, origin: geo.LocalENU, bbox: tuple[float, float, float, 
 def save_plots(out: Path, frames: list[FrameResult], pairs: ScoredPairs, origin: geo.LocalENU, cfg: ReplayConfig,
                warnings: list[str]) -> list[Path]:
     """trajectory.png, error_over_time.png, error_cdf.png."""
-    paths = []
-    fixes, scored, errors = pairs.fixes, pairs.scored, pairs.errors_m
-    gtt = pairs.gt
+    return [_plot_trajectory(out / "trajectory.png", frames, pairs, origin, cfg, warnings),
+            _plot_error_over_time(out / "error_over_time.png", frames, pairs),
+            plot_error_cdf({"replay": pairs.errors_m}, out / "error_cdf.png",
+                           title=f"Error CDF: {Path(cfg.bag).name}")]
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _plot_trajectory(path: Path, frames: list[FrameResult], pairs: ScoredPairs, origin: geo.LocalENU,
+                     cfg: ReplayConfig, warnings: list[str]) -> Path:
+    """Ground truth and the estimates (coloured by error) over the aerial map."""
+    fixes, scored, errors, gtt = pairs.fixes, pairs.scored, pairs.errors_m, pairs.gt
     est_e = np.array([fixes[i].east_m for i in scored])
     est_n = np.array([fixes[i].north_m for i in scored])
     unscored = [f for k, f in enumerate(fixes) if k not in set(scored)]
-
-    # trajectory over the map
     fig, ax = plt.subplots(figsize=(7.0, 7.0), dpi=110)
     pts_e = np.concatenate([gtt.east_m, est_e, [f.east_m for f in unscored]])
     pts_n = np.concatenate([gtt.north_m, est_n, [f.north_m for f in unscored]])
@@ -146,17 +160,16 @@ def save_plots(out: Path, frames: list[FrameResult], pairs: ScoredPairs, origin:
     ax.set_ylabel("north (m)")
     ax.set_title(f"{Path(cfg.bag).name}: {len(scored)} scored fixes of {len(frames)} frames")
     ax.legend(loc="upper right", fontsize=7)
-    fig.tight_layout()
-    paths.append(out / "trajectory.png")
-    fig.savefig(paths[-1])
-    plt.close(fig)
+    return _save(fig, path)
 
-    # error over time (frames without a fix marked at the bottom)
+
+def _plot_error_over_time(path: Path, frames: list[FrameResult], pairs: ScoredPairs) -> Path:
+    """Position error per scored frame; frames without a fix marked at the bottom."""
     fig, ax = plt.subplots(figsize=(8.0, 3.4), dpi=110)
     t0 = min((f.t_ns for f in frames), default=0)
-    if scored:
-        ts = np.array([(fixes[i].t_ns - t0) * 1e-9 for i in scored])
-        ax.plot(ts, errors, ".-", lw=0.8, ms=4, label="position error")
+    if pairs.scored:
+        ts = np.array([(pairs.fixes[i].t_ns - t0) * 1e-9 for i in pairs.scored])
+        ax.plot(ts, pairs.errors_m, ".-", lw=0.8, ms=4, label="position error")
     bad = [(f.t_ns - t0) * 1e-9 for f in frames if f.status != FIX]
     if bad:
         ax.plot(bad, np.zeros(len(bad)), "|", color="r", ms=12, label="frame without a fix")
@@ -164,10 +177,4 @@ def save_plots(out: Path, frames: list[FrameResult], pairs: ScoredPairs, origin:
     ax.set_ylabel("position error (m)")
     ax.grid(alpha=0.3)
     ax.legend(loc="upper right", fontsize=7)
-    fig.tight_layout()
-    paths.append(out / "error_over_time.png")
-    fig.savefig(paths[-1])
-    plt.close(fig)
-
-    paths.append(plot_error_cdf({"replay": errors}, out / "error_cdf.png", title=f"Error CDF: {Path(cfg.bag).name}"))
-    return paths
+    return _save(fig, path)
