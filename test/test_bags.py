@@ -8,11 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("rosbags")
-from rosbags.rosbag2 import StoragePlugin, Writer  # noqa: E402
+from rosbags.rosbag2 import StoragePlugin, Writer
 
-from unifygeo_ros.rosbag import io as bags  # noqa: E402
-from unifygeo_ros.errors import ImageError  # noqa: E402
+from unifygeo_ros.errors import ImageError
+from unifygeo_ros.rosbag import io as bags
 
 THIRD_PARTY_MSGS = Path(__file__).resolve().parents[1] / "third_party" / "geographic_msgs" / "msg"
 T0 = 1_700_000_000 * 1_000_000_000

@@ -7,7 +7,9 @@ import math
 import cv2
 import numpy as np
 import pytest
+import rasterio
 import torch
+from rasterio.transform import Affine
 
 from unifygeo_ros.errors import DataFormatError, IndexFormatError
 from unifygeo_ros.index import build as index_build
@@ -140,8 +142,6 @@ def test_orthophoto_tile_centre_matches_the_world_file(tmp_path):
 
 
 def test_geotiff_and_png_world_file_cut_the_same_tiles(tmp_path):
-    rasterio = pytest.importorskip("rasterio")
-    from rasterio.transform import Affine
 
     path, (a, b, c, d, e, f), _ = _utm_orthophoto(tmp_path)
     img = cv2.imread(str(path))[:, :, ::-1]

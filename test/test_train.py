@@ -139,7 +139,6 @@ def test_unknown_config_key_is_a_clear_error(tmp_path):
 
 
 def test_synthetic_stream_smoke(tmp_path):
-    pytest.importorskip("unifygeo_ros.data.stream")
     cfg = Config.from_dict({"model": TINY_MODEL, "data": {"source": "synth", "batch_size": 4, "num_workers": 0},
                             "train": {"steps": 2, "tensorboard": False, "threads": 1, "ckpt_every": 1000}})
     res = train(cfg, tmp_path / "s", progress=False)

@@ -454,7 +454,6 @@ def test_bad_arguments(world):
 
 # ---------------------------------------------------------------------------------------- synthetic city
 def test_synthetic_city_labels_match_file_names(tmp_path):
-    pytest.importorskip("unifygeo_ros.data.synth", reason="the synthetic generator is not written yet")
     from unifygeo_ros.cli import main
 
     out = tmp_path / "synth"
