@@ -42,7 +42,7 @@ from unifygeo_ros.index.tiles import vigor_tiles
 from unifygeo_ros.localization.localizer import Localizer
 from unifygeo_ros.localization.pipeline import PipelineSettings, gate_fix
 from unifygeo_ros.model.handle import load_model
-from unifygeo_ros.offline.plots import plt  # pyplot with the Agg backend, set up once there
+from unifygeo_ros.plots import plt  # pyplot with the Agg backend, set up once there
 from unifygeo_ros.resources import DEMO_CHECKPOINT_REL, find_resource
 from unifygeo_ros.rosbag.replay import ReplayConfig, replay
 from unifygeo_ros.rosbag.synth import GEOPOSE_TOPIC, SynthBagConfig, synth_bag

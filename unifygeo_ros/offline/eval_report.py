@@ -9,7 +9,7 @@ import numpy as np
 
 from unifygeo_ros.image.preprocess import denormalize
 from unifygeo_ros.offline import metrics as M
-from unifygeo_ros.offline.plots import LocalizationExample, save_eval_plots
+from unifygeo_ros.plots import LocalizationExample, save_eval_plots
 
 #: the header of ``unifygeo eval --per-query FILE.csv``
 PER_QUERY_HEADER = ("panorama", "latitude", "longitude", "error_m", "score", "tile")

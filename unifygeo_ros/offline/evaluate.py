@@ -255,7 +255,7 @@ def evaluate(model, query_ds, gallery_ds=None, *, top_k: int | None = None, batc
 
     The model runs on the device and in the dtype of its parameters. ``query_indices`` restricts the queries
     (``--limit``); the gallery is always complete. ``num_examples`` queries are kept in ``report.examples`` for
-    :mod:`unifygeo_ros.offline.plots`. Per-query arrays are in ``report.per_query``. ``top_k``: candidates
+    :mod:`unifygeo_ros.plots`. Per-query arrays are in ``report.per_query``. ``top_k``: candidates
     localized and re-ranked (None: :data:`~unifygeo_ros.model.handle.DEFAULT_RERANK_K`; the command line passes the
     checkpoint's ``loss.rerank_k``, what the Localizer re-ranks at run time). ``tile_assignment``: the fix is chosen
     exactly as the Localizer chooses it (:func:`~unifygeo_ros.localization.choice.choose_fix`: consensus, then

@@ -259,7 +259,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"trained to step {res.step}; checkpoint {res.checkpoint or '-'}; "
               + ", ".join(f"{k}={last[k]:.4g}" for k in ("total", "batch_r1", "position_err_m") if k in last))
         if (out / "log.csv").is_file() and res.history:
-            from unifygeo_ros.offline.plots import plot_training_log  # imports matplotlib: only for the picture
+            from unifygeo_ros.plots import plot_training_log  # imports matplotlib: only for the picture
 
             print(f"training curves: {plot_training_log(out / 'log.csv', out / 'training.png')}")
     return 0

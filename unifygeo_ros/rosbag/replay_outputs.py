@@ -15,7 +15,7 @@ from unifygeo_ros.errors import UnifyGeoError
 from unifygeo_ros.index import store
 from unifygeo_ros.index.portable import recorded_source
 from unifygeo_ros.index.tiles import vigor_tiles
-from unifygeo_ros.offline.plots import plot_error_cdf, plt  # pyplot with the Agg backend, set up once there
+from unifygeo_ros.plots import plot_error_cdf, plt  # pyplot with the Agg backend, set up once there
 from unifygeo_ros.rosbag import trajectory
 from unifygeo_ros.rosbag.replay_scoring import ScoredPairs
 from unifygeo_ros.rosbag.replay_types import FIX, FrameResult, GroundTruth, ReplayConfig, ReplayReport

@@ -1,4 +1,5 @@
-"""Evaluation figures (matplotlib, Agg backend, files only): error CDFs and query/tile/heat-map examples.
+"""Figures shared by evaluation, replay and training (matplotlib, Agg backend, files only): error CDFs and
+query/tile/heat-map examples.
 
 Conventions (:mod:`unifygeo_ros.geo`): aerial tiles and probability maps are north-up arrays (row 0 = north
 edge, column 0 = west edge) drawn in metres about the tile centre (east right, north up); headings are
