@@ -107,11 +107,12 @@ def other_micro_checkpoint(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def micro_index(vigor_city, micro_checkpoint, tmp_path_factory) -> Path:
+def micro_index(vigor_city, micro_checkpoint) -> Path:
     """``vigor_city`` indexed with ``micro_checkpoint`` (the index records it). Read-only."""
     from unifygeo_ros.model.handle import load_model
 
-    return index_city(load_model(micro_checkpoint, "cpu"), vigor_city[0], tmp_path_factory.mktemp("micro_ix") / "ix")
+    # beside the checkpoint (MICRO/ckpt, MICRO/ix): the index records it, Localizer.from_paths(index) finds it
+    return index_city(load_model(micro_checkpoint, "cpu"), vigor_city[0], micro_checkpoint.parent / "ix")
 
 
 # -------------------------------------------------------------------------------------- writable, per test

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import shutil
+from pathlib import Path
 from types import SimpleNamespace
 
 import cv2
@@ -20,12 +23,10 @@ from unifygeo_ros import cli, geo
 from unifygeo_ros.errors import ImageError, IndexFormatError
 from unifygeo_ros.index import build as index_build
 from unifygeo_ros.index import store, tiles
-from unifygeo_ros.model.handle import from_model
+from unifygeo_ros.model.handle import arrays_to_aerial, from_model, load_model
 from unifygeo_ros.localization.localizer import Fix, Localizer, Prior
 from unifygeo_ros.model import AerialFeatures, GroundFeatures, MetricOutput
-from unifygeo_ros.image.preprocess import denormalize
-
-from vigor_fixture import write_one_city
+from unifygeo_ros.image.preprocess import denormalize, load_image
 
 GRID = 64  # oracle metric map cells per tile side
 OFFSET_STEP_M = 0.25  # oracle panorama code: metres per grey level
@@ -93,22 +94,10 @@ def oracle_panorama(target_rgb, east_m, north_m, heading_deg, decoy_rgb=None) ->
     return img
 
 
-def tiny_handle(seed: int = 0):
-    from unifygeo_ros.config import Config
-    from unifygeo_ros.model import build_model
-
-    cfg = Config.from_dict({"model": {
-        "backbone_kwargs": {"dims": [8, 16, 24, 32], "depths": [1, 1, 1, 1]}, "ground_hw": [64, 128],
-        "aerial_px": 64, "semantic_dim": 16, "descriptor_dim": 16, "decoder_dim": 8,
-        "orientation_bins": 8, "match_dim": 2}})
-    torch.manual_seed(seed)
-    return from_model(build_model(cfg), cfg.to_dict(), device="cpu"), cfg
-
-
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    torch.set_num_threads(1)
-    return write_one_city(tmp_path_factory.mktemp("vigor"), grid=5, seed=2)
+def world(vigor_city):
+    """conftest's 5 x 5-tile city (25 tiles; the oracle tests name tiles 0..24 of it)."""
+    return vigor_city
 
 
 @pytest.fixture(scope="module")
@@ -226,37 +215,55 @@ def test_oracle_batch_equals_single(oracle):
 
 
 @pytest.fixture(scope="module")
-def tiny(world, tmp_path_factory):
-    handle, cfg = tiny_handle()
-    d = tmp_path_factory.mktemp("tiny") / "ix"
-    index_build.build_index(handle, tiles.vigor_tiles(world[0]), d, progress=False)
-    return Localizer(store.load_index(d), handle), handle, cfg
+def tiny(micro_index, micro_checkpoint):
+    """conftest's micro model (random weights) and its index of the city."""
+    return Localizer(store.load_index(micro_index), load_model(micro_checkpoint, "cpu"))
 
 
 def test_fix_types_and_units(tiny, world):
-    loc, _, _ = tiny
+    """Every field of a fix of the random model, against the definitions (module docstring of the localizer)
+    evaluated here with the model's own heads: retrieval = the top K tiles by descriptor cosine, score = the
+    softmax of the re-ranker's K scores at the evidence tile, position = evidence tile centre + peak offset."""
+    loc = tiny
     pano = cv2.imread(str(next((world[0] / "panorama").iterdir())))[:, :, ::-1].copy()
     fix = loc.localize(pano)
     assert isinstance(fix, Fix)
     for name in ("latitude_deg", "longitude_deg", "east_m", "north_m", "heading_deg", "yaw_deg", "heading_std_deg",
                  "score"):
         assert isinstance(getattr(fix, name), float) and math.isfinite(getattr(fix, name)), name
-    assert -180.0 <= fix.heading_deg < 180.0 and fix.yaw_deg == pytest.approx(geo.heading_to_yaw_deg(fix.heading_deg))
-    assert 0.0 <= fix.score <= 1.0 and 0.0 <= fix.heading_std_deg
+    h, ix = loc.handle, loc.index
+    with torch.inference_mode():
+        ground = h.encode_ground_tensor(h.ground_batch([pano]))
+        order = np.argsort(-(ix.descriptors @ ground.descriptor.float().numpy()[0]), kind="stable")[:loc.k]
+        aerial = arrays_to_aerial(ix.descriptors[order], ix.aerial_rows(order), h.device, h.dtype)
+        metric = h.model.localize(ground, aerial)
+        scores = h.model.rerank_scores(ground, aerial, metric).double().numpy()
+    cands = [ix.tile_ids[int(r)] for r in order]
+    assert list(fix.candidate_tile_ids) == cands and loc.k == 5 and fix.tiles_searched == 25
+    assert fix.tile_id == cands[fix.tile_rank_before_rerank - 1]
+    best = int(np.argmax(scores))  # no consensus in this config: the re-ranker's top-1 gives the evidence
+    assert fix.evidence_tile_id == cands[best]
+    assert fix.score == pytest.approx(float(np.exp(scores[best]) / np.exp(scores).sum()), rel=1e-6)
+    offset = metric.peak_offset_en_m(loc.tile_m)[best].double().numpy()
+    assert (fix.east_m, fix.north_m) == pytest.approx(tuple(ix.en_m[order[best]] + offset), abs=1e-4)
+    heading = float(metric.heading_deg()[best])
+    assert -180.0 <= fix.heading_deg < 180.0 and fix.heading_deg == pytest.approx(geo.wrap_deg(heading), abs=1e-4)
+    assert fix.yaw_deg == pytest.approx(geo.heading_to_yaw_deg(fix.heading_deg))
+    r, c = (int(v) for v in metric.peak_cell()[best].round())
+    length = float(torch.linalg.vector_norm(metric.heading_vectors[best, :, r, c]))
+    assert fix.heading_std_deg == pytest.approx(math.degrees(math.sqrt(-2.0 * math.log(min(length, 1.0)))), rel=1e-4)
     cov = fix.covariance_en_m2
     assert cov.shape == (2, 2) and np.allclose(cov, cov.T) and np.all(np.linalg.eigvalsh(cov) > 0)
-    assert fix.tile_id in loc.index.tile_ids and 1 <= fix.tile_rank_before_rerank <= loc.k
+    np.testing.assert_allclose(cov, metric.covariance_m2(loc.tile_m)[best].double().numpy(), rtol=1e-5)
     assert set(fix.timings_ms) == {"preprocess", "encode", "search", "localize", "rerank", "total"}
     assert fix.timings_ms["total"] >= fix.timings_ms["encode"] > 0
     lat, lon = loc.index.origin.from_en(fix.east_m, fix.north_m)
     assert fix.latitude_deg == pytest.approx(float(lat)) and fix.longitude_deg == pytest.approx(float(lon))
-    json.dumps(fix.to_json("x.jpg"))  # serialisable
+    assert json.loads(json.dumps(fix.to_json("x.jpg")))["score"] == fix.score  # serialisable, values kept
 
 
 def test_bad_images_raise_image_errors(tiny, tmp_path):
-    from unifygeo_ros.image.preprocess import load_image
-
-    loc, _, _ = tiny
+    loc = tiny
     with pytest.raises(ImageError, match="width/height"):
         loc.localize(np.zeros((64, 64, 3), np.uint8))
     with pytest.raises(ImageError):
@@ -267,24 +274,22 @@ def test_bad_images_raise_image_errors(tiny, tmp_path):
         loc.localize(load_image(tmp_path / "cut.jpg"))
 
 
-def test_localizer_refuses_an_index_of_another_model(tiny):
-    loc, _, _ = tiny
-    other, _ = tiny_handle(seed=3)
+def test_localizer_refuses_an_index_of_another_model(tiny, other_micro_checkpoint):
+    loc = tiny
     with pytest.raises(IndexFormatError, match="built with model"):
-        Localizer(loc.index, other)
+        Localizer(loc.index, load_model(other_micro_checkpoint, "cpu"))
 
 
-def test_cli_index_build_info_and_localize(tiny, world, tmp_path, capsys):
-    from unifygeo_ros.model.checkpoint import save_checkpoint
-
-    _, handle, cfg = tiny
-    ckpt = tmp_path / "ckpt"
-    save_checkpoint(ckpt, handle.model, cfg)
+def test_cli_index_build_info_and_localize(tiny, world, micro_checkpoint, other_micro_checkpoint, tmp_path,
+                                           capsys):
+    ckpt = Path(shutil.copytree(micro_checkpoint, tmp_path / "ckpt"))  # beside the index: localize finds it
     ix = tmp_path / "ix"
     assert cli.main(["index", "build", "--checkpoint", str(ckpt), "--out", str(ix), "--vigor", str(world[0]),
                      "--device", "cpu", "--no-progress"]) == 0
     assert cli.main(["index", "info", str(ix), "--verify"]) == 0
-    assert "25" in capsys.readouterr().out
+    info = capsys.readouterr().out
+    assert re.search(r"^tiles\s+25\s", info, re.M), info
+    assert re.search(r"^model\s+" + tiny.handle.identity[:16] + r"\s", info, re.M), info
     pano = next((world[0] / "panorama").iterdir())
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"not an image")
@@ -298,28 +303,44 @@ def test_cli_index_build_info_and_localize(tiny, world, tmp_path, capsys):
     assert set(good) >= {"image", "latitude", "longitude", "heading_deg", "covariance_m2", "score", "tile",
                          "timings_ms"}
     assert good["heading_deg"] == pytest.approx(geo.heading_to_yaw_deg(good["compass_heading_deg"]))
+    # the CLI's fix is the Localizer's (same model, an index of the same tiles), and the same image twice
+    # gives the same fix
+    ref = tiny.localize(load_image(pano))
+    assert (good["latitude"], good["longitude"]) == pytest.approx((ref.latitude_deg, ref.longitude_deg), abs=1e-9)
+    assert (good["compass_heading_deg"], good["score"]) == pytest.approx((ref.heading_deg, ref.score), abs=1e-6)
+    assert good["tile"] == ref.tile_id and good["image"] == objs[2]["image"] == str(pano)
+    assert {k: v for k, v in objs[2].items() if k != "timings_ms"} == {k: v for k, v in good.items()
+                                                                      if k != "timings_ms"}
     # the index refuses a checkpoint it was not built with
-    other, other_cfg = tiny_handle(seed=5)
-    save_checkpoint(tmp_path / "other", other.model, other_cfg)
-    assert cli.main(["localize", str(pano), "--index", str(ix), "--checkpoint", str(tmp_path / "other")]) == 1
+    assert cli.main(["localize", str(pano), "--index", str(ix), "--checkpoint", str(other_micro_checkpoint)]) == 1
     assert "built with model" in capsys.readouterr().err
 
 
-def test_demo_runs_the_whole_chain(tiny, tmp_path):
+def test_demo_runs_the_whole_chain(micro_checkpoint, tmp_path):
     """``unifygeo demo`` on a small synthetic city: figures, picture, report, and a cached index the second time."""
     from unifygeo_ros.offline import demo
-    from unifygeo_ros.model.checkpoint import save_checkpoint
 
-    _, handle, cfg = tiny
-    save_checkpoint(tmp_path / "ckpt", handle.model, cfg)
-    report = demo.run_demo(tmp_path / "ckpt", tmp_path / "out", size_m=150.0, panos=4, device="cpu")
+    report = demo.run_demo(micro_checkpoint, tmp_path / "out", size_m=150.0, panos=4, device="cpu")
     assert report.queries == 4 and report.tiles == 9
-    assert 0.0 <= report.retrieval_r1 <= 1.0 and report.median_error_m >= 0.0
+    # the report's figures are those of its panoramas: localize them again (same model, the demo's index) and
+    # score them here - position error against the true position, R@1 of the descriptors against the positive
+    index = store.load_index(tmp_path / "out" / "index")
+    loc = Localizer(index, load_model(micro_checkpoint, "cpu"))
+    queries = demo.demo_queries(tmp_path / "out" / "data" / report.city, index.origin, 4)
+    images = [load_image(q.path) for q in queries]
+    errors = [math.hypot(f.east_m - q.true_en[0], f.north_m - q.true_en[1])
+              for q, f in zip(queries, map(loc.localize, images))]
+    assert report.median_error_m == pytest.approx(float(np.median(errors)), abs=1e-6)
+    assert report.mean_error_m == pytest.approx(float(np.mean(errors)), abs=1e-6)
+    with torch.inference_mode():
+        desc = loc.handle.encode_ground_tensor(loc.handle.ground_batch(images)).descriptor.float().numpy()
+    top1 = [index.tile_ids[int(i)] for i in np.argmax(desc @ index.descriptors.T, axis=1)]
+    assert report.retrieval_r1 == pytest.approx(np.mean([t == q.positive for t, q in zip(top1, queries)]))
     assert set(report.latency_ms) == {"preprocess", "encode", "search", "localize", "rerank", "total"}
     assert (tmp_path / "out" / "demo_fixes.png").stat().st_size > 10_000
     assert json.loads((tmp_path / "out" / "demo_report.json").read_text())["queries"] == 4
     stamp = (tmp_path / "out" / "index" / "index.json").stat().st_mtime_ns
-    demo.run_demo(tmp_path / "ckpt", tmp_path / "out", size_m=150.0, panos=4, device="cpu")
+    demo.run_demo(micro_checkpoint, tmp_path / "out", size_m=150.0, panos=4, device="cpu")
     assert (tmp_path / "out" / "index" / "index.json").stat().st_mtime_ns == stamp  # index reused
     assert "median" in demo.format_report(report)
 

@@ -173,7 +173,7 @@ def test_prior_resets_when_kidnapped_withheld_old_or_time_goes_back():
     s = PriorSettings(reset_after=2, max_age_s=10.0, max_sigma_m=100.0)
     t = PriorTracker(s)
     t.update(FakeFix(), True, 0.0)
-    assert t.prior(1.0) is not None
+    assert t.prior(1.0) == Prior(10.0, 20.0, 5.0 + 3.0 * 1.0)  # the fix, floor 5 m (own 2 m) + 3 m/s * 1 s
     # the localizer rejected the prior and the global fix was confident: the prior jumps there (kidnapped)
     t.update(FakeFix(east_m=500.0, prior_rejected=True), True, 2.0)
     assert t.prior(2.5).east_m == 500.0 and t.resets == 1 and "kidnapped" in t.last_reset_reason
@@ -187,7 +187,7 @@ def test_prior_resets_when_kidnapped_withheld_old_or_time_goes_back():
     assert t.prior(10.0) is None and "backwards" in t.last_reset_reason  # bag restarted
     wide = PriorTracker(PriorSettings(sigma_floor_m=5.0, growth_m_per_s=3.0, max_sigma_m=20.0, max_age_s=100.0))
     wide.update(FakeFix(), True, 0.0)
-    assert wide.prior(4.0) is not None  # 5 + 3 * 4 = 17 m
+    assert wide.prior(4.0) == Prior(10.0, 20.0, 17.0)  # 5 + 3 * 4 = 17 m
     assert wide.prior(6.0) is None and wide.active  # 23 m > max_sigma_m: global search, the fix is kept
     assert PriorTracker(PriorSettings(enabled=False)).prior(0.0) is None
 
@@ -196,7 +196,7 @@ def test_bad_input_leaves_the_prior_alone():
     t = PriorTracker(PriorSettings())
     t.update(FakeFix(), True, 0.0)
     t.update(None, False, 1.0)
-    assert t.active
+    assert t.active and t.prior(2.0) == Prior(10.0, 20.0, 5.0 + 3.0 * 2.0)  # the fix of t = 0 s, unchanged
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -227,42 +227,29 @@ def test_stats_rates_and_latency():
 
 
 @pytest.fixture(scope="module")
-def tiny_model_and_index(tmp_path_factory):
-    import torch
-
-    from unifygeo_ros.config import Config
-    from unifygeo_ros.index import build as index_build
-    from unifygeo_ros.index import tiles
-    from unifygeo_ros.model.handle import load_model
-    from unifygeo_ros.model import build_model
-    from unifygeo_ros.model.checkpoint import save_checkpoint
-    from vigor_fixture import write_vigor_world
-
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("pw")
-    write_vigor_world(root / "w", ("Seattle",), grid=3, tile_px=32, geo_json=True, seed=4)
-    out = {}
-    for seed in (0, 1):
-        cfg = Config.from_dict({"model": {
-            "backbone_kwargs": {"dims": [8, 16, 24, 32], "depths": [1, 1, 1, 1]}, "ground_hw": [64, 128],
-            "aerial_px": 64, "semantic_dim": 16, "descriptor_dim": 16, "decoder_dim": 8, "orientation_bins": 8,
-            "match_dim": 2}})
-        torch.manual_seed(seed)
-        save_checkpoint(root / f"ckpt{seed}", build_model(cfg), cfg)
-        out[seed] = root / f"ckpt{seed}"
-    index_build.build_index(load_model(out[0], "cpu"), tiles.vigor_tiles(root / "w" / "Seattle"), root / "ix",
-                            progress=False)
-    return out, root / "ix"
+def tiny_model_and_index(micro_checkpoint, other_micro_checkpoint, micro_index):
+    """conftest's micro checkpoints {0: the index's model, 1: another model} and its index of 25 tiles."""
+    return {0: micro_checkpoint, 1: other_micro_checkpoint}, micro_index
 
 
 def test_load_pipeline_loads_once_and_localizes(tiny_model_and_index):
+    from unifygeo_ros.localization.localizer import Localizer
+    from unifygeo_ros.model.checkpoint import read_meta
+
     ckpts, ix = tiny_model_and_index
     s = NodeSettings.from_params({"checkpoint": str(ckpts[0]), "index": str(ix), "device": "cpu",
                                   "min_score": 0.0})
     pipe, info = load_pipeline(s)
-    assert info.index_tiles == 9 and info.device == "cpu" and info.load_s > 0 and len(info.model_identity) == 64
-    out = pipe.process(frame(0.0, np.zeros((40, 80, 3), np.uint8)))
-    assert out.status == "published" and 0.0 <= out.fix.score <= 1.0
+    assert info.index_tiles == 25 and info.device == "cpu" and info.load_s > 0
+    assert info.model_identity == read_meta(ckpts[0]).model_hash and len(info.model_identity) == 64
+    image = np.zeros((40, 80, 3), np.uint8)
+    image[:, ::7] = (200, 40, 90)
+    out = pipe.process(frame(0.0, image))
+    # the pipeline's fix is the Localizer's for the same image, model and index
+    ref = Localizer.from_paths(ix, ckpts[0], device="cpu").localize(image)
+    assert out.status == "published" and out.fix.tile_id == ref.tile_id
+    assert (out.fix.east_m, out.fix.north_m, out.fix.score) == pytest.approx((ref.east_m, ref.north_m, ref.score),
+                                                                             abs=1e-9)
 
 
 def test_load_pipeline_fails_with_one_clear_error(tiny_model_and_index, tmp_path):

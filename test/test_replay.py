@@ -3,7 +3,7 @@ asserted, only that every frame is processed and the outputs are well formed and
 metrics against evo's APE on the same files, damaged bags, missing topics, and `unifygeo bag synth`."""
 from __future__ import annotations
 
-import importlib.util
+import csv
 import json
 import math
 import os
@@ -11,19 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from rosbags.rosbag2 import StoragePlugin, Writer
 
-pytest.importorskip("rosbags")
-torch = pytest.importorskip("torch")
-from rosbags.rosbag2 import StoragePlugin, Writer  # noqa: E402
-
-from unifygeo_ros import cli, geo  # noqa: E402
-from unifygeo_ros.rosbag import io as bags  # noqa: E402
-from unifygeo_ros.rosbag import trajectory  # noqa: E402
-from unifygeo_ros.errors import UnifyGeoError  # noqa: E402
-from unifygeo_ros.localization.pipeline import PipelineSettings, PriorSettings  # noqa: E402
-from unifygeo_ros.rosbag.replay import ReplayConfig, replay  # noqa: E402
-
-from vigor_fixture import write_one_city  # noqa: E402
+from unifygeo_ros import cli, geo
+from unifygeo_ros.rosbag import io as bags
+from unifygeo_ros.rosbag import trajectory
+from unifygeo_ros.errors import UnifyGeoError
+from unifygeo_ros.localization.pipeline import PipelineSettings, PriorSettings
+from unifygeo_ros.rosbag.replay import ReplayConfig, replay
 
 S = 1_000_000_000
 T0 = 1_704_067_200 * S
@@ -34,31 +29,15 @@ CAMERA_TOPIC, GT_TOPIC, FIX_TOPIC, ODOM_TOPIC = "/cam/image_raw", "/gt/geopose",
 
 # ------------------------------------------------------------------------------------------------ fixtures
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    torch.set_num_threads(1)
-    return write_one_city(tmp_path_factory.mktemp("vigor"), grid=4, seed=1)
+def world(vigor_city):
+    """conftest's 5 x 5-tile city (129 m a side: the drive below crosses it)."""
+    return vigor_city
 
 
 @pytest.fixture(scope="module")
-def index_dir(world, tmp_path_factory):
-    """A tiny randomly initialised model saved as a checkpoint, and an index of the fixture city built with it."""
-    from unifygeo_ros.config import Config
-    from unifygeo_ros.index import build as index_build
-    from unifygeo_ros.index import tiles
-    from unifygeo_ros.model.handle import load_model
-    from unifygeo_ros.model import build_model
-    from unifygeo_ros.model.checkpoint import save_checkpoint
-
-    cfg = Config.from_dict({"model": {
-        "backbone_kwargs": {"dims": [8, 16, 24, 32], "depths": [1, 1, 1, 1]}, "ground_hw": [64, 128],
-        "aerial_px": 64, "semantic_dim": 16, "descriptor_dim": 16, "decoder_dim": 8,
-        "orientation_bins": 8, "match_dim": 2}})
-    torch.manual_seed(0)
-    d = tmp_path_factory.mktemp("index")
-    save_checkpoint(d / "ckpt", build_model(cfg), cfg)
-    handle = load_model(d / "ckpt", device="cpu")
-    index_build.build_index(handle, tiles.vigor_tiles(world[0]), d / "ix", progress=False)
-    return d / "ix"
+def index_dir(micro_index):
+    """conftest's tiny randomly initialised model (a checkpoint beside the index) and its index of the city."""
+    return micro_index
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +149,30 @@ def test_replay_processes_every_frame_and_writes_well_formed_outputs(replayed, w
         assert isinstance(m[key], float) and math.isfinite(m[key]), key
     assert set(m["recall"]) == {"1m", "3m", "5m", "10m"}
     cov = m["covariance"]
-    assert cov["count"] == N_FRAMES and 0.0 <= cov["inside_1sigma"] <= cov["inside_2sigma"] <= 1.0
+    assert cov["count"] == N_FRAMES and cov["inside_1sigma"] <= cov["inside_2sigma"]
+    # the figures are those of the frames in frames.csv (written to 4 decimals: a value within 1e-3 of a
+    # threshold may count either way)
+    with open(out / "frames.csv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["error_m"]]
+    assert len(rows) == N_FRAMES
+    col = {k: np.array([float(r[k]) for r in rows]) for k in ("east_m", "north_m", "gt_east_m", "gt_north_m",
+                                                              "error_m", "heading_error_deg", "cov_ee_m2",
+                                                              "cov_en_m2", "cov_nn_m2")}
+    de, dn = col["east_m"] - col["gt_east_m"], col["north_m"] - col["gt_north_m"]
+    np.testing.assert_allclose(col["error_m"], np.hypot(de, dn), atol=2e-4)
+
+    def share(values, limit):  # (lowest, highest) share of values <= limit, within the rounding
+        return np.mean(values <= limit - 1e-3), np.mean(values <= limit + 1e-3)
+
+    for d in (1, 3, 5, 10):
+        lo, hi = share(col["error_m"], d)
+        assert lo <= m["recall"][f"{d}m"] <= hi, d
+    a, b, c = col["cov_ee_m2"], col["cov_en_m2"], col["cov_nn_m2"]
+    nees = (c * de * de - 2 * b * de * dn + a * dn * dn) / (a * c - b * b)
+    for key, limit in (("inside_1sigma", 1.0), ("inside_2sigma", 4.0)):
+        lo, hi = share(nees, limit)
+        assert lo <= cov[key] <= hi, key
+    assert m["heading_error_median_deg"] == pytest.approx(float(np.median(col["heading_error_deg"])), abs=1e-3)
     assert m["config"]["gt_type"] == bags.GEOPOSE_STAMPED and m["config"]["gt_has_orientation"]
     est, gt = trajectory.read_tum(out / "estimate.tum"), trajectory.read_tum(out / "groundtruth.tum")
     assert len(est.t_s) == len(gt.t_s) == N_FRAMES
@@ -294,9 +296,6 @@ def test_navsatfix_and_odometry_gt_give_the_same_ground_truth_as_geopose(world, 
 
 
 # ------------------------------------------------------------------------------------------------ bag synth
-_HAVE_RENDER = importlib.util.find_spec("unifygeo_ros.data.render") is not None
-
-
 def _demo_city_geo_json(tmp_path):
     """A city folder holding only the geo.json of DemoCity's city (seed 2026, 300 m, 70 m tiles): bag synth
     regenerates the city from it. Returns (folder, origin lat/lon)."""
@@ -310,7 +309,6 @@ def _demo_city_geo_json(tmp_path):
     return city_dir, origin
 
 
-@pytest.mark.skipif(not _HAVE_RENDER, reason="unifygeo_ros.data.render (render_panorama) not available yet")
 @pytest.mark.parametrize("storage,compressed", [("sqlite3", False), ("mcap", True)])
 def test_bag_synth_writes_a_drive_rosbags_reads_back(tmp_path, storage, compressed):
     from unifygeo_ros.rosbag.synth import (FIX_TOPIC as SFIX, GEOPOSE_TOPIC as SGEO, IMAGE_TOPIC, ODOM_TOPIC as SODOM,
@@ -429,12 +427,13 @@ def test_live_without_a_running_node_is_a_clear_error(world, tmp_path):
 def test_prior_mode_passes_the_previous_fix_to_the_localizer(world, index_dir, localizer, tmp_path):
     from unifygeo_ros.localization.localizer import Prior
 
-    seen = []
+    seen, fixes = [], []
     orig = localizer.localize
 
     def spy(img, prior=None, heading_deg=None, heading_std_deg=5.0):
         seen.append(prior)
-        return orig(img, prior, heading_deg=heading_deg, heading_std_deg=heading_std_deg)
+        fixes.append(orig(img, prior, heading_deg=heading_deg, heading_std_deg=heading_std_deg))
+        return fixes[-1]
 
     localizer.localize = spy
     try:
@@ -442,11 +441,17 @@ def test_prior_mode_passes_the_previous_fix_to_the_localizer(world, index_dir, l
                      localizer=localizer)
     finally:
         del localizer.localize
-    assert rep.frames == N_FRAMES and seen[0] is None
-    assert all(isinstance(p, Prior) and p.sigma_m > 0 for p in seen[1:])
+    assert rep.frames == N_FRAMES and len(seen) == N_FRAMES and seen[0] is None
+    # every later frame gets the previous (published: min_score 0) fix as its prior, its radius the fix's own
+    # 1-sigma (at least the 5 m floor) grown by 3 m/s over the 0.5 s between the frames
+    s = PriorSettings()
+    for prev, p in zip(fixes, seen[1:]):
+        own = math.sqrt(float(np.linalg.eigvalsh(prev.covariance_en_m2).max()))
+        want = max(s.sigma_floor_m, own) + s.growth_m_per_s / IMG_HZ
+        assert isinstance(p, Prior) and (p.east_m, p.north_m) == (prev.east_m, prev.north_m)
+        assert p.sigma_m == pytest.approx(want, abs=1e-5)  # stamps of ~1.7e9 s: microsecond rounding
 
 
-@pytest.mark.skipif(not _HAVE_RENDER, reason="unifygeo_ros.data.render (render_panorama) not available yet")
 def test_bag_synth_drives_inside_the_tiled_region_of_the_map(tmp_path):
     """The recorded drive stays where the map's tiles can answer (the region whose tiles' central quarters hold
     the cameras, as in VIGOR), not along the city's edge outside every tile."""
