@@ -4,8 +4,10 @@ An *oracle* model (it recognises each panorama and tile by its pixels and answer
 harness, not a network: perfect descriptors must give R@1 = 1 and zero errors; a neighbouring tile ranked first
 must still give zero hierarchical error (the error is measured in the city frame) and a perfect re-ranker must
 recover the positive; a positive outside the top K must stay lost. A tiny randomly initialised UnifyGeo then
-runs through ``unifygeo eval`` from a saved checkpoint, checking the JSON contract, value ranges and plots.
+runs through ``unifygeo eval`` from a saved checkpoint, checking the JSON contract, its figures against the
+per-query fixes and the true positions, and the plots.
 """
+import csv
 import hashlib
 import json
 
@@ -13,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from unifygeo_ros import geo
 from unifygeo_ros.offline import evaluate as E
 from unifygeo_ros.data.vigor import VigorDataset
 from unifygeo_ros.model import AerialFeatures, GroundFeatures
@@ -23,10 +26,15 @@ LOC_KEYS = {"mean_m", "median_m", "recall_1m", "recall_3m", "recall_5m", "headin
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def world_truth(tmp_path_factory):
+    """(root, {city: FixtureCity}) of two 3 x 3-tile VIGOR-layout cities (no geo.json), 6 panoramas each."""
     root = tmp_path_factory.mktemp("vigor")
-    write_vigor_world(root, CITIES, grid=3, tile_px=32, pano_hw=(16, 32), panos_per_city=6, seed=11)
-    return root
+    return root, write_vigor_world(root, CITIES, grid=3, tile_px=32, pano_hw=(16, 32), panos_per_city=6, seed=11)
+
+
+@pytest.fixture(scope="module")
+def world(world_truth):
+    return world_truth[0]
 
 
 @pytest.fixture(scope="module")
@@ -109,18 +117,22 @@ class OracleModel(torch.nn.Module):
         return torch.tensor([float(t == wanted[p]) for p, t in zip(panos, tiles)])
 
 
-def _check_shape_and_ranges(d):
+def _check_report(d):
+    """The JSON contract, and what must hold between its figures whatever the model: every share is a count of
+    queries (k / queries), recall grows with the distance and with K, the hit rate covers R@1."""
     assert set(d["retrieval"]) == {"r1", "r5", "r10", "r1pct", "hit"}
     assert set(d["metric_isolated"]) == LOC_KEYS
     assert set(d["hierarchical"]) == {"no_rerank", "rerank"}
     for v in ("no_rerank", "rerank"):
         assert set(d["hierarchical"][v]) == LOC_KEYS | {"r1"}
-    fractions = list(d["retrieval"].values()) + [
-        blk[k] for blk in (d["metric_isolated"], d["hierarchical"]["no_rerank"], d["hierarchical"]["rerank"])
-        for k in blk if k.startswith("recall") or k == "r1"]
-    assert all(0.0 <= f <= 1.0 for f in fractions)
-    for blk in (d["metric_isolated"], d["hierarchical"]["no_rerank"], d["hierarchical"]["rerank"]):
-        assert blk["mean_m"] >= 0 and blk["median_m"] >= 0 and 0 <= blk["heading_median_deg"] <= 180
+    blocks = (d["metric_isolated"], d["hierarchical"]["no_rerank"], d["hierarchical"]["rerank"])
+    fractions = list(d["retrieval"].values()) + [blk[k] for blk in blocks for k in blk
+                                                 if k.startswith("recall") or k == "r1"]
+    q = d["queries"]
+    for f in fractions:
+        assert f * q == pytest.approx(round(f * q), abs=1e-9), (f, q)
+    for blk in blocks:
+        assert blk["recall_1m"] <= blk["recall_3m"] <= blk["recall_5m"]
     r = d["retrieval"]
     assert r["hit"] >= r["r1"] and r["r1"] <= r["r5"] <= r["r10"]
     assert d["hierarchical"]["no_rerank"]["r1"] <= r["r1"]
@@ -130,7 +142,7 @@ def test_oracle_gives_perfect_retrieval_and_zero_errors(query_ds):
     gallery = query_ds.gallery()
     report = E.evaluate(OracleModel(query_ds, gallery), query_ds, gallery, top_k=5, batch_size=4)
     d = json.loads(json.dumps(report.to_dict()))
-    _check_shape_and_ranges(d)
+    _check_report(d)
     assert d["queries"] == len(query_ds) == 12
     assert d["extended"]["gallery_size"] == 18  # two cities' galleries together
     assert d["retrieval"] == {"r1": 1.0, "r5": 1.0, "r10": 1.0, "r1pct": 1.0, "hit": 1.0}
@@ -147,7 +159,7 @@ def test_neighbouring_tile_first_gives_zero_city_frame_error_and_rerank_recovers
     gallery = query_ds.gallery()
     report = E.evaluate(OracleModel(query_ds, gallery, "semi_first"), query_ds, gallery, top_k=5, batch_size=5)
     d = report.to_dict()
-    _check_shape_and_ranges(d)
+    _check_report(d)
     assert d["retrieval"]["r1"] == 0.0 and d["retrieval"]["r5"] == 1.0
     assert d["retrieval"]["hit"] == 1.0  # the tile above the positive is a semi-positive: masked
     assert np.all(report.per_query["rank"] == 2)
@@ -230,7 +242,7 @@ def test_limit_spreads_queries_over_the_split():
     np.testing.assert_array_equal(E.limit_indices(10, 4), [0, 3, 6, 9])
 
 
-def test_unifygeo_eval_cli_on_a_tiny_random_model(world, tmp_path, capsys):
+def test_unifygeo_eval_cli_on_a_tiny_random_model(world_truth, tmp_path, capsys):
     from unifygeo_ros import cli
     from unifygeo_ros.config import load_config
     from unifygeo_ros.model import build_model
@@ -239,18 +251,35 @@ def test_unifygeo_eval_cli_on_a_tiny_random_model(world, tmp_path, capsys):
     torch.manual_seed(0)
     cfg = load_config("config/tiny.yaml", {"model": {"ground_hw": [32, 128], "aerial_px": 64}})
     save_checkpoint(tmp_path / "ckpt", build_model(cfg), cfg, dtype="float32")
-    out = tmp_path / "report.json"
+    world, truth = world_truth
+    out, per_query = tmp_path / "report.json", tmp_path / "per_query.csv"
     rc = cli.main(["eval", "--data", str(world), "--checkpoint", str(tmp_path / "ckpt"), "--split", "cross",
                    "--cities", ",".join(CITIES), "--json", str(out), "--plots", str(tmp_path / "plots"),
                    "--examples", "2", "--limit", "8", "--device", "cpu", "--batch-size", "4", "--workers", "0",
-                   "--orientation", "unknown", "--no-progress"])
+                   "--orientation", "unknown", "--no-progress", "--per-query", str(per_query)])
     assert rc == 0
     d = json.loads(out.read_text())
-    _check_shape_and_ranges(d)
+    _check_report(d)
     assert d["queries"] == 8
     assert d["extended"]["top_k"] == 5
     assert d["hierarchical"]["rerank"]["r1"] <= d["retrieval"]["r5"]  # K = 5: nothing from outside moved in
     assert d["config"]["model"]["aerial_px"] == 64 and d["checkpoint"]["model_hash"]
+    # each query's error is the distance of its fix from the true position (the panorama's file name), and the
+    # hierarchical re-ranked figures are those of these errors
+    true_latlon = {name: ll for c in truth.values() for name, ll in zip(c.pano_names, c.pano_latlon)}
+    with per_query.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 8 and len({r["panorama"] for r in rows}) == 8
+    errors = np.array([float(r["error_m"]) for r in rows])
+    dist = [np.hypot(*geo.LocalENU(*true_latlon[r["panorama"]]).to_en(float(r["latitude"]), float(r["longitude"])))
+            for r in rows]
+    # (a fix in the other city's gallery is 2700 km off: the planar error differs from ENU at the truth by 1e-5)
+    np.testing.assert_allclose(errors, dist, rtol=1e-4, atol=2e-3)
+    hier = d["hierarchical"]["rerank"]
+    assert hier["mean_m"] == pytest.approx(errors.mean(), abs=1e-3)
+    assert hier["median_m"] == pytest.approx(float(np.median(errors)), abs=1e-3)
+    for m in (1, 3, 5):
+        assert np.mean(errors <= m - 1e-3) <= hier[f"recall_{m}m"] <= np.mean(errors <= m + 1e-3), m
     assert set(d["timing_s"]) >= {"gallery_s", "queries_s"}
     pngs = sorted(p.name for p in (tmp_path / "plots").glob("*.png"))
     assert pngs == ["error_cdf.png", "example_00.png", "example_01.png"]
