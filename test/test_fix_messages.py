@@ -50,6 +50,11 @@ def test_geopose_covariance_is_ordered_lat_lon_alt():
 def test_degenerate_and_asymmetric_covariances_become_psd_and_floored():
     c = np.array(fm.navsat_position_covariance([[0.0, 0.2], [0.0, 0.0]], 0.0)).reshape(3, 3)
     assert np.allclose(c, c.T) and np.all(np.linalg.eigvalsh(c) >= fm.MIN_VARIANCE * 0.999)
+    # symmetrised to [[0, 0.1], [0.1, 0]]: eigenvalues +0.1 along (1, 1), -0.1 along (1, -1) lifted to the floor;
+    # the vertical variance 0 floored too
+    f = fm.MIN_VARIANCE
+    want = [[0.05 + f / 2, 0.05 - f / 2, 0.0], [0.05 - f / 2, 0.05 + f / 2, 0.0], [0.0, 0.0, f]]
+    np.testing.assert_allclose(c, want, rtol=0, atol=1e-12)
     with pytest.raises(ValueError, match="non-finite"):
         fm.navsat_position_covariance([[np.nan, 0], [0, 1]], 1.0)
 
@@ -88,5 +93,11 @@ def test_pose_is_in_the_map_frame_wherever_it_is_anchored():
 
 
 def test_non_finite_fixes_are_refused():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="non-finite position or yaw"):
         fm.fix_outputs(_fix(lat=float("nan")), geo.LocalENU(47.0, 8.0))
+    no_yaw = _fix()
+    no_yaw.yaw_deg = float("nan")
+    with pytest.raises(ValueError, match="non-finite position or yaw"):
+        fm.fix_outputs(no_yaw, geo.LocalENU(47.0, 8.0))
+    with pytest.raises(ValueError, match="non-finite entries"):
+        fm.fix_outputs(_fix(cov=[[np.inf, 0.0], [0.0, 1.0]]), geo.LocalENU(47.0, 8.0))

@@ -4,13 +4,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pyproj  # the references: test requirements (setup.py extras "test"), not optional here
 import pytest
+from geographiclib.geodesic import Geodesic
 
 from unifygeo_ros import geo
 
-pyproj = pytest.importorskip("pyproj")
-geodesic = pytest.importorskip("geographiclib.geodesic")
-WGS84 = geodesic.Geodesic.WGS84
+WGS84 = Geodesic.WGS84
 
 ORIGINS = [(40.7128, -74.0060, 10.0), (47.6062, -122.3321, 50.0), (-33.8688, 151.2093, 0.0),
            (0.0, 0.0, 0.0), (78.2, 15.6, 100.0)]
