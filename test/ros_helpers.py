@@ -3,7 +3,8 @@
     env = ros_subprocess_env(domain_id=unique_domain_id())
     subprocess.Popen([sys.executable, "-c", code], env=env)
 
-    ok, reason = ros_available()          # -> pytest.mark.skipif(not ok, reason=reason)
+    ok, reason = ros_available()          # (True, "") or (False, why)
+    why = ros_skip_reason()               # -> pytest.mark.skipif(bool(why), reason=why or "ROS 2 available")
 
 Two set-ups are supported:
   * pip route: the venv's ROS 2 wheels plus the overlay that scripts/setup_ros_env.sh builds in
@@ -112,3 +113,16 @@ def ros_available() -> tuple[bool, str]:
     hint = ("run scripts/setup_ros_env.sh (pip route) or source /opt/ros/$ROS_DISTRO/setup.bash with "
             "ros-$ROS_DISTRO-geographic-msgs installed (apt route)")
     return False, f"ROS 2 with geographic_msgs is not available ({last}); {hint}"
+
+
+def ros_required() -> bool:
+    """CI sets UNIFYGEO_REQUIRE_ROS=1: a broken ROS 2 set-up must fail the ROS tests, not skip them."""
+    return os.environ.get("UNIFYGEO_REQUIRE_ROS", "0") == "1"
+
+
+def ros_skip_reason() -> str:
+    """Why the tests that start ROS processes skip here; "" when they run (ROS 2 usable, or required)."""
+    if ros_required():
+        return ""
+    ok, why = ros_available()
+    return "" if ok else why

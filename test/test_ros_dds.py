@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from ros_helpers import ros_available, ros_subprocess_env, unique_domain_id
+from ros_helpers import ros_available, ros_skip_reason, ros_subprocess_env, unique_domain_id
 
 _OK, _WHY = ros_available()
 # CI sets UNIFYGEO_REQUIRE_ROS=1 so that a broken set-up fails here instead of skipping quietly.
-_REQUIRED = os.environ.get("UNIFYGEO_REQUIRE_ROS", "0") == "1"
-pytestmark = pytest.mark.skipif(not _OK and not _REQUIRED, reason=_WHY)
+_SKIP = ros_skip_reason()
+pytestmark = pytest.mark.skipif(bool(_SKIP), reason=_SKIP or "ROS 2 available")
 
 RECEIVE_TIMEOUT_S = 30.0
 
