@@ -396,7 +396,7 @@ def test_diagnostics_name_the_model_index_and_startup(world, driver):
     v = st["values"]
     assert st["name"] == f"/rig/{NODE_NAME}: localization"
     assert v["model_identity"] == read_meta(world.checkpoint).model_hash and Path(v["index"]) == Path(world.index)
-    assert float(v["startup_s"]) > 0 and float(v["startup_load_s"]) > 0 and v["device"] == "cpu"
+    assert 0 < float(v["startup_load_s"]) <= float(v["startup_s"]) and v["device"] == "cpu"  # loading: part of it
     for key in ("input_rate_hz", "fix_rate_hz", "latency_ms_p50", "processing_ms_p50", "frames_dropped",
                 "fixes_withheld", "bad_input", "last_score", "received", "published"):
         assert key in v, key

@@ -232,7 +232,7 @@ def tiny_model_and_index(micro_checkpoint, other_micro_checkpoint, micro_index):
     return {0: micro_checkpoint, 1: other_micro_checkpoint}, micro_index
 
 
-def test_load_pipeline_loads_once_and_localizes(tiny_model_and_index):
+def test_load_pipeline_loads_once_and_localizes(tiny_model_and_index, vigor_city):
     from unifygeo_ros.localization.localizer import Localizer
     from unifygeo_ros.model.checkpoint import read_meta
 
@@ -241,6 +241,8 @@ def test_load_pipeline_loads_once_and_localizes(tiny_model_and_index):
                                   "min_score": 0.0})
     pipe, info = load_pipeline(s)
     assert info.index_tiles == 25 and info.device == "cpu" and info.load_s > 0
+    assert (info.checkpoint, info.index) == (str(ckpts[0]), str(ix))
+    assert (info.index_origin_lat_deg, info.index_origin_lon_deg) == pytest.approx(vigor_city[1].origin, abs=1e-9)
     assert info.model_identity == read_meta(ckpts[0]).model_hash and len(info.model_identity) == 64
     image = np.zeros((40, 80, 3), np.uint8)
     image[:, ::7] = (200, 40, 90)

@@ -173,6 +173,11 @@ def test_replay_processes_every_frame_and_writes_well_formed_outputs(replayed, w
         lo, hi = share(nees, limit)
         assert lo <= cov[key] <= hi, key
     assert m["heading_error_median_deg"] == pytest.approx(float(np.median(col["heading_error_deg"])), abs=1e-3)
+    with open(out / "frames.csv", newline="") as fh:  # latency: every frame with a fix (GT or not)
+        latency = np.array([float(r["latency_ms"]) for r in csv.DictReader(fh) if r["latency_ms"]])
+    assert len(latency) == N_FRAMES + 1
+    assert m["latency_p50_ms"] == pytest.approx(float(np.percentile(latency, 50)), abs=0.01)
+    assert m["latency_p95_ms"] == pytest.approx(float(np.percentile(latency, 95)), abs=0.01)
     assert m["config"]["gt_type"] == bags.GEOPOSE_STAMPED and m["config"]["gt_has_orientation"]
     est, gt = trajectory.read_tum(out / "estimate.tum"), trajectory.read_tum(out / "groundtruth.tum")
     assert len(est.t_s) == len(gt.t_s) == N_FRAMES
