@@ -1,8 +1,6 @@
 """The losses behave as their definitions say, and the joint loss trains every parameter."""
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 import torch.nn.functional as F

@@ -1,8 +1,6 @@
 """The network's contract: shapes, the geometry of its maps, orientation, views, re-ranking within the top K."""
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import torch
