@@ -12,9 +12,8 @@ from unifygeo_ros.errors import CheckpointError
 from unifygeo_ros.model import build_model
 from unifygeo_ros.model.checkpoint import load_checkpoint, load_train_state, save_checkpoint, save_train_state
 
-from test_model import tiny_config
+from conftest import tiny_config
 
-torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]
 
 

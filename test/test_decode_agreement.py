@@ -16,10 +16,9 @@ import cv2
 import numpy as np
 import pytest
 
-pytest.importorskip("rosbags")
-from unifygeo_ros.errors import ImageError  # noqa: E402
-from unifygeo_ros.image import codec  # noqa: E402
-from unifygeo_ros.rosbag import io as bags  # noqa: E402
+from unifygeo_ros.errors import ImageError
+from unifygeo_ros.image import codec
+from unifygeo_ros.rosbag import io as bags
 
 try:  # the node's message classes (a ROS environment); the namespace stand-in otherwise
     from sensor_msgs.msg import CompressedImage as RosCompressedImage

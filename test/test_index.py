@@ -8,14 +8,13 @@ import cv2
 import numpy as np
 import pytest
 import rasterio
-import torch
 from rasterio.transform import Affine
 
 from unifygeo_ros.errors import DataFormatError, IndexFormatError
 from unifygeo_ros.index import build as index_build
 from unifygeo_ros.index import portable, search, store, tiles
-from unifygeo_ros.model.handle import from_model
 
+from conftest import micro_config, random_handle
 from vigor_fixture import write_vigor_world
 
 UTM32N = "EPSG:32632"
@@ -23,20 +22,11 @@ UTM32N = "EPSG:32632"
 
 def tiny_handle(seed: int = 0, descriptor_dim: int = 16):
     """A randomly initialised, very small UnifyGeo on the CPU (no accuracy expected)."""
-    from unifygeo_ros.config import Config
-    from unifygeo_ros.model import build_model
-
-    cfg = Config.from_dict({"model": {
-        "backbone_kwargs": {"dims": [8, 16, 24, 32], "depths": [1, 1, 1, 1]}, "ground_hw": [64, 128],
-        "aerial_px": 64, "semantic_dim": 16, "descriptor_dim": descriptor_dim, "decoder_dim": 8,
-        "orientation_bins": 8, "match_dim": 2, "metric_strides": [16, 8, 4]}})
-    torch.manual_seed(seed)
-    return from_model(build_model(cfg), cfg.to_dict(), device="cpu")
+    return random_handle(micro_config(descriptor_dim=descriptor_dim, metric_strides=[16, 8, 4]), seed)
 
 
 @pytest.fixture(scope="module")
 def handle():
-    torch.set_num_threads(1)
     return tiny_handle()
 
 

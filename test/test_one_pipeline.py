@@ -2,8 +2,8 @@
 
 * ``unifygeo eval --per-query`` and ``unifygeo localize --json`` give the same fix for every panorama of a city
   (the evaluation scores the Localizer's own fix choice: consensus and tile assignment included) to under 1 cm.
-* ``unifygeo replay`` (in-process) gives, frame by frame, what the node's pipeline object gives for the same
-  images with the same settings (the node's wiring of that object: test_node.py / test_replay.py --live).
+(``unifygeo replay`` drives the node's own pipeline object: test_replay.py compares it with ``--live``; the node
+and replay decode every encoding alike: test_decode_agreement.py.)
 """
 from __future__ import annotations
 
@@ -12,12 +12,10 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
+from conftest import MICRO_MODEL, random_checkpoint
 from unifygeo_ros import cli, geo
 from unifygeo_ros.config import Config
-from unifygeo_ros.model import build_model
-from unifygeo_ros.model.checkpoint import save_checkpoint
 from vigor_fixture import write_vigor_world
 
 CITY = "Seattle"
@@ -26,17 +24,12 @@ CITY = "Seattle"
 @pytest.fixture(scope="module")
 def city_model_index(tmp_path_factory):
     """A 4 x 4-tile city, a tiny known-orientation model with the consensus on (K = 6), and its index of tiles."""
-    torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("one")
     write_vigor_world(root / "w", (CITY,), grid=4, tile_px=32, pano_hw=(64, 128), panos_per_city=12,
                       geo_json=True, seed=5)
-    cfg = Config.from_dict({
-        "model": {"backbone_kwargs": {"dims": [8, 16, 24, 32], "depths": [1, 1, 1, 1]}, "ground_hw": [64, 128],
-                  "aerial_px": 64, "semantic_dim": 16, "descriptor_dim": 16, "decoder_dim": 8,
-                  "orientation_bins": 8, "match_dim": 2, "consensus_radius_m": 5.0, "consensus_temperature": 2.0},
-        "data": {"orientation": "known"}, "loss": {"rerank_k": 6}})
-    torch.manual_seed(7)
-    save_checkpoint(root / "ckpt", build_model(cfg), cfg)
+    cfg = Config.from_dict({"model": {**MICRO_MODEL, "consensus_radius_m": 5.0, "consensus_temperature": 2.0},
+                            "data": {"orientation": "known"}, "loss": {"rerank_k": 6}})
+    random_checkpoint(root / "ckpt", cfg, seed=7)
     rc = cli.main(["index", "build", "--checkpoint", str(root / "ckpt"), "--out", str(root / "ix"), "--vigor",
                    str(root / "w" / CITY), "--aerial", "tiles", "--device", "cpu", "--no-progress"])
     assert rc == 0

@@ -15,9 +15,8 @@ from unifygeo_ros.config import Config, ConfigError
 from unifygeo_ros.model.checkpoint import load_checkpoint, read_meta, read_weights
 from unifygeo_ros.offline.train import ToyPairs, _to_model_input, train
 
-from test_model import TINY_MODEL
+from conftest import TINY_MODEL
 
-torch.set_num_threads(1)
 
 
 def toy_config(steps: int, **train_over) -> Config:
