@@ -1,0 +1,160 @@
+"""The posterior over the whole hierarchy, its covariance and its protection level.
+
+The fix's uncertainty must cover every way it can be wrong, not only the chosen tile's map (which is conditional on
+the tile being right). The posterior over the camera's ground position is a mixture over the K re-ranked
+candidates and over "none of them" (retrieval missed the camera's tile):
+
+    p(x) = pi_0 * (somewhere else)  +  sum_k pi_k * P_k(x)
+
+* ``pi`` = softmax over the candidates' re-ranking scores divided by ``score_temperature`` and a constant
+  ``outside_logit`` for "none of the K" (calibrated: :class:`Calibration`, fitted on cities the model never saw);
+* ``P_k`` = candidate k's probability map over its tile's cells, sharpened or flattened by ``map_temperature``
+  (``P_k ~ p_k ** (1 / map_temperature)``), each cell a uniform square of the map's cell size.
+
+From it, about the published fix ``f`` (what :func:`~unifygeo_ros.localization.choice.choose_fix` chose):
+
+* ``covariance_en_m2`` = second moment of the candidates' mixture about ``f`` (plus each cell's own variance): wide
+  or elongated when the candidates disagree, the chosen map's covariance when one candidate holds all the mass;
+* ``protection_level_m`` = the radius around ``f`` that holds the truth with probability ``1 - alpha`` under the
+  posterior (each cell counted at its far corner, so the bound is conservative; the "none of the K" mass counts as
+  outside any radius: ``inf`` when it alone exceeds ``alpha``). As in satellite navigation integrity: an error larger
+  than the protection level is hazardously misleading information (HMI), and the integrity gate
+  (:func:`~unifygeo_ros.localization.pipeline.gate_fix`) withholds fixes whose protection level is too large.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from unifygeo_ros.errors import CheckpointError
+
+#: file beside a checkpoint's weights that holds its :class:`Calibration`
+CALIBRATION_FILE = "calibration.json"
+DEFAULT_ALPHA = 0.01
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The posterior's three numbers (defaults: uncalibrated - the model's own probabilities, nothing outside)."""
+
+    score_temperature: float = 1.0  #: re-ranking scores are divided by this before the softmax
+    outside_logit: float = -math.inf  #: logit of "none of the K candidates", in the same units as scores / T
+    map_temperature: float = 1.0  #: probability maps are raised to 1 / this and renormalised
+    fitted_on: str = ""  #: what it was fitted on (cities, queries, command), for the record
+
+    def __post_init__(self):
+        for name in ("score_temperature", "map_temperature"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise CheckpointError(f"calibration {name} must be a positive number, got {v!r}")
+        if not isinstance(self.outside_logit, (int, float)) or math.isnan(self.outside_logit) \
+                or self.outside_logit == math.inf:
+            raise CheckpointError(f"calibration outside_logit must be a number or -inf, got {self.outside_logit!r}")
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["outside_logit"] = None if self.outside_logit == -math.inf else float(self.outside_logit)
+        return d
+
+    @classmethod
+    def from_json(cls, d: object) -> "Calibration":
+        if not isinstance(d, dict) or set(d) - {f.name for f in fields(cls)}:
+            raise CheckpointError(f"calibration: expected an object with keys {[f.name for f in fields(cls)]}, "
+                                  f"got {d!r:.200}")
+        d = dict(d)
+        if d.get("outside_logit", None) is None:
+            d["outside_logit"] = -math.inf
+        try:
+            return cls(**{k: (v if k == "fitted_on" else float(v)) for k, v in d.items()})
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"calibration: {exc}") from None
+
+
+def load_calibration(checkpoint: str | Path | None) -> Calibration:
+    """The calibration stored with a checkpoint (``calibration.json``), or the uncalibrated default when the
+    checkpoint has none. A present but unreadable file is a :class:`CheckpointError` (never silently ignored)."""
+    if checkpoint is None:
+        return Calibration()
+    path = Path(checkpoint) / CALIBRATION_FILE
+    if not path.is_file():
+        return Calibration()
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a readable calibration ({exc})") from None
+    return Calibration.from_json(data)
+
+
+def save_calibration(checkpoint: str | Path, cal: Calibration) -> Path:
+    path = Path(checkpoint) / CALIBRATION_FILE
+    path.write_text(json.dumps(cal.to_json(), indent=1) + "\n")
+    return path
+
+
+@dataclass(frozen=True)
+class Posterior:
+    """The posterior's summary about the fix (see the module docstring)."""
+
+    covariance_en_m2: np.ndarray  #: (2, 2) second moment of the candidates' mixture about the fix, m^2
+    protection_level_m: float  #: radius holding the truth with probability 1 - alpha (inf: cannot be bounded)
+    outside_probability: float  #: pi_0, the probability that none of the K candidates holds the camera
+    candidate_probabilities: np.ndarray  #: (K,) pi_k
+
+
+def candidate_probabilities(scores: np.ndarray, cal: Calibration) -> tuple[np.ndarray, float]:
+    """(pi_k (K,), pi_0): the calibrated softmax over the K scores and the "none of them" logit."""
+    z = np.asarray(scores, np.float64) / cal.score_temperature
+    top = max(float(z.max()), cal.outside_logit)
+    w = np.exp(z - top)
+    w0 = math.exp(cal.outside_logit - top) if cal.outside_logit > -math.inf else 0.0
+    total = float(w.sum()) + w0
+    return w / total, w0 / total
+
+
+def cell_offsets_en_m(hw: tuple[int, int], tile_m: float) -> np.ndarray:
+    """(h, w, 2) east/north metres of each cell centre from the tile centre (row 0 = north, col 0 = west)."""
+    h, w = hw
+    east = ((np.arange(w) + 0.5) / w - 0.5) * tile_m
+    north = (0.5 - (np.arange(h) + 0.5) / h) * tile_m
+    return np.stack(np.broadcast_arrays(east[None, :], north[:, None]), axis=-1)
+
+
+def hierarchy_posterior(fix_en_m: np.ndarray, centres_en_m: np.ndarray, tile_m: np.ndarray,
+                        maps: np.ndarray, scores: np.ndarray, cal: Calibration,
+                        alpha: float = DEFAULT_ALPHA) -> Posterior:
+    """The posterior of one query (see the module docstring). ``maps`` (K, h, w): each candidate's probability map;
+    ``centres_en_m`` (K, 2) and ``fix_en_m`` (2,) in one metric frame; ``tile_m`` (K,) tile sides."""
+    maps = np.asarray(maps, np.float64)
+    k, h, w = maps.shape
+    pi, pi0 = candidate_probabilities(scores, cal)
+    sharp = np.power(np.clip(maps, 0.0, None), 1.0 / cal.map_temperature).reshape(k, -1)
+    sharp /= np.clip(sharp.sum(axis=1, keepdims=True), 1e-300, None)
+    tile = np.broadcast_to(np.asarray(tile_m, np.float64), (k,))
+    cells = np.stack([cell_offsets_en_m((h, w), t) for t in tile]).reshape(k, -1, 2)
+    d = (np.asarray(centres_en_m, np.float64)[:, None, :] + cells) - np.asarray(fix_en_m, np.float64)
+    weight = (pi[:, None] * sharp).reshape(-1)  # joint mass of each (candidate, cell); sums to 1 - pi0
+    d = d.reshape(-1, 2)
+    cell_m = np.repeat(tile / w, h * w), np.repeat(tile / h, h * w)
+    inside = max(1.0 - pi0, 1e-300)
+    cov = np.einsum("n,ni,nj->ij", weight, d, d) / inside
+    cov += np.diag([float(np.sum(weight * cell_m[0] ** 2)), float(np.sum(weight * cell_m[1] ** 2))]) / (12.0 * inside)
+    pl = protection_level_m(np.hypot(d[:, 0], d[:, 1]) + 0.5 * np.hypot(*cell_m), weight, pi0, alpha)
+    return Posterior(cov, pl, float(pi0), pi)
+
+
+def protection_level_m(far_m: np.ndarray, weight: np.ndarray, outside: float, alpha: float) -> float:
+    """Smallest radius r whose cells (by their far corner ``far_m``) hold at least 1 - ``alpha`` of the mass
+    (``outside`` mass is never inside); inf when that cannot be reached."""
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be within (0, 1), got {alpha}")
+    need = 1.0 - alpha
+    if 1.0 - outside < need:
+        return math.inf
+    order = np.argsort(far_m, kind="stable")
+    mass = np.cumsum(weight[order])
+    i = int(np.searchsorted(mass, need - 1e-12))
+    return float(far_m[order][min(i, len(order) - 1)])
