@@ -24,6 +24,7 @@ from unifygeo_ros.errors import ImageError, IndexFormatError
 from unifygeo_ros.index import build as index_build
 from unifygeo_ros.index import store, tiles
 from unifygeo_ros.model.handle import arrays_to_aerial, from_model, load_model
+from unifygeo_ros.localization.pipeline import Frame, LocalizationPipeline, PriorSettings, PriorTracker
 from unifygeo_ros.localization.localizer import Fix, Localizer, Prior
 from unifygeo_ros.model import AerialFeatures, GroundFeatures, MetricOutput
 from unifygeo_ros.image.preprocess import denormalize, load_image
@@ -200,6 +201,39 @@ def test_oracle_wrong_prior_falls_back_to_the_global_search(oracle):
     assert fix.prior_rejected and fix.tile_id == src.tiles[tile].tile_id
 
 
+def test_oracle_kidnap_a_plausible_prior_cannot_lock_on(oracle):
+    """The camera is at the south-west corner; the prior (sigma 16 m) sits at the north-east corner, where a decoy
+    tile (the descriptor's favourite) makes the prior-restricted answer look acceptable on its own (score above
+    prior_min_score, within the prior's circle). The global search, run every frame, puts the camera elsewhere with
+    a protection level far smaller than its distance to the prior's circle: the prior is rejected at once."""
+    locs, src, colors = oracle
+    loc = locs["features"]
+    ne = int(np.argmax([t.east_m + t.north_m for t in src.tiles]))
+    sw = int(np.argmin([t.east_m + t.north_m for t in src.tiles]))
+    prior = Prior(src.tiles[ne].east_m, src.tiles[ne].north_m, 16.0)
+    pano = oracle_panorama(colors[sw], 1.0, 1.0, 0.0, decoy_rgb=colors[ne])
+    local = loc._pass(*_encoded(loc, pano), prior, {}, {})
+    assert local.evidence_tile_id == src.tiles[ne].tile_id and loc._prior_ok(local, prior)  # it would lock on
+    fix = loc.localize(pano, prior)
+    t, east, north = _truth_fix(src, colors, sw, 1.0, 1.0)
+    assert fix.prior_rejected and not fix.used_prior and fix.tile_id == t.tile_id
+    assert fix.protection_level_m < math.hypot(fix.east_m - prior.east_m, fix.north_m - prior.north_m) - 48.0
+    # the pipeline: a robot tracked at the north-east corner is carried to the south-west corner
+    tracker = PriorTracker(PriorSettings())
+    pipe = LocalizationPipeline(loc, min_score=0.0, prior=tracker)
+    at_ne = oracle_panorama(colors[ne], 0.0, 0.0, 0.0)
+    assert pipe.process(Frame(0.0, 0.0, lambda: at_ne)).published
+    out = pipe.process(Frame(1.0, 1.0, lambda: pano))  # the first frame after the kidnap
+    assert out.published and out.fix.prior_rejected
+    assert math.hypot(out.fix.east_m - east, out.fix.north_m - north) < 0.5
+
+
+def _encoded(loc, pano):
+    with torch.inference_mode():
+        ground = loc.handle.encode_ground_tensor(loc.handle.ground_batch([pano]))
+    return ground, ground.descriptor.float().numpy()[0]
+
+
 def test_oracle_batch_equals_single(oracle):
     locs, src, colors = oracle
     loc = locs["tiles"]
@@ -252,9 +286,23 @@ def test_fix_types_and_units(tiny, world):
     r, c = (int(v) for v in metric.peak_cell()[best].round())
     length = float(torch.linalg.vector_norm(metric.heading_vectors[best, :, r, c]))
     assert fix.heading_std_deg == pytest.approx(math.degrees(math.sqrt(-2.0 * math.log(min(length, 1.0)))), rel=1e-4)
+    # the posterior (no calibration stored with this checkpoint: the model's own probabilities): every cell of every
+    # candidate's map at its ground position, weighted by softmax(scores) x the map; second moment about the fix
+    prob = metric.probabilities.double().numpy()
+    kk, hh, ww = prob.shape
+    rows, cols = np.meshgrid(np.arange(hh), np.arange(ww), indexing="ij")
+    cell_en = np.stack([((cols + 0.5) / ww - 0.5) * loc.tile_m, (0.5 - (rows + 0.5) / hh) * loc.tile_m], -1)
+    pos = ix.en_m[order][:, None, None, :] + cell_en[None]  # (K, h, w, 2)
+    w = (np.exp(scores - scores.max()) / np.exp(scores - scores.max()).sum())[:, None, None] * prob
+    d = (pos - np.array([fix.east_m, fix.north_m])).reshape(-1, 2)
+    expected = np.einsum("n,ni,nj->ij", w.reshape(-1), d, d) + np.eye(2) * (loc.tile_m / ww) ** 2 / 12.0
     cov = fix.covariance_en_m2
     assert cov.shape == (2, 2) and np.allclose(cov, cov.T) and np.all(np.linalg.eigvalsh(cov) > 0)
-    np.testing.assert_allclose(cov, metric.covariance_m2(loc.tile_m)[best].double().numpy(), rtol=1e-5)
+    np.testing.assert_allclose(cov, expected, rtol=1e-4)
+    far = np.hypot(d[:, 0], d[:, 1]) + 0.5 * math.hypot(loc.tile_m / ww, loc.tile_m / hh)
+    inside = far <= fix.protection_level_m
+    assert w.reshape(-1)[inside].sum() >= 0.99 > w.reshape(-1)[far < fix.protection_level_m].sum()
+    assert fix.outside_probability == 0.0
     assert set(fix.timings_ms) == {"preprocess", "encode", "search", "localize", "rerank", "total"}
     assert fix.timings_ms["total"] >= fix.timings_ms["encode"] > 0
     lat, lon = loc.index.origin.from_en(fix.east_m, fix.north_m)

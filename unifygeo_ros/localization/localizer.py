@@ -5,9 +5,12 @@ Definitions (what each field of a :class:`Fix` means):
 
 * Position = centre of the chosen tile + the metric head's refined peak offset (metres east/north), expressed in
   the index's local ENU frame (``east_m``, ``north_m``) and in WGS84 (``latitude_deg``, ``longitude_deg``).
-* ``covariance_en_m2`` = second moment of the chosen tile's probability map about that peak plus the cell's own
-  variance (``MetricOutput.covariance_m2``), times ``cov_scale`` (1 unless calibrated, see docs/INDEX.md).
-  It is conditional on the tile being right; ``score`` says how likely that is.
+* ``covariance_en_m2`` = second moment, about the fix, of the posterior over the whole hierarchy: the mixture of
+  the K candidates' probability maps weighted by their calibrated probabilities
+  (:mod:`~unifygeo_ros.localization.posterior`; wide or elongated when the candidates disagree).
+  ``protection_level_m`` = the radius around the fix that holds the truth with probability ``1 - alpha`` under that
+  posterior (``inf`` when more than ``alpha`` of it lies outside the K candidates: ``outside_probability``).
+  ``descriptor_cosine`` = the best global-descriptor cosine of the query against the searched tiles.
 * ``heading_deg`` = compass heading of the panorama's centre column (0 = north, clockwise); ``yaw_deg`` = the same
   as ENU yaw (0 = east, counter-clockwise, ``geo.heading_to_yaw_deg``). ``heading_std_deg`` = circular standard
   deviation ``sqrt(-2 ln R)`` of the heading hypotheses at the peak cell, R = length of their mean unit vector.
@@ -28,10 +31,13 @@ Definitions (what each field of a :class:`Fix` means):
 * ``tile_rank_before_rerank`` / ``tile_rank_after_rerank``: 1-based rank of the chosen tile by descriptor
   similarity among the searched tiles, and after re-ranking the top K (1 for the chosen tile).
   ``candidate_tile_ids``: the K re-ranked candidates in descriptor order (``[0]`` is retrieval's top-1).
-* Prior: with ``Prior(east_m, north_m, sigma_m)`` only tiles whose centre lies within
-  ``prior_sigmas * sigma_m + tile_m / sqrt(2)`` of the prior are searched (a k-d tree on tile centres). The prior
-  is rejected - and the global search's fix returned, ``prior_rejected = True`` - when the prior-restricted fix
-  scores below ``prior_min_score`` or lies more than ``prior_sigmas * sigma_m`` from the prior.
+* Prior: with ``Prior(east_m, north_m, sigma_m)`` the tiles whose centre lies within
+  ``prior_sigmas * sigma_m + tile_m / sqrt(2)`` of the prior are searched (a k-d tree on tile centres) *and*, every
+  frame, the whole index. The prior-restricted fix is kept (``used_prior``) unless it scores below
+  ``prior_min_score``, lies more than ``prior_sigmas * sigma_m`` from the prior, or the global search's posterior
+  excludes the prior's circle (its protection level around its fix does not reach the circle: a kidnapped robot);
+  then the global fix is returned with ``prior_rejected = True``. So a prior can narrow the answer but never
+  lock it: the global evidence is weighed against it every frame.
 """
 from __future__ import annotations
 
@@ -40,7 +46,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -52,72 +58,13 @@ from unifygeo_ros.image.preprocess import load_image, roll_panorama, validate_pa
 from unifygeo_ros.index import store
 from unifygeo_ros.index.portable import recorded_checkpoint
 from unifygeo_ros.localization.choice import Candidates, choose_fix
+from unifygeo_ros.localization.fix import Fix, Prior, QueryEvidence
+from unifygeo_ros.localization.posterior import DEFAULT_ALPHA, Calibration, hierarchy_posterior, load_calibration
 from unifygeo_ros.model.handle import ModelHandle, arrays_to_aerial, load_model
 from unifygeo_ros.model.rerank import consensus_params
 from unifygeo_ros.model.unifygeo import cat_features
 
 STAGES = ("preprocess", "encode", "search", "localize", "rerank", "total")
-
-
-@dataclass(frozen=True)
-class Prior:
-    """A position prior in the index's local ENU frame: a circle of ``sigma_m`` (1-sigma) around a point."""
-
-    east_m: float
-    north_m: float
-    sigma_m: float
-
-    def __post_init__(self):
-        if not (math.isfinite(self.east_m) and math.isfinite(self.north_m)) or not self.sigma_m > 0:
-            raise ValueError(f"Prior needs finite east/north and sigma_m > 0, got {self}")
-
-
-@dataclass
-class Fix:
-    """One geo-localization result (see the module docstring for the definitions)."""
-
-    latitude_deg: float
-    longitude_deg: float
-    east_m: float
-    north_m: float
-    heading_deg: float
-    yaw_deg: float
-    covariance_en_m2: np.ndarray  # (2, 2) east/north, m^2
-    heading_std_deg: float
-    score: float
-    tile_id: str
-    tile_rank_before_rerank: int
-    tile_rank_after_rerank: int
-    used_prior: bool
-    prior_rejected: bool = False
-    heading_source: str = "model"  # "model" (estimated) | "input" (given by the caller, known orientation)
-    tiles_searched: int = 0
-    candidate_tile_ids: tuple = ()  # the K candidates in retrieval (descriptor) order
-    evidence_tile_id: str = ""  # the re-ranker's top-1: its map gave the position (tile_id: see the module doc)
-    timings_ms: dict = field(default_factory=dict)
-
-    @property
-    def std_en_m(self) -> tuple[float, float]:
-        return float(math.sqrt(self.covariance_en_m2[0, 0])), float(math.sqrt(self.covariance_en_m2[1, 1]))
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["covariance_en_m2"] = np.asarray(self.covariance_en_m2, float).tolist()
-        return d
-
-    def to_json(self, image: str | None = None) -> dict:
-        """The ``unifygeo localize --json`` object. Note: ``heading_deg`` there is the ENU yaw (0 = east)."""
-        return {
-            "image": image, "latitude": self.latitude_deg, "longitude": self.longitude_deg,
-            "heading_deg": self.yaw_deg, "compass_heading_deg": self.heading_deg,
-            "east_m": self.east_m, "north_m": self.north_m,
-            "covariance_m2": np.asarray(self.covariance_en_m2, float).tolist(),
-            "heading_std_deg": self.heading_std_deg, "score": self.score, "tile": self.tile_id,
-            "evidence_tile": self.evidence_tile_id, "tile_rank_before_rerank": self.tile_rank_before_rerank,
-            "used_prior": self.used_prior,
-            "prior_rejected": self.prior_rejected, "heading_source": self.heading_source,
-            "timings_ms": self.timings_ms,
-        }
 
 
 @dataclass
@@ -132,23 +79,27 @@ class _Query:
 class Localizer:
     """Localizes panoramas against one aerial index with one model.
 
-    ``k``: candidates re-ranked (default: the model's ``loss.rerank_k``, 5). ``cov_scale``: multiplies the map
-    covariance (calibration, default 1). ``tile_assignment``: report the candidate that holds the fix most
-    centrally as ``tile_id`` (default; see the module doc). ``aspect_tolerance``: accepted relative deviation of
-    a panorama's width/height from 2 (the one panorama check of the pipeline). Not thread-safe (one model, one
-    device).
+    ``k``: candidates re-ranked (default: the model's ``loss.rerank_k``, 5). ``calibration``: the posterior's
+    (default: the checkpoint's ``calibration.json``, else uncalibrated); ``alpha``: the protection level's risk.
+    ``tile_assignment``: report the candidate that holds the fix most centrally as ``tile_id`` (default; see the
+    module doc). ``aspect_tolerance``: accepted relative deviation of a panorama's width/height from 2 (the one
+    panorama check of the pipeline). ``record_evidence``: keep each query's candidates in ``Fix.evidence``
+    (calibration). Not thread-safe (one model, one device).
     """
 
     def __init__(self, index: store.AerialIndex, handle: ModelHandle, k: int | None = None,
-                 prior_sigmas: float = 3.0, prior_min_score: float = 0.3, cov_scale: float = 1.0,
-                 tile_assignment: bool = True, aspect_tolerance: float = 0.05):
+                 prior_sigmas: float = 3.0, prior_min_score: float = 0.3, calibration: Calibration | None = None,
+                 alpha: float = DEFAULT_ALPHA, tile_assignment: bool = True, aspect_tolerance: float = 0.05,
+                 record_evidence: bool = False):
         index.check_model(handle.identity, handle.descriptor_dim)
         self.index = index
         self.handle = handle
         self.k = int(k or handle.rerank_k)
         self.prior_sigmas = float(prior_sigmas)
         self.prior_min_score = float(prior_min_score)
-        self.cov_scale = float(cov_scale)
+        self.calibration = calibration if calibration is not None else load_calibration(handle.checkpoint)
+        self.alpha = float(alpha)
+        self.record_evidence = bool(record_evidence)
         self.tile_assignment = bool(tile_assignment)
         self.aspect_tolerance = float(aspect_tolerance)
         self.consensus = consensus_params(getattr(handle.model, "cfg", None))
@@ -208,11 +159,13 @@ class Localizer:
         t["localize"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         scores = h.model.rerank_scores(ground, aerial, metric).double().cpu().numpy()
-        choice = choose_fix(Candidates(
-            centres_en_m=self.index.en_m[q.cand], tile_m=np.full(len(q.cand), self.tile_m),
-            offsets_en_m=metric.peak_offset_en_m(self.tile_m).double().cpu().numpy(), scores=scores,
-            covariances_en_m2=metric.covariance_m2(self.tile_m).double().cpu().numpy()),
-            self.consensus, self.tile_assignment)
+        centres, tile_m = self.index.en_m[q.cand], np.full(len(q.cand), self.tile_m)
+        choice = choose_fix(Candidates(centres_en_m=centres, tile_m=tile_m,
+                                       offsets_en_m=metric.peak_offset_en_m(self.tile_m).double().cpu().numpy(),
+                                       scores=scores), self.consensus, self.tile_assignment)
+        maps = metric.probabilities.float().cpu().numpy()
+        post = hierarchy_posterior(choice.position_en_m, centres, tile_m, maps, scores, self.calibration,
+                                   self.alpha)
         best = choice.evidence_slot
         peak = metric.peak_cell()[best:best + 1]
         rr = int(peak[0, 0].round().clamp(0, metric.grid_hw[0] - 1))
@@ -227,36 +180,52 @@ class Localizer:
         tile_ids = self.index.tile_ids
         fix = Fix(latitude_deg=float(lat), longitude_deg=float(lon), east_m=east, north_m=north,
                   heading_deg=geo.wrap_deg(heading), yaw_deg=float(geo.heading_to_yaw_deg(heading)),
-                  covariance_en_m2=choice.covariance_en_m2 * self.cov_scale,
+                  covariance_en_m2=post.covariance_en_m2,
                   heading_std_deg=float(math.degrees(math.sqrt(-2.0 * math.log(length)))),
                   score=choice.probability, tile_id=tile_ids[int(q.cand[choice.tile_slot])],
                   tile_rank_before_rerank=choice.tile_slot + 1, tile_rank_after_rerank=1, used_prior=False,
                   tiles_searched=q.searched, candidate_tile_ids=tuple(tile_ids[int(r)] for r in q.cand),
-                  evidence_tile_id=tile_ids[int(q.cand[best])])
+                  evidence_tile_id=tile_ids[int(q.cand[best])], protection_level_m=post.protection_level_m,
+                  outside_probability=post.outside_probability,
+                  descriptor_cosine=float(q.sims.max()) if q.sims.size else math.nan)
+        if self.record_evidence:
+            fix.evidence = QueryEvidence(choice.position_en_m, centres, tile_m, maps, scores)
         return fix, t
 
     def _prior_ok(self, fix: Fix, prior: Prior) -> bool:
         far = math.hypot(fix.east_m - prior.east_m, fix.north_m - prior.north_m) > self.prior_sigmas * prior.sigma_m
         return fix.score >= self.prior_min_score and not far
 
+    def _global_excludes_prior(self, fix: Fix, prior: Prior) -> bool:
+        """The global search's posterior excludes the prior's circle: its protection level (risk alpha) around its
+        fix does not reach the circle of ``prior_sigmas * sigma_m`` (the robot was moved or kidnapped)."""
+        gap = math.hypot(fix.east_m - prior.east_m, fix.north_m - prior.north_m) - self.prior_sigmas * prior.sigma_m
+        return fix.protection_level_m < gap
+
     def _one(self, ground, descriptor: np.ndarray, prior: Prior | None, times: dict) -> Fix:
+        """The global search every frame; with a prior, also the prior-restricted search, whose fix is kept unless
+        it fails :meth:`_prior_ok` or the global evidence excludes the prior (:meth:`_global_excludes_prior`)."""
+        cache: dict[int, object] = {}  # aerial features encoded for this query, shared by the two passes
+        local = None
+        if prior is not None:
+            local = self._pass(ground, descriptor, prior, cache, times)
+        fix = self._pass(ground, descriptor, None, cache, times)
+        if local is not None and self._prior_ok(local, prior) and not self._global_excludes_prior(fix, prior):
+            local.used_prior = True
+            return local
+        fix.prior_rejected = prior is not None
+        return fix
+
+    def _pass(self, ground, descriptor: np.ndarray, prior: Prior | None, cache: dict, times: dict) -> Fix | None:
+        """One search (global, or restricted to the prior) and its fix; None when the prior holds no tile."""
         t0 = time.perf_counter()
         q = self._candidates(descriptor, prior)
-        times["search"] = time.perf_counter() - t0
-        cache: dict[int, object] = {}  # aerial features encoded for this query, shared by the two passes
-        if prior is not None and q.cand.size:
-            fix, t = self._metric(ground, q, cache)
-            times.update(t)
-            if self._prior_ok(fix, prior):
-                fix.used_prior = True
-                return fix
-        t0 = time.perf_counter()
-        q = self._candidates(descriptor, None)
         times["search"] = times.get("search", 0.0) + time.perf_counter() - t0
+        if not q.cand.size:
+            return None
         fix, t = self._metric(ground, q, cache)
         for k, v in t.items():
             times[k] = times.get(k, 0.0) + v
-        fix.prior_rejected = prior is not None
         return fix
 
     # ---- public -----------------------------------------------------------------------------------------------
