@@ -458,3 +458,89 @@ def test_ros2_launch_starts_the_node_and_a_fix_comes_back(colcon_install, tmp_pa
                 os.killpg(launch.pid, signal.SIGKILL)
                 launch.wait()
     assert "process has finished cleanly" in log.read_text(), log.read_text()
+
+
+# ---------------------------------------------------------------------------------------- fusion.launch.py
+# launch/fusion.launch.py as a launch file: its arguments and its include of localize.launch.py. Its
+# robot_localization wiring (node names vs YAML sections, remaps, inputs) is checked in test_robot_localization.py.
+
+FUSION_FILE = REPO / "launch" / "fusion.launch.py"
+FUSION_ARGS = {"namespace", "use_navsat", "ekf_params_file", "navsat_params_file", "odom_topic", "imu_topic",
+               "camera_frame", "camera_x", "camera_y", "camera_z", "camera_yaw", "start_localizer",
+               "localizer_params_file", "checkpoint", "index", "device", "heading_source", "image_topic", "log_level"}
+
+
+def _fusion_table() -> dict[str, tuple[str, str]]:
+    """fusion.launch.py's ARGUMENTS evaluated without ``launch`` (as _launch_table): {name: (default, desc)}."""
+    tree = ast.parse(FUSION_FILE.read_text())
+    keep = [n for n in tree.body
+            if not (isinstance(n, ast.ImportFrom) and (n.module or "").split(".")[0] in ("launch", "launch_ros"))
+            and not (isinstance(n, ast.FunctionDef) and n.name == "generate_launch_description")]
+    ns = {"__file__": str(FUSION_FILE), "__name__": "fusion_launch_static"}
+    exec(compile(ast.Module(body=keep, type_ignores=[]), str(FUSION_FILE), "exec"), ns)
+    names = [row[0] for row in ns["ARGUMENTS"]]
+    assert len(names) == len(set(names)), names
+    return {name: (default, desc) for name, default, desc in ns["ARGUMENTS"]}
+
+
+def _fusion_function() -> ast.FunctionDef:
+    return next(n for n in ast.parse(FUSION_FILE.read_text()).body
+                if isinstance(n, ast.FunctionDef) and n.name == "generate_launch_description")
+
+
+def test_fusion_launch_arguments_defaults_and_use():
+    table = _fusion_table()
+    assert set(table) == FUSION_ARGS
+    for name, (default, desc) in table.items():
+        assert isinstance(default, str), name  # launch arguments are strings
+        assert len(desc) > 10, name
+    assert Path(table["ekf_params_file"][0]) == RL_DIR / "ekf.yaml"  # the source tree's (no ament here)
+    assert Path(table["navsat_params_file"][0]) == RL_DIR / "navsat.yaml"
+    assert Path(table["localizer_params_file"][0]) == PARAMS_FILE
+    assert table["use_navsat"][0] == "false" and table["start_localizer"][0] == "true"
+    assert table["camera_frame"][0] == ""  # no camera transform unless asked for
+    for name in ("camera_x", "camera_y", "camera_z", "camera_yaw"):
+        float(table[name][0])
+    used = {_cfg_key(n) for n in ast.walk(_fusion_function())} - {None}
+    assert used == FUSION_ARGS, FUSION_ARGS ^ used  # every argument is used, none is undeclared
+
+
+def test_fusion_launch_passes_the_localizer_only_arguments_it_declares():
+    """The include of localize.launch.py: every key is one of its arguments, with fusion's argument of the same
+    name (params_file: localizer_params_file), and the shared defaults agree with localize.launch.py's, except
+    imu_topic (one IMU for the EKFs, navsat_transform_node and the localizer: imu/data)."""
+    (call,) = [n for n in ast.walk(_fusion_function()) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+               and n.func.id == "IncludeLaunchDescription"]
+    source = call.args[0]
+    assert any(isinstance(c, ast.Constant) and c.value == "localize.launch.py" for c in ast.walk(source))
+    kw = {k.arg: k.value for k in call.keywords}
+    cond = kw["condition"]
+    assert cond.func.id == "IfCondition" and _cfg_key(cond.args[0]) == "start_localizer"
+    passed = kw["launch_arguments"].func.value  # {...}.items()
+    assert isinstance(passed, ast.Dict)
+    mapping = {k.value: _cfg_key(v) for k, v in zip(passed.keys, passed.values)}
+    assert set(mapping) <= LAUNCH_ARGS, set(mapping) - LAUNCH_ARGS
+    for key, arg in mapping.items():
+        assert arg == ("localizer_params_file" if key == "params_file" else key), (key, arg)
+    fusion, localize = _fusion_table(), _launch_table()
+    for key in set(mapping) - {"params_file", "imu_topic"}:
+        assert fusion[key][0] == localize[key][0], key
+    assert fusion["imu_topic"][0] == "imu/data"
+
+
+@pytest.mark.skipif(not _launch_importable(), reason=f"launch / launch_ros are not importable (the static tests "
+                                                     f"above and test_robot_localization.py cover the file); {APT_HINT}")
+def test_fusion_launch_description_declares_the_arguments_and_the_nodes():
+    from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
+    from launch_ros.actions import Node
+
+    spec = importlib.util.spec_from_file_location("fusion_launch", FUSION_FILE)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    ld = mod.generate_launch_description()
+    args = {e.name for e in ld.entities if isinstance(e, DeclareLaunchArgument)}
+    assert args == FUSION_ARGS
+    nodes = [e for e in ld.entities if isinstance(e, Node)]
+    assert sorted(n.node_executable for n in nodes) == sorted(
+        ["ekf_node", "ekf_node", "ekf_node", "navsat_transform_node", "static_transform_publisher"])
+    assert len([e for e in ld.entities if isinstance(e, IncludeLaunchDescription)]) == 1
