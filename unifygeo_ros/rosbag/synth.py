@@ -158,12 +158,12 @@ def synth_bag(cfg: SynthBagConfig, city: Any = None) -> SynthBagResult:
     t_start = time.perf_counter()
     meta = read_city_meta(cfg.data)
     origin = geo.LocalENU(float(meta["origin"]["lat_deg"]), float(meta["origin"]["lon_deg"]))
+    if cfg.sensors:
+        sensor_settings(cfg).validate()  # before the city is generated: a bad flag fails at once
     if city is None:
         kw = {"cell_m": float(meta["cell_m"])} if "cell_m" in meta else {}
         city = world.generate_city(int(meta["seed"]), tuple(meta["size_m"]), meta.get("style", "mixed"), **kw)
     rec = _recording(cfg, meta, origin)
-    if cfg.sensors:
-        sensor_settings(cfg).validate()  # before the drive is planned: a bad flag fails at once
     drive = _plan_drive(cfg, meta, city, rec.duration_s)
     storage = _storage_plugin(cfg.storage)
     image_topic = IMAGE_TOPIC + ("/compressed" if cfg.compressed else "")
@@ -461,8 +461,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     s = p.add_argument_group("wheel odometry and IMU (docs/REPLAY.md; 1-sigma values)")
     s.add_argument("--no-sensors", action="store_false", dest="sensors",
                    help=f"leave out the wheel odometry ({WHEEL_ODOM_TOPIC}) and the IMU ({IMU_TOPIC})")
-    s.add_argument("--sensor-seed", type=int, help="seed of the sensor noise (default: --seed)")
-    s.add_argument("--odom-rate", type=float, default=o.rate_hz, metavar="HZ", help=f"default {o.rate_hz:g}")
+    s.add_argument("--sensor-seed", type=int, metavar="N", help="seed of the sensor noise (default: --seed)")
+    s.add_argument("--odom-rate", type=float, default=o.rate_hz, metavar="HZ",
+                   help=f"wheel odometry rate, Hz (default {o.rate_hz:g})")
     s.add_argument("--odom-speed-noise", type=float, default=o.speed_noise_frac, metavar="FRAC",
                    help=f"white speed noise, fraction of the speed (default {o.speed_noise_frac:g})")
     s.add_argument("--odom-speed-noise-floor", type=float, default=o.speed_noise_floor_mps, metavar="MPS",
@@ -473,13 +474,15 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                    help=f"std of the drive's constant speed scale error (default {o.speed_scale_bias_frac:g})")
     s.add_argument("--odom-yaw-rate-bias", type=float, default=o.yaw_rate_bias_dps, metavar="DEG_S",
                    help=f"std of the drive's constant yaw-rate bias, deg/s (default {o.yaw_rate_bias_dps:g})")
-    s.add_argument("--imu-rate", type=float, default=i.rate_hz, metavar="HZ", help=f"default {i.rate_hz:g}")
+    s.add_argument("--imu-rate", type=float, default=i.rate_hz, metavar="HZ",
+                   help=f"IMU rate, Hz (default {i.rate_hz:g})")
     s.add_argument("--imu-yaw-noise", type=float, default=i.yaw_noise_deg, metavar="DEG",
                    help=f"white yaw noise, deg (default {i.yaw_noise_deg:g})")
     s.add_argument("--imu-yaw-bias", type=float, default=i.yaw_bias_init_deg, metavar="DEG",
                    help=f"std of the yaw bias at the start, deg (default {i.yaw_bias_init_deg:g})")
     s.add_argument("--imu-yaw-bias-walk", type=float, default=i.yaw_bias_walk_deg_per_sqrt_s,
-                   metavar="DEG_PER_SQRT_S", help=f"yaw bias random walk (default {i.yaw_bias_walk_deg_per_sqrt_s:g})")
+                   metavar="DEG_PER_SQRT_S",
+                   help=f"yaw bias random walk, deg/sqrt(s) (default {i.yaw_bias_walk_deg_per_sqrt_s:g})")
     s.add_argument("--imu-gyro-noise", type=float, default=i.gyro_noise_dps, metavar="DEG_S",
                    help=f"white angular-velocity noise per axis, deg/s (default {i.gyro_noise_dps:g})")
     s.add_argument("--imu-accel-noise", type=float, default=i.accel_noise_mps2, metavar="MPS2",
