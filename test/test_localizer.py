@@ -24,7 +24,8 @@ from unifygeo_ros.errors import ImageError, IndexFormatError
 from unifygeo_ros.index import build as index_build
 from unifygeo_ros.index import store, tiles
 from unifygeo_ros.model.handle import arrays_to_aerial, from_model, load_model
-from unifygeo_ros.localization.pipeline import Frame, LocalizationPipeline, PriorSettings, PriorTracker
+from unifygeo_ros.localization.pipeline import (Frame, LocalizationPipeline, PipelineSettings, PriorSettings,
+                                                PriorTracker, gate_fix)
 from unifygeo_ros.localization.localizer import Fix, Localizer, Prior
 from unifygeo_ros.model import AerialFeatures, GroundFeatures, MetricOutput
 from unifygeo_ros.image.preprocess import denormalize, load_image
@@ -287,7 +288,8 @@ def test_fix_types_and_units(tiny, world):
     length = float(torch.linalg.vector_norm(metric.heading_vectors[best, :, r, c]))
     assert fix.heading_std_deg == pytest.approx(math.degrees(math.sqrt(-2.0 * math.log(min(length, 1.0)))), rel=1e-4)
     # the posterior (no calibration stored with this checkpoint: the model's own probabilities): every cell of every
-    # candidate's map at its ground position, weighted by softmax(scores) x the map; second moment about the fix
+    # candidate's map at its ground position, weighted by softmax(scores) x the map; the covariance is the second
+    # moment about the fix of the candidates whose tiles hold the fix, the protection level uses them all
     prob = metric.probabilities.double().numpy()
     kk, hh, ww = prob.shape
     rows, cols = np.meshgrid(np.arange(hh), np.arange(ww), indexing="ij")
@@ -295,7 +297,10 @@ def test_fix_types_and_units(tiny, world):
     pos = ix.en_m[order][:, None, None, :] + cell_en[None]  # (K, h, w, 2)
     w = (np.exp(scores - scores.max()) / np.exp(scores - scores.max()).sum())[:, None, None] * prob
     d = (pos - np.array([fix.east_m, fix.north_m])).reshape(-1, 2)
-    expected = np.einsum("n,ni,nj->ij", w.reshape(-1), d, d) + np.eye(2) * (loc.tile_m / ww) ** 2 / 12.0
+    holds = np.abs(ix.en_m[order] - np.array([fix.east_m, fix.north_m])).max(axis=1) <= loc.tile_m / 2
+    assert holds[best] and not holds.all()
+    wl = (w * holds[:, None, None]).reshape(-1)
+    expected = np.einsum("n,ni,nj->ij", wl, d, d) / wl.sum() + np.eye(2) * (loc.tile_m / ww) ** 2 / 12.0
     cov = fix.covariance_en_m2
     assert cov.shape == (2, 2) and np.allclose(cov, cov.T) and np.all(np.linalg.eigvalsh(cov) > 0)
     np.testing.assert_allclose(cov, expected, rtol=1e-4)
@@ -357,6 +362,12 @@ def test_cli_index_build_info_and_localize(tiny, world, micro_checkpoint, other_
     assert (good["latitude"], good["longitude"]) == pytest.approx((ref.latitude_deg, ref.longitude_deg), abs=1e-9)
     assert (good["compass_heading_deg"], good["score"]) == pytest.approx((ref.heading_deg, ref.score), abs=1e-6)
     assert good["tile"] == ref.tile_id and good["image"] == objs[2]["image"] == str(pano)
+    # the node's gate with its default parameters decides "accepted"; the protection level is the Localizer's
+    reason, message = gate_fix(ref, PipelineSettings().min_score, PipelineSettings().max_protection_level_m)
+    assert good["accepted"] is (not reason) and good["withheld_reason"] == reason
+    assert good["withheld_message"] == message
+    pl = good["protection_level_m"]
+    assert (pl is None and ref.protection_level_m == math.inf) or pl == pytest.approx(ref.protection_level_m)
     assert {k: v for k, v in objs[2].items() if k != "timings_ms"} == {k: v for k, v in good.items()
                                                                       if k != "timings_ms"}
     # the index refuses a checkpoint it was not built with

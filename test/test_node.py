@@ -94,7 +94,7 @@ def env():
 def nodes(world, env, tmp_path_factory):
     logs = tmp_path_factory.mktemp("node_logs")
     common = {"checkpoint": world.checkpoint, "index": world.index, "device": "cpu", "cpu_threads": 1,
-              "min_score": 0.0, "diagnostics_period_s": 0.5,
+              "min_score": 0.0, "max_protection_level_m": ".inf", "diagnostics_period_s": 0.5,
               "heading_source": "north_aligned" if world.known_orientation else "auto"}
     names = list(RIG)
     procs = {
@@ -212,19 +212,35 @@ def test_a_panorama_gives_four_outputs_with_its_stamp_frames_and_covariances(wor
     assert_same_fix(s, reference_fix(reference, world, q.rgb))
 
 
-@pytest.mark.parametrize("encoding", ["bgr8", "rgba8", "mono8"])
+@pytest.mark.parametrize("encoding", ["bgr8", "rgba8"])
 def test_other_encodings_are_accepted(world, driver, reference, encoding):
-    """Each encoding is decoded to the RGB the codec defines (mono8: the grey image in three channels): the fix
-    is the Localizer's for that image."""
+    """Each encoding is decoded to the RGB the codec defines: the fix is the Localizer's for that image."""
     from unifygeo_ros.image.codec import image_fields_to_rgb, rgb_to_image_fields
 
     rgb = world.queries[1].rgb
     r = _roundtrip(driver, "/pano", "image", image_fields(rgb, encoding))
     s = check_outputs(r["outputs"], r["stamp_ns"], world)
     decoded = image_fields_to_rgb(**rgb_to_image_fields(rgb, encoding))
-    if encoding != "mono8":
-        assert np.array_equal(decoded, rgb)
+    assert np.array_equal(decoded, rgb)
     assert_same_fix(s, reference_fix(reference, world, decoded))
+
+
+def test_a_grey_image_is_decoded_but_withheld_as_out_of_distribution(world, driver, nodes):
+    """mono8 decodes (the grey image in three channels), but the integrity gate withholds its fix: the models need
+    colour (a grey copy once moved a fix 96 m at score 0.93). Counted by reason in /diagnostics, nothing published,
+    the node goes on."""
+    rgb = world.queries[1].rgb
+    st, t = None, None
+    for _ in range(3):  # best-effort input: offer it again if the first sample was lost
+        t = driver.call("publish", topic="/pano/image", kind="image", fields=image_fields(rgb, "mono8"))
+        st = driver.call("diagnostics", name_contains="/pano/", after_ns=t["stamp_ns"], timeout=4,
+                         until_message="no colour")["status"]
+        if st is not None:
+            break
+    assert st is not None, "no diagnostics mentioning the grey image"
+    assert st["level"] == 1 and int(st["values"]["withheld_out_of_distribution"]) >= 1
+    assert driver.call("outputs", ns="/pano", stamp_ns=t["stamp_ns"], timeout=0.2)["missing"]  # nothing published
+    _roundtrip(driver, "/pano", "image", image_fields(rgb))  # still answers a colour image
 
 
 def test_fixes_are_the_localizers_and_follow_rep103(world, driver, reference):
@@ -254,7 +270,11 @@ def test_compressed_jpeg_input(world, driver, reference):
     assert_same_fix(s, reference_fix(reference, world, decoded))
 
 
-def test_camera_rig_is_stitched_and_localized(world, driver, reference):
+def test_camera_rig_is_stitched_localized_and_withheld_as_unlike_the_map(world, driver, reference):
+    """The rig's images are collected, stitched (cameras.panorama_width 256) and localized; the demo model, trained
+    on full panoramas, does not recognise a stitched partial one (BENCHMARKS.md 1d: 0-2.5 % within 5 m), and the
+    integrity gate withholds the fix: its descriptor cosine is below the calibrated floor, exactly as the
+    in-process Localizer finds for the same stitched panorama. Nothing is published; the node goes on."""
     from unifygeo_ros.image.stitch import PanoramaStitcher, PinholeCamera, intrinsics_for_fov, pinhole_view
 
     k = intrinsics_for_fov(RIG_W, RIG_H, RIG_HFOV_DEG)
@@ -268,13 +288,20 @@ def test_camera_rig_is_stitched_and_localized(world, driver, reference):
                 "d": [0.0] * 5, "header": {"frame_id": f"{name}_optical"}}
         msgs.append({"topic": f"/rig/cameras/{name}/camera_info", "kind": "camera_info", "fields": info})
         msgs.append({"topic": f"/rig/cameras/{name}/image", "kind": "image", "fields": image_fields(view)})
+    expected = reference_fix(reference, world, PanoramaStitcher(cams, 256).stitch(views))
+    assert expected.input_problem.startswith("nothing in the map")  # the in-process verdict on the same image
     last = msgs.pop()
-    r = driver.call("roundtrip", timeout=60, topic=last["topic"], kind="image", fields=last["fields"], ns="/rig",
-                    extra=msgs)
-    assert not r["missing"], r
-    s = check_outputs(r["outputs"], r["stamp_ns"], world)
-    # the node localizes the stitched panorama (cameras.panorama_width 256)
-    assert_same_fix(s, reference_fix(reference, world, PanoramaStitcher(cams, 256).stitch(views)))
+    st = None
+    for _ in range(3):  # best-effort input: offer the set again if a sample was lost
+        for m in msgs:
+            driver.call("publish", topic=m["topic"], kind=m["kind"], fields=m["fields"])
+        t = driver.call("publish", topic=last["topic"], kind="image", fields=last["fields"])
+        st = driver.call("diagnostics", name_contains="/rig/", after_ns=t["stamp_ns"], timeout=6,
+                         until_message="nothing in the map")["status"]
+        if st is not None:
+            break
+    assert st is not None, "the rig's stitched frame never reached the gate"
+    assert int(st["values"]["withheld_out_of_distribution"]) >= 1 and int(st["values"]["published"]) == 0
 
 
 def test_low_score_fixes_are_withheld_and_counted(world, driver):

@@ -13,7 +13,7 @@ from unifygeo_ros.errors import ImageError, IndexFormatError, UnifyGeoError
 from unifygeo_ros.localization.localizer import Prior
 from unifygeo_ros.ros.params import NodeSettings
 from unifygeo_ros.localization.pipeline import (Frame, LocalizationPipeline, PipelineStats, PriorSettings,
-                                                PriorTracker)
+                                                PriorTracker, gate_fix)
 from unifygeo_ros.ros.worker import LatestFrameWorker, Throttle, error_kind, load_pipeline
 
 PANO = np.zeros((32, 64, 3), np.uint8)
@@ -31,6 +31,8 @@ class FakeFix:
     covariance_en_m2: np.ndarray = field(default_factory=lambda: np.eye(2) * 4.0)
     prior_rejected: bool = False
     used_prior: bool = False
+    protection_level_m: float = 6.0
+    input_problem: str = ""
 
 
 class ScriptedLocalizer:
@@ -249,7 +251,9 @@ def test_load_pipeline_loads_once_and_localizes(tiny_model_and_index, vigor_city
     out = pipe.process(frame(0.0, image))
     # the pipeline's fix is the Localizer's for the same image, model and index
     ref = Localizer.from_paths(ix, ckpts[0], device="cpu").localize(image)
-    assert out.status == "published" and out.fix.tile_id == ref.tile_id
+    reason, _ = gate_fix(ref, 0.0, s.max_protection_level_m)  # the node's gate decides, as for the Localizer's fix
+    assert out.status == ("withheld" if reason else "published") and out.reason == reason
+    assert out.fix.tile_id == ref.tile_id
     assert (out.fix.east_m, out.fix.north_m, out.fix.score) == pytest.approx((ref.east_m, ref.north_m, ref.score),
                                                                              abs=1e-9)
 
@@ -279,8 +283,8 @@ def test_aspect_tolerance_loosens_and_tightens_the_one_panorama_check(tiny_model
                                                       "device": "cpu", "min_score": 0.0,
                                                       "aspect_tolerance": tolerance}))
     out = pipe.process(frame(0.0, np.zeros((100, width, 3), np.uint8)))
-    if accepted:
-        assert out.status == "published"
+    if accepted:  # past the panorama check: localized (published or withheld by the integrity gate)
+        assert out.status in ("published", "withheld") and out.fix is not None
     else:
         assert out.status == "bad_input" and f"tolerance {tolerance:.0%}" in out.message
 

@@ -28,21 +28,32 @@ def test_cell_offsets_follow_the_maps_convention():
 def test_one_certain_candidate_gives_the_cell_variance_and_a_cell_sized_protection_level():
     post = hierarchy_posterior(np.array([-15.0, 15.0]), np.zeros((1, 2)), np.array([TILE]), _peaked(0, 0)[None],
                                np.array([3.0]), Calibration())
-    np.testing.assert_allclose(post.covariance_en_m2, np.eye(2) * 100.0 / 12.0)
+    np.testing.assert_allclose(post.covariance_en_m2, np.eye(2) * 100.0 / 12.0, atol=1e-9)
     assert post.protection_level_m == pytest.approx(0.5 * math.hypot(10.0, 10.0))
     assert post.outside_probability == 0.0 and post.candidate_probabilities.tolist() == [1.0]
 
 
-def test_disagreeing_candidates_widen_the_covariance_and_the_protection_level():
+def test_a_far_candidate_widens_the_protection_level_not_the_modes_covariance():
     maps = np.stack([_peaked(0, 0), _peaked(0, 0)])
     centres = np.array([[0.0, 0.0], [300.0, 0.0]])  # the second candidate puts the camera 300 m east
     fix = np.array([-15.0, 15.0])
     agree = hierarchy_posterior(fix, centres, np.full(2, TILE), maps, np.array([10.0, -10.0]), Calibration())
     split = hierarchy_posterior(fix, centres, np.full(2, TILE), maps, np.array([0.0, 0.0]), Calibration())
-    # equal scores: half the mass 300 m away -> E[d_e^2] = 0.5 * 300^2, and the bound must reach it
-    assert split.covariance_en_m2[0, 0] == pytest.approx(0.5 * 300.0 ** 2 + 100.0 / 12.0)
+    # equal scores: half the mass 300 m away - the bound must reach it; the fix's mode is unchanged
     assert split.protection_level_m == pytest.approx(300.0 + 0.5 * math.hypot(10, 10))
-    assert agree.covariance_en_m2[0, 0] < 10.0 and agree.protection_level_m < 10.0
+    np.testing.assert_allclose(split.covariance_en_m2, np.eye(2) * 100.0 / 12.0, atol=1e-9)
+    assert agree.protection_level_m < 10.0
+
+
+def test_overlapping_candidates_that_disagree_widen_the_covariance():
+    # two overlapping tiles (centres 5 m apart) both hold the fix; the second puts the camera 25 m east of it
+    fix = np.array([-15.0, 15.0])
+    maps = np.stack([_peaked(0, 0), _peaked(0, 2)])  # cell (0, 2) of a tile centred at (0, 0) is at (5, 15)
+    centres = np.array([[0.0, 0.0], [5.0, 0.0]])  # -> (10, 15) for the second: 25 m east of the fix
+    post = hierarchy_posterior(fix, centres, np.full(2, TILE), maps, np.zeros(2), Calibration())
+    assert post.covariance_en_m2[0, 0] == pytest.approx(0.5 * 25.0 ** 2 + 100.0 / 12.0)
+    assert post.covariance_en_m2[1, 1] == pytest.approx(100.0 / 12.0)
+    assert post.protection_level_m == pytest.approx(25.0 + 0.5 * math.hypot(10, 10))
 
 
 def test_calibration_temperatures_and_the_outside_mass():

@@ -120,7 +120,8 @@ def _cfg(bag, index_dir, out, min_score=0.0, prior=True, **kw):
     """The node's pipeline settings, with min_score 0 by default (the tiny random model's scores mean nothing)."""
     kw.setdefault("image_topic", CAMERA_TOPIC)
     kw.setdefault("gt_topic", GT_TOPIC)
-    kw["pipeline"] = PipelineSettings(min_score=min_score, prior=PriorSettings(enabled=prior))
+    kw["pipeline"] = PipelineSettings(min_score=min_score, max_protection_level_m=math.inf,
+                                      prior=PriorSettings(enabled=prior))
     return ReplayConfig(bag=str(bag), index=None if index_dir is None else str(index_dir), out=str(out),
                         device="cpu", **kw)
 
@@ -132,7 +133,8 @@ def replayed(world, index_dir, tmp_path_factory):
     bag = write_drive_bag(d / "drive", world, storage="mcap", first_frame_before_gt=True)
     out = d / "out"
     rc = cli.main(["replay", str(bag), "--index", str(index_dir), "--image-topic", CAMERA_TOPIC, "--gt-topic",
-                   GT_TOPIC, "--out", str(out), "--device", "cpu", "--map", str(world[0]), "--min-score", "0"])
+                   GT_TOPIC, "--out", str(out), "--device", "cpu", "--map", str(world[0]), "--min-score", "0",
+                   "--max-protection-level", "inf"])
     assert rc == 0
     return out, json.loads((out / "metrics.json").read_text())
 
@@ -173,6 +175,13 @@ def test_replay_processes_every_frame_and_writes_well_formed_outputs(replayed, w
         lo, hi = share(nees, limit)
         assert lo <= cov[key] <= hi, key
     assert m["heading_error_median_deg"] == pytest.approx(float(np.median(col["heading_error_deg"])), abs=1e-3)
+    # integrity: HMI = published fixes whose error exceeds their protection level; availability = published / frames
+    pl = np.array([float(r["protection_level_m"]) for r in rows])
+    t = m["trust"]
+    assert np.sum(col["error_m"] > pl + 1e-2) <= t["hmi"] <= np.sum(col["error_m"] > pl - 1e-2)
+    assert t["accepted"] == N_FRAMES and t["frames"] == N_FRAMES + 1
+    assert t["availability"] == 1.0  # every frame published (no gate in this fixture), the one without GT too
+    assert t["inside_2sigma"] == cov["inside_2sigma"]
     with open(out / "frames.csv", newline="") as fh:  # latency: every frame with a fix (GT or not)
         latency = np.array([float(r["latency_ms"]) for r in csv.DictReader(fh) if r["latency_ms"]])
     assert len(latency) == N_FRAMES + 1
@@ -189,7 +198,8 @@ def test_replay_processes_every_frame_and_writes_well_formed_outputs(replayed, w
     t_rel = est.t_s - T0 / S
     np.testing.assert_allclose(gt.xyz[:, 0], np.interp(t_rel, t_gt, en[:, 0]), atol=2e-3)
     np.testing.assert_allclose(gt.yaw_deg, geo.heading_to_yaw_deg(heading), atol=1e-4)
-    for name in ("trajectory.png", "error_over_time.png", "error_cdf.png", "frames.csv"):
+    for name in ("trajectory.png", "error_over_time.png", "error_cdf.png", "reliability.png", "stanford.png",
+                 "frames.csv"):
         assert (out / name).stat().st_size > 1000 or name == "frames.csv", name
     rows = (out / "frames.csv").read_text().splitlines()
     assert len(rows) == N_FRAMES + 2
@@ -377,6 +387,7 @@ def test_live_replay_scores_the_running_node_like_the_in_process_localizer(tmp_p
     monkeypatch.setenv("ROS_DOMAIN_ID", str(domain))
     args = ["--ros-args", "-r", "__ns:=/live", "-p", f"checkpoint:={w.checkpoint}", "-p", f"index:={w.index}",
             "-p", "device:=cpu", "-p", "cpu_threads:=1", "-p", "min_score:=0.0", "-p", "use_prior:=false",
+            "-p", "max_protection_level_m:=.inf",
             "-p", f"heading_source:={'north_aligned' if w.known_orientation else 'auto'}"]
     log = tmp_path / "node.log"
     with open(log, "w") as fh:

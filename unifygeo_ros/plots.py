@@ -170,3 +170,65 @@ def plot_training_log(log_csv: str | Path, path: str | Path, window: int = 8) ->
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def plot_reliability(observed: dict[str, dict[float, float | None]], path: str | Path,
+                     title: str = "Covariance reliability") -> Path:
+    """Reliability diagram: for each named set, the observed share of truths inside the 2-D Gaussian's p-ellipse
+    against p (:mod:`unifygeo_ros.localization.integrity`); a calibrated covariance lies on the diagonal."""
+    path = Path(path)
+    fig, ax = plt.subplots(figsize=(4.8, 4.6), dpi=110)
+    ax.plot([0, 1], [0, 1], color="0.6", lw=1.0, ls="--", label="calibrated")
+    for name, curve in observed.items():
+        pts = sorted((p, v) for p, v in curve.items() if v is not None)
+        if pts:
+            ax.plot(*zip(*pts), marker="o", ms=3, lw=1.4, label=name)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("expected coverage (Gaussian p-ellipse)")
+    ax.set_ylabel("observed share of truths inside")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=7)
+    return _save_figure(fig, path)
+
+
+def plot_stanford(error_m: np.ndarray, protection_level_m: np.ndarray, accepted: np.ndarray, path: str | Path,
+                  alert_limit_m: float | None = None, title: str = "Stanford plot") -> Path:
+    """Satellite navigation's integrity plot: each fix's error against its protection level (log-log; infinite
+    levels drawn at the right edge). Above the diagonal: hazardously misleading (error > protection level);
+    withheld fixes in grey; the gate's limit (``alert_limit_m``) as a vertical line."""
+    path = Path(path)
+    err = np.maximum(np.asarray(error_m, np.float64), 1e-2)
+    pl = np.asarray(protection_level_m, np.float64)
+    acc = np.asarray(accepted, bool)
+    finite = pl[np.isfinite(pl)]
+    right = 10.0 ** np.ceil(np.log10(max(float(finite.max()) if finite.size else 10.0, float(err.max()), 10.0)))
+    pl = np.where(np.isfinite(pl), np.maximum(pl, 1e-2), right)
+    fig, ax = plt.subplots(figsize=(5.2, 4.8), dpi=110)
+    lo = 1e-1
+    ax.plot([lo, right], [lo, right], color="k", lw=1.0)
+    ax.scatter(pl[~acc], err[~acc], s=8, color="0.7", label=f"withheld ({int((~acc).sum())})")
+    hmi = acc & (err > pl)
+    ax.scatter(pl[acc & ~hmi], err[acc & ~hmi], s=8, color="tab:blue", label=f"accepted ({int((acc & ~hmi).sum())})")
+    ax.scatter(pl[hmi], err[hmi], s=14, color="tab:red", marker="x", label=f"HMI: error > PL ({int(hmi.sum())})")
+    if alert_limit_m is not None and math.isfinite(alert_limit_m):
+        ax.axvline(alert_limit_m, color="tab:orange", lw=1.0, ls="--", label=f"gate: PL <= {alert_limit_m:g} m")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(lo, right * 1.2)
+    ax.set_ylim(1e-2, right * 1.2)
+    ax.set_xlabel("protection level (m)")
+    ax.set_ylabel("position error (m)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(loc="upper left", fontsize=7)
+    return _save_figure(fig, path)
+
+
+def _save_figure(fig, path: Path) -> Path:
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -46,6 +46,7 @@ class Fix:
     protection_level_m: float = math.inf  # radius holding the truth with probability 1 - alpha (the posterior's)
     outside_probability: float = 0.0  # posterior probability that none of the K candidates holds the camera
     descriptor_cosine: float = math.nan  # best global-descriptor cosine of the query against the searched tiles
+    input_problem: str = ""  # why the input looks unlike a camera image of the map ("" = it does not): input_check
     timings_ms: dict = field(default_factory=dict)
     evidence: object = field(default=None, repr=False, compare=False)  # QueryEvidence when the Localizer records it
 
@@ -70,7 +71,7 @@ class Fix:
             "used_prior": self.used_prior,
             "prior_rejected": self.prior_rejected, "heading_source": self.heading_source,
             "protection_level_m": self.protection_level_m if math.isfinite(self.protection_level_m) else None,
-            "outside_probability": self.outside_probability,
+            "outside_probability": self.outside_probability, "input_problem": self.input_problem,
             "timings_ms": self.timings_ms,
         }
 
@@ -84,3 +85,4 @@ class QueryEvidence:
     tile_m: np.ndarray  # (K,)
     maps: np.ndarray  # (K, h, w) float32 probability maps
     scores: np.ndarray  # (K,) re-ranking scores
+    evidence_slot: int = 0  # the candidate whose map gave the fix

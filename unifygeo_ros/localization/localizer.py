@@ -10,7 +10,9 @@ Definitions (what each field of a :class:`Fix` means):
   (:mod:`~unifygeo_ros.localization.posterior`; wide or elongated when the candidates disagree).
   ``protection_level_m`` = the radius around the fix that holds the truth with probability ``1 - alpha`` under that
   posterior (``inf`` when more than ``alpha`` of it lies outside the K candidates: ``outside_probability``).
-  ``descriptor_cosine`` = the best global-descriptor cosine of the query against the searched tiles.
+  ``descriptor_cosine`` = the best global-descriptor cosine of the query against the searched tiles;
+  ``input_problem`` = why the image looks unlike a camera image of the map (:mod:`~unifygeo_ros.localization.
+  input_check`; "" when it does not): the integrity gate withholds such a fix.
 * ``heading_deg`` = compass heading of the panorama's centre column (0 = north, clockwise); ``yaw_deg`` = the same
   as ENU yaw (0 = east, counter-clockwise, ``geo.heading_to_yaw_deg``). ``heading_std_deg`` = circular standard
   deviation ``sqrt(-2 ln R)`` of the heading hypotheses at the peak cell, R = length of their mean unit vector.
@@ -41,10 +43,7 @@ Definitions (what each field of a :class:`Fix` means):
 """
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,12 +52,13 @@ import numpy as np
 import torch
 
 from unifygeo_ros import geo
-from unifygeo_ros.errors import ImageError, UnifyGeoError
-from unifygeo_ros.image.preprocess import load_image, roll_panorama, validate_panorama
+from unifygeo_ros.errors import ImageError
+from unifygeo_ros.image.preprocess import roll_panorama, validate_panorama
 from unifygeo_ros.index import store
 from unifygeo_ros.index.portable import recorded_checkpoint
 from unifygeo_ros.localization.choice import Candidates, choose_fix
 from unifygeo_ros.localization.fix import Fix, Prior, QueryEvidence
+from unifygeo_ros.localization.input_check import camera_image_problem, descriptor_problem
 from unifygeo_ros.localization.posterior import DEFAULT_ALPHA, Calibration, hierarchy_posterior, load_calibration
 from unifygeo_ros.model.handle import ModelHandle, arrays_to_aerial, load_model
 from unifygeo_ros.model.rerank import consensus_params
@@ -189,7 +189,7 @@ class Localizer:
                   outside_probability=post.outside_probability,
                   descriptor_cosine=float(q.sims.max()) if q.sims.size else math.nan)
         if self.record_evidence:
-            fix.evidence = QueryEvidence(choice.position_en_m, centres, tile_m, maps, scores)
+            fix.evidence = QueryEvidence(choice.position_en_m, centres, tile_m, maps, scores, best)
         return fix, t
 
     def _prior_ok(self, fix: Fix, prior: Prior) -> bool:
@@ -291,6 +291,8 @@ class Localizer:
                 t1 = time.perf_counter()
                 times = {"preprocess": t_pre, "encode": t_enc}
                 fix = self._one(ground.select(slice(j, j + 1)), desc[j], priors[start + j], times)
+                fix.input_problem = camera_image_problem(chunk[j]) or descriptor_problem(
+                    fix.descriptor_cosine, self.calibration.min_descriptor_cosine)
                 if self.known_orientation:
                     heading = float(given[start + j] or 0.0)
                     fix.heading_deg = geo.wrap_deg(heading)
@@ -301,55 +303,3 @@ class Localizer:
                 fix.timings_ms = {k: round(1000.0 * times.get(k, 0.0), 3) for k in STAGES}
                 fixes.append(fix)
         return fixes
-
-
-# ------------------------------------------------------------------------------------------- unifygeo localize
-
-
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("images", nargs="+", metavar="IMAGE", help="equirectangular panoramas (JPEG/PNG)")
-    parser.add_argument("--index", required=True, metavar="DIR", help="aerial index folder (unifygeo index build)")
-    parser.add_argument("--checkpoint", default=None, help="model checkpoint (default: the one the index records)")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    parser.add_argument("--prior", default=None, metavar="E,N,SIGMA",
-                        help="position prior in the index's ENU frame: east_m,north_m,sigma_m")
-    parser.add_argument("--heading", type=float, default=None, metavar="DEG",
-                        help="compass heading of the panoramas' centre column (0 = north, clockwise), for models "
-                             "trained with known orientation; omitted: the panoramas are north-aligned")
-    parser.add_argument("--json", action="store_true", help="one JSON object per image (a JSON list)")
-
-
-def _format_fix(name: str, fix: Fix) -> str:
-    se, sn = fix.std_en_m
-    return (f"{name}: lat {fix.latitude_deg:.7f} lon {fix.longitude_deg:.7f}  "
-            f"E {fix.east_m:.2f} N {fix.north_m:.2f} m (+-{se:.1f}/{sn:.1f} m)  "
-            f"heading {fix.heading_deg:.1f} deg (yaw {fix.yaw_deg:.1f}, +-{fix.heading_std_deg:.0f})  "
-            f"score {fix.score:.2f}  tile {fix.tile_id} (rank {fix.tile_rank_before_rerank}->1)"
-            + ("  prior" if fix.used_prior else "  prior rejected" if fix.prior_rejected else "")
-            + f"  {fix.timings_ms['total']:.0f} ms")
-
-
-def run(args: argparse.Namespace) -> int:
-    prior = None
-    if args.prior:
-        try:
-            e, n, s = (float(v) for v in args.prior.split(","))
-            prior = Prior(e, n, s)
-        except ValueError:
-            raise UnifyGeoError(f"--prior must be east_m,north_m,sigma_m with sigma_m > 0, got {args.prior!r}") from None
-    loc = Localizer.from_paths(args.index, args.checkpoint, device=args.device)
-    results, failed = [], 0
-    for path in args.images:
-        try:
-            fix = loc.localize(load_image(path), prior, heading_deg=args.heading)
-        except ImageError as exc:
-            failed += 1
-            print(f"unifygeo localize: error: {exc}", file=sys.stderr)
-            results.append({"image": path, "error": str(exc)})
-            continue
-        results.append(fix.to_json(path))
-        if not args.json:
-            print(_format_fix(path, fix))
-    if args.json:
-        print(json.dumps(results, indent=1))
-    return 1 if failed else 0

@@ -30,7 +30,7 @@ from unifygeo_ros.errors import ImageError
 from unifygeo_ros.localization.localizer import Fix, Localizer, Prior
 
 #: why a fix was withheld (``Outcome.reason``; ``/diagnostics`` and replay count them)
-GATE_REASONS = ("low_score", "not_finite")
+GATE_REASONS = ("not_finite", "out_of_distribution", "protection_level", "low_score")
 
 
 # -------------------------------------------------------------------------------------------------- frames
@@ -147,6 +147,8 @@ class PipelineStats:
         self.counts = collections.Counter()  # received, processed, published, withheld, bad_input, error
         self.withheld_by_reason = collections.Counter()  # GATE_REASONS key -> frames
         self.last_score = float("nan")
+        self.last_protection_level_m = float("nan")
+        self.last_withheld_reason = ""
         self.last_error = ""
         self.last_error_time: float | None = None
         self.last_error_status = ""
@@ -170,6 +172,9 @@ class PipelineStats:
                 self.withheld_by_reason[o.reason] += 1
             if o.fix is not None:
                 self.last_score = float(o.fix.score)
+                self.last_protection_level_m = float(o.fix.protection_level_m)
+            if o.status == "withheld":
+                self.last_withheld_reason = o.message
             if o.status in ("bad_input", "error"):
                 self.last_error, self.last_error_status = o.message, o.status
                 self.last_error_time = self._clock()
@@ -208,7 +213,11 @@ class PipelineStats:
                 "latency_ms_p50": pct(self._latency_ms, 50),
                 "latency_ms_p95": pct(self._latency_ms, 95),
                 "withheld_by_reason": dict(self.withheld_by_reason),
+                "availability": (self.counts["published"] / self.counts["processed"]) if self.counts["processed"]
+                else float("nan"),
                 "last_score": self.last_score,
+                "last_protection_level_m": self.last_protection_level_m,
+                "last_withheld_reason": self.last_withheld_reason,
                 "last_error": self.last_error,
                 "last_error_status": self.last_error_status,
                 "last_status": self.last_status,
@@ -225,17 +234,28 @@ class PipelineSettings:
     """Everything the pipeline decides with, and the defaults of the node's parameters of the same names."""
 
     min_score: float = 0.5  #: fixes scoring lower are withheld (``low_score``)
+    #: fixes whose protection level is larger are withheld (``protection_level``). 75 m: measured on the benchmark
+    #: cities the calibration was fitted on (benchmarks/bench_trust.py), the largest limit at which the accepted
+    #: fixes stay consistent (mean NEES <= 2.6) with HMI <= 1 %; beyond it fixes in a wrong place get in.
+    max_protection_level_m: float = 75.0
     aspect_tolerance: float = 0.05  #: accepted relative deviation of a panorama's width/height from 2
     prior: PriorSettings = field(default_factory=PriorSettings)
 
 
-def gate_fix(fix: Fix, min_score: float) -> tuple[str, str]:
-    """The one decision whether a fix goes out: ``("", "")`` when it does, else (reason, one-line message)
-    with reason in :data:`GATE_REASONS`."""
+def gate_fix(fix: Fix, min_score: float, max_protection_level_m: float = math.inf) -> tuple[str, str]:
+    """The one integrity gate: ``("", "")`` when the fix goes out, else (reason, one-line message) with reason in
+    :data:`GATE_REASONS`, checked in that order: a non-finite fix; an input unlike a camera image of the map
+    (``Fix.input_problem``); a protection level above ``max_protection_level_m`` (the posterior cannot bound the
+    error that tightly at its risk alpha); a score below ``min_score``."""
     values = (fix.score, fix.latitude_deg, fix.longitude_deg, fix.yaw_deg)
     if not (all(math.isfinite(v) for v in values)
             and bool(np.all(np.isfinite(np.asarray(fix.covariance_en_m2, float))))):
         return "not_finite", "the fix has a non-finite position, heading, score or covariance"
+    if fix.input_problem:
+        return "out_of_distribution", fix.input_problem
+    if not fix.protection_level_m <= max_protection_level_m:
+        return "protection_level", (f"protection level {fix.protection_level_m:.1f} m above "
+                                    f"max_protection_level_m {max_protection_level_m:g}")
     if fix.score < min_score:
         return "low_score", f"score {fix.score:.3f} below min_score {min_score:g}"
     return "", ""
@@ -245,9 +265,10 @@ class LocalizationPipeline:
     """Frame -> :class:`Outcome` (see the module docstring). Not thread-safe: one thread calls it."""
 
     def __init__(self, localizer: Localizer, min_score: float, prior: PriorTracker | None = None,
-                 stats: PipelineStats | None = None):
+                 stats: PipelineStats | None = None, max_protection_level_m: float = math.inf):
         self.localizer = localizer
         self.min_score = float(min_score)
+        self.max_protection_level_m = float(max_protection_level_m)
         self.prior = prior
         self.stats = stats or PipelineStats()
 
@@ -264,12 +285,19 @@ class LocalizationPipeline:
         except Exception as exc:  # noqa: BLE001 - reported in diagnostics; the node lives on
             return self._record(Outcome(frame, "error", message=f"{type(exc).__name__}: {exc}",
                                         processing_ms=_ms(t0)))
-        reason, message = gate_fix(fix, self.min_score)
+        reason, message = gate_fix(fix, self.min_score, self.max_protection_level_m)
         if self.prior is not None:
             self.prior.update(fix, not reason, frame.stamp_s)
         return self._record(Outcome(frame, "withheld" if reason else "published", fix=fix, message=message,
                                     processing_ms=_ms(t0), reason=reason,
                                     prior_sigma_m=None if prior is None else prior.sigma_m))
+
+    @classmethod
+    def from_settings(cls, localizer: Localizer, settings: PipelineSettings,
+                      stats: PipelineStats | None = None) -> "LocalizationPipeline":
+        """The pipeline of ``settings`` around a loaded localizer (the one way the node and replay wire it)."""
+        return cls(localizer, settings.min_score, PriorTracker(settings.prior), stats=stats,
+                   max_protection_level_m=settings.max_protection_level_m)
 
     def _record(self, out: Outcome) -> Outcome:
         self.stats.outcome(out)
@@ -286,4 +314,4 @@ def build_pipeline(index_dir: str | Path, checkpoint: str | Path | None, setting
     loc = Localizer.from_paths(index_dir, checkpoint, device=device, aspect_tolerance=settings.aspect_tolerance)
     _, w = loc.handle.ground_hw
     loc.localize(np.zeros((w // 2, w, 3), np.uint8))
-    return LocalizationPipeline(loc, settings.min_score, PriorTracker(settings.prior), stats=stats)
+    return LocalizationPipeline.from_settings(loc, settings, stats)

@@ -8,13 +8,20 @@ candidates and over "none of them" (retrieval missed the camera's tile):
 
 * ``pi`` = softmax over the candidates' re-ranking scores divided by ``score_temperature`` and a constant
   ``outside_logit`` for "none of the K" (calibrated: :class:`Calibration`, fitted on cities the model never saw);
-* ``P_k`` = candidate k's probability map over its tile's cells, sharpened or flattened by ``map_temperature``
-  (``P_k ~ p_k ** (1 / map_temperature)``), each cell a uniform square of the map's cell size.
+* ``P_k`` = candidate k's probability map over its tile's cells, sharpened or flattened by a map temperature
+  (``P_k ~ p_k ** (1 / temperature)``), each cell a uniform square of the map's cell size: ``map_temperature`` for the
+  covariance of the fix's mode (fitted so that the ellipses cover the truth like a Gaussian's), ``pl_map_temperature``
+  for the whole posterior behind the protection level (fitted with the score temperature by maximum likelihood).
 
 From it, about the published fix ``f`` (what :func:`~unifygeo_ros.localization.choice.choose_fix` chose):
 
-* ``covariance_en_m2`` = second moment of the candidates' mixture about ``f`` (plus each cell's own variance): wide
-  or elongated when the candidates disagree, the chosen map's covariance when one candidate holds all the mass;
+* ``covariance_en_m2`` = the covariance of the fix's own mode: the second moment about ``f`` of the mass of the
+  candidates whose tiles hold ``f`` (the chosen tile and its overlapping neighbours), plus each cell's own variance.
+  This is what a filter should fuse: it describes the error when the fix is in the right place. The mass of the
+  other candidates (other places the camera may be) is not averaged into it - a mixture's second moment is
+  dominated by small far-away mass and would be too wide for the usual case and still meaningless for the rare
+  wrong one - it is carried by the protection level, and the integrity gate withholds a fix whose other modes are
+  too likely;
 * ``protection_level_m`` = the radius around ``f`` that holds the truth with probability ``1 - alpha`` under the
   posterior (each cell counted at its far corner, so the bound is conservative; the "none of the K" mass counts as
   outside any radius: ``inf`` when it alone exceeds ``alpha``). As in satellite navigation integrity: an error larger
@@ -43,21 +50,25 @@ class Calibration:
 
     score_temperature: float = 1.0  #: re-ranking scores are divided by this before the softmax
     outside_logit: float = -math.inf  #: logit of "none of the K candidates", in the same units as scores / T
-    map_temperature: float = 1.0  #: probability maps are raised to 1 / this and renormalised
+    map_temperature: float = 1.0  #: maps raised to 1 / this and renormalised, for the covariance of the fix's mode
+    pl_map_temperature: float = 1.0  #: the same, for the whole posterior behind the protection level
+    min_descriptor_cosine: float = -math.inf  #: a query's best descriptor cosine below this is out of distribution
     fitted_on: str = ""  #: what it was fitted on (cities, queries, command), for the record
 
     def __post_init__(self):
-        for name in ("score_temperature", "map_temperature"):
+        for name in ("score_temperature", "map_temperature", "pl_map_temperature"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise CheckpointError(f"calibration {name} must be a positive number, got {v!r}")
-        if not isinstance(self.outside_logit, (int, float)) or math.isnan(self.outside_logit) \
-                or self.outside_logit == math.inf:
-            raise CheckpointError(f"calibration outside_logit must be a number or -inf, got {self.outside_logit!r}")
+        for name in ("outside_logit", "min_descriptor_cosine"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or math.isnan(v) or v == math.inf:
+                raise CheckpointError(f"calibration {name} must be a number or -inf (null), got {v!r}")
 
     def to_json(self) -> dict:
         d = asdict(self)
-        d["outside_logit"] = None if self.outside_logit == -math.inf else float(self.outside_logit)
+        for name in ("outside_logit", "min_descriptor_cosine"):
+            d[name] = None if d[name] == -math.inf else float(d[name])
         return d
 
     @classmethod
@@ -66,8 +77,9 @@ class Calibration:
             raise CheckpointError(f"calibration: expected an object with keys {[f.name for f in fields(cls)]}, "
                                   f"got {d!r:.200}")
         d = dict(d)
-        if d.get("outside_logit", None) is None:
-            d["outside_logit"] = -math.inf
+        for name in ("outside_logit", "min_descriptor_cosine"):
+            if d.get(name, None) is None:
+                d[name] = -math.inf
         try:
             return cls(**{k: (v if k == "fitted_on" else float(v)) for k, v in d.items()})
         except (TypeError, ValueError) as exc:
@@ -131,19 +143,35 @@ def hierarchy_posterior(fix_en_m: np.ndarray, centres_en_m: np.ndarray, tile_m: 
     maps = np.asarray(maps, np.float64)
     k, h, w = maps.shape
     pi, pi0 = candidate_probabilities(scores, cal)
-    sharp = np.power(np.clip(maps, 0.0, None), 1.0 / cal.map_temperature).reshape(k, -1)
-    sharp /= np.clip(sharp.sum(axis=1, keepdims=True), 1e-300, None)
     tile = np.broadcast_to(np.asarray(tile_m, np.float64), (k,))
     cells = np.stack([cell_offsets_en_m((h, w), t) for t in tile]).reshape(k, -1, 2)
     d = (np.asarray(centres_en_m, np.float64)[:, None, :] + cells) - np.asarray(fix_en_m, np.float64)
-    weight = (pi[:, None] * sharp).reshape(-1)  # joint mass of each (candidate, cell); sums to 1 - pi0
     d = d.reshape(-1, 2)
     cell_m = np.repeat(tile / w, h * w), np.repeat(tile / h, h * w)
-    inside = max(1.0 - pi0, 1e-300)
-    cov = np.einsum("n,ni,nj->ij", weight, d, d) / inside
-    cov += np.diag([float(np.sum(weight * cell_m[0] ** 2)), float(np.sum(weight * cell_m[1] ** 2))]) / (12.0 * inside)
+    holds = np.abs(np.asarray(centres_en_m, np.float64) - np.asarray(fix_en_m, np.float64)).max(axis=1) <= tile / 2
+    local = np.repeat(holds if holds.any() else np.ones(k, bool), h * w)
+    weight = (pi[:, None] * tempered(maps, cal.map_temperature)).reshape(-1)
+    cov = _second_moment(d[local], weight[local], cell_m[0][local], cell_m[1][local])
+    if cal.pl_map_temperature != cal.map_temperature:
+        weight = (pi[:, None] * tempered(maps, cal.pl_map_temperature)).reshape(-1)  # sums to 1 - pi0
     pl = protection_level_m(np.hypot(d[:, 0], d[:, 1]) + 0.5 * np.hypot(*cell_m), weight, pi0, alpha)
     return Posterior(cov, pl, float(pi0), pi)
+
+
+def tempered(maps: np.ndarray, temperature: float) -> np.ndarray:
+    """(K, h*w) each map raised to 1 / ``temperature`` and renormalised (in log space: sharp maps stay finite)."""
+    k = maps.shape[0]
+    logm = np.log(np.clip(maps.reshape(k, -1), 1e-300, None)) / temperature
+    logm -= logm.max(axis=1, keepdims=True)
+    m = np.exp(logm)
+    return m / m.sum(axis=1, keepdims=True)
+
+
+def _second_moment(d: np.ndarray, weight: np.ndarray, cell_e_m: np.ndarray, cell_n_m: np.ndarray) -> np.ndarray:
+    """(2, 2) weighted second moment of offsets ``d`` (N, 2) plus each cell's uniform variance (side^2 / 12)."""
+    total = max(float(weight.sum()), 1e-300)
+    cov = np.einsum("n,ni,nj->ij", weight, d, d) / total
+    return cov + np.diag([float(weight @ cell_e_m ** 2), float(weight @ cell_n_m ** 2)]) / (12.0 * total)
 
 
 def protection_level_m(far_m: np.ndarray, weight: np.ndarray, outside: float, alpha: float) -> float:

@@ -11,7 +11,8 @@
    candidate whose map gave the fix - the re-ranker's top-1, or the consensus' choice),
    heading error - and latency (p50/p95 per fix), the covariance check (share of
    true positions inside the 1-sigma and 2-sigma ellipses; 39.3 % and 86.5 % for a calibrated Gaussian), the
-   score check (accuracy of the fixes the node's gate publishes and of those it withholds);
+   integrity (the node's gate: the share it accepts, their coverage, NEES, protection levels and HMI - error above
+   the protection level -, :mod:`unifygeo_ros.localization.integrity`);
 6. a picture of the fixes over the aerial map (``OUT/demo_fixes.png``) and the figures as JSON
    (``OUT/demo_report.json``).
 """
@@ -39,6 +40,7 @@ from unifygeo_ros.index import build as index_build
 from unifygeo_ros.index import store
 from unifygeo_ros.index.portable import recorded_source
 from unifygeo_ros.index.tiles import vigor_tiles
+from unifygeo_ros.localization.integrity import nees, trust_report
 from unifygeo_ros.localization.localizer import Localizer
 from unifygeo_ros.localization.pipeline import PipelineSettings, gate_fix
 from unifygeo_ros.model.handle import load_model
@@ -80,10 +82,10 @@ class DemoReport:
     median_heading_error_deg: float
     inside_1sigma: float
     inside_2sigma: float
-    score_threshold: float
-    share_above_threshold: float
-    recall_5m_above_threshold: float
-    recall_5m_below_threshold: float
+    share_accepted: float  # the node's integrity gate (defaults) lets these out
+    recall_5m_accepted: float
+    recall_5m_withheld: float
+    trust: dict = field(default_factory=dict)  # localization.integrity.TrustReport of the accepted fixes
     latency_ms: dict = field(default_factory=dict)  # stage -> {"p50", "p95"}
     picture: str = ""
     replay: dict = field(default_factory=dict)  # the recorded drive's replay: metrics and where its outputs are
@@ -214,12 +216,11 @@ def summarise(queries: list[DemoQuery], fixes, city: str, tiles: int, checkpoint
         raise DataFormatError("the demo localized no panorama")
     err = np.array([math.hypot(f.east_m - q.true_en[0], f.north_m - q.true_en[1]) for q, f in ok])
     heading_err = np.array([float(geo.angle_diff_deg(f.heading_deg, 0.0)) for _, f in ok])  # north-aligned panos
-    d2 = []
-    for q, f in ok:
-        r = np.array([q.true_en[0] - f.east_m, q.true_en[1] - f.north_m])
-        d2.append(float(r @ np.linalg.solve(np.asarray(f.covariance_en_m2, float), r)))
-    d2 = np.array(d2)
-    above = np.array([not gate_fix(f, settings.min_score)[0] for _, f in ok])
+    err_en = np.array([[f.east_m - q.true_en[0], f.north_m - q.true_en[1]] for q, f in ok])
+    cov = np.array([np.asarray(f.covariance_en_m2, float) for _, f in ok])
+    d2 = nees(err_en, cov)
+    above = np.array([not gate_fix(f, settings.min_score, settings.max_protection_level_m)[0] for _, f in ok])
+    trust = trust_report(err_en, cov, np.array([f.protection_level_m for _, f in ok]), above)
     r1 = np.array([bool(f.candidate_tile_ids) and f.candidate_tile_ids[0] == q.positive for q, f in ok])
     rr1 = np.array([f.tile_id == q.positive for q, f in ok])
     rr1_evidence = np.array([(f.evidence_tile_id or f.tile_id) == q.positive for q, f in ok])
@@ -234,14 +235,22 @@ def summarise(queries: list[DemoQuery], fixes, city: str, tiles: int, checkpoint
         rerank_r1_evidence=float(rr1_evidence.mean()),
         median_heading_error_deg=float(np.median(heading_err)),
         inside_1sigma=float((d2 <= CHI2_1SIGMA).mean()), inside_2sigma=float((d2 <= CHI2_2SIGMA).mean()),
-        score_threshold=settings.min_score, share_above_threshold=float(above.mean()),
-        recall_5m_above_threshold=float(within5[above].mean()) if above.any() else float("nan"),
-        recall_5m_below_threshold=float(within5[~above].mean()) if (~above).any() else float("nan"),
-        latency_ms=latency)
+        share_accepted=float(above.mean()),
+        recall_5m_accepted=float(within5[above].mean()) if above.any() else float("nan"),
+        recall_5m_withheld=float(within5[~above].mean()) if (~above).any() else float("nan"),
+        trust=trust.to_json(), latency_ms=latency)
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{100 * v:.1f} %"
+
+
+def _num(v) -> str:
+    return "-" if v is None else f"{v:.2f}"
 
 
 def format_report(r: DemoReport) -> str:
-    lat = r.latency_ms
+    lat, t = r.latency_ms, r.trust
     lines = [
         f"UnifyGeo demo: {r.queries} panoramas of {r.city} ({r.tiles} aerial tiles), model {r.checkpoint}",
         f"  position    median {r.median_error_m:.2f} m, mean {r.mean_error_m:.2f} m; within 1 m {r.recall_1m:.1%}, "
@@ -250,9 +259,11 @@ def format_report(r: DemoReport) -> str:
         f"({r.rerank_r1_evidence:.1%} for the tile whose map gave the fix, before the tile assignment)",
         f"  heading     median error {r.median_heading_error_deg:.1f} deg",
         f"  covariance  truth inside 1-sigma ellipse {r.inside_1sigma:.1%} (Gaussian: 39.3 %), "
-        f"2-sigma {r.inside_2sigma:.1%} (86.5 %)",
-        f"  score       {r.share_above_threshold:.0%} of fixes >= {r.score_threshold:g}: within 5 m "
-        f"{r.recall_5m_above_threshold:.1%} of those, {r.recall_5m_below_threshold:.1%} of the rest",
+        f"2-sigma {r.inside_2sigma:.1%} (86.5 %), all fixes",
+        f"  integrity   the node's gate accepts {r.share_accepted:.0%} (within 5 m {r.recall_5m_accepted:.1%}; of the "
+        f"withheld {r.recall_5m_withheld:.1%}); accepted: 1-sigma {_pct(t['inside_1sigma'])}, 2-sigma "
+        f"{_pct(t['inside_2sigma'])}, mean NEES {_num(t['nees_mean'])}, median PL {_num(t['protection_level_median_m'])} m,"
+        f" HMI {t['hmi']} ({_pct(t['hmi_rate'])})",
         "  latency     per fix p50 {:.0f} ms, p95 {:.0f} ms  (".format(lat["total"]["p50"], lat["total"]["p95"])
         + ", ".join(f"{k} {v['p50']:.0f}" for k, v in lat.items() if k != "total") + " ms p50)",
     ]

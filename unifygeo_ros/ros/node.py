@@ -112,17 +112,23 @@ class LocalizerNode(Node):
         self.get_logger().info(
             f"ready {self.startup_s:.1f} s after process start (model + index loaded in {st.load_s:.2f} s): "
             f"model {st.model_identity[:12]} from {st.checkpoint}, index {st.index} ({st.index_tiles} tiles), "
-            f"device {st.device}, input {s.input_mode} on {self.inputs[0].topic_name}, min_score {s.min_score:g}")
+            f"device {st.device}, input {s.input_mode} on {self.inputs[0].topic_name}, min_score {s.min_score:g}, "
+            f"max_protection_level_m {s.max_protection_level_m:g}")
 
     def _on_set_parameters(self, params) -> SetParametersResult:
         for p in params:
             if p.name == "min_score":
                 if not isinstance(p.value, float) or not 0.0 <= p.value <= 1.0:
                     return SetParametersResult(successful=False, reason="min_score must be a float within [0, 1]")
+            if p.name == "max_protection_level_m":
+                if not isinstance(p.value, float) or not p.value > 0.0:
+                    return SetParametersResult(successful=False,
+                                               reason="max_protection_level_m must be a positive float (metres, "
+                                                      "or .inf)")
         for p in params:
-            if p.name == "min_score":
-                self.pipeline.min_score = float(p.value)
-                self.get_logger().info(f"min_score set to {p.value:g}")
+            if p.name in ("min_score", "max_protection_level_m"):
+                setattr(self.pipeline, p.name, float(p.value))
+                self.get_logger().info(f"{p.name} set to {p.value:g}")
         return SetParametersResult(successful=True)
 
     # ---- inputs (executor thread: cheap, never blocking) -----------------------------------------------------
@@ -228,7 +234,9 @@ class LocalizerNode(Node):
             **{f"withheld_{r}": snap["withheld_by_reason"].get(r, 0) for r in GATE_REASONS},
             "frames_dropped": self.worker.dropped,
             "fixes_withheld": snap["withheld"],
-            "min_score": self.settings.min_score,
+            "min_score": self.pipeline.min_score,
+            "max_protection_level_m": self.pipeline.max_protection_level_m,
+            "alpha": self.pipeline.localizer.alpha,
             "prior_active": self.pipeline.prior.active if self.pipeline.prior else False,
             "prior_resets": self.pipeline.prior.resets if self.pipeline.prior else 0,
             "last_error": snap["last_error"],
@@ -285,10 +293,11 @@ def diagnostic_level(snap: dict, period_s: float, topic: str) -> tuple[bytes, st
     if snap["received"] == 0:
         return DiagnosticStatus.WARN, f"no images received yet on {topic}"
     if snap["last_status"] == "withheld":
-        return DiagnosticStatus.WARN, (f"fix withheld: last score {snap['last_score']:.2f} below min_score "
-                                       f"({snap['withheld']} withheld so far)")
-    return DiagnosticStatus.OK, (f"localizing: {snap['fix_rate_hz']:.1f} fixes/s, last score "
-                                 f"{snap['last_score']:.2f}, {snap['published']} published")
+        return DiagnosticStatus.WARN, (f"fix withheld: {snap['last_withheld_reason']} ({snap['withheld']} withheld "
+                                       f"so far, availability {snap['availability']:.0%})")
+    return DiagnosticStatus.OK, (f"localizing: {snap['fix_rate_hz']:.1f} fixes/s, last protection level "
+                                 f"{snap['last_protection_level_m']:.1f} m, score {snap['last_score']:.2f}, "
+                                 f"{snap['published']} published (availability {snap['availability']:.0%})")
 
 
 def main(args=None) -> int:

@@ -53,6 +53,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("min_score", _PIPE.min_score,
               "fixes whose score (the model's probability that the tile is right) is below this are withheld and "
               "counted; settable at run time", read_only=False),
+    ParamSpec("max_protection_level_m", _PIPE.max_protection_level_m,
+              "integrity gate: fixes whose protection level (radius holding the truth with probability 1 - alpha "
+              "under the posterior) is larger are withheld and counted; settable at run time", read_only=False),
     ParamSpec("use_prior", _PIPE.prior.enabled, "narrow the search around the previous published fix"),
     ParamSpec("prior.sigma_floor_m", _PIPE.prior.sigma_floor_m, "smallest prior radius (1-sigma), m"),
     ParamSpec("prior.growth_m_per_s", _PIPE.prior.growth_m_per_s,
@@ -100,6 +103,7 @@ class NodeSettings:
     imu_max_age_s: float
     imu_default_yaw_std_deg: float
     min_score: float
+    max_protection_level_m: float
     use_prior: bool
     prior_sigma_floor_m: float
     prior_growth_m_per_s: float
@@ -171,7 +175,7 @@ class NodeSettings:
             heading_source=str(v["heading_source"]),
             imu_panorama_yaw_offset_deg=float(v["imu.panorama_yaw_offset_deg"]),
             imu_max_age_s=positive("imu.max_age_s"), imu_default_yaw_std_deg=positive("imu.default_yaw_std_deg"),
-            min_score=min_score,
+            min_score=min_score, max_protection_level_m=protection_limit(v["max_protection_level_m"]),
             use_prior=bool(v["use_prior"]), prior_sigma_floor_m=positive("prior.sigma_floor_m"),
             prior_growth_m_per_s=positive("prior.growth_m_per_s", True), prior_max_age_s=positive("prior.max_age_s"),
             prior_max_sigma_m=positive("prior.max_sigma_m"), prior_reset_after=max(1, int(v["prior.reset_after"])),
@@ -187,7 +191,20 @@ class NodeSettings:
     def pipeline_settings(self) -> PipelineSettings:
         """The settings of the shared :class:`~unifygeo_ros.localization.pipeline.LocalizationPipeline`."""
         return PipelineSettings(
-            min_score=self.min_score, aspect_tolerance=self.aspect_tolerance,
+            min_score=self.min_score, max_protection_level_m=self.max_protection_level_m,
+            aspect_tolerance=self.aspect_tolerance,
             prior=PriorSettings(enabled=self.use_prior, sigma_floor_m=self.prior_sigma_floor_m,
                                 growth_m_per_s=self.prior_growth_m_per_s, max_age_s=self.prior_max_age_s,
                                 max_sigma_m=self.prior_max_sigma_m, reset_after=self.prior_reset_after))
+
+
+def protection_limit(value) -> float:
+    """``max_protection_level_m``: a positive number of metres, or infinity (``.inf`` in YAML: the gate off)."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        x = math.nan
+    if not x > 0:
+        raise UnifyGeoError(f"parameter max_protection_level_m: must be a positive number of metres (or .inf), got "
+                            f"{value!r}")
+    return x

@@ -36,8 +36,7 @@ import numpy as np
 from unifygeo_ros import geo
 from unifygeo_ros.errors import UnifyGeoError
 from unifygeo_ros.localization.localizer import Localizer
-from unifygeo_ros.localization.pipeline import (Frame, LocalizationPipeline, Outcome, PipelineSettings,
-                                                PriorTracker, build_pipeline)
+from unifygeo_ros.localization.pipeline import Frame, LocalizationPipeline, Outcome, PipelineSettings, build_pipeline
 from unifygeo_ros.rosbag import io as bags
 from unifygeo_ros.rosbag import trajectory
 from unifygeo_ros.rosbag.replay_outputs import index_meta, write_outputs
@@ -61,8 +60,9 @@ def _select(index: int, t_ns: int, last_kept_ns: int | None, every: int, rate_hz
 
 
 def frame_result(out: Outcome, index: int, t_ns: int) -> FrameResult:
-    """One pipeline outcome as a replay row: published -> ``fix``; withheld or failed -> ``no_fix``; bad input ->
-    ``undecodable``. Positions are re-expressed in the replay's frame when scored."""
+    """One pipeline outcome as a replay row: published -> ``fix``; withheld or failed -> ``no_fix`` (a withheld fix
+    keeps its position and protection level, for the Stanford plot); bad input -> ``undecodable``. Positions are
+    re-expressed in the replay's frame when scored."""
     fr = FrameResult(index=index, t_ns=t_ns, status=NO_FIX, note=out.message, reason=out.reason)
     if out.status == "bad_input":
         fr.status = UNDECODABLE
@@ -72,12 +72,13 @@ def frame_result(out: Outcome, index: int, t_ns: int) -> FrameResult:
     fix = out.fix
     fr.latency_ms = out.processing_ms
     fr.score = float(fix.score)
+    fr.protection_level_m = float(fix.protection_level_m)
+    fr.latitude_deg, fr.longitude_deg = float(fix.latitude_deg), float(fix.longitude_deg)  # withheld ones too
+    fr.east_m, fr.north_m = float(fix.east_m), float(fix.north_m)
+    fr.yaw_deg = float(fix.yaw_deg)
+    fr.cov_en_m2 = tuple(float(v) for v in np.asarray(fix.covariance_en_m2, float).reshape(4))
     if out.published:
         fr.status = FIX
-        fr.latitude_deg, fr.longitude_deg = float(fix.latitude_deg), float(fix.longitude_deg)
-        fr.east_m, fr.north_m = float(fix.east_m), float(fix.north_m)
-        fr.yaw_deg = float(fix.yaw_deg)
-        fr.cov_en_m2 = tuple(float(v) for v in np.asarray(fix.covariance_en_m2, float).reshape(4))
     return fr
 
 
@@ -112,7 +113,7 @@ class _GroundTruthReader:
 def _pipeline(cfg: ReplayConfig, localizer: Localizer | None) -> LocalizationPipeline:
     """The node's pipeline: loaded from ``cfg.index`` (as the node loads it), or around a given localizer."""
     if localizer is not None:
-        return LocalizationPipeline(localizer, cfg.pipeline.min_score, PriorTracker(cfg.pipeline.prior))
+        return LocalizationPipeline.from_settings(localizer, cfg.pipeline)
     if not cfg.index:
         raise UnifyGeoError("--index is required (or --live to score the running node)")
     return build_pipeline(cfg.index, cfg.checkpoint, cfg.pipeline, device=cfg.device)
@@ -234,6 +235,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prior", action=argparse.BooleanOptionalAction, default=defaults.prior.enabled,
                         help="the node's tracking prior: the previous published fix narrows the next search "
                              f"(default: on, as the node's use_prior {defaults.prior.enabled})")
+    parser.add_argument("--max-protection-level", type=float, default=defaults.max_protection_level_m,
+                        dest="max_protection_level_m",
+                        help="the node's integrity gate: withhold fixes whose protection level is larger (m, default "
+                             f"{defaults.max_protection_level_m:g}, the node's max_protection_level_m; inf = off)")
     parser.add_argument("--min-score", type=float, default=defaults.min_score,
                         help=f"the node's gate: withhold fixes scoring lower (default {defaults.min_score:g}, the "
                              "node's min_score)")
@@ -261,6 +266,7 @@ def run(args: argparse.Namespace) -> int:
                        gt_topic=args.gt_topic, checkpoint=args.checkpoint, every=args.every, rate_hz=args.rate_hz,
                        gt_frame_origin=args.gt_frame_origin, live=args.live,
                        pipeline=dataclasses.replace(PipelineSettings(), min_score=args.min_score,
+                                                    max_protection_level_m=args.max_protection_level_m,
                                                     prior=dataclasses.replace(PipelineSettings().prior,
                                                                               enabled=args.prior)),
                        max_gap_s=args.max_gap_s, device=args.device, map_dir=args.map_dir, plots=args.plots,
@@ -272,6 +278,11 @@ def run(args: argparse.Namespace) -> int:
           f"without GT {rep.frames_without_gt}")
     print(f"position error: mean {f(pe['mean_m'], 'm')}, median {f(pe['median_m'], 'm')}, RMSE {f(pe['rmse_m'], 'm')}"
           f"; heading median {f(rep.heading_error['median_deg'], 'deg')}; latency p50 {f(rep.latency['p50_ms'], 'ms')}")
+    t = rep.trust
+    if t.get("accepted"):
+        print(f"trust: availability {100 * t['availability']:.1f} %, truth inside 1/2-sigma {100 * t['inside_1sigma']:.1f}"
+              f" / {100 * t['inside_2sigma']:.1f} %, NEES mean {t['nees_mean']:.2f}, HMI {t['hmi']} "
+              f"(error > protection level), withheld {rep.withheld_by_reason}")
     for w in rep.warnings:
         print(f"warning: {w}")
     print(f"outputs in {args.out}")

@@ -15,7 +15,7 @@ from unifygeo_ros.errors import UnifyGeoError
 from unifygeo_ros.index import store
 from unifygeo_ros.index.portable import recorded_source
 from unifygeo_ros.index.tiles import vigor_tiles
-from unifygeo_ros.plots import plot_error_cdf, plt  # pyplot with the Agg backend, set up once there
+from unifygeo_ros.plots import plot_error_cdf, plot_reliability, plot_stanford, plt  # pyplot: Agg, set up there
 from unifygeo_ros.rosbag import trajectory
 from unifygeo_ros.rosbag.replay_scoring import ScoredPairs
 from unifygeo_ros.rosbag.replay_types import FIX, FrameResult, GroundTruth, ReplayConfig, ReplayReport
@@ -44,7 +44,7 @@ def write_outputs(out: Path, frames: list[FrameResult], gt: GroundTruth, origin:
         w = csv.writer(fh)
         w.writerow(["index", "t_s", "status", "latitude_deg", "longitude_deg", "east_m", "north_m", "yaw_deg",
                     "gt_east_m", "gt_north_m", "gt_yaw_deg", "error_m", "heading_error_deg", "cov_ee_m2",
-                    "cov_en_m2", "cov_nn_m2", "score", "latency_ms", "note"])
+                    "cov_en_m2", "cov_nn_m2", "score", "protection_level_m", "latency_ms", "note"])
         for f in frames:
             e, i = err_by_frame.get(id(f), (math.nan, None))
             ge = gn = gy = he = math.nan
@@ -54,9 +54,10 @@ def write_outputs(out: Path, frames: list[FrameResult], gt: GroundTruth, origin:
             w.writerow([f.index, trajectory.format_tum_time(f.t_ns), f.status, _fmt(f.latitude_deg, 9),
                         _fmt(f.longitude_deg, 9), _fmt(f.east_m), _fmt(f.north_m), _fmt(f.yaw_deg), _fmt(ge),
                         _fmt(gn), _fmt(gy), _fmt(e), _fmt(he), _fmt(f.cov_en_m2[0]), _fmt(f.cov_en_m2[1]),
-                        _fmt(f.cov_en_m2[3]), _fmt(f.score), _fmt(f.latency_ms, 2), f.note])
+                        _fmt(f.cov_en_m2[3]), _fmt(f.score), _fmt(f.protection_level_m, 2), _fmt(f.latency_ms, 2),
+                        f.note])
     if cfg.plots:
-        save_plots(out, frames, pairs, origin, cfg, report.warnings)
+        save_plots(out, frames, pairs, origin, cfg, report)
 
 
 def _fmt(v: float, digits: int = 4) -> str:
@@ -109,12 +110,18 @@ def _draw_map(ax, tiles, origin: geo.LocalENU, bbox: tuple[float, float, float, 
 
 
 def save_plots(out: Path, frames: list[FrameResult], pairs: ScoredPairs, origin: geo.LocalENU, cfg: ReplayConfig,
-               warnings: list[str]) -> list[Path]:
-    """trajectory.png, error_over_time.png, error_cdf.png."""
+               report: ReplayReport) -> list[Path]:
+    """trajectory.png, error_over_time.png, error_cdf.png, reliability.png, stanford.png."""
+    warnings = report.warnings
+    err, pl, published = pairs.integrity
     return [_plot_trajectory(out / "trajectory.png", frames, pairs, origin, cfg, warnings),
             _plot_error_over_time(out / "error_over_time.png", frames, pairs),
             plot_error_cdf({"replay": pairs.errors_m}, out / "error_cdf.png",
-                           title=f"Error CDF: {Path(cfg.bag).name}")]
+                           title=f"Error CDF: {Path(cfg.bag).name}"),
+            plot_reliability({"published fixes": report.trust.get("reliability", {})}, out / "reliability.png",
+                             title=f"Covariance reliability: {Path(cfg.bag).name}"),
+            plot_stanford(err, pl, published, out / "stanford.png", cfg.pipeline.max_protection_level_m,
+                          title=f"Stanford plot: {Path(cfg.bag).name}")]
 
 
 def _save(fig, path: Path) -> Path:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from unifygeo_ros import geo
+from unifygeo_ros.localization.integrity import finite_or_none, trust_report
 from unifygeo_ros.rosbag import trajectory
 from unifygeo_ros.rosbag.replay_types import (DROPPED, FIX, GT_GEOGRAPHIC, NO_FIX, UNDECODABLE, FrameResult,
                                               GroundTruth, ReplayConfig, ReplayReport)
@@ -22,6 +23,8 @@ class ScoredPairs:
     scored: list[int]
     errors_m: np.ndarray
     gt: trajectory.Trajectory
+    #: every frame with a fix, published or withheld, that has GT: error (m), protection level (m), published
+    integrity: tuple[np.ndarray, np.ndarray, np.ndarray] = (np.zeros(0), np.zeros(0), np.zeros(0, bool))
 
 
 def score_frames(frames: list[FrameResult], gt: GroundTruth, origin: geo.LocalENU, cfg: ReplayConfig,
@@ -52,8 +55,11 @@ def score_frames(frames: list[FrameResult], gt: GroundTruth, origin: geo.LocalEN
     no_gt = len(fixes) - len(scored)
     if no_gt:
         warnings.append(f"{no_gt} fixes without GT within {cfg.max_gap_s:g} s (counted, not scored)")
+    pl = np.array([fixes[i].protection_level_m for i in scored], dtype=np.float64)
+    trust = trust_report(err_en, cov, pl, np.ones(len(scored), bool), frames=len(frames))
+    trust.availability = (len(fixes) / len(frames)) if frames else 0.0  # published / frames, GT or not
     report = ReplayReport(
-        count=len(scored), frames=len(frames),
+        count=len(scored), frames=len(frames), trust=trust.to_json(),
         frames_without_fix=(without_fix / len(frames)) if frames else 0.0,
         frames_without_fix_count=without_fix, frames_without_gt=no_gt, status_counts=status_counts,
         withheld_by_reason=dict(collections.Counter(f.reason for f in frames if f.reason)),
@@ -67,10 +73,23 @@ def score_frames(frames: list[FrameResult], gt: GroundTruth, origin: geo.LocalEN
             "gt_frame": ("WGS84" if gt_type in GT_GEOGRAPHIC else
                          f"local ENU-aligned frame with origin {cfg.gt_frame_origin or 'at the index origin'}"),
             "origin": {"lat_deg": origin.lat0_deg, "lon_deg": origin.lon0_deg},
-            "every": cfg.every, "rate_hz": cfg.rate_hz, "pipeline": dataclasses.asdict(cfg.pipeline), "live": cfg.live,
+            "every": cfg.every, "rate_hz": cfg.rate_hz, "pipeline": finite_or_none(dataclasses.asdict(cfg.pipeline)), "live": cfg.live,
             "max_gap_s": cfg.max_gap_s, "gt_samples": len(gt_traj),
             "gt_has_orientation": bool(np.any(np.isfinite(gt_traj.yaw_deg))),
         },
         warnings=warnings,
     )
-    return report, ScoredPairs(fixes, assoc, scored, errors, gt_traj)
+    return report, ScoredPairs(fixes, assoc, scored, errors, gt_traj, _integrity_points(frames, gt_traj, origin, cfg))
+
+
+def _integrity_points(frames: list[FrameResult], gt_traj, origin: geo.LocalENU, cfg: ReplayConfig):
+    """(errors m, protection levels m, published) of every frame with a fix - published or withheld - and GT."""
+    with_fix = [f for f in frames if np.isfinite(f.latitude_deg) and np.isfinite(f.protection_level_m)]
+    if not with_fix:
+        return np.zeros(0), np.zeros(0), np.zeros(0, bool)
+    e, n = origin.to_en(np.array([f.latitude_deg for f in with_fix]), np.array([f.longitude_deg for f in with_fix]))
+    assoc = trajectory.associate(gt_traj, [f.t_ns for f in with_fix], cfg.max_gap_s)
+    ok = np.asarray(assoc.valid, bool)
+    err = np.hypot(np.atleast_1d(e) - assoc.east_m, np.atleast_1d(n) - assoc.north_m)[ok]
+    return (err, np.array([f.protection_level_m for f in with_fix])[ok],
+            np.array([f.status == FIX for f in with_fix])[ok])

@@ -38,6 +38,7 @@ class FrameResult:
     cov_en_m2: tuple[float, float, float, float] = (math.nan,) * 4  # row-major 2x2
     score: float = math.nan
     latency_ms: float = math.nan
+    protection_level_m: float = math.nan  # the fix's (published or withheld); NaN without one or in --live
     note: str = ""
     reason: str = ""  # why a fix was withheld (no_fix): localization.pipeline.GATE_REASONS
 
@@ -62,6 +63,7 @@ class ReplayReport:
     latency: dict  # trajectory.latency_stats
     config: dict
     withheld_by_reason: dict = field(default_factory=dict)  # GATE_REASONS key -> frames (in-process replay)
+    trust: dict = field(default_factory=dict)  # localization.integrity.TrustReport: published fixes vs frames
     warnings: list[str] = field(default_factory=list)
 
     # flat aliases of the headline numbers

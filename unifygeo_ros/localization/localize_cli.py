@@ -1,0 +1,72 @@
+"""``unifygeo localize``: one fix per panorama, printed or as JSON, with the node's integrity gate applied.
+
+Each JSON object is :meth:`Fix.to_json <unifygeo_ros.localization.fix.Fix.to_json>` plus ``accepted`` (the node's
+gate, :func:`~unifygeo_ros.localization.pipeline.gate_fix`, with the node's default parameters), ``withheld_reason``
+and ``withheld_message`` ("" when accepted). ``heading_deg`` there is the ENU yaw (0 = east); ``compass_heading_deg``
+the compass heading.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from unifygeo_ros.errors import ImageError, UnifyGeoError
+from unifygeo_ros.image.preprocess import load_image
+from unifygeo_ros.localization.fix import Fix, Prior
+from unifygeo_ros.localization.localizer import Localizer
+from unifygeo_ros.localization.pipeline import PipelineSettings, gate_fix
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="equirectangular panoramas (JPEG/PNG)")
+    parser.add_argument("--index", required=True, metavar="DIR", help="aerial index folder (unifygeo index build)")
+    parser.add_argument("--checkpoint", default=None, help="model checkpoint (default: the one the index records)")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--prior", default=None, metavar="E,N,SIGMA",
+                        help="position prior in the index's ENU frame: east_m,north_m,sigma_m")
+    parser.add_argument("--heading", type=float, default=None, metavar="DEG",
+                        help="compass heading of the panoramas' centre column (0 = north, clockwise), for models "
+                             "trained with known orientation; omitted: the panoramas are north-aligned")
+    parser.add_argument("--json", action="store_true", help="one JSON object per image (a JSON list)")
+
+
+def _format_fix(name: str, fix: Fix) -> str:
+    se, sn = fix.std_en_m
+    return (f"{name}: lat {fix.latitude_deg:.7f} lon {fix.longitude_deg:.7f}  "
+            f"E {fix.east_m:.2f} N {fix.north_m:.2f} m (+-{se:.1f}/{sn:.1f} m)  "
+            f"heading {fix.heading_deg:.1f} deg (yaw {fix.yaw_deg:.1f}, +-{fix.heading_std_deg:.0f})  "
+            f"score {fix.score:.2f}  PL {fix.protection_level_m:.1f} m  tile {fix.tile_id} "
+            f"(rank {fix.tile_rank_before_rerank}->1)"
+            + ("  prior" if fix.used_prior else "  prior rejected" if fix.prior_rejected else "")
+            + f"  {fix.timings_ms['total']:.0f} ms")
+
+
+def run(args: argparse.Namespace) -> int:
+    prior = None
+    if args.prior:
+        try:
+            e, n, s = (float(v) for v in args.prior.split(","))
+            prior = Prior(e, n, s)
+        except ValueError:
+            raise UnifyGeoError(f"--prior must be east_m,north_m,sigma_m with sigma_m > 0, got {args.prior!r}") from None
+    settings = PipelineSettings()  # the node's gate with its default parameters
+    loc = Localizer.from_paths(args.index, args.checkpoint, device=args.device,
+                               aspect_tolerance=settings.aspect_tolerance)
+    results, failed = [], 0
+    for path in args.images:
+        try:
+            fix = loc.localize(load_image(path), prior, heading_deg=args.heading)
+        except ImageError as exc:
+            failed += 1
+            print(f"unifygeo localize: error: {exc}", file=sys.stderr)
+            results.append({"image": path, "error": str(exc)})
+            continue
+        reason, message = gate_fix(fix, settings.min_score, settings.max_protection_level_m)
+        results.append({**fix.to_json(path), "accepted": not reason, "withheld_reason": reason,
+                        "withheld_message": message})
+        if not args.json:
+            print(_format_fix(path, fix) + ("" if not reason else f"  WITHHELD: {message}"))
+    if args.json:
+        print(json.dumps(results, indent=1))
+    return 1 if failed else 0
