@@ -58,7 +58,7 @@ Defaults, and why (1-sigma values):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -70,6 +70,15 @@ UNMEASURED_VARIANCE = 1e6
 GRAVITY_MPS2 = 9.80665
 #: child seeds of the sensor seed (np.random.SeedSequence.spawn): odometry, IMU
 _ODOM_STREAM, _IMU_STREAM = 0, 1
+
+
+def _validate_noise(settings, what: str) -> None:
+    """A positive ``rate_hz`` and every other field of a noise dataclass finite and >= 0 (one clear error each)."""
+    _check(math.isfinite(settings.rate_hz) and settings.rate_hz > 0,
+           f"{what} rate must be positive, got {settings.rate_hz}")
+    for f in fields(settings):
+        v = getattr(settings, f.name)
+        _check(math.isfinite(v) and v >= 0, f"{what} {f.name} must be finite and >= 0, got {v}")
 
 
 @dataclass(frozen=True)
@@ -86,11 +95,7 @@ class WheelOdomNoise:
     lateral_speed_std_mps: float = 0.05
 
     def validate(self) -> None:
-        _check(math.isfinite(self.rate_hz) and self.rate_hz > 0, f"odometry rate must be positive, got {self.rate_hz}")
-        for name in ("speed_noise_frac", "speed_noise_floor_mps", "yaw_rate_noise_dps", "speed_scale_bias_frac",
-                     "yaw_rate_bias_dps", "lateral_speed_std_mps"):
-            v = getattr(self, name)
-            _check(math.isfinite(v) and v >= 0, f"odometry {name} must be finite and >= 0, got {v}")
+        _validate_noise(self, "odometry")
 
     def speed_var(self, speed_mps: np.ndarray) -> np.ndarray:
         """Mean square error (m/s)^2 of a speed sample reading ``speed_mps``: white noise + scale bias."""
@@ -117,11 +122,7 @@ class ImuNoise:
     tilt_std_deg: float = 0.5
 
     def validate(self) -> None:
-        _check(math.isfinite(self.rate_hz) and self.rate_hz > 0, f"IMU rate must be positive, got {self.rate_hz}")
-        for name in ("yaw_noise_deg", "yaw_bias_init_deg", "yaw_bias_walk_deg_per_sqrt_s", "gyro_noise_dps",
-                     "accel_noise_mps2", "tilt_std_deg"):
-            v = getattr(self, name)
-            _check(math.isfinite(v) and v >= 0, f"IMU {name} must be finite and >= 0, got {v}")
+        _validate_noise(self, "IMU")
 
     def yaw_var_rad2(self, t_s: np.ndarray) -> np.ndarray:
         """Mean square yaw error (rad^2) at ``t_s`` seconds since the start: white + initial bias + walk."""
