@@ -116,3 +116,30 @@ def test_calibration_round_trips_with_every_field(tmp_path):
                       min_descriptor_cosine=0.45, fitted_on="x")
     save_calibration(tmp_path, cal)
     assert load_calibration(tmp_path) == cal
+
+
+def test_calibrate_command_fits_and_writes_beside_the_checkpoint(vigor_city, micro_checkpoint, tmp_path, capsys):
+    """``unifygeo calibrate`` on a tiny city: collects every panorama, fits, prints the trust table, writes the JSON
+    report and (--write) calibration.json beside a copy of the checkpoint, where the Localizer then finds it."""
+    import json
+    import shutil
+
+    from unifygeo_ros import cli
+    from unifygeo_ros.localization.posterior import CALIBRATION_FILE, load_calibration
+
+    city_dir, _ = vigor_city
+    ckpt = shutil.copytree(micro_checkpoint, tmp_path / "ckpt")
+    rc = cli.main(["calibrate", "--checkpoint", str(ckpt), "--data", str(city_dir.parent), "--cities", city_dir.name,
+                   "--work", str(tmp_path / "work"), "--json", str(tmp_path / "cal.json"), "--write",
+                   "--device", "cpu"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    report = json.loads((tmp_path / "cal.json").read_text())
+    n = len(list((city_dir / "panorama").iterdir()))
+    assert report["queries"] == n and "max PL m" in out and (ckpt / CALIBRATION_FILE).is_file()
+    cal = load_calibration(ckpt)
+    assert cal.to_json() == report["calibration"] and cal.fitted_on.startswith(f"{n} panoramas")
+    assert report["reports"]["calibrated"]["inf"]["frames"] == n
+    assert cli.main(["calibrate", "--checkpoint", str(ckpt), "--data", str(city_dir.parent), "--cities", "Nowhere",
+                     "--device", "cpu"]) == 1
+    assert "no VIGOR-layout city Nowhere" in capsys.readouterr().err
