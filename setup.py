@@ -40,7 +40,7 @@ setup(
     ],
     extras_require={
         "ml": ["torch", "torchvision", "timm", "faiss-cpu"],
-        "bags": ["rosbags", "evo"],
+        "bags": ["rosbags", "evo", "filterpy"],
         "ortho": ["rasterio", "pyproj"],
         "test": ["pytest", "pytest-timeout", "pyproj", "geographiclib", "psutil"],
     },

@@ -10,6 +10,9 @@ Stage: bag (rosbag2, sqlite3 or MCAP, read through rosbags, no ROS) + aerial ind
   reports the same RMSE / mean / median as ``metrics.json``;
 * ``trajectory.png`` (GT and estimates over the aerial map, estimates coloured by error), ``error_over_time.png``,
   ``error_cdf.png``.
+* with ``--fuse``: odometry, IMU yaw and the published fixes fused as robot_localization's map EKF would
+  (:mod:`unifygeo_ros.rosbag.fusion`): ``metrics.json`` ``fusion``, ``fused.tum``, ``fused_groundtruth.tum``,
+  ``fusion.png``.
 
 In-process, every image goes through the node's own pipeline object
 (:class:`~unifygeo_ros.localization.pipeline.LocalizationPipeline`: the same decoder, the one panorama check, the
@@ -39,6 +42,8 @@ from unifygeo_ros.localization.localizer import Localizer
 from unifygeo_ros.localization.pipeline import Frame, LocalizationPipeline, Outcome, PipelineSettings, build_pipeline
 from unifygeo_ros.rosbag import io as bags
 from unifygeo_ros.rosbag import trajectory
+from unifygeo_ros.rosbag.fusion import FusionConfig, SensorCollector, run_fusion
+from unifygeo_ros.rosbag.fusion_outputs import write_fusion_outputs
 from unifygeo_ros.rosbag.replay_outputs import index_meta, write_outputs
 from unifygeo_ros.rosbag.replay_scoring import score_frames
 from unifygeo_ros.rosbag.replay_types import (FIX, GT_LOCAL, GT_TYPES, NO_FIX, UNDECODABLE, FrameResult,
@@ -160,11 +165,15 @@ def replay(cfg: ReplayConfig, localizer: Localizer | None = None,
         pipeline = None if cfg.live else _pipeline(cfg, localizer)
         origin = _output_origin(cfg, pipeline, origin)
         gt = _GroundTruthReader(cfg, gt_type, origin, warnings)
+        sensors = SensorCollector(reader, cfg.fusion, cfg.gt_topic) if cfg.fusion else None  # --fuse
+        conns = img_conns + gt_conns + (sensors.connections if sensors is not None else [])
         index, last_kept = -1, None
         try:
-            for conn, log_ns, msg in bags.iter_messages(reader, img_conns + gt_conns, warnings):
+            for conn, log_ns, msg in bags.iter_messages(reader, conns, warnings):
                 if conn.msgtype in GT_TYPES and conn.topic == cfg.gt_topic:
                     gt.add(msg, log_ns)
+                    continue
+                if sensors is not None and sensors.add(conn, msg, log_ns):
                     continue
                 index += 1
                 t = _stamp_or_log_time(msg, log_ns)
@@ -183,7 +192,12 @@ def replay(cfg: ReplayConfig, localizer: Localizer | None = None,
             warnings.extend(live.warnings)
     origin = _finish_warnings(cfg, gt.gt, frames, origin, warnings)
     report, pairs = score_frames(frames, gt.gt, origin, cfg, gt_type, image_type, warnings)
+    fused = run_fusion(sensors, frames, pairs.gt, cfg.fusion, cfg.max_gap_s, warnings) if sensors else None
+    if fused is not None:
+        report.fusion = fused.report
     write_outputs(out, frames, gt.gt, origin, report, pairs, cfg)
+    if fused is not None:
+        write_fusion_outputs(out, fused, Path(cfg.bag).name, cfg.plots)
     return report
 
 
@@ -255,6 +269,18 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                                                       "(default: the index's tile source when it is a folder)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     parser.add_argument("--no-plots", dest="plots", action="store_false", help="skip the PNG plots")
+    fu = parser.add_argument_group("fusion (docs/REPLAY.md, 'Fusion (--fuse)')")
+    fu.add_argument("--fuse", action="store_true",
+                    help="also fuse wheel odometry, IMU yaw and the published fixes in robot_localization's map EKF "
+                         "(settings from --ekf-config) and score the fused trajectory (metrics.json 'fusion', "
+                         "fused.tum, fusion.png)")
+    fu.add_argument("--ekf-config", help="robot_localization parameter file whose ekf_filter_node_map section is "
+                                         "used (default: the installed config/robot_localization/ekf.yaml)")
+    fu.add_argument("--odom-topic", help="nav_msgs/Odometry wheel odometry (default: the one not under /gt/)")
+    fu.add_argument("--imu-topic", help="sensor_msgs/Imu (default: the one in the bag, if any)")
+    fu.add_argument("--fuse-imu-yaw", action=argparse.BooleanOptionalAction, default=None,
+                    help="fuse the IMU's absolute yaw (default: when the EKF config fuses an absolute yaw and the "
+                         "bag has an IMU; the fixes' yaw is not fused)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -270,7 +296,10 @@ def run(args: argparse.Namespace) -> int:
                                                     prior=dataclasses.replace(PipelineSettings().prior,
                                                                               enabled=args.prior)),
                        max_gap_s=args.max_gap_s, device=args.device, map_dir=args.map_dir, plots=args.plots,
-                       node_input=args.node_input, node_output=args.node_output, live_timeout_s=args.live_timeout_s)
+                       node_input=args.node_input, node_output=args.node_output, live_timeout_s=args.live_timeout_s,
+                       fusion=(FusionConfig(ekf_yaml=args.ekf_config, odom_topic=args.odom_topic,
+                                            imu_topic=args.imu_topic, imu_yaw=args.fuse_imu_yaw)
+                               if args.fuse else None))
     rep = replay(cfg)
     pe = rep.position_error
     f = (lambda v, u: "n/a" if v is None else f"{v:.2f} {u}")
@@ -283,6 +312,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"trust: availability {100 * t['availability']:.1f} %, truth inside 1/2-sigma {100 * t['inside_1sigma']:.1f}"
               f" / {100 * t['inside_2sigma']:.1f} %, NEES mean {t['nees_mean']:.2f}, HMI {t['hmi']} "
               f"(error > protection level), withheld {rep.withheld_by_reason}")
+    fz = rep.fusion
+    if fz:
+        print(f"fused: {fz['count']} poses scored, APE RMSE {f(fz['ape']['rmse_m'], 'm')}, max "
+              f"{f(fz['ape']['max_m'], 'm')}, NEES mean {f(fz['nees']['mean'], '(2: consistent)')}, largest jump "
+              f"{fz['largest_jump_m']:.2f} m, fixes fused {fz['fixes_fused']} / rejected {fz['fixes_rejected']}, "
+              f"availability {100 * fz['availability']:.1f} %")
     for w in rep.warnings:
         print(f"warning: {w}")
     print(f"outputs in {args.out}")

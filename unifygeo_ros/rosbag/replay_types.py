@@ -12,6 +12,7 @@ from unifygeo_ros.errors import UnifyGeoError
 from unifygeo_ros.localization.pipeline import PipelineSettings
 from unifygeo_ros.rosbag import io as bags
 from unifygeo_ros.rosbag import trajectory
+from unifygeo_ros.rosbag.fusion import FusionConfig
 
 #: GT message types and how their positions are expressed.
 GT_GEOGRAPHIC = (bags.NAVSATFIX, bags.GEOPOSE_STAMPED, bags.GEOPOSE_COV_STAMPED)
@@ -64,6 +65,7 @@ class ReplayReport:
     config: dict
     withheld_by_reason: dict = field(default_factory=dict)  # GATE_REASONS key -> frames (in-process replay)
     trust: dict = field(default_factory=dict)  # localization.integrity.TrustReport: published fixes vs frames
+    fusion: dict | None = None  # --fuse: rosbag.fusion's figures of the fused trajectory (None without --fuse)
     warnings: list[str] = field(default_factory=list)
 
     # flat aliases of the headline numbers
@@ -144,3 +146,4 @@ class ReplayConfig:
     node_input: str | None = None  # --live: default image / image/compressed
     node_output: str = "geopose_with_covariance"  # --live
     live_timeout_s: float = 5.0
+    fusion: FusionConfig | None = None  # --fuse: odometry + IMU + fixes in robot_localization's map EKF
