@@ -45,7 +45,8 @@ not its ``heading_std_deg``, and with a known-orientation model (the demo's) tha
 (north), not a measurement - the case where docs/FUSION.md says to set the pose0 yaw entry false and let the IMU's
 absolute yaw in. So the fixes are fused as x, y only, and the IMU's yaw is fused when the yaml fuses an absolute
 yaw at all (``imu0_config`` or ``pose0_config`` yaw true) and the bag has an IMU topic; ``--no-fuse-imu-yaw`` /
-``--fuse-imu-yaw`` override. The IMU's angular velocity (``imu0_config`` vyaw) is not fused: the yaw rate is the
+``--fuse-imu-yaw`` override. Without any absolute yaw the EKF starts at yaw 0 with sigma 180 deg and usually
+diverges (a warning says so). The IMU's angular velocity (``imu0_config`` vyaw) is not fused: the yaw rate is the
 odometry's control input here.
 
 **Start.** The filter starts at the first accepted fix, exactly as robot_localization's map filter meets it:
@@ -632,7 +633,9 @@ def run_fusion(sensors: SensorCollector, frames: list, gt: trajectory.Trajectory
     if imu_yaw and not sensors.yaws:
         warnings.append(f"--fuse: {sensors.imu_topic} has no usable orientation: no absolute yaw is fused")
     if not imu_yaw:
-        warnings.append("--fuse: no absolute yaw source: the yaw is learned from the fixes through the motion")
+        warnings.append("--fuse: no absolute yaw source: the yaw must be learned from the fixes through the motion, "
+                        "from yaw 0 with sigma 180 deg; the EKF diverges unless the drive starts near east "
+                        "(docs/REPLAY.md, 'Fusion (--fuse)')")
     if sensors.skipped:
         warnings.append(f"--fuse: {sensors.skipped} odometry/IMU messages with non-finite values skipped")
     fixes = [PositionFix(f.t_ns, float(f.east_m), float(f.north_m), np.asarray(f.cov_en_m2, float).reshape(2, 2))
