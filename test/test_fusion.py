@@ -178,6 +178,16 @@ def test_frames_before_the_first_fix_are_not_fused():
     assert np.isnan(track.east_m[:10]).all()
 
 
+def test_a_first_fix_beyond_the_initial_covariance_gate_does_not_start_the_filter():
+    """The filter starts at the map origin with sigma 1e4 m: a fix 50 km away fails the 4.03-sigma gate (as in
+    robot_localization), is counted as before the start, and the next fix within reach starts the filter."""
+    f = PlanarFusion(load_ekf_params(EKF_YAML), imu_yaw=False)
+    assert f.fix(PositionFix(T0, 50_000.0, 0.0, np.eye(2))) == "before_start" and not f.started
+    assert f.fix(PositionFix(T0 + 500_000_000, 30_000.0, 0.0, np.eye(2))) == "started"
+    assert f.pose()[0] == pytest.approx(30_000.0, abs=0.01)
+    assert (f.fixes_before_start, f.fixes_fused, f.fixes_rejected) == (1, 1, 0)
+
+
 def test_odometry_alone_after_the_first_fix_drifts():
     """Only the first fix (then odometry and IMU yaw): the error grows with the distance driven, and the
     filter's covariance grows with it."""

@@ -466,7 +466,8 @@ class PlanarFusion:
             self.yaws_rejected += 1
 
     def fix(self, f: PositionFix) -> str:
-        """Fuse one accepted fix: ``"started"`` (the first one), ``"fused"`` or ``"rejected"`` (by the gate)."""
+        """Fuse one accepted fix: ``"started"`` (the first one), ``"fused"``, ``"rejected"`` (by the gate) or
+        ``"before_start"`` (a would-be first fix rejected by the gate of the initial covariance)."""
         z = np.array([[f.east_m], [f.north_m]])
         R = 0.5 * (np.asarray(f.cov_m2, float) + np.asarray(f.cov_m2, float).T)
         R = R + np.diag([MIN_VARIANCE if R[i, i] <= 0 else 0.0 for i in range(2)])
@@ -477,10 +478,10 @@ class PlanarFusion:
             self.ekf, self.t_ns = ekf, f.t_ns
             ok, _ = self._gated_update(z, position_jacobian, position_hx, R, self.params.pose_rejection_threshold,
                                        np.subtract, f.t_ns, record_jump=False)
-            if not ok:  # a fix beyond the gate of the initial covariance: not started
+            if not ok:  # a fix beyond the gate of the initial covariance (~40 km from the origin): not started
                 self.ekf, self.t_ns = None, None
-                self.fixes_rejected += 1
-                return "rejected"
+                self.fixes_before_start += 1
+                return "before_start"
             self.fixes_fused += 1
             y = self.last_yaw
             if self.use_imu_yaw and y is not None and (f.t_ns - y.t_ns) * 1e-9 <= max(self.params.history_length_s,
@@ -533,7 +534,7 @@ class FusedTrack:
     yaw_rad: np.ndarray
     cov_m2: np.ndarray  # (F, 2, 2)
     fixes: list[PositionFix] = field(default_factory=list)
-    fix_status: list[str] = field(default_factory=list)  # started | fused | rejected | (none before the start)
+    fix_status: list[str] = field(default_factory=list)  # started | fused | rejected | before_start
     jumps: list[tuple[int, float]] = field(default_factory=list)
     fixes_fused: int = 0
     fixes_rejected: int = 0
@@ -603,7 +604,7 @@ def score_track(track: FusedTrack, gt: trajectory.Trajectory, max_gap_s: float) 
         "largest_jump_m": float(max(jumps)) if jumps else 0.0,
         "largest_error_change_m": float(step.max()) if step.size else None,
         "fixes_fused": track.fixes_fused, "fixes_rejected": track.fixes_rejected,
-        "fixes_before_start": int(sum(1 for s in track.fix_status if s == "")),
+        "fixes_before_start": int(sum(1 for s in track.fix_status if s == "before_start")),
         "imu_yaws_fused": track.yaws_fused, "imu_yaws_rejected": track.yaws_rejected,
     }
     return fig, err_en

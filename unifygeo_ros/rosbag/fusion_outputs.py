@@ -42,7 +42,8 @@ def plot_fusion(path: Path, res: FusionResult, title: str = "") -> Path:
     for status, style, label in (("fused", dict(marker=".", color="tab:green", s=14), "fix fused"),
                                  ("started", dict(marker="*", color="tab:green", s=90), "first fix (start)"),
                                  ("rejected", dict(marker="x", color="tab:red", s=30), "fix rejected (gate)"),
-                                 ("", dict(marker=".", color="0.6", s=10), "fix before the start")):
+                                 ("before_start", dict(marker="x", color="0.5", s=20),
+                                  "fix rejected before the start")):
         pts = [(f.east_m, f.north_m) for f, s in zip(tr.fixes, tr.fix_status) if s == status]
         if pts:
             ax.scatter(*np.array(pts).T, zorder=4, label=f"{label} ({len(pts)})", **style)
