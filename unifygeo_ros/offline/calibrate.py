@@ -8,12 +8,12 @@ Stages (plain functions):
    tiles (cached features, built into ``--work``), every panorama localized by the Localizer with its evidence kept
    (the K candidates' maps and scores: :class:`~unifygeo_ros.localization.fix.QueryEvidence`) and its true position
    (from the file name, VIGOR's convention);
-2. :func:`fit` - the :class:`~unifygeo_ros.localization.posterior.Calibration`: the map temperature that makes the
-   published covariance (the fix's mode) consistent on the fixes that are in the right mode (error under half a
-   tile: 1- and 2-sigma coverage closest to a Gaussian's 39.3 / 86.5 %), then the score temperature, the "none
+2. :func:`fit` - the :class:`~unifygeo_ros.localization.posterior.Calibration`: the score temperature, the "none
    of the K" logit and the protection level's map temperature that maximise the mean log-likelihood of the true positions under the whole posterior (a proper
-   scoring rule; the outside mass spread uniformly over the city's tiled area), and the out-of-distribution floor of
-   the descriptor cosine (a low quantile of the calibration panoramas', minus a margin);
+   scoring rule; the outside mass spread uniformly over the city's tiled area); then the map temperature that makes
+   the published covariance (the fix's mode) consistent where it is published - on the fixes the gate
+   (``max_protection_level_m``) accepts: 1- and 2-sigma coverage closest to a Gaussian's 39.3 / 86.5 %; and the
+   out-of-distribution floor of the descriptor cosine (a low quantile of the calibration panoramas', minus a margin);
 3. :func:`evaluate_calibration` - coverage, NEES, protection levels, HMI and availability
    (:mod:`~unifygeo_ros.localization.integrity`) for a list of protection-level limits, so the gate's default can be
    chosen by measurement; with ``--write`` the calibration is stored beside the checkpoint (``calibration.json``),
@@ -43,6 +43,7 @@ from unifygeo_ros.index.tiles import vigor_tiles
 from unifygeo_ros.localization.fix import QueryEvidence
 from unifygeo_ros.localization.integrity import EXPECTED_COVERAGE, TrustReport, nees, trust_report
 from unifygeo_ros.localization.localizer import Localizer
+from unifygeo_ros.localization.pipeline import PipelineSettings
 from unifygeo_ros.localization.posterior import (DEFAULT_ALPHA, Calibration,
                                                  hierarchy_posterior, save_calibration)
 from unifygeo_ros.model.handle import ModelHandle, load_model
@@ -134,15 +135,21 @@ def mean_log_likelihood(queries: list[CalibrationQuery], cal: Calibration,
     return float(np.mean(np.logaddexp.reduce(terms, axis=1) - log_norm))
 
 
-def fit_map_temperature(queries: list[CalibrationQuery]) -> float:
+def fit_map_temperature(queries: list[CalibrationQuery], cal: Calibration | None = None,
+                        limit_m: float | None = None, alpha: float = DEFAULT_ALPHA) -> float:
     """The map temperature whose mode covariance covers the truth like a Gaussian (1- and 2-sigma coverage closest
-    to 39.3 / 86.5 %) on the fixes in the right mode (error under half a tile)."""
-    in_mode = [q for q in queries if np.abs(q.evidence.fix_en_m - q.truth_en_m).max() < q.evidence.tile_m[0] / 2]
-    if not in_mode:
+    to 39.3 / 86.5 %) where it is published: on the fixes the gate accepts (protection level under ``cal`` at most
+    ``limit_m``), or without a limit on the fixes in the right mode (error under half a tile)."""
+    if limit_m is None:
+        chosen = [q for q in queries if np.abs(q.evidence.fix_en_m - q.truth_en_m).max() < q.evidence.tile_m[0] / 2]
+    else:
+        _, _, pl = posterior_figures(queries, cal, alpha)
+        chosen = [q for q, p in zip(queries, pl) if p <= limit_m]
+    if not chosen:
         return 1.0
     best, best_gap = 1.0, math.inf
     for tau in MAP_TEMPERATURES:
-        err, cov, _ = posterior_figures(in_mode, Calibration(map_temperature=tau))
+        err, cov, _ = posterior_figures(chosen, Calibration(map_temperature=tau))
         d2 = nees(err, cov)
         gap = abs(np.mean(d2 <= 1.0) - EXPECTED_COVERAGE[1]) + abs(np.mean(d2 <= 4.0) - EXPECTED_COVERAGE[2])
         if gap < best_gap:
@@ -157,8 +164,10 @@ def descriptor_floor(queries: list[CalibrationQuery]) -> float:
     return float(np.quantile(cos, DESCRIPTOR_QUANTILE) - DESCRIPTOR_MARGIN)
 
 
-def fit(queries: list[CalibrationQuery], fitted_on: str = "") -> tuple[Calibration, float]:
-    """The calibration (stage 2: see the module docstring) and its mean log-likelihood."""
+def fit(queries: list[CalibrationQuery], fitted_on: str = "", limit_m: float | None = None,
+        alpha: float = DEFAULT_ALPHA) -> tuple[Calibration, float]:
+    """The calibration (stage 2: see the module docstring) and its mean log-likelihood. With ``limit_m`` (the gate's
+    ``max_protection_level_m``) the covariance's map temperature is fitted again on the fixes that gate accepts."""
     base = Calibration(map_temperature=fit_map_temperature(queries), min_descriptor_cosine=descriptor_floor(queries))
     best, best_ll = base, -math.inf
     for tau in MAP_TEMPERATURES:
@@ -169,6 +178,8 @@ def fit(queries: list[CalibrationQuery], fitted_on: str = "") -> tuple[Calibrati
                 ll = mean_log_likelihood(queries, cal, cells)
                 if ll > best_ll:
                     best, best_ll = cal, ll
+    if limit_m is not None:  # the covariance's temperature does not change the protection level: no loop
+        best = replace(best, map_temperature=fit_map_temperature(queries, best, limit_m, alpha))
     return replace(best, fitted_on=fitted_on), best_ll
 
 
@@ -212,6 +223,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--work", default=None, help="where the cities' indexes are built (default DATA/_calib)")
     parser.add_argument("--limit", type=int, default=None, help="panoramas per city (default: all)")
     parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="protection level risk (default 0.01)")
+    parser.add_argument("--max-protection-level", type=float, default=PipelineSettings().max_protection_level_m,
+                        help="the gate the covariance is calibrated under: its map temperature is fitted on the fixes "
+                             "whose protection level is at most this (m; default: the node's max_protection_level_m)")
     parser.add_argument("--json", default=None, help="write the fit and the trust table here")
     parser.add_argument("--write", action="store_true", help="store the calibration beside the checkpoint "
                                                              "(calibration.json)")
@@ -226,7 +240,8 @@ def run(args: argparse.Namespace) -> int:
         raise UnifyGeoError(f"no VIGOR-layout city {', '.join(missing)} under {root}")
     handle = load_model(args.checkpoint, device=args.device)
     queries = collect(handle, [root / c for c in cities], Path(args.work or root / "_calib"), args.limit)
-    cal, ll = fit(queries, fitted_on=f"{len(queries)} panoramas of {','.join(cities)} (unifygeo calibrate)")
+    cal, ll = fit(queries, fitted_on=f"{len(queries)} panoramas of {','.join(cities)} (unifygeo calibrate)",
+                  limit_m=args.max_protection_level, alpha=args.alpha)
     before = mean_log_likelihood(queries, Calibration())
     print(f"calibration: score temperature {cal.score_temperature:.3g}, map temperature {cal.map_temperature:.3g}, "
           f"outside logit {cal.outside_logit:.3g}; mean log-likelihood {ll:.3f} (uncalibrated {before:.3f})")
