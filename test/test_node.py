@@ -432,18 +432,29 @@ def test_diagnostics_name_the_model_index_and_startup(world, driver):
 # -------------------------------------------------------------------------------------------------- start-up
 
 
-@pytest.mark.parametrize("case", ["missing_index", "other_model"])
+@pytest.mark.parametrize("case", ["missing_index", "other_model", "damaged_index"])
 def test_startup_failure_is_one_clear_message_and_a_nonzero_exit(world, env, case, tmp_path):
+    """One error line and exit 1; no second traceback (a node whose start-up failed has no worker to stop when
+    rclpy destroys it)."""
+    import shutil
+
     from node_world import other_checkpoint
 
+    damaged = tmp_path / "damaged"
+    if case == "damaged_index":
+        shutil.copytree(world.index, damaged)
+        (damaged / "index.json").write_text('{"format": "unifygeo-index", "version": 1, "count": ')
     params = {"missing_index": ["-p", f"index:={tmp_path / 'nope'}", "-p", f"checkpoint:={world.checkpoint}"],
-              "other_model": ["-p", f"index:={world.index}", "-p", f"checkpoint:={other_checkpoint(tmp_path)}"]}[case]
+              "other_model": ["-p", f"index:={world.index}", "-p", f"checkpoint:={other_checkpoint(tmp_path)}"],
+              "damaged_index": ["-p", f"index:={damaged}", "-p", f"checkpoint:={world.checkpoint}"]}[case]
     p = subprocess.run(node_command(env) + ["--ros-args", "-p", "device:=cpu"] + params, env=env, capture_output=True,
                        text=True, timeout=120)
     errors = [ln for ln in (p.stdout + p.stderr).splitlines() if "error" in ln.lower()]
     assert p.returncode == 1, p.stderr
     assert len(errors) == 1 and "Traceback" not in p.stderr, p.stderr
-    assert ("aerial index not found" if case == "missing_index" else "built with model") in errors[0]
+    expected = {"missing_index": "aerial index not found", "other_model": "built with model",
+                "damaged_index": "index.json"}[case]
+    assert expected in errors[0] and "has no attribute 'worker'" not in p.stderr
 
 
 def test_heading_source_follows_the_checkpoint_orientation_setting():

@@ -187,3 +187,35 @@ def test_mask_fov():
     assert mask_fov(img, 0.0, 360.0)[1].all()
     with pytest.raises(ValueError):
         mask_fov(img, 0.0, 0.0)
+
+
+def test_a_decompression_bomb_is_refused_before_decoding(tmp_path):
+    """A 1-bit PNG announcing 28000 x 14000 pixels is a few kilobytes; decoding it would take gigabytes. The header
+    is read first and the image refused with one line, by the one decoder every path uses (files, CompressedImage
+    messages, bags); memory stays flat."""
+    import io as _io
+
+    import psutil
+    from PIL import Image
+
+    from unifygeo_ros.image import preprocess as P
+
+    buf = _io.BytesIO()
+    Image.new("1", (28000, 14000)).save(buf, format="PNG")
+    data = buf.getvalue()
+    assert len(data) < 100_000
+    rss0 = psutil.Process().memory_info().rss
+    with pytest.raises(ImageError, match="28000 x 14000 pixels, more than the 50 MP"):
+        P.decode_image_bytes(data)
+    (tmp_path / "bomb.png").write_bytes(data)
+    with pytest.raises(ImageError, match="bomb.png: the image announces 28000 x 14000"):
+        P.load_image(tmp_path / "bomb.png")
+    from unifygeo_ros.image.codec import compressed_fields_to_rgb
+
+    with pytest.raises(ImageError, match="announces 28000 x 14000"):
+        compressed_fields_to_rgb("png", data)
+    assert psutil.Process().memory_info().rss - rss0 < 200 * 2**20
+    # an ordinary image right at the side of a large panorama camera still decodes
+    ok = _io.BytesIO()
+    Image.new("RGB", (4096, 2048), (10, 200, 30)).save(ok, format="PNG")
+    assert P.decode_image_bytes(ok.getvalue()).shape == (2048, 4096, 3)

@@ -9,12 +9,15 @@ azimuth ``heading + ((u + 0.5) / W - 0.5) * 360``; rolling right by ``k`` column
 """
 from __future__ import annotations
 
+import io
+import math
 import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
+from PIL import Image as PILImage
 
 from unifygeo_ros import geo
 from unifygeo_ros.errors import ImageError
@@ -28,6 +31,9 @@ HEIGHT_NORM_M: float = 10.0
 
 _JPEG_SOI = b"\xff\xd8"
 _JPEG_EOI = b"\xff\xd9"
+#: largest encoded image decoded (pixels): above any panorama camera's frame (8K x 4K = 33 MP); a header announcing
+#: more is refused before decoding (decompression bombs)
+MAX_DECODE_PIXELS = 50_000_000
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_IEND = b"IEND"
 
@@ -43,10 +49,46 @@ def _check_not_truncated(data: bytes, what: str) -> None:
         raise ImageError(f"{what}: truncated PNG (no IEND chunk); the file is incomplete")
 
 
+def _announced_size(data: bytes) -> tuple[float, float] | None:
+    """(width, height) an encoded image's header announces, read without decoding: PNG's IHDR and JPEG's SOF
+    directly, other formats through Pillow's header parser (inf when Pillow itself calls it a bomb); None when the
+    header says nothing readable (OpenCV then decides, with its own limits)."""
+    if data.startswith(_PNG_SIGNATURE) and data[12:16] == b"IHDR" and len(data) >= 24:
+        return float(int.from_bytes(data[16:20], "big")), float(int.from_bytes(data[20:24], "big"))
+    if data.startswith(_JPEG_SOI):
+        i = 2
+        while i + 9 <= len(data) and data[i] == 0xFF:
+            marker, length = data[i + 1], int.from_bytes(data[i + 2:i + 4], "big")
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start of frame: height, width
+                height, width = (int.from_bytes(data[j:j + 2], "big") for j in (i + 5, i + 7))
+                return float(width), float(height)
+            i += 2 + length
+        return None
+    try:
+        with PILImage.open(io.BytesIO(data)) as im:
+            return float(im.size[0]), float(im.size[1])
+    except PILImage.DecompressionBombError:
+        return math.inf, math.inf
+    except (PILImage.UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return None
+
+
+def _check_pixel_count(data: bytes, what: str) -> None:
+    """Refuse an encoded image whose header announces more than :data:`MAX_DECODE_PIXELS` pixels, before anything
+    is decoded (a 48 KB PNG can announce 28000 x 14000 pixels and cost gigabytes to decode: a decompression bomb)."""
+    size = _announced_size(data)
+    if size is not None and size[0] * size[1] > MAX_DECODE_PIXELS:
+        shown = "an enormous number of" if math.isinf(size[0]) else f"{size[0]:.0f} x {size[1]:.0f}"
+        raise ImageError(f"{what}: the image announces {shown} pixels, more than the {MAX_DECODE_PIXELS / 1e6:g} MP "
+                         "this decoder accepts (a camera frame this large, or a decompression bomb); resize it at the "
+                         "source")
+
+
 def _decode(data: bytes, what: str) -> np.ndarray:
     if len(data) == 0:
         raise ImageError(f"{what}: empty image data (0 bytes)")
     _check_not_truncated(data, what)
+    _check_pixel_count(data, what)
     buf = np.frombuffer(data, dtype=np.uint8)
     try:
         bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)

@@ -255,7 +255,9 @@ class LocalizerNode(Node):
         self.pub_diag.publish(arr)
 
     def destroy_node(self):
-        self.worker.stop(timeout_s=5.0)
+        worker = getattr(self, "worker", None)  # absent when start-up failed (bad model or index): nothing to stop
+        if worker is not None:
+            worker.stop(timeout_s=5.0)
         return super().destroy_node()
 
 
