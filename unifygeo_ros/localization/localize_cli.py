@@ -49,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
             e, n, s = (float(v) for v in args.prior.split(","))
             prior = Prior(e, n, s)
         except ValueError:
-            raise UnifyGeoError(f"--prior must be east_m,north_m,sigma_m with sigma_m > 0, got {args.prior!r}") from None
+            raise UnifyGeoError(f"--prior must be east_m,north_m,sigma_m with sigma_m > 0, got "
+                                f"{args.prior!r}") from None
     settings = PipelineSettings()  # the node's gate with its default parameters
     loc = Localizer.from_paths(args.index, args.checkpoint, device=args.device,
                                aspect_tolerance=settings.aspect_tolerance)

@@ -80,7 +80,8 @@ class PriorSettings:
 
 
 class PriorTracker:
-    """The previous published fix, turned into a :class:`~unifygeo_ros.localization.localizer.Prior` (see module docstring)."""
+    """The previous published fix, turned into a :class:`~unifygeo_ros.localization.fix.Prior` (see the module
+    docstring)."""
 
     def __init__(self, settings: PriorSettings):
         self.settings = settings

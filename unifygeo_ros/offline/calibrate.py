@@ -9,7 +9,8 @@ Stages (plain functions):
    (the K candidates' maps and scores: :class:`~unifygeo_ros.localization.fix.QueryEvidence`) and its true position
    (from the file name, VIGOR's convention);
 2. :func:`fit` - the :class:`~unifygeo_ros.localization.posterior.Calibration`: the score temperature, the "none
-   of the K" logit and the protection level's map temperature that maximise the mean log-likelihood of the true positions under the whole posterior (a proper
+   of the K" logit and the protection level's map temperature that maximise the mean log-likelihood of the true
+   positions under the whole posterior (a proper
    scoring rule; the outside mass spread uniformly over the city's tiled area); then the map temperature that makes
    the published covariance (the fix's mode) consistent where it is published - on the fixes the gate
    (``max_protection_level_m``) accepts: 1- and 2-sigma coverage closest to a Gaussian's 39.3 / 86.5 %; and the

@@ -309,7 +309,8 @@ def run(args: argparse.Namespace) -> int:
           f"; heading median {f(rep.heading_error['median_deg'], 'deg')}; latency p50 {f(rep.latency['p50_ms'], 'ms')}")
     t = rep.trust
     if t.get("accepted"):
-        print(f"trust: availability {100 * t['availability']:.1f} %, truth inside 1/2-sigma {100 * t['inside_1sigma']:.1f}"
+        print(f"trust: availability {100 * t['availability']:.1f} %, truth inside 1/2-sigma "
+              f"{100 * t['inside_1sigma']:.1f}"
               f" / {100 * t['inside_2sigma']:.1f} %, NEES mean {t['nees_mean']:.2f}, HMI {t['hmi']} "
               f"(error > protection level), withheld {rep.withheld_by_reason}")
     fz = rep.fusion

@@ -73,7 +73,8 @@ def score_frames(frames: list[FrameResult], gt: GroundTruth, origin: geo.LocalEN
             "gt_frame": ("WGS84" if gt_type in GT_GEOGRAPHIC else
                          f"local ENU-aligned frame with origin {cfg.gt_frame_origin or 'at the index origin'}"),
             "origin": {"lat_deg": origin.lat0_deg, "lon_deg": origin.lon0_deg},
-            "every": cfg.every, "rate_hz": cfg.rate_hz, "pipeline": finite_or_none(dataclasses.asdict(cfg.pipeline)), "live": cfg.live,
+            "every": cfg.every, "rate_hz": cfg.rate_hz, "live": cfg.live,
+            "pipeline": finite_or_none(dataclasses.asdict(cfg.pipeline)),
             "max_gap_s": cfg.max_gap_s, "gt_samples": len(gt_traj),
             "gt_has_orientation": bool(np.any(np.isfinite(gt_traj.yaw_deg))),
         },
