@@ -101,3 +101,12 @@ def test_non_finite_fixes_are_refused():
         fm.fix_outputs(no_yaw, geo.LocalENU(47.0, 8.0))
     with pytest.raises(ValueError, match="non-finite entries"):
         fm.fix_outputs(_fix(cov=[[np.inf, 0.0], [0.0, 1.0]]), geo.LocalENU(47.0, 8.0))
+
+
+def test_imu_orientation_must_be_a_unit_quaternion():
+    """A non-unit quaternion is not a rotation: (0, 0, 0.1, 0.1) read as one gave a yaw of 1.2 deg instead of 90; the
+    node refuses it and says why in the frames that need a heading."""
+    assert fm.unit_quaternion_problem(0.0, 0.0, math.sin(math.pi / 4), math.cos(math.pi / 4)) == ""
+    assert "norm 0.141" in fm.unit_quaternion_problem(0.0, 0.0, 0.1, 0.1)
+    assert "not finite" in fm.unit_quaternion_problem(0.0, math.nan, 0.0, 1.0)
+    assert fm.unit_quaternion_problem(0.0, 0.0, 0.0, 1.0 + 0.5 * fm.UNIT_QUATERNION_TOLERANCE) == ""

@@ -219,3 +219,13 @@ def test_a_decompression_bomb_is_refused_before_decoding(tmp_path):
     ok = _io.BytesIO()
     Image.new("RGB", (4096, 2048), (10, 200, 30)).save(ok, format="PNG")
     assert P.decode_image_bytes(ok.getvalue()).shape == (2048, 4096, 3)
+
+
+def test_a_tiny_panorama_is_refused():
+    """A 2 x 1 image has the right aspect and used to get a fix; panoramas need at least 4 rows."""
+    from unifygeo_ros.image.preprocess import MIN_PANORAMA_HEIGHT_PX, validate_panorama
+
+    with pytest.raises(ImageError, match="too small to localize"):
+        validate_panorama(np.zeros((1, 2, 3), np.uint8))
+    img = np.zeros((MIN_PANORAMA_HEIGHT_PX, 2 * MIN_PANORAMA_HEIGHT_PX, 3), np.uint8)
+    assert validate_panorama(img) is img

@@ -110,3 +110,13 @@ def test_rig_frame_waits_for_a_synchronised_set_and_stitches_it(panorama):
     pano = f.decode()
     expect = PanoramaStitcher(list(cams.values()), W).stitch([views["front"], views["back"]])
     assert np.array_equal(pano, expect)
+
+
+def test_degenerate_focal_lengths_are_refused():
+    """fx = fy = 1e-9 (a camera seeing 180 deg in a fraction of a pixel) used to get a fix; now one clear error."""
+    from unifygeo_ros.errors import ImageError
+    from unifygeo_ros.image.stitch import MIN_FOCAL_PX, PinholeCamera
+
+    with pytest.raises(ImageError, match="focal lengths must be at least"):
+        PinholeCamera("front", (1e-9, 0, 80, 0, 1e-9, 60, 0, 0, 1), 160, 120, 0.0)
+    PinholeCamera("front", (MIN_FOCAL_PX, 0, 80, 0, MIN_FOCAL_PX, 60, 0, 0, 1), 160, 120, 0.0)  # the limit itself

@@ -34,6 +34,8 @@ _JPEG_EOI = b"\xff\xd9"
 #: largest encoded image decoded (pixels): above any panorama camera's frame (8K x 4K = 33 MP); a header announcing
 #: more is refused before decoding (decompression bombs)
 MAX_DECODE_PIXELS = 50_000_000
+#: smallest panorama localized: 4 rows (8 x 4 px; each row then spans 45 deg of elevation); a 2 x 1 image got a fix
+MIN_PANORAMA_HEIGHT_PX = 4
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_IEND = b"IEND"
 
@@ -149,6 +151,9 @@ def validate_panorama(img: np.ndarray, expected_aspect: float = 2.0, tol: float 
     ``|W / H - expected_aspect| <= tol * expected_aspect``. Returns ``img`` unchanged."""
     validate_image(img, "panorama")
     h, w = img.shape[:2]
+    if h < MIN_PANORAMA_HEIGHT_PX:
+        raise ImageError(f"panorama: {w} x {h} pixels is too small to localize (at least {MIN_PANORAMA_HEIGHT_PX} "
+                         "rows)")
     aspect = w / h
     if abs(aspect - expected_aspect) > tol * expected_aspect:
         raise ImageError(

@@ -27,6 +27,11 @@ import numpy as np
 from unifygeo_ros.errors import ImageError
 
 
+#: smallest focal length accepted, px: below it a camera would see more than 179 deg across a few pixels (fx = 1e-9
+#: got a fix before); a real camera's is hundreds of pixels
+MIN_FOCAL_PX = 1.0
+
+
 @dataclass(frozen=True)
 class PinholeCamera:
     """One camera of the rig: intrinsics (3 x 3 ``K`` for a ``width`` x ``height`` image) and mounting."""
@@ -40,8 +45,9 @@ class PinholeCamera:
 
     def __post_init__(self):
         k = np.asarray(self.K, float).reshape(-1)
-        if k.size != 9 or not np.all(np.isfinite(k)) or k[0] <= 0 or k[4] <= 0:
-            raise ImageError(f"camera {self.name!r}: unusable intrinsics K={k.tolist()} (uncalibrated camera?)")
+        if k.size != 9 or not np.all(np.isfinite(k)) or k[0] < MIN_FOCAL_PX or k[4] < MIN_FOCAL_PX:
+            raise ImageError(f"camera {self.name!r}: unusable intrinsics K={k.tolist()} (focal lengths must be at least "
+                             f"{MIN_FOCAL_PX:g} px; uncalibrated camera?)")
         if int(self.width) <= 0 or int(self.height) <= 0:
             raise ImageError(f"camera {self.name!r}: zero image size {self.width} x {self.height}")
 

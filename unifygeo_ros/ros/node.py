@@ -77,6 +77,7 @@ class LocalizerNode(Node):
         self.throttle = Throttle(s.warn_throttle_s)
         self.heading_source = resolve_heading_source(s.heading_source, self.pipeline.localizer.known_orientation)
         self._imu: tuple[float, float, float] | None = None  # (stamp_s, compass heading of the panorama, std)
+        self._imu_problem = ""  # why the last IMU orientation was refused ("" = it was used)
         if self.heading_source == "imu":
             self.imu_sub = self.create_subscription(Imu, "imu", self._on_imu, qos_profile_sensor_data)
 
@@ -134,9 +135,13 @@ class LocalizerNode(Node):
     # ---- inputs (executor thread: cheap, never blocking) -----------------------------------------------------
     def _on_imu(self, msg: Imu) -> None:
         q = msg.orientation
-        if msg.orientation_covariance[0] == -1.0 or (q.x, q.y, q.z, q.w) == (0, 0, 0, 0) \
-                or not all(math.isfinite(v) for v in (q.x, q.y, q.z, q.w)):
+        if msg.orientation_covariance[0] == -1.0 or (q.x, q.y, q.z, q.w) == (0, 0, 0, 0):
             return  # no orientation in this IMU message (REP-145: covariance[0] = -1)
+        problem = fix_messages.unit_quaternion_problem(q.x, q.y, q.z, q.w)
+        if problem:  # not used; frames that need a heading say why they get none
+            self._imu_problem = problem
+            return
+        self._imu_problem = ""
         yaw = geo.quaternion_xyzw_to_yaw_deg(q.x, q.y, q.z, q.w) + self.settings.imu_panorama_yaw_offset_deg
         var = float(msg.orientation_covariance[8])
         std = math.degrees(math.sqrt(var)) if var > 0 and math.isfinite(var) else self.settings.imu_default_yaw_std_deg
@@ -150,9 +155,13 @@ class LocalizerNode(Node):
         elif self.heading_source == "imu":
             imu = self._imu
             if imu is None or abs(imu[0] - frame.stamp_s) > self.settings.imu_max_age_s:
-                why = "no IMU orientation received yet on " + self.imu_sub.topic_name if imu is None else \
-                    f"IMU orientation is {abs(imu[0] - frame.stamp_s):.2f} s from the image stamp " \
-                    f"(> imu.max_age_s {self.settings.imu_max_age_s:g})"
+                if self._imu_problem:
+                    why = self._imu_problem
+                elif imu is None:
+                    why = "no IMU orientation received yet on " + self.imu_sub.topic_name
+                else:
+                    why = (f"IMU orientation is {abs(imu[0] - frame.stamp_s):.2f} s from the image stamp "
+                           f"(> imu.max_age_s {self.settings.imu_max_age_s:g})")
                 frame.decode = _raise_image_error(f"heading_source imu: {why}")
             else:
                 frame.heading_deg, frame.heading_std_deg = imu[1], imu[2]
