@@ -505,3 +505,16 @@ def test_old_index_with_an_absolute_checkpoint_path(tmp_path, handle, city):
     old.check_model(loaded.identity, loaded.descriptor_dim)  # the given checkpoint (--checkpoint) is accepted
     with pytest.raises(IndexFormatError, match="built with model"):
         old.check_model(tiny_handle(seed=4).identity, 16)
+
+
+@pytest.mark.parametrize("kind, flag", [("rgb", "--crs"), ("height", "--dsm-crs")])
+def test_a_raster_without_crs_names_the_option_that_supplies_it(tmp_path, kind, flag):
+    """A world-file raster in metres without .prj: the error names the option for that raster (the DSM's is
+    --dsm-crs; it used to say --crs for both)."""
+    from unifygeo_ros.index.rasters import open_raster, write_world_file
+
+    path = tmp_path / "map.png"
+    cv2.imwrite(str(path), np.zeros((8, 8), np.uint16) if kind == "height" else np.zeros((8, 8, 3), np.uint8))
+    write_world_file(tmp_path / "map.pgw", (0.5, 0.0, 691000.0, 0.0, -0.5, 5335000.0))
+    with pytest.raises(DataFormatError, match=f"pass {flag} "):
+        open_raster(path, kind=kind)

@@ -107,6 +107,8 @@ def test_node_parameter_max_protection_level():
     for bad in (0.0, -3.0, math.nan, "x"):
         with pytest.raises(UnifyGeoError, match="max_protection_level_m"):
             NodeSettings.from_params({"max_protection_level_m": bad})
+    with pytest.raises(UnifyGeoError, match="cpu_threads: must be a non-negative"):  # was accepted silently
+        NodeSettings.from_params({"cpu_threads": -1})
 
 
 def test_calibration_round_trips_with_every_field(tmp_path):

@@ -99,7 +99,12 @@ def _decode_image(path: Path, kind: str) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
-def _world_file_crs(path: Path, world: Path, transform: tuple, width: int, height: int) -> str:
+def _crs_flag(kind: str) -> str:
+    """The command-line option that supplies this raster's CRS (``unifygeo index build``)."""
+    return "--dsm-crs" if kind == "height" else "--crs"
+
+
+def _world_file_crs(path: Path, world: Path, transform: tuple, width: int, height: int, kind: str = "rgb") -> str:
     """The CRS of a world-file raster without ``crs``: its ``.prj``, else EPSG:4326 when the coordinates are
     plainly degrees."""
     prj = path.with_suffix(".prj")
@@ -110,7 +115,7 @@ def _world_file_crs(path: Path, world: Path, transform: tuple, width: int, heigh
     if np.all(np.abs(xs) <= 180) and np.all(np.abs(ys) <= 90) and abs(transform[0]) < 1e-2:
         return "EPSG:4326"
     raise DataFormatError(f"{world.name} gives no CRS and its coordinates are not degrees: add {prj.name} "
-                          "or pass --crs (e.g. EPSG:32633)")
+                          f"or pass {_crs_flag(kind)} (e.g. EPSG:32633)")
 
 
 def open_raster(path: str | Path, crs: str | None = None, kind: str = "rgb") -> Raster:
@@ -136,7 +141,7 @@ def open_raster(path: str | Path, crs: str | None = None, kind: str = "rgb") -> 
     img = _decode_image(path, kind)
     height, width = img.shape[:2]
     if crs is None:
-        crs = _world_file_crs(path, world, transform, width, height)
+        crs = _world_file_crs(path, world, transform, width, height, kind)
 
     def read_window(col0: int, row0: int, col1: int, row1: int) -> np.ndarray:
         return img[row0:row1, col0:col1]
@@ -158,7 +163,7 @@ def _open_geotiff(path: Path, crs: str | None, kind: str = "rgb") -> Raster:
     except rasterio.errors.RasterioIOError as exc:
         raise DataFormatError(f"cannot open GeoTIFF {path}: {exc}") from exc
     if ds.crs is None and crs is None:
-        raise DataFormatError(f"GeoTIFF {path} has no CRS: pass --crs (e.g. EPSG:32633)")
+        raise DataFormatError(f"GeoTIFF {path} has no CRS: pass {_crs_flag(kind)} (e.g. EPSG:32633)")
     t = ds.transform
     if t.is_identity:
         raise DataFormatError(f"GeoTIFF {path} is not geo-referenced (identity transform)")

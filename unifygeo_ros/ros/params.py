@@ -171,7 +171,7 @@ class NodeSettings:
                 raise UnifyGeoError(f"parameter {name}: must not be empty (robot_localization needs frame ids)")
         return cls(
             checkpoint=str(v["checkpoint"]), index=str(v["index"]), device=str(v["device"]),
-            cpu_threads=int(v["cpu_threads"]), input_mode=str(v["input_mode"]),
+            cpu_threads=int(positive("cpu_threads", allow_zero=True)), input_mode=str(v["input_mode"]),
             heading_source=str(v["heading_source"]),
             imu_panorama_yaw_offset_deg=float(v["imu.panorama_yaw_offset_deg"]),
             imu_max_age_s=positive("imu.max_age_s"), imu_default_yaw_std_deg=positive("imu.default_yaw_std_deg"),
