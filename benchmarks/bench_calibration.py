@@ -8,7 +8,9 @@ cross-area cities of bench_unified_vs_decoupled.py (written there, seeds never u
 true position lies inside the 1-sigma and 2-sigma ellipses (Mahalanobis d^2 <= 1 and <= 4; a calibrated 2-D
 Gaussian gives 39.3 % and 86.5 %) given the true tile (task-isolated metric localization). For the full
 hierarchy, where a wrong tile makes the ellipse meaningless (which is why the score is the publish threshold),
-``unifygeo demo`` reports the same coverage over its fixes. It also prints the covariance scale that would calibrate the 1-sigma coverage (``Localizer(cov_scale=...)``).
+``unifygeo demo`` reports the same coverage over its fixes. It also prints the covariance scale that would
+calibrate the 1-sigma coverage given the tile (a diagnostic: the published covariance is calibrated as a whole by
+``benchmarks/bench_trust.py`` / ``unifygeo calibrate``, ``calibration.json`` beside the checkpoint).
 Figures only; nothing is asserted.
 """
 from __future__ import annotations
