@@ -34,6 +34,7 @@ setup(
         "pyyaml",
         "scipy",
         "opencv-python-headless",
+        "simplejpeg",
         "safetensors",
         "tqdm",
         "matplotlib",

@@ -139,3 +139,48 @@ def test_matches_cv_bridge(rgb, encoding):
     ours = image_msg_to_rgb(msg, use_cv_bridge=False)
     theirs = image_msg_to_rgb_via_cv_bridge(msg)
     assert np.abs(ours.astype(int) - theirs.astype(int)).max() <= 1
+
+
+# ------------------------------------------------------------------ a JPEG cut short and re-terminated (issue 16)
+def _textured_jpeg(quality: int = 90) -> tuple[np.ndarray, bytes]:
+    rng = np.random.default_rng(3)
+    img = cv2.GaussianBlur(rng.integers(0, 256, (128, 256, 3), dtype=np.uint8), (9, 9), 3)
+    return img, cv2.imencode(".jpg", img[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])[1].tobytes()
+
+
+def test_a_truncated_jpeg_with_its_end_marker_re_appended_is_refused_on_every_path(tmp_path):
+    """OpenCV and Pillow decode such a file "successfully" (the lost part grey; libjpeg only warns "Corrupt JPEG
+    data: premature end of data segment"): the end-marker check alone let it through."""
+    from unifygeo_ros.image.preprocess import decode_image_bytes, load_image
+
+    _, jpg = _textured_jpeg()
+    cut = jpg[: len(jpg) // 2] + b"\xff\xd9"
+    assert cv2.imdecode(np.frombuffer(cut, np.uint8), cv2.IMREAD_COLOR) is not None  # what slipped through
+    with pytest.raises(ImageError, match="corrupt JPEG.*premature end"):
+        decode_image_bytes(cut, "frame")
+    with pytest.raises(ImageError, match="corrupt JPEG"):
+        compressed_fields_to_rgb("jpeg", cut)
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(cut)
+    with pytest.raises(ImageError, match=f"{path.name}.*corrupt JPEG"):
+        load_image(path)
+
+
+def test_intact_jpegs_decode_as_opencv_does_grey_and_cmyk_included():
+    import io
+
+    from PIL import Image as PILImage
+
+    from unifygeo_ros.image.preprocess import decode_image_bytes
+
+    img, jpg = _textured_jpeg()
+    expected = cv2.imdecode(np.frombuffer(jpg, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1]
+    assert np.array_equal(decode_image_bytes(jpg), expected)
+    grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+    out = decode_image_bytes(cv2.imencode(".jpg", grey)[1].tobytes())
+    assert out.shape == (128, 256, 3) and np.array_equal(out[..., 0], out[..., 2])
+    assert np.abs(out[..., 0].astype(int) - grey).mean() < 3
+    buf = io.BytesIO()
+    PILImage.fromarray(img).convert("CMYK").save(buf, "JPEG", quality=95)  # libjpeg-turbo cannot: OpenCV decodes
+    out = decode_image_bytes(buf.getvalue())
+    assert out.shape == img.shape and np.abs(out.astype(int) - img).mean() < 12

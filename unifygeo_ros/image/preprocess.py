@@ -16,6 +16,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import simplejpeg
 import torch
 from PIL import Image as PILImage
 
@@ -86,11 +87,31 @@ def _check_pixel_count(data: bytes, what: str) -> None:
                          "source")
 
 
+def _decode_jpeg_strict(data: bytes, what: str) -> np.ndarray | None:
+    """A JPEG decoded by libjpeg-turbo (simplejpeg) with its warnings treated as errors: a file cut short and
+    re-terminated with an end-of-image marker decodes "successfully" in OpenCV and Pillow (the missing part grey,
+    libjpeg only warns "Corrupt JPEG data: premature end of data segment") and is refused here. ``None`` when
+    libjpeg-turbo cannot decode the file at all (e.g. a CMYK JPEG): OpenCV then tries, with its own errors."""
+    try:
+        return simplejpeg.decode_jpeg(data, colorspace="RGB", strict=True)
+    except ValueError as strict_exc:
+        try:
+            simplejpeg.decode_jpeg(data, colorspace="RGB", strict=False)
+        except ValueError:
+            return None  # a fatal error, not a warning: OpenCV decides
+        reason = str(strict_exc).strip().rstrip(".") or "libjpeg warning"
+        raise ImageError(f"{what}: corrupt JPEG ({reason}); the file is damaged - re-encode or re-record it") from None
+
+
 def _decode(data: bytes, what: str) -> np.ndarray:
     if len(data) == 0:
         raise ImageError(f"{what}: empty image data (0 bytes)")
     _check_not_truncated(data, what)
     _check_pixel_count(data, what)
+    if data.startswith(_JPEG_SOI):
+        rgb = _decode_jpeg_strict(data, what)
+        if rgb is not None:
+            return rgb
     buf = np.frombuffer(data, dtype=np.uint8)
     try:
         bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
