@@ -12,7 +12,7 @@ from unifygeo_ros.errors import UnifyGeoError
 from unifygeo_ros.localization.pipeline import PipelineSettings
 from unifygeo_ros.rosbag import io as bags
 from unifygeo_ros.rosbag import trajectory
-from unifygeo_ros.rosbag.fusion import FusionConfig
+from unifygeo_ros.rosbag.fusion_config import FusionConfig
 
 #: GT message types and how their positions are expressed.
 GT_GEOGRAPHIC = (bags.NAVSATFIX, bags.GEOPOSE_STAMPED, bags.GEOPOSE_COV_STAMPED)
