@@ -345,11 +345,32 @@ def _bad_image(kind: str, rgb: np.ndarray) -> tuple[str, dict, str]:
     if kind == "truncated_jpeg":
         j = base64.b64decode(jpeg_fields(rgb)["data"])
         return "compressed", {"format": "jpeg", "data": base64.b64encode(j[: len(j) // 2]).decode()}, "truncated JPEG"
+    if kind == "reterminated_jpeg":  # cut in half, end-of-image marker put back: OpenCV decodes it with grey
+        j = base64.b64decode(jpeg_fields(rgb)["data"])
+        cut = j[: len(j) // 2] + b"\xff\xd9"
+        return "compressed", {"format": "jpeg", "data": base64.b64encode(cut).decode()}, "corrupt JPEG"
+    if kind == "png_bomb":  # 48 KB announcing 28000 x 14000 pixels
+        return "compressed", {"format": "png", "data": base64.b64encode(_png_bomb()).decode()}, "announces"
+    if kind == "two_by_one":
+        return "image", image_fields(np.ascontiguousarray(rgb[:1, :2])), "too small"
     raise ValueError(kind)
 
 
-@pytest.mark.parametrize("kind", ["wrong_encoding", "zero_size", "truncated", "nan_float", "wrong_aspect",
-                                  "corrupt_jpeg", "truncated_jpeg"])
+def _png_bomb() -> bytes:
+    import io
+
+    from PIL import Image as PILImage
+
+    buf = io.BytesIO()
+    PILImage.new("1", (28000, 14000)).save(buf, "PNG", optimize=True)
+    return buf.getvalue()
+
+
+BAD_KINDS = ["wrong_encoding", "zero_size", "truncated", "nan_float", "wrong_aspect", "corrupt_jpeg",
+             "truncated_jpeg", "reterminated_jpeg", "png_bomb", "two_by_one"]
+
+
+@pytest.mark.parametrize("kind", BAD_KINDS)
 def test_bad_input_is_reported_and_the_node_lives_on(world, driver, nodes, kind):
     rgb = world.queries[3].rgb
     input_kind, fields, expect = _bad_image(kind, rgb)
@@ -378,6 +399,40 @@ def test_bad_input_warnings_are_throttled(nodes, world, driver):
     time.sleep(1.0)
     lines = [ln for ln in nodes["/pano"].text().splitlines() if "unsupported encoding" in ln]
     assert 1 <= len(lines) <= 2  # the earlier test's line and at most one more within warn_throttle_s
+
+
+def test_memory_stays_flat_under_a_stream_of_every_bad_input(world, driver, nodes):
+    """Every kind of bad input, over and over on both inputs (raw and compressed; decompression bombs included):
+    nothing published, the node alive, its resident memory flat, and it answers a good image right after."""
+    import psutil
+
+    rgb = world.queries[3].rgb
+    cases = [_bad_image(kind, rgb) for kind in BAD_KINDS]
+    procs = {ns: psutil.Process(nodes[ns].proc.pid) for ns in ("/pano", "/comp")}
+
+    def one_round() -> None:
+        for input_kind, fields, _ in cases:
+            ns = "/pano" if input_kind == "image" else "/comp"
+            topic = f"{ns}/image" if input_kind == "image" else f"{ns}/image/compressed"
+            driver.call("publish", topic=topic, kind=input_kind, fields=fields)
+            time.sleep(0.05)
+
+    one_round()  # warm: first-time allocations (decoders, warning throttles) are not growth
+    time.sleep(1.0)
+    rss0 = {ns: p.memory_info().rss for ns, p in procs.items()}
+    first_ns = time.time_ns()
+    for _ in range(8):
+        one_round()
+    time.sleep(1.0)
+    rss1 = {ns: p.memory_info().rss for ns, p in procs.items()}
+    growth_mb = {ns: (rss1[ns] - rss0[ns]) / 2**20 for ns in procs}
+    print(f"\n{8 * len(cases)} bad inputs: RSS growth {growth_mb} MB")
+    for ns in procs:
+        assert nodes[ns].proc.poll() is None
+        assert driver.call("count", ns=ns, since_ns=first_ns)["count"] == 0  # nothing published from bad input
+        assert growth_mb[ns] < 30.0
+    _roundtrip(driver, "/pano", "image", image_fields(rgb))
+    _roundtrip(driver, "/comp", "compressed", jpeg_fields(rgb))
 
 
 # ----------------------------------------------------------------------------------------------- flood
