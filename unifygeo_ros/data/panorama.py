@@ -1,5 +1,7 @@
 """A city seen from the street: :func:`render_panorama`, an equirectangular panorama whose columns follow the
-azimuth convention of :mod:`unifygeo_ros.geo` (the centre column looks along ``heading_deg``).
+azimuth convention of :mod:`unifygeo_ros.geo` (the centre column looks along ``heading_deg``), and
+:func:`shade_view`, the renderer of any view described by :class:`.panorama_rays.Rays` (the pinhole camera of
+:mod:`.pinhole` uses it too).
 
 Rays are marched over the height field with occlusion (:mod:`.panorama_rays`); rays that pass below a tree
 canopy are marched again through the world under the canopies (trunks, cars, ground); hit pixels are shaded by
@@ -15,7 +17,7 @@ from unifygeo_ros.data.city_schema import SURFACE_GROUND, SURFACE_TREE
 from unifygeo_ros.data.lighting import GroundLighting, cast_shadows, grade
 from unifygeo_ros.data.panorama_rays import Rays, RayHits, first_hits, hit_geometry, march, panorama_rays
 from unifygeo_ros.data.panorama_shading import SKY_MARK, TRUNK_MARK, shade_hits
-from unifygeo_ros.data.sky import sky_colours
+from unifygeo_ros.data.sky import sky_colours, sky_colours_at
 
 MAX_LIGHTINGS_CACHED = 3  # per city: view caches of at most this many lightings are kept
 
@@ -30,34 +32,53 @@ def render_panorama(city: City, position_en: tuple[float, float], heading_deg: f
     row ``r`` at elevation ``90 - (r + 0.5) * 180 / height`` degrees.
     """
     lt = lighting or GroundLighting.for_city(city)
-    v = _view_cache(city, cars, lt)
     rays = panorama_rays(position_en, heading_deg, width, height, camera_height_m, city.cell_m, max_distance_m)
-    hs, idx, inside = march(v["height"], city.shape, city.cell_m, rays.e0, rays.n0, rays.az, rays.dist)
-    # pixels, column-major order (column u, row r); only rows below the column's skyline can hit
-    cols_q = np.repeat(np.arange(width), height)
-    rows_q = np.tile(np.arange(height), width)
-    k = first_hits(hs, rays.dist, rays.tan_el, cols_q, rows_q, rays.cam_h)
-    hit = k < len(rays.dist)
-    img = np.empty((width * height, 3), np.float32)
-    sky = ~hit
-    if sky.any():
-        img[sky] = sky_colours(lt, width, height, rays.az_deg[cols_q[sky]], rows_q[sky])
-    img[hit] = _hit_colours(city, v, lt, rays, (hs, idx, inside), cols_q[hit], rows_q[hit], k[hit], width, height)
+    img = shade_view(city, rays, lt, cars)  # column-major pixels
     img = img.reshape(width, height, 3).transpose(1, 0, 2)
-    img = grade(np.ascontiguousarray(img), lt.gain_rgb, lt.exposure, 1.0, lt.saturation)
+    return graded_u8(np.ascontiguousarray(img), lt)
+
+
+def graded_u8(img: np.ndarray, lt: GroundLighting) -> np.ndarray:
+    """The lighting's colour grading of a float32 RGB image in [0, 1], as uint8 (in place)."""
+    img = grade(img, lt.gain_rgb, lt.exposure, 1.0, lt.saturation)
     return np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
-def _hit_colours(city: City, v: dict, lt: GroundLighting, rays: Rays, marched, hu: np.ndarray, hr: np.ndarray,
-                 hk: np.ndarray, width: int, height: int) -> np.ndarray:
-    """float32 RGB of the pixels (column ``hu``, row ``hr``) whose ray first rises above them at sample
-    ``hk``: what they hit (looking again below tree canopies), shaded, fogged."""
+def shade_view(city: City, rays: Rays, lt: GroundLighting, cars: str = "ground") -> np.ndarray:
+    """float32 RGB (N, 3) in [0, 1], before grading, of every pixel of ``rays`` (in their order): what its ray
+    meets first (looking again below tree canopies), shaded and fogged, or the sky."""
+    v = _view_cache(city, cars, lt)
+    hs, idx, inside = march(v["height"], city.shape, city.cell_m, rays.e0, rays.n0, rays.az, rays.dist)
+    k = first_hits(hs, rays.dist, rays.pix_tan_el, rays.pix_ray, rays.cam_h)
+    hit = k < len(rays.dist)
+    img = np.empty((len(rays.pix_ray), 3), np.float32)
+    sky = ~hit
+    if sky.any():
+        img[sky] = _sky(lt, rays, np.nonzero(sky)[0])
+    img[hit] = _hit_colours(city, v, lt, rays, (hs, idx, inside), np.nonzero(hit)[0], k[hit])
+    return img
+
+
+def _sky(lt: GroundLighting, rays: Rays, pix: np.ndarray) -> np.ndarray:
+    """float32 RGB of the sky seen by pixels ``pix``: the tabulated panorama sky for a panorama, else the sky
+    evaluated at each pixel's direction."""
+    az_deg = rays.az_deg[rays.pix_ray[pix]]
+    if rays.pano_size is not None:
+        return sky_colours(lt, rays.pano_size[0], rays.pano_size[1], az_deg, rays.pix_row[pix])
+    return sky_colours_at(lt, az_deg, np.degrees(np.arctan(rays.pix_tan_el[pix])))
+
+
+def _hit_colours(city: City, v: dict, lt: GroundLighting, rays: Rays, marched, pix: np.ndarray,
+                 hk: np.ndarray) -> np.ndarray:
+    """float32 RGB of the pixels ``pix`` whose ray first rises above them at sample ``hk``: what they hit
+    (looking again below tree canopies), shaded, fogged."""
     hs, idx, inside = marched
-    te = rays.tan_el[hr]
+    hu = rays.pix_ray[pix]
+    te = rays.pix_tan_el[pix]
     se, cn_ = np.sin(rays.az[hu]), np.cos(rays.az[hu])
     hits = hit_geometry(hs, idx, inside, hu, hk, te, rays, se, cn_, city.cell_m, city.shape)
     surf, oid, top_px = _cells_hit(v, hits, "")
-    _look_under_canopies(city, v, rays, hits, surf, oid, top_px, hu, hr, te, se, cn_)
+    _look_under_canopies(city, v, rays, hits, surf, oid, top_px, hu, te, se, cn_)
     col = shade_hits(city, v, lt, hits, top_px, surf, oid, se, cn_)
     # fog
     fog = 1.0 - np.exp(-hits.d_hit / lt.fog_m)
@@ -65,7 +86,7 @@ def _hit_colours(city: City, v: dict, lt: GroundLighting, rays: Rays, marched, h
     col = col * (1.0 - fog[:, None]).astype(np.float32) + (fog[:, None] * hor).astype(np.float32)
     resky = surf == SKY_MARK
     if resky.any():
-        col[resky] = sky_colours(lt, width, height, rays.az_deg[hu[resky]], hr[resky])
+        col[resky] = _sky(lt, rays, pix[resky])
     return col
 
 
@@ -79,8 +100,7 @@ def _cells_hit(v: dict, hits: RayHits, layer_prefix: str):
 
 
 def _look_under_canopies(city: City, v: dict, rays: Rays, hits: RayHits, surf: np.ndarray, oid: np.ndarray,
-                         top_px: np.ndarray, hu: np.ndarray, hr: np.ndarray, te: np.ndarray, se: np.ndarray,
-                         cn_: np.ndarray):
+                         top_px: np.ndarray, hu: np.ndarray, te: np.ndarray, se: np.ndarray, cn_: np.ndarray):
     """Rays that hit the side of a canopy below its base pass under it: march them again through the world
     below the canopies and overwrite their hits in place (``SKY_MARK`` where they now see the sky,
     ``TRUNK_MARK`` where they hit a trunk from the side)."""
@@ -96,7 +116,7 @@ def _look_under_canopies(city: City, v: dict, rays: Rays, hits: RayHits, surf: n
     cols2 = np.unique(hu[sel])
     hs2, idx2, inside2 = march(v["u_height"], city.shape, city.cell_m, rays.e0, rays.n0, rays.az[cols2], rays.dist)
     pos = np.searchsorted(cols2, hu[sel])  # column index within the sub-set
-    k2 = first_hits(hs2, rays.dist, rays.tan_el, pos, hr[sel], rays.cam_h)
+    k2 = first_hits(hs2, rays.dist, te[sel], pos, rays.cam_h)
     ok2 = k2 < len(rays.dist)
     sky_px = sel[~ok2]  # pixels that now see the sky
     if len(sky_px):

@@ -1,9 +1,12 @@
-"""Ray marching for the street-level panoramas: one ray per panorama column, sampled over the city's height
-field; each pixel finds the first sample that rises above its elevation (:func:`first_hits`), and
+"""Ray marching for the street-level views: one ray per azimuth, sampled over the city's height field; each
+pixel finds the first sample on its ray that rises above its elevation (:func:`first_hits`), and
 :func:`hit_geometry` works out where exactly it meets the world (the top of a thing or its side).
 
-Per column: sample along the ray, running maximum of the elevation angles of the tops, ``searchsorted`` of the
-pixel elevations into it on one flattened array.
+A view is a :class:`Rays`: the marched rays (compass azimuths) and, per pixel, the ray it lies on and the tangent
+of its elevation. An equirectangular panorama has one ray per column and one elevation per row
+(:func:`panorama_rays`); a level pinhole camera one ray per column and an elevation per pixel
+(:mod:`.pinhole`). Per ray: sample along it, running maximum of the elevation angles of the tops,
+``searchsorted`` of the pixel elevations into it on one flattened array.
 """
 from __future__ import annotations
 
@@ -13,43 +16,52 @@ from dataclasses import dataclass
 import numpy as np
 
 HORIZON_SAMPLE_M = 3000.0  # one far sample beyond max_distance_m for the horizon
+#: elevation keys of different rays are this far apart in :func:`first_hits` (> pi: elevations span [-pi/2, pi/2])
+_RAY_KEY_STRIDE = 4.0
 
 
 @dataclass
 class Rays:
-    """A panorama's rays: camera position (ENU metres) and height, per column the compass azimuth, per row the
-    tangent of the elevation, the sample distances along every ray (metres)."""
+    """A view's rays: camera position (ENU metres) and height, per marched ray the compass azimuth, the sample
+    distances along every ray (metres); per pixel (in the order the renderer returns colours) its ray and the
+    tangent of its elevation. ``pano_size`` (width, height) and ``pix_row`` are set for an equirectangular
+    panorama (its sky comes from the tabulated panorama sky), None for other projections (the sky is evaluated
+    at each pixel's direction)."""
 
     e0: float
     n0: float
     cam_h: float
-    az_deg: np.ndarray  # (W,)
-    az: np.ndarray  # (W,) radians
-    tan_el: np.ndarray  # (H,)
+    az_deg: np.ndarray  # (R,)
+    az: np.ndarray  # (R,) radians
     dist: np.ndarray  # (K,)
+    pix_ray: np.ndarray  # (N,) int64: index into az
+    pix_tan_el: np.ndarray  # (N,)
+    pano_size: tuple[int, int] | None = None
+    pix_row: np.ndarray | None = None  # (N,) panorama row of each pixel
 
 
 def panorama_rays(position_en: tuple[float, float], heading_deg: float, width: int, height: int,
                   camera_height_m: float, cell_m: float, max_distance_m: float) -> Rays:
     """Column ``u`` looks at azimuth ``heading_deg + ((u + 0.5)/width - 0.5) * 360``, row ``r`` at elevation
-    ``90 - (r + 0.5) * 180 / height`` degrees."""
+    ``90 - (r + 0.5) * 180 / height`` degrees; pixels in column-major order (column u, row r)."""
     u = np.arange(width)
     az_deg = np.mod(heading_deg + ((u + 0.5) / width - 0.5) * 360.0, 360.0)
     el_deg = 90.0 - (np.arange(height) + 0.5) * 180.0 / height
+    rows = np.tile(np.arange(height), width)
     return Rays(e0=float(position_en[0]), n0=float(position_en[1]), cam_h=float(camera_height_m), az_deg=az_deg,
-                az=np.radians(az_deg), tan_el=np.tan(np.radians(el_deg)),
-                dist=_ray_distances(width, cell_m, max_distance_m))
+                az=np.radians(az_deg), dist=ray_distances(2 * math.pi / width, cell_m, max_distance_m),
+                pix_ray=np.repeat(np.arange(width), height), pix_tan_el=np.tan(np.radians(el_deg))[rows],
+                pano_size=(int(width), int(height)), pix_row=rows)
 
 
-def _ray_distances(width: int, cell_m: float, max_m: float) -> np.ndarray:
-    """Sample distances along a ray: a cell apart near the camera, one pixel's footprint apart far away,
-    plus one far sample for the horizon."""
+def ray_distances(pixel_rad: float, cell_m: float, max_m: float) -> np.ndarray:
+    """Sample distances along a ray: a cell apart near the camera, one pixel's footprint (``pixel_rad``, the
+    angle between neighbouring pixels) apart far away, plus one far sample for the horizon."""
     d, out = 0.25, []
-    ang = 2 * math.pi / width
     step_min = 0.8 * cell_m
     while d < max_m:
         out.append(d)
-        d += max(step_min, d * ang * 0.9)
+        d += max(step_min, d * pixel_rad * 0.9)
     out.append(HORIZON_SAMPLE_M)
     return np.asarray(out, np.float64)
 
@@ -68,17 +80,17 @@ def march(h_flat, shape, cell, e0, n0, az, dist):
     return hs, idx, inside
 
 
-def first_hits(hs, dist, tan_el, cols_q, rows_q, cam_h):
-    """For pixels (column cols_q, row rows_q) the first sample index whose top is at or above the pixel's
-    elevation (K where none: sky)."""
+def first_hits(hs, dist, tan_el_q, rays_q, cam_h):
+    """For pixels on rays ``rays_q`` (rows of the marched ``hs``) with elevation tangents ``tan_el_q``, the first
+    sample index whose top is at or above the pixel's elevation (K where none: sky)."""
     n_w, k = hs.shape
     ang = np.arctan2(hs - np.float32(cam_h), dist[None].astype(np.float32))
     cm = np.maximum.accumulate(ang, axis=1)
-    off = np.arange(n_w, dtype=np.float64)[:, None] * 4.0
+    off = np.arange(n_w, dtype=np.float64)[:, None] * _RAY_KEY_STRIDE
     keys = (cm + off).ravel()
-    q = np.arctan(tan_el[rows_q]) + cols_q * 4.0
+    q = np.arctan(tan_el_q) + rays_q * _RAY_KEY_STRIDE
     g = np.searchsorted(keys, q, side="left")
-    return g - cols_q * k
+    return g - rays_q * k
 
 
 @dataclass

@@ -24,6 +24,12 @@ def sky_colours(lt: GroundLighting, width: int, height: int, az_deg: np.ndarray,
     return tab[rows, x0] * (1 - f) + tab[rows, x0 + 1] * f
 
 
+def sky_colours_at(lt: GroundLighting, az_deg: np.ndarray, el_deg: np.ndarray) -> np.ndarray:
+    """float32 RGB (n, 3) of the sky at compass azimuths ``az_deg`` and elevations ``el_deg`` (degrees), evaluated
+    at each direction (views that are not an equirectangular panorama, e.g. a pinhole camera)."""
+    return _sky_gradient(lt, np.asarray(az_deg, np.float64), np.asarray(el_deg, np.float64))
+
+
 def _sky_table(lt: GroundLighting, width: int, height: int) -> np.ndarray:
     """Sky colours (height, width + 1, 3) float32 for absolute azimuths ``u * 360 / width`` (column ``width``
     repeats column 0), cached per lighting and size."""
