@@ -42,10 +42,23 @@ def render_aerial_height(city: City, center_en: tuple[float, float], tile_m: flo
     Each pixel is the area mean of the height cells it covers (like the orthophoto's pyramid), so roof edges
     are soft at coarse resolutions as in a resampled DSM.
     """
-    out = _cut_tile(city, ("height_pyr", cars),
-                    lambda: np.ascontiguousarray(city.layers(cars).height, dtype=np.float32), center_en, tile_m,
-                    px, 0.0)
+    out = _cut_tile(city, ("height_pyr", cars), lambda: _height_base(city, cars), center_en, tile_m, px, 0.0)
     return np.maximum(out, 0.0).astype(np.float32)
+
+
+def aerial_height_raster(city: City, cars: str = "aerial", level: int = 0) -> np.ndarray:
+    """The surface height above ground of the whole city (metres, float32, **row 0 = south**) at
+    ``cell_m * 2**level`` m/px: the raster :func:`render_aerial_height` cuts its tiles from (cached on the city)."""
+    return _pyramid(city, ("height_pyr", cars), lambda: _height_base(city, cars), level)[0]
+
+
+def pyramid_level(city: City, mpp: float) -> int:
+    """The pyramid level that pixels of ``mpp`` metres are sampled from: the finest not finer than them."""
+    return max(0, int(math.floor(math.log2(max(mpp / city.cell_m, 1.0) + 1e-9))))
+
+
+def _height_base(city: City, cars: str) -> np.ndarray:
+    return np.ascontiguousarray(city.layers(cars).height, dtype=np.float32)
 
 
 def aerial_orthophoto(city: City, lighting: AerialLighting | None = None, cars: str = "aerial",
@@ -81,8 +94,7 @@ def _cut_tile(city: City, key: tuple, make_base, center_en: tuple[float, float],
     finest level not finer than the tile's pixels; bilinear), ``outside`` beyond the raster (see render_aerial)."""
     ce, cn = float(center_en[0]), float(center_en[1])
     mpp = tile_m / px
-    level = max(0, int(math.floor(math.log2(max(mpp / city.cell_m, 1.0) + 1e-9))))
-    raster, level = _pyramid(city, key, make_base, level)
+    raster, level = _pyramid(city, key, make_base, pyramid_level(city, mpp))
     cell = city.cell_m * (2 ** level)
     s = mpp / cell
     m = np.array([[s, 0.0, (ce - tile_m / 2) / cell - 0.5 + 0.5 * s],

@@ -12,6 +12,8 @@ Layout written (``<out>`` may hold several cities; splits are per city)::
     <out>/<City>/satellite/satellite_<lat>_<lon>.png     tile_px x tile_px, north-up, tile centre in the name
     <out>/<City>/satellite_height/satellite_<lat>_<lon>.png  its surface height above ground, 16-bit, cm
     <out>/<City>/geo.json, panorama_meta.csv, preview.png
+    <out>/<City>/map/{orthophoto.tif, ndsm.tif, panoramas.csv}   the whole city as a user's map (GeoTIFF,
+                                                        EPSG:4326) and the panoramas' true positions (.synth_geotiff)
     <out>/splits/<City>/{satellite_list.txt, pano_label_balance.txt,
                          same_area_balanced_train.txt, same_area_balanced_test.txt}
     <out>/splits__corrected/<City>/...                  (identical: synthetic labels are exact)
@@ -38,6 +40,7 @@ from unifygeo_ros.data.city_schema import STYLES
 from unifygeo_ros.data.height import HEIGHT_DIR, write_height_png
 from unifygeo_ros.data.lighting import AerialLighting, GroundLighting
 from unifygeo_ros.data.panorama import render_panorama
+from unifygeo_ros.data.synth_geotiff import MAP_DIR, NORTH_ALIGNED_YAW_DEG, CityMap, write_city_map
 from unifygeo_ros.data.synth_files import (
     LATLON_DECIMALS,
     fmt_deg,
@@ -54,6 +57,7 @@ from unifygeo_ros.data.synth_files import (
 )
 from unifygeo_ros.data.synth_pictures import city_overview, mark_camera, preview_image, write_doc_images
 from unifygeo_ros.data.tiling import TileGrid, positive_and_semi, sample_camera_positions, tile_grid
+from unifygeo_ros.data.truth_csv import TruthRow
 from unifygeo_ros.data.world import generate_city
 from unifygeo_ros.errors import UnifyGeoError
 
@@ -76,6 +80,7 @@ class SynthResult:
     n_panoramas: int
     seconds: float
     timings_s: dict
+    city_map: CityMap | None = None  # map/ (orthophoto, nDSM, truth CSV), None with write_map=False
 
 
 @dataclass
@@ -98,9 +103,9 @@ class _CityPlan:
 def write_city(out: str, city_name: str, seed: int, size_m=1000.0, n_panos: int = 2000, style: str = "mixed",
                tile_m: float = 70.0, tile_px: int = 320, pano_width: int = 512, cell_m: float = 0.25,
                camera_height_m: float = 2.0, jpeg_quality: int = 90, overwrite: bool = False,
-               progress: bool = True) -> SynthResult:
-    """Generate city ``seed`` and write it under ``out`` in the VIGOR layout. Deterministic: the same
-    arguments give the same bytes."""
+               progress: bool = True, write_map: bool = True) -> SynthResult:
+    """Generate city ``seed`` and write it under ``out`` in the VIGOR layout, and with ``write_map`` the whole city
+    as GeoTIFFs in ``map/`` (:mod:`.synth_geotiff`). Deterministic: the same arguments give the same bytes."""
     t_start = time.perf_counter()
     timings = {}
     city_dir, split_dirs = _prepare_output(out, city_name, pano_width, overwrite)
@@ -127,6 +132,12 @@ def write_city(out: str, city_name: str, seed: int, size_m=1000.0, n_panos: int 
     first_pano = _write_panoramas(city, city_dir, plan, pano_width, camera_height_m, g_light, jpeg_quality,
                                   progress_bar, city_name)
     timings["panoramas"] = time.perf_counter() - t
+    city_map = None
+    if write_map:
+        truth = [TruthRow(n, float(a), float(b), NORTH_ALIGNED_YAW_DEG)
+                 for n, a, b in zip(plan.pano_names, plan.pano_lat, plan.pano_lon)]
+        city_map = write_city_map(city, enu, os.path.join(city_dir, MAP_DIR), tile_m / tile_px, a_light, truth)
+        timings["map"] = city_map.seconds
 
     _write_splits(split_dirs, plan, rng)
     meta = {
@@ -144,7 +155,7 @@ def write_city(out: str, city_name: str, seed: int, size_m=1000.0, n_panos: int 
                        (float(plan.pano_e[0]), float(plan.pano_n[0])), first_pano, tile_m, tile_px, a_light)
     write_png(os.path.join(city_dir, "preview.png"), pv)
     timings["preview"] = time.perf_counter() - t
-    return SynthResult(city_dir, len(plan.sat_names), n_panos, time.perf_counter() - t_start, timings)
+    return SynthResult(city_dir, len(plan.sat_names), n_panos, time.perf_counter() - t_start, timings, city_map)
 
 
 def _prepare_output(out: str, city_name: str, pano_width: int, overwrite: bool) -> tuple[str, list[str]]:
@@ -270,6 +281,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jpeg-quality", type=int, default=90, help="panorama JPEG quality (default 90)")
     parser.add_argument("--overwrite", action="store_true",
                         help="delete this city's existing folders under --out before writing")
+    parser.add_argument("--no-map", action="store_true",
+                        help="skip map/ (the whole city as orthophoto.tif + ndsm.tif GeoTIFFs, and panoramas.csv)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -280,7 +293,12 @@ def run(args: argparse.Namespace) -> int:
         raise UnifyGeoError("--tile-px and --pano-width must be at least 16")
     res = write_city(args.out, args.city, args.seed, args.size_m, args.panos, args.style, args.tile_m,
                      args.tile_px, args.pano_width, args.cell_m, args.camera_height_m, args.jpeg_quality,
-                     args.overwrite, progress=not args.no_progress)
+                     args.overwrite, progress=not args.no_progress, write_map=not args.no_map)
     print(f"wrote {res.city_dir}: {res.n_tiles} tiles, {res.n_panoramas} panoramas in {res.seconds:.1f} s "
           f"({', '.join(f'{k} {v:.1f} s' for k, v in res.timings_s.items())})", file=sys.stderr)
+    m = res.city_map
+    if m is not None:
+        print(f"wrote {os.path.dirname(m.orthophoto)}: orthophoto.tif + ndsm.tif ({m.grid.width_px} x "
+              f"{m.grid.height_px} px, {m.gsd_m:.4f} m/px, EPSG:4326), panoramas.csv; {m.bytes_on_disk / 2**20:.1f} "
+              f"MiB", file=sys.stderr)
     return 0

@@ -60,10 +60,14 @@ class Fix:
         return d
 
     def to_json(self, image: str | None = None) -> dict:
-        """The ``unifygeo localize --json`` object. Note: ``heading_deg`` there is the ENU yaw (0 = east)."""
+        """The ``unifygeo localize --json`` object: one name per meaning - ``yaw_deg`` the ENU yaw (0 = east,
+        counter-clockwise), ``compass_heading_deg`` the compass heading (0 = north, clockwise; this dataclass's
+        ``heading_deg``). ``heading_deg`` there is a **deprecated** alias of ``yaw_deg`` (its meaning before both
+        names existed), kept for one release: read ``yaw_deg``."""
         return {
             "image": image, "latitude": self.latitude_deg, "longitude": self.longitude_deg,
-            "heading_deg": self.yaw_deg, "compass_heading_deg": self.heading_deg,
+            "yaw_deg": self.yaw_deg, "compass_heading_deg": self.heading_deg,
+            "heading_deg": self.yaw_deg,  # deprecated alias of yaw_deg (ENU yaw); removed in the next release
             "east_m": self.east_m, "north_m": self.north_m,
             "covariance_m2": np.asarray(self.covariance_en_m2, float).tolist(),
             "heading_std_deg": self.heading_std_deg, "score": self.score, "tile": self.tile_id,

@@ -1,9 +1,12 @@
-"""``unifygeo localize``: one fix per panorama, printed or as JSON, with the node's integrity gate applied.
+"""``unifygeo localize``: one fix per panorama, printed or as JSON, with the node's integrity gate applied, and
+with ``--truth FILE.csv`` scored against the panoramas' true positions.
 
 Each JSON object is :meth:`Fix.to_json <unifygeo_ros.localization.fix.Fix.to_json>` plus ``accepted`` (the node's
 gate, :func:`~unifygeo_ros.localization.pipeline.gate_fix`, with the node's default parameters), ``withheld_reason``
-and ``withheld_message`` ("" when accepted). ``heading_deg`` there is the ENU yaw (0 = east); ``compass_heading_deg``
-the compass heading.
+and ``withheld_message`` ("" when accepted); ``yaw_deg`` there is the ENU yaw (0 = east), ``compass_heading_deg``
+the compass heading, ``heading_deg`` a deprecated alias of ``yaw_deg``. With ``--truth`` each object also has
+``error_m`` (and ``heading_error_deg`` when the truth has ``yaw_deg``), and a summary follows the fixes (on stderr
+with ``--json``, so stdout stays one JSON list): :mod:`unifygeo_ros.offline.truth_scoring`.
 """
 from __future__ import annotations
 
@@ -11,11 +14,13 @@ import argparse
 import json
 import sys
 
+from unifygeo_ros.data.truth_csv import TruthRow
 from unifygeo_ros.errors import ImageError, UnifyGeoError
 from unifygeo_ros.image.preprocess import load_image
 from unifygeo_ros.localization.fix import Fix, Prior
 from unifygeo_ros.localization.localizer import Localizer
 from unifygeo_ros.localization.pipeline import PipelineSettings, gate_fix
+from unifygeo_ros.offline.truth_scoring import FixScore, load_truth_for, score_fix, summarize
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -28,6 +33,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--heading", type=float, default=None, metavar="DEG",
                         help="compass heading of the panoramas' centre column (0 = north, clockwise), for models "
                              "trained with known orientation; omitted: the panoramas are north-aligned")
+    parser.add_argument("--truth", default=None, metavar="FILE.csv",
+                        help="score the fixes against the panoramas' true positions: a CSV with "
+                             "panorama,latitude,longitude[,yaw_deg] (panorama = the image's file name); prints "
+                             "each error_m and a summary (unifygeo synth writes <City>/map/panoramas.csv)")
     parser.add_argument("--json", action="store_true", help="one JSON object per image (a JSON list)")
 
 
@@ -42,20 +51,27 @@ def _format_fix(name: str, fix: Fix) -> str:
             + f"  {fix.timings_ms['total']:.0f} ms")
 
 
+def _parse_prior(text: str | None) -> Prior | None:
+    if not text:
+        return None
+    try:
+        e, n, s = (float(v) for v in text.split(","))
+        return Prior(e, n, s)
+    except ValueError:
+        raise UnifyGeoError(f"--prior must be east_m,north_m,sigma_m with sigma_m > 0, got {text!r}") from None
+
+
 def run(args: argparse.Namespace) -> int:
-    prior = None
-    if args.prior:
-        try:
-            e, n, s = (float(v) for v in args.prior.split(","))
-            prior = Prior(e, n, s)
-        except ValueError:
-            raise UnifyGeoError(f"--prior must be east_m,north_m,sigma_m with sigma_m > 0, got "
-                                f"{args.prior!r}") from None
+    prior = _parse_prior(args.prior)
+    truth = load_truth_for(args.images, args.truth) if args.truth else None  # before the model: fail fast
     settings = PipelineSettings()  # the node's gate with its default parameters
     loc = Localizer.from_paths(args.index, args.checkpoint, device=args.device,
                                aspect_tolerance=settings.aspect_tolerance)
-    results, failed = [], 0
-    for path in args.images:
+    origin = loc.index.origin  # the frame of E/N and --prior; once, and off stdout with --json
+    print(f"index origin: lat {origin.lat0_deg:.7f} lon {origin.lon0_deg:.7f} (east/north and --prior are metres "
+          "from it)", file=sys.stderr if args.json else sys.stdout)
+    results, scores, accepted, failed = [], [], [], 0
+    for k, path in enumerate(args.images):
         try:
             fix = loc.localize(load_image(path), prior, heading_deg=args.heading)
         except ImageError as exc:
@@ -63,11 +79,29 @@ def run(args: argparse.Namespace) -> int:
             print(f"unifygeo localize: error: {exc}", file=sys.stderr)
             results.append({"image": path, "error": str(exc)})
             continue
-        reason, message = gate_fix(fix, settings.min_score, settings.max_protection_level_m)
-        results.append({**fix.to_json(path), "accepted": not reason, "withheld_reason": reason,
-                        "withheld_message": message})
+        obj, line, score = _report_fix(path, fix, settings, None if truth is None else truth[k], loc)
+        results.append(obj)
+        if score is not None:
+            scores.append(score)
+            accepted.append(obj["accepted"])
         if not args.json:
-            print(_format_fix(path, fix) + ("" if not reason else f"  WITHHELD: {message}"))
+            print(line)
     if args.json:
         print(json.dumps(results, indent=1))
+    if truth is not None:
+        for line in summarize(args.truth, scores, accepted, failed).lines():
+            print(line, file=sys.stderr if args.json else sys.stdout)
     return 1 if failed else 0
+
+
+def _report_fix(path: str, fix: Fix, settings: PipelineSettings, truth: TruthRow | None,
+                loc: Localizer) -> tuple[dict, str, FixScore | None]:
+    """The JSON object, the printed line and the score of one fix: gated, and scored when ``truth`` is given."""
+    reason, message = gate_fix(fix, settings.min_score, settings.max_protection_level_m)
+    obj = {**fix.to_json(path), "accepted": not reason, "withheld_reason": reason, "withheld_message": message}
+    line, score = _format_fix(path, fix), None
+    if truth is not None:
+        score = score_fix(fix, truth, loc.index.origin)
+        obj.update(score.to_json())
+        line += f"  error {score.error_m:.1f} m"
+    return obj, line + ("" if not reason else f"  WITHHELD: {message}"), score
