@@ -17,10 +17,24 @@ from unifygeo_ros.errors import IndexFormatError
 from unifygeo_ros.index import search as search_mod
 from unifygeo_ros.index.data import AerialIndex, IndexData
 from unifygeo_ros.index.layout import (DESCRIPTORS_FILE, FAISS_FILE, FORMAT, FORMAT_VERSION, META_FILE, aerial_file,
-                                       array_record, check_file, file_record, load_npy, read_meta)
+                                       array_record, check_file, check_finite, file_record, first_non_finite_row,
+                                       load_npy, read_meta)
+from unifygeo_ros.index.validate import FIELD_NAME
 
 
 # ------------------------------------------------------------------------------------------------- write
+def _refuse_non_finite(out: Path, data: IndexData) -> None:
+    """An index is never written with NaN or infinity in its descriptors or aerial arrays (a loader refuses it)."""
+    named = {DESCRIPTORS_FILE: np.asarray(data.descriptors)}
+    named.update({aerial_file(k): v for k, v in data.aerial.items()})
+    for name, arr in named.items():
+        row = first_non_finite_row(arr)
+        if row is not None:
+            tile = data.tile_ids[row] if row < len(data.tile_ids) else f"row {row}"
+            raise IndexFormatError(f"cannot write index {out}: {name} of tile {tile} holds NaN or "
+                                   "infinite values (what the model made of the tile: check the checkpoint)")
+
+
 def _write_arrays(out: Path, data: IndexData, desc: np.ndarray) -> dict[str, dict]:
     """Save the descriptors and the aerial arrays; their ``arrays`` records."""
     n = desc.shape[0]
@@ -62,13 +76,23 @@ def _tile_table(data: IndexData) -> dict[str, list]:
     }
 
 
+def _is_index_file(name: object) -> bool:
+    """Whether ``name`` is a file an index writes (descriptors, search structure, ``aerial_<field>.npy``)."""
+    if not isinstance(name, str):
+        return False
+    if name in (DESCRIPTORS_FILE, FAISS_FILE):
+        return True
+    return name.startswith("aerial_") and name.endswith(".npy") and FIELD_NAME.fullmatch(name[7:-4]) is not None
+
+
 def _previous_files(out: Path) -> set[str]:
-    """The files a previous index in ``out`` lists (none when there is no readable one)."""
+    """The index files a previous index in ``out`` lists (none when there is no readable one); only names an
+    index writes, so a damaged ``index.json`` cannot make a rebuild delete anything else."""
     try:
         arrays = json.loads((out / META_FILE).read_text()).get("arrays", {})
     except (OSError, ValueError, AttributeError):
         return set()
-    return {name for name in arrays if isinstance(name, str) and "/" not in name and "\\" not in name}
+    return {name for name in arrays if _is_index_file(name)}
 
 
 def write_index(out_dir: str | Path, data: IndexData, meta: dict, search_kind: str = "auto",
@@ -81,6 +105,7 @@ def write_index(out_dir: str | Path, data: IndexData, meta: dict, search_kind: s
     index is rebuilt with features) are removed after it.
     """
     out = Path(out_dir)
+    _refuse_non_finite(out, data)
     out.mkdir(parents=True, exist_ok=True)
     previous = _previous_files(out)
     if (out / META_FILE).exists():
@@ -115,28 +140,45 @@ def write_index(out_dir: str | Path, data: IndexData, meta: dict, search_kind: s
 
 # -------------------------------------------------------------------------------------------------- load
 def _load_descriptors(d: Path, meta: dict, verify: str) -> np.ndarray:
-    arrays = meta["arrays"]
-    if DESCRIPTORS_FILE not in arrays:
-        raise IndexFormatError(f"index {d}: metadata lists no {DESCRIPTORS_FILE}; rebuild the index")
+    """The descriptors, in memory: (count, descriptor_dim) float32, finite."""
     n, dim = int(meta["count"]), int(meta["descriptor_dim"])
-    desc = load_npy(d, DESCRIPTORS_FILE, arrays[DESCRIPTORS_FILE], verify, mmap=False)
+    desc = load_npy(d, DESCRIPTORS_FILE, meta["arrays"][DESCRIPTORS_FILE], verify, mmap=False)
     if desc.shape != (n, dim) or desc.dtype != np.float32:
         raise IndexFormatError(f"index {d}: {DESCRIPTORS_FILE} is {desc.shape} {desc.dtype}, expected "
                                f"({n}, {dim}) float32; rebuild the index")
+    check_finite(d, DESCRIPTORS_FILE, desc)
     return desc
 
 
+def _aerial_layout_problem(arr: np.ndarray, aerial: dict, model_px: int | None) -> str | None:
+    """What is wrong with an aerial array for the index's aerial mode, or None: features (N, C, h, w) floats,
+    tiles (N, A, A, 3|4) uint8 with A = model_aerial_px; the dtype ``aerial.dtype`` says when it says one."""
+    if "dtype" in aerial and str(arr.dtype) != str(aerial["dtype"]):
+        return f"dtype {arr.dtype}, aerial.dtype says {aerial['dtype']}"
+    if aerial["mode"] == "features":
+        return None if arr.ndim == 4 and arr.dtype.kind == "f" else "not (N, C, h, w) floating-point features"
+    if arr.ndim != 4 or arr.dtype != np.uint8 or arr.shape[1] != arr.shape[2] or arr.shape[3] not in (3, 4):
+        return "not (N, A, A, 3 or 4) uint8 tiles"
+    if model_px is not None and arr.shape[1] != model_px:
+        return f"{arr.shape[1]} px tiles, model_aerial_px says {model_px}"
+    return None
+
+
 def _load_aerial(d: Path, meta: dict, verify: str) -> dict[str, np.ndarray]:
-    """The aerial arrays, memory-mapped."""
+    """The aerial arrays, memory-mapped, checked against the metadata and scanned for NaN/inf in chunks."""
     arrays, n = meta["arrays"], int(meta["count"])
     aerial = {}
-    for name in meta["aerial"].get("fields", []):
+    for name in meta["aerial"]["fields"]:
         fname = aerial_file(name)
-        if fname not in arrays:
-            raise IndexFormatError(f"index {d}: metadata lists aerial field {name!r} without its file record")
         arr = load_npy(d, fname, arrays[fname], verify, mmap=True)
-        if arr.shape[0] != n:
-            raise IndexFormatError(f"index {d}: {fname} has {arr.shape[0]} rows for {n} tiles; rebuild the index")
+        if arr.ndim == 0 or arr.shape[0] != n:
+            rows = arr.shape[0] if arr.ndim else 0
+            raise IndexFormatError(f"index {d}: {fname} has {rows} rows for {n} tiles; rebuild the index")
+        problem = _aerial_layout_problem(arr, meta["aerial"], meta.get("model_aerial_px"))
+        if problem:
+            raise IndexFormatError(f"index {d}: {fname} is {arr.shape} {arr.dtype} ({problem}) in aerial mode "
+                                   f"{meta['aerial']['mode']}; rebuild the index")
+        check_finite(d, fname, arr)
         aerial[name] = arr
     return aerial
 
@@ -184,9 +226,11 @@ def load_index(index_dir: str | Path, device: str = "cpu", verify: str = "size",
 
 
 def index_data(index: AerialIndex) -> IndexData:
-    """The arrays of a loaded index as :class:`IndexData` (aerial arrays read into memory)."""
+    """The arrays of a loaded index as :class:`IndexData`, aerial arrays copied into memory (``np.asarray`` of a
+    memory map is still the map: writing the index back into its own folder would then truncate the file under
+    it)."""
     return IndexData(list(index.tile_ids), index.latlon_deg, index.en_m, index.ordinal,
-                     np.asarray(index.descriptors), {k: np.asarray(v) for k, v in index.aerial.items()})
+                     np.array(index.descriptors), {k: np.array(v) for k, v in index.aerial.items()})
 
 
 __all__ = ["index_data", "load_index", "write_index"]

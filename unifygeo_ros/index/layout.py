@@ -1,34 +1,28 @@
-"""The files of an index folder: their names, the format constants, per-file records and checks, and the
-metadata reader.
+"""The files of an index folder: per-file records and checks (presence, size, hash, shape, dtype, finite values,
+no path that leaves the folder) and the metadata reader.
 
 Each check failure is one :class:`~unifygeo_ros.errors.IndexFormatError` that names the file and says what to do
-(the format itself is described in :mod:`unifygeo_ros.index.store`).
+(the format itself is described in :mod:`unifygeo_ros.index.store`, what valid metadata is in
+:mod:`unifygeo_ros.index.validate`).
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 
 from unifygeo_ros.errors import IndexFormatError
+from unifygeo_ros.index.validate import (AERIAL_MODES, DESCRIPTORS_FILE, FAISS_FILE, FORMAT, FORMAT_VERSION,
+                                         META_FILE, REQUIRED_FIELDS, TILE_FIELDS, aerial_file, is_file_name,
+                                         validate_meta)
 
-FORMAT = "unifygeo-index"
-FORMAT_VERSION = 1
-META_FILE = "index.json"
-DESCRIPTORS_FILE = "descriptors.npy"
-FAISS_FILE = "search.faiss"
-AERIAL_MODES = ("features", "tiles")
-#: metadata fields every index has (read_meta refuses a file without one of them)
-REQUIRED_FIELDS = ("model", "descriptor_dim", "count", "tiles", "arrays", "search", "aerial", "tile_m", "origin")
-#: per-tile lists of ``tiles`` (each ``count`` long)
-TILE_FIELDS = ("ids", "lat_deg", "lon_deg", "east_m", "north_m", "ordinal")
-
-
-def aerial_file(name: str) -> str:
-    """File name of aerial field ``name`` (``cells0`` -> ``aerial_cells0.npy``)."""
-    return f"aerial_{name}.npy"
+#: bytes of an array read at a time by :func:`check_finite` (memory-bounded scan of memory-mapped arrays)
+SCAN_CHUNK_BYTES = 1 << 24
+#: per float item size: the unsigned view and its exponent bits (all set = NaN or infinity)
+_EXPONENT_BITS = {2: (np.uint16, 0x7C00), 4: (np.uint32, 0x7F800000), 8: (np.uint64, 0x7FF0000000000000)}
 
 
 def sha256_file(path: Path, chunk_bytes: int = 1 << 22) -> str:
@@ -56,9 +50,22 @@ def file_record(path: Path) -> dict:
     return {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
 
 
-def check_file(index_dir: Path, name: str, rec: dict, verify: str) -> Path:
-    """Path of file ``name`` after checking its size (and with ``verify="sha256"`` its hash) against ``rec``."""
+def file_in_folder(index_dir: Path, name: str) -> Path:
+    """Path of file ``name`` of the index folder, refusing a name with a folder part (``../x``, ``/abs``,
+    ``a/b``, ``..``) and any name whose normalised path is not directly inside the folder. A symbolic link placed
+    in the folder is followed (``colcon build --symlink-install`` installs the demo index as links)."""
     p = index_dir / name
+    folder = os.path.normpath(os.path.abspath(index_dir))
+    if not is_file_name(name) or os.path.dirname(os.path.normpath(os.path.abspath(p))) != folder:
+        raise IndexFormatError(f"index {index_dir}: file {name!r} is not a file name inside the index folder (a "
+                               "path that leaves it); rebuild the index")
+    return p
+
+
+def check_file(index_dir: Path, name: str, rec: dict, verify: str) -> Path:
+    """Path of file ``name`` (:func:`file_in_folder`) after checking its size (and with ``verify="sha256"`` its
+    hash) against ``rec``."""
+    p = file_in_folder(index_dir, name)
     if not p.is_file():
         raise IndexFormatError(f"index {index_dir}: {name} is missing; rebuild the index")
     size = p.stat().st_size
@@ -68,6 +75,40 @@ def check_file(index_dir: Path, name: str, rec: dict, verify: str) -> Path:
     if verify == "sha256" and "sha256" in rec and sha256_file(p) != rec["sha256"]:
         raise IndexFormatError(f"index {index_dir}: {name} does not match its sha256 (corrupted); rebuild the index")
     return p
+
+
+def _first_non_finite(block: np.ndarray) -> int | None:
+    """Index of the first row of ``block`` holding NaN or infinity, or None (floats tested by their exponent
+    bits: ~8 GiB/s for float16, against ~1.3 GiB/s for ``np.isfinite``)."""
+    uint, bits = _EXPONENT_BITS.get(block.dtype.itemsize, (None, 0))
+    if uint is not None and block.dtype.isnative:
+        bad = (block.view(uint) & uint(bits)) == uint(bits)
+    else:
+        bad = ~np.isfinite(block)
+    rows = bad.reshape(len(block), -1).any(axis=1)
+    return int(np.argmax(rows)) if rows.any() else None
+
+
+def first_non_finite_row(arr: np.ndarray, chunk_bytes: int = SCAN_CHUNK_BYTES) -> int | None:
+    """The first row of array ``arr`` (row = tile) holding NaN or infinity, or None; read ``chunk_bytes`` at a
+    time, so a memory-mapped array is scanned with bounded memory. Non-float arrays have none."""
+    if arr.dtype.kind != "f" or arr.size == 0:
+        return None
+    rows = max(1, chunk_bytes // max(1, arr[:1].nbytes))
+    for start in range(0, len(arr), rows):
+        bad = _first_non_finite(arr[start:start + rows])
+        if bad is not None:
+            return start + bad
+    return None
+
+
+def check_finite(index_dir: Path, name: str, arr: np.ndarray) -> None:
+    """Raise :class:`IndexFormatError` when array file ``name`` holds NaN or infinity
+    (:func:`first_non_finite_row`)."""
+    row = first_non_finite_row(arr)
+    if row is not None:
+        raise IndexFormatError(f"index {index_dir}: {name} holds NaN or infinite values (tile row {row}); "
+                               "rebuild the index")
 
 
 def load_npy(index_dir: Path, name: str, rec: dict, verify: str, mmap: bool) -> np.ndarray:
@@ -98,33 +139,15 @@ def _parse_meta_file(index_dir: Path) -> dict:
         raise IndexFormatError(f"{p} is unreadable or truncated ({exc}); rebuild the index") from None
 
 
-def _check_meta(index_dir: Path, meta: object) -> None:
-    """Format, version, required fields and per-tile list lengths of parsed metadata."""
-    p = index_dir / META_FILE
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        found = meta.get("format") if isinstance(meta, dict) else None
-        raise IndexFormatError(f"{p}: not a {FORMAT} index (format {found!r})")
-    if meta.get("version") != FORMAT_VERSION:
-        raise IndexFormatError(f"{index_dir}: index format version {meta.get('version')!r}, this unifygeo_ros "
-                               f"reads version {FORMAT_VERSION}; rebuild the index with `unifygeo index build`")
-    for key in REQUIRED_FIELDS:
-        if key not in meta:
-            raise IndexFormatError(f"{p}: metadata field {key!r} is missing; rebuild the index")
-    count = int(meta["count"])
-    for key in TILE_FIELDS:
-        got = len(meta["tiles"].get(key, ()))
-        if got != count:
-            raise IndexFormatError(f"{p}: tiles.{key} has {got} entries for count {count}; the metadata is "
-                                   "damaged, rebuild the index")
-
-
 def read_meta(index_dir: str | Path) -> dict:
-    """``index.json`` of an index folder, with format/version/shape checks (no array is read)."""
+    """``index.json`` of an index folder, checked by :func:`unifygeo_ros.index.validate.validate_meta` (no array
+    is read)."""
     d = Path(index_dir)
     meta = _parse_meta_file(d)
-    _check_meta(d, meta)
+    validate_meta(d, meta)
     return meta
 
 
-__all__ = ["AERIAL_MODES", "DESCRIPTORS_FILE", "FAISS_FILE", "FORMAT", "FORMAT_VERSION", "META_FILE",
-           "aerial_file", "array_record", "check_file", "file_record", "load_npy", "read_meta", "sha256_file"]
+__all__ = ["AERIAL_MODES", "DESCRIPTORS_FILE", "FAISS_FILE", "FORMAT", "FORMAT_VERSION", "META_FILE", "REQUIRED_FIELDS",
+           "SCAN_CHUNK_BYTES", "TILE_FIELDS", "aerial_file", "array_record", "check_file", "check_finite",
+           "file_in_folder", "file_record", "first_non_finite_row", "load_npy", "read_meta", "sha256_file"]
