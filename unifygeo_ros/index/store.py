@@ -7,7 +7,7 @@ An index is a folder (format ``unifygeo-index``, version :data:`FORMAT_VERSION`)
     search.faiss            the faiss search structure (faiss.write_index); absent for numpy search
     aerial_<name>.npy       what metric localization needs for each tile (row i = tile i):
                               mode "features": the model's dense aerial features (float16), one file per field
-                              mode "tiles":    aerial_tiles.npy (N, P, P, 3) uint8 tile images, re-encoded at query
+                              mode "tiles":    aerial_tiles.npy (N, P, P, 3|4) uint8 tile images, re-encoded at query
 
 Arrays are plain ``.npy`` read with ``allow_pickle=False`` (aerial arrays memory-mapped: only the top-K rows are
 touched per query); nothing is pickled. ``index.json``::
@@ -26,11 +26,13 @@ touched per query); nothing is pickled. ``index.json``::
 
 No absolute path is recorded (:mod:`unifygeo_ros.index.portable`): the checkpoint by its identity and, when it
 travels with the index, a path relative to the index folder (:func:`recorded_checkpoint`); the tile source by its
-name and a relative hint. Every problem with an index (missing or truncated file, other format or version, model
-mismatch, shards that do not fit together) raises one :class:`~unifygeo_ros.errors.IndexFormatError` that says
-what to do.
+name and a relative hint. Every problem with an index (missing or truncated file, other format or version, a
+metadata value of the wrong kind or range, a file name that leaves the folder, NaN/inf or a shape or dtype that
+disagrees with the metadata in an array, model mismatch, shards that do not fit together) raises one one-line
+:class:`~unifygeo_ros.errors.IndexFormatError` that says what to do.
 
-Where it lives: :mod:`~unifygeo_ros.index.layout` (file names, records, checks, metadata reader),
+Where it lives: :mod:`~unifygeo_ros.index.validate` (format constants, file names, what valid metadata is),
+:mod:`~unifygeo_ros.index.layout` (records, per-file checks, the metadata reader),
 :mod:`~unifygeo_ros.index.data` (:class:`IndexData`, :class:`AerialIndex`), :mod:`~unifygeo_ros.index.disk`
 (write, load), :mod:`~unifygeo_ros.index.shards` (shards, merge), :mod:`~unifygeo_ros.index.portable` (what is
 recorded of paths, :func:`recorded_checkpoint`).
