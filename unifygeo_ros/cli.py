@@ -22,7 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "calibrate": ("unifygeo_ros.offline.calibrate",
                   "fit the posterior's calibration (covariance, protection level) on training/benchmark cities"),
     "demo": ("unifygeo_ros.offline.demo", "run the whole chain on the embedded demo city: accuracy, latency, a picture"),
-    "bag": ("unifygeo_ros.rosbag.synth", "rosbag2 tools: record a synthetic drive through a city (unifygeo bag synth)"),
+    "bag": ("unifygeo_ros.rosbag.synth_cli", "rosbag2 tools: record a synthetic drive through a city (unifygeo bag synth)"),
     "replay": ("unifygeo_ros.rosbag.replay", "localize a rosbag2 recording and score it against its ground truth"),
 }
 

@@ -45,6 +45,20 @@ class Drive:
         v = np.interp(s, self.s_m, self.speed_mps)
         return en, geo.wrap_deg(hd) % 360.0, v, np.interp(s, self.s_m, self.yaw_rate_dps)
 
+    def felt_at(self, t_s) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The motion the vehicle's own sensors feel (wheel odometry, gyro), as :meth:`at` gives it: the true one
+        (a :class:`unifygeo_ros.rosbag.drive_plan.KidnappedDrive` differs after its jump)."""
+        return self.at(t_s)
+
+    @property
+    def end_s(self) -> float:
+        """Seconds from the start to the end of the drive."""
+        return float(self.t_s[-1])
+
+    def distance_m(self, t_s: float) -> float:
+        """Metres driven from the start to ``t_s``."""
+        return float(np.interp(t_s, self.t_s, self.s_m))
+
 
 def make_drive(route: np.ndarray, speed_mps: float, step_m: float = 0.5) -> Drive:
     """Smooth ``route``, keep to the right of the centre line by ``LANE_M``, turn around at dead ends on a

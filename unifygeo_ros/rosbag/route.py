@@ -229,12 +229,21 @@ def _shortest_path(g: StreetGraph, src: int, dst: int, avoid: set[int] = frozens
     return path[::-1]
 
 
-def plan_route(g: StreetGraph, kind: str, length_m: float, rng: np.random.Generator) -> np.ndarray:
-    """A polyline of at least ``length_m`` metres along ``g`` (see the module docstring for the two kinds)."""
+def plan_route(g: StreetGraph, kind: str, length_m: float, rng: np.random.Generator,
+               far_from_en: tuple[float, float] | None = None, min_distance_m: float = 0.0) -> np.ndarray:
+    """A polyline of at least ``length_m`` metres along ``g`` (see the module docstring for the two kinds),
+    starting at a random node - with ``far_from_en``, one at least ``min_distance_m`` from that point
+    (:class:`UnifyGeoError` if there is none)."""
     if not g.edges:
         raise DataFormatError("the city has no drivable street network inside its extent (too small?)")
     walker = _Walker(g, g.adjacency(), rng)
-    start = int(rng.choice(sorted(walker.adj)))
+    starts = sorted(walker.adj)
+    if far_from_en is not None:
+        starts = [n for n in starts if float(np.hypot(*(g.nodes[n] - np.asarray(far_from_en)))) >= min_distance_m]
+        if not starts:
+            raise UnifyGeoError(f"no street crossing lies {min_distance_m:.0f} m or more from "
+                                f"({far_from_en[0]:.0f}, {far_from_en[1]:.0f}) m")
+    start = int(rng.choice(starts))
     if kind == "random":
         walker.walk(start, None, length_m)
     elif kind == "loop":

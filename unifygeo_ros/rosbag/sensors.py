@@ -311,10 +311,13 @@ def true_pose_in_odom(en_m: np.ndarray, heading_deg: np.ndarray, origin_en_m: np
 
 # -------------------------------------------------------------------------------------------------- IMU
 def simulate_imu(t_s: np.ndarray, en_m: np.ndarray, heading_deg: np.ndarray, speed_mps: np.ndarray,
-                 yaw_rate_dps: np.ndarray, noise: ImuNoise, rng: np.random.Generator) -> ImuSamples:
+                 yaw_rate_dps: np.ndarray, noise: ImuNoise, rng: np.random.Generator,
+                 earth_heading_deg: np.ndarray | None = None) -> ImuSamples:
     """Noisy ENU yaw, angular velocity and specific force for the true series at ``t_s`` as :meth:`Drive.at`
     gives them. Yaw is the instantaneous one; the rates are interval means (:func:`interval_means`; the
-    acceleration the speed change over the interval), so the noise-free gyro integrates to the true yaw."""
+    acceleration the speed change over the interval), so the noise-free gyro integrates to the true yaw.
+    ``earth_heading_deg``: the compass heading the orientation reports, where it is not ``heading_deg`` (after a
+    kidnap the series is the motion the vehicle feels, the orientation the true heading)."""
     noise.validate()
     t = np.asarray(t_s, np.float64)
     n = len(t)
@@ -322,7 +325,8 @@ def simulate_imu(t_s: np.ndarray, en_m: np.ndarray, heading_deg: np.ndarray, spe
     _, w = interval_means(t, en_m, heading_deg, speed_mps, yaw_rate_dps)
     walk = math.radians(noise.yaw_bias_walk_deg_per_sqrt_s) * np.sqrt(np.diff(t)) * rng.standard_normal(max(n - 1, 0))
     bias = math.radians(noise.yaw_bias_init_deg) * rng.standard_normal() + np.concatenate([[0.0], np.cumsum(walk)])
-    yaw = enu_yaw_rad(heading_deg) + bias[:n] + math.radians(noise.yaw_noise_deg) * rng.standard_normal(n)
+    yaw_true = enu_yaw_rad(heading_deg if earth_heading_deg is None else earth_heading_deg)
+    yaw = yaw_true + bias[:n] + math.radians(noise.yaw_noise_deg) * rng.standard_normal(n)
     yaw = (yaw + math.pi) % (2 * math.pi) - math.pi
     gyro = np.zeros((n, 3))
     gyro[:, 2] = w
@@ -351,11 +355,14 @@ class SensorSamples:
 
 
 def simulate_sensors(drive, end_s: float, settings: SensorSettings) -> SensorSamples:
-    """Both sensors over ``[0, end_s]`` of ``drive`` (a :class:`unifygeo_ros.rosbag.drive.Drive`), each at its
-    rate, from ``settings.seed``."""
+    """Both sensors over ``[0, end_s]`` of ``drive`` (a :class:`unifygeo_ros.rosbag.drive.Drive` or
+    :class:`unifygeo_ros.rosbag.drive_plan.KidnappedDrive`), each at its rate, from ``settings.seed``: the
+    odometry and the IMU's rates from the motion the vehicle feels (``drive.felt_at``), the IMU's orientation from
+    the true heading (``drive.at``)."""
     settings.validate()
     rng_odom, rng_imu = settings.rngs()
     t_o = sample_times(settings.odom.rate_hz, end_s)
-    odom = simulate_wheel_odometry(t_o, *drive.at(t_o), settings.odom, rng_odom)
+    odom = simulate_wheel_odometry(t_o, *drive.felt_at(t_o), settings.odom, rng_odom)
     t_i = sample_times(settings.imu.rate_hz, end_s)
-    return SensorSamples(odom, simulate_imu(t_i, *drive.at(t_i), settings.imu, rng_imu))
+    imu = simulate_imu(t_i, *drive.felt_at(t_i), settings.imu, rng_imu, earth_heading_deg=drive.at(t_i)[1])
+    return SensorSamples(odom, imu)
