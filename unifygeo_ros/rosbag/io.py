@@ -27,11 +27,12 @@ import numpy as np
 
 from unifygeo_ros.errors import ImageError
 from unifygeo_ros.image import codec
-from unifygeo_ros.rosbag.msgtypes import (COMPRESSED_IMAGE, GEOGRAPHIC_MSGS_DEFS, GEOPOSE_COV_STAMPED,  # noqa: F401
+from unifygeo_ros.rosbag.mcap_check import McapCheck, check_mcap
+from unifygeo_ros.rosbag.msgtypes import (COMPRESSED_IMAGE, GEOGRAPHIC_MSGS_DEFS, GEOPOSE_COV_STAMPED,
                                           GEOPOSE_STAMPED, IMAGE, IMAGE_TYPES, NAVSATFIX, ODOMETRY,
                                           POSE_COV_STAMPED, ROS_DISTRO_STORE, BagError, geographic_msgs_defs,
                                           header, make_typestore, ns_to_stamp, stamp_to_ns)
-from unifygeo_ros.rosbag.salvage import SalvageConnection, SalvageReader  # noqa: F401
+from unifygeo_ros.rosbag.salvage import SalvageConnection, SalvageReader
 
 
 # ---------------------------------------------------------------------------------------------------- images
@@ -112,14 +113,42 @@ def _read_errors() -> tuple[type[BaseException], ...]:
     return errors
 
 
+def _mcap_files(p: Path) -> list[Path]:
+    if p.is_file():
+        return [p] if p.suffix == ".mcap" else []
+    return sorted(p.glob("*.mcap"))
+
+
+def _salvage(p: Path, reason: str, warnings: list[str] | None, cause: BaseException | None = None) -> Any:
+    """:class:`SalvageReader` of ``p`` with a note (why, what was recovered) in ``warnings``; :class:`BagError`
+    when there is no ``warnings`` list or the scan fails."""
+    try:
+        reader = SalvageReader(p)
+    except BagError as exc2:
+        raise BagError(f"cannot open bag {p}: {reason}; salvage scan failed too: {exc2}") from (cause or exc2)
+    note = (f"bag {p} is damaged or incomplete ({reason}); read by a linear salvage scan of "
+            f"{reader.storage_file.name}: {reader.salvaged_messages} complete messages recovered")
+    if reader.stop_reason:
+        note += f", scan stopped at {reader.stop_reason}"
+    if warnings is None:
+        reader.close()
+        raise BagError(note) from cause
+    warnings.append(note)
+    return reader
+
+
 @contextmanager
-def open_bag(path: str | Path, warnings: list[str] | None = None, salvage: bool = True) -> Iterator[Any]:
+def open_bag(path: str | Path, warnings: list[str] | None = None, salvage: bool = True,
+             mcap_checks: list[McapCheck] | None = None) -> Iterator[Any]:
     """Open a rosbag2 folder (sqlite3 or MCAP) or a single ``.db3``/``.mcap`` file.
 
-    First with rosbags' ``AnyReader`` (definitions embedded in the bag are used, the project typestore
-    otherwise). When that fails (a sqlite3 file cut short, an MCAP without its summary/footer, a missing
-    ``metadata.yaml``) and ``salvage`` is set, the storage file is read by a linear scan instead
-    (:class:`SalvageReader`): every complete message before the damage is recovered and a note goes to
+    Every MCAP chunk is checked first (:func:`~unifygeo_ros.rosbag.mcap_check.check_mcap`: decodable, its size,
+    its CRC when the writer stored one; the results go to ``mcap_checks``). A bag with a corrupt chunk is read by
+    a linear scan that skips it (:class:`SalvageReader`, a warning says how many messages of which topics were
+    lost), or refused when ``salvage`` is off. Otherwise it is opened with rosbags' ``AnyReader`` (definitions
+    embedded in the bag are used, the project typestore otherwise). When that fails (a sqlite3 file cut short, an
+    MCAP without its summary/footer, a missing ``metadata.yaml``) and ``salvage`` is set, the storage file is read
+    by the linear scan instead: every complete message before the damage is recovered and a note goes to
     ``warnings``. Raises :class:`BagError` with the path and the reason when nothing can be read.
     """
     from rosbags.highlevel import AnyReader  # optional extra, see _read_errors
@@ -127,25 +156,27 @@ def open_bag(path: str | Path, warnings: list[str] | None = None, salvage: bool 
     p = Path(path)
     if not p.exists():
         raise BagError(f"bag not found: {p}")
+    files = _mcap_files(p)
+    checks = [check_mcap(f) for f in files]
+    if mcap_checks is not None:
+        mcap_checks.extend(checks)
+    corrupt = next((c for c in checks if c.corrupt), None)
     reader: Any
-    try:
-        reader = AnyReader([p], default_typestore=make_typestore())
-        reader.open()
-    except _read_errors() as exc:
-        reason = f"{type(exc).__name__}: {exc}"
-        if not salvage:
-            raise BagError(f"cannot open bag {p}: {reason} (truncated or corrupt?)") from exc
+    if corrupt is not None:
+        what = corrupt.describe_corrupt()
+        if not salvage or len(files) > 1:
+            why = "salvage is off" if not salvage else "the salvage scan reads single-file bags only"
+            raise BagError(f"bag {p}: {what}; refused ({why}): copy the bag again from its source")
+        reader = _salvage(p, f"{what}: skipped, their messages lost", warnings)
+    else:
         try:
-            reader = SalvageReader(p)
-        except BagError as exc2:
-            raise BagError(f"cannot open bag {p}: {reason}; salvage scan failed too: {exc2}") from exc
-        note = (f"bag {p} is damaged or incomplete ({reason}); read by a linear salvage scan of "
-                f"{reader.storage_file.name}: {reader.salvaged_messages} complete messages recovered")
-        if reader.stop_reason:
-            note += f", scan stopped at {reader.stop_reason}"
-        if warnings is None:
-            raise BagError(note) from exc
-        warnings.append(note)
+            reader = AnyReader([p], default_typestore=make_typestore())
+            reader.open()
+        except _read_errors() as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            if not salvage:
+                raise BagError(f"cannot open bag {p}: {reason} (truncated or corrupt?)") from exc
+            reader = _salvage(p, reason, warnings, exc)
     try:
         yield reader
     finally:
@@ -204,3 +235,12 @@ def iter_messages(reader: Any, connections: list[Any], warnings: list[str] | Non
         if warnings is None:
             raise BagError(note) from exc
         warnings.append(note)
+
+
+#: what the rest of the project imports from here, re-exported from msgtypes, salvage and mcap_check included
+__all__ = ["COMPRESSED_IMAGE", "GEOGRAPHIC_MSGS_DEFS", "GEOPOSE_COV_STAMPED", "GEOPOSE_STAMPED", "IMAGE", "IMAGE_TYPES",
+           "NAVSATFIX", "ODOMETRY", "POSE_COV_STAMPED", "ROS_DISTRO_STORE", "BagError", "McapCheck",
+           "SalvageConnection", "SalvageReader", "TopicInfo", "check_mcap", "compressed_msg_to_rgb",
+           "connections_for", "describe_topics", "geographic_msgs_defs", "header", "image_msg_to_rgb",
+           "iter_messages", "list_topics", "make_typestore", "msg_to_rgb", "ns_to_stamp", "open_bag",
+           "rgb_to_compressed_msg", "rgb_to_image_msg", "stamp_to_ns"]

@@ -44,7 +44,10 @@ from unifygeo_ros.rosbag import io as bags
 from unifygeo_ros.rosbag import trajectory
 from unifygeo_ros.rosbag.fusion import FusionConfig, SensorCollector, run_fusion
 from unifygeo_ros.rosbag.fusion_outputs import write_fusion_outputs
+from unifygeo_ros.rosbag.mcap_check import McapCheck
 from unifygeo_ros.rosbag.replay_outputs import index_meta, write_outputs
+from unifygeo_ros.rosbag.replay_quality import (GT_NO_FIX, DataQuality, ImageStamps, gt_position_problem,
+                                                summary_line)
 from unifygeo_ros.rosbag.replay_scoring import score_frames
 from unifygeo_ros.rosbag.replay_types import (FIX, GT_LOCAL, GT_TYPES, NO_FIX, UNDECODABLE, FrameResult,
                                               GroundTruth, ReplayConfig, ReplayReport, gt_sample)
@@ -105,8 +108,9 @@ class _GroundTruthReader:
                                  f"{getattr(msg.header, 'frame_id', '?')!r}) taken as ENU-aligned with its origin "
                                  "at the index's origin (no --gt-frame-origin given)")
         s = gt_sample(msg, self.gt_type, self.local_frame or geo.LocalENU(0.0, 0.0))
-        if s is None:
-            self.gt.rejected += 1
+        reason = GT_NO_FIX if s is None else gt_position_problem(s[0], s[1])
+        if reason:  # not a position: excluded, counted (replay_quality)
+            self.gt.excluded[reason] = self.gt.excluded.get(reason, 0) + 1
             return
         self.gt.t_ns.append(_stamp_or_log_time(msg, log_ns))
         self.gt.lat_deg.append(s[0])
@@ -157,7 +161,9 @@ def replay(cfg: ReplayConfig, localizer: Localizer | None = None,
     out.mkdir(parents=True, exist_ok=True)
     warnings: list[str] = []
     frames: list[FrameResult] = []
-    with bags.open_bag(cfg.bag, warnings) as reader:
+    mcap_checks: list[McapCheck] = []
+    stamps = ImageStamps()
+    with bags.open_bag(cfg.bag, warnings, mcap_checks=mcap_checks) as reader:
         img_conns = bags.connections_for(reader, cfg.image_topic, bags.IMAGE_TYPES)
         gt_conns = bags.connections_for(reader, cfg.gt_topic, GT_TYPES)
         image_type, gt_type = img_conns[0].msgtype, gt_conns[0].msgtype
@@ -177,6 +183,8 @@ def replay(cfg: ReplayConfig, localizer: Localizer | None = None,
                     continue
                 index += 1
                 t = _stamp_or_log_time(msg, log_ns)
+                if not stamps.accept(t):  # a repeated or backward stamp: dropped (replay_quality)
+                    continue
                 if not _select(index, t, last_kept, cfg.every, cfg.rate_hz):
                     continue
                 last_kept = t
@@ -190,8 +198,13 @@ def replay(cfg: ReplayConfig, localizer: Localizer | None = None,
         if live is not None:
             frames = live.finish(cfg.live_timeout_s)
             warnings.extend(live.warnings)
+    quality = DataQuality()
+    quality.add_mcap(mcap_checks, warnings)
+    quality.add_images(stamps)
+    if (line := stamps.warning(cfg.image_topic)) is not None:
+        warnings.append(line)
     origin = _finish_warnings(cfg, gt.gt, frames, origin, warnings)
-    report, pairs = score_frames(frames, gt.gt, origin, cfg, gt_type, image_type, warnings)
+    report, pairs = score_frames(frames, gt.gt, origin, cfg, gt_type, image_type, warnings, quality)
     fused = run_fusion(sensors, frames, pairs.gt, cfg.fusion, cfg.max_gap_s, warnings) if sensors else None
     if fused is not None:
         report.fusion = fused.report
@@ -211,8 +224,6 @@ def _finish_warnings(cfg: ReplayConfig, gt: GroundTruth, frames: list[FrameResul
                             f"({gt.lat_deg[0]:.7f}, {gt.lon_deg[0]:.7f})")
         else:
             origin = geo.LocalENU(0.0, 0.0)
-    if gt.rejected:
-        warnings.append(f"{gt.rejected} GT messages without a fix (NavSatFix status NO_FIX or NaN) ignored")
     if not gt.t_ns:
         warnings.append(f"no usable GT on {cfg.gt_topic}: nothing is scored")
     if not frames:
@@ -319,6 +330,7 @@ def run(args: argparse.Namespace) -> int:
               f"{f(fz['ape']['max_m'], 'm')}, NEES mean {f(fz['nees']['mean'], '(2: consistent)')}, largest jump "
               f"{fz['largest_jump_m']:.2f} m, fixes fused {fz['fixes_fused']} / rejected {fz['fixes_rejected']}, "
               f"availability {100 * fz['availability']:.1f} %")
+    print(f"data quality: {summary_line(rep.data_quality)}")
     for w in rep.warnings:
         print(f"warning: {w}")
     print(f"outputs in {args.out}")

@@ -10,6 +10,7 @@ import numpy as np
 from unifygeo_ros import geo
 from unifygeo_ros.localization.integrity import finite_or_none, trust_report
 from unifygeo_ros.rosbag import trajectory
+from unifygeo_ros.rosbag.replay_quality import CleanGroundTruth, DataQuality, clean_ground_truth, gt_warning
 from unifygeo_ros.rosbag.replay_types import (DROPPED, FIX, GT_GEOGRAPHIC, NO_FIX, UNDECODABLE, FrameResult,
                                               GroundTruth, ReplayConfig, ReplayReport)
 
@@ -27,14 +28,22 @@ class ScoredPairs:
     integrity: tuple[np.ndarray, np.ndarray, np.ndarray] = (np.zeros(0), np.zeros(0), np.zeros(0, bool))
 
 
+def _gt_trajectory(gt: GroundTruth, origin: geo.LocalENU) -> CleanGroundTruth:
+    """GT in the replay's ENU frame, one sample per stamp (replay_quality's duplicate rule)."""
+    if not gt.t_ns:
+        return clean_ground_truth([], np.zeros(0), np.zeros(0), [])
+    ge, gn = origin.to_en(np.asarray(gt.lat_deg), np.asarray(gt.lon_deg))
+    return clean_ground_truth(gt.t_ns, ge, gn, gt.yaw_deg)
+
+
 def score_frames(frames: list[FrameResult], gt: GroundTruth, origin: geo.LocalENU, cfg: ReplayConfig,
-                 gt_type: str, image_type: str, warnings: list[str]) -> tuple[ReplayReport, ScoredPairs]:
-    """Associate each fix with GT, fill the frames' ENU positions, and compute the report."""
-    if gt.t_ns:
-        ge, gn = origin.to_en(np.asarray(gt.lat_deg), np.asarray(gt.lon_deg))
-        gt_traj = trajectory.make_trajectory(gt.t_ns, ge, gn, gt.yaw_deg)
-    else:
-        gt_traj = trajectory.make_trajectory([], [], [], [])
+                 gt_type: str, image_type: str, warnings: list[str], quality: DataQuality | None = None
+                 ) -> tuple[ReplayReport, ScoredPairs]:
+    """Associate each fix with GT, fill the frames' ENU positions, and compute the report. ``quality``
+    (default: a new one) receives the GT's exclusions and the frames not scored for them (replay_quality)."""
+    quality = quality if quality is not None else DataQuality()
+    clean = _gt_trajectory(gt, origin)
+    gt_traj = clean.traj
     fixes = [f for f in frames if f.status == FIX]
     if fixes:
         e, n = origin.to_en(np.array([f.latitude_deg for f in fixes]), np.array([f.longitude_deg for f in fixes]))
@@ -42,6 +51,13 @@ def score_frames(frames: list[FrameResult], gt: GroundTruth, origin: geo.LocalEN
             f.east_m, f.north_m = float(ei), float(ni)
     assoc = trajectory.associate(gt_traj, [f.t_ns for f in fixes], cfg.max_gap_s)
     scored = [i for i, ok in enumerate(assoc.valid) if ok]
+    unknown = np.flatnonzero(assoc.unknown)
+    for i in unknown:
+        fixes[i].note = (fixes[i].note + "; " if fixes[i].note else "") + "GT contradicts itself here: not scored"
+    quality.add_ground_truth(gt.excluded, clean)
+    quality.frames_not_scored["conflicting_gt"] = int(unknown.size)
+    if (line := gt_warning(cfg.gt_topic, gt.excluded, clean, int(unknown.size))) is not None:
+        warnings.append(line)
     err_en = np.array([[fixes[i].east_m - assoc.east_m[i], fixes[i].north_m - assoc.north_m[i]] for i in scored],
                       dtype=np.float64).reshape(-1, 2)
     errors = np.hypot(err_en[:, 0], err_en[:, 1])
@@ -52,7 +68,7 @@ def score_frames(frames: list[FrameResult], gt: GroundTruth, origin: geo.LocalEN
         first = next(f for f in frames if f.status == UNDECODABLE)
         warnings.append(f"{status_counts[UNDECODABLE]} undecodable images (counted as frames without a fix), "
                         f"first at t={first.t_ns * 1e-9:.3f} s: {first.note}")
-    no_gt = len(fixes) - len(scored)
+    no_gt = len(fixes) - len(scored) - int(unknown.size)
     if no_gt:
         warnings.append(f"{no_gt} fixes without GT within {cfg.max_gap_s:g} s (counted, not scored)")
     pl = np.array([fixes[i].protection_level_m for i in scored], dtype=np.float64)
@@ -78,7 +94,7 @@ def score_frames(frames: list[FrameResult], gt: GroundTruth, origin: geo.LocalEN
             "max_gap_s": cfg.max_gap_s, "gt_samples": len(gt_traj),
             "gt_has_orientation": bool(np.any(np.isfinite(gt_traj.yaw_deg))),
         },
-        warnings=warnings,
+        warnings=warnings, data_quality=quality.to_json(),
     )
     return report, ScoredPairs(fixes, assoc, scored, errors, gt_traj, _integrity_points(frames, gt_traj, origin, cfg))
 

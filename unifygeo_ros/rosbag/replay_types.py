@@ -67,6 +67,7 @@ class ReplayReport:
     trust: dict = field(default_factory=dict)  # localization.integrity.TrustReport: published fixes vs frames
     fusion: dict | None = None  # --fuse: rosbag.fusion's figures of the fused trajectory (None without --fuse)
     warnings: list[str] = field(default_factory=list)
+    data_quality: dict = field(default_factory=dict)  # rosbag.replay_quality.DataQuality: what was not scored, why
 
     # flat aliases of the headline numbers
     @property
@@ -90,7 +91,7 @@ class GroundTruth:
     lat_deg: list[float] = field(default_factory=list)
     lon_deg: list[float] = field(default_factory=list)
     yaw_deg: list[float] = field(default_factory=list)
-    rejected: int = 0  # NavSatFix with STATUS_NO_FIX or NaN
+    excluded: dict[str, int] = field(default_factory=dict)  # replay_quality reason -> GT messages not used
 
 
 def _stamp_or_log_time(msg: Any, log_ns: int) -> int:
@@ -108,9 +109,10 @@ def quat_yaw_deg(q: Any) -> float:
 
 def gt_sample(msg: Any, msgtype: str, local_frame: geo.LocalENU) -> tuple[float, float, float] | None:
     """``(lat_deg, lon_deg, yaw_deg)`` of one GT message (yaw NaN when the type has no orientation); None for a
-    NavSatFix without a fix. Local-frame types are converted through ``local_frame`` (ENU-aligned)."""
+    NavSatFix without a fix. Local-frame types are converted through ``local_frame`` (ENU-aligned). The position
+    is not checked here (:func:`~unifygeo_ros.rosbag.replay_quality.gt_position_problem`)."""
     if msgtype == bags.NAVSATFIX:
-        if int(msg.status.status) < 0 or not (np.isfinite(msg.latitude) and np.isfinite(msg.longitude)):
+        if int(msg.status.status) < 0:
             return None
         return float(msg.latitude), float(msg.longitude), math.nan
     if msgtype in (bags.GEOPOSE_STAMPED, bags.GEOPOSE_COV_STAMPED):

@@ -13,18 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from unifygeo_ros.rosbag.mcap_check import (MCAP_MAGIC, MESSAGE_HEADER_BYTES, OP_CHANNEL, OP_CHUNK, OP_FOOTER,
+                                             OP_MESSAGE, OP_SCHEMA, RECORD_HEADER_BYTES, chunk_records, decompress,
+                                             parse_chunk)
 from unifygeo_ros.rosbag.msgtypes import BagError, make_typestore
 
-
-#: MCAP record opcodes the scan reads (https://mcap.dev/spec)
-MCAP_MAGIC = b"\x89MCAP0\r\n"
-MCAP_OP_FOOTER = 0x02
-MCAP_OP_SCHEMA = 0x03
-MCAP_OP_CHANNEL = 0x04
-MCAP_OP_MESSAGE = 0x05
-MCAP_OP_CHUNK = 0x06
-MCAP_RECORD_HEADER_BYTES = 9  # opcode (1) + body length (8)
-MCAP_MESSAGE_HEADER_BYTES = 22  # channel id (2) + sequence (4) + log time (8) + publish time (8)
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
@@ -72,13 +65,15 @@ class SalvageReader:
     * sqlite3: the header's page count is set to the pages actually present (in a temporary copy) so SQLite
       opens the file, then the ``messages`` table is read in row order until the first damaged page.
     * MCAP: records are parsed from the start (schemas, channels, messages, chunks) until the first
-      incomplete or corrupt one; the summary section and footer are not needed.
+      incomplete one; the summary section and footer are not needed. A corrupt chunk (undecodable, wrong size,
+      or a CRC mismatch: :mod:`unifygeo_ros.rosbag.mcap_check`) is skipped and the scan goes on after it.
     """
 
     def __init__(self, path: Path):
         self.path = Path(path)
         self.storage_file = _find_storage_file(self.path)
         self.stop_reason = ""
+        self.skipped_chunks: dict[int, str] = {}  # MCAP: byte offset of each corrupt chunk skipped -> why
         self._tmp: Path | None = None
         self.connections: list[SalvageConnection] = []
         self.typestore = make_typestore()
@@ -144,21 +139,21 @@ class SalvageReader:
         schemas: dict[int, tuple[str, str]] = {}
         counts: dict[int, int] = {}
         for op, body in self._mcap_records():
-            if op == MCAP_OP_SCHEMA and count_only:
+            if op == OP_SCHEMA and count_only:
                 sid = struct.unpack_from("<H", body)[0]
                 schemas[sid] = _mcap_schema(body)
-            elif op == MCAP_OP_CHANNEL and count_only:
+            elif op == OP_CHANNEL and count_only:
                 cid, sid = struct.unpack_from("<HH", body)
                 topic, _ = _mcap_str(body, 4)
                 name, text = schemas.get(sid, ("", ""))
                 if name and all(c.id != cid for c in self.connections):
                     self.connections.append(SalvageConnection(cid, topic, name, 0, text))
-            elif op == MCAP_OP_MESSAGE:
+            elif op == OP_MESSAGE:
                 cid, _seq, log_time_ns = struct.unpack_from("<HIQ", body)
                 if count_only:
                     counts[cid] = counts.get(cid, 0) + 1
                 elif ids is not None and cid in ids:
-                    yield ids[cid], int(log_time_ns), bytes(body[MCAP_MESSAGE_HEADER_BYTES:])
+                    yield ids[cid], int(log_time_ns), bytes(body[MESSAGE_HEADER_BYTES:])
         if count_only:
             for c in self.connections:
                 c.msgcount = counts.get(c.id, 0)
@@ -169,7 +164,7 @@ class SalvageReader:
         data = memoryview(self.storage_file.read_bytes())
         if bytes(data[:len(MCAP_MAGIC)]) != MCAP_MAGIC:
             raise BagError(f"{self.storage_file} is not an MCAP file (magic missing)")
-        head = MCAP_RECORD_HEADER_BYTES
+        head = RECORD_HEADER_BYTES
         stack = [(data, len(MCAP_MAGIC))]
         while stack:
             buf, off = stack.pop()
@@ -184,7 +179,7 @@ class SalvageReader:
                 cut = off + head + n > len(buf)
                 if cut and stack:  # inside a (cut) chunk: its last record is incomplete
                     break
-                if cut and op != MCAP_OP_CHUNK:
+                if cut and op != OP_CHUNK:
                     self.stop_reason = self.stop_reason or f"byte {off}: record (op 0x{op:02x}) cut short"
                     return
                 body = buf[off + head: off + head + n]
@@ -192,18 +187,31 @@ class SalvageReader:
                     self.stop_reason = f"byte {off}: chunk cut short after {len(body)} of {n} bytes"
                     buf = memoryview(b"")
                 off += head + n
-                if op == MCAP_OP_CHUNK:
-                    try:
-                        inner = _mcap_chunk_records(body, partial=cut)
-                    except Exception as exc:  # noqa: BLE001 - a corrupt chunk ends the salvage
-                        self.stop_reason = self.stop_reason or f"byte {off}: corrupt chunk ({exc})"
-                        return
+                if op == OP_CHUNK:
+                    inner = self._chunk(body, cut, off - head - n)
+                    if inner is None:  # corrupt: skipped, the scan goes on with the next record
+                        continue
                     stack.append((buf, off))
                     buf, off = memoryview(inner), 0
                     continue
-                if op == MCAP_OP_FOOTER:
+                if op == OP_FOOTER:
                     return
                 yield op, body
+
+    def _chunk(self, body: memoryview, cut: bool, offset: int) -> bytes | None:
+        """The records of a chunk: of a cut one, as much as decodes; None for a corrupt one
+        (:func:`~unifygeo_ros.rosbag.mcap_check.chunk_records`: undecodable, wrong size or CRC), whose offset goes
+        to ``skipped_chunks``."""
+        if cut:
+            try:
+                chunk = parse_chunk(body, partial=True)
+                return decompress(chunk.compression, chunk.data, partial=True)
+            except Exception:  # noqa: BLE001 - a cut chunk that does not decode at all gives nothing
+                return b""
+        records, reason = chunk_records(body)
+        if records is None and offset not in self.skipped_chunks:
+            self.skipped_chunks[offset] = reason
+        return records
 
     # -- AnyReader interface
     def messages(self, connections: list[SalvageConnection] | None = None
@@ -238,26 +246,3 @@ def _mcap_schema(body: memoryview | bytes) -> tuple[str, str]:
     _encoding, off = _mcap_str(body, off)
     (n,) = struct.unpack_from("<I", body, off)
     return name, bytes(body[off + 4: off + 4 + n]).decode()
-
-
-def _mcap_chunk_records(body: memoryview | bytes, partial: bool = False) -> bytes:
-    """Uncompressed records of a chunk record body; of a cut (``partial``) one, as much as decodes."""
-    _start, _end, _size, _crc = struct.unpack_from("<QQQI", body)
-    compression, off = _mcap_str(body, 28)
-    (n,) = struct.unpack_from("<Q", body, off)
-    raw = bytes(body[off + 8: off + 8 + n])
-    if compression == "":
-        return raw
-    if compression == "zstd":
-        # optional decompressors, imported only for a chunk that needs them: zstd is in the standard library
-        # from Python 3.14 (compression.zstd), a backport before
-        try:
-            from compression import zstd  # type: ignore[import-not-found]
-        except ImportError:
-            from backports import zstd  # type: ignore[import-not-found,no-redef]
-        return zstd.ZstdDecompressor().decompress(raw) if partial else zstd.decompress(raw)
-    if compression == "lz4":
-        from lz4.frame import LZ4FrameDecompressor, decompress  # optional: only lz4-compressed chunks need it
-
-        return LZ4FrameDecompressor().decompress(raw) if partial else decompress(raw)
-    raise ValueError(f"unsupported chunk compression {compression!r}")

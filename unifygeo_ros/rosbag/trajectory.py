@@ -9,7 +9,9 @@ Definitions (what each number of ``metrics.json`` means):
 * **association**: an estimate at time ``t`` is compared with the ground truth *interpolated* at ``t``:
   linear in east/north between the two GT samples that bracket ``t``; yaw along the shorter arc. It is
   rejected (counted as "without GT") when ``t`` lies outside the GT time span or when the nearest GT sample
-  is more than ``max_gap_s`` away.
+  is more than ``max_gap_s`` away. A GT sample whose position is NaN marks a time where the truth is unknown
+  (replay's conflicting duplicate GT): a query it brackets is rejected too (``Association.unknown``), never
+  interpolated.
 * **position error** of a pair = horizontal Euclidean distance (east/north) in metres.
 * **mean / median / RMSE** = mean, median, sqrt(mean of squares) of the position errors (evo's unaligned
   APE translation part reports the same three for the same files, z = 0).
@@ -79,6 +81,7 @@ class Association:
     yaw_deg: np.ndarray  # NaN where GT has no orientation (or no GT)
     valid: np.ndarray  # bool
     gap_s: np.ndarray  # distance in time to the nearest GT sample (inf outside the span)
+    unknown: np.ndarray | None = None  # bool: inside the span and the gap, but a bracketing GT position is NaN
 
 
 def interpolate_yaw_deg(yaw0_deg: ArrayLike, yaw1_deg: ArrayLike, w: ArrayLike) -> np.ndarray:
@@ -96,7 +99,7 @@ def associate(gt: Trajectory, t_query_ns: ArrayLike, max_gap_s: float = DEFAULT_
     tq = np.asarray(t_query_ns, dtype=np.int64).reshape(-1)
     m = tq.size
     out = Association(np.full(m, np.nan), np.full(m, np.nan), np.full(m, np.nan), np.zeros(m, bool),
-                      np.full(m, np.inf))
+                      np.full(m, np.inf), np.zeros(m, bool))
     if len(gt) == 0 or m == 0:
         return out
     t = gt.t_ns
@@ -109,12 +112,16 @@ def associate(gt: Trajectory, t_query_ns: ArrayLike, max_gap_s: float = DEFAULT_
     d_lo = np.abs(tq - t[lo_c]).astype(np.float64) * 1e-9
     d_hi = np.abs(t[hi_c] - tq).astype(np.float64) * 1e-9
     gap = np.where(inside, np.minimum(d_lo, d_hi), np.inf)
-    valid = inside & (gap <= max_gap_s)
+    near = inside & (gap <= max_gap_s)
     span = (t[hi_c] - t[lo_c]).astype(np.float64)
     w = np.where(span > 0, (tq - t[lo_c]).astype(np.float64) / np.where(span > 0, span, 1.0), 0.0)
     east = gt.east_m[lo_c] + w * (gt.east_m[hi_c] - gt.east_m[lo_c])
     north = gt.north_m[lo_c] + w * (gt.north_m[hi_c] - gt.north_m[lo_c])
     yaw = interpolate_yaw_deg(gt.yaw_deg[lo_c], gt.yaw_deg[hi_c], w)  # NaN propagates
+    known = np.isfinite(gt.east_m[lo_c]) & np.isfinite(gt.north_m[lo_c]) & np.isfinite(gt.east_m[hi_c]) \
+        & np.isfinite(gt.north_m[hi_c])
+    valid = near & known
+    out.unknown = near & ~known
     out.east_m = np.where(valid, east, np.nan)
     out.north_m = np.where(valid, north, np.nan)
     out.yaw_deg = np.where(valid, yaw, np.nan)
