@@ -148,7 +148,7 @@ def test_geotiff_and_png_world_file_cut_the_same_tiles(tmp_path):
 
 
 def test_orthophoto_in_degrees_needs_no_prj(tmp_path):
-    img = np.zeros((400, 600, 3), np.uint8)
+    img = np.full((400, 600, 3), 90, np.uint8)  # all black would be black fill, no imagery
     path = tmp_path / "deg.jpg"
     cv2.imwrite(str(path), img)
     step = 1e-6  # ~0.11 m

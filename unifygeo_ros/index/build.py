@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from unifygeo_ros.errors import DataFormatError, IndexFormatError
-from unifygeo_ros.index import portable, store
+from unifygeo_ros.index import map_checks, portable, store
 from unifygeo_ros.index.search import SEARCH_KINDS
 from unifygeo_ros.index.tiles import TileSource, orthophoto_tiles, vigor_tiles
 from unifygeo_ros.model.handle import ModelHandle, aerial_to_arrays, load_model
@@ -136,6 +136,7 @@ def build_index(handle: ModelHandle, source: TileSource, out_dir: str | Path, *,
     if train_tile_m and abs(source.tile_m / train_tile_m - 1.0) > 0.1:
         log.warning("tiles are %.1f m but the model was trained on %.1f m tiles: expect worse accuracy "
                     "(use --tile-m %.0f)", source.tile_m, train_tile_m, train_tile_m)
+    _report_source(handle, source)
     mode = choose_aerial_mode(aerial_mode, handle, len(source))
     desc, aerial = encode_tiles(handle, source, rows, mode, batch_size, progress)
     tiles = [source.tiles[int(r)] for r in rows]
@@ -160,17 +161,30 @@ def build_index(handle: ModelHandle, source: TileSource, out_dir: str | Path, *,
     return out
 
 
+def _report_source(handle: ModelHandle, source: TileSource) -> None:
+    """Log what the build should say about its map: tiles left out, a resolution far from the model's."""
+    if source.counts is not None and source.counts.kept < source.counts.grid:
+        log.info("%s", source.counts.summary())
+    train_tile_m = handle.train_tile_m
+    if train_tile_m and source.native_gsd_m:
+        note = map_checks.resolution_note(source.native_gsd_m, source.gsd_m, train_tile_m / handle.aerial_px)
+        if note is not None:
+            (log.warning if note[0] else log.info)("%s", note[1])
+
+
 def tile_source_from_args(args, handle: ModelHandle | None = None) -> TileSource:
     """The tile source ``unifygeo index build`` arguments name (with heights when ``handle``'s model takes them)."""
     if bool(args.vigor) == bool(args.orthophoto):
         raise DataFormatError("give exactly one tile source: --vigor CITY_DIR or --orthophoto FILE")
     height = handle is not None and handle.aerial_channels == 4
-    dsm = getattr(args, "dsm", None)
+    dsm, dtm = getattr(args, "dsm", None), getattr(args, "dtm", None)
+    origin_text = getattr(args, "origin", None)
+    origin = map_checks.parse_origin(origin_text) if origin_text else None
     if args.vigor:
-        if dsm:
-            raise DataFormatError("--dsm goes with --orthophoto; a VIGOR city folder keeps its heights in "
+        if dsm or dtm:
+            raise DataFormatError("--dsm/--dtm go with --orthophoto; a VIGOR city folder keeps its heights in "
                                   "<City>/satellite_height/")
-        return vigor_tiles(args.vigor, gsd_m=args.gsd, height=height)
+        return vigor_tiles(args.vigor, gsd_m=args.gsd, height=height, origin=origin)
     if height and not dsm:
         raise DataFormatError("this model takes RGB + surface height (model.aerial_height): give the surface "
                               "model of the orthophoto with --dsm FILE (height above ground)")
@@ -179,7 +193,7 @@ def tile_source_from_args(args, handle: ModelHandle | None = None) -> TileSource
         gsd = args.tile_m / handle.aerial_px  # cut tiles at the model's input resolution
     return orthophoto_tiles(args.orthophoto, tile_m=args.tile_m, stride_m=args.stride_m, gsd_m=gsd, crs=args.crs,
                             min_coverage=args.min_coverage, dsm=dsm if height else None,
-                            dsm_crs=getattr(args, "dsm_crs", None))
+                            dsm_crs=getattr(args, "dsm_crs", None), dtm=dtm if height else None, origin=origin)
 
 
 def merge(shard_dirs: list[str | Path], out_dir: str | Path, search_kind: str | None = None) -> dict:
@@ -223,9 +237,15 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--dsm", default=None, metavar="FILE",
                    help="surface model of the orthophoto, height above ground (GeoTIFF in metres, or 16-bit PNG in "
                         "cm + world file); needed by models trained with model.aerial_height")
-    b.add_argument("--dsm-crs", default=None, help="CRS of a world-file DSM without .prj")
+    b.add_argument("--dsm-crs", default=None, help="CRS of a world-file DSM (and DTM) without .prj")
+    b.add_argument("--dtm", default=None, metavar="FILE",
+                   help="terrain model of an absolute --dsm (terrain + buildings): heights become DSM - DTM")
     b.add_argument("--min-coverage", type=float, default=0.75,
-                   help="skip orthophoto tiles less than this fraction inside the image (default 0.75)")
+                   help="leave out orthophoto tiles with less than this fraction inside the image, holding imagery "
+                        "(not nodata, alpha 0 or black fill) and, with --dsm, under valid heights (default 0.75)")
+    b.add_argument("--origin", default=None, metavar="LAT,LON",
+                   help="origin of the index's local east/north frame (default: orthophoto: south-west corner of "
+                        "its footprint; VIGOR: geo.json's origin, else the south-west tile centre)")
     b.add_argument("--batch-size", type=int, default=32)
     b.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     b.add_argument("--shard", default=None, metavar="I/N", help="build only shard I of N (then `index merge`)")
@@ -278,6 +298,8 @@ def run(args: argparse.Namespace) -> int:
                            search_kind=args.search, aerial_mode=args.aerial, progress=not args.no_progress)
         print(f"wrote {args.out}: {meta['count']} tiles, {meta['descriptor_dim']}-d, search {meta['search']['kind']}, "
               f"aerial {meta['aerial']['mode']}")
+        print(f"origin of east/north: lat {source.origin.lat0_deg:.7f} lon {source.origin.lon0_deg:.7f} "
+              f"({source.origin_note})")
         return 0
     if args.action == "merge":
         meta = merge(args.shards, args.out, args.search)

@@ -1,11 +1,13 @@
 """Orthophoto tile sources: one geo-referenced raster cut into overlapping north-up tiles.
 
 The ENU frame of an orthophoto is anchored at the south-west corner of the orthophoto's footprint (as
-``unifygeo synth`` anchors a city at its south-west corner), so tile centres have positive east/north.
+``unifygeo synth`` anchors a city at its south-west corner), so tile centres have positive east/north, or at a
+given ``origin`` (then the same ground has the same east/north whatever the raster's CRS or extent).
 Tiles are resampled so that they are north-up in ENU whatever the raster's CRS or rotation: each output pixel
 is mapped ENU -> lat/lon -> raster CRS -> raster pixel through an affine map fitted to exact projections of a
 3 x 3 grid of points per tile (sub-millimetre over a 70 m tile). A surface model (nDSM) is cut onto exactly the
-same tile pixels as a 4th channel.
+same tile pixels as a 4th channel. Tiles without enough imagery or heights are left out and counted, a surface
+model that is not height above ground is refused (:mod:`~unifygeo_ros.index.map_checks`).
 """
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ import numpy as np
 
 from unifygeo_ros import geo
 from unifygeo_ros.errors import DataFormatError
+from unifygeo_ros.index import map_checks
+from unifygeo_ros.index.map_checks import Samples, TileCounts
 from unifygeo_ros.index.rasters import Raster, open_raster
 from unifygeo_ros.index.tile_source import TileSource, TileSpec
 
@@ -60,9 +64,11 @@ def _grid_centres(extent_m: float, tile_m: float, stride_m: float) -> np.ndarray
 
 
 
-def _anchored_frame(raster: Raster) -> tuple[_Geo, float, float]:
-    """The raster's ENU frame anchored at its footprint's south-west corner: (geo mapping, extent east m, extent
-    north m). A provisional frame at the raster centre finds the corner first."""
+def _anchored_frame(raster: Raster, origin: tuple[float, float] | None = None
+                    ) -> tuple[_Geo, tuple[float, float], float, float]:
+    """The raster's ENU frame and its footprint there: (geo mapping, south-west corner (east m, north m), extent
+    east m, extent north m). Default origin: the footprint's south-west corner (found through a provisional frame
+    at the raster centre), so the corner is (0, 0); a given ``(lat, lon)`` must lie near the map."""
     g = _Geo(raster, geo.LocalENU(0.0, 0.0))
     lat_c, lon_c = g.pixel_to_latlon(raster.width / 2.0, raster.height / 2.0)
     g = _Geo(raster, geo.LocalENU(float(lat_c), float(lon_c)))
@@ -70,11 +76,16 @@ def _anchored_frame(raster: Raster) -> tuple[_Geo, float, float]:
     border_r = np.array([0, 0, raster.height, raster.height, 0, raster.height / 2, raster.height,
                          raster.height / 2])
     lat, lon = g.pixel_to_latlon(border_c, border_r)
+    if origin is not None:
+        g = _Geo(raster, geo.LocalENU(*origin))
+        map_checks.check_origin_near(g.origin, np.append(lat, lat_c), np.append(lon, lon_c))
+        e, n = g.origin.to_en(lat, lon)
+        return g, (float(np.min(e)), float(np.min(n))), float(np.ptp(e)), float(np.ptp(n))
     e, n = g.origin.to_en(lat, lon)
     sw_lat, sw_lon = g.origin.from_en(float(np.min(e)), float(np.min(n)))
-    origin = geo.LocalENU(float(sw_lat), float(sw_lon))
-    e, n = origin.to_en(lat, lon)
-    return _Geo(raster, origin), float(np.max(e)), float(np.max(n))
+    origin_sw = geo.LocalENU(float(sw_lat), float(sw_lon))
+    e, n = origin_sw.to_en(lat, lon)
+    return _Geo(raster, origin_sw), (0.0, 0.0), float(np.max(e)), float(np.max(n))
 
 
 def _native_gsd_m(g: _Geo) -> float:
@@ -87,70 +98,126 @@ def _native_gsd_m(g: _Geo) -> float:
     return math.sqrt(abs((pe[1] - pe[0]) * (pn[2] - pn[0]) - (pe[2] - pe[0]) * (pn[1] - pn[0])))
 
 
-def _covered_tiles(g: _Geo, stem: str, extent_e_m: float, extent_n_m: float, tile_m: float, stride_m: float,
-                   min_coverage: float) -> tuple[list[TileSpec], list[tuple[float, float]]]:
-    """The grid's tiles at least ``min_coverage`` inside the raster (on an 8 x 8 sample grid per tile), row 0
-    north: (specs, ENU centres)."""
-    raster, origin = g.raster, g.origin
-    ce_all = _grid_centres(extent_e_m, tile_m, stride_m)
-    cn_all = _grid_centres(extent_n_m, tile_m, stride_m)[::-1]  # row 0 = north
-    s = (np.arange(8) + 0.5) / 8 * tile_m - tile_m / 2
-    se, sn = np.meshgrid(s, s)
-    specs: list[TileSpec] = []
-    centres: list[tuple[float, float]] = []
-    for r, cn in enumerate(cn_all):
-        for c, ce in enumerate(ce_all):
-            col, row = g.en_to_pixel(ce + se.ravel(), cn + sn.ravel())
-            inside = (col >= 0) & (col <= raster.width) & (row >= 0) & (row <= raster.height)
-            if inside.mean() < min_coverage:
-                continue
-            la, lo = origin.from_en(float(ce), float(cn))
-            specs.append(TileSpec(f"{stem}_r{r:04d}_c{c:04d}", float(la), float(lo), float(ce), float(cn)))
-            centres.append((float(ce), float(cn)))
-    return specs, centres
+def _grid(sw_en_m: tuple[float, float], extent_e_m: float, extent_n_m: float, tile_m: float, stride_m: float
+          ) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
+    """Centres (east m, north m) and (row, col) of the tile grid over the footprint, row 0 north."""
+    ce = sw_en_m[0] + _grid_centres(extent_e_m, tile_m, stride_m)
+    cn = sw_en_m[1] + _grid_centres(extent_n_m, tile_m, stride_m)[::-1]  # row 0 = north
+    ee, nn = np.meshgrid(ce, cn)
+    rc = [(r, c) for r in range(len(cn)) for c in range(len(ce))]
+    return ee.ravel(), nn.ravel(), rc
+
+
+def _sample(g: _Geo, east_m: np.ndarray, north_m: np.ndarray) -> Samples:
+    """``g``'s raster at the ENU points (one row per tile)."""
+    return map_checks.sample_raster(g.en_to_pixel, g.raster.width, g.raster.height, g.raster.overview(),
+                                    east_m, north_m)
+
+
+def _select_tiles(rgb: Samples, heights: Samples | None, min_coverage: float, what: str, dsm_what: str
+                  ) -> tuple[np.ndarray, TileCounts]:
+    """Which grid tiles to keep: at least ``min_coverage`` of their sample points inside the orthophoto, holding
+    imagery, and (with a surface model) under valid heights. Refuses a map that leaves no tile."""
+    inside_ok = rgb.inside.mean(axis=1) >= min_coverage
+    valid_ok = rgb.valid.mean(axis=1) >= min_coverage
+    keep = inside_ok & valid_ok
+    height_ok = np.ones_like(keep) if heights is None else heights.valid.mean(axis=1) >= min_coverage
+    counts = TileCounts(grid=int(keep.size), outside=int((~inside_ok).sum()),
+                        nodata=int((inside_ok & ~valid_ok).sum()), no_height=int((keep & ~height_ok).sum()),
+                        min_coverage=float(min_coverage))
+    pct = f"{100 * min_coverage:.0f} %"
+    if inside_ok.any() and not keep.any():
+        raise DataFormatError(f"{what}: none of its {int(inside_ok.sum())} tiles holds {pct} imagery (the rest is "
+                              "nodata, alpha 0 or black fill): check the orthophoto, or lower --min-coverage")
+    if keep.any() and not (keep & height_ok).any():
+        raise DataFormatError(f"{dsm_what} covers none of the orthophoto's {int(keep.sum())} tiles ({pct} of a tile "
+                              "under valid heights needed): give the surface model of the orthophoto's area")
+    return keep & height_ok, counts
 
 
 def orthophoto_tiles(path: str | Path, tile_m: float = 70.0, stride_m: float = 35.0, gsd_m: float | None = None,
                      crs: str | None = None, min_coverage: float = 0.75, dsm: str | Path | None = None,
-                     dsm_crs: str | None = None) -> TileSource:
+                     dsm_crs: str | None = None, dtm: str | Path | None = None,
+                     origin: tuple[float, float] | None = None) -> TileSource:
     """Cut a geo-referenced orthophoto into overlapping north-up tiles.
 
-    ``tile_m``/``stride_m``: tile side and grid step in metres (VIGOR: 70 / 35), on the ENU frame anchored at the
-    footprint's south-west corner (see :func:`_grid_centres` for the far edges). ``gsd_m``: metres per pixel of
-    the tiles (default: the orthophoto's own resolution). Tiles whose footprint lies less than ``min_coverage``
-    inside the raster are skipped (pixels outside are black). Tile ids: ``<stem>_r<row>_c<col>`` with row 0 the
-    northernmost row of the grid. ``dsm``: a surface-model raster (height above ground; its own geo-reference
-    and CRS, ``dsm_crs`` when it has none) cut onto the same tile pixels as a 4th channel.
+    ``tile_m``/``stride_m``: tile side and grid step in metres (VIGOR: 70 / 35), on the ENU frame of ``origin``
+    (``(lat, lon)``; default the footprint's south-west corner), the grid flush with the footprint's south-west
+    corner (see :func:`_grid_centres` for the far edges). ``gsd_m``: metres per pixel of the tiles (default: the
+    orthophoto's own resolution). A tile is left out (and counted in ``TileSource.counts``) unless at least
+    ``min_coverage`` of it lies inside the raster, holds imagery (not nodata, alpha 0 or black fill) and - with
+    a surface model - valid heights. Tile ids: ``<stem>_r<row>_c<col>`` with row 0 the northernmost row of the
+    grid. ``dsm``: a surface-model raster (height above ground in metres; its own geo-reference and CRS,
+    ``dsm_crs`` when it has none), or an absolute one with its terrain model ``dtm`` (height = DSM - DTM), cut
+    onto the same tile pixels as a 4th channel; heights that are not above ground in metres are refused.
     """
     if tile_m <= 0 or stride_m <= 0:
         raise DataFormatError(f"tile_m and stride_m must be positive (got {tile_m}, {stride_m})")
+    if dtm is not None and dsm is None:
+        raise DataFormatError("--dtm turns an absolute --dsm into heights above ground: give the --dsm too")
     path = Path(path)
     raster = open_raster(path, crs)
-    g, extent_e, extent_n = _anchored_frame(raster)
+    g, sw_en, extent_e, extent_n = _anchored_frame(raster, origin)
     native_gsd = _native_gsd_m(g)
-    gsd = native_gsd if gsd_m is None else float(gsd_m)
-    tile_px = max(8, int(round(tile_m / gsd)))
-    specs, centres = _covered_tiles(g, path.stem, extent_e, extent_n, tile_m, stride_m, min_coverage)
-    if not specs:
+    tile_px = max(8, int(round(tile_m / (native_gsd if gsd_m is None else float(gsd_m)))))
+    ce, cn, rc = _grid(sw_en, extent_e, extent_n, tile_m, stride_m)
+    se, sn = map_checks.tile_sample_offsets(tile_m)
+    ee, nn = ce[:, None] + se[None, :], cn[:, None] + sn[None, :]
+    heights = _height_rasters(dsm, dtm, dsm_crs, g.origin)
+    h_samples = None
+    if heights is not None:
+        sampled = [_sample(h, ee, nn) for h in heights]
+        h_samples = map_checks.height_difference(sampled[0], sampled[1] if len(sampled) == 2 else None)
+    dsm_what = "" if dsm is None else f"surface model {Path(dsm).name}" + (f" - {Path(dtm).name}" if dtm else "")
+    keep, counts = _select_tiles(_sample(g, ee, nn), h_samples, min_coverage, str(path), dsm_what)
+    if not keep.any():
         raise DataFormatError(f"{path}: no {tile_m:g} m tile fits inside the orthophoto "
                               f"({extent_e:.1f} x {extent_n:.1f} m)")
-    read_rgb = _tile_reader(g, centres, tile_m, tile_px)
-    read: Callable[[int], np.ndarray] = read_rgb
+    if h_samples is not None:
+        map_checks.check_heights_above_ground(h_samples.values[keep], dsm_what, with_dtm=dtm is not None)
+    rows = np.flatnonzero(keep)
+    la, lo = g.origin.from_en(ce[rows], cn[rows])
+    specs = [TileSpec(f"{path.stem}_r{rc[k][0]:04d}_c{rc[k][1]:04d}", float(a), float(b), float(ce[k]), float(cn[k]))
+             for k, a, b in zip(rows, np.atleast_1d(la), np.atleast_1d(lo))]
+    centres = [(float(ce[k]), float(cn[k])) for k in rows]
     params = {"stride_m": float(stride_m), "crs": raster.crs_wkt[:80], "native_gsd_m": native_gsd,
               "min_coverage": float(min_coverage)}
-    if dsm is not None:
-        # image.preprocess imports torch; this module is torch-free otherwise
-        from unifygeo_ros.image.preprocess import with_height
-
-        read_dsm = _tile_reader(_Geo(open_raster(dsm, dsm_crs, kind="height"), g.origin), centres, tile_m, tile_px)
-
-        def read_with_height(i: int) -> np.ndarray:
-            return with_height(read_rgb(i), read_dsm(i))
-
-        read = read_with_height
+    read = _tile_reader(g, centres, tile_m, tile_px)
+    if heights is not None:
+        read = _with_height_reader(read, heights, centres, tile_m, tile_px)
         params["dsm"] = str(Path(dsm).resolve())
+        if dtm is not None:
+            params["dtm"] = Path(dtm).name
+    note = "given by --origin" if origin is not None else "the south-west corner of the orthophoto's footprint"
     return TileSource("orthophoto", str(path.resolve()), g.origin, float(tile_m), tile_px, specs, read,
-                      params=params, channels=4 if dsm is not None else 3)
+                      params=params, channels=4 if heights is not None else 3, native_gsd_m=native_gsd,
+                      counts=counts, origin_note=note)
+
+
+def _height_rasters(dsm: str | Path | None, dtm: str | Path | None, dsm_crs: str | None, origin: geo.LocalENU
+                    ) -> list[_Geo] | None:
+    """The surface model (and terrain model) in the tiles' ENU frame, or None."""
+    if dsm is None:
+        return None
+    return [_Geo(open_raster(f, dsm_crs, kind="height"), origin) for f in ([dsm] if dtm is None else [dsm, dtm])]
+
+
+def _with_height_reader(read_rgb: Callable[[int], np.ndarray], heights: list[_Geo],
+                        centres: list[tuple[float, float]], tile_m: float, tile_px: int) -> Callable[[int], np.ndarray]:
+    """Reader of RGB + height tiles: the DSM (less the DTM) on the RGB tile's pixels, nodata -> 0 (ground),
+    below ground -> 0."""
+    # image.preprocess imports torch; this module is torch-free otherwise
+    from unifygeo_ros.image.preprocess import with_height
+
+    readers = [_tile_reader(h, centres, tile_m, tile_px, fill=np.nan) for h in heights]
+
+    def read(i: int) -> np.ndarray:
+        h = readers[0](i)
+        if len(readers) == 2:
+            h = h - readers[1](i)
+        return with_height(read_rgb(i), np.clip(np.nan_to_num(h, nan=0.0), 0.0, None))
+
+    return read
 
 
 def _tile_affine(g: _Geo, centre_en_m: tuple[float, float], tile_m: float, tile_px: int) -> np.ndarray:
@@ -169,9 +236,9 @@ def _tile_affine(g: _Geo, centre_en_m: tuple[float, float], tile_m: float, tile_
     return affine.T
 
 
-def _warp_tile(raster: Raster, m: np.ndarray, tile_px: int) -> np.ndarray:
+def _warp_tile(raster: Raster, m: np.ndarray, tile_px: int, fill: float = 0.0) -> np.ndarray:
     """The ``tile_px`` tile that affine ``m`` (output index -> raster index) cuts from the raster: only the
-    window it touches is read; a strong downsampling is anti-aliased first; outside the raster 0."""
+    window it touches is read; a strong downsampling is anti-aliased first; outside the raster ``fill``."""
     corners = m @ np.array([[0, tile_px - 1, 0, tile_px - 1], [0, 0, tile_px - 1, tile_px - 1], [1, 1, 1, 1]])
     col0 = int(max(0, math.floor(corners[0].min()) - 2))
     row0 = int(max(0, math.floor(corners[1].min()) - 2))
@@ -179,7 +246,7 @@ def _warp_tile(raster: Raster, m: np.ndarray, tile_px: int) -> np.ndarray:
     row1 = int(min(raster.height, math.ceil(corners[1].max()) + 3))
     if col1 <= col0 or row1 <= row0:
         probe = raster.read_window(0, 0, 1, 1)
-        return np.zeros((tile_px, tile_px) + probe.shape[2:], probe.dtype)
+        return np.full((tile_px, tile_px) + probe.shape[2:], fill, probe.dtype)
     window = raster.read_window(col0, row0, col1, row1)
     m = m.copy()
     m[:, 2] -= (col0, row0)
@@ -193,16 +260,16 @@ def _warp_tile(raster: Raster, m: np.ndarray, tile_px: int) -> np.ndarray:
         window = small
     return cv2.warpAffine(np.ascontiguousarray(window), m, (tile_px, tile_px),
                           flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
-                          borderValue=0)
+                          borderValue=fill)
 
 
-def _tile_reader(g: _Geo, centres: list[tuple[float, float]], tile_m: float, tile_px: int
+def _tile_reader(g: _Geo, centres: list[tuple[float, float]], tile_m: float, tile_px: int, fill: float = 0.0
                  ) -> Callable[[int], np.ndarray]:
     """Reader of north-up ``tile_px`` tiles centred on ``centres`` (ENU) from ``g``'s raster: RGB uint8, or
-    float32 metres for a surface model; outside the raster 0."""
+    float32 metres for a surface model (NaN = nodata); outside the raster ``fill``."""
 
     def read(i: int) -> np.ndarray:
-        return _warp_tile(g.raster, _tile_affine(g, centres[i], tile_m, tile_px), tile_px)
+        return _warp_tile(g.raster, _tile_affine(g, centres[i], tile_m, tile_px), tile_px, fill)
 
     return read
 

@@ -1,6 +1,7 @@
 """Geo-referenced rasters for orthophoto tile sources: a GeoTIFF (through rasterio, windowed) or a PNG/JPEG with
 a world file (``.pgw``/``.jgw``/``.wld``, optional ``.prj`` for its CRS), opened as one :class:`Raster` - size,
-pixel -> CRS affine, CRS and a windowed reader - for RGB orthophotos and for surface models (heights in metres).
+pixel -> CRS affine, CRS, a windowed reader and a reduced overview of which pixels hold data - for RGB
+orthophotos and for surface models (heights in metres, NaN where the raster has no data).
 """
 from __future__ import annotations
 
@@ -12,6 +13,12 @@ import cv2
 import numpy as np
 
 from unifygeo_ros.errors import DataFormatError, ImageError
+
+#: an orthophoto without a declared nodata value, alpha band or mask: pixels whose every band is at most this are
+#: black fill (the corners of a rotated, re-projected orthophoto), not imagery
+BLACK_FILL_MAX = 2
+#: the validity overview (``Raster.overview``) is at most this many pixels a side
+OVERVIEW_MAX_PX = 2048
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 WORLD_FILE_SUFFIXES = {".png": (".pgw", ".pngw", ".wld"), ".jpg": (".jgw", ".jpgw", ".wld"),
@@ -32,7 +39,9 @@ class Raster:
     height: int
     transform: tuple[float, float, float, float, float, float]
     crs_wkt: str
-    read_window: Callable[[int, int, int, int], np.ndarray]  # (col0, row0, col1, row1) -> RGB uint8
+    read_window: Callable[[int, int, int, int], np.ndarray]  # (col0, row0, col1, row1) -> RGB uint8 | float32 m
+    #: the whole raster at most OVERVIEW_MAX_PX a side: bool "holds imagery" (RGB) or float32 heights, NaN = none
+    overview: Callable[[], np.ndarray] | None = None
 
     def pixel_to_crs(self, col, row):
         a, b, c, d, e, f = self.transform
@@ -85,18 +94,51 @@ def crs_wkt(crs: str | None) -> str:
         raise DataFormatError(f"unknown CRS {crs!r}: {exc}") from exc
 
 
-def _decode_image(path: Path, kind: str) -> np.ndarray:
-    """A PNG/JPEG orthophoto as RGB uint8, or a 16-bit surface-model image as float32 metres."""
+def _overview_step(width: int, height: int) -> int:
+    """Pixel step of the overview of a ``width`` x ``height`` raster."""
+    return max(1, -(-max(width, height) // OVERVIEW_MAX_PX))
+
+
+def _swapped(path: Path, looks_like: str) -> DataFormatError:
+    """The error for an orthophoto given as the DSM or the other way round."""
+    if looks_like == "height":
+        return DataFormatError(f"{path} holds one band of heights, not an RGB orthophoto: --orthophoto takes the "
+                               "aerial image and --dsm the surface model (swapped?)")
+    return DataFormatError(f"{path} is an 8-bit RGB image, not a surface model: --dsm takes heights above ground in "
+                           "metres and --orthophoto the aerial image (swapped?)")
+
+
+def _decode_image(path: Path, kind: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """A PNG/JPEG orthophoto as (RGB uint8, alpha > 0 or None), or a 16-bit surface-model image as (float32 metres,
+    None)."""
+    raw = cv2.imdecode(np.fromfile(str(path), dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if raw is None:
+        raise ImageError(f"cannot decode {'surface model' if kind == 'height' else 'orthophoto'} image {path}")
     if kind == "height":
-        raw = cv2.imdecode(np.fromfile(str(path), dtype=np.uint8), cv2.IMREAD_UNCHANGED)
-        if raw is None or raw.ndim != 2 or raw.dtype != np.uint16:
+        if raw.ndim == 3 and raw.shape[2] >= 3 and raw.dtype == np.uint8:
+            raise _swapped(path, "rgb")
+        if raw.ndim != 2 or raw.dtype != np.uint16:
             raise ImageError(f"{path}: a surface model image must be a single-channel 16-bit PNG/TIFF in "
                              "centimetres")
-        return raw.astype(np.float32) / 100.0
-    img = cv2.imdecode(np.fromfile(str(path), dtype=np.uint8), cv2.IMREAD_COLOR)
-    if img is None:
-        raise ImageError(f"cannot decode orthophoto image {path}")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        return raw.astype(np.float32) / 100.0, None
+    if raw.ndim == 2 and raw.dtype == np.uint16:
+        raise _swapped(path, "height")
+    if raw.dtype == np.uint16:  # what IMREAD_COLOR does to 16-bit colour
+        raw = (raw >> 8).astype(np.uint8)
+    if raw.ndim == 2:
+        return cv2.cvtColor(raw, cv2.COLOR_GRAY2RGB), None
+    alpha = raw[:, :, 3] > 0 if raw.shape[2] == 4 else None
+    return cv2.cvtColor(np.ascontiguousarray(raw[:, :, :3]), cv2.COLOR_BGR2RGB), alpha
+
+
+def _image_overview(img: np.ndarray, alpha: np.ndarray | None, kind: str) -> np.ndarray:
+    """The overview of a decoded image: heights (no nodata in a PNG), or alpha > 0, else not black fill."""
+    step = _overview_step(img.shape[1], img.shape[0])
+    if kind == "height":
+        return np.ascontiguousarray(img[::step, ::step])
+    if alpha is not None:
+        return np.ascontiguousarray(alpha[::step, ::step])
+    return np.ascontiguousarray(img[::step, ::step].max(axis=2) > BLACK_FILL_MAX)
 
 
 def _crs_flag(kind: str) -> str:
@@ -124,7 +166,9 @@ def open_raster(path: str | Path, crs: str | None = None, kind: str = "rgb") -> 
     ``crs`` (e.g. ``"EPSG:25832"``) overrides or supplies the CRS. A world file without ``.prj`` and without
     ``crs`` is accepted only when its coordinates are plainly degrees (then EPSG:4326).
     ``kind="height"`` opens a surface model (height above ground): windows are float32 metres - band 1 of a
-    GeoTIFF (nodata -> 0), or a 16-bit PNG in centimetres.
+    GeoTIFF (nodata -> NaN), or a 16-bit PNG in centimetres. An orthophoto that looks like a surface model (one
+    float band; a single-channel 16-bit PNG) or a surface model that looks like an orthophoto (8-bit RGB) is
+    refused: the two were swapped.
     """
     path = Path(path)
     what = "orthophoto" if kind == "rgb" else "surface model (DSM)"
@@ -138,7 +182,7 @@ def open_raster(path: str | Path, crs: str | None = None, kind: str = "rgb") -> 
             f"{path} has no world file ({'/'.join(WORLD_FILE_SUFFIXES.get(path.suffix.lower(), ('.wld',)))}); "
             f"a {what} needs its geo-reference (or use a GeoTIFF)")
     transform = read_world_file(world)
-    img = _decode_image(path, kind)
+    img, alpha = _decode_image(path, kind)
     height, width = img.shape[:2]
     if crs is None:
         crs = _world_file_crs(path, world, transform, width, height, kind)
@@ -146,7 +190,8 @@ def open_raster(path: str | Path, crs: str | None = None, kind: str = "rgb") -> 
     def read_window(col0: int, row0: int, col1: int, row1: int) -> np.ndarray:
         return img[row0:row1, col0:col1]
 
-    return Raster(width, height, transform, crs_wkt(crs), read_window)
+    return Raster(width, height, transform, crs_wkt(crs), read_window,
+                  overview=lambda: _image_overview(img, alpha, kind))
 
 
 def _open_geotiff(path: Path, crs: str | None, kind: str = "rgb") -> Raster:
@@ -167,15 +212,25 @@ def _open_geotiff(path: Path, crs: str | None, kind: str = "rgb") -> Raster:
     t = ds.transform
     if t.is_identity:
         raise DataFormatError(f"GeoTIFF {path} is not geo-referenced (identity transform)")
+    if kind == "rgb" and ds.count == 1 and np.dtype(ds.dtypes[0]).kind == "f":
+        raise _swapped(path, "height")
+    if kind == "height" and ds.count >= 3 and ds.dtypes[0] == "uint8":
+        raise _swapped(path, "rgb")
     bands = (1, 2, 3) if ds.count >= 3 else (1, 1, 1)
     wkt = crs_wkt(crs) if crs is not None else ds.crs.to_wkt()
-
-    def read_height(col0: int, row0: int, col1: int, row1: int) -> np.ndarray:
-        arr = ds.read(1, window=Window(col0, row0, col1 - col0, row1 - row0), masked=True)
-        return np.ascontiguousarray(np.clip(np.ma.filled(arr.astype(np.float32), 0.0), 0.0, None))
+    affine = (t.a, t.b, t.c, t.d, t.e, t.f)
+    step = _overview_step(ds.width, ds.height)
+    small = (-(-ds.height // step), -(-ds.width // step))
 
     if kind == "height":
-        return Raster(ds.width, ds.height, (t.a, t.b, t.c, t.d, t.e, t.f), wkt, read_height)
+        def read_height(col0: int, row0: int, col1: int, row1: int) -> np.ndarray:
+            arr = ds.read(1, window=Window(col0, row0, col1 - col0, row1 - row0), masked=True)
+            return np.ascontiguousarray(np.ma.filled(arr.astype(np.float32), np.nan))
+
+        def height_overview() -> np.ndarray:
+            return np.ma.filled(ds.read(1, out_shape=small, masked=True).astype(np.float32), np.nan)
+
+        return Raster(ds.width, ds.height, affine, wkt, read_height, overview=height_overview)
 
     def read_window(col0: int, row0: int, col1: int, row1: int) -> np.ndarray:
         arr = ds.read(bands, window=Window(col0, row0, col1 - col0, row1 - row0))
@@ -185,7 +240,14 @@ def _open_geotiff(path: Path, crs: str | None, kind: str = "rgb") -> Raster:
             arr = np.clip((arr.astype(np.float32) - lo) / max(hi - lo, 1e-6) * 255.0, 0, 255).astype(np.uint8)
         return np.ascontiguousarray(arr)
 
-    return Raster(ds.width, ds.height, (t.a, t.b, t.c, t.d, t.e, t.f), wkt, read_window)
+    def rgb_overview() -> np.ndarray:
+        """Pixels with data: the dataset mask (nodata value, alpha band, internal mask), else not black fill."""
+        declared = any(flag != [rasterio.enums.MaskFlags.all_valid] for flag in ds.mask_flag_enums)
+        if declared:
+            return ds.dataset_mask(out_shape=small) > 0
+        return ds.read(bands, out_shape=(3,) + small).max(axis=0) > BLACK_FILL_MAX
+
+    return Raster(ds.width, ds.height, affine, wkt, read_window, overview=rgb_overview)
 
 
 __all__ = ["IMAGE_SUFFIXES", "WORLD_FILE_SUFFIXES", "Raster", "crs_wkt", "open_raster", "read_world_file",

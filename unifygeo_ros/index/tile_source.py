@@ -8,6 +8,7 @@ from typing import Callable
 import numpy as np
 
 from unifygeo_ros import geo
+from unifygeo_ros.index.map_checks import TileCounts
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,9 @@ class TileSource:
     reader: Callable[[int], np.ndarray] = field(repr=False)
     params: dict = field(default_factory=dict)  # what, besides path/kind, defines the tiling
     channels: int = 3  # 3 = RGB, 4 = RGB + packed surface height (preprocess.with_height)
+    native_gsd_m: float | None = None  # metres per pixel of the source imagery (before resampling to tile_px)
+    counts: TileCounts | None = None  # an orthophoto's grid: tiles kept and left out, and why
+    origin_note: str = ""  # how the ENU origin was chosen, for the build's output
 
     @property
     def gsd_m(self) -> float:

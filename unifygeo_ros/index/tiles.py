@@ -31,6 +31,7 @@ import numpy as np
 
 from unifygeo_ros import geo
 from unifygeo_ros.errors import DataFormatError
+from unifygeo_ros.index import map_checks
 from unifygeo_ros.index.orthophoto import orthophoto_tiles
 from unifygeo_ros.index.rasters import (IMAGE_SUFFIXES, WORLD_FILE_SUFFIXES, Raster, open_raster, read_world_file,
                                         write_world_file)
@@ -44,12 +45,14 @@ def _read_rgb(path: Path) -> np.ndarray:
     return load_image(path)
 
 
-def vigor_tiles(city_dir: str | Path, gsd_m: float | None = None, height: bool = False) -> TileSource:
+def vigor_tiles(city_dir: str | Path, gsd_m: float | None = None, height: bool = False,
+                origin: tuple[float, float] | None = None) -> TileSource:
     """The satellite tiles of one VIGOR-layout city folder (every ``satellite/*.png``, sorted by name).
 
     Tile size: native pixels x metres per pixel (:func:`unifygeo_ros.data.vigor.city_mpp`: ``geo.json`` for
-    synthetic cities, VIGOR's per-city value otherwise). ENU origin: ``geo.json``'s origin, else the south-west
-    corner of the tile centres' bounding box. ``gsd_m`` resamples tiles (default: native resolution).
+    synthetic cities, VIGOR's per-city value otherwise). ENU origin: ``origin`` (``(lat, lon)``, near the tiles),
+    else ``geo.json``'s origin, else the south-west corner of the tile centres' bounding box. ``gsd_m`` resamples
+    tiles (default: native resolution).
     ``height``: tiles carry their surface height from ``<City>/satellite_height/`` (checked up front).
     """
     # both import torch (data.vigor's Dataset, image.preprocess); this module is torch-free otherwise
@@ -70,15 +73,12 @@ def vigor_tiles(city_dir: str | Path, gsd_m: float | None = None, height: bool =
 
     root, city = city_dir.parent, city_dir.name
     meta = vigor.read_geo_json(root, city) or {}
-    if "origin" in meta:
-        origin = geo.LocalENU(float(meta["origin"]["lat_deg"]), float(meta["origin"]["lon_deg"]))
-    else:
-        origin = geo.LocalENU(float(latlon[:, 0].min()), float(latlon[:, 1].min()))
+    frame, note = _vigor_origin(meta, latlon, origin)
     native_px = int(meta["tile_px"]) if "tile_px" in meta else int(_read_rgb(files[0]).shape[1])
     tile_m = vigor.city_mpp(root, city, native_px) * native_px
     tile_px = native_px if gsd_m is None else max(8, int(round(tile_m / gsd_m)))
 
-    east, north = origin.to_en(latlon[:, 0], latlon[:, 1])
+    east, north = frame.to_en(latlon[:, 0], latlon[:, 1])
     tiles = [TileSpec(p.stem, float(la), float(lo), float(e), float(n))
              for p, (la, lo), e, n in zip(files, latlon, np.atleast_1d(east), np.atleast_1d(north))]
 
@@ -89,8 +89,21 @@ def vigor_tiles(city_dir: str | Path, gsd_m: float | None = None, height: bool =
             img = cv2.resize(img, (tile_px, tile_px), interpolation=interp)
         return img
 
-    return TileSource("vigor", str(city_dir.resolve()), origin, float(tile_m), tile_px, tiles, read,
-                      params={"city": city}, channels=4 if height else 3)
+    return TileSource("vigor", str(city_dir.resolve()), frame, float(tile_m), tile_px, tiles, read,
+                      params={"city": city}, channels=4 if height else 3, native_gsd_m=tile_m / native_px,
+                      origin_note=note)
+
+
+def _vigor_origin(meta: dict, latlon: np.ndarray, origin: tuple[float, float] | None) -> tuple[geo.LocalENU, str]:
+    """The ENU origin of a VIGOR city's tiles and how it was chosen (see :func:`vigor_tiles`)."""
+    if origin is not None:
+        frame = geo.LocalENU(*origin)
+        map_checks.check_origin_near(frame, latlon[:, 0], latlon[:, 1])
+        return frame, "given by --origin"
+    if "origin" in meta:
+        return geo.LocalENU(float(meta["origin"]["lat_deg"]), float(meta["origin"]["lon_deg"])), "from geo.json"
+    return (geo.LocalENU(float(latlon[:, 0].min()), float(latlon[:, 1].min())),
+            "the south-west corner of the tile centres")
 
 
 __all__ = ["IMAGE_SUFFIXES", "WORLD_FILE_SUFFIXES", "Raster", "TileSource", "TileSpec", "open_raster",

@@ -67,9 +67,9 @@ def run(args: argparse.Namespace) -> int:
     settings = PipelineSettings()  # the node's gate with its default parameters
     loc = Localizer.from_paths(args.index, args.checkpoint, device=args.device,
                                aspect_tolerance=settings.aspect_tolerance)
-    origin = loc.index.origin  # the frame of E/N and --prior; once, and off stdout with --json
-    print(f"index origin: lat {origin.lat0_deg:.7f} lon {origin.lon0_deg:.7f} (east/north and --prior are metres "
-          "from it)", file=sys.stderr if args.json else sys.stdout)
+    if not args.json:  # the frame of E/N and --prior, once (--json: `unifygeo index info` shows it)
+        print(f"index origin: lat {loc.index.origin.lat0_deg:.7f} lon {loc.index.origin.lon0_deg:.7f} "
+              "(E/N and --prior are metres east/north of it)")
     results, scores, accepted, failed = [], [], [], 0
     for k, path in enumerate(args.images):
         try:
