@@ -119,6 +119,7 @@ META_CASES = {  # case: (edit of index.json, what the one-line error says)
     "tile lat string": (_tile_value("lat_deg", 4, "47.6"), r"tiles.lat_deg must hold finite numbers, found '47.6'"),
     "tile lon out of range": (_tile_value("lon_deg", 2, 181.0), r"tiles.lon_deg holds 181.0, outside"),
     "tile east null": (_tile_value("east_m", 0, None), r"tiles.east_m must hold finite numbers, found None"),
+    "tile east a list": (_tile_value("east_m", 1, [1.0, 2.0]), r"tiles.east_m must hold finite numbers, found \[1.0"),
     "tile north inf": (_tile_value("north_m", 9, math.inf), r"tiles.north_m must hold finite numbers, found inf"),
     "tile ordinal fraction": (_tile_value("ordinal", 3, 2.5), r"tiles.ordinal must hold finite integers, found 2.5"),
     "tile ordinal repeated": (_tile_value("ordinal", 3, 2), r"tiles.ordinal must be distinct non-negative"),

@@ -1,6 +1,6 @@
-"""What a valid index is: the format constants, the file names, and :func:`validate_meta`, the one check of parsed metadata
-(called by :func:`unifygeo_ros.index.layout.read_meta`, so every entry point - localize, the node, eval, replay,
-``index info``, merge - refuses the same things).
+"""What a valid index is: the format constants, the file names, and :func:`validate_meta`, the one check of
+parsed metadata (called by :func:`unifygeo_ros.index.layout.read_meta`, so every entry point - localize, the
+node, eval, replay, ``index info``, merge - refuses the same things).
 
 Every failure is one one-line :class:`~unifygeo_ros.errors.IndexFormatError` naming the field and ending in
 "rebuild the index". What is checked (numbers: JSON numbers, not strings or booleans, and finite):
@@ -98,7 +98,10 @@ class _Checker:
 
     def numeric_list(self, values: list, name: str, integral: bool = False) -> np.ndarray:
         """A list of finite numbers (``integral``: integers) as an array."""
-        arr = np.asarray(values) if values else np.zeros(0)
+        try:
+            arr = np.asarray(values) if values else np.zeros(0)
+        except (ValueError, TypeError):  # ragged: a list among the numbers
+            arr = np.zeros((0, 0))
         kinds = "iu" if integral else "iuf"
         if arr.ndim != 1 or arr.dtype.kind not in kinds or (arr.dtype.kind == "f" and not np.isfinite(arr).all()):
             bad = next((v for v in values if isinstance(v, bool) or not isinstance(v, (int, float))
