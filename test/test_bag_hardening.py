@@ -258,3 +258,21 @@ def test_replay_reports_damaged_or_unverifiable_mcap_chunks_in_metrics_and_summa
         assert sum("carry no CRC" in w for w in m["warnings"]) == 1
         assert f"without CRC {mc['chunks']}" in summary[0]
     assert sum(ln.startswith("warning:") for ln in printed.splitlines()) == len(m["warnings"])
+
+
+def test_bag_synth_writes_mcap_chunk_crcs_so_damage_inside_a_chunk_is_detected(tmp_path):
+    from unifygeo_ros.rosbag.synth import SynthBagConfig, synth_bag
+
+    city_dir = tmp_path / "City"
+    city_dir.mkdir()
+    (city_dir / "geo.json").write_text(json.dumps({
+        "format": "unifygeo-city", "version": 1, "city": "City", "seed": 2026, "style": "mixed",
+        "origin": {"lat_deg": 47.6, "lon_deg": -122.3}, "size_m": [300.0, 300.0], "tile_m": 70.0,
+        "stride_m": 35.0, "tile_px": 320, "mpp": 0.21875, "pano_px": [512, 256], "camera_height_m": 2.0}))
+    synth_bag(SynthBagConfig(data=str(city_dir), out=str(tmp_path / "bag"), storage="mcap", frames=3, rate_hz=2.0,
+                             image_width=64, seed=3, sensors=False))
+    mcap = next((tmp_path / "bag").glob("*.mcap"))
+    check = check_mcap(mcap)
+    assert check.chunks >= 1 and check.without_crc == 0 and not check.corrupt
+    _garbage(mcap, 0, at=2000, size=64)
+    assert [c.reason for c in check_mcap(mcap).corrupt] == ["CRC mismatch"]

@@ -17,6 +17,7 @@ from unifygeo_ros.errors import UnifyGeoError
 from unifygeo_ros.rosbag import io as bags
 from unifygeo_ros.rosbag import sensors as sens
 from unifygeo_ros.rosbag.camera_rig import CameraRig, mount_quaternion_xyzw
+from unifygeo_ros.rosbag.mcap_check import write_chunk_crcs
 from unifygeo_ros.rosbag.msgtypes import IMU
 from unifygeo_ros.rosbag.synth_topics import (BASE_FRAME, CAMERA_FRAME, CAMERA_INFO, FIX_TOPIC, GEOPOSE_TOPIC, HEADER,
                                               IMAGE_TOPIC, IMU_FRAME, IMU_TOPIC, KIDNAP_TOPIC, MAP_FRAME,
@@ -84,6 +85,8 @@ class BagWriter:
         if description is not None:
             self.writer.set_custom_data(METADATA_KEY, json.dumps(description, sort_keys=True))
         self.writer.close()
+        for mcap in sorted(Path(self.writer.path).glob("*.mcap")):  # rosbags leaves chunk CRCs 0: fill them, so
+            write_chunk_crcs(mcap)  # damage inside a chunk is detected on replay (rosbag/mcap_check.py)
 
     def _write(self, topic: str, t_ns: int, msg: Any) -> None:
         conn = self.conns[topic]
