@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -149,20 +150,10 @@ class Config:
 
     def validate(self) -> None:
         m = self.model
-        if m.refine_window < 1 or m.refine_window % 2 == 0:
-            raise ConfigError(f"model.refine_window must be a positive odd number, got {m.refine_window}")
-        if m.consensus_radius_m < 0 or m.consensus_temperature <= 0:
-            raise ConfigError("model.consensus_radius_m must be >= 0 (0 = off) and model.consensus_temperature > 0, "
-                              f"got {m.consensus_radius_m} and {m.consensus_temperature}")
-        if m.heading_window < -1:
-            raise ConfigError(f"model.heading_window must be -1 (all hypotheses) or >= 0, got {m.heading_window}")
+        validate_model(m)
         if m.heading_window >= 0 and self.data.orientation != "known":
             raise ConfigError("model.heading_window restricts the heading hypotheses around a given heading, so "
                               "it needs data.orientation: known (use -1 when the network estimates the heading)")
-        if len(m.ground_hw) != 2:
-            raise ConfigError(f"model.ground_hw must be [height, width], got {m.ground_hw}")
-        if sorted(m.metric_strides, reverse=True) != list(m.metric_strides) or not m.metric_strides:
-            raise ConfigError(f"model.metric_strides must be coarse to fine (descending), got {m.metric_strides}")
         if self.data.source not in ("synth", "vigor", "toy"):
             raise ConfigError(f"data.source must be synth, vigor or toy, got {self.data.source!r}")
         if self.data.orientation not in ("known", "unknown"):
@@ -204,6 +195,98 @@ class Config:
                                   "needs data.orientation: known (north-aligned panoramas)")
 
 
+# ---- the model section's allowed values: one function, called by Config.validate (every loader, training) and by
+# the network's constructor -------------------------------------------------------------------------------------
+
+#: integer model keys -> their smallest allowed value
+_MODEL_INT_MIN = {
+    "aerial_px": 1, "semantic_dim": 1, "aggregator_layers": 0, "aggregator_heads": 1, "descriptor_dim": 1,
+    "decoder_dim": 1, "orientation_bins": 1, "heading_window": -1, "match_dim": 1, "ground_elevation_bins": 1,
+    "refine_window": 1, "rerank_hidden": 1,
+}
+#: [height, width] model keys (positive integers)
+_MODEL_PAIRS = ("ground_hw", "ground_layout_hw", "aerial_layout_hw")
+#: number model keys -> (lower bound, bound excluded)
+_MODEL_FLOAT_MIN = {"gem_p": (0.0, True), "consensus_temperature": (0.0, True), "consensus_radius_m": (0.0, False)}
+#: timm keyword arguments the model sets itself (weights come from model.pretrained / pretrained_file or a checkpoint)
+_RESERVED_BACKBONE_KWARGS = ("pretrained", "pretrained_cfg", "pretrained_cfg_overlay", "pretrained_strict",
+                             "features_only", "in_chans", "cache_dir", "checkpoint_path")
+
+
+def _allowed(key: str) -> str:
+    """What the value of model key ``key`` must be, in words (for error messages)."""
+    name = key.rpartition(".")[2]
+    if name in _MODEL_INT_MIN:
+        return f"an integer >= {_MODEL_INT_MIN[name]}"
+    if name in _MODEL_PAIRS:
+        return "[height, width], two integers >= 1"
+    if name in _MODEL_FLOAT_MIN:
+        low, strict = _MODEL_FLOAT_MIN[name]
+        return f"a finite number {'>' if strict else '>='} {low:g}"
+    return ""
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _bad(key: str, allowed: str, value: Any) -> ConfigError:
+    return ConfigError(f"model.{key} must be {allowed}, got {value!r}")
+
+
+def validate_model(m: ModelConfig) -> None:
+    """Raise one :class:`ConfigError` naming the first model key outside its allowed values (and those values)."""
+    for key, low in _MODEL_INT_MIN.items():
+        value = getattr(m, key)
+        if not _is_int(value) or value < low:
+            raise _bad(key, _allowed(key), value)
+    for key in _MODEL_PAIRS:
+        value = getattr(m, key)
+        if not isinstance(value, (list, tuple)) or len(value) != 2 or not all(_is_int(v) and v >= 1 for v in value):
+            raise _bad(key, _allowed(key), value)
+    strides = m.metric_strides
+    if (not isinstance(strides, (list, tuple)) or not strides or not all(_is_int(s) and s >= 1 for s in strides)
+            or sorted(set(strides), reverse=True) != list(strides)):
+        raise _bad("metric_strides", "backbone strides from coarse to fine (distinct integers >= 1, descending)",
+                   strides)
+    if m.refine_window % 2 == 0:
+        raise _bad("refine_window", "a positive odd number", m.refine_window)
+    for key in ("semantic_dim", "decoder_dim"):  # GroupNorm(min(8, dim), dim) needs whole groups
+        value = getattr(m, key)
+        if value >= 8 and value % 8:
+            raise _bad(key, "below 8 or a multiple of 8 (8 normalisation groups)", value)
+    if m.semantic_dim % m.aggregator_heads:
+        raise ConfigError(f"model.semantic_dim ({m.semantic_dim}) must be a multiple of model.aggregator_heads "
+                          f"({m.aggregator_heads}): each attention head takes an equal share")
+    for key, (low, strict) in _MODEL_FLOAT_MIN.items():
+        value = getattr(m, key)
+        if not _is_finite(value) or value < low or (strict and value == low):
+            raise _bad(key, _allowed(key), value)
+    _validate_backbone(m)
+
+
+def _validate_backbone(m: ModelConfig) -> None:
+    """A timm registry name (nothing fetched by name: no ``hf-hub:``, no ``local-dir:``) and plain extra kwargs."""
+    name = m.backbone
+    if not isinstance(name, str) or not name or any(c in name for c in ":/\\"):
+        raise _bad("backbone", "a timm architecture name such as convnext_tiny or convnext_tiny.fb_in22k "
+                   "(hf-hub: and local-dir: names are not supported: nothing is fetched; give weights with "
+                   "model.pretrained_file)", name)
+    kwargs = m.backbone_kwargs
+    if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
+        raise _bad("backbone_kwargs", "a mapping of timm keyword arguments", kwargs)
+    reserved = sorted(set(kwargs) & set(_RESERVED_BACKBONE_KWARGS))
+    if reserved:
+        raise ConfigError(f"model.backbone_kwargs may not set {', '.join(reserved)}: the model sets them itself "
+                          "(pretrained weights: model.pretrained and model.pretrained_file)")
+    if not isinstance(m.pretrained_file, str):
+        raise _bad("pretrained_file", "the path of a local weights file, or empty", m.pretrained_file)
+
+
 def _build(cls, overrides: dict, prefix: str):
     if not isinstance(overrides, dict):
         raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {type(overrides).__name__}")
@@ -226,6 +309,14 @@ def _build(cls, overrides: dict, prefix: str):
     return cls(**kwargs)
 
 
+def _type_error(key: str, expected: str, value: Any) -> ConfigError:
+    """A value of the wrong type: the model's keys say their allowed values, the others the type expected."""
+    allowed = _allowed(key) if key.startswith("model.") else ""
+    if allowed:
+        return ConfigError(f"{key} must be {allowed}, got {value!r}")
+    return ConfigError(f"{key}: expected {expected}, got {value!r}")
+
+
 def _coerce(value: Any, typ, key: str):
     if typ is bool:
         if not isinstance(value, bool):
@@ -233,11 +324,11 @@ def _coerce(value: Any, typ, key: str):
         return value
     if typ is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+            raise _type_error(key, "an integer", value)
         return value
     if typ is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
+            raise _type_error(key, "a number", value)
         return float(value)
     if typ is str:
         if value is None:
@@ -247,7 +338,7 @@ def _coerce(value: Any, typ, key: str):
         return value
     if typ is list:
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
+            raise _type_error(key, "a list", value)
         return list(value)
     if typ is dict:
         if value is None:

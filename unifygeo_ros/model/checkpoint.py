@@ -7,9 +7,13 @@
   dtype, shape, bytes): the model's identity (an aerial index records it, so features from another model are
   refused).
 
-Loading never unpickles: safetensors for weights, JSON for the rest. A missing file, a truncated or corrupt
-weights file, a hash mismatch, or weights that do not fit the configuration (missing / unexpected keys, shape
-mismatch, another backbone) each give one :class:`CheckpointError` naming the first few problems.
+Loading never unpickles: safetensors for weights, JSON for the rest, and never reaches for the network: the
+network is built without the backbone's pretrained weights (``model.pretrained`` / ``pretrained_file`` say where
+training started, not what loading needs). A missing file, a ``meta.json`` that is not a JSON object or whose
+``model_hash`` is not a SHA-256, a ``config.json`` with an unknown key or a value outside its range
+(:func:`~unifygeo_ros.config.validate_model`), a truncated or corrupt weights file, a hash mismatch, or weights
+that do not fit the configuration (missing / unexpected keys, shape mismatch, another backbone) each give one
+:class:`CheckpointError` line naming the first few problems.
 The training state for ``--resume`` (optimizer, scheduler, RNG) lives beside it in ``train_state.pt``, written
 with ``torch.save`` and read with ``torch.load(weights_only=True)`` (tensors and plain containers only).
 """
@@ -26,11 +30,14 @@ import torch
 
 from unifygeo_ros.config import Config, ConfigError
 from unifygeo_ros.errors import CheckpointError
+from unifygeo_ros.model.encoder import one_line
 
 FORMAT = "unifygeo-checkpoint"
 VERSION = 1
 WEIGHTS, CONFIG, META, TRAIN_STATE = "model.safetensors", "config.json", "meta.json", "train_state.pt"
 _MAX_LISTED = 5
+#: model keys that do not change the network a checkpoint holds (where its initial weights came from)
+_NOT_ARCHITECTURE = ("pretrained", "pretrained_file")
 
 
 @dataclass
@@ -91,17 +98,45 @@ def save_checkpoint(directory: str | os.PathLike, model: torch.nn.Module, cfg: C
 
 
 def read_meta(directory: str | os.PathLike) -> CheckpointMeta:
+    """The checkpoint's ``meta.json``, checked: a JSON object of this format and version whose ``model_hash`` is a
+    SHA-256 (64 hex digits; what ties the weights to ``config.json``, so it is never optional)."""
     p = Path(directory) / META
     try:
         data = json.loads(p.read_text())
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint {directory}: {META} not found") from None
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"checkpoint {directory}: cannot read {META} ({exc})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"checkpoint {directory}: {META} must be a JSON object ({{\"format\": {FORMAT!r}, "
+                              f"\"model_hash\": ...}}), got a {type(data).__name__}: restore the {META} saved "
+                              "with this checkpoint")
     if data.get("format") != FORMAT or data.get("version") != VERSION:
         raise CheckpointError(f"checkpoint {directory}: {META} is format {data.get('format')!r} version "
                               f"{data.get('version')!r}, expected {FORMAT!r} version {VERSION}")
+    problem = _meta_problem(data)
+    if problem:
+        raise CheckpointError(f"checkpoint {directory}: {META} {problem}: restore the {META} saved with this "
+                              "checkpoint")
     return CheckpointMeta(**{k: data[k] for k in CheckpointMeta.__dataclass_fields__ if k in data})
+
+
+def _meta_problem(data: dict) -> str:
+    """What is wrong with the fields of a meta.json object ("" when nothing is)."""
+    digest = data.get("model_hash")
+    if not isinstance(digest, str) or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        return (f"has model_hash {digest!r}; it must be the SHA-256 (64 lowercase hex digits) of the weights and "
+                "the model configuration, which ties them together")
+    step = data.get("step", 0)
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        return f"has step {step!r}; it must be an integer >= 0"
+    if not isinstance(data.get("metrics", {}), dict):
+        return f"has metrics {data.get('metrics')!r}; it must be a JSON object"
+    if data.get("dtype", "float32") not in ("float32", "float16"):
+        return f"has dtype {data.get('dtype')!r}; it must be float32 or float16"
+    if not isinstance(data.get("backbone", ""), str):
+        return f"has backbone {data.get('backbone')!r}; it must be a string"
+    return ""
 
 
 def _read_config_json(directory: str | os.PathLike) -> tuple[Config, dict]:
@@ -112,7 +147,7 @@ def _read_config_json(directory: str | os.PathLike) -> tuple[Config, dict]:
     try:
         raw = json.loads(p.read_text())
         return Config.from_dict(raw), raw
-    except (OSError, json.JSONDecodeError, ConfigError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, ConfigError) as exc:
         raise CheckpointError(f"checkpoint {directory}: bad {CONFIG} ({exc})") from None
 
 
@@ -154,6 +189,16 @@ def _check_state(state: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor
         raise CheckpointError(f"checkpoint {where} does not match the model: " + "; ".join(problems))
 
 
+def _verify_hash(directory: str | os.PathLike, raw_cfg: dict, tensors: dict[str, torch.Tensor],
+                 meta: CheckpointMeta) -> None:
+    """The weights and the model section of config.json *as saved* (not re-serialised with today's defaults, which
+    keeps old checkpoints' identity) must hash to meta.json's model_hash."""
+    model_cfg = raw_cfg.get("model", {}) if isinstance(raw_cfg, dict) else {}
+    if model_hash(model_cfg, tensors) != meta.model_hash:
+        raise CheckpointError(f"checkpoint {directory}: weights and {CONFIG} do not match the model_hash in {META} "
+                              "(corrupt, edited or replaced file): use the three files saved together")
+
+
 def load_checkpoint(directory: str | os.PathLike, cfg: Config | None = None, map_location: str = "cpu",
                     verify_hash: bool = True):
     """Build the model from the checkpoint's config (or check it against ``cfg``) and load its weights.
@@ -169,21 +214,20 @@ def load_checkpoint(directory: str | os.PathLike, cfg: Config | None = None, map
     saved_cfg, raw_cfg = _read_config_json(directory)
     if cfg is not None:
         a, b = cfg.to_dict()["model"], saved_cfg.to_dict()["model"]
-        diff = [f"{k}={b[k]!r} (config says {a[k]!r})" for k in sorted(a) if a[k] != b[k]]
+        diff = [f"{k}={b[k]!r} (config says {a[k]!r})" for k in sorted(a)
+                if a[k] != b[k] and k not in _NOT_ARCHITECTURE]
         if diff:
             raise CheckpointError(f"checkpoint {directory} was trained with another model configuration: "
                                   f"{_listed(diff)}")
     else:
         cfg = saved_cfg
     tensors = read_weights(directory)
-    # the model section as saved (not re-serialised with today's defaults) keeps old checkpoints' identity
-    if verify_hash and meta.model_hash and model_hash(raw_cfg.get("model", {}), tensors) != meta.model_hash:
-        raise CheckpointError(f"checkpoint {directory}: weights do not match the model_hash in {META} "
-                              "(corrupt or replaced file)")
-    try:
-        model = build_model(cfg)
-    except ConfigError as exc:
-        raise CheckpointError(f"checkpoint {directory}: cannot build its model ({exc})") from None
+    if verify_hash:
+        _verify_hash(directory, raw_cfg, tensors, meta)
+    try:  # the weights come from the checkpoint: never the backbone's pretrained weights (nor the network)
+        model = build_model(cfg, load_pretrained=False)
+    except Exception as exc:  # ConfigError, or whatever torch/timm raise for a configuration validation missed
+        raise CheckpointError(f"checkpoint {directory}: cannot build its model ({one_line(exc)})") from None
     check_compatible(model, tensors, str(directory))
     state = model.state_dict()
     model.load_state_dict({k: v.to(state[k].dtype) for k, v in tensors.items()})
@@ -200,6 +244,7 @@ def load_weights_into(model: torch.nn.Module, directory: str | os.PathLike,
     """
     meta = read_meta(directory)
     tensors = read_weights(directory)
+    _verify_hash(directory, _read_config_json(directory)[1], tensors, meta)
     target = getattr(model, "module", model)
     skip = tuple(skip)
     kept = {k: v for k, v in tensors.items() if not k.startswith(skip)}  # startswith(()) is False: all kept

@@ -14,6 +14,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from unifygeo_ros.config import ConfigError, ModelConfig
+from unifygeo_ros.model.pretrained import local_pretrained_file, wants_pretrained
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception's message on one line (whitespace collapsed), at most ``limit`` characters."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class _WrapState:
@@ -81,21 +88,27 @@ class Trunk(nn.Module):
     ``forward(x, wrap) -> (feats, semantic_last)``: ``feats`` are the stage outputs, fine to coarse (the last one
     from the fine-grained copy of the last stage), ``semantic_last`` the last stage's output from the semantic
     copy (the same tensor as ``feats[-1]`` when the last stage is not split).
+
+    ``load_pretrained``: start from the configuration's pretrained weights (training; a local file, see
+    :mod:`unifygeo_ros.model.pretrained`); False builds a freshly initialised trunk whatever the configuration says
+    (a checkpoint's weights are loaded over it).
     """
 
-    def __init__(self, cfg: ModelConfig, in_chans: int = 3) -> None:
+    def __init__(self, cfg: ModelConfig, in_chans: int = 3, load_pretrained: bool = True) -> None:
         super().__init__()
         import timm
 
-        kwargs = dict(features_only=True, pretrained=cfg.pretrained, **cfg.backbone_kwargs)
+        kwargs = dict(features_only=True, pretrained=False, **cfg.backbone_kwargs)
         if in_chans != 3:
             kwargs["in_chans"] = in_chans  # timm adapts pretrained stems (the extra channel's weights are new)
-        if cfg.pretrained_file:
-            kwargs["pretrained_cfg_overlay"] = dict(file=cfg.pretrained_file)
+        if load_pretrained and wants_pretrained(cfg):  # a local file only: timm never reaches for the network
+            kwargs.update(pretrained=True, pretrained_cfg_overlay=dict(file=local_pretrained_file(cfg)))
         try:
             self.body = timm.create_model(cfg.backbone, **kwargs)
-        except (RuntimeError, ValueError, TypeError) as exc:
-            raise ConfigError(f"cannot build backbone {cfg.backbone!r} with {cfg.backbone_kwargs}: {exc}") from None
+        except Exception as exc:  # timm, safetensors and torch.load raise many types for bad names, kwargs, files
+            source = f" from {kwargs['pretrained_cfg_overlay']['file']}" if kwargs["pretrained"] else ""
+            raise ConfigError(f"cannot build backbone {cfg.backbone!r} with {cfg.backbone_kwargs}{source}: "
+                              f"{one_line(exc)}") from None
         self.channels = list(self.body.feature_info.channels())
         self.reductions = list(self.body.feature_info.reduction())
         self._wrap = _WrapState()
@@ -180,9 +193,9 @@ class SemanticExtractor(nn.Module):
 class ViewEncoder(nn.Module):
     """One view's multi-granularity encoder: shared trunk, then the semantic and the fine-grained extractors."""
 
-    def __init__(self, cfg: ModelConfig, in_chans: int = 3) -> None:
+    def __init__(self, cfg: ModelConfig, in_chans: int = 3, load_pretrained: bool = True) -> None:
         super().__init__()
-        self.trunk = Trunk(cfg, in_chans)
+        self.trunk = Trunk(cfg, in_chans, load_pretrained)
         self.semantic = SemanticExtractor(self.trunk.channels[-1], cfg.semantic_dim)
         self.fine = FineDecoder(self.trunk.channels, self.trunk.reductions, list(cfg.metric_strides),
                                 cfg.decoder_dim)

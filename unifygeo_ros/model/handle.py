@@ -159,9 +159,10 @@ def from_model(model: torch.nn.Module, config: dict | None = None, device: str =
 def load_model(checkpoint: str | Path, device: str = "auto") -> ModelHandle:
     """Load a checkpoint folder (:mod:`unifygeo_ros.model.checkpoint`) into a :class:`ModelHandle`.
 
-    The identity is the checkpoint's ``model_hash`` (what an index built with it records).
+    The identity is the checkpoint's ``model_hash`` (what an index built with it records; always a verified
+    SHA-256). Every problem with the checkpoint is one :class:`CheckpointError` line; nothing is downloaded.
     """
     dev = resolve_device(device)  # fail on an impossible device before reading weights
     model, cfg, meta = load_checkpoint(checkpoint, map_location="cpu")
-    return from_model(model, cfg.to_dict(), device=str(dev), identity=str(meta.model_hash) or None,
+    return from_model(model, cfg.to_dict(), device=str(dev), identity=meta.model_hash,
                       checkpoint=str(Path(checkpoint).resolve()))

@@ -21,7 +21,7 @@ from dataclasses import dataclass, fields
 import torch
 import torch.nn as nn
 
-from unifygeo_ros.config import ModelConfig
+from unifygeo_ros.config import ConfigError, ModelConfig, validate_model
 from unifygeo_ros.model.aggregator import AttentionAggregator
 from unifygeo_ros.model.encoder import ViewEncoder
 from unifygeo_ros.model.metric_head import AerialMatchHead, GroundMatchHead, MetricHead, MetricOutput
@@ -86,17 +86,20 @@ class UnifyGeo(nn.Module):
     """The network. With ``cfg.share_views`` the ground and aerial branches are one module (registered once:
     ``ground_encoder`` / ``ground_aggregator``), otherwise two of the same architecture (pseudo-Siamese)."""
 
-    def __init__(self, cfg: ModelConfig, init_temperature: float = 0.07, learn_temperature: bool = True) -> None:
+    def __init__(self, cfg: ModelConfig, init_temperature: float = 0.07, learn_temperature: bool = True,
+                 load_pretrained: bool = True) -> None:
         super().__init__()
+        validate_model(cfg)
         self.cfg = cfg
-        self.ground_encoder = ViewEncoder(cfg)
+        self.ground_encoder = ViewEncoder(cfg, load_pretrained=load_pretrained)
+        _check_input_sizes(cfg, self.ground_encoder.trunk.reductions)
         layout = cfg.descriptor_layout
         agg = lambda hw: AttentionAggregator(cfg.semantic_dim, cfg.descriptor_dim,  # noqa: E731
                                              cfg.aggregator_layers, cfg.aggregator_heads, cfg.gem_p,
                                              layout_hw=hw)
         self.ground_aggregator = agg(tuple(cfg.ground_layout_hw) if layout else None)
         if not cfg.share_views:
-            self.aerial_encoder_ = ViewEncoder(cfg, 4 if cfg.aerial_height else 3)
+            self.aerial_encoder_ = ViewEncoder(cfg, 4 if cfg.aerial_height else 3, load_pretrained)
             self.aerial_aggregator_ = agg(tuple(cfg.aerial_layout_hw) if layout else None)
         levels = len(cfg.metric_strides)
         self.ground_match = GroundMatchHead(cfg.decoder_dim, levels, cfg.orientation_bins, cfg.match_dim,
@@ -168,8 +171,21 @@ class UnifyGeo(nn.Module):
         return self.encode_ground(ground), self.encode_aerial(aerial)
 
 
-def build_model(cfg) -> UnifyGeo:
-    """A model from a full :class:`~unifygeo_ros.config.Config` (model + loss temperature) or a ModelConfig."""
+def _check_input_sizes(cfg: ModelConfig, reductions: list[int]) -> None:
+    """Each input side must cover at least one cell of the trunk's coarsest stage (else the forward pass fails)."""
+    coarsest = max(reductions)
+    for key, sides in (("ground_hw", list(cfg.ground_hw)), ("aerial_px", [cfg.aerial_px])):
+        if min(sides) < coarsest:
+            raise ConfigError(f"model.{key} must be at least {coarsest} px (the coarsest stride of "
+                              f"{cfg.backbone}), got {cfg.ground_hw if key == 'ground_hw' else cfg.aerial_px}")
+
+
+def build_model(cfg, load_pretrained: bool = True) -> UnifyGeo:
+    """A model from a full :class:`~unifygeo_ros.config.Config` (model + loss temperature) or a ModelConfig.
+
+    ``load_pretrained=False`` ignores ``model.pretrained`` / ``pretrained_file`` (the weights come from a
+    checkpoint); True (training) takes them from a local file and never from the network.
+    """
     if hasattr(cfg, "model"):
-        return UnifyGeo(cfg.model, cfg.loss.init_temperature, cfg.loss.learn_temperature)
-    return UnifyGeo(cfg)
+        return UnifyGeo(cfg.model, cfg.loss.init_temperature, cfg.loss.learn_temperature, load_pretrained)
+    return UnifyGeo(cfg, load_pretrained=load_pretrained)
