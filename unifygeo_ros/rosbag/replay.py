@@ -3,7 +3,9 @@
 Stage: bag (rosbag2, sqlite3 or MCAP, read through rosbags, no ROS) + aerial index -> ``OUT/``:
 
 * ``metrics.json``   - :class:`~unifygeo_ros.rosbag.replay_types.ReplayReport` (definitions:
-  :mod:`unifygeo_ros.rosbag.trajectory`), with ``warnings`` and the withheld fixes counted by reason;
+  :mod:`unifygeo_ros.rosbag.trajectory`), with ``warnings``, the withheld fixes counted by reason and
+  ``data_quality``: what was not scored and why (GT that is not a position or contradicts itself, repeated or
+  backward image stamps, corrupt MCAP chunks: :mod:`unifygeo_ros.rosbag.replay_quality`);
 * ``frames.csv``     - one row per processed image: stamp, status, estimate, GT, errors, latency;
 * ``estimate.tum``, ``groundtruth.tum`` - the scored pairs in local ENU metres of the index's origin, both files
   carrying the image stamps, so ``evo_ape tum groundtruth.tum estimate.tum`` (no ``-a``) pairs them 1:1 and

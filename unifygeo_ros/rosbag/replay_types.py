@@ -50,7 +50,8 @@ class ReplayReport:
     scored pairs (a fix with GT); ``frames_without_fix`` = share of processed frames with no fix (the pipeline's
     gate withheld it - counted by reason in ``withheld_by_reason`` -, the image was undecodable, or in --live mode
     no answer from the node); ``frames_without_gt`` = fixes with no GT within ``max_gap_s`` (counted, not
-    scored)."""
+    scored); ``data_quality`` = the inputs left out and the frames not scored, by reason
+    (:class:`~unifygeo_ros.rosbag.replay_quality.DataQuality`)."""
 
     count: int
     frames: int
