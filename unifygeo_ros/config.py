@@ -29,8 +29,9 @@ class ModelConfig:
 
     backbone: str = "convnext_atto"          #: any timm model that supports ``features_only=True``
     backbone_kwargs: dict = field(default_factory=dict)  #: extra timm kwargs, e.g. {"dims": [16, 32, 64, 128]}
-    pretrained: bool = False                 #: timm ``pretrained=``; only with weights the user supplied/cached
-    pretrained_file: str = ""                #: local weights file for timm's ``pretrained_cfg_overlay``
+    pretrained: bool = False                 #: training starts from ImageNet weights: pretrained_file or the local
+                                             #: timm cache, never downloaded; loading a checkpoint ignores it
+    pretrained_file: str = ""                #: local weights file of the backbone (needs pretrained: true)
     share_views: bool = False                #: one encoder for both views (pseudo-Siamese when False)
     split_last_stage: bool = False           #: each task head gets its own copy of the last backbone stage
     circular_ground: bool = True             #: wrap convolution padding along the panorama's azimuth

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +65,25 @@ from unifygeo_ros.model.rerank import consensus_params
 from unifygeo_ros.model.unifygeo import cat_features
 
 STAGES = ("preprocess", "encode", "search", "localize", "rerank", "total")
+
+
+@dataclass
+class TileMaps:
+    """The metric head's output for one query over chosen index tiles (:meth:`Localizer.localize_with_maps`).
+
+    ``maps[k]`` is tile k's probability map (softmax over its cells, row 0 = north, column 0 = west; geometry of
+    :mod:`~unifygeo_ros.model.metric_head`), conditional on the camera being in that tile; ``scores[k]`` the
+    re-ranker's score of the tile (calibrated by :class:`~unifygeo_ros.localization.posterior.Calibration`);
+    ``heading_vectors_en[k]`` the (east, north) heading vector of each cell (its length is the confidence).
+    """
+
+    rows: np.ndarray  # (K,) index rows
+    centres_en_m: np.ndarray  # (K, 2) tile centres, the index's local ENU
+    tile_m: float
+    maps: np.ndarray  # (K, h, w) float32
+    scores: np.ndarray  # (K,) float64
+    heading_vectors_en: np.ndarray  # (K, 2, h, w) float32
+    timings_ms: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -291,15 +310,68 @@ class Localizer:
                 t1 = time.perf_counter()
                 times = {"preprocess": t_pre, "encode": t_enc}
                 fix = self._one(ground.select(slice(j, j + 1)), desc[j], priors[start + j], times)
-                fix.input_problem = camera_image_problem(chunk[j]) or descriptor_problem(
-                    fix.descriptor_cosine, self.calibration.min_descriptor_cosine)
-                if self.known_orientation:
-                    heading = float(given[start + j] or 0.0)
-                    fix.heading_deg = geo.wrap_deg(heading)
-                    fix.yaw_deg = float(geo.heading_to_yaw_deg(heading))
-                    fix.heading_std_deg = float(heading_std_deg)
-                    fix.heading_source = "input"
-                times["total"] = t_pre + t_enc + (time.perf_counter() - t1)
-                fix.timings_ms = {k: round(1000.0 * times.get(k, 0.0), 3) for k in STAGES}
-                fixes.append(fix)
+                fixes.append(self._finish(fix, chunk[j], given[start + j], heading_std_deg, times, t1))
         return fixes
+
+    def _finish(self, fix: Fix, image: np.ndarray, heading_deg: float | None, heading_std_deg: float,
+                times: dict, t1: float) -> Fix:
+        """The fix's input check, its heading when it was given (known orientation) and its stage timings."""
+        fix.input_problem = camera_image_problem(image) or descriptor_problem(
+            fix.descriptor_cosine, self.calibration.min_descriptor_cosine)
+        if self.known_orientation:
+            heading = float(heading_deg or 0.0)
+            fix.heading_deg = geo.wrap_deg(heading)
+            fix.yaw_deg = float(geo.heading_to_yaw_deg(heading))
+            fix.heading_std_deg = float(heading_std_deg)
+            fix.heading_source = "input"
+        times["total"] = times["preprocess"] + times["encode"] + (time.perf_counter() - t1)
+        fix.timings_ms = {k: round(1000.0 * times.get(k, 0.0), 3) for k in STAGES}
+        return fix
+
+    @torch.inference_mode()
+    def localize_with_maps(self, image: np.ndarray, rows: np.ndarray, heading_deg: float | None = None,
+                           heading_std_deg: float = 5.0, global_search: bool = True) -> tuple[Fix | None, TileMaps]:
+        """One panorama encoded once: its global fix (exactly :meth:`localize` without a prior, with its
+        ``evidence`` kept; None when ``global_search`` is False) and the metric head's output over the index tiles
+        ``rows`` (the sequential localizer's measurement: :mod:`~unifygeo_ros.localization.tracking`).
+        ``heading_deg`` as in :meth:`localize`. ``TileMaps.timings_ms``: ``maps`` (metric head and re-ranking scores
+        of ``rows``) and the fix's stages."""
+        h = self.handle
+        t_start = time.perf_counter()
+        chunk = self._checked([image], [heading_deg])
+        x = h.ground_batch(chunk)
+        t_pre = time.perf_counter() - t_start
+        t0 = time.perf_counter()
+        ground = h.encode_ground_tensor(x)
+        desc = ground.descriptor.float().cpu().numpy()
+        h.synchronize()
+        times = {"preprocess": t_pre, "encode": time.perf_counter() - t0}
+        fix = None
+        if global_search:
+            t1 = time.perf_counter()
+            keep, self.record_evidence = self.record_evidence, True  # the fix's posterior seeds a filter
+            try:
+                fix = self._one(ground, desc[0], None, times)
+            finally:
+                self.record_evidence = keep
+            fix = self._finish(fix, chunk[0], heading_deg, heading_std_deg, times, t1)
+        t0 = time.perf_counter()
+        maps = self._tile_maps(ground, np.asarray(rows, dtype=np.int64).reshape(-1))
+        maps.timings_ms = {"maps": round(1000.0 * (time.perf_counter() - t0), 3),
+                           **(fix.timings_ms if fix is not None else
+                              {k: round(1000.0 * v, 3) for k, v in times.items()})}
+        return fix, maps
+
+    def _tile_maps(self, ground, rows: np.ndarray) -> TileMaps:
+        """The metric head and the re-ranker's scores of one encoded query over the tiles ``rows``."""
+        hw = (0, 0)
+        if not rows.size:
+            return TileMaps(rows, np.zeros((0, 2)), self.tile_m, np.zeros((0, *hw), np.float32), np.zeros(0),
+                            np.zeros((0, 2, *hw), np.float32))
+        aerial = self._aerial(rows, {})
+        metric = self.handle.model.localize(ground, aerial)
+        scores = self.handle.model.rerank_scores(ground, aerial, metric).double().cpu().numpy()
+        self.handle.synchronize()
+        return TileMaps(rows, np.asarray(self.index.en_m[rows], np.float64), self.tile_m,
+                        metric.probabilities.float().cpu().numpy(), scores,
+                        metric.heading_vectors.float().cpu().numpy())

@@ -108,7 +108,7 @@ def read_meta(directory: str | os.PathLike) -> CheckpointMeta:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"checkpoint {directory}: cannot read {META} ({exc})") from None
     if not isinstance(data, dict):
-        raise CheckpointError(f"checkpoint {directory}: {META} must be a JSON object ({{\"format\": {FORMAT!r}, "
+        raise CheckpointError(f"checkpoint {directory}: {META} must be a JSON object ({{\"format\": \"{FORMAT}\", "
                               f"\"model_hash\": ...}}), got a {type(data).__name__}: restore the {META} saved "
                               "with this checkpoint")
     if data.get("format") != FORMAT or data.get("version") != VERSION:

@@ -1,0 +1,328 @@
+"""The sequential localizer: a Bayesian filter over position and heading that localizes a driving robot from its
+odometry and its camera, ROS-free (replay and the node call the same object).
+
+    tracker = SequentialLocalizer(localizer, TrackingSettings())
+    tracker.predict(OdometryDelta.from_twist(v, w, dt, var_v, var_w))   # each odometry sample (or their chain)
+    est = tracker.step(panorama, stamp_s, heading_deg=imu_compass_deg, heading_std_deg=imu_std_deg)
+
+Each :meth:`SequentialLocalizer.step` encodes the panorama once and runs
+
+1. the **global search** (the single-frame :meth:`Localizer.localize <unifygeo_ros.localization.localizer.
+   Localizer.localize>`, every ``global_every`` frames and whenever the filter is not initialised or lost) whose fix
+   goes through the one integrity gate (:func:`~unifygeo_ros.localization.pipeline.gate_fix`);
+2. the **measurement update**: the metric head over the tiles whose footprint holds the belief (at most
+   ``max_tiles``, those holding the most mass), turned into the calibrated likelihood of
+   :mod:`~unifygeo_ros.localization.tracking_evidence`; the panorama is given to a known-orientation model rolled by
+   the belief's heading;
+3. **heading**: an absolute heading passed to ``step`` (an IMU) updates it; a model that estimates the heading
+   (``data.orientation: unknown``) adds its heading at the belief's cells. A known-orientation model (the demo
+   model) gives no heading evidence: the heading then comes from its initial value (the IMU's, ``initial_heading_deg``
+   or the first fix's) and the odometry's yaw, so such a model runs on odometry alone once initialised;
+4. **cold start**: the first accepted global fix initialises the belief from that fix's own posterior (the K
+   candidates' calibrated maps) within its protection level (at least ``init_min_radius_m``);
+5. **re-initialisation** (kidnap): ``disagree_fixes`` accepted global fixes in a row (agreeing with each other,
+   moved by the odometry) whose protection circles do not meet the belief's, or one accepted fix after the belief
+   was declared lost: its evidence ratio (:meth:`TileLikelihood.evidence_ratio`: how much better the belief
+   explains the image than "none of these tiles") stayed below ``exp(collapse_log_ratio)`` for ``collapse_frames``
+   frames.
+
+Output: a :class:`TrackEstimate` (position in WGS84 and ENU, heading, the belief's covariance and protection level at
+``alpha``, flags, time per step). Particles or a grid (``TrackingSettings.filter``): docs/TRACKING.md explains the
+choice, benchmarks/bench_tracking.py measures it.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from unifygeo_ros import geo
+from unifygeo_ros.localization.fix import Fix
+from unifygeo_ros.localization.localizer import Localizer, TileMaps
+from unifygeo_ros.localization.pipeline import PipelineSettings, gate_fix
+from unifygeo_ros.localization.posterior import DEFAULT_ALPHA
+from unifygeo_ros.localization.tracking_belief import ParticleBelief
+from unifygeo_ros.localization.tracking_evidence import TileLikelihood, index_area_m2, tiles_under
+from unifygeo_ros.localization.tracking_grid import GridBelief
+from unifygeo_ros.localization.tracking_motion import OdometryDelta, TrackingInputError
+
+__all__ = ["OdometryDelta", "SequentialLocalizer", "TrackEstimate", "TrackingInputError", "TrackingSettings"]
+FILTERS = ("particles", "grid")
+NEEDS_HEADING = ("a known-orientation model needs the robot's heading before it can start: pass heading_deg (IMU) "
+                 "or initial_heading_deg")
+
+
+@dataclass(frozen=True)
+class TrackingSettings:
+    """Every setting of the sequential localizer, with its default (module doc; docs/TRACKING.md)."""
+
+    filter: str = "particles"  #: "particles" | "grid"
+    particles: int = 1000  #: particle count
+    grid_cell_m: float = 1.0  #: grid cell side
+    grid_window_m: float = 120.0  #: grid window side (grown to hold the initial disc)
+    max_tiles: int = 6  #: tiles evaluated per frame (those holding the most belief)
+    map_temperature: float | None = None  #: None: the calibration's pl_map_temperature
+    evidence_weight: float = 0.5  #: exponent of a frame's likelihood (frames of a drive are not independent)
+    floor_ratio: float = 0.01  #: a frame's likelihood is at least this share of its maximum over the belief
+    model_heading_min_std_deg: float = 10.0  #: floor of the model's heading std (unknown-orientation models)
+    heading_reset_sigmas: float = 5.0  #: an absolute heading this far (combined sigmas) from the belief replaces it
+    odometry_noise_scale: float = 1.5  #: the odometry's covariance is multiplied by this squared
+    position_noise_frac: float = 0.02  #: extra position noise, share of the distance driven (1-sigma)
+    position_noise_m_per_sqrt_s: float = 0.1  #: extra position random walk
+    yaw_noise_deg_per_sqrt_s: float = 0.3  #: extra heading random walk
+    min_score: float = PipelineSettings.min_score  #: the integrity gate's, for the global fixes
+    max_protection_level_m: float = PipelineSettings.max_protection_level_m  #: the gate's
+    init_min_radius_m: float = 10.0  #: the initial belief covers at least this radius around the fix
+    disagree_fixes: int = 2  #: accepted global fixes outside the belief in a row that re-initialise it
+    collapse_log_ratio: float = 1.0  #: evidence ratio (log) below which a frame counts towards "lost"
+    collapse_frames: int = 4  #: such frames in a row declare the belief lost
+    converged_pl_m: float = 10.0  #: converged = initialised, not lost, protection level at most this
+    alpha: float = DEFAULT_ALPHA  #: risk of the protection level
+    global_every: int = 1  #: global search every N frames (always while uninitialised or lost)
+    north_aligned: bool = False  #: the panorama's centre column looks north (else along the robot's heading)
+    seed: int = 0  #: the particles' random generator
+
+    def __post_init__(self):
+        if self.filter not in FILTERS:
+            raise TrackingInputError(f"tracking filter must be one of {FILTERS}, got {self.filter!r}")
+        positive = ("particles", "grid_cell_m", "grid_window_m", "max_tiles", "evidence_weight", "disagree_fixes",
+                    "collapse_frames", "global_every", "converged_pl_m")
+        for name in positive:
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v > 0):
+                raise TrackingInputError(f"tracking {name} must be positive, got {v}")
+        if not 0.0 < self.alpha < 1.0 or not 0.0 <= self.floor_ratio < 1.0:
+            raise TrackingInputError(f"tracking alpha must be in (0, 1) and floor_ratio in [0, 1), got "
+                                     f"{self.alpha}, {self.floor_ratio}")
+
+
+@dataclass
+class TrackEstimate:
+    """The filter's answer for one frame (NaN position and an infinite protection level until initialised)."""
+
+    stamp_s: float
+    latitude_deg: float
+    longitude_deg: float
+    east_m: float
+    north_m: float
+    heading_deg: float  #: compass (0 = north, clockwise) of the robot
+    yaw_deg: float  #: the same as ENU yaw (0 = east, counter-clockwise)
+    heading_std_deg: float
+    covariance_en_m2: np.ndarray  #: (2, 2) the belief's covariance, m^2
+    protection_level_m: float  #: radius around the estimate holding 1 - alpha of the belief's mass
+    initialised: bool
+    converged: bool  #: initialised, not lost, protection level <= converged_pl_m
+    lost: bool  #: the belief has not explained the images for collapse_frames frames
+    reinitialised: str = ""  #: why the belief was (re)initialised at this frame ("" = it was not)
+    evidence_log_ratio: float = math.nan  #: log of the frame's evidence ratio at the belief (before the update)
+    tiles_evaluated: int = 0
+    fix: Fix | None = None  #: this frame's global fix (None when the global search did not run)
+    fix_accepted: bool = False  #: the global fix passed the integrity gate
+    step_ms: float = 0.0  #: the whole step
+    tracking_ms: float = 0.0  #: the step beyond the single-frame localizer (belief tiles' maps and the filter)
+    timings_ms: dict = field(default_factory=dict)
+    note: str = ""  #: why nothing was done with the frame ("" = it was used)
+
+
+@dataclass
+class _Challenger:
+    """Accepted global fixes that disagree with the belief, moved along by the odometry."""
+
+    en_m: np.ndarray
+    protection_level_m: float
+    count: int
+
+
+class SequentialLocalizer:
+    """The filter around a :class:`~unifygeo_ros.localization.localizer.Localizer` (module doc). Not thread-safe."""
+
+    def __init__(self, localizer: Localizer, settings: TrackingSettings | None = None,
+                 initial_heading_deg: float | None = None):
+        self.localizer = localizer
+        self.settings = settings or TrackingSettings()
+        self.initial_heading_deg = initial_heading_deg
+        index = localizer.index
+        self.area_m2 = index_area_m2(index.en_m, index.tile_m)
+        self.rng = np.random.default_rng(self.settings.seed)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the belief (the next accepted global fix initialises it again)."""
+        s = self.settings
+        self.belief = (ParticleBelief(s.particles, self.rng) if s.filter == "particles"
+                       else GridBelief(s.grid_cell_m, s.grid_window_m))
+        self.initialised = False
+        self.lost = False
+        self._low_frames = 0
+        self._challenger: _Challenger | None = None
+        self._frames = 0
+        self._heading: tuple[float, float] | None = None  # last absolute heading (yaw rad, var) before init
+
+    # ---- inputs -------------------------------------------------------------------------------------------
+    def predict(self, delta: OdometryDelta) -> None:
+        """Move the belief by one odometry interval (its covariance scaled, plus the settings' process noise)."""
+        if not self.initialised:
+            return
+        s = self.settings
+        extra = np.diag([(s.position_noise_frac * delta.distance_m) ** 2 + s.position_noise_m_per_sqrt_s ** 2
+                         * delta.dt_s] * 2 + [math.radians(s.yaw_noise_deg_per_sqrt_s) ** 2 * delta.dt_s])
+        noisy = OdometryDelta(delta.forward_m, delta.left_m, delta.yaw_rad,
+                              delta.cov * s.odometry_noise_scale ** 2 + extra, delta.dt_s)
+        yaw = self.belief.summary(0.5).yaw_rad if self._challenger is not None else 0.0
+        self.belief.predict(noisy)
+        if self._challenger is not None:
+            self._challenger.en_m = self._challenger.en_m + delta.in_world(yaw)
+
+    def heading(self, heading_deg: float, heading_std_deg: float) -> None:
+        """An absolute compass heading of the robot (IMU/AHRS, compass) and its 1-sigma."""
+        if not (math.isfinite(heading_deg) and math.isfinite(heading_std_deg) and heading_std_deg > 0):
+            raise TrackingInputError(f"heading needs finite values and std > 0, got {heading_deg}, {heading_std_deg}")
+        yaw = math.radians(float(geo.heading_to_yaw_deg(heading_deg)))
+        var = math.radians(heading_std_deg) ** 2
+        self._heading = (yaw, var)
+        if self.initialised:
+            self.belief.update_heading(yaw, var, self.settings.heading_reset_sigmas)
+
+    # ---- the step -----------------------------------------------------------------------------------------
+    def step(self, image: np.ndarray, stamp_s: float, heading_deg: float | None = None,
+             heading_std_deg: float = 2.0) -> TrackEstimate:
+        """One camera frame (RGB equirectangular panorama) at ``stamp_s``, after the odometry up to that time
+        (:meth:`predict`); ``heading_deg``: the robot's compass heading from an IMU, when there is one.
+        Raises :class:`~unifygeo_ros.errors.ImageError` for an unusable image (the belief is unchanged)."""
+        t0 = time.perf_counter()
+        s = self.settings
+        if heading_deg is not None:
+            self.heading(heading_deg, heading_std_deg)
+        query_heading = self._query_heading()
+        rows, support = self._rows()
+        run_global = not self.initialised or self.lost or self._frames % s.global_every == 0
+        self._frames += 1
+        if query_heading is None and self.localizer.known_orientation and not s.north_aligned:
+            est = self._estimate(stamp_s, None, False, "", math.nan, 0)
+            est.note = NEEDS_HEADING
+            return self._timed(est, t0, {})
+        fix, maps = self.localizer.localize_with_maps(image, rows, query_heading, self._heading_std_deg(),
+                                                      global_search=run_global)
+        accepted = fix is not None and not gate_fix(fix, s.min_score, s.max_protection_level_m)[0]
+        log_ratio, why = math.nan, ""
+        if self.initialised:
+            log_ratio = self._measure(maps, support)
+            why = self._check_kidnap(fix if accepted else None)
+        elif accepted:
+            why = "cold start from an accepted global fix"
+        if why:
+            self._initialise(fix)
+        est = self._estimate(stamp_s, fix, accepted, why, log_ratio, len(rows))
+        return self._timed(est, t0, maps.timings_ms)
+
+    # ---- pieces of the step -------------------------------------------------------------------------------
+    def _query_heading(self) -> float | None:
+        """The compass heading the localizer rolls the panorama by (None: as it is)."""
+        if self.settings.north_aligned:
+            return 0.0 if self.localizer.known_orientation else None
+        if self.initialised:
+            return float(geo.yaw_to_heading_deg(math.degrees(self.belief.summary(0.5).yaw_rad)))
+        if self._heading is not None:
+            return float(geo.yaw_to_heading_deg(math.degrees(self._heading[0])))
+        return self.initial_heading_deg
+
+    def _heading_std_deg(self) -> float:
+        if self.initialised:
+            return math.degrees(self.belief.summary(0.5).yaw_std_rad)
+        return math.degrees(math.sqrt(self._heading[1])) if self._heading is not None else 5.0
+
+    def _rows(self) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+        """The tiles under the belief, and the belief's support (points, weights)."""
+        if not self.initialised:
+            return np.zeros(0, np.int64), None
+        pts, w = self.belief.support()
+        index = self.localizer.index
+        radius = float(np.hypot(*(pts - w @ pts).T).max()) + index.tile_m
+        near = index.tiles_within(*(w @ pts), radius)
+        sub = tiles_under(index.en_m[near], index.tile_m, pts, w, self.settings.max_tiles)
+        return near[sub], (pts, w)
+
+    def _measure(self, maps: TileMaps, support) -> float:
+        """The measurement update; returns the log evidence ratio (before the update) and tracks "lost"."""
+        s = self.settings
+        lik = TileLikelihood(maps, self.localizer.calibration, self.area_m2, s.map_temperature)
+        ratio = lik.evidence_ratio(*support)
+        self.belief.update_position(lik, s.evidence_weight, s.floor_ratio)
+        if not self.localizer.known_orientation and not s.north_aligned:
+            self.belief.update_heading_field(lik, s.evidence_weight, math.radians(s.model_heading_min_std_deg))
+        log_ratio = math.log(ratio) if ratio > 0 else -math.inf
+        self._low_frames = self._low_frames + 1 if log_ratio < s.collapse_log_ratio else 0
+        if self._low_frames >= s.collapse_frames:
+            self.lost = True
+        return log_ratio
+
+    def _check_kidnap(self, fix: Fix | None) -> str:
+        """The reason to re-initialise from ``fix`` (an accepted global fix), or ""."""
+        if fix is None:
+            return ""
+        s = self.settings
+        b = self.belief.summary(s.alpha)
+        at = np.array([fix.east_m, fix.north_m])
+        if float(np.hypot(*(at - b.mean_en_m))) <= b.protection_level_m + fix.protection_level_m:
+            self._challenger, self._low_frames, self.lost = None, 0, False  # the global evidence agrees
+            return ""
+        if self.lost:
+            return "the belief was lost; an accepted global fix re-initialises it"
+        c = self._challenger
+        same = c is not None and float(np.hypot(*(at - c.en_m))) <= c.protection_level_m + fix.protection_level_m
+        self._challenger = _Challenger(at, fix.protection_level_m, c.count + 1 if same else 1)
+        if self._challenger.count >= s.disagree_fixes:
+            return f"{self._challenger.count} accepted global fixes outside the belief (kidnap)"
+        return ""
+
+    def _initialise(self, fix: Fix) -> None:
+        s = self.settings
+        ev = fix.evidence
+        maps = TileMaps(np.zeros(len(ev.scores), np.int64), ev.centres_en_m, float(ev.tile_m[0]), ev.maps, ev.scores,
+                        np.zeros((len(ev.scores), 2, *ev.maps.shape[1:]), np.float32))
+        density = TileLikelihood(maps, self.localizer.calibration, self.area_m2, s.map_temperature)
+        yaw, yaw_std = self._initial_heading(fix)
+        radius = max(fix.protection_level_m, s.init_min_radius_m)
+        self.belief.init_from(density, np.array([fix.east_m, fix.north_m]), radius, yaw, yaw_std)
+        self.initialised, self.lost, self._low_frames, self._challenger = True, False, 0, None
+
+    def _initial_heading(self, fix: Fix) -> tuple[float, float]:
+        """(ENU yaw, std) rad: the IMU's when given, else the belief's (re-initialisation), else
+        ``initial_heading_deg``, else the model's estimate (vehicle-aligned panoramas), else unknown (std pi)."""
+        if self._heading is not None:
+            return self._heading[0], math.sqrt(self._heading[1])
+        if self.initialised:
+            b = self.belief.summary(0.5)
+            return b.yaw_rad, b.yaw_std_rad
+        if self.initial_heading_deg is not None:
+            return math.radians(float(geo.heading_to_yaw_deg(self.initial_heading_deg))), math.radians(5.0)
+        if fix.heading_source == "model" and not self.settings.north_aligned:
+            return math.radians(fix.yaw_deg), math.radians(max(fix.heading_std_deg, 1.0))
+        return 0.0, math.pi  # unknown: particles spread over every heading, the images and odometry sort them out
+
+    def _estimate(self, stamp_s: float, fix: Fix | None, accepted: bool, why: str, log_ratio: float,
+                  tiles: int) -> TrackEstimate:
+        s = self.settings
+        if not self.initialised:
+            nan = math.nan
+            return TrackEstimate(stamp_s, nan, nan, nan, nan, nan, nan, nan, np.full((2, 2), nan), math.inf,
+                                 False, False, False, why, log_ratio, tiles, fix, accepted)
+        b = self.belief.summary(s.alpha)
+        east, north = (float(v) for v in b.mean_en_m)
+        lat, lon = self.localizer.index.origin.from_en(east, north)
+        yaw_deg = float(geo.wrap_deg(math.degrees(b.yaw_rad)))
+        converged = not self.lost and b.protection_level_m <= s.converged_pl_m
+        return TrackEstimate(stamp_s, float(lat), float(lon), east, north,
+                             float(geo.wrap_deg(geo.yaw_to_heading_deg(yaw_deg))), yaw_deg,
+                             math.degrees(b.yaw_std_rad), b.covariance_en_m2, b.protection_level_m, True, converged,
+                             self.lost, why, log_ratio, tiles, fix, accepted)
+
+    @staticmethod
+    def _timed(est: TrackEstimate, t0: float, timings_ms: dict) -> TrackEstimate:
+        est.step_ms = 1000.0 * (time.perf_counter() - t0)
+        single = float(timings_ms.get("total", 0.0)) if est.fix is not None else 0.0
+        est.tracking_ms = max(est.step_ms - single, 0.0)
+        est.timings_ms = dict(timings_ms)
+        return est
