@@ -157,7 +157,10 @@ def open_bag(path: str | Path, warnings: list[str] | None = None, salvage: bool 
     if not p.exists():
         raise BagError(f"bag not found: {p}")
     files = _mcap_files(p)
-    checks = [check_mcap(f) for f in files]
+    try:
+        checks = [check_mcap(f) for f in files]
+    except (OSError, struct.error, ValueError) as exc:
+        raise BagError(f"cannot read bag {p}: {type(exc).__name__}: {exc} (unreadable or corrupt MCAP file)") from exc
     if mcap_checks is not None:
         mcap_checks.extend(checks)
     corrupt = next((c for c in checks if c.corrupt), None)
