@@ -15,7 +15,7 @@ import pytest
 from unifygeo_ros import cli, geo
 from unifygeo_ros.data import render, world
 from unifygeo_ros.data.pinhole import render_pinhole
-from unifygeo_ros.image.stitch import PinholeCamera, RigFrame, intrinsics_for_fov, pinhole_view
+from unifygeo_ros.image.stitch import PinholeCamera, RigFrame, intrinsics_for_fov, pinhole_view, stitcher_for
 from unifygeo_ros.rosbag import io as bags
 from unifygeo_ros.rosbag import sensors as sens
 from unifygeo_ros.rosbag import synth_topics as topics
@@ -121,16 +121,16 @@ def _red(img: np.ndarray) -> np.ndarray:
 
 def test_a_tower_east_of_the_vehicle_is_in_the_east_facing_camera_at_the_predicted_rows():
     tower = _red_tower_world()
-    w, h = 160, 120
+    w = 160  # fx = 80 at 90 deg
     rig = {c.name: c for c in make_rig("pinhole", 4, 90.0, w).cameras}
-    cy = rig["right"].k_matrix[1, 2]
+    cx, cy = rig["right"].k_matrix[0, 2], rig["right"].k_matrix[1, 2]
     # vehicle heading north: the right camera (yaw -90) faces east, the left one west
     east = render_pinhole(tower, (100.0, 100.0), 0.0, rig["right"], 2.0, FLAT_GROUND)
     west = render_pinhole(tower, (100.0, 100.0), 0.0, rig["left"], 2.0, FLAT_GROUND)
     assert _red(east).mean() > 0.3 and not _red(west).any()
-    # the wall spans azimuths 90 -+ 33.7 deg: columns cx -+ fx tan(33.7) = 80 -+ 53 of the east camera
+    # the wall spans azimuths 90 -+ 33.7 deg: columns cx -+ fx tan(33.7) = cx -+ 53.3 of the east camera
     cols = np.nonzero(_red(east)[int(cy)])[0]
-    assert abs(cols.min() - (w / 2 - 0.5 - 80 * 20 / 30)) <= 1.5 and abs(cols.max() - (w / 2 - 0.5 + 80 * 20 / 30)) <= 1.5
+    assert abs(cols.min() - (cx - 80 * 20 / 30)) <= 1.5 and abs(cols.max() - (cx + 80 * 20 / 30)) <= 1.5
     # a taller image of the same camera: the wall (fronto-parallel at depth 30 m) has its top edge, 28 m above the
     # camera, at row cy - fy 28 / 30, and its foot, 2 m below, at cy + fy 2 / 30
     tall = PinholeCamera("tall", intrinsics_for_fov(w, 200, 90.0), w, 200, -90.0)
@@ -225,8 +225,6 @@ def test_a_4x90_rig_from_the_bag_stitched_by_the_nodes_path_covers_and_matches_t
         frame = RigFrame(images[0].header.stamp, 0.0, images, infos, names, tuple(defaults["cameras.yaw_deg"]),
                          tuple(defaults["cameras.pitch_deg"]), width)
         stitched = frame.decode()
-        from unifygeo_ros.image.stitch import stitcher_for
-
         mask = stitcher_for([PinholeCamera(n, tuple(i.k), i.width, i.height, y) for n, i, y in
                              zip(names, infos, defaults["cameras.yaw_deg"])], width).pixel_mask
         assert mask.any(axis=0).all()  # full coverage in azimuth
