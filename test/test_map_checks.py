@@ -157,7 +157,7 @@ def test_swapped_orthophoto_and_dsm_are_refused(tmp_path):
 
 def _east_part_without_data(tmp_path, kind: str):
     """An orthophoto whose pixels east of 50 m (or, for ``black``, below a diagonal) hold no data: a declared
-    nodata value, alpha 0, or black fill."""
+    nodata value, alpha 0 (PNG or GeoTIFF), or black fill."""
     gsd = 0.5
     h, w = int(MAP_H_M / gsd), int(MAP_W_M / gsd)
     img = np.full((h, w, 3), 90, np.uint8)
@@ -167,9 +167,15 @@ def _east_part_without_data(tmp_path, kind: str):
     transform = Affine(gsd, 0, X0, 0, -gsd, Y0)
     if kind == "nodata":
         return _write_tif(tmp_path / "o.tif", np.moveaxis(img, -1, 0), transform, nodata=0), empty
-    if kind == "alpha":
+    if kind in ("alpha", "alpha_tif"):
         img[empty] = 120  # imagery that the alpha band hides
         rgba = np.concatenate([img, np.where(empty, 0, 255).astype(np.uint8)[..., None]], axis=-1)
+        if kind == "alpha_tif":
+            path = tmp_path / "o.tif"
+            with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=4, dtype="uint8", crs=UTM32N,
+                               transform=transform, photometric="RGB", alpha="YES") as ds:
+                ds.write(np.moveaxis(rgba, -1, 0))
+            return path, empty
         path = tmp_path / "o.png"
         cv2.imwrite(str(path), cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA))
         tiles.write_world_file(tmp_path / "o.pgw", (gsd, 0.0, X0, 0.0, -gsd, Y0))
@@ -178,7 +184,7 @@ def _east_part_without_data(tmp_path, kind: str):
     return _write_tif(tmp_path / "o.tif", np.moveaxis(img, -1, 0), transform), empty
 
 
-@pytest.mark.parametrize("kind", ["nodata", "alpha", "black"])
+@pytest.mark.parametrize("kind", ["nodata", "alpha", "alpha_tif", "black"])
 def test_tiles_mostly_without_data_are_left_out_and_counted(tmp_path, kind):
     path, empty = _east_part_without_data(tmp_path, kind)
     src = tiles.orthophoto_tiles(path, **TILING)
@@ -197,6 +203,8 @@ def test_tiles_mostly_without_data_are_left_out_and_counted(tmp_path, kind):
                 assert (ce, cn) not in kept
     if kind == "nodata":  # the threshold is --min-coverage's: lowered, more of the edge is kept
         assert len(tiles.orthophoto_tiles(path, min_coverage=0.5, **TILING)) > len(src)
+        with pytest.raises(DataFormatError, match="--min-coverage must lie in"):
+            tiles.orthophoto_tiles(path, min_coverage=0.0, **TILING)
 
 
 def test_an_orthophoto_without_any_imagery_is_refused_with_one_line(tmp_path):

@@ -163,8 +163,9 @@ def build_index(handle: ModelHandle, source: TileSource, out_dir: str | Path, *,
 
 def _report_source(handle: ModelHandle, source: TileSource) -> None:
     """Log what the build should say about its map: tiles left out, a resolution far from the model's."""
-    if source.counts is not None and source.counts.kept < source.counts.grid:
-        log.info("%s", source.counts.summary())
+    counts = source.counts
+    if counts is not None:  # tiles without imagery or heights are a warning; outside a rotated footprint, not
+        (log.warning if counts.nodata or counts.no_height else log.info)("%s", counts.summary())
     train_tile_m = handle.train_tile_m
     if train_tile_m and source.native_gsd_m:
         note = map_checks.resolution_note(source.native_gsd_m, source.gsd_m, train_tile_m / handle.aerial_px)

@@ -153,6 +153,8 @@ def orthophoto_tiles(path: str | Path, tile_m: float = 70.0, stride_m: float = 3
     """
     if tile_m <= 0 or stride_m <= 0:
         raise DataFormatError(f"tile_m and stride_m must be positive (got {tile_m}, {stride_m})")
+    if not 0.0 < min_coverage <= 1.0:
+        raise DataFormatError(f"--min-coverage must lie in (0, 1], got {min_coverage:g}")
     if dtm is not None and dsm is None:
         raise DataFormatError("--dtm turns an absolute --dsm into heights above ground: give the --dsm too")
     path = Path(path)
@@ -164,10 +166,8 @@ def orthophoto_tiles(path: str | Path, tile_m: float = 70.0, stride_m: float = 3
     se, sn = map_checks.tile_sample_offsets(tile_m)
     ee, nn = ce[:, None] + se[None, :], cn[:, None] + sn[None, :]
     heights = _height_rasters(dsm, dtm, dsm_crs, g.origin)
-    h_samples = None
-    if heights is not None:
-        sampled = [_sample(h, ee, nn) for h in heights]
-        h_samples = map_checks.height_difference(sampled[0], sampled[1] if len(sampled) == 2 else None)
+    h_samples = None if heights is None else map_checks.height_difference(
+        _sample(heights[0], ee, nn), _sample(heights[1], ee, nn) if len(heights) == 2 else None)
     dsm_what = "" if dsm is None else f"surface model {Path(dsm).name}" + (f" - {Path(dtm).name}" if dtm else "")
     keep, counts = _select_tiles(_sample(g, ee, nn), h_samples, min_coverage, str(path), dsm_what)
     if not keep.any():
@@ -175,11 +175,8 @@ def orthophoto_tiles(path: str | Path, tile_m: float = 70.0, stride_m: float = 3
                               f"({extent_e:.1f} x {extent_n:.1f} m)")
     if h_samples is not None:
         map_checks.check_heights_above_ground(h_samples.values[keep], dsm_what, with_dtm=dtm is not None)
-    rows = np.flatnonzero(keep)
-    la, lo = g.origin.from_en(ce[rows], cn[rows])
-    specs = [TileSpec(f"{path.stem}_r{rc[k][0]:04d}_c{rc[k][1]:04d}", float(a), float(b), float(ce[k]), float(cn[k]))
-             for k, a, b in zip(rows, np.atleast_1d(la), np.atleast_1d(lo))]
-    centres = [(float(ce[k]), float(cn[k])) for k in rows]
+    specs = _tile_specs(path.stem, g.origin, ce, cn, rc, keep)
+    centres = [(t.east_m, t.north_m) for t in specs]
     params = {"stride_m": float(stride_m), "crs": raster.crs_wkt[:80], "native_gsd_m": native_gsd,
               "min_coverage": float(min_coverage)}
     read = _tile_reader(g, centres, tile_m, tile_px)
@@ -194,6 +191,15 @@ def orthophoto_tiles(path: str | Path, tile_m: float = 70.0, stride_m: float = 3
                       counts=counts, origin_note=note)
 
 
+def _tile_specs(stem: str, origin: geo.LocalENU, ce: np.ndarray, cn: np.ndarray, rc: list[tuple[int, int]],
+                keep: np.ndarray) -> list[TileSpec]:
+    """The kept grid tiles: id ``<stem>_r<row>_c<col>``, centre in lat/lon and ENU."""
+    rows = np.flatnonzero(keep)
+    la, lo = origin.from_en(ce[rows], cn[rows])
+    return [TileSpec(f"{stem}_r{rc[k][0]:04d}_c{rc[k][1]:04d}", float(a), float(b), float(ce[k]), float(cn[k]))
+            for k, a, b in zip(rows, np.atleast_1d(la), np.atleast_1d(lo))]
+
+
 def _height_rasters(dsm: str | Path | None, dtm: str | Path | None, dsm_crs: str | None, origin: geo.LocalENU
                     ) -> list[_Geo] | None:
     """The surface model (and terrain model) in the tiles' ENU frame, or None."""
@@ -203,7 +209,8 @@ def _height_rasters(dsm: str | Path | None, dtm: str | Path | None, dsm_crs: str
 
 
 def _with_height_reader(read_rgb: Callable[[int], np.ndarray], heights: list[_Geo],
-                        centres: list[tuple[float, float]], tile_m: float, tile_px: int) -> Callable[[int], np.ndarray]:
+                        centres: list[tuple[float, float]], tile_m: float, tile_px: int
+                        ) -> Callable[[int], np.ndarray]:
     """Reader of RGB + height tiles: the DSM (less the DTM) on the RGB tile's pixels, nodata -> 0 (ground),
     below ground -> 0."""
     # image.preprocess imports torch; this module is torch-free otherwise
