@@ -115,7 +115,7 @@ class TrainConfig:
     save_dtype: str = "float32"              #: float32 | float16 (weights on disk)
     tensorboard: bool = True
     init_from: str = ""                      #: checkpoint folder whose weights start the run (not a resume)
-    trainable: str = "all"                   #: all | reranker | metric | retrieval (see TRAINABLE in train.py)
+    trainable: str = "all"                   #: all | reranker | metric | retrieval | ground (train_setup.TRAINABLE)
     init_skip: list = field(default_factory=list)  #: name prefixes NOT taken from init_from (left at init)
 
 
@@ -165,8 +165,8 @@ class Config:
             raise ConfigError(f"train.device must be auto, cpu or cuda, got {self.train.device!r}")
         if self.train.save_dtype not in ("float32", "float16"):
             raise ConfigError(f"train.save_dtype must be float32 or float16, got {self.train.save_dtype!r}")
-        if self.train.trainable not in ("all", "reranker", "metric", "retrieval"):
-            raise ConfigError("train.trainable must be all, reranker, metric or retrieval, "
+        if self.train.trainable not in ("all", "reranker", "metric", "retrieval", "ground"):
+            raise ConfigError("train.trainable must be all, reranker, metric, retrieval or ground, "
                               f"got {self.train.trainable!r}")
         if self.train.trainable == "metric" and self.loss.position_weight <= 0:
             raise ConfigError("train.trainable: metric needs loss.position_weight > 0")

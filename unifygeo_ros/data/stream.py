@@ -17,6 +17,16 @@ for the metric head only (``train.trainable: metric``), which otherwise never se
 central quarter and learns that the outer ring never holds one - while at run time the fix is read from
 whichever candidate the re-ranker puts first, often such a neighbour. Cameras stand on the driving lanes of
 roads, never in buildings, cars or trees.
+
+Limited fields of view (``fov_*`` keys, :mod:`unifygeo_ros.data.fov_views`): with ``fov_probability`` > 0 a sample's
+panorama is, with that probability, replaced by what a drawn rig of pinhole cameras gives the node (the cameras' views
+cut from it, stitched back by the node's stitcher, the unseen part zero); ``"fov_deg"`` in the item is the sector the
+rig covers (360 for a whole panorama). Those draws come from a generator of their own, so the rest of the stream is
+the same, draw for draw, with or without them. ``fov_curriculum_steps`` counts training steps of
+``samples_per_step`` samples; the stream knows the step of a sample from its position (the ``k``-th city's ``j``-th
+sample is sample ``(start_city + k) * samples_per_city + j``). ``fov_render_scale`` > 1 renders a rig's panorama
+that many times larger, then resizes the stitched image to ``pano_size`` (as the node stitches camera images at
+``panorama_width`` and the model resizes).
 """
 from __future__ import annotations
 
@@ -28,12 +38,13 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from unifygeo_ros.data.aerial import render_aerial, render_aerial_height
 from unifygeo_ros.data.city_schema import STYLES
+from unifygeo_ros.data.fov_views import FovViews, stitched_view
 from unifygeo_ros.data.lighting import AerialLighting, GroundLighting
 from unifygeo_ros.data.panorama import render_panorama
 from unifygeo_ros.data.tiling import positive_and_semi, sample_camera_positions, tile_grid
 from unifygeo_ros.data.world import generate_city
 from unifygeo_ros.errors import UnifyGeoError
-from unifygeo_ros.image.preprocess import with_height
+from unifygeo_ros.image.preprocess import resize_image, with_height
 
 
 class CityStream(IterableDataset):
@@ -66,14 +77,29 @@ class CityStream(IterableDataset):
         semi_fraction: probability (0..1) that a sample's tile is a random semi-positive instead of the
             positive (``"positive"`` in the item says which); 0 = VIGOR positives only (the stream is then
             the same, draw for draw, as without the option).
+        fov_probability, fov_deg_range, fov_camera_deg_range, fov_aspects, fov_curriculum_steps, fov_oversample:
+            the limited-field-of-view augmentation (:class:`~unifygeo_ros.data.fov_views.FovViews`; probability 0 =
+            off, the stream unchanged).
+        fov_render_scale: a rig's panorama is rendered this many times larger, stitched, then resized.
+        samples_per_step: samples per training step (``fov_curriculum_steps`` is in steps).
     """
 
     def __init__(self, base_seed: int = 0, samples_per_city: int = 64, city_size_m: float = 280.0,
                  tile_m: float = 70.0, aerial_px: int = 128, pano_size: tuple[int, int] = (256, 128),
                  style: str = "any", random_heading: bool = True, cell_m: float | None = None,
                  num_cities: int | None = None, start_city: int = 0, ground_lightings: int = 2,
-                 camera_height_m: float = 2.0, aerial_height: bool = False, semi_fraction: float = 0.0):
+                 camera_height_m: float = 2.0, aerial_height: bool = False, semi_fraction: float = 0.0,
+                 fov_probability: float = 0.0, fov_deg_range=(70.0, 360.0), fov_camera_deg_range=(60.0, 120.0),
+                 fov_aspects=(4.0 / 3.0, 16.0 / 9.0), fov_curriculum_steps: int = 0, fov_oversample: float = 2.0,
+                 fov_render_scale: int = 1, samples_per_step: int = 64):
         super().__init__()
+        self.fov = FovViews.from_stream_keys(fov_probability, fov_deg_range, fov_camera_deg_range, fov_aspects,
+                                             fov_curriculum_steps, fov_oversample)
+        if int(fov_render_scale) < 1 or int(samples_per_step) < 1:
+            raise ValueError(f"fov_render_scale and samples_per_step must be >= 1, got {fov_render_scale!r} and "
+                             f"{samples_per_step!r}")
+        self.fov_render_scale = int(fov_render_scale)
+        self.samples_per_step = int(samples_per_step)
         if not 0.0 <= float(semi_fraction) <= 1.0:
             raise ValueError(f"semi_fraction must be in [0, 1], got {semi_fraction!r}")
         if style not in (*STYLES, "any"):
@@ -112,9 +138,11 @@ class CityStream(IterableDataset):
             yield k
             k += nw
 
-    def city_samples(self, seed: int) -> Iterator[dict]:
-        """The ``samples_per_city`` samples of the city with this seed (deterministic)."""
+    def city_samples(self, seed: int, first_sample: int = 0) -> Iterator[dict]:
+        """The ``samples_per_city`` samples of the city with this seed (deterministic); ``first_sample``: the
+        stream position of the first (for the field-of-view curriculum)."""
         rng = np.random.default_rng([seed & 0xFFFFFFFF, 0x57EA])
+        fov_rng = np.random.default_rng([seed & 0xFFFFFFFF, 0xF0F])
         style = self.style if self.style != "any" else STYLES[int(rng.integers(len(STYLES)))]
         city = generate_city(seed, self.city_size_m, style, self.cell_m)
         grid = tile_grid(self.city_size_m, self.tile_m)
@@ -124,7 +152,6 @@ class CityStream(IterableDataset):
             pos = sample_camera_positions(city, grid, self.samples_per_city, rng, balanced=False)
         except UnifyGeoError:  # no road inside the tiled area (never seen at 280 m; possible in tiny cities)
             return
-        w, h = self.pano_size
         for k in range(self.samples_per_city):
             e, n = float(pos[k, 0]), float(pos[k, 1])
             tiles = positive_and_semi(grid, e, n)
@@ -135,7 +162,7 @@ class CityStream(IterableDataset):
             ce, cn = i * grid.stride_m, j * grid.stride_m
             heading = float(rng.uniform(0.0, 360.0)) if self.random_heading else 0.0
             lt = g_lights[int(rng.integers(len(g_lights)))]
-            pano = render_panorama(city, (e, n), heading, w, h, self.camera_height_m, lt)
+            pano, fov_deg = self._ground_view(city, (e, n), heading, lt, fov_rng, first_sample + k)
             tile = render_aerial(city, (ce, cn), self.tile_m, self.aerial_px, a_light)
             if self.aerial_height:
                 tile = with_height(tile, render_aerial_height(city, (ce, cn), self.tile_m, self.aerial_px))
@@ -148,11 +175,23 @@ class CityStream(IterableDataset):
                 "tile_m": np.float32(self.tile_m),
                 "city_seed": int(seed),
                 "positive": slot == 0,
+                "fov_deg": np.float32(fov_deg),
             }
+
+    def _ground_view(self, city, position_en_m, heading_deg: float, lighting, fov_rng: np.random.Generator,
+                     sample_index: int) -> tuple[np.ndarray, float]:
+        """The sample's panorama, whole or as a drawn rig of pinhole cameras gives it; and the sector seen, deg."""
+        w, h = self.pano_size
+        scale = self.fov_render_scale
+        rig = self.fov.draw(fov_rng, sample_index // self.samples_per_step, w * scale, not self.random_heading)
+        if rig is None:
+            return render_panorama(city, position_en_m, heading_deg, w, h, self.camera_height_m, lighting), 360.0
+        pano = render_panorama(city, position_en_m, heading_deg, w * scale, h * scale, self.camera_height_m, lighting)
+        return resize_image(stitched_view(pano, rig)[0], (h, w)), rig.fov_deg
 
     def __iter__(self) -> Iterator[dict]:
         for k in self._city_indices():
-            yield from self.city_samples(self.city_seed(k))
+            yield from self.city_samples(self.city_seed(k), (self.start_city + k) * self.samples_per_city)
 
     def __len__(self):  # only defined for finite streams (a city without any road yields nothing)
         if self.num_cities is None:

@@ -161,6 +161,7 @@ def synth_batches(cfg: Config, start_step: int, rank: int, world: int) -> Iterat
     kwargs = dict(tile_m=cfg.data.tile_m, aerial_px=cfg.model.aerial_px,
                   pano_size=(cfg.model.ground_hw[1], cfg.model.ground_hw[1] // 2),
                   random_heading=cfg.data.orientation == "unknown", aerial_height=cfg.model.aerial_height)
+    kwargs["samples_per_step"] = cfg.data.batch_size * max(1, cfg.train.accum_steps)  # the fov_* curriculum's unit
     kwargs.update(cfg.data.stream)
     per_city = int(kwargs.get("samples_per_city", 64))
     consumed = start_step * cfg.train.accum_steps * cfg.data.batch_size

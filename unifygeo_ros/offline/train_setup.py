@@ -30,11 +30,17 @@ LOG_FIELDS = ("step", "lr", "total", "infonce", "position", "orientation", "rera
 #: stage with ``data.stream.semi_fraction`` > 0 (cameras outside the tile's central quarter).
 #: ``retrieval``: the semantic extractors, the aggregators and the InfoNCE temperature - the descriptor heads on
 #: frozen trunks (BatchNorm statistics included), so the dense branch and the re-ranker stay exactly as they are.
+#: ``ground``: the whole ground branch (trunk, semantic and fine heads, aggregator, match head), the metric head and
+#: the InfoNCE temperature - the aerial branch and the re-ranker frozen, so aerial descriptors and dense features stay
+#: exactly as they are; meant for a new kind of ground input (``data.stream.fov_*``: pinhole rigs) matched against the
+#: same aerial embedding.
 TRAINABLE = {
     "reranker": {"prefixes": ("reranker.",), "parts": ()},
     "metric": {"prefixes": ("ground_match.", "aerial_match.", "metric."), "parts": (".fine.",)},
     "retrieval": {"prefixes": ("ground_aggregator.", "aerial_aggregator_.", "log_logit_scale"),
                   "parts": (".semantic.",)},
+    "ground": {"prefixes": ("ground_encoder.", "ground_aggregator.", "ground_match.", "metric.", "log_logit_scale"),
+               "parts": ()},
 }
 
 
