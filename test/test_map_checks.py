@@ -349,3 +349,34 @@ def test_cli_build_prints_counts_and_origin_and_localize_prints_the_origin(tmp_p
     assert cli.main(["localize", pano, "--index", str(micro_index), "--device", "cpu", "--json"]) == 0
     out, err = capsys.readouterr()
     assert len(json.loads(out)) == 1 and "origin" not in err  # stdout is JSON only, stderr errors only
+
+
+# ------------------------------------------------------------------------------ 16-bit orthophotos (issue 16)
+def _dark_and_bright_16bit() -> np.ndarray:
+    """A 16-bit RGB map: the west half dark (1000..2000), the east half bright (30000..40000), a gradient in each."""
+    h, w = int(MAP_H_M / 0.5), int(MAP_W_M / 0.5)
+    ramp = np.linspace(0.0, 1.0, w // 2, dtype=np.float32)[None, :, None]
+    west = 1000.0 + 1000.0 * np.broadcast_to(ramp, (h, w // 2, 3))
+    east = 30000.0 + 10000.0 * np.broadcast_to(ramp, (h, w // 2, 3))
+    return np.concatenate([west, east], axis=1).astype(np.uint16)
+
+
+def test_a_16_bit_orthophoto_gets_one_stretch_for_the_whole_map(tmp_path):
+    """Every window of a 16-bit GeoTIFF or PNG is mapped to 8 bits by the same linear map (2nd..98th percentile
+    of the whole raster): a dark part stays dark and a pixel reads the same in every tile (was: each window
+    stretched on its own, so a dark tile came out as bright as a bright one)."""
+    from unifygeo_ros.index.rasters import open_raster, write_world_file
+
+    img16 = _dark_and_bright_16bit()
+    tif = _write_tif(tmp_path / "ortho16.tif", np.moveaxis(img16, -1, 0), Affine(0.5, 0, X0, 0, -0.5, Y0))
+    png = tmp_path / "ortho16.png"
+    cv2.imwrite(str(png), img16[:, :, ::-1])
+    write_world_file(png.with_suffix(".pgw"), (0.5, 0.0, 0.0, -0.5, X0 + 0.25, Y0 - 0.25))
+    for path in (tif, png):
+        raster = open_raster(path, crs=UTM32N)
+        west = raster.read_window(0, 0, 40, 40)  # inside the dark half
+        east = raster.read_window(100, 0, 140, 40)  # inside the bright half
+        assert west.dtype == np.uint8 and west.max() < 40 and east.min() > 200, path.name
+        whole = raster.read_window(0, 0, raster.width, raster.height)
+        assert np.array_equal(whole[0:40, 0:40], west)  # the same pixels read alone or with the rest
+        assert np.array_equal(raster.read_window(20, 10, 60, 50), whole[10:50, 20:60])

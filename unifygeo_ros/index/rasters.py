@@ -94,6 +94,27 @@ def crs_wkt(crs: str | None) -> str:
         raise DataFormatError(f"unknown CRS {crs!r}: {exc}") from exc
 
 
+#: percentiles of a 16-bit or float orthophoto's pixels (all bands together) mapped to 0 and 255
+STRETCH_PERCENTILES = (2.0, 98.0)
+
+
+def stretch_range(values: np.ndarray) -> tuple[float, float]:
+    """(lo, hi) of the 8-bit stretch of a 16-bit or float orthophoto: the :data:`STRETCH_PERCENTILES` of its finite
+    data values, all bands together (one map keeps the colour balance and makes every tile comparable)."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return 0.0, 1.0
+    lo, hi = np.percentile(v, STRETCH_PERCENTILES)
+    return float(lo), float(max(hi, lo + 1e-6))
+
+
+def to_uint8(arr: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Linear map of ``[lo, hi]`` to ``[0, 255]``, clipped (NaN -> 0)."""
+    out = np.clip((np.nan_to_num(arr.astype(np.float32), nan=lo) - lo) / (hi - lo) * 255.0, 0.0, 255.0)
+    return np.ascontiguousarray(np.round(out).astype(np.uint8))
+
+
 def _overview_step(width: int, height: int) -> int:
     """Pixel step of the overview of a ``width`` x ``height`` raster."""
     return max(1, -(-max(width, height) // OVERVIEW_MAX_PX))
@@ -123,8 +144,15 @@ def _decode_image(path: Path, kind: str) -> tuple[np.ndarray, np.ndarray | None]
         return raw.astype(np.float32) / 100.0, None
     if raw.ndim == 2 and raw.dtype == np.uint16:
         raise _swapped(path, "height")
-    if raw.dtype == np.uint16:  # what IMREAD_COLOR does to 16-bit colour
-        raw = (raw >> 8).astype(np.uint8)
+    if raw.dtype != np.uint8:  # 16-bit colour PNG/TIFF: the same whole-image stretch as a 16-bit GeoTIFF
+        colour = raw[:, :, :3] if raw.ndim == 3 else raw
+        keep = (raw[:, :, 3] > 0) if raw.ndim == 3 and raw.shape[2] == 4 else None
+        step = _overview_step(raw.shape[1], raw.shape[0])
+        sample = colour[::step, ::step] if keep is None else colour[::step, ::step][keep[::step, ::step]]
+        lo, hi = stretch_range(sample)
+        raw = np.concatenate([to_uint8(colour, lo, hi).reshape(*colour.shape[:2], -1),
+                              (keep[..., None] * 255).astype(np.uint8)], axis=2) if keep is not None \
+            else to_uint8(colour, lo, hi)
     if raw.ndim == 2:
         return cv2.cvtColor(raw, cv2.COLOR_GRAY2RGB), None
     alpha = raw[:, :, 3] > 0 if raw.shape[2] == 4 else None
@@ -232,13 +260,16 @@ def _open_geotiff(path: Path, crs: str | None, kind: str = "rgb") -> Raster:
 
         return Raster(ds.width, ds.height, affine, wkt, read_height, overview=height_overview)
 
+    stretch: list[tuple[float, float]] = []  # the raster's one 8-bit stretch, computed at the first read
+
     def read_window(col0: int, row0: int, col1: int, row1: int) -> np.ndarray:
-        arr = ds.read(bands, window=Window(col0, row0, col1 - col0, row1 - row0))
-        arr = np.moveaxis(arr, 0, -1)
-        if arr.dtype != np.uint8:  # 16-bit or float orthophotos: stretch 2..98 % to 8 bits
-            lo, hi = np.percentile(arr, [2, 98]) if arr.size else (0, 1)
-            arr = np.clip((arr.astype(np.float32) - lo) / max(hi - lo, 1e-6) * 255.0, 0, 255).astype(np.uint8)
-        return np.ascontiguousarray(arr)
+        arr = np.moveaxis(ds.read(bands, window=Window(col0, row0, col1 - col0, row1 - row0)), 0, -1)
+        if arr.dtype == np.uint8:
+            return np.ascontiguousarray(arr)
+        if not stretch:  # 16-bit or float: one linear map for the whole raster, not one per window
+            sample = ds.read(bands, out_shape=(3,) + small, masked=True)
+            stretch.append(stretch_range(sample.compressed() if np.ma.isMaskedArray(sample) else sample))
+        return to_uint8(arr, *stretch[0])
 
     def rgb_overview() -> np.ndarray:
         """Pixels with data: the dataset mask (nodata value, alpha band, internal mask), else not black fill."""
