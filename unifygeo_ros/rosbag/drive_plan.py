@@ -2,7 +2,7 @@
 anywhere in the city; :mod:`.route`), its motion (:mod:`.drive`), and with ``--kidnap-at`` the kidnapped drive.
 
 **Kidnap** (:class:`KidnappedDrive`): until ``at_s`` the vehicle drives the route it would drive without a kidnap
-(the recording is the same up to then); at ``at_s`` it is teleported to a street crossing at least
+(the recording is the same up to then); at ``at_s`` it is teleported to a node of the street network at least
 ``KIDNAP_MIN_M`` from where it is and drives on along a new route from there. The ground truth jumps. The wheel
 odometry and the gyro/accelerometer do not see the jump: they feel the new route's motion continuing from the
 old pose (the new path turned and moved rigidly onto the old pose at ``at_s``), so the odometry pose stays
@@ -18,7 +18,7 @@ import numpy as np
 
 from unifygeo_ros.data.synth import tile_grid
 from unifygeo_ros.errors import UnifyGeoError
-from unifygeo_ros.rosbag.drive import Drive, make_drive
+from unifygeo_ros.rosbag.drive import LANE_M, Drive, make_drive
 from unifygeo_ros.rosbag.route import plan_route, street_graph
 
 #: the route planned is this much longer than the drive (turns, the speed profile) plus ROUTE_MARGIN_M
@@ -97,7 +97,9 @@ def plan_drive(meta: dict, city: Any, kind: str, seed: int, speed_mps: float, du
                             f"city ({exc}); try another --seed or a larger city") from exc
     if after.end_s < duration_s - kidnap_at_s + tail_s:
         raise UnifyGeoError("the route after the kidnap is too short; lower --duration/--frames")
-    return KidnappedDrive(before, after, float(kidnap_at_s))
+    drive = KidnappedDrive(before, after, float(kidnap_at_s))
+    assert drive.jump_m() >= KIDNAP_MIN_M, drive.jump_m()  # the start crossing is KIDNAP_MIN_M + 2 LANE_M away
+    return drive
 
 
 def _plan_leg(meta: dict, city: Any, kind: str, seed, speed_mps: float, duration_s: float,
@@ -105,7 +107,8 @@ def _plan_leg(meta: dict, city: Any, kind: str, seed, speed_mps: float, duration
     """A route for ``duration_s`` of driving inside the tiles' central quarters (VIGOR positives: where the map can
     answer) when the streets there allow it, else anywhere in the city; its drive."""
     route_m = speed_mps * duration_s * ROUTE_LENGTH_FACTOR + ROUTE_MARGIN_M
-    far = dict(far_from_en=far_from_en, min_distance_m=KIDNAP_MIN_M) if far_from_en is not None else {}
+    # the drive keeps LANE_M right of the centre line, at both ends of the teleport: crossings that far further
+    far = dict(far_from_en=far_from_en, min_distance_m=KIDNAP_MIN_M + 2 * LANE_M) if far_from_en is not None else {}
     route = None
     if "tile_m" in meta:
         try:
