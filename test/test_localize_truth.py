@@ -17,7 +17,7 @@ from unifygeo_ros.cli import main
 from unifygeo_ros.data.truth_csv import TruthRow, read_truth_csv, write_truth_csv
 from unifygeo_ros.errors import DataFormatError
 from unifygeo_ros.localization.fix import Fix
-from unifygeo_ros.offline.truth_scoring import FixScore, summarize
+from unifygeo_ros.offline.truth_scoring import FixScore, score_fix, summarize
 
 CITY = "Truthville"
 
@@ -70,9 +70,9 @@ def test_json_scores_each_fix_and_names_yaw_and_compass_heading(chain, tmp_path,
         assert obj["heading_error_deg"] == pytest.approx(float(geo.angle_diff_deg(obj["yaw_deg"], t.yaw_deg)))
     errors = np.array([o["error_m"] for o in objs[:-1]])
     n_acc = sum(o["accepted"] for o in objs[:-1])
+    within = "/".join(f"{100 * np.mean(errors <= d):.0f}" for d in (1, 5, 10))
     assert f"truth truth.csv: {len(panos)} fixes scored (1 unreadable, not scored): median " \
-           f"{np.median(errors):.2f} m, mean {errors.mean():.2f} m, within 1/5/10 m " \
-           f"{100 * np.mean(errors <= 1):.0f}/{100 * np.mean(errors <= 5):.0f}/{100 * np.mean(errors <= 10):.0f} %" in err
+           f"{np.median(errors):.2f} m, mean {errors.mean():.2f} m, within 1/5/10 m {within} %" in err
     assert f"accepted {n_acc} of {len(panos)}" in err
 
 
@@ -142,9 +142,23 @@ def test_summary_over_all_and_accepted_fixes():
     assert "(1 unreadable, not scored)" in none.lines()[0]
 
 
+def _fix(heading_deg: float, east_m: float = 3.0, north_m: float = 4.0, heading_source: str = "model") -> Fix:
+    return Fix(latitude_deg=1.0, longitude_deg=2.0, east_m=east_m, north_m=north_m, heading_deg=heading_deg,
+               yaw_deg=geo.heading_to_yaw_deg(heading_deg), covariance_en_m2=np.eye(2), heading_std_deg=5.0,
+               score=0.9, tile_id="t", tile_rank_before_rerank=1, tile_rank_after_rerank=1, used_prior=False,
+               heading_source=heading_source)
+
+
 def test_fix_json_has_one_name_per_meaning():
-    fix = Fix(latitude_deg=1.0, longitude_deg=2.0, east_m=3.0, north_m=4.0, heading_deg=30.0,
-              yaw_deg=geo.heading_to_yaw_deg(30.0), covariance_en_m2=np.eye(2), heading_std_deg=5.0, score=0.9,
-              tile_id="t", tile_rank_before_rerank=1, tile_rank_after_rerank=1, used_prior=False)
-    obj = fix.to_json("x.jpg")
+    obj = _fix(30.0).to_json("x.jpg")
     assert (obj["yaw_deg"], obj["compass_heading_deg"], obj["heading_deg"]) == (60.0, 30.0, 60.0)
+
+
+def test_error_is_measured_in_the_index_frame_and_a_given_heading_is_not_scored():
+    origin = geo.LocalENU(45.0, 7.0)
+    lat, lon = origin.from_en(30.0, 40.0)
+    truth = TruthRow("a.jpg", float(lat), float(lon), 90.0)
+    estimated = score_fix(_fix(20.0, east_m=33.0, north_m=44.0), truth, origin)
+    assert estimated.error_m == pytest.approx(5.0, abs=1e-6) and estimated.heading_error_deg == pytest.approx(20.0)
+    given = score_fix(_fix(20.0, heading_source="input"), truth, origin)  # the caller's --heading, not a result
+    assert given.heading_error_deg is None and "heading_error_deg" not in given.to_json()

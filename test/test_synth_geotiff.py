@@ -92,8 +92,8 @@ def test_index_from_the_geotiffs_places_tiles_where_the_vigor_index_places_the_s
     ckpt = random_checkpoint(tmp_path / "ckpt", micro_config(aerial_height=True))
     common = ["--checkpoint", str(ckpt), "--device", "cpu", "--no-progress"]
     assert main(["index", "build", "--out", str(tmp_path / "ix_vigor"), "--vigor", str(city), *common]) == 0
-    assert main(["index", "build", "--out", str(tmp_path / "ix_map"), "--orthophoto", str(city / "map" / "orthophoto.tif"),
-                 "--dsm", str(city / "map" / "ndsm.tif"), *common]) == 0
+    assert main(["index", "build", "--out", str(tmp_path / "ix_map"), "--orthophoto",
+                 str(city / "map" / "orthophoto.tif"), "--dsm", str(city / "map" / "ndsm.tif"), *common]) == 0
     ix_v, ix_m = load_index(tmp_path / "ix_vigor"), load_index(tmp_path / "ix_map")
     frame = geo.LocalENU(*ix_v.latlon_deg[0])
     ve, vn = frame.to_en(ix_v.latlon_deg[:, 0], ix_v.latlon_deg[:, 1])

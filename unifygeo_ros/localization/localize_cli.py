@@ -5,8 +5,9 @@ Each JSON object is :meth:`Fix.to_json <unifygeo_ros.localization.fix.Fix.to_jso
 gate, :func:`~unifygeo_ros.localization.pipeline.gate_fix`, with the node's default parameters), ``withheld_reason``
 and ``withheld_message`` ("" when accepted); ``yaw_deg`` there is the ENU yaw (0 = east), ``compass_heading_deg``
 the compass heading, ``heading_deg`` a deprecated alias of ``yaw_deg``. With ``--truth`` each object also has
-``error_m`` (and ``heading_error_deg`` when the truth has ``yaw_deg``), and a summary follows the fixes (on stderr
-with ``--json``, so stdout stays one JSON list): :mod:`unifygeo_ros.offline.truth_scoring`.
+``error_m`` (and ``heading_error_deg`` when the truth has ``yaw_deg`` and the model estimated the heading), and
+a summary follows the fixes (on stderr with ``--json``, so stdout stays one JSON list):
+:mod:`unifygeo_ros.offline.truth_scoring`.
 """
 from __future__ import annotations
 

@@ -7,8 +7,9 @@ Definitions (the metrics are :mod:`~unifygeo_ros.offline.localization_metrics`',
 * an image matches the truth row whose ``panorama`` is its file name (the folder does not count);
 * ``error_m`` = Euclidean distance between the fix and the true position, both in the index's local ENU frame
   (the true latitude/longitude projected with the index's origin, the fix's ``east_m``/``north_m``);
-* ``heading_error_deg`` (only when the truth has ``yaw_deg``) = the smallest angle between the fix's and the true
-  yaw, in [0, 180];
+* ``heading_error_deg`` = the smallest angle between the fix's and the true yaw, in [0, 180]; only when the truth
+  has ``yaw_deg`` and the model estimated the heading (``heading_source == "model"``: a heading given with
+  ``--heading`` is the caller's, not a result to score);
 * the summary: count, median / mean and the fraction within 1, 5 and 10 m, over all scored fixes and over the
   accepted ones (the node's integrity gate, as ``accepted`` in ``--json``). An image that cannot be read has
   no fix: it is counted apart, not scored.
@@ -71,7 +72,8 @@ def score_fix(fix: Fix, truth: TruthRow, origin: geo.LocalENU) -> FixScore:
     true_e, true_n = origin.to_en(truth.latitude_deg, truth.longitude_deg)
     err = position_errors_m(np.array([fix.east_m, fix.north_m]), np.array([float(true_e), float(true_n)]))
     heading = None
-    if truth.yaw_deg is not None:  # a yaw difference is the same angle as the compass-heading difference
+    if truth.yaw_deg is not None and fix.heading_source == "model":
+        # a difference of yaws is the same angle as the difference of the compass headings
         heading = float(heading_errors_deg(fix.yaw_deg, truth.yaw_deg)[0])
     return FixScore(float(err[0]), heading)
 
