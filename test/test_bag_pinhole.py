@@ -143,14 +143,6 @@ def test_a_tower_east_of_the_vehicle_is_in_the_east_facing_camera_at_the_predict
     assert (_red(front) == _red(east)).mean() > 0.999
 
 
-def test_panorama_renders_are_unchanged_by_the_ray_generalisation(city):
-    """The panorama path through Rays: identical to rolling (heading steps of whole columns), as before."""
-    (pos, _h), = _poses(city, 1, seed=9)
-    north = render.render_panorama(city, pos, 0.0, 256, 128)
-    turned = render.render_panorama(city, pos, 37 * 360.0 / 256, 256, 128)
-    assert np.all(turned == np.roll(north, -37, axis=1), axis=-1).mean() > 0.995
-
-
 # ---------------------------------------------------------------------------------------------- the bag
 def test_rig_names_and_yaws_are_the_nodes_defaults():
     from unifygeo_ros.ros.params import PARAMETERS

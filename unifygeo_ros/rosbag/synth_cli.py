@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {r.bag} ({cfg.storage}): {what}, {r.gt_messages} GT fixes on "
           f"{FIX_TOPIC} and {GEOPOSE_TOPIC}{' and ' + ODOM_TOPIC if cfg.odom else ''}{sensors}; "
           f"{r.duration_s:.1f} s, {r.route_length_m:.0f} m driven{kidnap}; origin {r.origin.lat0_deg:.7f}, "
-          f"{r.origin.lon0_deg:.7f} ({r.seconds:.1f} s)")
+          f"{r.origin.lon0_deg:.7f} ({r.seconds:.1f} s, {r.render_s:.1f} s of it rendering)")
     if cfg.camera == "panorama":
         print(f"replay: unifygeo replay {r.bag} --index INDEX --image-topic {r.image_topic} --gt-topic "
               f"{GEOPOSE_TOPIC} --out OUT")
