@@ -1,82 +1,193 @@
-"""Benchmark: how localization degrades when the panorama is stitched from a few pinhole cameras.
+"""Benchmark: limited fields of view - pinhole cameras stitched as the node stitches them, several models side by side.
 
-    python benchmarks/bench_fov.py [--checkpoint models/demo --index models/demo/index] [--queries 40]
+    python benchmarks/bench_fov.py --checkpoint models/demo --checkpoint models/fov [--label demo --label fov]
+                                   [--data out/bench_fov_data] [--demo-data out/demo/data] [--queries N]
 
-For each query panorama (rendered at a known pose in the index's city, random heading) the localizer is run on:
-the full panorama; then on partial panoramas stitched (unifygeo_ros.image.stitch) from pinhole views of it for the
-rigs below (the unseen part zero, as in ``input_mode: cameras``). Reports, per rig: horizontal coverage, median
-position error, recall within 5 / 10 m, median yaw error, mean score. No ROS needed.
+Cities never trained on: the five cross-area benchmark cities (seeds 1,000,001-1,000,005, the stream's style,
+rendered here with 512 x 256 panoramas into ``--data``; each searched in its own 49 tiles) and DemoCity (seed 2026,
+``make demo``'s, 512 x 256). Known orientation (the demo's setting): each query gets a robot heading drawn from its
+index; the cameras (320 x 240 px, 4:3, square pixels, pitch 0) are mounted on the robot and see the scene of the
+query's north-aligned panorama rolled to that heading (:func:`~unifygeo_ros.image.stitch.pinhole_view`); their
+images are stitched at 512 px by :func:`~unifygeo_ros.image.stitch.stitcher_for` (``input_mode: cameras``), rolled
+back by the heading as the Localizer does, and resized to the model's input. Views:
 
-Rigs: 4 x 90 deg (front/left/back/right), 3 x 90 deg (front/left/right), 2 x 90 deg (front/back),
-1 x 90 deg (front), 1 x 60 deg (front).
+* ``360``: the panorama itself (no cameras);
+* ``4 x 90``: front / left / back / right, 90 deg each (full horizontal coverage, limited vertical extent);
+* ``180``: two 90-deg cameras side by side looking front-left and front-right (no pinhole camera sees 180 deg);
+* ``120`` and ``90``: one front camera.
 
-The figures only mean something for a model trained with limited fields of view (``mask_fov`` augmentation):
-a model trained on full panoramas only sees an out-of-distribution input. Without ``--checkpoint`` (and without
-the embedded demo) a random-weights model is used: that exercises the code, and its figures are noise.
+Per model, view and set (:func:`unifygeo_ros.offline.evaluate.evaluate`, the Localizer's fix choice, K = the
+checkpoint's ``loss.rerank_k``): R@1 of the descriptors, R@1 after re-ranking (the re-ranked fix's tile is the
+positive), hierarchical recall within 5 / 10 m and the median error of the re-ranked fix. Writes
+``--out/fov.json`` and ``--out/fov.png``. Figures only; nothing is asserted.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import platform
 import sys
-import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "test"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
 
-from node_world import build_world, distance_m, heading_error_deg  # noqa: E402
+from bench_unified_vs_decoupled import CROSS_AREA_SEEDS, prepare  # noqa: E402
+from unifygeo_ros.data.vigor import VigorDataset  # noqa: E402
+from unifygeo_ros.image.preprocess import (load_image, normalize_to_tensor, resize_image, roll_panorama,  # noqa: E402
+                                           validate_panorama)
+from unifygeo_ros.image.stitch import PinholeCamera, intrinsics_for_fov, pinhole_view, stitcher_for  # noqa: E402
 
-RIGS = {
-    "full panorama": None,
-    "4 x 90 deg": [("front", 0.0, 90.0), ("left", 90.0, 90.0), ("back", 180.0, 90.0), ("right", -90.0, 90.0)],
-    "3 x 90 deg": [("front", 0.0, 90.0), ("left", 90.0, 90.0), ("right", -90.0, 90.0)],
-    "2 x 90 deg": [("front", 0.0, 90.0), ("back", 180.0, 90.0)],
-    "1 x 90 deg": [("front", 0.0, 90.0)],
-    "1 x 60 deg": [("front", 0.0, 60.0)],
+#: view name -> cameras as (yaw deg REP-103 in the robot frame, horizontal FOV deg); None = the panorama itself
+VIEWS: dict[str, list[tuple[float, float]] | None] = {
+    "360": None,
+    "4 x 90": [(0.0, 90.0), (90.0, 90.0), (180.0, 90.0), (-90.0, 90.0)],
+    "180": [(45.0, 90.0), (-45.0, 90.0)],
+    "120": [(0.0, 120.0)],
+    "90": [(0.0, 90.0)],
 }
 CAM_W, CAM_H = 320, 240
+STITCH_W = 512  # the node's panorama_width
+PANO_W = 512    # the benchmark cities' panoramas
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--checkpoint", default=None)
-    ap.add_argument("--index", default=None)
-    ap.add_argument("--queries", type=int, default=40)
-    ap.add_argument("--device", default="auto")
-    args = ap.parse_args()
-    from unifygeo_ros import geo
-    from unifygeo_ros.localization.localizer import Localizer
-    from unifygeo_ros.image.stitch import PanoramaStitcher, PinholeCamera, intrinsics_for_fov, pinhole_view
+def rig(view: str) -> list[PinholeCamera] | None:
+    spec = VIEWS[view]
+    if spec is None:
+        return None
+    return [PinholeCamera(f"cam{i}", intrinsics_for_fov(CAM_W, CAM_H, fov), CAM_W, CAM_H, yaw)
+            for i, (yaw, fov) in enumerate(spec)]
 
-    world = build_world(Path(tempfile.mkdtemp(prefix="bench_fov_")), n_queries=args.queries)
-    loc = Localizer.from_paths(args.index or world.index, args.checkpoint or world.checkpoint, device=args.device)
-    w = world.queries[0].rgb.shape[1]
-    report = {"model": "demo" if world.trained else "random weights (figures are noise)", "rigs": {}}
-    for name, rig in RIGS.items():
-        errs, yaw_errs, scores = [], [], []
-        cams = None if rig is None else [PinholeCamera(n, intrinsics_for_fov(CAM_W, CAM_H, fov), CAM_W, CAM_H, yaw)
-                                         for n, yaw, fov in rig]
-        st = None if cams is None else PanoramaStitcher(cams, w)
-        for q in world.queries:
-            img = q.rgb if st is None else st.stitch([pinhole_view(q.rgb, c) for c in cams])
-            fix = loc.localize(img)
-            errs.append(distance_m(q.east_m, q.north_m, fix.east_m, fix.north_m))
-            yaw_errs.append(heading_error_deg(fix.yaw_deg, float(geo.heading_to_yaw_deg(q.heading_deg))))
-            scores.append(fix.score)
-        e = np.array(errs)
-        report["rigs"][name] = {
-            "coverage": 1.0 if st is None else round(st.coverage, 3),
-            "median_error_m": round(float(np.median(e)), 2), "recall_5m": round(float((e <= 5).mean()), 3),
-            "recall_10m": round(float((e <= 10).mean()), 3),
-            "median_yaw_error_deg": round(float(np.median(yaw_errs)), 1), "mean_score": round(float(np.mean(scores)), 3)}
-        print(f"{name:14s} coverage {report['rigs'][name]['coverage']:.2f}  median {np.median(e):6.1f} m  "
-              f"<=5 m {(e <= 5).mean():5.1%}  <=10 m {(e <= 10).mean():5.1%}  yaw {np.median(yaw_errs):5.1f} deg  "
-              f"score {np.mean(scores):.2f}", flush=True)
-    print(json.dumps(report, indent=1))
+
+def robot_heading_deg(index: int) -> float:
+    """The query's robot heading (compass), the same for every model and view."""
+    return float(np.random.default_rng([int(index), 0xF0B]).uniform(-180.0, 180.0))
+
+
+def rig_image(pano: np.ndarray, cams: list[PinholeCamera] | None, heading_deg: float) -> np.ndarray:
+    """What the node and the Localizer make of the rig's images of this north-aligned panorama's scene."""
+    if cams is None:
+        return pano
+    robot_frame, _ = roll_panorama(pano, heading_deg)  # the scene as the robot, facing heading_deg, sees it
+    stitched = stitcher_for(cams, STITCH_W).stitch([pinhole_view(robot_frame, c) for c in cams])
+    return roll_panorama(stitched, -heading_deg)[0]  # Localizer._checked: north-aligned for the model
+
+
+class RigQueries(VigorDataset):
+    """A city's queries as seen through one view's rig (ground images cached across models: same for all)."""
+
+    view = "360"
+    _cache: dict = {}
+
+    def load_ground(self, index: int, delta_heading_deg: float = 0.0):
+        key = (self.pano_paths[index], self.view, self.ground_size_hw)
+        img = self._cache.get(key)
+        if img is None:
+            pano = validate_panorama(load_image(self.pano_paths[index]))
+            img = resize_image(rig_image(pano, rig(self.view), robot_heading_deg(index)), self.ground_size_hw)
+            self._cache[key] = img
+        return normalize_to_tensor(img), 0.0
+
+
+def evaluate_view(model, cfg, city_dirs: list[Path], view: str, limit: int | None) -> dict:
+    """Per-city galleries, queries pooled: the figures of one model and view on one set of cities."""
+    from unifygeo_ros.offline.evaluate import evaluate, summarise
+
+    parts, sizes = [], set()
+    for city_dir in city_dirs:
+        ds = RigQueries(str(city_dir.parent), [city_dir.name], split="cross", train=False,
+                        ground_size_hw=tuple(cfg.model.ground_hw), aerial_px=int(cfg.model.aerial_px),
+                        orientation=cfg.data.orientation, corrected=True, seed=0,
+                        aerial_height=bool(cfg.model.aerial_height))
+        ds.view = view
+        idx = None if limit is None else list(range(min(limit, len(ds))))
+        parts.append(evaluate(model, ds, ds.gallery(), top_k=int(cfg.loss.rerank_k), batch_size=32,
+                              query_indices=idx).per_query)
+        sizes.add(len(ds.gallery()))
+    pooled = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    consensus = (float(cfg.model.consensus_radius_m), float(cfg.model.consensus_temperature))
+    rep = summarise(pooled, max(sizes), int(cfg.loss.rerank_k), tile_assignment=True, consensus=consensus).to_dict()
+    err = pooled["hier_err_m"][:, 1]
+    return {"queries": int(err.size), "r1_descriptors": rep["retrieval"]["r1"],
+            "r1_reranked": rep["hierarchical"]["rerank"]["r1"], "within_5m": float(np.mean(err <= 5.0)),
+            "within_10m": float(np.mean(err <= 10.0)), "median_m": float(np.median(err))}
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sets = list(next(iter(results.values())))
+    fig, axes = plt.subplots(1, len(sets), figsize=(5.5 * len(sets), 4), squeeze=False)
+    views = list(next(iter(results.values()))[sets[0]])
+    for ax, s in zip(axes[0], sets):
+        for (label, per_set), colour in zip(results.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"]):
+            rows = per_set[s]
+            ax.plot(views, [100 * rows[v]["within_5m"] for v in views], "o-", color=colour, label=f"{label}: <= 5 m")
+            ax.plot(views, [100 * rows[v]["r1_descriptors"] for v in views], "s--", color=colour, alpha=0.6,
+                    label=f"{label}: R@1 descriptors")
+        ax.set_title(s)
+        ax.set_xlabel("view (deg of pinhole cameras; 360 = the panorama)")
+        ax.set_ylabel("%")
+        ax.set_ylim(0, 100)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", action="append", required=True, help="model folder (repeat for several)")
+    ap.add_argument("--label", action="append", default=None, help="a name per --checkpoint (default: the path)")
+    ap.add_argument("--data", default="out/bench_fov_data", help="where the 512-px cross-area cities are written")
+    ap.add_argument("--demo-data", default="out/demo/data")
+    ap.add_argument("--queries", type=int, default=None, help="queries per city (default: all 100)")
+    ap.add_argument("--views", default=",".join(VIEWS), help="comma-separated subset of " + ", ".join(VIEWS))
+    ap.add_argument("--out", default="benchmarks/results")
+    args = ap.parse_args(argv)
+    import torch
+
+    from unifygeo_ros.offline.demo import DEMO_SEED, ensure_city
+    from unifygeo_ros.offline.evaluate import load_for_eval
+
+    torch.set_num_threads(1)
+    labels = args.label or args.checkpoint
+    if len(labels) != len(args.checkpoint):
+        raise SystemExit("give one --label per --checkpoint")
+    views = [v.strip() for v in args.views.split(",")]
+    root = Path(args.data)
+    cross = [root / c for c in prepare(root, CROSS_AREA_SEEDS, 96, PANO_W)]
+    sets = {"cross-area (5 cities)": cross, "DemoCity": [ensure_city(Path(args.demo_data), DEMO_SEED, 300.0, 100)]}
+    results: dict = {}
+    t0 = time.time()
+    for ckpt, label in zip(args.checkpoint, labels):
+        model, cfg, meta = load_for_eval(ckpt, "cpu")
+        results[label] = {}
+        for set_name, dirs in sets.items():
+            results[label][set_name] = {}
+            for view in views:
+                r = evaluate_view(model, cfg, dirs, view, args.queries)
+                results[label][set_name][view] = r
+                print(f"{label:24s} {set_name:22s} {view:7s} R@1 {100 * r['r1_descriptors']:5.1f} / "
+                      f"{100 * r['r1_reranked']:5.1f} %  <=5 m {100 * r['within_5m']:5.1f} %  <=10 m "
+                      f"{100 * r['within_10m']:5.1f} %  median {r['median_m']:6.1f} m  ({r['queries']} q)", flush=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    doc = {"checkpoints": dict(zip(labels, args.checkpoint)), "views": {v: VIEWS[v] for v in views},
+           "camera_px": [CAM_W, CAM_H], "stitch_width_px": STITCH_W, "queries_per_city": args.queries or 100,
+           "machine": f"{platform.machine()}, {platform.processor() or '?'}, torch 1 thread",
+           "date": time.strftime("%Y-%m-%d %H:%M"), "wall_s": round(time.time() - t0, 1), "results": results}
+    (out / "fov.json").write_text(json.dumps(doc, indent=1, default=float) + "\n")
+    plot(results, out / "fov.png")
+    print(f"written {out / 'fov.json'} and {out / 'fov.png'}")
     return 0
 
 
