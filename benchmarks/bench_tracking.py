@@ -72,6 +72,15 @@ VARIANTS = {
 }
 
 
+def variant(name: str, overrides: list[str]) -> TrackingSettings:
+    """The settings of a variant with ``KEY=VALUE`` overrides (numbers, or None)."""
+    kw = {}
+    for item in overrides:
+        key, value = item.split("=", 1)
+        kw[key] = None if value == "None" else type(getattr(TrackingSettings(), key) or 0.0)(value)
+    return replace(VARIANTS[name], **kw)
+
+
 @dataclass
 class Frame:
     t_s: float
@@ -289,6 +298,9 @@ def main(argv=None) -> int:
     ap.add_argument("--speed", type=float, default=8.0)
     ap.add_argument("--kidnap-at", type=float, default=60.0, help="seconds; <= 0: no kidnap")
     ap.add_argument("--variants", default="particles,grid")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a TrackingSettings field in every variant (e.g. evidence_weight=1.0)")
+    ap.add_argument("--tag", default="tracking", help="name of the JSON and PNG written")
     ap.add_argument("--out", default="benchmarks/results")
     args = ap.parse_args(argv)
     import torch
@@ -305,10 +317,11 @@ def main(argv=None) -> int:
         loc = Localizer(store.load_index(index_dir), handle)
         t0 = time.perf_counter()
         frames, k_at = simulate(city_dir, seed, args.duration, args.rate, args.speed, kidnap)
-        print(f"{city_dir.name}: {len(frames)} frames simulated in {time.perf_counter() - t0:.0f} s", flush=True)
+        print(f"{city_dir.name}: {len(frames)} frames simulated in {time.perf_counter() - t0:.0f} s, kidnap at "
+              f"{_f(k_at, 1)} s", flush=True)
         results[city_dir.name], kidnaps[city_dir.name] = {}, k_at
         for name in args.variants.split(","):
-            recs = run(loc, frames, name, VARIANTS[name])
+            recs = run(loc, frames, name, variant(name, args.set))
             fig = score(recs, k_at)
             results[city_dir.name][name] = {"figures": fig, "records": recs}
             ac, sf = fig["after_convergence"] or {}, fig["single_frame"]
@@ -323,11 +336,11 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     summary = {"machine": machine, "args": vars(args),
-               "settings": {n: VARIANTS[n].__dict__ for n in args.variants.split(",")},
+               "settings": {n: variant(n, args.set).__dict__ for n in args.variants.split(",")},
                "drives": {d: {n: r["figures"] for n, r in v.items()} for d, v in results.items()}}
-    (out / "tracking.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
-    plot(results, kidnaps, out / "tracking.png")
-    print(f"wrote {out / 'tracking.json'} and {out / 'tracking.png'}")
+    (out / f"{args.tag}.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
+    plot(results, kidnaps, out / f"{args.tag}.png")
+    print(f"wrote {out / args.tag}.json and .png")
     return 0
 
 

@@ -67,6 +67,7 @@ class TrackingSettings:
     evidence_weight: float = 0.5  #: exponent of a frame's likelihood (frames of a drive are not independent)
     floor_ratio: float = 0.01  #: a frame's likelihood is at least this share of its maximum over the belief
     model_heading_min_std_deg: float = 10.0  #: floor of the model's heading std (unknown-orientation models)
+    heading_weight: float = 0.25  #: exponent of an absolute heading's likelihood (an IMU's readings share its bias)
     heading_reset_sigmas: float = 5.0  #: an absolute heading this far (combined sigmas) from the belief replaces it
     odometry_noise_scale: float = 1.5  #: the odometry's covariance is multiplied by this squared
     position_noise_frac: float = 0.02  #: extra position noise, share of the distance driven (1-sigma)
@@ -87,8 +88,8 @@ class TrackingSettings:
     def __post_init__(self):
         if self.filter not in FILTERS:
             raise TrackingInputError(f"tracking filter must be one of {FILTERS}, got {self.filter!r}")
-        positive = ("particles", "grid_cell_m", "grid_window_m", "max_tiles", "evidence_weight", "disagree_fixes",
-                    "collapse_frames", "global_every", "converged_pl_m")
+        positive = ("particles", "grid_cell_m", "grid_window_m", "max_tiles", "evidence_weight", "heading_weight",
+                    "disagree_fixes", "collapse_frames", "global_every", "converged_pl_m")
         for name in positive:
             v = getattr(self, name)
             if not (math.isfinite(v) and v > 0):
@@ -180,7 +181,7 @@ class SequentialLocalizer:
         if not (math.isfinite(heading_deg) and math.isfinite(heading_std_deg) and heading_std_deg > 0):
             raise TrackingInputError(f"heading needs finite values and std > 0, got {heading_deg}, {heading_std_deg}")
         yaw = math.radians(float(geo.heading_to_yaw_deg(heading_deg)))
-        var = math.radians(heading_std_deg) ** 2
+        var = math.radians(heading_std_deg) ** 2 / self.settings.heading_weight
         self._heading = (yaw, var)
         if self.initialised:
             self.belief.update_heading(yaw, var, self.settings.heading_reset_sigmas)
@@ -248,8 +249,9 @@ class SequentialLocalizer:
         """The measurement update; returns the log evidence ratio (before the update) and tracks "lost"."""
         s = self.settings
         lik = TileLikelihood(maps, self.localizer.calibration, self.area_m2, s.map_temperature)
-        ratio = lik.evidence_ratio(*support)
-        self.belief.update_position(lik, s.evidence_weight, s.floor_ratio)
+        density = lik.density_at(support[0])
+        ratio = lik.evidence_ratio(density, support[1])
+        self.belief.update_position(density, s.evidence_weight, s.floor_ratio)
         if not self.localizer.known_orientation and not s.north_aligned:
             self.belief.update_heading_field(lik, s.evidence_weight, math.radians(s.model_heading_min_std_deg))
         log_ratio = math.log(ratio) if ratio > 0 else -math.inf

@@ -70,6 +70,7 @@ class ParticleBelief:
         self.en = np.zeros((self.n, 2))
         self.yaw = np.zeros(self.n)
         self.w = np.full(self.n, 1.0 / self.n)
+        self._cache: tuple[float, BeliefSummary] | None = None  # (alpha, summary) until the belief changes
 
     # ---- initialisation -----------------------------------------------------------------------------------
     def init_samples(self, en_m: np.ndarray, yaw_rad: np.ndarray) -> None:
@@ -77,6 +78,7 @@ class ParticleBelief:
         self.en = np.asarray(en_m, np.float64).reshape(self.n, 2).copy()
         self.yaw = wrap_pi(np.asarray(yaw_rad, np.float64).reshape(self.n))
         self.w = np.full(self.n, 1.0 / self.n)
+        self._cache = None
 
     def init_from(self, density: TileLikelihood, centre_en_m: np.ndarray, radius_m: float, yaw_rad: float,
                   yaw_std_rad: float) -> None:
@@ -90,8 +92,9 @@ class ParticleBelief:
     # ---- updates ------------------------------------------------------------------------------------------
     def predict(self, delta: OdometryDelta) -> None:
         """Each particle moved by the odometry plus its own draw of the delta's noise (covariance ``delta.cov``)."""
-        noise = self.rng.multivariate_normal(np.zeros(3), delta.cov, size=self.n, method="cholesky") \
+        noise = self.rng.standard_normal((self.n, 3)) @ np.linalg.cholesky(delta.cov + np.eye(3) * 1e-15).T \
             if np.any(delta.cov) else np.zeros((self.n, 3))
+        self._cache = None
         fwd = delta.forward_m + noise[:, 0]
         left = delta.left_m + noise[:, 1]
         c, s = np.cos(self.yaw), np.sin(self.yaw)
@@ -100,6 +103,7 @@ class ParticleBelief:
         self.yaw = wrap_pi(self.yaw + delta.yaw_rad + noise[:, 2])
 
     def _reweight(self, logl: np.ndarray) -> None:
+        self._cache = None
         logw = np.log(np.maximum(self.w, 1e-300)) + logl
         logw -= logw.max()
         w = np.exp(logw)
@@ -107,8 +111,9 @@ class ParticleBelief:
         if 1.0 / float(self.w @ self.w) < self.resample_ess * self.n:
             self._resample()
 
-    def update_position(self, lik: TileLikelihood, weight: float, floor_ratio: float) -> None:
-        self._reweight(lik.log_weights(self.en, weight, floor_ratio))
+    def update_position(self, density: np.ndarray, weight: float, floor_ratio: float) -> None:
+        """Weights times the frame's likelihood; ``density``: ``l(x)`` at the points of :meth:`support`."""
+        self._reweight(TileLikelihood.log_weights(density, weight, floor_ratio))
 
     def update_heading(self, yaw_rad: float, var_rad2: float, reset_sigmas: float = math.inf) -> None:
         """An absolute heading measurement (IMU, compass): Gaussian in the wrapped difference. When it lies more
@@ -117,6 +122,7 @@ class ParticleBelief:
         mean, std = circular_mean_std(self.yaw, self.w)
         if abs(float(wrap_pi(yaw_rad - mean))) > reset_sigmas * math.sqrt(var_rad2 + std * std):
             self.yaw = wrap_pi(yaw_rad + math.sqrt(var_rad2) * self.rng.standard_normal(self.n))
+            self._cache = None
             return
         self._reweight(-0.5 * wrap_pi(self.yaw - yaw_rad) ** 2 / max(var_rad2, 1e-12))
 
@@ -142,13 +148,14 @@ class ParticleBelief:
         return self.en, self.w
 
     def summary(self, alpha: float) -> BeliefSummary:
+        if self._cache is not None and self._cache[0] == alpha:
+            return self._cache[1]
         mean, cov = _mean_cov(self.en, self.w)
         yaw, yaw_std = circular_mean_std(self.yaw, self.w)
         dist = np.hypot(*(self.en - mean).T)
-        return BeliefSummary(mean, cov, yaw, yaw_std, weighted_quantile(dist, self.w, 1.0 - alpha))
-
-    def shift(self, offset_en_m: np.ndarray) -> None:
-        self.en = self.en + np.asarray(offset_en_m, np.float64)
+        out = BeliefSummary(mean, cov, yaw, yaw_std, weighted_quantile(dist, self.w, 1.0 - alpha))
+        self._cache = (alpha, out)
+        return out
 
 
 def sample_mixture(density: TileLikelihood, centre_en_m: np.ndarray, radius_m: float, n: int,

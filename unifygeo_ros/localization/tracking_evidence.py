@@ -76,7 +76,8 @@ class TileLikelihood:
             top = 0.0
         cell_area = (maps.tile_m / w) * (maps.tile_m / h)
         #: per tile, the density (1/m^2) of each cell, times exp(s_k / T - top): (K, h, w)
-        self.density = (tempered(maps.maps, tau).reshape(k, h, w) / cell_area * np.exp(z - top)[:, None, None]
+        scale = np.exp(z - top)[:, None, None] / cell_area
+        self.density = (tempered(np.asarray(maps.maps, np.float64), tau).reshape(k, h, w) * scale
                         if k else np.zeros((0, h, w)))
         #: the "none of these tiles" density (1/m^2), same scale
         self.outside = math.exp(cal.outside_logit - top) / area_m2 if cal.outside_logit > -math.inf else 0.0
@@ -107,17 +108,20 @@ class TileLikelihood:
              + fr * (1 - fc) * m[kk, r1, c0] + fr * fc * m[kk, r1, c1])
         return (v * inside).sum(axis=0) + self.outside
 
-    def log_weights(self, points_en_m: np.ndarray, weight: float, floor_ratio: float) -> np.ndarray:
-        """(N,) ``weight * log l(x)``, floored at ``log floor_ratio`` below its maximum over the points."""
-        logl = weight * np.log(np.maximum(self.density_at(points_en_m), 1e-300))
+    @staticmethod
+    def log_weights(density: np.ndarray, weight: float, floor_ratio: float) -> np.ndarray:
+        """(N,) ``weight * log l(x)`` of densities ``l(x)`` (:meth:`density_at`), floored at ``log floor_ratio``
+        below its maximum over the points."""
+        logl = weight * np.log(np.maximum(density, 1e-300))
         if floor_ratio > 0 and logl.size:
             logl = np.maximum(logl, logl.max() + math.log(floor_ratio))
         return logl
 
-    def evidence_ratio(self, points_en_m: np.ndarray, weights: np.ndarray) -> float:
-        """``E_belief[l(x)] / l_outside``: how much better the belief's positions explain the image than "none of
-        these tiles" (1 = no better; inf without an outside term)."""
-        mean = float(np.asarray(weights, np.float64) @ self.density_at(points_en_m))
+    def evidence_ratio(self, density: np.ndarray, weights: np.ndarray) -> float:
+        """``E_belief[l(x)] / l_outside`` of the belief's points' densities (:meth:`density_at`) and weights: how
+        much better the belief's positions explain the image than "none of these tiles" (1 = no better; inf without
+        an outside term)."""
+        mean = float(np.asarray(weights, np.float64) @ density)
         return mean / self.outside if self.outside > 0 else math.inf
 
     # ---- heading ------------------------------------------------------------------------------------------

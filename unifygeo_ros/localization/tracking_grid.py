@@ -47,6 +47,7 @@ class GridBelief:
         self.origin = np.zeros(2)
         self.yaw, self.yaw_var = 0.0, 0.0
         self.pending = np.zeros((2, 2))  # motion covariance (m^2) not yet convolved in
+        self._cache: tuple[float, BeliefSummary] | None = None  # (alpha, summary) until the belief changes
 
     # ---- geometry -----------------------------------------------------------------------------------------
     def centres(self, iy: np.ndarray, ix: np.ndarray) -> np.ndarray:
@@ -74,11 +75,13 @@ class GridBelief:
         self.p = (mass / mass.sum()).reshape(n, n)
         self.yaw, self.yaw_var = float(wrap_pi(yaw_rad)), float(yaw_std_rad) ** 2
         self.pending = np.zeros((2, 2))
+        self._cache = None
 
     # ---- updates ------------------------------------------------------------------------------------------
     def predict(self, delta: OdometryDelta) -> None:
         """The window moves with the odometry along the mean heading; the noise (the delta's, and the heading's
         variance as a sideways spread) accumulates until it is worth a convolution."""
+        self._cache = None
         c, s = math.cos(self.yaw), math.sin(self.yaw)
         rot = np.array([[c, -s], [s, c]])
         d = rot @ np.array([delta.forward_m, delta.left_m])
@@ -103,11 +106,12 @@ class GridBelief:
         self.p = out / out.sum()
         self.pending = np.zeros((2, 2))
 
-    def update_position(self, lik: TileLikelihood, weight: float, floor_ratio: float) -> None:
-        if np.any(self.pending):
-            self._diffuse()
+    def update_position(self, density: np.ndarray, weight: float, floor_ratio: float) -> None:
+        """Each cell times the frame's likelihood; ``density``: ``l(x)`` at the points of :meth:`support`
+        (motion noise under half a cell stays pending: it is added to the covariance)."""
+        self._cache = None
         iy, ix = self._significant()
-        logl = lik.log_weights(self.centres(iy, ix), weight, floor_ratio)
+        logl = TileLikelihood.log_weights(density, weight, floor_ratio)
         vals = self.p[iy, ix] * np.exp(logl - logl.max())
         self.p = np.zeros_like(self.p)
         self.p[iy, ix] = vals / vals.sum()
@@ -116,6 +120,7 @@ class GridBelief:
     def update_heading(self, yaw_rad: float, var_rad2: float, reset_sigmas: float = math.inf) -> None:
         """A 1-D Kalman update of the heading with an absolute measurement (taken as it is when it lies more than
         ``reset_sigmas`` combined standard deviations away)."""
+        self._cache = None
         if abs(float(wrap_pi(yaw_rad - self.yaw))) > reset_sigmas * math.sqrt(var_rad2 + self.yaw_var):
             self.yaw, self.yaw_var = float(wrap_pi(yaw_rad)), float(var_rad2)
             return
@@ -145,21 +150,24 @@ class GridBelief:
         out[dst_y, dst_x] = self.p[src_y, src_x]
         self.p = out / max(out.sum(), 1e-300)
         self.origin = self.origin + off * self.cell_m
+        self._cache = None
 
     # ---- read-out -----------------------------------------------------------------------------------------
     def support(self) -> tuple[np.ndarray, np.ndarray]:
+        """(centres (N, 2), masses (N,)) of the cells that hold mass."""
         iy, ix = self._significant()
         w = self.p[iy, ix]
         return self.centres(iy, ix), w / w.sum()
 
     def summary(self, alpha: float) -> BeliefSummary:
+        if self._cache is not None and self._cache[0] == alpha:
+            return self._cache[1]
         pts, w = self.support()
         mean = w @ pts
         d = pts - mean
         cov = np.einsum("n,ni,nj->ij", w, d, d) + np.eye(2) * self.cell_m ** 2 / 12.0 + self.pending
         far = np.hypot(d[:, 0], d[:, 1]) + self.cell_m / math.sqrt(2.0)
-        return BeliefSummary(mean, cov, self.yaw, math.sqrt(max(self.yaw_var, 0.0)),
-                             weighted_quantile(far, w, 1.0 - alpha))
-
-    def shift(self, offset_en_m: np.ndarray) -> None:
-        self.origin = self.origin + np.asarray(offset_en_m, np.float64)
+        out = BeliefSummary(mean, cov, self.yaw, math.sqrt(max(self.yaw_var, 0.0)),
+                            weighted_quantile(far, w, 1.0 - alpha))
+        self._cache = (alpha, out)
+        return out

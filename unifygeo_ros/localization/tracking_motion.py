@@ -53,12 +53,13 @@ class OdometryDelta:
     @classmethod
     def from_twist(cls, speed_mps: float, yaw_rate_rps: float, dt_s: float, speed_var: float = 0.0,
                    yaw_rate_var: float = 0.0, lateral_speed_var: float = 0.0) -> "OdometryDelta":
-        """Constant forward speed and yaw rate over ``dt_s`` (a twist sample covering that interval); variances of
-        the speed, the yaw rate and the lateral speed (reported 0 by a non-holonomic base) in (m/s)^2, (rad/s)^2."""
+        """Constant forward speed and yaw rate over ``dt_s`` (a twist sample covering that interval: the exact
+        arc); variances of the speed, the yaw rate and the lateral speed (reported 0 by a non-holonomic base) in
+        (m/s)^2, (rad/s)^2 (the covariance to first order, the arc taken as its chord at its mid heading)."""
         if not (math.isfinite(dt_s) and dt_s >= 0):
             raise TrackingInputError(f"odometry interval must be finite and >= 0, got {dt_s}")
         half = 0.5 * yaw_rate_rps * dt_s
-        dist = speed_mps * dt_s
+        dist = speed_mps * dt_s * (math.sin(half) / half if abs(half) > 1e-9 else 1.0)  # the arc's chord
         j = np.array([[math.cos(half) * dt_s, -dist * math.sin(half) * 0.5 * dt_s],
                       [math.sin(half) * dt_s, dist * math.cos(half) * 0.5 * dt_s],
                       [0.0, dt_s]])

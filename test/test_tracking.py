@@ -1,0 +1,394 @@
+"""The sequential localizer (issue #17, item 1): odometry deltas, the calibrated tile likelihood, both beliefs on
+scripted drives (maps that peak where the scene says), kidnap, lost, heading; then the real Localizer (micro model)
+and a short drive through the demo city with the demo model."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from unifygeo_ros import geo
+from unifygeo_ros.errors import ImageError, UnifyGeoError
+from unifygeo_ros.localization.fix import Fix, QueryEvidence
+from unifygeo_ros.localization.localizer import TileMaps
+from unifygeo_ros.localization.posterior import Calibration
+from unifygeo_ros.localization.tracking import (NEEDS_HEADING, OdometryDelta, SequentialLocalizer, TrackingInputError,
+                                                TrackingSettings)
+from unifygeo_ros.localization.tracking_evidence import TileLikelihood, tiles_under
+
+TILE_M, GRID, HW = 70.0, 9, 24  # 9 x 9 tiles on a half-tile stride: 350 m across
+CAL = Calibration(score_temperature=1.0, outside_logit=3.0, map_temperature=1.0, pl_map_temperature=1.0)
+FILTERS = ("particles", "grid")
+
+
+# ------------------------------------------------------------------------------------- a scripted world
+@dataclass
+class Geometry:
+    """What the filter reads of an index: tile centres, tile side, origin, the spatial filter."""
+
+    en_m: np.ndarray
+    tile_m: float = TILE_M
+    origin: geo.LocalENU = geo.LocalENU(47.0, 8.0)
+
+    def tiles_within(self, east_m, north_m, radius_m):
+        return np.nonzero(np.hypot(self.en_m[:, 0] - east_m, self.en_m[:, 1] - north_m) <= radius_m)[0]
+
+
+@dataclass
+class Scene:
+    """Stands for an image: where the camera is, where its maps peak, and the global fix (None: withheld)."""
+
+    truth: tuple[float, float]
+    peak: tuple[float, float] | None = None  # default: the truth
+    fix: tuple[float, float] | None = None
+    shape: tuple[int, int, int] = (96, 192, 3)
+    heading_deg: float | None = None  # what the model reads from the image (unknown-orientation models)
+
+
+class ScriptedLocalizer:
+    """The Localizer's interface for the filter, with maps that peak (sigma 2 m) at the scene's peak in the tiles
+    holding it (score 6) and are flat in the others (score -3)."""
+
+    known_orientation = True
+
+    def __init__(self):
+        s = TILE_M / 2
+        self.index = Geometry(np.array([(i * s, j * s) for j in range(GRID) for i in range(GRID)], float))
+        self.calibration = CAL
+        self.queries: list[tuple[float | None, int]] = []  # (heading given, tiles asked)
+
+    def maps(self, rows, peak, heading_deg=None) -> TileMaps:
+        rows = np.asarray(rows, np.int64)
+        c = self.index.en_m[rows]
+        off = (np.arange(HW) + 0.5) / HW * TILE_M - TILE_M / 2
+        east = c[:, 0, None, None] + off[None, None, :]
+        north = c[:, 1, None, None] - off[None, :, None]
+        d2 = (east - peak[0]) ** 2 + (north - peak[1]) ** 2
+        holds = np.all(np.abs(c - np.asarray(peak)) <= TILE_M / 2, axis=1)
+        maps = np.where(holds[:, None, None], np.exp(-0.5 * d2 / 4.0), 1.0)
+        maps = (maps / maps.sum(axis=(1, 2), keepdims=True)).astype(np.float32)
+        vec = np.zeros((len(rows), 2, HW, HW), np.float32)
+        if heading_deg is not None:  # (east, north) = (sin h, cos h), length 0.9
+            vec[:, 0], vec[:, 1] = 0.9 * math.sin(math.radians(heading_deg)), 0.9 * math.cos(math.radians(heading_deg))
+        return TileMaps(rows, c, TILE_M, maps, np.where(holds, 6.0, -3.0), vec)
+
+    def localize_with_maps(self, image, rows, heading_deg=None, heading_std_deg=5.0, global_search=True):
+        if image.shape[0] < 4:
+            raise ImageError("a panorama needs at least 4 rows")
+        self.queries.append((heading_deg, len(rows)))
+        peak = image.peak or image.truth
+        fix = None
+        if global_search and image.fix is not None:
+            near = self.index.tiles_within(*image.fix, TILE_M / math.sqrt(2))
+            ev = self.maps(near, image.fix)
+            model = not self.known_orientation
+            h = (image.heading_deg if model else heading_deg) or 0.0
+            fix = Fix(0.0, 0.0, image.fix[0], image.fix[1], h, float(geo.heading_to_yaw_deg(h)), np.eye(2) * 4.0,
+                      20.0 if model else 5.0, 0.9, "t", 1, 1, False, protection_level_m=8.0,
+                      heading_source="model" if model else "input")
+            fix.evidence = QueryEvidence(np.array(image.fix), ev.centres_en_m, np.full(len(near), TILE_M), ev.maps,
+                                         ev.scores)
+        maps = self.maps(rows, peak, image.heading_deg)
+        maps.timings_ms = {"total": 1.0}
+        return fix, maps
+
+
+def drive(n: int, start=(80.0, 100.0), speed=5.0, yaw_rate=0.0, dt=0.5):
+    """(positions (n, 2), ENU yaws (n,), deltas (n - 1)) of a constant-twist drive starting east."""
+    pos, yaw = [np.array(start)], [0.0]
+    deltas = []
+    for _ in range(n - 1):
+        d = OdometryDelta.from_twist(speed, yaw_rate, dt, 0.05 ** 2, math.radians(0.5) ** 2, 0.01)
+        pos.append(pos[-1] + d.in_world(yaw[-1]))
+        yaw.append(yaw[-1] + d.yaw_rad)
+        deltas.append(d)
+    return np.array(pos), np.array(yaw), deltas
+
+
+def compass(yaw_rad: float) -> float:
+    return float(geo.yaw_to_heading_deg(math.degrees(yaw_rad)))
+
+
+def run(tracker, pos, yaw, deltas, scene=lambda k, p: Scene(tuple(p), fix=tuple(p) if k % 4 == 0 else None),
+        heading=True):
+    out = []
+    for k, p in enumerate(pos):
+        if k:
+            tracker.predict(deltas[k - 1])
+        out.append(tracker.step(scene(k, p), float(k) * 0.5, compass(yaw[k]) if heading else None, 1.0))
+    return out
+
+
+def error(est, p) -> float:
+    return math.hypot(est.east_m - p[0], est.north_m - p[1])
+
+
+# ------------------------------------------------------------------------------------------------ motion
+def test_odometry_from_twist_chains_into_the_arc_and_inverts_between_poses():
+    v, w, t = 4.0, math.radians(20.0), 2.0
+    whole = OdometryDelta.from_twist(v, w, t)
+    chained = OdometryDelta.from_twist(v, w, t / 40)
+    for _ in range(39):
+        chained = chained.then(OdometryDelta.from_twist(v, w, t / 40, 0.01, 1e-4))
+    radius = v / w  # the exact arc: forward R sin(wt), left R (1 - cos(wt))
+    assert chained.forward_m == pytest.approx(radius * math.sin(w * t), abs=1e-3)
+    assert chained.left_m == pytest.approx(radius * (1 - math.cos(w * t)), abs=1e-3)
+    assert whole.forward_m == pytest.approx(chained.forward_m, abs=1e-6) and chained.dt_s == pytest.approx(t)
+    assert chained.cov[0, 0] > 0 and chained.cov[2, 2] == pytest.approx(39 * 1e-4 * (t / 40) ** 2)
+    back = OdometryDelta.between((1.0, 2.0, 0.3), (1.0 + math.cos(0.3) * 3, 2.0 + math.sin(0.3) * 3, 0.5))
+    assert (back.forward_m, back.left_m, back.yaw_rad) == pytest.approx((3.0, 0.0, 0.2))
+
+
+@pytest.mark.parametrize("kwargs", [dict(forward_m=math.nan, left_m=0, yaw_rad=0),
+                                    dict(forward_m=1, left_m=0, yaw_rad=0, cov=-np.eye(3)),
+                                    dict(forward_m=1, left_m=0, yaw_rad=0, dt_s=-1.0)])
+def test_odometry_delta_refuses_unusable_values_with_one_line(kwargs):
+    with pytest.raises(TrackingInputError) as exc:
+        OdometryDelta(**kwargs)
+    assert isinstance(exc.value, UnifyGeoError) and "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize("kwargs", [dict(filter="kalman"), dict(particles=0), dict(alpha=1.0),
+                                    dict(evidence_weight=math.nan)])
+def test_settings_are_validated(kwargs):
+    with pytest.raises(TrackingInputError):
+        TrackingSettings(**kwargs)
+
+
+# ------------------------------------------------------------------------------------------- likelihood
+def test_likelihood_peaks_at_the_map_peak_is_sharpened_by_the_temperature_and_floors_outside():
+    loc = ScriptedLocalizer()
+    rows = loc.index.tiles_within(100.0, 100.0, 60.0)
+    maps = loc.maps(rows, (100.0, 100.0))
+    lik = TileLikelihood(maps, CAL, 350.0 ** 2)
+    at = lik.density_at(np.array([[100.0, 100.0], [104.0, 100.0], [1000.0, 1000.0]]))
+    assert at[0] > at[1] > at[2] and at[2] == pytest.approx(lik.outside)
+    sharp = TileLikelihood(maps, CAL, 350.0 ** 2, map_temperature=0.5)
+    ratio = lambda d: d[0] / d[1]  # noqa: E731
+    assert ratio(sharp.density_at(np.array([[100.0, 100.0], [104.0, 100.0]]))) > ratio(at)
+    logw = TileLikelihood.log_weights(at, 1.0, 0.01)
+    assert logw.max() - logw.min() == pytest.approx(math.log(100.0))  # floored at 1 % of the maximum
+    assert lik.evidence_ratio(at[:1], np.ones(1)) > 100 and lik.evidence_ratio(at[2:], np.ones(1)) == pytest.approx(1)
+
+
+def test_tiles_under_the_belief_are_those_holding_its_mass_most_first():
+    c = np.array([[0.0, 0.0], [35.0, 0.0], [70.0, 0.0], [200.0, 0.0]])
+    pts = np.array([[30.0, 0.0], [31.0, 0.0], [50.0, 0.0]])
+    assert tiles_under(c, 70.0, pts, np.array([0.4, 0.4, 0.2]), 9).tolist() == [0, 1, 2]
+    assert tiles_under(c, 70.0, pts, np.array([0.4, 0.4, 0.2]), 2).tolist() == [0, 1]  # tile 2 holds only 0.2
+
+
+# ---------------------------------------------------------------------------------------- scripted drives
+@pytest.mark.parametrize("name", FILTERS)
+def test_filter_converges_on_a_drive_and_its_protection_level_bounds_the_error(name):
+    pos, yaw, deltas = drive(40, yaw_rate=math.radians(4.0))
+    tracker = SequentialLocalizer(ScriptedLocalizer(), TrackingSettings(filter=name, particles=500))
+    est = run(tracker, pos, yaw, deltas)
+    assert est[0].initialised and est[0].reinitialised.startswith("cold start")
+    errs = np.array([error(e, p) for e, p in zip(est, pos)])
+    pl = np.array([e.protection_level_m for e in est])
+    assert errs[10:].max() < 1.5 and est[-1].converged
+    assert np.mean(errs <= pl) >= 0.9
+    assert abs(geo.angle_diff_deg(est[-1].heading_deg, compass(yaw[-1]))) < 3.0
+    lat, lon = tracker.localizer.index.origin.from_en(est[-1].east_m, est[-1].north_m)
+    assert (est[-1].latitude_deg, est[-1].longitude_deg) == pytest.approx((float(lat), float(lon)))
+    assert all(e.tiles_evaluated <= tracker.settings.max_tiles for e in est) and est[-1].tiles_evaluated > 0
+
+
+@pytest.mark.parametrize("name", FILTERS)
+def test_one_confident_wrong_frame_does_not_move_the_belief(name):
+    pos, yaw, deltas = drive(30)
+    bad = 20
+
+    def scene(k, p):
+        return Scene(tuple(p), peak=(p[0] + 25.0, p[1]) if k == bad else None, fix=tuple(p) if k == 0 else None)
+
+    est = run(SequentialLocalizer(ScriptedLocalizer(), TrackingSettings(filter=name, particles=500)), pos, yaw,
+              deltas, scene)
+    assert error(est[bad], pos[bad]) < 2.0 and error(est[-1], pos[-1]) < 1.5
+
+
+@pytest.mark.parametrize("name", FILTERS)
+def test_kidnap_is_detected_by_accepted_fixes_outside_the_belief(name):
+    pos, yaw, deltas = drive(40)
+    jump = np.array([0.0, 150.0])  # the odometry does not see it
+
+    def scene(k, p):
+        q = p + jump if k >= 20 else p
+        return Scene(tuple(q), fix=tuple(q) if k in (0, 21, 22, 23) else None)
+
+    tracker = SequentialLocalizer(ScriptedLocalizer(), TrackingSettings(filter=name, particles=500))
+    est = run(tracker, pos, yaw, deltas, scene)
+    again = [k for k, e in enumerate(est) if e.reinitialised and k > 0]
+    assert again and again[0] <= 22 and ("kidnap" in est[again[0]].reinitialised
+                                          or "lost" in est[again[0]].reinitialised)
+    assert error(est[-1], pos[-1] + jump) < 1.5
+
+
+@pytest.mark.parametrize("name", FILTERS)
+def test_a_belief_the_images_stop_explaining_is_declared_lost(name):
+    pos, yaw, deltas = drive(20)
+    s = TrackingSettings(filter=name, particles=300)
+
+    def scene(k, p):  # from frame 10 the camera is elsewhere and no fix is accepted
+        return Scene(tuple(p + ([0.0, 150.0] if k >= 10 else 0.0)), fix=tuple(p) if k == 0 else None)
+
+    est = run(SequentialLocalizer(ScriptedLocalizer(), s), pos, yaw, deltas, scene)
+    assert not any(e.lost for e in est[:10])
+    assert est[10 + s.collapse_frames - 1].lost and not est[-1].converged
+    assert est[12].evidence_log_ratio < s.collapse_log_ratio < est[5].evidence_log_ratio
+
+
+def test_known_orientation_model_waits_for_a_heading_then_keeps_it_with_odometry_alone():
+    loc = ScriptedLocalizer()
+    pos, yaw, deltas = drive(30, yaw_rate=math.radians(10.0))
+    tracker = SequentialLocalizer(loc, TrackingSettings(particles=500))
+    first = tracker.step(Scene(tuple(pos[0]), fix=tuple(pos[0])), 0.0)
+    assert not first.initialised and first.note == NEEDS_HEADING and not loc.queries
+    tracker.initial_heading_deg = compass(yaw[0])
+    est = run(tracker, pos, yaw, deltas, heading=False)  # no IMU: 150 deg of turning from the odometry alone
+    assert est[0].initialised and abs(geo.angle_diff_deg(est[-1].heading_deg, compass(yaw[-1]))) < 5.0
+    given = [h for h, _ in loc.queries[-5:]]  # the panorama is rolled by the belief's heading
+    assert all(abs(geo.angle_diff_deg(h, compass(y))) < 5.0 for h, y in zip(given, yaw[-5:]))
+
+
+@pytest.mark.parametrize("name", FILTERS)
+def test_a_model_that_estimates_the_heading_corrects_the_belief_without_an_imu(name):
+    """Unknown-orientation model: the first fix's heading is 25 deg off; the heading vectors at the belief's cells
+    (the truth's) bring the heading back while the robot drives, with no IMU."""
+    loc = ScriptedLocalizer()
+    loc.known_orientation = False
+    pos, yaw, deltas = drive(30, yaw_rate=math.radians(3.0))
+
+    def scene(k, p):
+        true = compass(yaw[k])
+        return Scene(tuple(p), fix=tuple(p) if k == 0 else None, heading_deg=true + 25.0 if k == 0 else true)
+
+    est = run(SequentialLocalizer(loc, TrackingSettings(filter=name, particles=500)), pos, yaw, deltas, scene,
+              heading=False)
+    assert abs(geo.angle_diff_deg(est[0].heading_deg, compass(yaw[0]))) > 10.0
+    assert abs(geo.angle_diff_deg(est[-1].heading_deg, compass(yaw[-1]))) < 5.0 and error(est[-1], pos[-1]) < 2.0
+
+
+def test_global_search_every_n_frames_once_tracking():
+    pos, yaw, deltas = drive(10)
+    est = run(SequentialLocalizer(ScriptedLocalizer(), TrackingSettings(particles=300, global_every=3)), pos, yaw,
+              deltas, lambda k, p: Scene(tuple(p), fix=tuple(p)))
+    assert [e.fix is not None for e in est] == [k % 3 == 0 for k in range(10)]
+    assert all(e.tracking_ms == e.step_ms for e in est if e.fix is None)
+
+
+@pytest.mark.parametrize("name", FILTERS)
+def test_a_heading_far_from_the_belief_replaces_it(name):
+    pos, yaw, deltas = drive(6)
+    tracker = SequentialLocalizer(ScriptedLocalizer(), TrackingSettings(filter=name, particles=300))
+    run(tracker, pos, yaw, deltas)
+    tracker.heading(compass(yaw[-1]) + 90.0, 1.0)  # the robot was turned where the odometry could not see it
+    est = tracker.step(Scene(tuple(pos[-1])), 3.0)
+    assert abs(geo.angle_diff_deg(est.heading_deg, compass(yaw[-1]) + 90.0)) < 3.0
+
+
+def test_an_unusable_image_raises_and_leaves_the_belief_alone():
+    pos, yaw, deltas = drive(5)
+    tracker = SequentialLocalizer(ScriptedLocalizer(), TrackingSettings(particles=300))
+    before = run(tracker, pos, yaw, deltas)[-1]
+    with pytest.raises(ImageError):
+        tracker.step(Scene(tuple(pos[-1]), shape=(2, 4, 3)), 3.0)
+    after = tracker.belief.summary(tracker.settings.alpha)
+    assert (after.mean_en_m == pytest.approx([before.east_m, before.north_m]))
+
+
+# --------------------------------------------------------------------------------------- the real Localizer
+@pytest.fixture(scope="module")
+def micro(micro_index, micro_checkpoint):
+    from unifygeo_ros.index import store
+    from unifygeo_ros.localization.localizer import Localizer
+    from unifygeo_ros.model.handle import load_model
+
+    return Localizer(store.load_index(micro_index), load_model(micro_checkpoint, "cpu"))
+
+
+def test_localize_with_maps_encodes_once_and_agrees_with_localize(micro):
+    """The fix equals :meth:`Localizer.localize`'s; the maps of the tiles are probability maps whose scores equal
+    the global pass's for the candidates both evaluated (two ways of computing the same figure)."""
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, (64, 128, 3), dtype=np.uint8)
+    rows = np.array([0, 3, 7, 12])
+    fix, maps = micro.localize_with_maps(img, rows, heading_deg=30.0)
+    ref = micro.localize(img, heading_deg=30.0)
+    assert (fix.east_m, fix.north_m, fix.score, fix.protection_level_m) == pytest.approx(
+        (ref.east_m, ref.north_m, ref.score, ref.protection_level_m))
+    assert fix.evidence is not None and micro.record_evidence is False
+    assert maps.rows.tolist() == rows.tolist() and maps.maps.shape[0] == 4
+    assert maps.maps.sum(axis=(1, 2)) == pytest.approx(np.ones(4), abs=1e-4)
+    assert maps.heading_vectors_en.shape == (4, 2, *maps.maps.shape[1:]) and maps.timings_ms["maps"] >= 0
+    row_of = {t: i for i, t in enumerate(micro.index.tile_ids)}
+    cand = [row_of[t] for t in fix.candidate_tile_ids]
+    for j, r in enumerate(rows):
+        if int(r) in cand:
+            assert maps.scores[j] == pytest.approx(fix.evidence.scores[cand.index(int(r))], abs=1e-4)
+    none, empty = micro.localize_with_maps(img, np.zeros(0, np.int64), global_search=False)
+    assert none is None and empty.maps.shape[0] == 0
+
+
+def test_sequential_localizer_runs_on_the_real_localizer_and_keeps_its_belief_on_a_bad_image(micro):
+    """Random weights (nothing to converge to): the filter starts from the first fix when the gate lets every fix
+    through, reports finite figures, and a panorama that cannot be used changes nothing."""
+    from unifygeo_ros.data.render import render_panorama
+    from unifygeo_ros.data.world import generate_city
+
+    city = generate_city(3, 120.0)  # a camera-like image passes the input check (noise would not)
+    s = TrackingSettings(particles=200, min_score=0.0, max_protection_level_m=math.inf)
+    tracker = SequentialLocalizer(micro, s)
+    est = [tracker.step(render_panorama(city, (40.0 + 2 * k, 60.0), 90.0, 128, 64), 0.5 * k, 90.0, 2.0)
+           for k in range(3)]
+    assert est[0].initialised and est[0].fix_accepted and est[0].reinitialised.startswith("cold start")
+    last = est[-1]
+    assert math.isfinite(last.east_m) and np.all(np.isfinite(last.covariance_en_m2))
+    assert last.tiles_evaluated > 0 and last.step_ms >= last.tracking_ms > 0 and "maps" in last.timings_ms
+    before = tracker.belief.summary(s.alpha)
+    with pytest.raises(ImageError):
+        tracker.step(np.zeros((2, 4, 3), np.uint8), 2.0)
+    assert tracker.belief.summary(s.alpha).mean_en_m == pytest.approx(before.mean_en_m)
+
+
+def test_demo_model_tracks_a_short_drive_through_the_demo_city():
+    """The embedded demo model and index on 20 s of a drive through the demo city at 2 Hz (vehicle-aligned
+    panoramas, the simulated wheel odometry and IMU): the filter starts from an accepted fix and ends within 3 m."""
+    from node_world import demo_paths
+
+    from unifygeo_ros.data import render, synth
+    from unifygeo_ros.data import world as W
+    from unifygeo_ros.localization.localizer import Localizer
+    from unifygeo_ros.offline.demo import DEMO_SEED
+    from unifygeo_ros.rosbag import sensors as sens
+    from unifygeo_ros.rosbag.drive import make_drive
+    from unifygeo_ros.rosbag.route import plan_route, street_graph
+
+    if demo_paths() is None:
+        pytest.skip("the embedded demo model is not in this checkout")
+    ckpt, ix = demo_paths()
+    loc = Localizer.from_paths(ix, ckpt, device="cpu")
+    city = W.generate_city(DEMO_SEED, 300.0)
+    graph = street_graph(city.streets, tuple(city.size_m), bounds=synth.tile_grid(300.0, loc.tile_m).camera_bounds())
+    d = make_drive(plan_route(graph, "random", 300.0, np.random.default_rng(3)), 8.0)
+    samples = sens.simulate_sensors(d, 21.0, sens.SensorSettings(seed=3))
+    odom, imu = samples.odom, samples.imu
+    tracker = SequentialLocalizer(loc, TrackingSettings(particles=500))
+    errs, started = [], None
+    for k in range(41):
+        t = 0.5 * k
+        if k:
+            for i in np.nonzero((odom.t_s > t - 0.5 + 1e-9) & (odom.t_s <= t + 1e-9))[0]:
+                tracker.predict(OdometryDelta.from_twist(odom.speed_mps[i], odom.yaw_rate_rps[i], 0.05,
+                                                         odom.speed_var[i], odom.yaw_rate_var))
+        en, heading, _, _ = (a[0] for a in d.at([t]))
+        img = render.render_panorama(city, (float(en[0]), float(en[1])), float(heading), 192, 96)
+        j = int(np.argmin(np.abs(imu.t_s - t)))
+        est = tracker.step(img, t, compass(float(imu.yaw_rad[j])), math.degrees(math.sqrt(imu.yaw_var[j])))
+        started = started if started is not None or not est.initialised else t
+        errs.append(error(est, en) if est.initialised else math.inf)
+    assert started is not None and started <= 10.0
+    assert max(errs[-4:]) < 3.0
