@@ -108,7 +108,7 @@ def _run(duration_s=300.0, seed=0, sigma_m=(3.0, 2.0), fix_every=1, imu_yaw=True
 def test_settings_come_from_the_map_section_of_the_shipped_ekf_yaml():
     p = load_ekf_params(EKF_YAML)
     assert p.section == "ekf_filter_node_map"
-    assert p.process_noise_per_s == (0.05, 0.05, 0.06)  # robot_localization's default diagonal, x y yaw
+    assert p.process_noise_per_s == (0.5, 0.5, 0.06)  # x, y measured (bench_fusion_noise.py), yaw the default
     assert p.initial_covariance == (1e8, 1e8, 9.8696)
     assert p.pose_rejection_threshold == 4.03 and p.imu_yaw_rejection_threshold == math.inf
     assert p.odom_twist == (True, True, True)
@@ -137,7 +137,7 @@ def test_a_missing_section_or_key_is_a_clear_error(tmp_path):
     params["process_noise_covariance"] = np.diag(np.reshape(params["process_noise_covariance"], (15, 15))).tolist()
     diag = tmp_path / "diag.yaml"
     diag.write_text(yaml.safe_dump({"ekf_filter_node_map": {"ros__parameters": params}}))
-    assert load_ekf_params(diag).process_noise_per_s == (0.05, 0.05, 0.06)
+    assert load_ekf_params(diag).process_noise_per_s == (0.5, 0.5, 0.06)
 
 
 # -------------------------------------------------------------------------------------------------- filter
@@ -322,7 +322,7 @@ def test_replay_fuse_end_to_end_on_a_synthetic_bag(vigor_city, micro_index, tmp_
     assert fz["fixes_fused"] >= 1 and fz["count"] >= 1 and fz["frames"] == m["frames"] == 8
     cfg = fz["config"]
     assert cfg["path"].endswith("config/robot_localization/ekf.yaml") and cfg["pose0_rejection_threshold"] == 4.03
-    assert cfg["process_noise_per_s"] == {"x_m2": 0.05, "y_m2": 0.05, "yaw_rad2": 0.06}
+    assert cfg["process_noise_per_s"] == {"x_m2": 0.5, "y_m2": 0.5, "yaw_rad2": 0.06}
     assert cfg["odom_topic"] == "/wheel/odometry" and cfg["imu_topic"] == "/imu/data" and cfg["imu_yaw_fused"]
     assert (out / "fusion.png").stat().st_size > 0
     # fused.tum: evo's 8 fields; evo's unaligned APE of the pair equals metrics.json's
