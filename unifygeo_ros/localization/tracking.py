@@ -64,7 +64,7 @@ class TrackingSettings:
     grid_window_m: float = 120.0  #: grid window side (grown to hold the initial disc)
     max_tiles: int = 6  #: tiles evaluated per frame (those holding the most belief)
     map_temperature: float | None = None  #: None: the calibration's pl_map_temperature
-    evidence_weight: float = 0.5  #: exponent of a frame's likelihood (frames of a drive are not independent)
+    evidence_weight: float = 0.25  #: exponent of a frame's likelihood (frames of a drive are not independent)
     floor_ratio: float = 0.01  #: a frame's likelihood is at least this share of its maximum over the belief
     model_heading_min_std_deg: float = 10.0  #: floor of the model's heading std (unknown-orientation models)
     heading_weight: float = 0.25  #: exponent of an absolute heading's likelihood (an IMU's readings share its bias)
