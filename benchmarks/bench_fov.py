@@ -18,8 +18,11 @@ back by the heading as the Localizer does, and resized to the model's input. Vie
 
 Per model, view and set (:func:`unifygeo_ros.offline.evaluate.evaluate`, the Localizer's fix choice, K = the
 checkpoint's ``loss.rerank_k``): R@1 of the descriptors, R@1 after re-ranking (the re-ranked fix's tile is the
-positive), hierarchical recall within 5 / 10 m and the median error of the re-ranked fix. Writes
-``--out/fov.json`` and ``--out/fov.png``. Figures only; nothing is asserted.
+positive), hierarchical recall within 5 / 10 m and the median error of the re-ranked fix; and the share of queries
+the integrity gate's out-of-distribution test lets through (:mod:`unifygeo_ros.localization.input_check`: the
+image statistics of the stitched panorama, and - for a checkpoint with ``calibration.json`` - the best descriptor
+cosine against the city's tiles at or above the calibrated floor). Writes ``--out/fov.json`` and ``--out/fov.png``.
+Figures only; nothing is asserted.
 """
 from __future__ import annotations
 
@@ -84,37 +87,59 @@ class RigQueries(VigorDataset):
     _cache: dict = {}
 
     def load_ground(self, index: int, delta_heading_deg: float = 0.0):
+        return normalize_to_tensor(self.view_image(index)[0]), 0.0
+
+    def view_image(self, index: int) -> tuple[np.ndarray, str]:
+        """(the model-size image, the input check's verdict on the stitched panorama: "" = looks like a camera's)"""
+        from unifygeo_ros.localization.input_check import camera_image_problem
+
         key = (self.pano_paths[index], self.view, self.ground_size_hw)
-        img = self._cache.get(key)
-        if img is None:
+        if key not in self._cache:
             pano = validate_panorama(load_image(self.pano_paths[index]))
-            img = resize_image(rig_image(pano, rig(self.view), robot_heading_deg(index)), self.ground_size_hw)
-            self._cache[key] = img
-        return normalize_to_tensor(img), 0.0
+            full = rig_image(pano, rig(self.view), robot_heading_deg(index))
+            self._cache[key] = (resize_image(full, self.ground_size_hw), camera_image_problem(full))
+        return self._cache[key]
 
 
-def evaluate_view(model, cfg, city_dirs: list[Path], view: str, limit: int | None) -> dict:
+def gate_passes(model, ds: RigQueries, indices: list[int], floor: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per query: (the image check passes, the best descriptor cosine against the city's tiles reaches ``floor``)."""
+    import torch
+
+    with torch.inference_mode():
+        g = torch.stack([ds.load_ground(i)[0] for i in indices])
+        a = torch.stack([ds.load_aerial(t) for t in range(len(ds.gallery()))])
+        cos = model.similarity(model.encode_ground(g), model.encode_aerial(a)).max(dim=1).values.numpy()
+    image_ok = np.array([ds.view_image(i)[1] == "" for i in indices])
+    return image_ok, cos >= floor
+
+
+def evaluate_view(model, cfg, city_dirs: list[Path], view: str, limit: int | None, floor: float) -> dict:
     """Per-city galleries, queries pooled: the figures of one model and view on one set of cities."""
     from unifygeo_ros.offline.evaluate import evaluate, summarise
 
-    parts, sizes = [], set()
+    parts, sizes, image_ok, cos_ok = [], set(), [], []
     for city_dir in city_dirs:
         ds = RigQueries(str(city_dir.parent), [city_dir.name], split="cross", train=False,
                         ground_size_hw=tuple(cfg.model.ground_hw), aerial_px=int(cfg.model.aerial_px),
                         orientation=cfg.data.orientation, corrected=True, seed=0,
                         aerial_height=bool(cfg.model.aerial_height))
         ds.view = view
-        idx = None if limit is None else list(range(min(limit, len(ds))))
+        idx = list(range(len(ds) if limit is None else min(limit, len(ds))))
         parts.append(evaluate(model, ds, ds.gallery(), top_k=int(cfg.loss.rerank_k), batch_size=32,
                               query_indices=idx).per_query)
         sizes.add(len(ds.gallery()))
+        ok_img, ok_cos = gate_passes(model, ds, idx, floor)
+        image_ok.append(ok_img)
+        cos_ok.append(ok_cos)
     pooled = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     consensus = (float(cfg.model.consensus_radius_m), float(cfg.model.consensus_temperature))
     rep = summarise(pooled, max(sizes), int(cfg.loss.rerank_k), tile_assignment=True, consensus=consensus).to_dict()
     err = pooled["hier_err_m"][:, 1]
     return {"queries": int(err.size), "r1_descriptors": rep["retrieval"]["r1"],
             "r1_reranked": rep["hierarchical"]["rerank"]["r1"], "within_5m": float(np.mean(err <= 5.0)),
-            "within_10m": float(np.mean(err <= 10.0)), "median_m": float(np.median(err))}
+            "within_10m": float(np.mean(err <= 10.0)), "median_m": float(np.median(err)),
+            "image_check_passes": float(np.mean(np.concatenate(image_ok))),
+            "descriptor_floor_passes": float(np.mean(np.concatenate(cos_ok)))}
 
 
 def plot(results: dict, path: Path) -> None:
@@ -155,6 +180,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     import torch
 
+    from unifygeo_ros.localization.posterior import load_calibration
     from unifygeo_ros.offline.demo import DEMO_SEED, ensure_city
     from unifygeo_ros.offline.evaluate import load_for_eval
 
@@ -170,15 +196,18 @@ def main(argv=None) -> int:
     t0 = time.time()
     for ckpt, label in zip(args.checkpoint, labels):
         model, cfg, meta = load_for_eval(ckpt, "cpu")
+        floor = load_calibration(ckpt).min_descriptor_cosine
         results[label] = {}
         for set_name, dirs in sets.items():
             results[label][set_name] = {}
             for view in views:
-                r = evaluate_view(model, cfg, dirs, view, args.queries)
+                r = evaluate_view(model, cfg, dirs, view, args.queries, floor)
                 results[label][set_name][view] = r
                 print(f"{label:24s} {set_name:22s} {view:7s} R@1 {100 * r['r1_descriptors']:5.1f} / "
                       f"{100 * r['r1_reranked']:5.1f} %  <=5 m {100 * r['within_5m']:5.1f} %  <=10 m "
-                      f"{100 * r['within_10m']:5.1f} %  median {r['median_m']:6.1f} m  ({r['queries']} q)", flush=True)
+                      f"{100 * r['within_10m']:5.1f} %  median {r['median_m']:6.1f} m  gate: image "
+                      f"{100 * r['image_check_passes']:3.0f} %, descriptor {100 * r['descriptor_floor_passes']:3.0f} %"
+                      f"  ({r['queries']} q)", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     doc = {"checkpoints": dict(zip(labels, args.checkpoint)), "views": {v: VIEWS[v] for v in views},
