@@ -1,7 +1,9 @@
 """The sequential localizer on synthetic drives (issue #17, item 1): particles vs grid vs single frames.
 
     .venv/bin/python benchmarks/bench_tracking.py [--seeds 1000001,1000002,1000003] [--duration 120]
-        [--kidnap-at 60] [--variants particles,grid] [--out benchmarks/results]
+        [--kidnap-at 60] [--variants particles,grid] [--set KEY=VALUE ...] [--tag tracking] [--out benchmarks/results]
+
+    (benchmarks/results/tracking.json: --variants particles,grid,particles300,particles3000,grid2,noimu)
 
 1. cities: the cross-area benchmark cities (seeds no training run uses; out/bench_data/Synth<seed>, written and
    indexed with the demo model as bench_trust.py does when missing);
@@ -22,7 +24,8 @@
    part beyond the single-frame localizer) on one torch thread; single frames on the same frames: the global fix's
    error (all fixes, and the gate-accepted ones) and availability.
 
-Machine, load and thread count are printed and stored. Writes benchmarks/results/tracking.json and tracking.png
+``--set KEY=VALUE`` overrides a TrackingSettings field in every variant (how the defaults were chosen: docs/
+TRACKING.md). Machine, load and thread count are printed and stored. Writes ``<out>/<tag>.json`` and ``<tag>.png``
 (error over time per drive, convergence and kidnap marked). Figures only; nothing is asserted.
 """
 from __future__ import annotations

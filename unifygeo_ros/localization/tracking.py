@@ -191,7 +191,8 @@ class SequentialLocalizer:
              heading_std_deg: float = 2.0) -> TrackEstimate:
         """One camera frame (RGB equirectangular panorama) at ``stamp_s``, after the odometry up to that time
         (:meth:`predict`); ``heading_deg``: the robot's compass heading from an IMU, when there is one.
-        Raises :class:`~unifygeo_ros.errors.ImageError` for an unusable image (the belief is unchanged)."""
+        Raises :class:`~unifygeo_ros.errors.ImageError` for an unusable image (its evidence is not applied; the
+        ``heading_deg`` given with it is)."""
         t0 = time.perf_counter()
         s = self.settings
         if heading_deg is not None:
