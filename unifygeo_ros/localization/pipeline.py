@@ -1,11 +1,21 @@
 """Frames -> outcomes, ROS-free: the one pipeline that the node and ``unifygeo replay`` drive.
 
-* :class:`LocalizationPipeline` - frame -> RGB panorama -> :meth:`Localizer.localize <unifygeo_ros.localization.
-  localizer.Localizer.localize>` (which validates the panorama with the configured ``aspect_tolerance``, once) ->
-  :func:`gate_fix` -> an :class:`Outcome`: published, withheld (with a reason: :data:`GATE_REASONS`), bad input
-  (an :class:`~unifygeo_ros.errors.ImageError`) or error (anything else; the caller survives it).
-* :class:`PriorTracker` - the previous published fix as a position prior for the next query: a circle around
-  it whose radius grows with elapsed time (``growth_m_per_s``, the robot's top speed) on top of the fix's own
+* :class:`LocalizationPipeline` - frame -> RGB panorama -> an :class:`Outcome`: published, withheld (with a reason:
+  :data:`~unifygeo_ros.localization.gate.WITHHELD_REASONS`), bad input (an :class:`~unifygeo_ros.errors.ImageError`)
+  or error (anything else; the caller survives it). Two modes (``PipelineSettings.mode``):
+
+  - ``single``: :meth:`Localizer.localize <unifygeo_ros.localization.localizer.Localizer.localize>` (which
+    validates the panorama with the configured ``aspect_tolerance``, once) with the prior below, then
+    :func:`~unifygeo_ros.localization.gate.gate_fix`; the output is the frame's fix;
+  - ``tracking``: the pipeline owns a :class:`~unifygeo_ros.localization.tracking.SequentialLocalizer`. The
+    odometry fed to :attr:`LocalizationPipeline.odometry` (:class:`~unifygeo_ros.localization.sensor_feed.
+    OdometryIntegrator`) up to the frame's stamp moves the belief, the frame's heading (IMU) and panorama update it
+    (the filter's global fixes go through ``gate_fix`` with this pipeline's ``min_score`` and
+    ``max_protection_level_m``), and :func:`~unifygeo_ros.localization.gate.gate_track` decides whether the belief
+    goes out (nothing before it is initialised, nothing while lost); the output is the belief (``Outcome.track``:
+    position, heading, the belief's covariance and protection level), the frame's global fix rides along.
+* :class:`PriorTracker` - (single mode) the previous published fix as a position prior for the next query: a circle
+  around it whose radius grows with elapsed time (``growth_m_per_s``, the robot's top speed) on top of the fix's own
   uncertainty. It resets (global search again) when the localizer itself rejected the prior (the global
   search disagreed: kidnapped robot), after ``reset_after`` consecutive withheld fixes, when the prior is
   older than ``max_age_s`` or wider than ``max_sigma_m``, and when time runs backwards (a bag restarted).
@@ -17,6 +27,7 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import math
 import threading
 import time
@@ -26,11 +37,18 @@ from typing import Any, Callable
 
 import numpy as np
 
-from unifygeo_ros.errors import ImageError
-from unifygeo_ros.localization.localizer import Fix, Localizer, Prior
+from unifygeo_ros.errors import ImageError, UnifyGeoError
+from unifygeo_ros.localization.gate import (GATE_REASONS, TRACK_REASONS, WITHHELD_REASONS, GateSettings, gate_fix,
+                                            gate_track)
+from unifygeo_ros.localization.localizer import Fix, Localizer
+from unifygeo_ros.localization.prior_tracker import PriorSettings, PriorTracker
+from unifygeo_ros.localization.sensor_feed import OdometryIntegrator
+from unifygeo_ros.localization.tracking import SequentialLocalizer, TrackEstimate, TrackingSettings
 
-#: why a fix was withheld (``Outcome.reason``; ``/diagnostics`` and replay count them)
-GATE_REASONS = ("not_finite", "out_of_distribution", "protection_level", "low_score")
+__all__ = ["GATE_REASONS", "MODES", "TRACK_REASONS", "WITHHELD_REASONS", "Frame", "LocalizationPipeline", "Outcome",
+           "PipelineSettings", "PipelineStats", "PriorSettings", "PriorTracker", "build_pipeline", "gate_fix",
+           "gate_track", "tracking_state"]
+MODES = ("single", "tracking")
 
 
 # -------------------------------------------------------------------------------------------------- frames
@@ -46,12 +64,14 @@ class Frame:
     source: str = "image"
     heading_deg: float | None = None      #: compass heading of the panorama's centre column, when given (IMU)
     heading_std_deg: float = 5.0
+    heading_note: str = ""  #: why there is no heading (tracking mode: the frame goes on without one)
 
 
 @dataclass
 class Outcome:
     """What became of one frame. ``status``: ``published`` | ``withheld`` | ``bad_input`` | ``error``;
-    ``reason``: for ``withheld``, one of :data:`GATE_REASONS`."""
+    ``reason``: for ``withheld``, one of :data:`WITHHELD_REASONS`. ``fix``: the frame's single-frame fix (tracking
+    mode: the filter's global fix, None when it did not run); ``track``: the filter's estimate (tracking mode)."""
 
     frame: Frame
     status: str
@@ -60,79 +80,28 @@ class Outcome:
     processing_ms: float = 0.0
     prior_sigma_m: float | None = None
     reason: str = ""
+    track: TrackEstimate | None = None
 
     @property
     def published(self) -> bool:
         return self.status == "published"
 
-
-# --------------------------------------------------------------------------------------------------- prior
-@dataclass
-class PriorSettings:
-    """How the previous fix narrows the next search (see :class:`PriorTracker`)."""
-
-    enabled: bool = True
-    sigma_floor_m: float = 5.0  #: smallest prior radius (1-sigma), m
-    growth_m_per_s: float = 3.0  #: added to the radius per second since the fix (the robot's top speed)
-    max_age_s: float = 30.0  #: older fixes are no prior
-    max_sigma_m: float = 150.0  #: wider priors are no prior (the global search is as good)
-    reset_after: int = 3  #: consecutive withheld fixes that drop the prior
-
-
-class PriorTracker:
-    """The previous published fix, turned into a :class:`~unifygeo_ros.localization.fix.Prior` (see the module
-    docstring)."""
-
-    def __init__(self, settings: PriorSettings):
-        self.settings = settings
-        self._fix = None
-        self._t_s: float | None = None
-        self._misses = 0
-        self.resets = 0
-        self.last_reset_reason = ""
-
-    def prior(self, t_s: float):
-        """The prior for a frame stamped ``t_s`` (seconds), or None (global search)."""
-        s = self.settings
-        if not s.enabled or self._fix is None:
-            return None
-        age = t_s - self._t_s
-        if age < -1.0:
-            self.reset("time went backwards (bag restarted?)")
-            return None
-        if age > s.max_age_s:
-            self.reset(f"previous fix is {age:.1f} s old")
-            return None
-        cov = np.asarray(self._fix.covariance_en_m2, float)
-        own = math.sqrt(max(float(np.linalg.eigvalsh(0.5 * (cov + cov.T)).max()), 0.0))
-        sigma = max(s.sigma_floor_m, own) + s.growth_m_per_s * max(age, 0.0)
-        if not math.isfinite(sigma) or sigma > s.max_sigma_m:
-            return None
-        return Prior(float(self._fix.east_m), float(self._fix.north_m), float(sigma))
-
-    def update(self, fix, published: bool, t_s: float) -> None:
-        """Record the outcome of a query (``fix`` None for a bad input, which leaves the prior alone)."""
-        if fix is None:
-            return
-        if published:
-            if getattr(fix, "prior_rejected", False):
-                self.resets += 1
-                self.last_reset_reason = "the global search disagreed with the prior (robot moved or kidnapped)"
-            self._fix, self._t_s, self._misses = fix, float(t_s), 0
-            return
-        self._misses += 1
-        if self._fix is not None and self._misses >= self.settings.reset_after:
-            self.reset(f"{self._misses} consecutive fixes withheld")
-
-    def reset(self, reason: str) -> None:
-        if self._fix is not None:
-            self.resets += 1
-            self.last_reset_reason = reason
-        self._fix, self._t_s, self._misses = None, None, 0
-
     @property
-    def active(self) -> bool:
-        return self._fix is not None
+    def pose(self) -> Fix | TrackEstimate | None:
+        """What the node publishes (and replay scores): the belief in tracking mode, else the fix. Both carry
+        ``latitude_deg``, ``longitude_deg``, ``east_m``, ``north_m``, ``yaw_deg``, ``heading_std_deg``,
+        ``covariance_en_m2`` and ``protection_level_m``."""
+        return self.track if self.track is not None else self.fix
+
+
+def tracking_state(est: TrackEstimate | None) -> str:
+    """``not initialised`` | ``lost`` | ``converged`` | ``tracking`` (initialised, protection level above
+    ``converged_pl_m``); "" without an estimate (single mode)."""
+    if est is None:
+        return ""
+    if not est.initialised:
+        return "not initialised"
+    return "lost" if est.lost else ("converged" if est.converged else "tracking")
 
 
 # --------------------------------------------------------------------------------------------------- stats
@@ -146,7 +115,9 @@ class PipelineStats:
         self._clock = clock
         self.started = clock()
         self.counts = collections.Counter()  # received, processed, published, withheld, bad_input, error
-        self.withheld_by_reason = collections.Counter()  # GATE_REASONS key -> frames
+        self.withheld_by_reason = collections.Counter()  # WITHHELD_REASONS key -> frames
+        self.tracking_state = ""  # tracking mode: tracking_state() of the last estimate
+        self.tracking_reinitialisations = 0  # tracking mode: (re)initialisations of the belief, the first included
         self.last_score = float("nan")
         self.last_protection_level_m = float("nan")
         self.last_withheld_reason = ""
@@ -174,6 +145,10 @@ class PipelineStats:
             if o.fix is not None:
                 self.last_score = float(o.fix.score)
                 self.last_protection_level_m = float(o.fix.protection_level_m)
+            if o.track is not None:
+                self.last_protection_level_m = float(o.track.protection_level_m)
+                self.tracking_state = tracking_state(o.track)
+                self.tracking_reinitialisations += bool(o.track.reinitialised)
             if o.status == "withheld":
                 self.last_withheld_reason = o.message
             if o.status in ("bad_input", "error"):
@@ -222,6 +197,8 @@ class PipelineStats:
                 "last_error": self.last_error,
                 "last_error_status": self.last_error_status,
                 "last_status": self.last_status,
+                "tracking_state": self.tracking_state,
+                "tracking_reinitialisations": self.tracking_reinitialisations,
                 "seconds_since_error": (now - self.last_error_time) if self.last_error_time is not None else None,
                 "seconds_since_fix": (now - self._published_at[-1]) if self._published_at else None,
                 "uptime_s": now - self.started,
@@ -234,46 +211,69 @@ class PipelineStats:
 class PipelineSettings:
     """Everything the pipeline decides with, and the defaults of the node's parameters of the same names."""
 
-    min_score: float = 0.5  #: fixes scoring lower are withheld (``low_score``)
-    #: fixes whose protection level is larger are withheld (``protection_level``). 75 m: measured on the benchmark
-    #: cities the calibration was fitted on (benchmarks/bench_trust.py), the largest limit at which the accepted
-    #: fixes stay consistent (mean NEES <= 2.6) with HMI <= 1 %; beyond it fixes in a wrong place get in.
-    max_protection_level_m: float = 75.0
+    min_score: float = GateSettings.min_score  #: fixes scoring lower are withheld (``low_score``)
+    #: fixes (and, tracking, beliefs) whose protection level is larger are withheld (``protection_level``; the
+    #: default's measurement: :class:`~unifygeo_ros.localization.gate.GateSettings`)
+    max_protection_level_m: float = GateSettings.max_protection_level_m
     aspect_tolerance: float = 0.05  #: accepted relative deviation of a panorama's width/height from 2
-    prior: PriorSettings = field(default_factory=PriorSettings)
+    prior: PriorSettings = field(default_factory=PriorSettings)  #: single mode only
+    mode: str = "single"  #: ``single`` (one fix per frame) | ``tracking`` (the sequential localizer)
+    #: tracking mode: the filter's settings (its ``min_score`` / ``max_protection_level_m`` are this pipeline's)
+    tracking: TrackingSettings = field(default_factory=TrackingSettings)
 
-
-def gate_fix(fix: Fix, min_score: float, max_protection_level_m: float = math.inf) -> tuple[str, str]:
-    """The one integrity gate: ``("", "")`` when the fix goes out, else (reason, one-line message) with reason in
-    :data:`GATE_REASONS`, checked in that order: a non-finite fix; an input unlike a camera image of the map
-    (``Fix.input_problem``); a protection level above ``max_protection_level_m`` (the posterior cannot bound the
-    error that tightly at its risk alpha); a score below ``min_score``."""
-    values = (fix.score, fix.latitude_deg, fix.longitude_deg, fix.yaw_deg)
-    if not (all(math.isfinite(v) for v in values)
-            and bool(np.all(np.isfinite(np.asarray(fix.covariance_en_m2, float))))):
-        return "not_finite", "the fix has a non-finite position, heading, score or covariance"
-    if fix.input_problem:
-        return "out_of_distribution", fix.input_problem
-    if not fix.protection_level_m <= max_protection_level_m:
-        return "protection_level", (f"protection level {fix.protection_level_m:.1f} m above "
-                                    f"max_protection_level_m {max_protection_level_m:g}")
-    if fix.score < min_score:
-        return "low_score", f"score {fix.score:.3f} below min_score {min_score:g}"
-    return "", ""
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise UnifyGeoError(f"pipeline mode must be one of {', '.join(MODES)}, got {self.mode!r}")
 
 
 class LocalizationPipeline:
-    """Frame -> :class:`Outcome` (see the module docstring). Not thread-safe: one thread calls it."""
+    """Frame -> :class:`Outcome` (see the module docstring). :meth:`process` is called by one thread;
+    :attr:`odometry` may be fed from another (the node's executor)."""
 
     def __init__(self, localizer: Localizer, min_score: float, prior: PriorTracker | None = None,
-                 stats: PipelineStats | None = None, max_protection_level_m: float = math.inf):
+                 stats: PipelineStats | None = None, max_protection_level_m: float = math.inf,
+                 tracker: SequentialLocalizer | None = None):
         self.localizer = localizer
+        self.tracker = tracker
         self.min_score = float(min_score)
         self.max_protection_level_m = float(max_protection_level_m)
         self.prior = prior
         self.stats = stats or PipelineStats()
+        self.odometry = OdometryIntegrator()  #: tracking mode: the odometry not yet applied to the belief
+        self._last_stamp_s: float | None = None
+
+    # the gate's limits: settable at run time (the node's parameters); the filter's global fixes follow them
+    @property
+    def min_score(self) -> float:
+        return self._min_score
+
+    @min_score.setter
+    def min_score(self, value: float) -> None:
+        self._min_score = float(value)
+        self._sync_tracker()
+
+    @property
+    def max_protection_level_m(self) -> float:
+        return self._max_protection_level_m
+
+    @max_protection_level_m.setter
+    def max_protection_level_m(self, value: float) -> None:
+        self._max_protection_level_m = float(value)
+        self._sync_tracker()
+
+    def _sync_tracker(self) -> None:
+        limits = (getattr(self, "_min_score", None), getattr(self, "_max_protection_level_m", None))
+        if self.tracker is not None and None not in limits:
+            self.tracker.settings = dataclasses.replace(self.tracker.settings, min_score=limits[0],
+                                                        max_protection_level_m=limits[1])
+
+    @property
+    def mode(self) -> str:
+        return "single" if self.tracker is None else "tracking"
 
     def process(self, frame: Frame) -> Outcome:
+        if self.tracker is not None:
+            return self._track(frame)
         t0 = time.perf_counter()
         prior = None
         try:
@@ -293,10 +293,39 @@ class LocalizationPipeline:
                                     processing_ms=_ms(t0), reason=reason,
                                     prior_sigma_m=None if prior is None else prior.sigma_m))
 
+    def _track(self, frame: Frame) -> Outcome:
+        """Tracking mode: the odometry up to the frame's stamp, then the filter's step, then :func:`gate_track`."""
+        t0 = time.perf_counter()
+        tracker = self.tracker
+        if self._last_stamp_s is not None and frame.stamp_s < self._last_stamp_s - 1.0:
+            tracker.reset()  # time went backwards (a bag restarted): start again from a global fix
+        self._last_stamp_s = frame.stamp_s
+        try:
+            delta = self.odometry.take_until(frame.stamp_s)
+            if delta is not None:
+                tracker.predict(delta)  # before the image: the robot moved whether the image is usable or not
+            rgb = frame.decode()
+            est = tracker.step(rgb, frame.stamp_s, heading_deg=frame.heading_deg,
+                               heading_std_deg=frame.heading_std_deg)
+        except ImageError as exc:
+            return self._record(Outcome(frame, "bad_input", message=str(exc), processing_ms=_ms(t0)))
+        except Exception as exc:  # noqa: BLE001 - reported in diagnostics; the node lives on
+            return self._record(Outcome(frame, "error", message=f"{type(exc).__name__}: {exc}",
+                                        processing_ms=_ms(t0)))
+        if not est.initialised and frame.heading_note and est.note:
+            est.note = f"{est.note}; {frame.heading_note}"
+        reason, message = gate_track(est, self.max_protection_level_m)
+        return self._record(Outcome(frame, "withheld" if reason else "published", fix=est.fix, message=message,
+                                    processing_ms=_ms(t0), reason=reason, track=est))
+
     @classmethod
     def from_settings(cls, localizer: Localizer, settings: PipelineSettings,
                       stats: PipelineStats | None = None) -> "LocalizationPipeline":
         """The pipeline of ``settings`` around a loaded localizer (the one way the node and replay wire it)."""
+        if settings.mode == "tracking":
+            return cls(localizer, settings.min_score, None, stats=stats,
+                       max_protection_level_m=settings.max_protection_level_m,
+                       tracker=SequentialLocalizer(localizer, settings.tracking))
         return cls(localizer, settings.min_score, PriorTracker(settings.prior), stats=stats,
                    max_protection_level_m=settings.max_protection_level_m)
 

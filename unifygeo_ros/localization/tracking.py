@@ -9,7 +9,7 @@ Each :meth:`SequentialLocalizer.step` encodes the panorama once and runs
 
 1. the **global search** (the single-frame :meth:`Localizer.localize <unifygeo_ros.localization.localizer.
    Localizer.localize>`, every ``global_every`` frames and whenever the filter is not initialised or lost) whose fix
-   goes through the one integrity gate (:func:`~unifygeo_ros.localization.pipeline.gate_fix`);
+   goes through the one integrity gate (:func:`~unifygeo_ros.localization.gate.gate_fix`);
 2. the **measurement update**: the metric head over the tiles whose footprint holds the belief (at most
    ``max_tiles``, those holding the most mass), turned into the calibrated likelihood of
    :mod:`~unifygeo_ros.localization.tracking_evidence`; the panorama is given to a known-orientation model rolled by
@@ -41,7 +41,7 @@ import numpy as np
 from unifygeo_ros import geo
 from unifygeo_ros.localization.fix import Fix
 from unifygeo_ros.localization.localizer import Localizer, TileMaps
-from unifygeo_ros.localization.pipeline import PipelineSettings, gate_fix
+from unifygeo_ros.localization.gate import GateSettings, gate_fix
 from unifygeo_ros.localization.posterior import DEFAULT_ALPHA
 from unifygeo_ros.localization.tracking_belief import ParticleBelief
 from unifygeo_ros.localization.tracking_evidence import TileLikelihood, index_area_m2, tiles_under
@@ -73,8 +73,8 @@ class TrackingSettings:
     position_noise_frac: float = 0.02  #: extra position noise, share of the distance driven (1-sigma)
     position_noise_m_per_sqrt_s: float = 0.1  #: extra position random walk
     yaw_noise_deg_per_sqrt_s: float = 0.3  #: extra heading random walk
-    min_score: float = PipelineSettings.min_score  #: the integrity gate's, for the global fixes
-    max_protection_level_m: float = PipelineSettings.max_protection_level_m  #: the gate's
+    min_score: float = GateSettings.min_score  #: the integrity gate's, for the global fixes
+    max_protection_level_m: float = GateSettings.max_protection_level_m  #: the gate's
     init_min_radius_m: float = 10.0  #: the initial belief covers at least this radius around the fix
     disagree_fixes: int = 2  #: accepted global fixes outside the belief in a row that re-initialise it
     collapse_log_ratio: float = 1.0  #: evidence ratio (log) below which a frame counts towards "lost"

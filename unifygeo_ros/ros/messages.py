@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from unifygeo_ros import geo
+from unifygeo_ros.localization import sensor_feed
 
 #: ``sensor_msgs/NavSatFix`` constants (mirrored so this module needs no ROS)
 COVARIANCE_TYPE_UNKNOWN = 0
@@ -144,16 +145,6 @@ def fix_outputs(fix, map_frame: geo.LocalENU, altitude_m: float = 0.0, vertical_
     )
 
 
-#: how far from 1 a quaternion's norm may be (float rounding of a real IMU's output is far smaller)
-UNIT_QUATERNION_TOLERANCE = 0.01
-
-
-def unit_quaternion_problem(x: float, y: float, z: float, w: float) -> str:
-    """"" for a usable orientation quaternion, else why not: non-finite, or not of unit norm (a non-unit quaternion
-    is not a rotation: (0, 0, 0.1, 0.1) read as one gave a yaw of 1.2 deg instead of 90)."""
-    if not all(math.isfinite(v) for v in (x, y, z, w)):
-        return "the IMU orientation is not finite"
-    norm = math.sqrt(x * x + y * y + z * z + w * w)
-    if abs(norm - 1.0) > UNIT_QUATERNION_TOLERANCE:
-        return f"the IMU orientation is not a unit quaternion (norm {norm:.3g}): not a rotation"
-    return ""
+# the IMU quaternion check lives with the IMU heading feed (node and replay read the IMU through it)
+UNIT_QUATERNION_TOLERANCE = sensor_feed.UNIT_QUATERNION_TOLERANCE
+unit_quaternion_problem = sensor_feed.unit_quaternion_problem

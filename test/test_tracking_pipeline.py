@@ -1,0 +1,164 @@
+"""The shared pipeline's tracking mode (issue #17, item 4), ROS-free: the odometry integrator and the IMU heading
+feed (the node and replay read their sensors through them), and the pipeline owning the sequential localizer - what
+it publishes, what it withholds and why, its run-time gate limits, its counters."""
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from test_tracking import Scene, ScriptedLocalizer, compass, drive, error
+from unifygeo_ros import geo
+from unifygeo_ros.localization.gate import gate_track
+from unifygeo_ros.localization.pipeline import (Frame, LocalizationPipeline, PipelineSettings, tracking_state)
+from unifygeo_ros.localization.sensor_feed import (HeadingFeed, ImuSettings, OdometryIntegrator, TwistReading,
+                                                   twist_reading)
+from unifygeo_ros.localization.tracking import OdometryDelta, TrackingSettings
+
+
+def _stamp(t_s: float):
+    return SimpleNamespace(sec=int(math.floor(t_s)), nanosec=int(round((t_s - math.floor(t_s)) * 1e9)))
+
+
+def _odom_msg(t_s, v, w, cov=None):
+    c = np.zeros(36) if cov is None else np.asarray(cov, float)
+    return SimpleNamespace(header=SimpleNamespace(stamp=_stamp(t_s)), twist=SimpleNamespace(
+        twist=SimpleNamespace(linear=SimpleNamespace(x=v), angular=SimpleNamespace(z=w)), covariance=c))
+
+
+def _imu_msg(t_s, yaw_deg, var=0.0, q=None):
+    qx, qy, qz, qw = q if q is not None else geo.yaw_to_quaternion_xyzw(yaw_deg)
+    cov = np.zeros(9)
+    cov[8] = var
+    return SimpleNamespace(header=SimpleNamespace(stamp=_stamp(t_s)), orientation=SimpleNamespace(x=qx, y=qy, z=qz,
+                                                                                                   w=qw),
+                           orientation_covariance=cov)
+
+
+# ----------------------------------------------------------------------------------------------- sensors
+def test_odometry_integrator_chains_the_samples_up_to_each_frame_and_keeps_late_ones_for_the_next():
+    odo = OdometryIntegrator()
+    v, w = 4.0, math.radians(10.0)
+    cov = np.zeros(36)
+    cov[0], cov[35], cov[7] = 0.01, 1e-4, 1e6  # lateral 1e6: "not measured" -> non-holonomic, no lateral noise
+    for k in range(11):  # 20 Hz from t = 0: the first sample starts the clock
+        odo.add(twist_reading(_odom_msg(0.05 * k, v, w, cov)))
+    d = odo.take_until(0.313)  # samples 1..6 (stamps 0.05..0.30)
+    ref = OdometryDelta.from_twist(v, w, 0.30)
+    assert (d.forward_m, d.left_m, d.yaw_rad, d.dt_s) == pytest.approx((ref.forward_m, ref.left_m, ref.yaw_rad, 0.3))
+    assert d.cov[0, 0] > 0 and odo.samples == 10
+    odo.add(twist_reading(_odom_msg(0.55, v, w)))
+    rest = odo.take_until(0.6)  # 0.35 .. 0.55: the late ones are not lost
+    assert rest.dt_s == pytest.approx(0.25) and odo.take_until(0.6) is None
+    odo.add(twist_reading(_odom_msg(0.55, v, w)))  # a repeated stamp is not an interval
+    odo.add(twist_reading(_odom_msg(0.6, math.nan, w)))  # a non-finite twist is skipped
+    odo.add(None)
+    assert odo.skipped == 3 and odo.take_until(9.0) is None
+
+
+def test_heading_feed_gives_the_newest_orientation_within_its_age_with_offset_and_std():
+    feed = HeadingFeed(ImuSettings(panorama_yaw_offset_deg=90.0, max_age_s=0.5, default_yaw_std_deg=4.0))
+    h, std, why = feed.at(1.0, "/r/imu")
+    assert h is None and "no IMU orientation received yet on /r/imu" in why
+    feed.add(_imu_msg(1.0, 0.0))  # ENU yaw 0 = east; + 90 deg offset: the panorama looks north
+    assert feed.at(1.3) == pytest.approx((0.0, 4.0, ""))
+    feed.add(_imu_msg(1.1, 0.0, var=math.radians(2.0) ** 2))
+    assert feed.at(1.2)[:2] == pytest.approx((0.0, 2.0))
+    h, _, why = feed.at(2.0)
+    assert h is None and "0.90 s from the image stamp" in why
+    feed.add(_imu_msg(2.0, 0.0, q=(0.0, 0.0, 0.1, 0.1)))
+    assert "not a unit quaternion" in feed.at(2.0)[2]
+
+
+# ------------------------------------------------------------------------------------------------ pipeline
+def _pipeline(**tracking) -> LocalizationPipeline:
+    settings = PipelineSettings(mode="tracking", tracking=TrackingSettings(**{"particles": 400, **tracking}))
+    return LocalizationPipeline.from_settings(ScriptedLocalizer(), settings)
+
+
+def _frames(pipe, pos, yaw, scene, heading=True, t0=0.0):
+    """Drive: 20 Hz odometry between 2 Hz frames into the pipeline's integrator, then each frame."""
+    out = []
+    for k, p in enumerate(pos):
+        t = t0 + 0.5 * k
+        if k:
+            step = (yaw[k] - yaw[k - 1]) / 0.5
+            speed = float(np.hypot(*(pos[k] - pos[k - 1]))) / 0.5
+            for j in range(1, 11):
+                pipe.odometry.add(TwistReading(t - 0.5 + 0.05 * j, speed, step, 0.05 ** 2, math.radians(0.5) ** 2,
+                                               0.0))
+        elif not out:
+            pipe.odometry.add(TwistReading(t, 0.0, 0.0, 0.0, 0.0, 0.0))
+        frame = Frame(None, t, lambda s=scene(k, p): s, heading_deg=compass(yaw[k]) if heading else None,
+                      heading_std_deg=1.0)
+        out.append(pipe.process(frame))
+    return out
+
+
+def test_tracking_pipeline_publishes_the_belief_once_initialised_and_moves_it_with_the_odometry():
+    pos, yaw, _ = drive(30, yaw_rate=math.radians(4.0))
+    pipe = _pipeline()
+    scene = (lambda k, p: Scene(tuple(p), fix=tuple(p) if k in (2, 20) else None))
+    out = _frames(pipe, pos, yaw, scene)
+    assert [o.status for o in out[:2]] == ["withheld", "withheld"]
+    assert {o.reason for o in out[:2]} == {"not_initialised"} and "tracking: not initialised" in out[0].message
+    assert all(o.published for o in out[2:]) and out[2].track.reinitialised.startswith("cold start")
+    last = out[-1]
+    assert last.pose is last.track and error(last.track, pos[-1]) < 1.5  # 14 s on odometry and maps alone
+    assert np.asarray(last.pose.covariance_en_m2).shape == (2, 2) and last.pose.protection_level_m < 10.0
+    assert out[20].fix is not None and out[20].fix is out[20].track.fix  # the global fix rides along
+    snap = pipe.stats.snapshot()
+    assert snap["withheld_by_reason"] == {"not_initialised": 2} and snap["published"] == 28
+    assert snap["tracking_state"] == "converged" == tracking_state(last.track)
+    assert snap["tracking_reinitialisations"] == 1
+    assert snap["last_protection_level_m"] == pytest.approx(last.track.protection_level_m)
+
+
+def test_tracking_pipeline_withholds_a_lost_belief_and_counts_it():
+    pos, yaw, _ = drive(20)
+    pipe = _pipeline(particles=300)
+    s = pipe.tracker.settings
+
+    def scene(k, p):  # from frame 8 the camera is elsewhere and no fix is accepted
+        return Scene(tuple(p + ([0.0, 150.0] if k >= 8 else 0.0)), fix=tuple(p) if k == 0 else None)
+
+    out = _frames(pipe, pos, yaw, scene)
+    lost = [k for k, o in enumerate(out) if o.reason == "lost"]
+    assert lost and lost[0] == 8 + s.collapse_frames - 1 and all(out[k].reason == "lost" for k in range(lost[0], 20))
+    assert pipe.stats.snapshot()["tracking_state"] == "lost"
+    assert gate_track(out[-1].track)[0] == "lost"
+
+
+def test_gate_limits_set_at_run_time_reach_the_filters_global_fixes():
+    pipe = _pipeline()
+    assert pipe.tracker.settings.min_score == 0.5 and pipe.mode == "tracking"
+    pipe.min_score = 0.95  # the scripted fixes score 0.9: none is accepted any more, the filter cannot start
+    pipe.max_protection_level_m = 40.0
+    assert (pipe.tracker.settings.min_score, pipe.tracker.settings.max_protection_level_m) == (0.95, 40.0)
+    out = pipe.process(Frame(None, 0.0, lambda: Scene((100.0, 100.0), fix=(100.0, 100.0)), heading_deg=0.0))
+    assert out.reason == "not_initialised" and out.fix is not None and not out.track.fix_accepted
+
+
+def test_a_frame_without_a_heading_says_why_and_an_unusable_image_is_bad_input_that_still_moves_the_belief():
+    pipe = _pipeline()
+    out = pipe.process(Frame(None, 0.0, lambda: Scene((100.0, 100.0), fix=(100.0, 100.0)),
+                             heading_note="no IMU orientation received yet on /imu"))
+    assert out.reason == "not_initialised" and "no IMU orientation received yet on /imu" in out.message
+    pos, yaw, _ = drive(4)
+    _frames(pipe, pos, yaw, lambda k, p: Scene(tuple(p), fix=tuple(p)), t0=1.0)
+    before = pipe.tracker.belief.summary(0.5).mean_en_m.copy()
+    pipe.odometry.add(TwistReading(3.0, 10.0, 0.0, 0.0, 0.0, 0.0))  # 10 m/s over 0.5 s, heading east
+    bad = pipe.process(Frame(None, 3.0, lambda: Scene((0.0, 0.0), shape=(2, 4, 3)), heading_deg=90.0))
+    assert bad.status == "bad_input"
+    moved = pipe.tracker.belief.summary(0.5).mean_en_m - before
+    assert moved == pytest.approx([5.0, 0.0], abs=0.5)
+
+
+def test_single_mode_is_unchanged_and_mode_is_checked():
+    from unifygeo_ros.errors import UnifyGeoError
+
+    assert PipelineSettings().mode == "single"
+    with pytest.raises(UnifyGeoError, match="mode must be one of single, tracking"):
+        PipelineSettings(mode="kalman")

@@ -1,0 +1,180 @@
+"""The robot's other sensors as the pipeline takes them, ROS-free: the node and ``unifygeo replay`` feed the same
+objects with the same messages (ROS messages or rosbags' records, duck-typed).
+
+* :class:`HeadingFeed` - ``sensor_msgs/Imu`` -> the compass heading of the panorama's centre column at a frame's
+  stamp (the newest usable orientation within ``max_age_s``; its yaw covariance, else a default std): the heading a
+  known-orientation model rolls the panorama by, and the robot's heading for the sequential localizer.
+* :class:`OdometryIntegrator` - ``nav_msgs/Odometry`` twists -> one
+  :class:`~unifygeo_ros.localization.tracking_motion.OdometryDelta` per camera frame: every sample stamped up to the
+  frame's stamp, each covering the interval since the previous sample (:meth:`OdometryDelta.from_twist`: the exact
+  arc), chained. A sample that arrives after its frame was processed goes into the next frame's delta (nothing is
+  lost, it is only applied one frame late). Thread-safe: the node adds from its executor and takes on its worker.
+
+Conventions: REP-103 (``base_link`` x forward, y left, yaw counter-clockwise); the IMU's orientation is
+earth-referenced ENU (0 = east), converted to a compass heading (0 = north, clockwise) by :mod:`unifygeo_ros.geo`.
+"""
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from unifygeo_ros import geo
+from unifygeo_ros.localization.tracking_motion import OdometryDelta
+
+#: how far from 1 a quaternion's norm may be (float rounding of a real IMU's output is far smaller)
+UNIT_QUATERNION_TOLERANCE = 0.01
+#: a twist's lateral-speed variance above this, (m/s)^2, means "not measured" (robot_localization's habit of 1e6 for
+#: unmeasured slots): the base is taken as non-holonomic (lateral speed 0, no lateral noise beyond the process noise)
+UNMEASURED_LATERAL_VAR = 1.0
+
+
+def unit_quaternion_problem(x: float, y: float, z: float, w: float) -> str:
+    """"" for a usable orientation quaternion, else why not: non-finite, or not of unit norm (a non-unit quaternion
+    is not a rotation: (0, 0, 0.1, 0.1) read as one gave a yaw of 1.2 deg instead of 90)."""
+    if not all(math.isfinite(v) for v in (x, y, z, w)):
+        return "the IMU orientation is not finite"
+    norm = math.sqrt(x * x + y * y + z * z + w * w)
+    if abs(norm - 1.0) > UNIT_QUATERNION_TOLERANCE:
+        return f"the IMU orientation is not a unit quaternion (norm {norm:.3g}): not a rotation"
+    return ""
+
+
+def stamp_s(stamp: Any) -> float:
+    """A ``builtin_interfaces/Time`` in seconds."""
+    return int(stamp.sec) + 1e-9 * int(stamp.nanosec)
+
+
+# ------------------------------------------------------------------------------------------------- heading
+@dataclass(frozen=True)
+class ImuSettings:
+    """How an IMU orientation becomes the panorama's heading (the node's ``imu.*`` parameters)."""
+
+    panorama_yaw_offset_deg: float = 0.0  #: yaw of the panorama's centre column relative to the IMU's x axis (CCW +)
+    max_age_s: float = 0.5  #: an orientation farther than this from the image stamp is not used
+    default_yaw_std_deg: float = 5.0  #: heading std when the IMU reports no yaw covariance
+
+
+class HeadingFeed:
+    """The newest usable IMU orientation, as the heading of the panorama (module doc)."""
+
+    def __init__(self, settings: ImuSettings | None = None):
+        self.settings = settings or ImuSettings()
+        self._latest: tuple[float, float, float] | None = None  # (stamp_s, compass heading, std deg)
+        self.problem = ""  # why the last orientation was refused ("" = it was used)
+
+    def add(self, msg: Any, stamp: float | None = None) -> None:
+        """One ``sensor_msgs/Imu`` (``stamp``: seconds, default its header stamp). Messages without an orientation
+        (REP-145: ``orientation_covariance[0] == -1``, or a zero quaternion) are ignored; an unusable one is
+        remembered as :attr:`problem` (frames that need a heading say why they get none)."""
+        q = msg.orientation
+        if float(msg.orientation_covariance[0]) == -1.0 or (q.x, q.y, q.z, q.w) == (0, 0, 0, 0):
+            return
+        problem = unit_quaternion_problem(q.x, q.y, q.z, q.w)
+        if problem:
+            self.problem = problem
+            return
+        self.problem = ""
+        s = self.settings
+        yaw = geo.quaternion_xyzw_to_yaw_deg(q.x, q.y, q.z, q.w) + s.panorama_yaw_offset_deg
+        var = float(msg.orientation_covariance[8])
+        std = math.degrees(math.sqrt(var)) if var > 0 and math.isfinite(var) else s.default_yaw_std_deg
+        t = stamp_s(msg.header.stamp) if stamp is None else float(stamp)
+        self._latest = (t, float(geo.yaw_to_heading_deg(yaw)), std)
+
+    @property
+    def received(self) -> bool:
+        return self._latest is not None
+
+    def at(self, t_s: float, topic: str = "imu") -> tuple[float | None, float, str]:
+        """(compass heading deg, std deg, "") for a frame stamped ``t_s``, or (None, nan, why there is none)."""
+        latest = self._latest
+        if latest is not None and abs(latest[0] - t_s) <= self.settings.max_age_s:
+            return latest[1], latest[2], ""
+        if self.problem:
+            return None, math.nan, self.problem
+        if latest is None:
+            return None, math.nan, f"no IMU orientation received yet on {topic}"
+        return None, math.nan, (f"IMU orientation is {abs(latest[0] - t_s):.2f} s from the image stamp "
+                                f"(> imu.max_age_s {self.settings.max_age_s:g})")
+
+
+# ------------------------------------------------------------------------------------------------ odometry
+@dataclass(frozen=True)
+class TwistReading:
+    """One odometry sample: forward speed and yaw rate in ``base_link`` and their variances."""
+
+    stamp_s: float
+    speed_mps: float
+    yaw_rate_rps: float
+    speed_var: float  # (m/s)^2
+    yaw_rate_var: float  # (rad/s)^2
+    lateral_speed_var: float  # (m/s)^2; 0 when not measured (UNMEASURED_LATERAL_VAR)
+
+
+def twist_reading(msg: Any, stamp: float | None = None) -> TwistReading | None:
+    """``nav_msgs/Odometry`` -> its twist (``linear.x``, ``angular.z``) with the twist covariance's variances
+    (indices 0, 35, 7 of the row-major 6 x 6; negative ones taken as 0); None when a value is not finite."""
+    tw = msg.twist.twist
+    c = np.asarray(msg.twist.covariance, np.float64).reshape(-1)
+    if c.size != 36:
+        return None
+    v, w = float(tw.linear.x), float(tw.angular.z)
+    var_v, var_w, var_lat = (float(c[i]) for i in (0, 35, 7))
+    if not all(math.isfinite(x) for x in (v, w, var_v, var_w, var_lat)):
+        return None
+    var_lat = 0.0 if var_lat > UNMEASURED_LATERAL_VAR else var_lat
+    t = stamp_s(msg.header.stamp) if stamp is None else float(stamp)
+    return TwistReading(t, v, w, max(var_v, 0.0), max(var_w, 0.0), max(var_lat, 0.0))
+
+
+class OdometryIntegrator:
+    """Twist samples -> one chained delta per frame (module doc). Thread-safe."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._pending: list[tuple[float, OdometryDelta]] = []
+        self._last_s: float | None = None
+        self.samples = 0  # twist samples integrated
+        self.skipped = 0  # not finite, or not after the previous sample
+        self.resets = 0  # time went backwards (a bag restarted)
+
+    def add(self, reading: TwistReading | None) -> None:
+        """One sample; it covers the interval since the previous one (the first only starts the clock)."""
+        with self._lock:
+            if reading is None:
+                self.skipped += 1
+                return
+            t = reading.stamp_s
+            if self._last_s is not None and t < self._last_s - 1.0:  # a bag restarted: start again
+                self._pending, self._last_s = [], None
+                self.resets += 1
+            if self._last_s is None:
+                self._last_s = t
+                return
+            dt = t - self._last_s
+            if dt <= 0.0:
+                self.skipped += 1
+                return
+            self._last_s = t
+            self._pending.append((t, OdometryDelta.from_twist(reading.speed_mps, reading.yaw_rate_rps, dt,
+                                                              reading.speed_var, reading.yaw_rate_var,
+                                                              reading.lateral_speed_var)))
+            self.samples += 1
+
+    def take_until(self, t_s: float) -> OdometryDelta | None:
+        """The motion of every pending sample stamped at or before ``t_s``, chained (None: none)."""
+        with self._lock:
+            take = [d for t, d in self._pending if t <= t_s + 1e-9]
+            self._pending = [(t, d) for t, d in self._pending if t > t_s + 1e-9]
+        out = None
+        for d in take:
+            out = d if out is None else out.then(d)
+        return out
+
+    def reset(self) -> None:
+        with self._lock:
+            self._pending, self._last_s = [], None
