@@ -43,6 +43,7 @@ setup(
         "ml": ["torch", "torchvision", "timm", "faiss-cpu"],
         "bags": ["rosbags", "evo", "filterpy"],
         "ortho": ["rasterio", "pyproj"],
+        "onnx": ["onnx", "onnxruntime", "onnxscript"],
         "test": ["pytest", "pytest-timeout", "pyproj", "geographiclib", "psutil"],
     },
     zip_safe=True,

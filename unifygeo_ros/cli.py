@@ -17,6 +17,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("unifygeo_ros.data.synth", "render a synthetic city in the VIGOR on-disk layout"),
     "train": ("unifygeo_ros.offline.train", "train the UnifyGeo model (retrieval + metric localization + re-ranking)"),
     "eval": ("unifygeo_ros.offline.evaluate", "evaluate a checkpoint on VIGOR-layout data: retrieval, metric, hierarchical"),
+    "export": ("unifygeo_ros.offline.export_cli",
+               "export a checkpoint's encoders to ONNX (onnxruntime backend), with a parity check against torch"),
     "index": ("unifygeo_ros.index.build", "build, merge or describe an aerial index (unifygeo index build|merge|info)"),
     "localize": ("unifygeo_ros.localization.localize_cli", "localize panoramas against an aerial index and print the fixes"),
     "calibrate": ("unifygeo_ros.offline.calibrate",

@@ -21,6 +21,7 @@ from unifygeo_ros.image.preprocess import load_image
 from unifygeo_ros.localization.fix import Fix, Prior
 from unifygeo_ros.localization.localizer import Localizer
 from unifygeo_ros.localization.pipeline import PipelineSettings, gate_fix
+from unifygeo_ros.model.backends import add_backend_arguments, backend_from_args
 from unifygeo_ros.offline.truth_scoring import FixScore, load_truth_for, score_fix, summarize
 
 
@@ -39,6 +40,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                              "panorama,latitude,longitude[,yaw_deg] (panorama = the image's file name); prints "
                              "each error_m and a summary (unifygeo synth writes <City>/map/panoramas.csv)")
     parser.add_argument("--json", action="store_true", help="one JSON object per image (a JSON list)")
+    add_backend_arguments(parser)
 
 
 def _format_fix(name: str, fix: Fix) -> str:
@@ -66,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     prior = _parse_prior(args.prior)
     truth = load_truth_for(args.images, args.truth) if args.truth else None  # before the model: fail fast
     settings = PipelineSettings()  # the node's gate with its default parameters
-    loc = Localizer.from_paths(args.index, args.checkpoint, device=args.device,
+    loc = Localizer.from_paths(args.index, args.checkpoint, device=args.device, backend=backend_from_args(args),
                                aspect_tolerance=settings.aspect_tolerance)
     if not args.json:  # the frame of E/N and --prior, once (--json: `unifygeo index info` shows it)
         print(f"index origin: lat {loc.index.origin.lat0_deg:.7f} lon {loc.index.origin.lon0_deg:.7f} "

@@ -60,6 +60,7 @@ from unifygeo_ros.localization.choice import Candidates, choose_fix
 from unifygeo_ros.localization.fix import Fix, Prior, QueryEvidence
 from unifygeo_ros.localization.input_check import camera_image_problem, descriptor_problem
 from unifygeo_ros.localization.posterior import DEFAULT_ALPHA, Calibration, hierarchy_posterior, load_calibration
+from unifygeo_ros.model.backends import BackendSettings, handle_with_backend
 from unifygeo_ros.model.handle import ModelHandle, arrays_to_aerial, load_model
 from unifygeo_ros.model.rerank import consensus_params
 from unifygeo_ros.model.unifygeo import cat_features
@@ -128,15 +129,20 @@ class Localizer:
     # ---- construction -----------------------------------------------------------------------------------------
     @classmethod
     def from_paths(cls, index_dir: str | Path, checkpoint: str | Path | None = None, device: str = "auto",
-                   **kwargs) -> "Localizer":
-        """Load an index and a model (default: the checkpoint recorded in the index) on ``device``.
+                   backend: BackendSettings | None = None, **kwargs) -> "Localizer":
+        """Load an index and a model (default: the checkpoint recorded in the index) on ``device``, its encoders
+        run by ``backend`` (None: torch, threads untouched; :mod:`unifygeo_ros.model.backends`).
 
-        Raises :class:`IndexFormatError` when the index is damaged or was built with another model.
+        Raises :class:`IndexFormatError` when the index is damaged or was built with another model (checked
+        before any ONNX export is made or loaded; an export of another model is refused by the backend).
         """
         if checkpoint is None:
             checkpoint = recorded_checkpoint(index_dir)  # relative to the index, identity checked
         handle = load_model(checkpoint, device=device)
         index = store.load_index(index_dir, device=handle.device.type)
+        index.check_model(handle.identity, handle.descriptor_dim)
+        if backend is not None:
+            handle = handle_with_backend(handle, backend)
         return cls(index, handle, **kwargs)
 
     # ---- stages -----------------------------------------------------------------------------------------------

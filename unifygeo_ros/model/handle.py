@@ -1,7 +1,8 @@
 """The model as the index and the localizer use it: loaded once, on a device, in a precision.
 
 :class:`ModelHandle` bundles the network with its identity hash (what an index records and checks), its
-configuration, the device (``auto``: CUDA when available) and the precision (float16 on CUDA, float32 on CPU).
+configuration, the device (``auto``: CUDA when available), the precision (float16 on CUDA, float32 on CPU) and the
+backend that runs the encoders (torch, or onnxruntime on an ONNX export: :mod:`unifygeo_ros.model.backends`).
 It turns RGB ``uint8`` images into network inputs through :mod:`unifygeo_ros.image.preprocess` - the one path every
 image takes - and aerial features to and from the arrays an index stores.
 """
@@ -64,6 +65,7 @@ class ModelHandle:
     checkpoint: str | None
     device: torch.device
     dtype: torch.dtype
+    backend: str = "torch"  # who runs the encoders, one line (:mod:`unifygeo_ros.model.backends`)
 
     # ---- facts from the configuration -------------------------------------------------------------------------
     @property
@@ -156,13 +158,20 @@ def from_model(model: torch.nn.Module, config: dict | None = None, device: str =
     return ModelHandle(model, ident, config, checkpoint, dev, dtype)
 
 
-def load_model(checkpoint: str | Path, device: str = "auto") -> ModelHandle:
+def load_model(checkpoint: str | Path, device: str = "auto", backend=None) -> ModelHandle:
     """Load a checkpoint folder (:mod:`unifygeo_ros.model.checkpoint`) into a :class:`ModelHandle`.
 
     The identity is the checkpoint's ``model_hash`` (what an index built with it records; always a verified
-    SHA-256). Every problem with the checkpoint is one :class:`CheckpointError` line; nothing is downloaded.
+    SHA-256). ``backend``: a :class:`~unifygeo_ros.model.backends.BackendSettings` (None: torch, threads
+    untouched). Every problem with the checkpoint or its export is one :class:`UnifyGeoError` line; nothing is
+    downloaded.
     """
     dev = resolve_device(device)  # fail on an impossible device before reading weights
     model, cfg, meta = load_checkpoint(checkpoint, map_location="cpu")
-    return from_model(model, cfg.to_dict(), device=str(dev), identity=meta.model_hash,
-                      checkpoint=str(Path(checkpoint).resolve()))
+    handle = from_model(model, cfg.to_dict(), device=str(dev), identity=meta.model_hash,
+                        checkpoint=str(Path(checkpoint).resolve()))
+    if backend is None:
+        return handle
+    from unifygeo_ros.model.backends import handle_with_backend
+
+    return handle_with_backend(handle, backend)
