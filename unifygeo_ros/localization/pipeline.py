@@ -44,6 +44,7 @@ from unifygeo_ros.localization.localizer import Fix, Localizer
 from unifygeo_ros.localization.prior_tracker import PriorSettings, PriorTracker
 from unifygeo_ros.localization.sensor_feed import OdometryIntegrator
 from unifygeo_ros.localization.tracking import SequentialLocalizer, TrackEstimate, TrackingSettings
+from unifygeo_ros.model.backends import BackendSettings
 
 __all__ = ["GATE_REASONS", "MODES", "TRACK_REASONS", "WITHHELD_REASONS", "Frame", "LocalizationPipeline", "Outcome",
            "PipelineSettings", "PipelineStats", "PriorSettings", "PriorTracker", "build_pipeline", "gate_fix",
@@ -339,9 +340,12 @@ def _ms(t0: float) -> float:
 
 
 def build_pipeline(index_dir: str | Path, checkpoint: str | Path | None, settings: PipelineSettings,
-                   device: str = "auto", stats: PipelineStats | None = None) -> LocalizationPipeline:
-    """Load the model and the index, warm the network up (first calls allocate) and wire the pipeline."""
-    loc = Localizer.from_paths(index_dir, checkpoint, device=device, aspect_tolerance=settings.aspect_tolerance)
+                   device: str = "auto", stats: PipelineStats | None = None,
+                   backend: BackendSettings | None = None) -> LocalizationPipeline:
+    """Load the model and the index, warm the network up (first calls allocate) and wire the pipeline.
+    ``backend``: who runs the encoders and on how many threads (:mod:`unifygeo_ros.model.backends`)."""
+    loc = Localizer.from_paths(index_dir, checkpoint, device=device, backend=backend,
+                               aspect_tolerance=settings.aspect_tolerance)
     _, w = loc.handle.ground_hw
     loc.localize(np.zeros((w // 2, w, 3), np.uint8))
     return LocalizationPipeline.from_settings(loc, settings, stats)
