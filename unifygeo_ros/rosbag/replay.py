@@ -42,6 +42,7 @@ from unifygeo_ros import geo
 from unifygeo_ros.errors import UnifyGeoError
 from unifygeo_ros.localization.localizer import Localizer
 from unifygeo_ros.localization.pipeline import Frame, LocalizationPipeline, Outcome, PipelineSettings, build_pipeline
+from unifygeo_ros.model.backends import add_backend_arguments, backend_from_args
 from unifygeo_ros.rosbag import io as bags
 from unifygeo_ros.rosbag import trajectory
 from unifygeo_ros.rosbag.fusion import FusionConfig, SensorCollector, run_fusion
@@ -127,7 +128,7 @@ def _pipeline(cfg: ReplayConfig, localizer: Localizer | None) -> LocalizationPip
         return LocalizationPipeline.from_settings(localizer, cfg.pipeline)
     if not cfg.index:
         raise UnifyGeoError("--index is required (or --live to score the running node)")
-    return build_pipeline(cfg.index, cfg.checkpoint, cfg.pipeline, device=cfg.device)
+    return build_pipeline(cfg.index, cfg.checkpoint, cfg.pipeline, device=cfg.device, backend=cfg.backend)
 
 
 def _live_client(cfg: ReplayConfig, image_type: str):
@@ -281,6 +282,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--map", dest="map_dir", help="city folder (VIGOR layout) drawn under the trajectory plot "
                                                       "(default: the index's tile source when it is a folder)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    add_backend_arguments(parser)
     parser.add_argument("--no-plots", dest="plots", action="store_false", help="skip the PNG plots")
     fu = parser.add_argument_group("fusion (docs/REPLAY.md, 'Fusion (--fuse)')")
     fu.add_argument("--fuse", action="store_true",
@@ -308,7 +310,8 @@ def run(args: argparse.Namespace) -> int:
                                                     max_protection_level_m=args.max_protection_level_m,
                                                     prior=dataclasses.replace(PipelineSettings().prior,
                                                                               enabled=args.prior)),
-                       max_gap_s=args.max_gap_s, device=args.device, map_dir=args.map_dir, plots=args.plots,
+                       max_gap_s=args.max_gap_s, device=args.device, backend=backend_from_args(args),
+                       map_dir=args.map_dir, plots=args.plots,
                        node_input=args.node_input, node_output=args.node_output, live_timeout_s=args.live_timeout_s,
                        fusion=(FusionConfig(ekf_yaml=args.ekf_config, odom_topic=args.odom_topic,
                                             imu_topic=args.imu_topic, imu_yaw=args.fuse_imu_yaw)

@@ -10,6 +10,7 @@ import numpy as np
 from unifygeo_ros import geo
 from unifygeo_ros.errors import UnifyGeoError
 from unifygeo_ros.localization.pipeline import PipelineSettings
+from unifygeo_ros.model.backends import BackendSettings
 from unifygeo_ros.rosbag import io as bags
 from unifygeo_ros.rosbag import trajectory
 from unifygeo_ros.rosbag.fusion_config import FusionConfig
@@ -144,6 +145,7 @@ class ReplayConfig:
     live: bool = False
     max_gap_s: float = trajectory.DEFAULT_MAX_GAP_S
     device: str = "auto"
+    backend: BackendSettings | None = None  # --backend/--export/--threads; None: torch, threads untouched
     map_dir: str | None = None
     plots: bool = True
     node_input: str | None = None  # --live: default image / image/compressed
