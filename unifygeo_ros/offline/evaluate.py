@@ -44,6 +44,7 @@ import torch
 from unifygeo_ros.data.vigor import VigorDataset
 from unifygeo_ros.errors import UnifyGeoError
 from unifygeo_ros.localization.choice import Candidates, FixChoice, choose_fix
+from unifygeo_ros.model.backends import BackendSettings, add_backend_arguments, attach_backend, backend_from_args
 from unifygeo_ros.model.checkpoint import load_checkpoint
 from unifygeo_ros.model.handle import DEFAULT_RERANK_K, rerank_k_of, resolve_device
 from unifygeo_ros.model.rerank import consensus_params
@@ -355,6 +356,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-tile-assignment", action="store_true",
                         help="re-ranked list = the learned order alone (default: the candidate holding the fix "
                              "most centrally goes first)")
+    add_backend_arguments(parser)
 
 
 def limit_indices(n: int, limit: int | None) -> np.ndarray | None:
@@ -366,15 +368,20 @@ def limit_indices(n: int, limit: int | None) -> np.ndarray | None:
     return np.unique(np.linspace(0, n - 1, limit).round().astype(np.int64))
 
 
-def load_for_eval(checkpoint: str | Path, device: str = "auto"):
-    """(model in eval mode, float32, on the device; its Config; its CheckpointMeta) from a checkpoint folder."""
+def load_for_eval(checkpoint: str | Path, device: str = "auto", backend: BackendSettings | None = None):
+    """(model in eval mode, float32, on the device; its Config; its CheckpointMeta) from a checkpoint folder;
+    with ``backend``, its encoders run there (:func:`~unifygeo_ros.model.backends.attach_backend`)."""
     dev = resolve_device(device)
     model, cfg, meta = load_checkpoint(checkpoint, map_location="cpu")
-    return model.to(dev, torch.float32).eval(), cfg, meta
+    model = model.to(dev, torch.float32).eval()
+    if backend is not None:
+        model, _ = attach_backend(model, meta.model_hash, backend, Path(checkpoint).resolve().name)
+    return model, cfg, meta
 
 
 def run(args: argparse.Namespace) -> int:
-    model, cfg, meta = load_for_eval(args.checkpoint, args.device)
+    backend = backend_from_args(args)
+    model, cfg, meta = load_for_eval(args.checkpoint, args.device, backend)
     top_k = args.top_k if args.top_k is not None else rerank_k_of(cfg.to_dict())
     ground_hw = tuple(int(v) for v in cfg.model.ground_hw)
     aerial_px = int(cfg.model.aerial_px)
@@ -395,7 +402,8 @@ def run(args: argparse.Namespace) -> int:
                              "config": cfg.to_dict(),
                              "data": {"root": str(args.data), "split": args.split, "cities": list(query_ds.cities),
                                       "orientation": args.orientation, "labels": args.labels,
-                                      "limit": args.limit, "top_k": top_k,
+                                      "limit": args.limit, "top_k": top_k, "backend": backend.backend,
+                                      "threads": backend.threads,
                                       "device": str(next(model.parameters()).device)}})
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
