@@ -113,7 +113,8 @@ class LocalizerNode(Node):
         self.get_logger().info(
             f"ready {self.startup_s:.1f} s after process start (model + index loaded in {st.load_s:.2f} s): "
             f"model {st.model_identity[:12]} from {st.checkpoint}, index {st.index} ({st.index_tiles} tiles), "
-            f"device {st.device}, input {s.input_mode} on {self.inputs[0].topic_name}, min_score {s.min_score:g}, "
+            f"device {st.device} ({st.backend}), input {s.input_mode} on {self.inputs[0].topic_name}, "
+            f"min_score {s.min_score:g}, "
             f"max_protection_level_m {s.max_protection_level_m:g}")
 
     def _on_set_parameters(self, params) -> SetParametersResult:
@@ -250,7 +251,8 @@ class LocalizerNode(Node):
             "prior_resets": self.pipeline.prior.resets if self.pipeline.prior else 0,
             "last_error": snap["last_error"],
             "model_identity": st.model_identity, "checkpoint": st.checkpoint, "index": st.index,
-            "index_tiles": st.index_tiles, "device": st.device, "startup_load_s": round(st.load_s, 3),
+            "index_tiles": st.index_tiles, "device": st.device, "backend": st.backend,
+            "startup_load_s": round(st.load_s, 3),
             "startup_s": round(self.startup_s, 3),
             "input_mode": self.settings.input_mode, "input_topic": self.inputs[0].topic_name,
             "heading_source": self.heading_source,

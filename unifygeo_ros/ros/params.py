@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from unifygeo_ros.errors import UnifyGeoError
 from unifygeo_ros.localization.pipeline import PipelineSettings, PriorSettings
+from unifygeo_ros.model.backends import BACKENDS, DEFAULT_BACKEND, BackendSettings
 
 INPUT_MODES = ("panorama", "compressed", "cameras")
 _PIPE = PipelineSettings()  # the defaults the node shares with ``unifygeo replay``
@@ -35,6 +36,12 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("index", "", "aerial index folder (unifygeo index build); empty = the embedded demo index"),
     ParamSpec("device", "auto", "inference device: auto (CUDA when available), cpu or cuda", DEVICES),
     ParamSpec("cpu_threads", 0, "torch CPU threads; 0 = torch's default"),
+    ParamSpec("backend", DEFAULT_BACKEND,
+              "who runs the encoders: torch, or onnxruntime on an ONNX export of the checkpoint (docs/DEPLOYMENT.md)",
+              BACKENDS),
+    ParamSpec("onnx_export", "",
+              "backend onnxruntime: export folder (unifygeo export); empty = exported once into the user's cache "
+              "(~/.cache/unifygeo/onnx/<model hash>)"),
     ParamSpec("input_mode", "panorama",
               "panorama: sensor_msgs/Image on 'image'; compressed: sensor_msgs/CompressedImage on "
               "'image/compressed'; cameras: several pinhole cameras stitched into a partial panorama", INPUT_MODES),
@@ -97,6 +104,8 @@ class NodeSettings:
     index: str
     device: str
     cpu_threads: int
+    backend: str
+    onnx_export: str
     input_mode: str
     heading_source: str
     imu_panorama_yaw_offset_deg: float
@@ -166,12 +175,15 @@ class NodeSettings:
         lat, lon = float(v["map_origin.lat_deg"]), float(v["map_origin.lon_deg"])
         if not v["map_origin.from_index"] and not (-90 < lat < 90 and -180 <= lon <= 180):
             raise UnifyGeoError(f"parameters map_origin.lat_deg/lon_deg: ({lat}, {lon}) is not a position")
+        if v["onnx_export"] and v["backend"] != "onnxruntime":
+            raise UnifyGeoError("parameter onnx_export: needs backend onnxruntime")
         for name in ("map_frame", "sensor_frame"):
             if not str(v[name]).strip():
                 raise UnifyGeoError(f"parameter {name}: must not be empty (robot_localization needs frame ids)")
         return cls(
             checkpoint=str(v["checkpoint"]), index=str(v["index"]), device=str(v["device"]),
-            cpu_threads=int(positive("cpu_threads", allow_zero=True)), input_mode=str(v["input_mode"]),
+            cpu_threads=int(positive("cpu_threads", allow_zero=True)), backend=str(v["backend"]),
+            onnx_export=str(v["onnx_export"]), input_mode=str(v["input_mode"]),
             heading_source=str(v["heading_source"]),
             imu_panorama_yaw_offset_deg=float(v["imu.panorama_yaw_offset_deg"]),
             imu_max_age_s=positive("imu.max_age_s"), imu_default_yaw_std_deg=positive("imu.default_yaw_std_deg"),
@@ -187,6 +199,10 @@ class NodeSettings:
             aspect_tolerance=positive("aspect_tolerance"), camera_names=names, camera_yaw_deg=yaws,
             camera_pitch_deg=pitches, panorama_width=width, sync_tolerance_s=positive("cameras.sync_tolerance_s"),
         )
+
+    def backend_settings(self) -> BackendSettings:
+        """Who runs the encoders, on ``cpu_threads`` threads (:mod:`unifygeo_ros.model.backends`)."""
+        return BackendSettings(self.backend, self.cpu_threads, self.onnx_export or None)
 
     def pipeline_settings(self) -> PipelineSettings:
         """The settings of the shared :class:`~unifygeo_ros.localization.pipeline.LocalizationPipeline`."""

@@ -17,8 +17,6 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-import torch
-
 from unifygeo_ros.localization.pipeline import Frame, LocalizationPipeline, PipelineStats, build_pipeline
 from unifygeo_ros.resources import resolve_model_paths
 from unifygeo_ros.ros.params import NodeSettings
@@ -154,6 +152,7 @@ class StartupInfo:
     model_identity: str
     index_tiles: int
     device: str
+    backend: str  # who runs the encoders, one line (ModelHandle.backend)
     index_origin_lat_deg: float
     index_origin_lon_deg: float
     load_s: float
@@ -166,13 +165,12 @@ def load_pipeline(settings: NodeSettings,
     :class:`~unifygeo_ros.errors.UnifyGeoError` for a missing or mismatched model or index."""
     t0 = time.perf_counter()
     ckpt, index_dir = resolve_model_paths(settings.checkpoint, settings.index)
-    if settings.cpu_threads > 0:
-        torch.set_num_threads(int(settings.cpu_threads))
-    pipeline = build_pipeline(index_dir, ckpt, settings.pipeline_settings(), device=settings.device, stats=stats)
+    pipeline = build_pipeline(index_dir, ckpt, settings.pipeline_settings(), device=settings.device, stats=stats,
+                              backend=settings.backend_settings())  # its threads: cpu_threads
     loc = pipeline.localizer
     origin = loc.index.origin
     info = StartupInfo(checkpoint=str(ckpt), index=str(index_dir), model_identity=str(loc.handle.identity),
-                       index_tiles=len(loc.index), device=str(loc.handle.device),
+                       index_tiles=len(loc.index), device=str(loc.handle.device), backend=loc.handle.backend,
                        index_origin_lat_deg=origin.lat0_deg, index_origin_lon_deg=origin.lon0_deg,
                        load_s=time.perf_counter() - t0)
     return pipeline, info
