@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from unifygeo_ros.errors import UnifyGeoError
 from unifygeo_ros.localization.pipeline import PipelineSettings, PriorSettings
-from unifygeo_ros.model.backends import BACKENDS, DEFAULT_BACKEND, BackendSettings
+from unifygeo_ros.model.backends import BACKENDS, DEFAULT_BACKEND, DEFAULT_THREADS, BackendSettings
 
 INPUT_MODES = ("panorama", "compressed", "cameras")
 _PIPE = PipelineSettings()  # the defaults the node shares with ``unifygeo replay``
@@ -35,7 +35,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("checkpoint", "", "model checkpoint folder; empty = the embedded demo model (models/demo)"),
     ParamSpec("index", "", "aerial index folder (unifygeo index build); empty = the embedded demo index"),
     ParamSpec("device", "auto", "inference device: auto (CUDA when available), cpu or cuda", DEVICES),
-    ParamSpec("cpu_threads", 0, "torch CPU threads; 0 = torch's default"),
+    ParamSpec("cpu_threads", DEFAULT_THREADS,
+              "intra-op CPU threads of torch and onnxruntime; 0 = the libraries' default (all cores). 1 measured "
+              "best on 2 shared cores (docs/DEPLOYMENT.md)"),
     ParamSpec("backend", DEFAULT_BACKEND,
               "who runs the encoders: torch, or onnxruntime on an ONNX export of the checkpoint (docs/DEPLOYMENT.md)",
               BACKENDS),
