@@ -25,7 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
                   "fit the posterior's calibration (covariance, protection level) on training/benchmark cities"),
     "demo": ("unifygeo_ros.offline.demo", "run the whole chain on the embedded demo city: accuracy, latency, a picture"),
     "bag": ("unifygeo_ros.rosbag.synth_cli", "rosbag2 tools: record a synthetic drive through a city (unifygeo bag synth)"),
-    "replay": ("unifygeo_ros.rosbag.replay", "localize a rosbag2 recording and score it against its ground truth"),
+    "replay": ("unifygeo_ros.rosbag.replay_cli", "localize a rosbag2 recording and score it against its ground truth"),
 }
 
 

@@ -186,6 +186,25 @@ def stitcher_for(cameras: list[PinholeCamera], width: int) -> PanoramaStitcher:
     return st
 
 
+@dataclass(frozen=True)
+class RigSettings:
+    """A camera rig as the node's ``cameras.*`` parameters describe it (their defaults; ``unifygeo replay`` builds
+    one from a bag's rig): :meth:`RigFrame.collect` reads these names (the node's settings have them too)."""
+
+    camera_names: tuple = ("front", "left", "back", "right")
+    camera_yaw_deg: tuple = (0.0, 90.0, 180.0, -90.0)  #: REP-103 yaw of each optical axis (left = +90), deg
+    camera_pitch_deg: tuple = (0.0, 0.0, 0.0, 0.0)  #: up positive, deg
+    panorama_width: int = 512  #: width of the stitched panorama, px (height = width / 2)
+    sync_tolerance_s: float = 0.05  #: images of one set whose stamps differ by more are not stitched
+
+    def default_mounting(self, name: str) -> tuple[float, float] | None:
+        """(yaw, pitch) of a camera of this name in these settings (the node's defaults), or None."""
+        if name not in self.camera_names:
+            return None
+        i = self.camera_names.index(name)
+        return float(self.camera_yaw_deg[i]), float(self.camera_pitch_deg[i])
+
+
 @dataclass
 class RigFrame:
     """One synchronised set of the rig's images (ROS messages, duck-typed), stitched on demand."""

@@ -42,7 +42,7 @@ from unifygeo_ros.localization.gate import (GATE_REASONS, TRACK_REASONS, WITHHEL
                                             gate_track)
 from unifygeo_ros.localization.localizer import Fix, Localizer
 from unifygeo_ros.localization.prior_tracker import PriorSettings, PriorTracker
-from unifygeo_ros.localization.sensor_feed import OdometryIntegrator
+from unifygeo_ros.localization.sensor_feed import HeadingFeed, OdometryIntegrator
 from unifygeo_ros.localization.tracking import SequentialLocalizer, TrackEstimate, TrackingSettings
 from unifygeo_ros.model.backends import BackendSettings
 
@@ -241,6 +241,7 @@ class LocalizationPipeline:
         self.prior = prior
         self.stats = stats or PipelineStats()
         self.odometry = OdometryIntegrator()  #: tracking mode: the odometry not yet applied to the belief
+        self.heading_source = "model"  #: see :meth:`use_heading_source`
         self._last_stamp_s: float | None = None
 
     # the gate's limits: settable at run time (the node's parameters); the filter's global fixes follow them
@@ -271,6 +272,36 @@ class LocalizationPipeline:
     @property
     def mode(self) -> str:
         return "single" if self.tracker is None else "tracking"
+
+    def use_heading_source(self, heading_source: str) -> None:
+        """The resolved heading source (``model`` | ``imu`` | ``north_aligned``, the node's meanings) that
+        :meth:`set_heading` follows; in tracking mode ``north_aligned`` also tells the filter that the panoramas'
+        centre column looks north (else along the robot's heading)."""
+        self.heading_source = heading_source
+        if self.tracker is not None:
+            self.tracker.settings = dataclasses.replace(self.tracker.settings,
+                                                        north_aligned=heading_source == "north_aligned")
+
+    def set_heading(self, frame: Frame, imu: HeadingFeed | None, imu_topic: str = "imu") -> None:
+        """The frame's heading under :attr:`heading_source`, the rule the node and replay share. Single mode:
+        ``north_aligned`` gives 0; ``imu`` the IMU's heading within ``imu.max_age_s``, else the frame becomes bad
+        input saying why; ``model`` none (the network estimates it). Tracking: the IMU's heading whenever there is
+        one (the robot's heading, whatever the panorama's convention), else none, with the reason in
+        ``heading_note`` (a known-orientation model waits for one until the filter is initialised, then runs on
+        the odometry)."""
+        heading_source = self.heading_source
+        if heading_source == "north_aligned" and self.tracker is None:
+            frame.heading_deg = 0.0
+            return
+        if imu is None or (heading_source == "model" and self.tracker is None):
+            return
+        heading, std, why = imu.at(frame.stamp_s, imu_topic)
+        if heading is not None:
+            frame.heading_deg, frame.heading_std_deg = heading, std
+        elif self.tracker is not None:
+            frame.heading_note = f"heading_source {heading_source}: {why}"
+        elif heading_source == "imu":
+            frame.decode = _raise_image_error(f"heading_source imu: {why}")
 
     def process(self, frame: Frame) -> Outcome:
         if self.tracker is not None:
@@ -333,6 +364,12 @@ class LocalizationPipeline:
     def _record(self, out: Outcome) -> Outcome:
         self.stats.outcome(out)
         return out
+
+
+def _raise_image_error(message: str) -> Callable[[], np.ndarray]:
+    def decode() -> np.ndarray:
+        raise ImageError(message)
+    return decode
 
 
 def _ms(t0: float) -> float:

@@ -74,17 +74,18 @@ def yaw_sample(msg: Any, t_ns: int) -> YawSample | None:
     return YawSample(int(t_ns), math.radians(geo.quaternion_xyzw_to_yaw_deg(q.x, q.y, q.z, q.w)), _var(float(c[8])))
 
 
-def pick_topics(topics: list[bags.TopicInfo], cfg: FusionConfig, gt_topic: str | None = None
-                ) -> tuple[str, str | None]:
+def pick_topics(topics: list[bags.TopicInfo], cfg: FusionConfig, gt_topic: str | None = None,
+                purpose: str = "--fuse") -> tuple[str, str | None]:
     """(odometry topic, IMU topic or None): the given ones (checked), or the one nav_msgs/Odometry topic that is
-    not ground truth (not under ``/gt/``, not ``gt_topic``) and the one sensor_msgs/Imu topic."""
+    not ground truth (not under ``/gt/``, not ``gt_topic``) and the one sensor_msgs/Imu topic. Errors start with
+    ``purpose`` (the option that needs them)."""
     avail = bags.describe_topics(topics)
     by_name = {t.topic: t.msgtype for t in topics}
 
     def given(topic: str, msgtype: str, flag: str) -> str:
         if by_name.get(topic) != msgtype:
             what = "not in the bag" if topic not in by_name else f"of type {by_name[topic]}"
-            raise bags.BagError(f"--fuse: {flag} {topic} is {what}, expected {msgtype}; topics found: {avail}")
+            raise bags.BagError(f"{purpose}: {flag} {topic} is {what}, expected {msgtype}; topics found: {avail}")
         return topic
 
     if cfg.odom_topic:
@@ -93,16 +94,16 @@ def pick_topics(topics: list[bags.TopicInfo], cfg: FusionConfig, gt_topic: str |
         cands = [t.topic for t in topics if t.msgtype == bags.ODOMETRY and not t.topic.startswith(GT_PREFIX)
                  and t.topic != gt_topic]
         if not cands:
-            raise bags.BagError(f"--fuse: no wheel odometry in the bag (a {bags.ODOMETRY} topic not under "
+            raise bags.BagError(f"{purpose}: no wheel odometry in the bag (a {bags.ODOMETRY} topic not under "
                                 f"{GT_PREFIX}); topics found: {avail}")
         if len(cands) > 1:
-            raise bags.BagError(f"--fuse: several odometry topics ({', '.join(cands)}): pass --odom-topic")
+            raise bags.BagError(f"{purpose}: several odometry topics ({', '.join(cands)}): pass --odom-topic")
         odom = cands[0]
     if cfg.imu_topic:
         return odom, given(cfg.imu_topic, IMU, "--imu-topic")
     imus = [t.topic for t in topics if t.msgtype == IMU]
     if len(imus) > 1:
-        raise bags.BagError(f"--fuse: several IMU topics ({', '.join(imus)}): pass --imu-topic")
+        raise bags.BagError(f"{purpose}: several IMU topics ({', '.join(imus)}): pass --imu-topic")
     return odom, (imus[0] if imus else None)
 
 

@@ -71,7 +71,7 @@ def _json_default(o: Any):
 
 
 # ---------------------------------------------------------------------------------------------------- plots
-def _map_tiles(cfg: ReplayConfig, warnings: list[str]):
+def map_tiles(cfg: ReplayConfig, warnings: list[str]):
     """The aerial tiles to draw: ``--map`` (a VIGOR-layout city folder) or the index's tile source folder."""
     candidates = [cfg.map_dir] if cfg.map_dir else []
     if cfg.index and not cfg.map_dir:
@@ -87,7 +87,7 @@ def _map_tiles(cfg: ReplayConfig, warnings: list[str]):
     return None
 
 
-def _draw_map(ax, tiles, origin: geo.LocalENU, bbox: tuple[float, float, float, float], max_px: int = 128) -> None:
+def draw_map(ax, tiles, origin: geo.LocalENU, bbox: tuple[float, float, float, float], max_px: int = 128) -> None:
     """Mosaic of the tiles overlapping ``bbox`` (east0, east1, north0, north1), each drawn north-up at its extent."""
     half = tiles.tile_m / 2.0
     lat = np.array([t.lat_deg for t in tiles.tiles])
@@ -145,9 +145,9 @@ def _plot_trajectory(path: Path, frames: list[FrameResult], pairs: ScoredPairs, 
         margin = 20.0
         bbox = (float(np.nanmin(pts_e)) - margin, float(np.nanmax(pts_e)) + margin,
                 float(np.nanmin(pts_n)) - margin, float(np.nanmax(pts_n)) + margin)
-        tiles = _map_tiles(cfg, warnings)
+        tiles = map_tiles(cfg, warnings)
         if tiles is not None:
-            _draw_map(ax, tiles, origin, bbox)
+            draw_map(ax, tiles, origin, bbox)
         ax.set_xlim(bbox[0], bbox[1])
         ax.set_ylim(bbox[2], bbox[3])
     ax.plot(gtt.east_m, gtt.north_m, "-", color="white", lw=3.0, zorder=1)

@@ -42,7 +42,15 @@ class FrameResult:
     latency_ms: float = math.nan
     protection_level_m: float = math.nan  # the fix's (published or withheld); NaN without one or in --live
     note: str = ""
-    reason: str = ""  # why a fix was withheld (no_fix): localization.pipeline.GATE_REASONS
+    reason: str = ""  # why the output was withheld (no_fix): localization.gate.WITHHELD_REASONS
+    # tracking mode (in-process): the filter's state, why it was (re)initialised at this frame, its time beyond the
+    # single-frame localizer, and this frame's global fix (the single-frame answer on the same frame) and its verdict
+    tracking_state: str = ""
+    reinitialised: str = ""
+    beyond_single_ms: float = math.nan
+    single_latitude_deg: float = math.nan
+    single_longitude_deg: float = math.nan
+    single_accepted: bool = False
 
 
 @dataclass
@@ -68,6 +76,7 @@ class ReplayReport:
     withheld_by_reason: dict = field(default_factory=dict)  # GATE_REASONS key -> frames (in-process replay)
     trust: dict = field(default_factory=dict)  # localization.integrity.TrustReport: published fixes vs frames
     fusion: dict | None = None  # --fuse: rosbag.fusion's figures of the fused trajectory (None without --fuse)
+    tracking: dict | None = None  # rosbag.replay_tracking: convergence, after convergence, kidnap, NEES, time
     warnings: list[str] = field(default_factory=list)
     data_quality: dict = field(default_factory=dict)  # rosbag.replay_quality.DataQuality: what was not scored, why
 
@@ -135,8 +144,8 @@ class ReplayConfig:
     bag: str
     index: str | None
     out: str
-    image_topic: str
-    gt_topic: str
+    image_topic: str | None = None  # a panorama topic; None: chosen from the bag (rosbag.replay_topics)
+    gt_topic: str | None = None  # None: chosen from the bag
     checkpoint: str | None = None
     every: int = 1
     rate_hz: float | None = None
@@ -148,7 +157,15 @@ class ReplayConfig:
     backend: BackendSettings | None = None  # --backend/--export/--threads; None: torch, threads untouched
     map_dir: str | None = None
     plots: bool = True
-    node_input: str | None = None  # --live: default image / image/compressed
+    node_ns: str = ""  # --live: the node's namespace (its topics image, cameras/<name>/..., odom, imu, outputs)
+    node_input: str | None = None  # --live: default <ns>/image or <ns>/image/compressed
     node_output: str = "geopose_with_covariance"  # --live
     live_timeout_s: float = 5.0
     fusion: FusionConfig | None = None  # --fuse: odometry + IMU + fixes in robot_localization's map EKF
+    camera_topics: tuple[str, ...] = ()  # a pinhole rig's image topics (default: chosen from the bag)
+    camera_yaw: dict = field(default_factory=dict)  # camera name -> yaw (deg) when the bag does not say
+    odom_topic: str | None = None  # wheel odometry (default: the one nav_msgs/Odometry not under /gt/)
+    imu_topic: str | None = None  # default: the one sensor_msgs/Imu
+    #: model | imu | north_aligned (the node's meanings) | auto: north_aligned when the bag's metadata says so, else
+    #: imu for a known-orientation model with an IMU in the bag (north_aligned without one), model otherwise
+    heading_source: str = "auto"

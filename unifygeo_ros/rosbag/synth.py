@@ -196,7 +196,7 @@ def synth_bag(cfg: SynthBagConfig, city: Any = None) -> SynthBagResult:
     except BaseException:
         writer.close()
         raise
-    writer.close(_description(rec, drive, jump_m))
+    writer.close(_description(rec, drive, jump_m, cfg.north_aligned))
     image_topics = tuple(t for t, m in writer.connection_types() if m.startswith("sensor_msgs/msg/") and "Image" in m)
     return SynthBagResult(Path(cfg.out), frames, n_gt, rec.duration_s, drive.distance_m(rec.duration_s), origin,
                           image_topics[0], time.perf_counter() - t_start, len(samples.odom) if samples else 0,
@@ -225,10 +225,12 @@ def _recording(cfg: SynthBagConfig, meta: dict, origin: geo.LocalENU) -> _Record
     return _Recording(origin, rig, cam_h, n_frames, duration)
 
 
-def _description(rec: _Recording, drive: Any, jump_m: float | None) -> dict:
-    """The bag's metadata description (synth_topics.METADATA_KEY)."""
+def _description(rec: _Recording, drive: Any, jump_m: float | None, north_aligned: bool = False) -> dict:
+    """The bag's metadata description (synth_topics.METADATA_KEY); ``north_aligned``: the panoramas' centre column
+    looks north (``unifygeo replay``'s heading source follows it)."""
     return {**rec.rig.describe(rec.camera_height_m), "base_frame": BASE_FRAME, "kidnap_topic": KIDNAP_TOPIC,
-            "kidnap_at_s": drive.at_s if jump_m is not None else None, "kidnap_jump_m": jump_m}
+            "kidnap_at_s": drive.at_s if jump_m is not None else None, "kidnap_jump_m": jump_m,
+            "north_aligned": bool(north_aligned)}
 
 
 def _storage_plugin(storage: str) -> Any:

@@ -111,10 +111,9 @@ def run(args: argparse.Namespace) -> int:
           f"{FIX_TOPIC} and {GEOPOSE_TOPIC}{' and ' + ODOM_TOPIC if cfg.odom else ''}{sensors}; "
           f"{r.duration_s:.1f} s, {r.route_length_m:.0f} m driven{kidnap}; origin {r.origin.lat0_deg:.7f}, "
           f"{r.origin.lon0_deg:.7f} ({r.seconds:.1f} s, {r.render_s:.1f} s of it rendering)")
-    if cfg.camera == "panorama":
-        print(f"replay: unifygeo replay {r.bag} --index INDEX --image-topic {r.image_topic} --gt-topic "
-              f"{GEOPOSE_TOPIC} --out OUT")
-    else:
+    print(f"replay: unifygeo replay {r.bag} --index INDEX --out OUT"
+          + (" [--track]" if cfg.sensors else "") + "   (topics taken from the bag)")
+    if cfg.camera != "panorama":
         rig = make_rig(cfg.camera, cfg.cameras, cfg.hfov_deg, cfg.image_width)
         print(f"node: input_mode cameras, cameras.names {[c.name for c in rig.cameras]}, cameras.yaw_deg "
               f"{[c.yaw_deg for c in rig.cameras]}")
