@@ -185,3 +185,18 @@ def test_fp16_without_tensorrt_is_refused_not_faked(micro_export, micro_checkpoi
     with pytest.raises(UnifyGeoError, match="fp16 needs onnxruntime's TensorRT"):
         load_model(micro_checkpoint, "cpu", BackendSettings("onnxruntime", export_dir=str(folder),
                                                             precision="fp16"))
+
+
+def test_the_sessions_run_on_the_requested_threads(micro_export, micro_checkpoint):
+    folder, _ = micro_export
+    before = torch.get_num_threads()
+    try:
+        handle = load_model(micro_checkpoint, "cpu", BackendSettings("onnxruntime", threads=2,
+                                                                     export_dir=str(folder)))
+        sessions = handle.model.encoders.sessions
+        assert torch.get_num_threads() == 2 and "2 threads" in handle.backend
+        assert {n: s.get_session_options().intra_op_num_threads for n, s in sessions.items()} == \
+            {"ground": 2, "aerial": 2}
+        assert handle.model.encoders.precision == {"ground": "fp32", "aerial": "fp32"}  # CPU: float32 only
+    finally:
+        torch.set_num_threads(before)
