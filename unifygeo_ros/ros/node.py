@@ -16,7 +16,6 @@ drives too: localizer, gate, prior, stats), :mod:`unifygeo_ros.ros.worker` (the 
 """
 from __future__ import annotations
 
-import math
 import sys
 import time
 
@@ -29,14 +28,16 @@ from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from nav_msgs.msg import Odometry
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Imu, NavSatFix, NavSatStatus
 
 from unifygeo_ros import geo
 from unifygeo_ros.ros import messages as fix_messages
-from unifygeo_ros.errors import ImageError, UnifyGeoError
+from unifygeo_ros.errors import UnifyGeoError
 from unifygeo_ros.image.codec import compressed_fields_to_rgb, image_msg_to_rgb
 from unifygeo_ros.ros.params import PARAMETERS, NodeSettings
-from unifygeo_ros.localization.pipeline import GATE_REASONS, Frame, PipelineStats
+from unifygeo_ros.localization.pipeline import WITHHELD_REASONS, Frame, PipelineStats
+from unifygeo_ros.localization.sensor_feed import HeadingFeed, twist_reading
 from unifygeo_ros.image.stitch import RigFrame
 from unifygeo_ros.ros.worker import LatestFrameWorker, Throttle, error_kind, load_pipeline
 
@@ -76,10 +77,15 @@ class LocalizerNode(Node):
             geo.LocalENU(s.map_origin_lat_deg, s.map_origin_lon_deg, s.altitude_m)
         self.throttle = Throttle(s.warn_throttle_s)
         self.heading_source = resolve_heading_source(s.heading_source, self.pipeline.localizer.known_orientation)
-        self._imu: tuple[float, float, float] | None = None  # (stamp_s, compass heading of the panorama, std)
-        self._imu_problem = ""  # why the last IMU orientation was refused ("" = it was used)
-        if self.heading_source == "imu":
-            self.imu_sub = self.create_subscription(Imu, "imu", self._on_imu, qos_profile_sensor_data)
+        self.pipeline.use_heading_source(self.heading_source)
+        self.headings = HeadingFeed(s.imu_settings())  # the IMU -> the panorama's heading, as replay reads it
+        self.imu_sub = None
+        if self.heading_source == "imu" or s.mode == "tracking":  # tracking: the robot's heading whenever there is one
+            self.imu_sub = self.create_subscription(Imu, "imu", self.headings.add, qos_profile_sensor_data)
+        self.odom_sub = None
+        if s.mode == "tracking":  # wheel odometry moves the belief between frames (pipeline.odometry)
+            self.odom_sub = self.create_subscription(Odometry, "odom", lambda m: self.pipeline.odometry.add(
+                twist_reading(m)), qos_profile_sensor_data)
 
         self.pub_geopose = self.create_publisher(GeoPoseStamped, "geopose", OUTPUT_QOS)
         self.pub_geopose_cov = self.create_publisher(GeoPoseWithCovarianceStamped, "geopose_with_covariance",
@@ -103,7 +109,7 @@ class LocalizerNode(Node):
                     Image, f"cameras/{name}/image", lambda m, n=name: self._on_camera_image(n, m),
                     qos_profile_sensor_data))
                 self.inputs.append(self.create_subscription(
-                    CameraInfo, f"cameras/{name}/camera_info", lambda m, n=name: self._rig_infos.__setitem__(n, m),
+                    CameraInfo, f"cameras/{name}/camera_info", lambda m, n=name: self._on_camera_info(n, m),
                     qos_profile_sensor_data))
         self.worker = LatestFrameWorker(self._localize, self._on_worker_exception).start()
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -115,7 +121,8 @@ class LocalizerNode(Node):
             f"model {st.model_identity[:12]} from {st.checkpoint}, index {st.index} ({st.index_tiles} tiles), "
             f"device {st.device} ({st.backend}), input {s.input_mode} on {self.inputs[0].topic_name}, "
             f"min_score {s.min_score:g}, "
-            f"max_protection_level_m {s.max_protection_level_m:g}")
+            f"max_protection_level_m {s.max_protection_level_m:g}, mode {s.mode}"
+            + (f" (odometry on {self.odom_sub.topic_name}, IMU on {self.imu_sub.topic_name})" if self.odom_sub else ""))
 
     def _on_set_parameters(self, params) -> SetParametersResult:
         for p in params:
@@ -134,38 +141,10 @@ class LocalizerNode(Node):
         return SetParametersResult(successful=True)
 
     # ---- inputs (executor thread: cheap, never blocking) -----------------------------------------------------
-    def _on_imu(self, msg: Imu) -> None:
-        q = msg.orientation
-        if msg.orientation_covariance[0] == -1.0 or (q.x, q.y, q.z, q.w) == (0, 0, 0, 0):
-            return  # no orientation in this IMU message (REP-145: covariance[0] = -1)
-        problem = fix_messages.unit_quaternion_problem(q.x, q.y, q.z, q.w)
-        if problem:  # not used; frames that need a heading say why they get none
-            self._imu_problem = problem
-            return
-        self._imu_problem = ""
-        yaw = geo.quaternion_xyzw_to_yaw_deg(q.x, q.y, q.z, q.w) + self.settings.imu_panorama_yaw_offset_deg
-        var = float(msg.orientation_covariance[8])
-        std = math.degrees(math.sqrt(var)) if var > 0 and math.isfinite(var) else self.settings.imu_default_yaw_std_deg
-        self._imu = (_stamp_s(msg.header.stamp), float(geo.yaw_to_heading_deg(yaw)), std)
-
     def _offer(self, stamp, decode, source: str) -> None:
         self.stats.received()
         frame = Frame(stamp, _stamp_s(stamp), decode, source=source)
-        if self.heading_source == "north_aligned":
-            frame.heading_deg = 0.0
-        elif self.heading_source == "imu":
-            imu = self._imu
-            if imu is None or abs(imu[0] - frame.stamp_s) > self.settings.imu_max_age_s:
-                if self._imu_problem:
-                    why = self._imu_problem
-                elif imu is None:
-                    why = "no IMU orientation received yet on " + self.imu_sub.topic_name
-                else:
-                    why = (f"IMU orientation is {abs(imu[0] - frame.stamp_s):.2f} s from the image stamp "
-                           f"(> imu.max_age_s {self.settings.imu_max_age_s:g})")
-                frame.decode = _raise_image_error(f"heading_source imu: {why}")
-            else:
-                frame.heading_deg, frame.heading_std_deg = imu[1], imu[2]
+        self.pipeline.set_heading(frame, self.headings, self.imu_sub.topic_name if self.imu_sub else "imu")
         self.worker.submit(frame)
 
     def _on_image(self, msg: Image) -> None:
@@ -174,8 +153,13 @@ class LocalizerNode(Node):
     def _on_compressed(self, msg: CompressedImage) -> None:
         self._offer(msg.header.stamp, lambda: compressed_fields_to_rgb(msg.format, msg.data), "image/compressed")
 
-    def _on_camera_image(self, name: str, msg: Image) -> None:
-        self._rig_images[name] = msg
+    def _on_camera_info(self, name: str, msg: CameraInfo) -> None:
+        self._rig_infos[name] = msg  # a set waiting only for this camera's first CameraInfo goes out now
+        self._on_camera_image(name, None)
+
+    def _on_camera_image(self, name: str, msg: Image | None) -> None:
+        if msg is not None:
+            self._rig_images[name] = msg
         frame = RigFrame.collect(self.settings, self._rig_images, self._rig_infos, self._rig_last_stamp)
         if frame is not None:
             self._rig_last_stamp = frame.newest_stamp_s
@@ -186,7 +170,7 @@ class LocalizerNode(Node):
     def _localize(self, frame: Frame) -> None:
         out = self.pipeline.process(frame)
         if out.published:
-            self._publish_fix(frame, out.fix)
+            self._publish_fix(frame, out.pose)  # the fix, or the belief in mode tracking
             now_s = self.get_clock().now().nanoseconds * 1e-9
             self.stats.published(1000.0 * (now_s - frame.stamp_s))
         elif out.status in ("bad_input", "error") and self.throttle.ready(f"{out.status}:{error_kind(out.message)}"):
@@ -240,8 +224,9 @@ class LocalizerNode(Node):
         st = self.startup
         values = {
             **{k: v for k, v in snap.items()
-               if k not in ("last_error", "last_error_status", "last_status", "withheld_by_reason")},
-            **{f"withheld_{r}": snap["withheld_by_reason"].get(r, 0) for r in GATE_REASONS},
+               if k not in ("last_error", "last_error_status", "last_status", "withheld_by_reason")
+               and not (k.startswith("tracking_") and self.odom_sub is None)},
+            **{f"withheld_{r}": snap["withheld_by_reason"].get(r, 0) for r in WITHHELD_REASONS},
             "frames_dropped": self.worker.dropped,
             "fixes_withheld": snap["withheld"],
             "min_score": self.pipeline.min_score,
@@ -256,6 +241,9 @@ class LocalizerNode(Node):
             "startup_s": round(self.startup_s, 3),
             "input_mode": self.settings.input_mode, "input_topic": self.inputs[0].topic_name,
             "heading_source": self.heading_source,
+            "mode": self.pipeline.mode,
+            **({"odometry_samples": self.pipeline.odometry.samples, "odometry_topic": self.odom_sub.topic_name}
+               if self.odom_sub is not None else {}),
         }
         status = DiagnosticStatus(level=level, name=f"{self.get_fully_qualified_name()}: localization", message=message,
                                   hardware_id=f"unifygeo model {st.model_identity[:12]}")
@@ -284,12 +272,6 @@ def resolve_heading_source(requested: str, known_orientation: bool) -> str:
     return requested
 
 
-def _raise_image_error(message: str):
-    def decode():
-        raise ImageError(message)
-    return decode
-
-
 def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.6g}"
@@ -305,9 +287,15 @@ def diagnostic_level(snap: dict, period_s: float, topic: str) -> tuple[bytes, st
         return lvl, f"{snap['last_error_status'].replace('_', ' ')}: {snap['last_error']}"
     if snap["received"] == 0:
         return DiagnosticStatus.WARN, f"no images received yet on {topic}"
+    tracking = snap.get("tracking_state", "")
     if snap["last_status"] == "withheld":
-        return DiagnosticStatus.WARN, (f"fix withheld: {snap['last_withheld_reason']} ({snap['withheld']} withheld "
-                                       f"so far, availability {snap['availability']:.0%})")
+        return DiagnosticStatus.WARN, (f"{'estimate' if tracking else 'fix'} withheld: {snap['last_withheld_reason']} "
+                                       f"({snap['withheld']} withheld so far, availability {snap['availability']:.0%})")
+    if tracking:
+        return DiagnosticStatus.OK, (f"tracking: {tracking}, {snap['fix_rate_hz']:.1f} estimates/s, protection level "
+                                     f"{snap['last_protection_level_m']:.1f} m, {snap['published']} published "
+                                     f"(availability {snap['availability']:.0%}), "
+                                     f"{snap.get('tracking_reinitialisations', 0)} (re)initialisations")
     return DiagnosticStatus.OK, (f"localizing: {snap['fix_rate_hz']:.1f} fixes/s, last protection level "
                                  f"{snap['last_protection_level_m']:.1f} m, score {snap['last_score']:.2f}, "
                                  f"{snap['published']} published (availability {snap['availability']:.0%})")

@@ -10,14 +10,43 @@ exactly these, ``config/localize.yaml`` sets exactly these (tested), docs/NODE.m
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from unifygeo_ros.errors import UnifyGeoError
-from unifygeo_ros.localization.pipeline import PipelineSettings, PriorSettings
+from unifygeo_ros.image.stitch import RigSettings
+from unifygeo_ros.localization.pipeline import MODES, PipelineSettings, PriorSettings
+from unifygeo_ros.localization.sensor_feed import ImuSettings
+from unifygeo_ros.localization.tracking import FILTERS, TrackingSettings
 from unifygeo_ros.model.backends import BACKENDS, DEFAULT_BACKEND, DEFAULT_THREADS, BackendSettings
 
 INPUT_MODES = ("panorama", "compressed", "cameras")
 _PIPE = PipelineSettings()  # the defaults the node shares with ``unifygeo replay``
+_RIG, _IMU, _TRACK = RigSettings(), ImuSettings(), TrackingSettings()
+#: the sequential localizer's settings the node exposes as ``tracking.<name>`` (defaults: TrackingSettings; the gate's
+#: limits are min_score / max_protection_level_m, the panorama's convention follows heading_source)
+TRACKING_PARAMETERS = (
+    ("filter", "particles (default) or grid (docs/TRACKING.md measures both)"),
+    ("particles", "particle count"),
+    ("grid_cell_m", "grid filter: cell side, m"),
+    ("grid_window_m", "grid filter: side of the window that follows the belief, m"),
+    ("max_tiles", "tiles whose maps are evaluated per frame (those holding the most belief)"),
+    ("evidence_weight", "exponent of a frame's likelihood (consecutive frames are not independent views)"),
+    ("floor_ratio", "a frame's likelihood is at least this share of its maximum over the belief"),
+    ("heading_weight", "exponent of an absolute (IMU) heading's likelihood (its readings share a bias)"),
+    ("heading_reset_sigmas", "an IMU heading this many combined sigmas from the belief replaces the belief's heading"),
+    ("model_heading_min_std_deg", "floor of the model's heading std (unknown-orientation models), deg"),
+    ("odometry_noise_scale", "the odometry's covariance is multiplied by this squared"),
+    ("position_noise_frac", "extra position noise per prediction, share of the distance driven"),
+    ("position_noise_m_per_sqrt_s", "extra position random walk, m/sqrt(s)"),
+    ("yaw_noise_deg_per_sqrt_s", "extra heading random walk, deg/sqrt(s)"),
+    ("init_min_radius_m", "the belief started from a fix covers at least this radius, m"),
+    ("disagree_fixes", "accepted global fixes outside the belief in a row that re-initialise it (kidnap)"),
+    ("collapse_log_ratio", "log evidence ratio below which a frame counts towards 'lost'"),
+    ("collapse_frames", "such frames in a row declare the belief lost (its estimate is withheld)"),
+    ("converged_pl_m", "converged = initialised, not lost, protection level at most this, m"),
+    ("global_every", "global search every N frames once tracking (always while not initialised or lost)"),
+    ("seed", "seed of the particles' random generator"),
+)
 DEVICES = ("auto", "cpu", "cuda")
 HEADING_SOURCES = ("auto", "model", "north_aligned", "imu")
 
@@ -44,6 +73,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("onnx_export", "",
               "backend onnxruntime: export folder (unifygeo export); empty = exported once into the user's cache "
               "(~/.cache/unifygeo/onnx/<model hash>)"),
+    ParamSpec("mode", _PIPE.mode,
+              "single: one fix per frame; tracking: the sequential localizer - wheel odometry (nav_msgs/Odometry on "
+              "'odom') between frames, the IMU heading and the images; publishes the belief (docs/TRACKING.md)",
+              MODES),
     ParamSpec("input_mode", "panorama",
               "panorama: sensor_msgs/Image on 'image'; compressed: sensor_msgs/CompressedImage on "
               "'image/compressed'; cameras: several pinhole cameras stitched into a partial panorama", INPUT_MODES),
@@ -53,11 +86,11 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "yaw of sensor_msgs/Imu on 'imu' (REP-103 ENU: 0 = east, earth-referenced), the panorama is rolled "
               "to north before the network sees it; auto: model for unknown-orientation models, else imu",
               HEADING_SOURCES),
-    ParamSpec("imu.panorama_yaw_offset_deg", 0.0,
+    ParamSpec("imu.panorama_yaw_offset_deg", _IMU.panorama_yaw_offset_deg,
               "yaw of the panorama's centre column relative to the IMU frame's x axis (REP-103: counter-clockwise, "
               "left = +90), deg"),
-    ParamSpec("imu.max_age_s", 0.5, "an IMU orientation older than this (vs the image stamp) is not used, s"),
-    ParamSpec("imu.default_yaw_std_deg", 5.0,
+    ParamSpec("imu.max_age_s", _IMU.max_age_s, "an IMU orientation older than this (vs the image stamp) is not used, s"),
+    ParamSpec("imu.default_yaw_std_deg", _IMU.default_yaw_std_deg,
               "heading standard deviation published when the IMU reports no yaw covariance, deg"),
     ParamSpec("min_score", _PIPE.min_score,
               "fixes whose score (the model's probability that the tile is right) is below this are withheld and "
@@ -87,13 +120,16 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("warn_throttle_s", 5.0, "at most one log line per kind of bad input per this period, s"),
     ParamSpec("aspect_tolerance", _PIPE.aspect_tolerance,
               "accepted relative deviation of a panorama's width/height from 2"),
-    ParamSpec("cameras.names", ["front", "left", "back", "right"],
+    ParamSpec("cameras.names", list(_RIG.camera_names),
               "camera names (input_mode cameras): topics cameras/<name>/image and cameras/<name>/camera_info"),
-    ParamSpec("cameras.yaw_deg", [0.0, 90.0, 180.0, -90.0],
+    ParamSpec("cameras.yaw_deg", list(_RIG.camera_yaw_deg),
               "yaw of each camera's optical axis in the body frame (REP-103: counter-clockwise, left = +90), deg"),
-    ParamSpec("cameras.pitch_deg", [0.0, 0.0, 0.0, 0.0], "pitch of each camera (up positive), deg"),
-    ParamSpec("cameras.panorama_width", 512, "width of the stitched panorama, px (height = width / 2)"),
-    ParamSpec("cameras.sync_tolerance_s", 0.05, "images of the rig whose stamps differ by more are not stitched, s"),
+    ParamSpec("cameras.pitch_deg", list(_RIG.camera_pitch_deg), "pitch of each camera (up positive), deg"),
+    ParamSpec("cameras.panorama_width", _RIG.panorama_width, "width of the stitched panorama, px (height = width / 2)"),
+    ParamSpec("cameras.sync_tolerance_s", _RIG.sync_tolerance_s,
+              "images of the rig whose stamps differ by more are not stitched, s"),
+    *(ParamSpec(f"tracking.{name}", getattr(_TRACK, name), f"mode tracking: {text}",
+                FILTERS if name == "filter" else ()) for name, text in TRACKING_PARAMETERS),
 )
 PARAMETER_NAMES = tuple(p.name for p in PARAMETERS)
 
@@ -137,6 +173,8 @@ class NodeSettings:
     camera_pitch_deg: tuple
     panorama_width: int
     sync_tolerance_s: float
+    mode: str = _PIPE.mode
+    tracking: TrackingSettings = _TRACK
 
     @classmethod
     def from_params(cls, values: dict) -> "NodeSettings":
@@ -200,6 +238,7 @@ class NodeSettings:
             diagnostics_period_s=positive("diagnostics_period_s"), warn_throttle_s=positive("warn_throttle_s", True),
             aspect_tolerance=positive("aspect_tolerance"), camera_names=names, camera_yaw_deg=yaws,
             camera_pitch_deg=pitches, panorama_width=width, sync_tolerance_s=positive("cameras.sync_tolerance_s"),
+            mode=str(v["mode"]), tracking=_tracking_settings(v),
         )
 
     def backend_settings(self) -> BackendSettings:
@@ -213,7 +252,24 @@ class NodeSettings:
             aspect_tolerance=self.aspect_tolerance,
             prior=PriorSettings(enabled=self.use_prior, sigma_floor_m=self.prior_sigma_floor_m,
                                 growth_m_per_s=self.prior_growth_m_per_s, max_age_s=self.prior_max_age_s,
-                                max_sigma_m=self.prior_max_sigma_m, reset_after=self.prior_reset_after))
+                                max_sigma_m=self.prior_max_sigma_m, reset_after=self.prior_reset_after),
+            mode=self.mode, tracking=self.tracking)
+
+    def imu_settings(self) -> ImuSettings:
+        return ImuSettings(self.imu_panorama_yaw_offset_deg, self.imu_max_age_s, self.imu_default_yaw_std_deg)
+
+
+def _tracking_settings(v: dict) -> TrackingSettings:
+    """The ``tracking.*`` values as :class:`TrackingSettings` (checked there: one line naming the parameter)."""
+    kw = {name: type(getattr(_TRACK, name))(v[f"tracking.{name}"]) for name, _ in TRACKING_PARAMETERS}
+    try:
+        out = replace(_TRACK, **kw)
+    except UnifyGeoError as exc:
+        raise UnifyGeoError(f"parameter {str(exc).replace('tracking ', 'tracking.', 1)}") from exc
+    if v["mode"] == "tracking" and float(v["imu.panorama_yaw_offset_deg"]) != 0.0:
+        raise UnifyGeoError("parameter imu.panorama_yaw_offset_deg: mode tracking needs the panorama's centre column "
+                            "along the robot's forward axis (offset 0; the odometry moves the robot along it)")
+    return out
 
 
 def protection_limit(value) -> float:

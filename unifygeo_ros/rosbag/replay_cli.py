@@ -7,6 +7,7 @@ import dataclasses
 
 from unifygeo_ros.errors import UnifyGeoError
 from unifygeo_ros.localization.pipeline import PipelineSettings
+from unifygeo_ros.localization.tracking import TrackingSettings
 from unifygeo_ros.model.backends import add_backend_arguments, backend_from_args
 from unifygeo_ros.rosbag import trajectory
 from unifygeo_ros.rosbag.fusion_config import FusionConfig
@@ -21,6 +22,27 @@ def _topics(text: str) -> tuple[str, ...]:
     if not out:
         raise argparse.ArgumentTypeError(f"expected topics separated by commas, got {text!r}")
     return out
+
+
+def _setting(text: str) -> tuple[str, str]:
+    key, eq, value = text.partition("=")
+    if not eq or key.strip() not in TrackingSettings.__dataclass_fields__:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE with KEY one of TrackingSettings' fields, got {text!r}")
+    return key.strip(), value.strip()
+
+
+def _tracking(pairs: list[tuple[str, str]]) -> TrackingSettings:
+    """``--track-set`` values on top of the defaults, typed like them (the node's ``tracking.*`` parameters)."""
+    base = TrackingSettings()
+    kw = {}
+    for key, value in pairs:
+        default = getattr(base, key)
+        try:
+            kw[key] = (value.lower() in ("1", "true", "yes") if isinstance(default, bool) else
+                       None if value == "None" else type(default if default is not None else 0.0)(value))
+        except ValueError:
+            raise UnifyGeoError(f"--track-set {key}={value}: not a {type(default).__name__}") from None
+    return dataclasses.replace(base, **kw)
 
 
 def _camera_yaw(text: str) -> tuple[str, float]:
@@ -78,6 +100,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--track", action="store_true",
                         help="the node's mode tracking: the sequential localizer on the wheel odometry, the IMU "
                              "heading and the images (docs/TRACKING.md); metrics.json 'tracking' scores it")
+    parser.add_argument("--track-set", type=_setting, action="append", default=[], metavar="KEY=VALUE",
+                        help="--track: a TrackingSettings value (the node's tracking.KEY parameters), e.g. "
+                             "particles=500")
     parser.add_argument("--heading-source", default="auto", choices=HEADING_SOURCES,
                         help="the node's heading_source; auto: north_aligned when the bag's metadata says so, else "
                              "imu for a known-orientation model with an IMU in the bag, else model")
@@ -124,7 +149,8 @@ def run(args: argparse.Namespace) -> int:
                                                     max_protection_level_m=args.max_protection_level_m,
                                                     prior=dataclasses.replace(PipelineSettings().prior,
                                                                               enabled=args.prior),
-                                                    mode="tracking" if args.track else "single"),
+                                                    mode="tracking" if args.track else "single",
+                                                    tracking=_tracking(args.track_set)),
                        camera_topics=args.camera_topics, camera_yaw=dict(args.camera_yaw),
                        odom_topic=args.odom_topic, imu_topic=args.imu_topic, heading_source=args.heading_source,
                        node_ns=args.node_ns,

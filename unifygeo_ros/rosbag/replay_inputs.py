@@ -119,17 +119,17 @@ class ReplayInputs:
             return None
         if conn.msgtype == CAMERA_INFO:
             self._infos[self._info_names[topic]] = msg
-            return None
+            return self._rig_set(log_ns)
         if t.rig:
-            return self._rig_image(topic, msg, log_ns)
+            self._images[self._names[topic]] = msg
+            return self._rig_set(log_ns)
         stamp = stamp_or_log_time(msg, log_ns)
         decode = (lambda m=msg, ty=conn.msgtype: bags.msg_to_rgb(m, ty))
         return Candidate(stamp, Frame(stamp, stamp * 1e-9, decode), [("image", topic, msg)])
 
-    def _rig_image(self, topic: str, msg: Any, log_ns: int) -> Candidate | None:
-        """The node's camera callback: the set is stitched when every camera has an image and a CameraInfo within
-        the sync tolerance (:meth:`RigFrame.collect`)."""
-        self._images[self._names[topic]] = msg
+    def _rig_set(self, log_ns: int) -> Candidate | None:
+        """The node's camera callbacks: the set is stitched when every camera has an image and a CameraInfo, the
+        images within the sync tolerance (:meth:`RigFrame.collect`), checked on every image and CameraInfo."""
         rf = RigFrame.collect(self.rig, self._images, self._infos, self._rig_last_s)
         if rf is None:
             return None

@@ -196,7 +196,16 @@ def choose_topics(reader: Any, bag: str | Path, *, image_topic: str | None = Non
         with_info = [t for t in images if by_name.get(_info_sibling(t.topic), None) is not None
                      and by_name[_info_sibling(t.topic)].msgtype == CAMERA_INFO]
         if with_info:
-            out.rig = _rig(reader, [t.topic for t in with_info], description, camera_yaw or {}, warnings)
+            order = [str(c.get("image_topic")) for c in description.get("cameras") or []]
+            defaults = RigSettings().camera_names
+
+            def rank(t: bags.TopicInfo) -> tuple:  # the bag's own order, else the node's default rig's, else name
+                name = _camera_name(t.topic, description)
+                return (order.index(t.topic) if t.topic in order else len(order),
+                        defaults.index(name) if name in defaults else len(defaults), t.topic)
+
+            out.rig = _rig(reader, [t.topic for t in sorted(with_info, key=rank)], description, camera_yaw or {},
+                           warnings)
             cams = ", ".join(f"{c.name} {c.image_topic} (yaw {c.yaw_deg:g} deg, from {c.mounting_from})"
                              for c in out.rig)
             out.lines.append(f"camera: a rig of {len(out.rig)} pinhole camera(s) with CameraInfo: {cams} "
