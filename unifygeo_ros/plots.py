@@ -203,7 +203,8 @@ def plot_stanford(error_m: np.ndarray, protection_level_m: np.ndarray, accepted:
     pl = np.asarray(protection_level_m, np.float64)
     acc = np.asarray(accepted, bool)
     finite = pl[np.isfinite(pl)]
-    right = 10.0 ** np.ceil(np.log10(max(float(finite.max()) if finite.size else 10.0, float(err.max()), 10.0)))
+    right = 10.0 ** np.ceil(np.log10(max(float(finite.max()) if finite.size else 10.0,
+                                         float(err.max()) if err.size else 10.0, 10.0)))
     pl = np.where(np.isfinite(pl), np.maximum(pl, 1e-2), right)
     fig, ax = plt.subplots(figsize=(5.2, 4.8), dpi=110)
     lo = 1e-1
