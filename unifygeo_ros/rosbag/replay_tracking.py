@@ -25,8 +25,9 @@ published estimate - withheld, undecodable, dropped by the node - has ``e = inf`
 * ``step_ms_median`` / ``_p95`` (the pipeline's time per frame, decoding included), ``beyond_single_ms_median`` /
   ``_p95`` (tracking, in-process: the step beyond the single-frame localizer);
 * ``single_frame`` (tracking, in-process): the filter's global fixes on the same frames - ``all`` and
-  ``accepted`` (by the integrity gate) error stats over the after-convergence frames, ``availability`` of accepted
-  fixes over all frames.
+  ``accepted`` (by the integrity gate) error stats over the after-convergence frames, ``every_frame`` over every frame
+  with GT (gate or not), ``availability`` of accepted fixes over all frames. Error stats carry ``within_5m``, the
+  share of their frames within 5 m.
 """
 from __future__ import annotations
 
@@ -59,7 +60,8 @@ def _stats(e: np.ndarray) -> dict | None:
     if not e.size:
         return None
     return {"median_m": float(np.median(e)), "p95_m": float(np.percentile(e, 95)),
-            "rmse_m": float(np.sqrt(np.mean(e ** 2))), "max_m": float(np.max(e)), "count": int(e.size)}
+            "rmse_m": float(np.sqrt(np.mean(e ** 2))), "max_m": float(np.max(e)), "count": int(e.size),
+            "within_5m": float(np.mean(e <= CONVERGED_M))}
 
 
 def _pct(v: list[float], q: float) -> float | None:
@@ -137,7 +139,7 @@ def tracking_report(frames: list[FrameResult], gt: trajectory.Trajectory, origin
         "beyond_single_ms_p95": _pct([f.beyond_single_ms for f in frames], 95),
         "single_frame": None if not has_single else {
             "all": _stats(single_err[span]), "accepted": _stats(single_err[span & tl.single_accepted]),
-            "availability": float(np.mean(tl.single_accepted)) if t.size else None},
+            "every_frame": _stats(single_err), "availability": float(np.mean(tl.single_accepted)) if t.size else None},
         "definitions": "docs/REPLAY.md, 'Tracking' (unifygeo_ros/rosbag/replay_tracking.py)",
     }
     return report, tl
