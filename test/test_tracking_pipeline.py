@@ -93,6 +93,7 @@ def _frames(pipe, pos, yaw, scene, heading=True, t0=0.0):
             pipe.odometry.add(TwistReading(t, 0.0, 0.0, 0.0, 0.0, 0.0))
         frame = Frame(None, t, lambda s=scene(k, p): s, heading_deg=compass(yaw[k]) if heading else None,
                       heading_std_deg=1.0)
+        pipe.stats.received()  # the node counts a frame when it arrives
         out.append(pipe.process(frame))
     return out
 
@@ -162,3 +163,23 @@ def test_single_mode_is_unchanged_and_mode_is_checked():
     assert PipelineSettings().mode == "single"
     with pytest.raises(UnifyGeoError, match="mode must be one of single, tracking"):
         PipelineSettings(mode="kalman")
+
+
+def test_node_diagnostics_say_the_tracking_state():
+    """The node's status line (ros/node.py: diagnostic_level) from the tracking pipeline's counters: WARN with the
+    reason while nothing can go out, OK with the state once the belief is published."""
+    pytest.importorskip("rclpy", reason="rclpy not importable (source scripts/ros_env.sh)")
+    from diagnostic_msgs.msg import DiagnosticStatus
+
+    from unifygeo_ros.ros.node import diagnostic_level
+
+    pos, yaw, _ = drive(24)
+    pipe = _pipeline()
+    _frames(pipe, pos[:1], yaw[:1], lambda k, p: Scene(tuple(p)))  # no global fix accepted yet
+    level, message = diagnostic_level(pipe.stats.snapshot(), 1.0, "/image")
+    assert level == DiagnosticStatus.WARN and message.startswith(
+        "estimate withheld: tracking: not initialised (waiting for an accepted global fix)")
+    _frames(pipe, pos, yaw, lambda k, p: Scene(tuple(p), fix=tuple(p) if k == 0 else None), t0=1.0)
+    level, message = diagnostic_level(pipe.stats.snapshot(), 1.0, "/image")
+    assert level == DiagnosticStatus.OK and message.startswith("tracking: converged, ") and \
+        "1 (re)initialisations" in message
