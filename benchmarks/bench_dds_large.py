@@ -98,11 +98,13 @@ def run_setup(name: str, world, cases: dict, args, tmp: Path) -> list[dict]:
 
 def table(rows: list[dict]) -> str:
     lines = ["| set-up | case | MB | published (Hz) | received | processed | slot drops | fixes | delivered | "
-             "processed share | load |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "processed share | processing p50 / p95 ms | load |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['setup']} | {r['case']} | {r['message_mb']} | {r['published']} ({r['publish_rate_hz']}) | "
                      f"{r['received']} | {r['processed']} | {r['dropped']} | {r['fixes']} | {r['delivered']:.1%} | "
-                     f"{r['processed_share']:.1%} | {r['load_1min']} |")
+                     f"{r['processed_share']:.1%} | {r['processing_ms_p50']:.0f} / {r['processing_ms_p95']:.0f} | "
+                     f"{r['load_1min']} |")
     return "\n".join(lines)
 
 

@@ -36,6 +36,7 @@ SETUPS: dict[str, tuple[dict, dict]] = {  # name -> (node's DDS variables, publi
 }
 # the counters of the node's /diagnostics a stream is measured with
 COUNTERS = ("received", "processed", "frames_dropped", "published", "withheld", "bad_input", "error")
+TIMINGS = ("processing_ms_p50", "processing_ms_p95")  # the node's window of its last 100 frames
 
 
 def setup_env(env: dict, variables: dict) -> dict:
@@ -113,11 +114,13 @@ def with_sensor_noise(rgb: np.ndarray, sigma: float, seed: int = 0) -> np.ndarra
 
 
 def counters(driver, ns: str, timeout_s: float = 10.0) -> dict:
-    """The node's cumulative counters from its first /diagnostics published from now on."""
+    """The node's cumulative counters (and its recent processing times) from its first /diagnostics published
+    from now on."""
     st = driver.call("diagnostics", name_contains=f"{ns}/", after_ns=time.time_ns(), timeout=timeout_s)["status"]
     if st is None:
         raise RuntimeError(f"no /diagnostics from {ns} within {timeout_s:g} s")
-    return {k: int(float(st["values"][k])) for k in COUNTERS}
+    return {**{k: int(float(st["values"][k])) for k in COUNTERS},
+            **{k: float(st["values"].get(k, "nan")) for k in TIMINGS}}
 
 
 def wait_subscribed(driver, ns: str, topic: str, kind: str, fields: dict, timeout_s: float = 30.0) -> None:
@@ -136,7 +139,8 @@ class StreamResult:
     """What became of a stream of frames. ``published``: frames the driver published; the others are the node's
     counters over the stream: ``received`` by its subscription (so ``published - received`` were lost by DDS),
     ``processed`` by the network, ``dropped`` from its one-frame slot (newer frame arrived first, by design),
-    ``fixes`` published by it (the others ``withheld`` by its gate, or ``bad_input`` / ``error``)."""
+    ``fixes`` published by it (the others ``withheld`` by its gate, or ``bad_input`` / ``error``); its processing
+    time per frame (decoding included) at the end of the stream."""
 
     published: int
     publish_rate_hz: float
@@ -147,6 +151,8 @@ class StreamResult:
     withheld: int
     bad_input: int
     error: int
+    processing_ms_p50: float
+    processing_ms_p95: float
 
     @property
     def delivered(self) -> float:
@@ -157,7 +163,8 @@ class StreamResult:
         return self.processed / self.published if self.published else float("nan")
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "delivered": round(self.delivered, 4), "processed_share": round(self.processed_share, 4)}
+        return {**asdict(self), "delivered": round(self.delivered, 4),
+                "processed_share": round(self.processed_share, 4)}
 
 
 def stream(driver, ns: str, topic: str, kind: str, fields: dict, hz: float, seconds: float,
@@ -171,4 +178,5 @@ def stream(driver, ns: str, topic: str, kind: str, fields: dict, hz: float, seco
     d = {k: after[k] - before[k] for k in COUNTERS}
     return StreamResult(published=int(f["published"]), publish_rate_hz=round(f["published"] / seconds, 2),
                         received=d["received"], processed=d["processed"], dropped=d["frames_dropped"],
-                        fixes=d["published"], withheld=d["withheld"], bad_input=d["bad_input"], error=d["error"])
+                        fixes=d["published"], withheld=d["withheld"], bad_input=d["bad_input"], error=d["error"],
+                        processing_ms_p50=after["processing_ms_p50"], processing_ms_p95=after["processing_ms_p95"])
