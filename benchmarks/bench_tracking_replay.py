@@ -128,10 +128,12 @@ def error_series(out: Path) -> tuple[list[float], list[float]]:
             [float(r["error_m"]) if r["error_m"] and r["status"] == "fix" else math.nan for r in rows])
 
 
-def plot(results: dict, work: Path, path: Path) -> None:
+def plot(results: dict, work: Path, path: Path, duration_s: float) -> None:
+    """Error over time of the drives where something was published (the pinhole rigs with the demo model publish
+    nothing: their rows would be empty; each run's own tracking_error.png shows its global fixes)."""
     from unifygeo_ros.plots import plt
 
-    keys = list(results)
+    keys = [k for k in results if any(r["tracking"]["availability"] for r in results[k].values())]
     fig, axes = plt.subplots(len(keys), 1, figsize=(10, 2.4 * len(keys)), squeeze=False)
     for ax, key in zip(axes[:, 0], keys):
         for mode, style in (("single", "."), ("tracking", "-")):
@@ -143,6 +145,7 @@ def plot(results: dict, work: Path, path: Path) -> None:
         if tk["converged_after_s"] is not None:
             ax.axvline(tk["converged_after_s"], color="g", ls=":", lw=1, label="tracking converged")
         ax.axhline(5.0, color="k", ls="--", lw=0.6)
+        ax.set_xlim(0.0, duration_s)
         ax.set_title(key, fontsize=9)
         ax.set_ylabel("error (m)")
         ax.legend(fontsize=7, ncol=4, loc="upper right")
@@ -163,7 +166,8 @@ def main(argv=None) -> int:
     ap.add_argument("--models", default="demo,fov", help="models/fov is used only when it exists")
     ap.add_argument("--duration", type=float, default=150.0)
     ap.add_argument("--kidnap-at", type=float, default=75.0)
-    ap.add_argument("--stage", choices=("bags", "replay", "all"), default="all")
+    ap.add_argument("--stage", choices=("bags", "replay", "all", "plot"), default="all",
+                    help="plot: redraw the PNG from <out>/tracking_replay.json and the runs")
     ap.add_argument("--work", default="out/bench_tracking_replay")
     ap.add_argument("--out", default="benchmarks/results")
     args = ap.parse_args(argv)
@@ -171,6 +175,10 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(1)
     work = ROOT / args.work
+    if args.stage == "plot":
+        saved = json.loads((ROOT / args.out / "tracking_replay.json").read_text())
+        plot(saved["runs"], work, ROOT / args.out / "tracking_replay.png", saved["args"]["duration"])
+        return 0
     cities, rigs = args.cities.split(","), args.rigs.split(",")
     models = [m for m in args.models.split(",") if (ROOT / MODELS[m] / "model.safetensors").is_file()]
     machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
@@ -202,7 +210,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "tracking_replay.json").write_text(json.dumps({"machine": machine, "args": vars(args), "models": models,
                                                           "runs": results}, indent=1) + "\n")
-    plot(results, work, out / "tracking_replay.png")
+    plot(results, work, out / "tracking_replay.png", args.duration)
     print(f"wrote {out / 'tracking_replay.json'} and .png")
     return 0
 

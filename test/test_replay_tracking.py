@@ -1,7 +1,7 @@
 """``unifygeo replay`` with the sequential localizer (issue #17, items 4-5): topics taken from the bag, pinhole rigs
 stitched as the node stitches them, metrics.json ``tracking`` by its definitions, and ``--live`` against a real node
 in ``mode: tracking`` agreeing with the in-process replay. The model has random weights (accuracy is not asserted:
-docs/TRACKING.md and BENCHMARKS.md 1g measure it)."""
+docs/TRACKING.md and BENCHMARKS.md 1h measure it)."""
 from __future__ import annotations
 
 import json
