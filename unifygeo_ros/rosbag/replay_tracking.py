@@ -190,8 +190,9 @@ def plot_tracking(out: Path, tl: Timeline, report: dict, gt: trajectory.Trajecto
                 _ellipse(ax, tl.est[i], tl.cov[i], color="tab:orange", lw=0.7, zorder=3,
                          label="2-sigma ellipse" if j == 0 else None)
     if report.get("kidnap_at_s") is not None and tl.t_s.size:
-        i = int(np.argmin(np.abs(tl.t_s - report["kidnap_at_s"])))
-        ax.plot(*tl.truth[i], "r*", ms=12, zorder=4, label="kidnap")
+        after = np.nonzero(tl.t_s >= report["kidnap_at_s"])[0]
+        if after.size:  # the first frame after the teleport: where the vehicle landed
+            ax.plot(*tl.truth[after[0]], "r*", ms=12, zorder=4, label="kidnap: landed here")
     ax.set_aspect("equal")
     ax.set_xlabel("east (m)")
     ax.set_ylabel("north (m)")
