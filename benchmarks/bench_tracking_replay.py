@@ -2,7 +2,9 @@
 
     nice .venv/bin/python benchmarks/bench_tracking_replay.py [--cities Synth1000001,...,Synth1000005,DemoCity]
         [--rigs panorama,pinhole1,pinhole4] [--models demo,fov] [--duration 150] [--kidnap-at 75]
-        [--stage bags|replay|all] [--work out/bench_tracking_replay] [--out benchmarks/results]
+        [--stage bags|replay|all|plot] [--work out/bench_tracking_replay] [--tag tracking_replay] [--out benchmarks/results]
+    # the limited-FOV model, once committed (its own index per city is built on first use):
+    nice .venv/bin/python benchmarks/bench_tracking_replay.py --models fov --tag tracking_replay_fov
 
 1. **Drives**: per city one recording by ``unifygeo bag synth``'s own code (:func:`~unifygeo_ros.rosbag.synth.
    synth_bag`): a random route inside the tiles' central quarters at 8 m/s, 2 Hz, ``--duration`` seconds, the
@@ -169,6 +171,8 @@ def main(argv=None) -> int:
     ap.add_argument("--stage", choices=("bags", "replay", "all", "plot"), default="all",
                     help="plot: redraw the PNG from <out>/tracking_replay.json and the runs")
     ap.add_argument("--work", default="out/bench_tracking_replay")
+    ap.add_argument("--tag", default="tracking_replay", help="name of the JSON and PNG written (e.g. tracking_replay_fov "
+                                                            "for a run with --models fov)")
     ap.add_argument("--out", default="benchmarks/results")
     args = ap.parse_args(argv)
     import torch
@@ -176,8 +180,8 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     work = ROOT / args.work
     if args.stage == "plot":
-        saved = json.loads((ROOT / args.out / "tracking_replay.json").read_text())
-        plot(saved["runs"], work, ROOT / args.out / "tracking_replay.png", saved["args"]["duration"])
+        saved = json.loads((ROOT / args.out / f"{args.tag}.json").read_text())
+        plot(saved["runs"], work, ROOT / args.out / f"{args.tag}.png", saved["args"]["duration"])
         return 0
     cities, rigs = args.cities.split(","), args.rigs.split(",")
     models = [m for m in args.models.split(",") if (ROOT / MODELS[m] / "model.safetensors").is_file()]
@@ -208,10 +212,10 @@ def main(argv=None) -> int:
                           f"load {r['load_avg_1min'][0]:.1f}-{r['load_avg_1min'][1]:.1f}", flush=True)
     out = ROOT / args.out
     out.mkdir(parents=True, exist_ok=True)
-    (out / "tracking_replay.json").write_text(json.dumps({"machine": machine, "args": vars(args), "models": models,
+    (out / f"{args.tag}.json").write_text(json.dumps({"machine": machine, "args": vars(args), "models": models,
                                                           "runs": results}, indent=1) + "\n")
-    plot(results, work, out / "tracking_replay.png", args.duration)
-    print(f"wrote {out / 'tracking_replay.json'} and .png")
+    plot(results, work, out / f"{args.tag}.png", args.duration)
+    print(f"wrote {out / args.tag}.json and .png")
     return 0
 
 
