@@ -12,18 +12,16 @@ benchmarks/bench_dds_large.py measures (docs/NODE.md, "Large images over DDS").
 """
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ros_helpers import NodeProcess
+
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "config" / "fastdds_large_data.xml"
-PARAMS = REPO / "config" / "localize.yaml"
 # every variable that selects Fast DDS transports: removed before a set-up adds its own
 DDS_VARIABLES = ("FASTDDS_BUILTIN_TRANSPORTS", "FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE",
                  "RMW_FASTRTPS_USE_QOS_FROM_XML")
@@ -46,47 +44,7 @@ def setup_env(env: dict, variables: dict) -> dict:
     return out
 
 
-def node_command(env: dict) -> list[str]:
-    """The console script on PATH (what a pip install provides), else the module."""
-    exe = shutil.which("localizer_node", path=env.get("PATH"))
-    return [exe] if exe else [sys.executable, "-m", "unifygeo_ros.ros.node"]
-
-
-class NodeUnderTest:
-    """One localizer_node process in namespace ``ns`` with ``params`` over config/localize.yaml."""
-
-    def __init__(self, env: dict, ns: str, params: dict, log: Path):
-        self.ns, self.log = ns, log
-        args = ["--ros-args", "-r", f"__ns:={ns}", "--params-file", str(PARAMS)]
-        for k, v in params.items():
-            args += ["-p", f"{k}:={v}"]
-        self.fh = open(log, "w")
-        self.proc = subprocess.Popen(node_command(env) + args, env=env, stdout=self.fh, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL)
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def wait_ready(self, timeout_s: float = 120.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if "ready" in self.text():
-                return
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"node {self.ns} exited {self.proc.returncode}:\n{self.text()}")
-            time.sleep(0.2)
-        raise RuntimeError(f"node {self.ns} not ready within {timeout_s:g} s:\n{self.text()}")
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(2)  # SIGINT
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.fh.close()
-        return self.proc.returncode
+NodeUnderTest = NodeProcess  # one localizer_node process (test/ros_helpers.py)
 
 
 def large_panorama(world, width: int) -> np.ndarray:

@@ -17,8 +17,10 @@ from __future__ import annotations
 import functools
 import os
 import random
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -126,3 +128,50 @@ def ros_skip_reason() -> str:
         return ""
     ok, why = ros_available()
     return "" if ok else why
+
+
+def node_command(env: dict) -> list[str]:
+    """The console script on PATH (what a pip install provides), else the module."""
+    exe = shutil.which("localizer_node", path=env.get("PATH"))
+    return [exe] if exe else [sys.executable, "-m", "unifygeo_ros.ros.node"]
+
+
+class NodeProcess:
+    """One localizer_node process in namespace ``ns``, ``params`` over config/localize.yaml, its log in a file."""
+
+    PARAMS = REPO_ROOT / "config" / "localize.yaml"
+
+    def __init__(self, env: dict, ns: str, params: dict, log: Path):
+        self.ns, self.log = ns, log
+        args = ["--ros-args", "-r", f"__ns:={ns}", "--params-file", str(self.PARAMS)]
+        for k, v in params.items():
+            args += ["-p", f"{k}:={v}"]
+        self.fh = open(log, "w")
+        self.proc = subprocess.Popen(node_command(env) + args, env=env, stdout=self.fh, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL)
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_ready(self, timeout_s: float = 120.0) -> None:
+        """Until the node logs "ready"; AssertionError with its log when it exits or takes longer."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if "ready" in self.text():
+                return
+            if self.proc.poll() is not None:
+                raise AssertionError(f"node {self.ns} exited {self.proc.returncode}:\n{self.text()}")
+            time.sleep(0.2)
+        raise AssertionError(f"node {self.ns} not ready within {timeout_s:g} s:\n{self.text()}")
+
+    def stop(self) -> int:
+        """SIGINT (what ros2 launch / Ctrl-C send), then kill after 15 s; the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(2)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.fh.close()
+        return self.proc.returncode

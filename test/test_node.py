@@ -13,9 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import math
-import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -23,59 +21,16 @@ import numpy as np
 import pytest
 
 from node_world import DriverProc, distance_m, heading_error_deg, image_fields, jpeg_fields
-from ros_helpers import ros_skip_reason, ros_subprocess_env, unique_domain_id
+from ros_helpers import NodeProcess, node_command, ros_skip_reason, ros_subprocess_env, unique_domain_id
 
 _SKIP = ros_skip_reason()  # UNIFYGEO_REQUIRE_ROS=1 (CI): never skipped
 pytestmark = pytest.mark.skipif(bool(_SKIP), reason=_SKIP or "ROS 2 available")
 
 REPO = Path(__file__).resolve().parents[1]
-PARAMS = REPO / "config" / "localize.yaml"
 NODE_NAME = "unifygeo_localizer"
 RIG = {"front": 0.0, "left": 90.0, "back": 180.0, "right": -90.0}
 RIG_HFOV_DEG, RIG_W, RIG_H = 100.0, 160, 120
 STARTUP_TIMEOUT_S = 120.0
-
-
-def node_command(env: dict) -> list[str]:
-    """The console script on PATH (what a pip install provides), else the module."""
-    exe = shutil.which("localizer_node", path=env.get("PATH"))
-    return [exe] if exe else [sys.executable, "-m", "unifygeo_ros.ros.node"]
-
-
-class NodeProc:
-    """One localizer_node process with its log in a file."""
-
-    def __init__(self, env: dict, ns: str, params: dict, log: Path):
-        self.ns, self.log = ns, log
-        args = ["--ros-args", "-r", f"__ns:={ns}", "--params-file", str(PARAMS)]
-        for k, v in params.items():
-            args += ["-p", f"{k}:={v}"]
-        self.fh = open(log, "w")
-        self.proc = subprocess.Popen(node_command(env) + args, env=env, stdout=self.fh, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL)
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def wait_ready(self, deadline: float) -> None:
-        while time.monotonic() < deadline:
-            if "ready" in self.text():
-                return
-            if self.proc.poll() is not None:
-                raise AssertionError(f"node {self.ns} exited {self.proc.returncode}:\n{self.text()}")
-            time.sleep(0.2)
-        raise AssertionError(f"node {self.ns} not ready within {STARTUP_TIMEOUT_S} s:\n{self.text()}")
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(2)  # SIGINT, what ros2 launch / Ctrl-C send
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.fh.close()
-        return self.proc.returncode
 
 
 @pytest.fixture(scope="module")
@@ -98,12 +53,12 @@ def nodes(world, env, tmp_path_factory):
               "heading_source": "north_aligned" if world.known_orientation else "auto"}
     names = list(RIG)
     procs = {
-        "/pano": NodeProc(env, "/pano", {**common, "input_mode": "panorama", "use_prior": False},
+        "/pano": NodeProcess(env, "/pano", {**common, "input_mode": "panorama", "use_prior": False},
                           logs / "pano.log"),
-        "/comp": NodeProc(env, "/comp", {**common, "input_mode": "compressed"}, logs / "comp.log"),
-        "/imu": NodeProc(env, "/imu", {**common, "input_mode": "panorama", "heading_source": "imu"},
+        "/comp": NodeProcess(env, "/comp", {**common, "input_mode": "compressed"}, logs / "comp.log"),
+        "/imu": NodeProcess(env, "/imu", {**common, "input_mode": "panorama", "heading_source": "imu"},
                          logs / "imu.log"),
-        "/rig": NodeProc(env, "/rig", {**common, "input_mode": "cameras", "cameras.panorama_width": 256,
+        "/rig": NodeProcess(env, "/rig", {**common, "input_mode": "cameras", "cameras.panorama_width": 256,
                                        "cameras.names": json.dumps(names).replace('"', ""),
                                        "cameras.yaw_deg": json.dumps([RIG[n] for n in names]),
                                        "cameras.pitch_deg": json.dumps([0.0] * len(names))}, logs / "rig.log"),
@@ -111,7 +66,7 @@ def nodes(world, env, tmp_path_factory):
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     try:
         for p in procs.values():
-            p.wait_ready(deadline)
+            p.wait_ready(max(1.0, deadline - time.monotonic()))
         yield procs
     finally:
         codes = {ns: p.stop() for ns, p in procs.items()}
