@@ -26,7 +26,6 @@ from ros_helpers import NodeProcess, node_command, ros_skip_reason, ros_subproce
 _SKIP = ros_skip_reason()  # UNIFYGEO_REQUIRE_ROS=1 (CI): never skipped
 pytestmark = pytest.mark.skipif(bool(_SKIP), reason=_SKIP or "ROS 2 available")
 
-REPO = Path(__file__).resolve().parents[1]
 NODE_NAME = "unifygeo_localizer"
 RIG = {"front": 0.0, "left": 90.0, "back": 180.0, "right": -90.0}
 RIG_HFOV_DEG, RIG_W, RIG_H = 100.0, 160, 120
