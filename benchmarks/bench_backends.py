@@ -8,11 +8,13 @@ the same frames alternately (frame i to torch, then to onnxruntime), so a load s
 both. Per frame: ``decode`` = the node's decoder of a ``sensor_msgs/Image`` rgb8 buffer
 (:func:`~unifygeo_ros.image.codec.image_fields_to_rgb`), then the Localizer's stages (``preprocess``, ``encode``
 = the ground encoder, ``search``, ``localize`` = the metric head, ``rerank`` = scores, consensus, tile
-assignment, posterior), ``total`` = decode + the Localizer's total; p50 per stage, p50 / p99 / max of the total,
+assignment, posterior; with a prior both passes), ``total`` = the frame's wall time; p50 per stage, p50 / p99 / max of the total,
 CPU ms per frame (process CPU time, which other jobs do not inflate). ``--compete N`` runs N busy processes (one
 thread each, numpy matrix products) during the measurement: the "another job on the same cores" case. The two
 backends' fixes are compared (largest position difference). Panoramas: the city's files (``--city``; the demo
-city's are 512x256), else random 512x256 images. Figures only; nothing is asserted.
+city's are 512x256), else random 512x256 images. ``--pipeline``: through the node's
+:class:`~unifygeo_ros.localization.pipeline.LocalizationPipeline` with bench_node.py's settings (prior on, so two
+metric passes per frame once a fix is published; gates off). Figures only; nothing is asserted.
 """
 from __future__ import annotations
 
@@ -56,25 +58,36 @@ def load_panoramas(city: str | None, n: int) -> list[np.ndarray]:
     return [rng.integers(0, 256, (256, 512, 3), dtype=np.uint8) for _ in range(n)]
 
 
-def measure(locs: dict, panos: list[np.ndarray]) -> dict:
-    """Alternate the backends frame by frame; per backend: stage times (ms), CPU ms, fixes."""
+def measure(locs: dict, panos: list[np.ndarray], pipeline: bool = False) -> dict:
+    """Alternate the backends frame by frame; per backend: stage times (ms), CPU ms, fixes. ``pipeline``: each
+    frame goes through the node's pipeline object (its prior on, the gates off as in bench_node.py)."""
     from unifygeo_ros.image.codec import image_fields_to_rgb, rgb_to_image_fields
+    from unifygeo_ros.localization.pipeline import Frame, LocalizationPipeline, PipelineSettings
 
     msgs = [rgb_to_image_fields(p) for p in panos]
     out = {b: {"stages": {k: [] for k in STAGES}, "cpu_ms": [], "fixes": []} for b in locs}
-    for m in msgs:
+    settings = PipelineSettings(min_score=0.0, max_protection_level_m=float("inf"))
+    pipes = {b: LocalizationPipeline.from_settings(loc, settings) for b, loc in locs.items()} if pipeline else {}
+    for i, m in enumerate(msgs):
         for b, loc in locs.items():
+            dec = []
+
+            def decode(m=m, dec=dec):
+                t = time.perf_counter()
+                img = image_fields_to_rgb(m["encoding"], m["height"], m["width"], m["step"], m["is_bigendian"],
+                                          m["data"])
+                dec.append(1000.0 * (time.perf_counter() - t))
+                return img
+
             c0, t0 = time.process_time(), time.perf_counter()
-            img = image_fields_to_rgb(m["encoding"], m["height"], m["width"], m["step"], m["is_bigendian"],
-                                      m["data"])
-            t_dec = 1000.0 * (time.perf_counter() - t0)
-            fix = loc.localize(img)
+            fix = pipes[b].process(Frame(i, i / 30.0, decode)).fix if pipeline else loc.localize(decode())
+            wall = 1000.0 * (time.perf_counter() - t0)
             out[b]["cpu_ms"].append(1000.0 * (time.process_time() - c0))
             st = out[b]["stages"]
-            st["decode"].append(t_dec)
+            st["decode"].append(dec[0])
             for k in STAGES[1:-1]:
                 st[k].append(fix.timings_ms[k])
-            st["total"].append(t_dec + fix.timings_ms["total"])
+            st["total"].append(wall)
             out[b]["fixes"].append((fix.east_m, fix.north_m, fix.score))
     return out
 
@@ -95,6 +108,8 @@ def main(argv=None) -> int:
     p.add_argument("--fixes", type=int, default=100)
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--compete", type=int, default=0, help="busy processes running during the measurement")
+    p.add_argument("--pipeline", action="store_true",
+                   help="through the node's pipeline object (prior on: two metric passes per frame; gates off)")
     p.add_argument("--export", default=None, help="ONNX export folder (default: the automatic cache)")
     p.add_argument("--json", default=None, help="write the figures here")
     args = p.parse_args(argv)
@@ -109,7 +124,8 @@ def main(argv=None) -> int:
     load = os.getloadavg()
     print(f"# bench_backends: {args.checkpoint}, {len(panos)} panoramas {panos[0].shape[1]}x{panos[0].shape[0]}, "
           f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, {os.cpu_count()} CPUs, "
-          f"competing jobs {args.compete}, load average before {load[0]:.2f}")
+          f"competing jobs {args.compete}, {'pipeline (prior on)' if args.pipeline else 'Localizer.localize'}, "
+          f"load average before {load[0]:.2f}")
     rows, agree = [], []
     for threads in args.threads:
         locs = {b: Localizer.from_paths(args.index, args.checkpoint, device="cpu",
@@ -121,7 +137,7 @@ def main(argv=None) -> int:
         procs = start_competitors(args.compete)
         try:
             time.sleep(0.5 if procs else 0.0)
-            res = measure(locs, panos)
+            res = measure(locs, panos, args.pipeline)
         finally:
             stop(procs)
         a, b = (np.asarray(res[k]["fixes"]) for k in BACKENDS)
@@ -142,6 +158,7 @@ def main(argv=None) -> int:
     print(f"load average after {load_after[0]:.2f} (1 min), {load_after[1]:.2f} (5 min)")
     if args.json:
         Path(args.json).write_text(json.dumps({"rows": rows, "agreement": agree, "compete": args.compete,
+                                               "pipeline": args.pipeline,
                                                "load_before": load, "load_after": load_after}, indent=1) + "\n")
     return 0
 

@@ -57,6 +57,8 @@ def main() -> int:
                     help="Fast DDS XML profile for both processes (FASTDDS_DEFAULT_PROFILES_FILE), e.g. "
                          "config/fastdds_large_data.xml: 512x256 rgb8 (393 KB) hardly fits the default 512 KB "
                          "shared-memory segment")
+    ap.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
+                    help="another node parameter (repeatable), e.g. use_prior:=false")
     ap.add_argument("--hz", type=float, default=30.0)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--single", type=int, default=20, help="images sent one at a time for the latency figure")
@@ -96,7 +98,8 @@ def run_node(args, world, fields: list[dict], backend: str) -> dict:
         "-p", f"cpu_threads:={args.threads}", "-p", "min_score:=0.0", "-p", f"backend:={backend}",
         "-p", "max_protection_level_m:=.inf",  # the gates off: every processed frame is published and timed
         *(["-p", f"onnx_export:={args.onnx_export}"] if backend == "onnxruntime" and args.onnx_export else []),
-        "-p", "heading_source:=north_aligned"]  # the synthetic panoramas are north-aligned
+        "-p", "heading_source:=north_aligned",  # the synthetic panoramas are north-aligned
+        *(x for p in args.param for x in ("-p", p))]
     log = tmp / "node.log"
     fh = open(log, "w")
     t0 = time.monotonic()
@@ -133,6 +136,7 @@ def run_node(args, world, fields: list[dict], backend: str) -> dict:
             "device": v.get("device"), "backend": backend, "backend_detail": v.get("backend"),
             "cpu_threads": args.threads, "panorama_px": f"{fields[0]['width']}x{fields[0]['height']}",
             "dds_profile": Path(args.dds_profile).name if args.dds_profile else "Fast DDS defaults",
+            "params": list(args.param),
             "startup_wall_s": round(startup_wall_s, 2), "startup_reported_s": float(v.get("startup_s", "nan")),
             "model_index_load_s": float(v.get("startup_load_s", "nan")),
             "latency_single_ms_p50": round(float(np.percentile(single, 50)), 1),
