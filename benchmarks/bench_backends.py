@@ -111,6 +111,8 @@ def main(argv=None) -> int:
     p.add_argument("--pipeline", action="store_true",
                    help="through the node's pipeline object (prior on: two metric passes per frame; gates off)")
     p.add_argument("--export", default=None, help="ONNX export folder (default: the automatic cache)")
+    p.add_argument("--device", default="cpu", help="cpu (default) | cuda | auto")
+    p.add_argument("--precision", default="auto", help="onnxruntime on a GPU: auto | fp32 | fp16")
     p.add_argument("--json", default=None, help="write the figures here")
     args = p.parse_args(argv)
 
@@ -124,12 +126,13 @@ def main(argv=None) -> int:
     load = os.getloadavg()
     print(f"# bench_backends: {args.checkpoint}, {len(panos)} panoramas {panos[0].shape[1]}x{panos[0].shape[0]}, "
           f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, {os.cpu_count()} CPUs, "
-          f"competing jobs {args.compete}, {'pipeline (prior on)' if args.pipeline else 'Localizer.localize'}, "
+          f"device {args.device}, competing jobs {args.compete}, {'pipeline (prior on)' if args.pipeline else 'Localizer.localize'}, "
           f"load average before {load[0]:.2f}")
     rows, agree = [], []
     for threads in args.threads:
-        locs = {b: Localizer.from_paths(args.index, args.checkpoint, device="cpu",
-                                        backend=BackendSettings(b, threads, args.export if b != "torch" else None))
+        locs = {b: Localizer.from_paths(args.index, args.checkpoint, device=args.device,
+                                        backend=BackendSettings(b, threads, args.export if b != "torch" else None,
+                                                                args.precision))
                 for b in BACKENDS}
         for loc in locs.values():  # warm-up
             for pano in panos[:3]:
