@@ -200,3 +200,21 @@ def test_the_sessions_run_on_the_requested_threads(micro_export, micro_checkpoin
         assert handle.model.encoders.precision == {"ground": "fp32", "aerial": "fp32"}  # CPU: float32 only
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_node_loads_the_onnxruntime_backend_from_its_parameters(micro_export, micro_checkpoint, micro_index,
+                                                                   vigor_city):
+    from unifygeo_ros.localization.pipeline import Frame
+    from unifygeo_ros.ros.params import NodeSettings
+    from unifygeo_ros.ros.worker import load_pipeline
+
+    folder, _ = micro_export
+    settings = NodeSettings.from_params({"checkpoint": str(micro_checkpoint), "index": str(micro_index),
+                                         "device": "cpu", "backend": "onnxruntime", "onnx_export": str(folder),
+                                         "min_score": 0.0, "max_protection_level_m": float("inf")})
+    pipeline, info = load_pipeline(settings)
+    assert info.backend.startswith("onnxruntime") and "CPUExecutionProvider fp32, 1 thread" in info.backend
+    pano = _panoramas(vigor_city, 1)[0]
+    out = pipeline.process(Frame(1, 1.0, lambda: pano))
+    ref = Localizer.from_paths(micro_index, device="cpu").localize(pano)
+    assert out.published and np.hypot(out.fix.east_m - ref.east_m, out.fix.north_m - ref.north_m) < 1e-3
