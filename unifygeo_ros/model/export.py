@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import io
 import json
 import os
@@ -219,6 +220,8 @@ def export_onnx(model: nn.Module, identity: str, out_dir: str | Path, checkpoint
     from unifygeo_ros.model.backends import cpu_session, require_onnxruntime
 
     require_onnxruntime()
+    if not all(importlib.util.find_spec(m) for m in ("onnx", "onnxscript")):  # onnxscript: the dynamo exporter
+        raise ExportError("exporting needs onnx and onnxscript (pip install 'unifygeo_ros[onnx]')")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST).unlink(missing_ok=True)  # written last: a half-written folder is never an export
