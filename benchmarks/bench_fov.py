@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
 
-from bench_unified_vs_decoupled import CROSS_AREA_SEEDS, prepare  # noqa: E402
+from bench_unified_vs_decoupled import CROSS_AREA_SEEDS, SAME_AREA_SEEDS, prepare  # noqa: E402
 from unifygeo_ros.data.vigor import VigorDataset  # noqa: E402
 from unifygeo_ros.image.preprocess import (load_image, normalize_to_tensor, resize_image, roll_panorama,  # noqa: E402
                                            validate_panorama)
@@ -177,6 +177,9 @@ def main(argv=None) -> int:
     ap.add_argument("--queries", type=int, default=None, help="queries per city (default: all 100)")
     ap.add_argument("--views", default=",".join(VIEWS), help="comma-separated subset of " + ", ".join(VIEWS))
     ap.add_argument("--out", default="benchmarks/results")
+    ap.add_argument("--same-area", action="store_true",
+                    help="the five same-area cities (seeds 100-104, what calibrations are fitted on) instead of the "
+                         "cross-area ones and DemoCity: to choose between models without touching the measurement")
     args = ap.parse_args(argv)
     import torch
 
@@ -190,8 +193,12 @@ def main(argv=None) -> int:
         raise SystemExit("give one --label per --checkpoint")
     views = [v.strip() for v in args.views.split(",")]
     root = Path(args.data)
-    cross = [root / c for c in prepare(root, CROSS_AREA_SEEDS, 96, PANO_W)]
-    sets = {"cross-area (5 cities)": cross, "DemoCity": [ensure_city(Path(args.demo_data), DEMO_SEED, 300.0, 100)]}
+    if args.same_area:
+        sets = {"same-area (5 cities)": [root / c for c in prepare(root, SAME_AREA_SEEDS, 96, PANO_W)]}
+    else:
+        cross = [root / c for c in prepare(root, CROSS_AREA_SEEDS, 96, PANO_W)]
+        sets = {"cross-area (5 cities)": cross,
+                "DemoCity": [ensure_city(Path(args.demo_data), DEMO_SEED, 300.0, 100)]}
     results: dict = {}
     t0 = time.time()
     for ckpt, label in zip(args.checkpoint, labels):
