@@ -145,3 +145,24 @@ def test_calibrate_command_fits_and_writes_beside_the_checkpoint(vigor_city, mic
     assert cli.main(["calibrate", "--checkpoint", str(ckpt), "--data", str(city_dir.parent), "--cities", "Nowhere",
                      "--device", "cpu"]) == 1
     assert "no VIGOR-layout city Nowhere" in capsys.readouterr().err
+
+
+def test_camera_image_check_measures_only_what_a_stitched_rig_sees():
+    """A single 90 deg camera stitched onto the panorama leaves three quarters of the columns (and the rows above
+    and below its vertical field of view) exactly black: the check judges the seen part, so a muted but real scene
+    is not called colourless (its colour was diluted four-fold), while a seen part of noise or grey still is."""
+    y, x = np.mgrid[0:128, 0:256]
+    shade = 110 + 50 * np.sin(x / 6.0) * np.cos(y / 9.0)  # structure everywhere, smooth at the pixel scale
+    muted = np.clip(shade[..., None] + np.array([2.0, 0.0, -2.0]), 0, 255).astype(np.uint8)  # chroma about 4
+    rig = np.zeros_like(muted)
+    rig[32:96, 96:160] = muted[32:96, 96:160]  # 90 deg of 360, the middle half of the rows
+    assert camera_image_problem(muted) == "" and camera_image_problem(rig) == ""
+    noise = np.random.default_rng(4).integers(1, 256, muted.shape, dtype=np.uint8)
+    rig_noise = np.zeros_like(muted)
+    rig_noise[32:96, 96:160] = noise[32:96, 96:160]
+    assert "noise" in camera_image_problem(rig_noise)
+    grey = np.repeat(muted.mean(-1, keepdims=True).astype(np.uint8), 3, -1)
+    rig_grey = np.zeros_like(muted)
+    rig_grey[32:96, 96:160] = grey[32:96, 96:160]
+    assert "colour" in camera_image_problem(rig_grey)
+    assert "blank" in camera_image_problem(np.zeros_like(muted))

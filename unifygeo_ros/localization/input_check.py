@@ -26,22 +26,33 @@ MIN_STD = 8.0  #: grey levels (0-255) of the thumbnail's standard deviation
 MIN_NEIGHBOUR_CORRELATION = 0.5  #: correlation of horizontally adjacent thumbnail pixels
 MIN_CHROMA = 1.5  #: mean |R - G| + |G - B| of the image, grey levels
 THUMBNAIL_WH = (256, 128)
+#: least share of the thumbnail that must be seen (not exactly black): a 60 deg camera alone covers about 8 %
+MIN_SEEN_FRACTION = 0.02
 
 
 def camera_image_problem(rgb: np.ndarray) -> str:
-    """"" for an image that looks like a camera's, else a one-line reason (uint8 H x W x 3 RGB, validated)."""
+    """"" for an image that looks like a camera's, else a one-line reason (uint8 H x W x 3 RGB, validated).
+
+    Only the **seen** part counts: a pinhole rig stitched onto the panorama (``input_mode: cameras``) leaves the
+    columns and rows no camera sees exactly black (0, 0, 0), and statistics over the whole image would count them -
+    a single 90 deg camera's colour was diluted four-fold below :data:`MIN_CHROMA`. Thumbnail pixels whose source
+    pixels are all seen are used; an image with none is blank."""
     small = cv2.resize(rgb, THUMBNAIL_WH, interpolation=cv2.INTER_AREA)
+    seen = cv2.resize(np.any(rgb != 0, axis=2).astype(np.float32), THUMBNAIL_WH, interpolation=cv2.INTER_AREA) >= 1.0
+    if seen.sum() < MIN_SEEN_FRACTION * seen.size:
+        return f"the image is blank (under {MIN_SEEN_FRACTION:.0%} of it is other than black)"
     grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.float64)
-    std = float(grey.std())
+    std = float(grey[seen].std())
     if std < MIN_STD:
         return f"the image is blank or nearly uniform (grey-level std {std:.1f} < {MIN_STD:g})"
-    a, b = grey[:, :-1].ravel(), grey[:, 1:].ravel()
-    corr = float(np.corrcoef(a, b)[0, 1])
+    pair = seen[:, :-1] & seen[:, 1:]
+    a, b = grey[:, :-1][pair], grey[:, 1:][pair]
+    corr = float(np.corrcoef(a, b)[0, 1]) if a.size > 1 else float("nan")
     if not corr >= MIN_NEIGHBOUR_CORRELATION:
         return (f"the image looks like noise (adjacent-pixel correlation {corr:.2f} < "
                 f"{MIN_NEIGHBOUR_CORRELATION:g})")
-    x = small.astype(np.int16)
-    chroma = float(np.mean(np.abs(x[..., 0] - x[..., 1]) + np.abs(x[..., 1] - x[..., 2])))
+    x = small[seen].astype(np.int16)
+    chroma = float(np.mean(np.abs(x[:, 0] - x[:, 1]) + np.abs(x[:, 1] - x[:, 2])))
     if chroma < MIN_CHROMA:
         return f"the image has no colour (mean channel difference {chroma:.2f} < {MIN_CHROMA:g}); colour is needed"
     return ""
