@@ -402,6 +402,12 @@ def test_demo_runs_the_whole_chain(micro_checkpoint, tmp_path):
     demo.run_demo(micro_checkpoint, tmp_path / "out", size_m=150.0, panos=4, device="cpu")
     assert (tmp_path / "out" / "index" / "index.json").stat().st_mtime_ns == stamp  # index reused
     assert "median" in demo.format_report(report)
+    # the recorded drive is replayed in the node's two modes: single frames and the sequential localizer
+    single, tracked = report.replay, report.replay["tracked"]
+    assert tracked["frames"] == single["frames"] > 0 and tracked["tracking"]["mode"] == "tracking"
+    track_metrics = json.loads((tmp_path / "out" / "replay_track" / "metrics.json").read_text())
+    assert track_metrics["tracking"]["mode"] == "tracking" and track_metrics["count"] == tracked["scored"]
+    assert "tracking    the same drive" in demo.format_report(report)
 
 
 def test_known_orientation_model_gets_the_panorama_rolled_to_north():

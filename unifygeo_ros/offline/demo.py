@@ -275,6 +275,14 @@ def format_report(r: DemoReport) -> str:
         lines.append(f"  replay      {r.replay['scored']}/{r.replay['frames']} frames of a recorded drive scored: "
                      f"median {fmt(pe.get('median_m'))}, RMSE {fmt(pe.get('rmse_m'))}, "
                      f"{100 * r.replay['frames_without_fix']:.0f} % without fix -> {r.replay['outputs']}")
+        t = r.replay.get("tracked")
+        if t:
+            pe, tk = t["position_error"], t["tracking"] or {}
+            conv = tk.get("converged_after_s")
+            lines.append(f"  tracking    the same drive with the sequential localizer (wheel odometry + IMU): "
+                         f"{t['scored']}/{t['frames']} frames published, median {fmt(pe.get('median_m'))}, RMSE "
+                         f"{fmt(pe.get('rmse_m'))}, converged after "
+                         f"{'never' if conv is None else f'{conv:.1f} s'} -> {t['outputs']}")
     return "\n".join(lines)
 
 
@@ -326,7 +334,8 @@ def report_json(report: DemoReport) -> str:
 
 
 def replay_drive(loc, city_dir: Path, out: Path, frames: int) -> dict:
-    """Record a drive through the demo city as a rosbag2 (MCAP) and replay it with the same localizer.
+    """Record a drive through the demo city as a rosbag2 (MCAP) and replay it with the same localizer, in the
+    node's two modes: single frames, and tracking (the sequential localizer on the bag's wheel odometry and IMU).
 
     The panoramas are north-aligned (what ``heading_source: imu`` makes of a vehicle's panorama before the
     network sees it), so known-orientation models replay too; ground truth is ``/gt/geopose`` (the camera pose).
@@ -338,13 +347,16 @@ def replay_drive(loc, city_dir: Path, out: Path, frames: int) -> dict:
                                    north_aligned=True))
     print(f"[demo] recorded {rec.frames} panoramas over {rec.route_length_m:.0f} m into {rec.bag}; replaying",
           flush=True)
-    rep = replay(ReplayConfig(bag=str(rec.bag), index=None, out=str(out / "replay"), image_topic=rec.image_topic,
-                              gt_topic=GEOPOSE_TOPIC, pipeline=PipelineSettings(), map_dir=str(city_dir)),
-                 localizer=loc,
-                 origin=loc.index.origin)
-    return {"bag": str(rec.bag), "outputs": str(out / "replay"), "frames": rep.frames, "scored": rep.count,
-            "frames_without_fix": rep.frames_without_fix, "position_error": rep.position_error,
-            "heading_error": rep.heading_error, "covariance": rep.covariance}
+    runs = {}
+    for mode, folder in (("single", "replay"), ("tracking", "replay_track")):  # the node's two modes, same drive
+        rep = replay(ReplayConfig(bag=str(rec.bag), index=None, out=str(out / folder), image_topic=rec.image_topic,
+                                  gt_topic=GEOPOSE_TOPIC, pipeline=PipelineSettings(mode=mode),
+                                  map_dir=str(city_dir)),
+                     localizer=loc, origin=loc.index.origin)
+        runs[mode] = {"outputs": str(out / folder), "frames": rep.frames, "scored": rep.count,
+                      "frames_without_fix": rep.frames_without_fix, "position_error": rep.position_error,
+                      "heading_error": rep.heading_error, "covariance": rep.covariance, "tracking": rep.tracking}
+    return {"bag": str(rec.bag), **runs["single"], "tracked": runs["tracking"]}
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
