@@ -367,12 +367,8 @@ def test_live_replay_scores_the_running_node_like_the_in_process_localizer(tmp_p
     """--live plays the bag to a real localizer_node process over DDS and scores what it publishes; with the
     same model, index and no prior, the node's fixes are the in-process localizer's (same positions)."""
     pytest.importorskip("rclpy", reason="rclpy not importable (source scripts/ros_env.sh)")
-    import subprocess
-    import sys
-    import time
-
     from node_world import CITY, build_world
-    from ros_helpers import ros_available, ros_subprocess_env, unique_domain_id
+    from ros_helpers import NodeProcess, ros_available, ros_subprocess_env, unique_domain_id
 
     ok, why = ros_available()
     if not ok:
@@ -385,25 +381,17 @@ def test_live_replay_scores_the_running_node_like_the_in_process_localizer(tmp_p
     domain = unique_domain_id()
     env = ros_subprocess_env(domain_id=domain)
     monkeypatch.setenv("ROS_DOMAIN_ID", str(domain))
-    args = ["--ros-args", "-r", "__ns:=/live", "-p", f"checkpoint:={w.checkpoint}", "-p", f"index:={w.index}",
-            "-p", "device:=cpu", "-p", "cpu_threads:=1", "-p", "min_score:=0.0", "-p", "use_prior:=false",
-            "-p", "max_protection_level_m:=.inf",
-            "-p", f"heading_source:={'north_aligned' if w.known_orientation else 'auto'}"]
-    log = tmp_path / "node.log"
-    with open(log, "w") as fh:
-        node = subprocess.Popen([sys.executable, "-m", "unifygeo_ros.ros.node", *args], env=env, stdout=fh,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    node = NodeProcess(env, "/live", {"checkpoint": w.checkpoint, "index": w.index, "device": "cpu", "cpu_threads": 1,
+                                      "min_score": 0.0, "use_prior": "false", "max_protection_level_m": ".inf",
+                                      "heading_source": "north_aligned" if w.known_orientation else "auto"},
+                       tmp_path / "node.log")
     try:
-        deadline = time.monotonic() + 240
-        while "ready" not in log.read_text(errors="replace"):
-            assert node.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
+        node.wait_ready(240.0)
         live = replay(_cfg(rec.bag, None, tmp_path / "live", image_topic=rec.image_topic, gt_topic=GEOPOSE_TOPIC,
                            live=True, node_input="/live/image", node_output="/live/geopose_with_covariance",
                            live_timeout_s=60.0, plots=False), origin=w_origin(w))
     finally:
-        node.send_signal(2)
-        node.wait(30)
+        node.stop()
     local = replay(_cfg(rec.bag, w.index, tmp_path / "local", image_topic=rec.image_topic, gt_topic=GEOPOSE_TOPIC,
                         checkpoint=str(w.checkpoint), plots=False, prior=False))  # the node's settings above
     assert live.frames == local.frames == 6

@@ -175,11 +175,7 @@ def test_live_tracking_node_agrees_with_in_process_replay(world, drive_bag, tmp_
     """A localizer_node process in mode tracking, fed the bag's images, wheel odometry and IMU over DDS by
     ``replay --live``, publishes the estimates the in-process replay computes (same settings and seed)."""
     pytest.importorskip("rclpy", reason="rclpy not importable (source scripts/ros_env.sh)")
-    import subprocess
-    import sys
-    import time
-
-    from ros_helpers import ros_available, ros_subprocess_env, unique_domain_id
+    from ros_helpers import NodeProcess, ros_available, ros_subprocess_env, unique_domain_id
 
     ok, why = ros_available()
     if not ok:
@@ -189,26 +185,19 @@ def test_live_tracking_node_agrees_with_in_process_replay(world, drive_bag, tmp_
     env = ros_subprocess_env(domain_id=domain)
     monkeypatch.setenv("ROS_DOMAIN_ID", str(domain))
     t = TRACK.tracking
-    args = ["--ros-args", "-r", "__ns:=/trk", "-p", f"checkpoint:={w.checkpoint}", "-p", f"index:={w.index}",
-            "-p", "device:=cpu", "-p", "cpu_threads:=1", "-p", "min_score:=0.0", "-p", "max_protection_level_m:=.inf",
-            "-p", "mode:=tracking", "-p", f"tracking.particles:={t.particles}",
-            "-p", f"tracking.disagree_fixes:={t.disagree_fixes}", "-p", f"tracking.collapse_frames:={t.collapse_frames}"]
-    log = tmp_path / "node.log"
-    with open(log, "w") as fh:
-        node = subprocess.Popen([sys.executable, "-m", "unifygeo_ros.ros.node", *args], env=env, stdout=fh,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    node = NodeProcess(env, "/trk", {"checkpoint": w.checkpoint, "index": w.index, "device": "cpu", "cpu_threads": 1,
+                                     "min_score": 0.0, "max_protection_level_m": ".inf", "mode": "tracking",
+                                     "tracking.particles": t.particles, "tracking.disagree_fixes": t.disagree_fixes,
+                                     "tracking.collapse_frames": t.collapse_frames}, tmp_path / "node.log")
+    log = node.log
     try:
-        deadline = time.monotonic() + 240
-        while "ready" not in log.read_text(errors="replace"):
-            assert node.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
+        node.wait_ready(240.0)
         assert "mode tracking (odometry on /trk/odom, IMU on /trk/imu)" in log.read_text()
         live = replay(ReplayConfig(bag=str(drive_bag.bag), index=None, out=str(tmp_path / "live"), live=True,
                                    node_ns="/trk", live_timeout_s=60.0, plots=False, pipeline=TRACK),
                       origin=geo.LocalENU(*w.origin))
     finally:
-        node.send_signal(2)
-        node.wait(30)
+        node.stop()
     local = replay(ReplayConfig(bag=str(drive_bag.bag), index=str(w.index), checkpoint=str(w.checkpoint),
                                 out=str(tmp_path / "local"), plots=False, device="cpu", pipeline=TRACK))
     assert live.frames == local.frames == 16 and local.count == 16
