@@ -3,10 +3,12 @@
     ros2 launch unifygeo_ros localize.launch.py                                  # the embedded demo model + index
     ros2 launch unifygeo_ros localize.launch.py index:=/data/ix checkpoint:=/data/ckpt image_topic:=/cam/pano
     ros2 launch unifygeo_ros localize.launch.py input_mode:=compressed compressed_topic:=/cam/pano/compressed
+    ros2 launch unifygeo_ros localize.launch.py mode:=tracking odom_topic:=/wheel/odometry imu_topic:=/imu/data
 
 Arguments: params_file (default: the installed config/localize.yaml), checkpoint and index ("" = the embedded
-demo), device, input_mode, heading_source, namespace, image_topic / compressed_topic / imu_topic (remaps of
-``image`` / ``image/compressed`` / ``imu``), log_level. Values given here override the parameter file.
+demo), device, backend, input_mode, heading_source, mode (single | tracking), namespace, image_topic /
+compressed_topic / imu_topic / odom_topic (remaps of ``image`` / ``image/compressed`` / ``imu`` / ``odom``),
+log_level. Values given here override the parameter file.
 """
 import os
 
@@ -37,9 +39,12 @@ ARGUMENTS = (
     ("checkpoint", "", "model checkpoint folder; empty = the embedded demo model"),
     ("index", "", "aerial index folder; empty = the embedded demo index"),
     ("device", "auto", "auto | cpu | cuda"),
+    ("backend", "torch", "torch | onnxruntime (docs/DEPLOYMENT.md)"),
+    ("mode", "single", "single | tracking (one fix per frame, or the sequential localizer on odometry: TRACKING.md)"),
     ("input_mode", "panorama", "panorama | compressed | cameras"),
     ("heading_source", "auto", "auto | model | north_aligned | imu (see config/localize.yaml)"),
     ("imu_topic", "imu", "sensor_msgs/Imu topic the node's 'imu' is remapped to (heading_source imu)"),
+    ("odom_topic", "odom", "nav_msgs/Odometry topic the node's 'odom' is remapped to (mode tracking)"),
     ("namespace", "", "namespace of the node and its topics"),
     ("image_topic", "image", "panorama topic (sensor_msgs/Image) the node's 'image' is remapped to"),
     ("compressed_topic", "image/compressed", "topic the node's 'image/compressed' is remapped to"),
@@ -59,11 +64,11 @@ def generate_launch_description() -> LaunchDescription:
         emulate_tty=True,
         parameters=[
             cfg["params_file"],
-            {name: ParameterValue(cfg[name], value_type=str) for name in ("checkpoint", "index", "device",
-                                                                          "input_mode", "heading_source")},
+            {name: ParameterValue(cfg[name], value_type=str) for name in ("checkpoint", "index", "device", "backend",
+                                                                          "input_mode", "heading_source", "mode")},
         ],
         remappings=[("image", cfg["image_topic"]), ("image/compressed", cfg["compressed_topic"]),
-                    ("imu", cfg["imu_topic"])],
+                    ("imu", cfg["imu_topic"]), ("odom", cfg["odom_topic"])],
         arguments=["--ros-args", "--log-level", cfg["log_level"]],
     )
     return LaunchDescription([*args, node])

@@ -36,7 +36,7 @@ LAUNCH_FILE = REPO / "launch" / "localize.launch.py"
 PARAMS_FILE = REPO / "config" / "localize.yaml"
 RL_DIR = REPO / "config" / "robot_localization"
 LAUNCH_ARGS = {"params_file", "checkpoint", "index", "device", "input_mode", "namespace", "image_topic",
-               "compressed_topic", "log_level", "heading_source", "imu_topic"}
+               "compressed_topic", "log_level", "heading_source", "imu_topic", "backend", "mode", "odom_topic"}
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
@@ -185,7 +185,8 @@ def test_launch_argument_defaults_and_descriptions():
     assert table["heading_source"][0] == "auto"
     assert table["namespace"][0] == ""
     assert table["image_topic"][0] == "image" and table["compressed_topic"][0] == "image/compressed"
-    assert table["imu_topic"][0] == "imu"
+    assert table["imu_topic"][0] == "imu" and table["odom_topic"][0] == "odom"
+    assert table["backend"][0] == "torch" and table["mode"][0] == "single"
     assert table["log_level"][0] == "info"
     for name, (default, desc) in table.items():
         assert isinstance(default, str), name  # launch arguments are strings
@@ -210,7 +211,7 @@ def test_launch_arguments_passed_as_node_parameters_match_the_node_declaration()
     value_type = {k.arg: k.value for k in override.value.keywords}["value_type"]
     assert isinstance(value_type, ast.Name) and value_type.id == "str"
     passed = ast.literal_eval(override.generators[0].iter)
-    assert set(passed) == {"checkpoint", "index", "device", "input_mode", "heading_source"}
+    assert set(passed) == {"checkpoint", "index", "device", "backend", "input_mode", "heading_source", "mode"}
     specs = {p.name: p for p in PARAMETERS}
     for name in passed:
         assert name in PARAMETER_NAMES and name in table, name
@@ -240,7 +241,8 @@ def test_launch_file_starts_our_node_and_uses_every_argument():
     assert ast.literal_eval(kw["name"]) == "unifygeo_localizer"
     assert _cfg_key(kw["namespace"]) == "namespace"
     remaps = {ast.literal_eval(t.elts[0]): _cfg_key(t.elts[1]) for t in kw["remappings"].elts}
-    assert remaps == {"image": "image_topic", "image/compressed": "compressed_topic", "imu": "imu_topic"}
+    assert remaps == {"image": "image_topic", "image/compressed": "compressed_topic", "imu": "imu_topic",
+                      "odom": "odom_topic"}
     args = kw["arguments"].elts
     assert [ast.literal_eval(a) for a in args[:2]] == ["--ros-args", "--log-level"]
     assert _cfg_key(args[2]) == "log_level"
