@@ -12,6 +12,7 @@ import pytest
 from unifygeo_ros import geo
 from unifygeo_ros.errors import ImageError, UnifyGeoError
 from unifygeo_ros.localization.fix import Fix, QueryEvidence
+from unifygeo_ros.localization.gate import gate_track
 from unifygeo_ros.localization.localizer import TileMaps
 from unifygeo_ros.localization.posterior import Calibration
 from unifygeo_ros.localization.tracking import (NEEDS_HEADING, OdometryDelta, SequentialLocalizer, TrackingInputError,
@@ -152,7 +153,8 @@ def test_odometry_delta_refuses_unusable_values_with_one_line(kwargs):
 
 
 @pytest.mark.parametrize("kwargs", [dict(filter="kalman"), dict(particles=0), dict(alpha=1.0),
-                                    dict(evidence_weight=math.nan)])
+                                    dict(evidence_weight=math.nan), dict(cold_start="guess"),
+                                    dict(cold_evidence_weight=0.0)])
 def test_settings_are_validated(kwargs):
     with pytest.raises(TrackingInputError):
         TrackingSettings(**kwargs)
@@ -231,7 +233,7 @@ def test_kidnap_is_detected_by_accepted_fixes_outside_the_belief(name):
 @pytest.mark.parametrize("name", FILTERS)
 def test_a_belief_the_images_stop_explaining_is_declared_lost(name):
     pos, yaw, deltas = drive(20)
-    s = TrackingSettings(filter=name, particles=300)
+    s = TrackingSettings(filter=name, particles=300, cold_start="accepted_fix")
 
     def scene(k, p):  # from frame 10 the camera is elsewhere and no fix is accepted
         return Scene(tuple(p + ([0.0, 150.0] if k >= 10 else 0.0)), fix=tuple(p) if k == 0 else None)
@@ -240,6 +242,66 @@ def test_a_belief_the_images_stop_explaining_is_declared_lost(name):
     assert not any(e.lost for e in est[:10])
     assert est[10 + s.collapse_frames - 1].lost and not est[-1].converged
     assert est[12].evidence_log_ratio < s.collapse_log_ratio < est[5].evidence_log_ratio
+
+
+class CandidatesLocalizer(ScriptedLocalizer):
+    """A narrow camera: every frame's global fix is withheld by the gate (protection level 300 m), its candidates
+    are the tiles holding the truth and those holding two places drawn anew each frame, all with the same score and
+    a sharp peak: no frame alone says which is right, the odometry does."""
+
+    def __init__(self, seed=1):
+        super().__init__()
+        self.rng = np.random.default_rng(seed)
+
+    def localize_with_maps(self, image, rows, heading_deg=None, heading_std_deg=5.0, global_search=True):
+        fix, maps = super().localize_with_maps(image, rows, heading_deg, heading_std_deg, global_search)
+        peaks = [image.peak or image.truth] + [tuple(self.rng.uniform(20.0, 260.0, 2)) for _ in range(2)]
+        parts = [self.maps(self.index.tiles_within(*p, TILE_M / math.sqrt(2)), p) for p in peaks]
+        held = [m.scores > 0 for m in parts]  # only the tiles holding each peak
+        ev = QueryEvidence(np.array(peaks[1]), np.concatenate([m.centres_en_m[k] for m, k in zip(parts, held)]),
+                           np.full(sum(int(k.sum()) for k in held), TILE_M),
+                           np.concatenate([m.maps[k] for m, k in zip(parts, held)]),
+                           np.concatenate([m.scores[k] for m, k in zip(parts, held)]))
+        h = heading_deg or 0.0
+        fix = Fix(0.0, 0.0, peaks[1][0], peaks[1][1], h, float(geo.heading_to_yaw_deg(h)), np.eye(2) * 4.0, 5.0,
+                  0.9, "t", 1, 1, False, protection_level_m=300.0, heading_source="input")
+        fix.evidence = ev
+        return fix, maps
+
+
+def test_candidate_cold_start_concentrates_on_the_true_place_and_publishes_nothing_while_spread():
+    pos, yaw, deltas = drive(40, yaw_rate=math.radians(4.0))
+    scene = lambda k, p: Scene(tuple(p))  # noqa: E731
+    est = run(SequentialLocalizer(CandidatesLocalizer(), TrackingSettings(particles=1000, cold_start="candidates")),
+              pos, yaw, deltas, scene)
+    assert not any(e.fix_accepted for e in est)
+    assert not est[0].initialised and math.isinf(est[0].protection_level_m) and math.isnan(est[0].east_m)
+    assert math.isinf(est[0].cold_protection_level_m)  # three places alike, the background: spread
+    assert gate_track(est[0], TrackingSettings().max_protection_level_m)[0] == "not_initialised"
+    first = next(k for k, e in enumerate(est) if e.initialised)
+    assert 2 <= first <= 15 and est[first].reinitialised.startswith("cold start from the candidates")
+    assert all(error(e, p) < 3.0 for e, p in zip(est[first:], pos[first:]))
+    assert est[-1].converged
+    # the same frames with the old cold start: never initialised
+    old = run(SequentialLocalizer(CandidatesLocalizer(), TrackingSettings(particles=1000, cold_start="accepted_fix")),
+              pos, yaw, deltas, scene)
+    assert not any(e.initialised for e in old)
+
+
+def test_candidate_cold_start_takes_a_lost_belief_back_and_withholds_it_until_it_holds_again():
+    pos, yaw, deltas = drive(60)
+    s = TrackingSettings(particles=1000, cold_start="candidates", collapse_log_ratio=5.0)  # scripted: 12 vs 0.2
+
+    def scene(k, p):  # from frame 20 the camera is 150 m away (the odometry does not see it), no fix accepted
+        return Scene(tuple(p + ([0.0, 150.0] if k >= 20 else 0.0)))
+
+    est = run(SequentialLocalizer(CandidatesLocalizer(), s), pos, yaw, deltas, scene)
+    assert est[19].initialised and error(est[19], pos[19]) < 3.0
+    back = next(k for k, e in enumerate(est) if k > 19 and not e.initialised)
+    assert back <= 20 + s.cold_collapse_frames  # withheld (gate: not_initialised), not published as lost
+    again = next(k for k, e in enumerate(est) if k > back and e.initialised)
+    assert est[again].reinitialised.startswith("cold start from the candidates")
+    assert all(error(e, p + [0.0, 150.0]) < 3.0 for e, p in zip(est[again:], pos[again:]))
 
 
 def test_known_orientation_model_waits_for_a_heading_then_keeps_it_with_odometry_alone():

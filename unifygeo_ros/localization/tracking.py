@@ -19,7 +19,10 @@ Each :meth:`SequentialLocalizer.step` encodes the panorama once and runs
    model) gives no heading evidence: the heading then comes from its initial value (the IMU's, ``initial_heading_deg``
    or the first fix's) and the odometry's yaw, so such a model runs on odometry alone once initialised;
 4. **cold start**: the first accepted global fix initialises the belief from that fix's own posterior (the K
-   candidates' calibrated maps) within its protection level (at least ``init_min_radius_m``);
+   candidates' calibrated maps) within its protection level (at least ``init_min_radius_m``); with
+   ``cold_start="candidates"`` (particles) also, without an accepted fix, a belief seeded from every frame's
+   candidates and moved by the odometry (:mod:`~unifygeo_ros.localization.tracking_cold`) once its own protection
+   level is within the gate's ``max_protection_level_m``;
 5. **re-initialisation** (kidnap): ``disagree_fixes`` accepted global fixes in a row (agreeing with each other,
    moved by the odometry) whose protection circles do not meet the belief's, or one accepted fix after the belief
    was declared lost: its evidence ratio (:meth:`TileLikelihood.evidence_ratio`: how much better the belief
@@ -44,12 +47,14 @@ from unifygeo_ros.localization.localizer import Localizer, TileMaps
 from unifygeo_ros.localization.gate import GateSettings, gate_fix
 from unifygeo_ros.localization.posterior import DEFAULT_ALPHA
 from unifygeo_ros.localization.tracking_belief import ParticleBelief
+from unifygeo_ros.localization.tracking_cold import COLD_STARTS, CandidateColdStart, merged_maps
 from unifygeo_ros.localization.tracking_evidence import TileLikelihood, index_area_m2, tiles_under
 from unifygeo_ros.localization.tracking_grid import GridBelief
 from unifygeo_ros.localization.tracking_motion import OdometryDelta, TrackingInputError
 
 __all__ = ["OdometryDelta", "SequentialLocalizer", "TrackEstimate", "TrackingInputError", "TrackingSettings"]
 FILTERS = ("particles", "grid")
+COLD_CANDIDATES = "cold start from the candidates' belief"
 NEEDS_HEADING = ("a known-orientation model needs the robot's heading before it can start: pass heading_deg (IMU) "
                  "or initial_heading_deg")
 
@@ -84,11 +89,25 @@ class TrackingSettings:
     global_every: int = 1  #: global search every N frames (always while uninitialised or lost)
     north_aligned: bool = False  #: the panorama's centre column looks north (else along the robot's heading)
     seed: int = 0  #: the particles' random generator
+    #: "accepted_fix": start from the first gate-accepted global fix only; "candidates" (particles): also from a
+    #: belief seeded by every frame's candidates, once its protection level is within max_protection_level_m
+    #: (docs/TRACKING.md: more available on narrow cameras, but more frames beyond the protection level)
+    cold_start: str = "accepted_fix"
+    cold_evidence_weight: float = 0.5  #: evidence_weight of the candidate cold start's frames
+    #: cold_start "candidates": a belief declared lost goes back to the candidate cold start, its particles kept
+    #: beside a background of this mass (withheld until it is concentrated again)
+    cold_resume_mass: float = 0.5
+    #: cold_start "candidates": "lost" also needs the log evidence ratios of this many last frames to sum below
+    #: collapse_log_ratio (a narrow camera's frames explain little one by one, but not nothing over 10 s)
+    cold_collapse_frames: int = 20
 
     def __post_init__(self):
         if self.filter not in FILTERS:
             raise TrackingInputError(f"tracking filter must be one of {FILTERS}, got {self.filter!r}")
+        if self.cold_start not in COLD_STARTS:
+            raise TrackingInputError(f"tracking cold_start must be one of {COLD_STARTS}, got {self.cold_start!r}")
         positive = ("particles", "grid_cell_m", "grid_window_m", "max_tiles", "evidence_weight", "heading_weight",
+                    "cold_evidence_weight", "cold_collapse_frames",
                     "disagree_fixes", "collapse_frames", "global_every", "converged_pl_m")
         for name in positive:
             v = getattr(self, name)
@@ -125,6 +144,8 @@ class TrackEstimate:
     tracking_ms: float = 0.0  #: the step beyond the single-frame localizer (belief tiles' maps and the filter)
     timings_ms: dict = field(default_factory=dict)
     note: str = ""  #: why nothing was done with the frame ("" = it was used)
+    #: before initialisation with cold_start "candidates": the candidate belief's protection level (inf: spread)
+    cold_protection_level_m: float = math.inf
 
 
 @dataclass
@@ -157,14 +178,17 @@ class SequentialLocalizer:
         self.initialised = False
         self.lost = False
         self._low_frames = 0
+        self._ratios: list[float] = []  # last log evidence ratios (cold_start "candidates")
         self._challenger: _Challenger | None = None
         self._frames = 0
         self._heading: tuple[float, float] | None = None  # last absolute heading (yaw rad, var) before init
+        self._cold = (CandidateColdStart(self.belief, self.area_m2)
+                      if s.cold_start == "candidates" and s.filter == "particles" else None)
 
     # ---- inputs -------------------------------------------------------------------------------------------
     def predict(self, delta: OdometryDelta) -> None:
         """Move the belief by one odometry interval (its covariance scaled, plus the settings' process noise)."""
-        if not self.initialised:
+        if not self.initialised and not self._seeded():
             return
         s = self.settings
         extra = np.diag([(s.position_noise_frac * delta.distance_m) ** 2 + s.position_noise_m_per_sqrt_s ** 2
@@ -183,7 +207,7 @@ class SequentialLocalizer:
         yaw = math.radians(float(geo.heading_to_yaw_deg(heading_deg)))
         var = math.radians(heading_std_deg) ** 2 / self.settings.heading_weight
         self._heading = (yaw, var)
-        if self.initialised:
+        if self.initialised or self._seeded():
             self.belief.update_heading(yaw, var, self.settings.heading_reset_sigmas)
 
     # ---- the step -----------------------------------------------------------------------------------------
@@ -212,14 +236,52 @@ class SequentialLocalizer:
         if self.initialised:
             log_ratio = self._measure(maps, support)
             why = self._check_kidnap(fix if accepted else None)
+            if self.lost and not why and self._cold is not None:  # back to the candidate cold start (withheld)
+                self.initialised, self.lost, self._low_frames, self._challenger = False, False, 0, None
+                self._ratios = []
+                self._cold.background, self._cold.frames = s.cold_resume_mass, 0
         elif accepted:
             why = "cold start from an accepted global fix"
-        if why:
+        elif self._cold is not None:
+            why = self._cold_step(fix, maps)
+        if why.startswith(COLD_CANDIDATES):  # the candidates' particles become the tracking belief
+            self.initialised, self.lost, self._low_frames, self._challenger = True, False, 0, None
+        elif why:
             self._initialise(fix)
         est = self._estimate(stamp_s, fix, accepted, why, log_ratio, len(rows))
+        if not self.initialised and self._cold is not None:
+            est.cold_protection_level_m = self._cold.protection_level_m(s.alpha)
         return self._timed(est, t0, maps.timings_ms)
 
     # ---- pieces of the step -------------------------------------------------------------------------------
+    def _seeded(self) -> bool:
+        return not self.initialised and self._cold is not None and self._cold.seeded
+
+    def _cold_likelihood(self, fix: Fix | None, maps: TileMaps) -> TileLikelihood | None:
+        """This frame's likelihood over its K candidates and the tiles under the belief, when its fix passes the
+        gate's input checks (finite, not out of distribution; any protection level), else None."""
+        if fix is None or fix.evidence is None or gate_fix(fix, -math.inf, math.inf)[0]:
+            return None
+        ev = fix.evidence
+        cand = TileMaps(np.full(len(ev.scores), -1, np.int64), ev.centres_en_m, float(ev.tile_m[0]), ev.maps,
+                        ev.scores, np.zeros((len(ev.scores), 2, *ev.maps.shape[1:]), np.float32))
+        return TileLikelihood(merged_maps(cand, maps), self.localizer.calibration, self.area_m2,
+                              self.settings.map_temperature)
+
+    def _cold_step(self, fix: Fix | None, maps: TileMaps) -> str:
+        """The candidate cold start's update with this frame (a fix that passes the gate's input checks: finite,
+        not out of distribution); returns why the filter is initialised now, or ""."""
+        s = self.settings
+        lik = self._cold_likelihood(fix, maps)
+        if lik is None:
+            return ""
+        yaw, yaw_std = self._initial_heading(fix)
+        self._cold.update(lik, s.cold_evidence_weight, s.floor_ratio, yaw, yaw_std)
+        pl = self._cold.protection_level_m(s.alpha)
+        if pl <= s.max_protection_level_m:
+            return f"{COLD_CANDIDATES} ({self._cold.frames} frames, protection level {pl:.1f} m)"
+        return ""
+
     def _query_heading(self) -> float | None:
         """The compass heading the localizer rolls the panorama by (None: as it is)."""
         if self.settings.north_aligned:
@@ -237,7 +299,7 @@ class SequentialLocalizer:
 
     def _rows(self) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
         """The tiles under the belief, and the belief's support (points, weights)."""
-        if not self.initialised:
+        if not self.initialised and not self._seeded():
             return np.zeros(0, np.int64), None
         pts, w = self.belief.support()
         index = self.localizer.index
@@ -257,7 +319,10 @@ class SequentialLocalizer:
             self.belief.update_heading_field(lik, s.evidence_weight, math.radians(s.model_heading_min_std_deg))
         log_ratio = math.log(ratio) if ratio > 0 else -math.inf
         self._low_frames = self._low_frames + 1 if log_ratio < s.collapse_log_ratio else 0
-        if self._low_frames >= s.collapse_frames:
+        self._ratios = (self._ratios + [log_ratio])[-s.cold_collapse_frames:]
+        if self._low_frames >= s.collapse_frames and (
+                self._cold is None or (len(self._ratios) == s.cold_collapse_frames
+                                       and sum(self._ratios) < s.collapse_log_ratio)):
             self.lost = True
         return log_ratio
 
@@ -289,6 +354,9 @@ class SequentialLocalizer:
         yaw, yaw_std = self._initial_heading(fix)
         radius = max(fix.protection_level_m, s.init_min_radius_m)
         self.belief.init_from(density, np.array([fix.east_m, fix.north_m]), radius, yaw, yaw_std)
+        if self._cold is not None:
+            self._cold.background = s.alpha
+        self._ratios = []
         self.initialised, self.lost, self._low_frames, self._challenger = True, False, 0, None
 
     def _initial_heading(self, fix: Fix) -> tuple[float, float]:
