@@ -46,6 +46,11 @@ TRACKING_PARAMETERS = (
     ("converged_pl_m", "converged = initialised, not lost, protection level at most this, m"),
     ("global_every", "global search every N frames once tracking (always while not initialised or lost)"),
     ("seed", "seed of the particles' random generator"),
+    ("cold_start", "accepted_fix (default: start from a gate-accepted fix) or candidates (particles only: a belief "
+                   "seeded from every frame's candidates, published once concentrated; opt-in, see TRACKING.md)"),
+    ("cold_evidence_weight", "cold_start candidates: exponent of a frame's likelihood before initialisation"),
+    ("cold_resume_mass", "cold_start candidates: the uncovered mass a lost belief resumes the cold start with"),
+    ("cold_collapse_frames", "cold_start candidates: 'lost' also needs this many last frames' evidence to be poor"),
 )
 DEVICES = ("auto", "cpu", "cuda")
 HEADING_SOURCES = ("auto", "model", "north_aligned", "imu")
