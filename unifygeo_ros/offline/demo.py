@@ -288,7 +288,7 @@ def format_report(r: DemoReport) -> str:
 
 def run_demo(checkpoint: str | Path | None = None, out: str | Path = "out/demo", cache: str | Path | None = None,
              seed: int = DEMO_SEED, size_m: float = 300.0, panos: int = 100, device: str = "auto",
-             batch_size: int = 32, replay_frames: int = 40) -> DemoReport:
+             batch_size: int = 32, replay_frames: int = 120) -> DemoReport:
     """The whole chain (see the module docstring); returns the report and writes the picture and the JSON."""
     out = Path(out)
     ckpt = Path(checkpoint) if checkpoint else find_resource(DEMO_CHECKPOINT_REL)
@@ -368,7 +368,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--panos", type=int, default=100, help="panoramas to localize")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--batch-size", type=int, default=32, help="index build batch size")
-    parser.add_argument("--replay-frames", type=int, default=40,
+    parser.add_argument("--replay-frames", type=int, default=120,
                         help="panoramas of the recorded drive replayed after the demo (0: skip the replay)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
