@@ -36,9 +36,11 @@ def camera_image_problem(rgb: np.ndarray) -> str:
     Only the **seen** part counts: a pinhole rig stitched onto the panorama (``input_mode: cameras``) leaves the
     columns and rows no camera sees exactly black (0, 0, 0), and statistics over the whole image would count them -
     a single 90 deg camera's colour was diluted four-fold below :data:`MIN_CHROMA`. Thumbnail pixels whose source
-    pixels are all seen are used; an image with none is blank."""
+    pixels are all seen (grey level above 0: black and the darkest near-black count as unseen) are used; an image
+    with none is blank. Cost: OpenCV only (a numpy test of every pixel took 28 ms on a 2048 x 1024 frame)."""
     small = cv2.resize(rgb, THUMBNAIL_WH, interpolation=cv2.INTER_AREA)
-    seen = cv2.resize(np.any(rgb != 0, axis=2).astype(np.float32), THUMBNAIL_WH, interpolation=cv2.INTER_AREA) >= 1.0
+    lit = cv2.threshold(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), 0, 255, cv2.THRESH_BINARY)[1]  # grey level > 0
+    seen = cv2.resize(lit, THUMBNAIL_WH, interpolation=cv2.INTER_AREA) == 255  # every source pixel lit
     if seen.sum() < MIN_SEEN_FRACTION * seen.size:
         return f"the image is blank (under {MIN_SEEN_FRACTION:.0%} of it is other than black)"
     grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.float64)
