@@ -236,8 +236,8 @@ class LocalizationPipeline:
                  tracker: SequentialLocalizer | None = None):
         self.localizer = localizer
         self.tracker = tracker
-        self.min_score = float(min_score)
-        self.max_protection_level_m = float(max_protection_level_m)
+        self._min_score, self._max_protection_level_m = float(min_score), float(max_protection_level_m)
+        self._sync_tracker()
         self.prior = prior
         self.stats = stats or PipelineStats()
         self.odometry = OdometryIntegrator()  #: tracking mode: the odometry not yet applied to the belief
@@ -264,10 +264,9 @@ class LocalizationPipeline:
         self._sync_tracker()
 
     def _sync_tracker(self) -> None:
-        limits = (getattr(self, "_min_score", None), getattr(self, "_max_protection_level_m", None))
-        if self.tracker is not None and None not in limits:
-            self.tracker.settings = dataclasses.replace(self.tracker.settings, min_score=limits[0],
-                                                        max_protection_level_m=limits[1])
+        if self.tracker is not None:
+            self.tracker.settings = dataclasses.replace(self.tracker.settings, min_score=self._min_score,
+                                                        max_protection_level_m=self._max_protection_level_m)
 
     @property
     def mode(self) -> str:

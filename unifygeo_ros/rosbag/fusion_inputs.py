@@ -123,10 +123,10 @@ class SensorCollector:
         """Take ``msg`` if it is on the odometry or IMU topic (True), else leave it (False)."""
         if conn.topic == self.odom_topic and conn.msgtype == bags.ODOMETRY:
             self.odometry_messages += 1
-            sample, into = twist_sample(msg, _stamp_ns(msg, log_ns)), self.twists
+            sample, into = twist_sample(msg, bags.stamp_or_log_time(msg, log_ns)), self.twists
         elif conn.topic == self.imu_topic and conn.msgtype == IMU:
             self.imu_messages += 1
-            sample, into = yaw_sample(msg, _stamp_ns(msg, log_ns)), self.yaws
+            sample, into = yaw_sample(msg, bags.stamp_or_log_time(msg, log_ns)), self.yaws
         else:
             return False
         if sample is None:
@@ -134,8 +134,3 @@ class SensorCollector:
         else:
             into.append(sample)
         return True
-
-
-def _stamp_ns(msg: Any, log_ns: int) -> int:
-    t = bags.stamp_to_ns(msg.header.stamp)
-    return t if t > 0 else int(log_ns)

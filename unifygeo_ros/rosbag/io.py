@@ -31,7 +31,8 @@ from unifygeo_ros.rosbag.mcap_check import McapCheck, check_mcap
 from unifygeo_ros.rosbag.msgtypes import (COMPRESSED_IMAGE, GEOGRAPHIC_MSGS_DEFS, GEOPOSE_COV_STAMPED,
                                           GEOPOSE_STAMPED, IMAGE, IMAGE_TYPES, NAVSATFIX, ODOMETRY,
                                           POSE_COV_STAMPED, ROS_DISTRO_STORE, BagError, geographic_msgs_defs,
-                                          header, make_typestore, ns_to_stamp, stamp_to_ns)
+                                          header, make_typestore, ns_to_stamp, stamp_or_log_time,
+                                          stamp_to_ns)
 from unifygeo_ros.rosbag.salvage import SalvageConnection, SalvageReader
 
 
@@ -246,4 +247,4 @@ __all__ = ["COMPRESSED_IMAGE", "GEOGRAPHIC_MSGS_DEFS", "GEOPOSE_COV_STAMPED", "G
            "SalvageConnection", "SalvageReader", "TopicInfo", "check_mcap", "compressed_msg_to_rgb",
            "connections_for", "describe_topics", "geographic_msgs_defs", "header", "image_msg_to_rgb",
            "iter_messages", "list_topics", "make_typestore", "msg_to_rgb", "ns_to_stamp", "open_bag",
-           "rgb_to_compressed_msg", "rgb_to_image_msg", "stamp_to_ns"]
+           "rgb_to_compressed_msg", "rgb_to_image_msg", "stamp_or_log_time", "stamp_to_ns"]

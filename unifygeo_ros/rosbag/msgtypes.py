@@ -117,6 +117,13 @@ def stamp_to_ns(stamp: Any) -> int:
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
+def stamp_or_log_time(msg: Any, log_ns: int) -> int:
+    """A message's header stamp (ns), or its log time when the stamp is zero or the message has no header."""
+    h = getattr(msg, "header", None)
+    t = stamp_to_ns(h.stamp) if h is not None else 0
+    return t if t > 0 else int(log_ns)
+
+
 def ns_to_stamp(store: Any, t_ns: int) -> Any:
     """Integer nanoseconds -> ``builtin_interfaces/msg/Time`` of ``store``."""
     t_ns = int(t_ns)

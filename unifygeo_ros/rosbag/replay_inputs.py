@@ -29,13 +29,6 @@ from unifygeo_ros.rosbag.synth_topics import CAMERA_INFO
 HEADING_SOURCES = ("auto", "model", "imu", "north_aligned")
 
 
-def stamp_or_log_time(msg: Any, log_ns: int) -> int:
-    """A message's header stamp (ns), or its log time when the stamp is zero or absent."""
-    h = getattr(msg, "header", None)
-    t = bags.stamp_to_ns(h.stamp) if h is not None else 0
-    return t if t > 0 else int(log_ns)
-
-
 def resolve_heading_source(requested: str, description: dict, has_imu: bool, known_orientation: bool | None,
                            warnings: list[str]) -> str:
     """Replay's heading source (``ReplayConfig.heading_source``): ``auto`` -> ``north_aligned`` when the bag's
@@ -103,19 +96,19 @@ class ReplayInputs:
         if topic == t.odometry and conn.msgtype == bags.ODOMETRY:
             self.odometry_messages += 1
             if self.pipeline is not None:
-                self.pipeline.odometry.add(twist_reading(msg, stamp_or_log_time(msg, log_ns) * 1e-9))
+                self.pipeline.odometry.add(twist_reading(msg, bags.stamp_or_log_time(msg, log_ns) * 1e-9))
             elif self.publish is not None:
-                self.publish("odometry", topic, msg, stamp_or_log_time(msg, log_ns))
+                self.publish("odometry", topic, msg, bags.stamp_or_log_time(msg, log_ns))
             return None
         if topic == t.imu and conn.msgtype == IMU:
             self.imu_messages += 1
-            self.heading.add(msg, stamp_or_log_time(msg, log_ns) * 1e-9)
+            self.heading.add(msg, bags.stamp_or_log_time(msg, log_ns) * 1e-9)
             if self.pipeline is None and self.publish is not None:
-                self.publish("imu", topic, msg, stamp_or_log_time(msg, log_ns))
+                self.publish("imu", topic, msg, bags.stamp_or_log_time(msg, log_ns))
             return None
         if topic == t.kidnap_topic:
             if self.kidnap_ns is None:
-                self.kidnap_ns, self.kidnap_source = stamp_or_log_time(msg, log_ns), topic
+                self.kidnap_ns, self.kidnap_source = bags.stamp_or_log_time(msg, log_ns), topic
             return None
         if conn.msgtype == CAMERA_INFO:
             self._infos[self._info_names[topic]] = msg
@@ -123,7 +116,7 @@ class ReplayInputs:
         if t.rig:
             self._images[self._names[topic]] = msg
             return self._rig_set(log_ns)
-        stamp = stamp_or_log_time(msg, log_ns)
+        stamp = bags.stamp_or_log_time(msg, log_ns)
         decode = (lambda m=msg, ty=conn.msgtype: bags.msg_to_rgb(m, ty))
         return Candidate(stamp, Frame(stamp, stamp * 1e-9, decode), [("image", topic, msg)])
 
@@ -196,7 +189,7 @@ class GroundTruthReader:
         if reason:  # not a position: excluded, counted (replay_quality)
             self.gt.excluded[reason] = self.gt.excluded.get(reason, 0) + 1
             return
-        self.gt.t_ns.append(stamp_or_log_time(msg, log_ns))
+        self.gt.t_ns.append(bags.stamp_or_log_time(msg, log_ns))
         self.gt.lat_deg.append(s[0])
         self.gt.lon_deg.append(s[1])
         self.gt.yaw_deg.append(s[2])

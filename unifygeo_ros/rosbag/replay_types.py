@@ -105,12 +105,6 @@ class GroundTruth:
     excluded: dict[str, int] = field(default_factory=dict)  # replay_quality reason -> GT messages not used
 
 
-def _stamp_or_log_time(msg: Any, log_ns: int) -> int:
-    h = getattr(msg, "header", None)
-    t = bags.stamp_to_ns(h.stamp) if h is not None else 0
-    return t if t > 0 else int(log_ns)
-
-
 def quat_yaw_deg(q: Any) -> float:
     n = q.x * q.x + q.y * q.y + q.z * q.z + q.w * q.w
     if not np.isfinite(n) or n < 1e-12:
