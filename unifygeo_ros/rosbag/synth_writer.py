@@ -178,7 +178,8 @@ def camera_info_msg(ts: Any, t_ns: int, cam: Any, frame: str) -> Any:
 
 def _quaternion(T: Any, yaw_rad: float) -> Any:
     """``geometry_msgs/Quaternion`` of a rotation by ``yaw_rad`` about +z."""
-    return T["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=math.sin(yaw_rad / 2.0), w=math.cos(yaw_rad / 2.0))
+    x, y, z, w = geo.yaw_to_quaternion_xyzw(math.degrees(yaw_rad))
+    return T["geometry_msgs/msg/Quaternion"](x=x, y=y, z=z, w=w)
 
 
 def wheel_odometry_msg(ts: Any, t_ns: int, odom: sens.OdomSamples, k: int) -> Any:
