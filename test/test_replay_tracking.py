@@ -208,8 +208,12 @@ def test_live_tracking_node_agrees_with_in_process_replay(world, drive_bag, tmp_
                 (out / "estimate.tum").read_text().splitlines() if ln and not ln.startswith("#")}
 
     est_live, est_local = estimates(tmp_path / "live"), estimates(tmp_path / "local")
-    common = sorted(set(est_live) & set(est_local))
-    assert len(common) >= 14
+    # the same inputs only up to the first frame the node did not answer (a lost frame skips a measurement update,
+    # after which the two filters legitimately differ)
+    stamps = sorted(est_local)
+    lost = [k for k in stamps if k not in est_live]
+    common = [k for k in stamps if not lost or k < lost[0]]
+    assert len(common) >= 8, (lost, log.read_text())
     moved = np.hypot(*(est_local[common[-1]] - est_local[common[0]]))
     assert moved > 5.0  # the belief moved with the odometry: a static estimate would agree trivially
     diff = [float(np.hypot(*(est_live[k] - est_local[k]))) for k in common]

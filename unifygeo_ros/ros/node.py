@@ -54,6 +54,9 @@ def _process_age_s() -> float:
 
 _IMPORTED = time.monotonic()
 OUTPUT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+#: odometry and IMU: best effort like the sensor-data profile, but 100 deep - every message counts (dead reckoning
+#: integrates them all) and a 5-deep queue overflows at 100 Hz when the process is starved for 50 ms
+MOTION_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.BEST_EFFORT)
 
 
 def _stamp_s(stamp) -> float:
@@ -81,11 +84,11 @@ class LocalizerNode(Node):
         self.headings = HeadingFeed(s.imu_settings())  # the IMU -> the panorama's heading, as replay reads it
         self.imu_sub = None
         if self.heading_source == "imu" or s.mode == "tracking":  # tracking: the robot's heading whenever there is one
-            self.imu_sub = self.create_subscription(Imu, "imu", self.headings.add, qos_profile_sensor_data)
+            self.imu_sub = self.create_subscription(Imu, "imu", self.headings.add, MOTION_QOS)
         self.odom_sub = None
         if s.mode == "tracking":  # wheel odometry moves the belief between frames (pipeline.odometry)
             self.odom_sub = self.create_subscription(Odometry, "odom", lambda m: self.pipeline.odometry.add(
-                twist_reading(m)), qos_profile_sensor_data)
+                twist_reading(m)), MOTION_QOS)
 
         self.pub_geopose = self.create_publisher(GeoPoseStamped, "geopose", OUTPUT_QOS)
         self.pub_geopose_cov = self.create_publisher(GeoPoseWithCovarianceStamped, "geopose_with_covariance",
