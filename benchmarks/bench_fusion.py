@@ -8,7 +8,7 @@ city with the embedded demo model, at the node's integrity gate and with the gat
    north-aligned panoramas (the demo model is trained with known orientation), wheel odometry and IMU on
    (rosbag/sensors.py's default noise, seeded by the route seed);
 2. the bag replayed with ``--fuse`` through the node's pipeline with the embedded model and index (models/demo,
-   models/demo/index), twice: the node's default gate (``max_protection_level_m`` 75 m) and ``inf`` (gate off;
+   models/demo/index), twice: the node's default gate (``max_protection_level_m``, 50 m) and ``inf`` (gate off;
    the default is not changed here);
 3. printed side by side, per gate: single frames (the published fixes, as ``metrics.json`` scores them) and the
    fused trajectory (``metrics.json`` ``fusion``): APE RMSE and max (m, unaligned, the index's ENU frame), mean

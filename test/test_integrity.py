@@ -55,7 +55,7 @@ def test_gate_reasons_in_order():
     assert gate_fix(_fix(protection_level_m=80.0), 0.5, math.inf) == ("", "")
     assert gate_fix(_fix(score=0.2), 0.5, 75.0)[0] == "low_score"
     assert set(GATE_REASONS) == {"not_finite", "out_of_distribution", "protection_level", "low_score"}
-    assert PipelineSettings().max_protection_level_m == 75.0
+    assert PipelineSettings().max_protection_level_m == 50.0
 
 
 def test_trust_report_counts_hmi_coverage_and_availability():
@@ -102,7 +102,7 @@ def test_calibration_fit_finds_the_map_temperature_behind_the_truths():
 
 
 def test_node_parameter_max_protection_level():
-    assert NodeSettings.from_params({}).pipeline_settings().max_protection_level_m == 75.0
+    assert NodeSettings.from_params({}).pipeline_settings().max_protection_level_m == 50.0
     assert NodeSettings.from_params({"max_protection_level_m": math.inf}).max_protection_level_m == math.inf
     for bad in (0.0, -3.0, math.nan, "x"):
         with pytest.raises(UnifyGeoError, match="max_protection_level_m"):

@@ -99,3 +99,42 @@ def test_calibration_file_round_trip_and_refusals(tmp_path):
         (tmp_path / CALIBRATION_FILE).write_text(bad)
         with pytest.raises(CheckpointError):
             load_calibration(tmp_path)
+
+
+def test_agreement_counts_the_candidates_whose_map_peaks_meet():
+    from unifygeo_ros.localization.posterior import agreement_counts, map_peaks_en_m
+
+    maps = np.stack([_peaked(0, 0), _peaked(0, 0), _peaked(3, 3)])
+    centres = np.array([[0.0, 0.0], [3.0, 0.0], [0.0, 0.0]])  # peaks (-15, 15), (-12, 15), (15, -15)
+    peaks = map_peaks_en_m(centres, np.full(3, TILE), maps)
+    np.testing.assert_allclose(peaks, [[-15.0, 15.0], [-12.0, 15.0], [15.0, -15.0]])
+    assert agreement_counts(peaks, 5.0).tolist() == [2.0, 2.0, 1.0]
+    assert agreement_counts(peaks, 1.0).tolist() == [1.0, 1.0, 1.0]
+
+
+def test_consensus_weight_favours_candidates_that_agree_and_changes_the_protection_level():
+    # three candidates with equal scores: two overlapping tiles put the camera at one place, a third elsewhere
+    maps = np.stack([_peaked(0, 0), _peaked(0, 0), _peaked(0, 0)])
+    centres = np.array([[0.0, 0.0], [2.0, 0.0], [300.0, 0.0]])
+    fix = np.array([-15.0, 15.0])
+    scores = np.zeros(3)
+    off = hierarchy_posterior(fix, centres, np.full(3, TILE), maps, scores, Calibration())
+    on = hierarchy_posterior(fix, centres, np.full(3, TILE), maps, scores, Calibration(consensus_weight=1.0))
+    np.testing.assert_allclose(off.candidate_probabilities, [1 / 3] * 3)
+    np.testing.assert_allclose(on.candidate_probabilities, [0.4, 0.4, 0.2])  # exp(ln 2) : exp(ln 2) : 1
+    strong = hierarchy_posterior(fix, centres, np.full(3, TILE), maps, np.array([0.0, 0.0, -6.0]),
+                                 Calibration(consensus_weight=2.0))
+    assert strong.protection_level_m < 10.0 < on.protection_level_m  # the lone far peak's mass fell under alpha
+    with pytest.raises(CheckpointError, match="consensus_weight"):
+        Calibration(consensus_weight=-1.0)
+    with pytest.raises(ValueError, match="consensus weight needs"):
+        candidate_probabilities(scores, Calibration(consensus_weight=1.0))
+
+
+def test_a_calibration_stored_before_the_consensus_weight_loads_with_it_off(tmp_path):
+    (tmp_path / CALIBRATION_FILE).write_text(json.dumps({"score_temperature": 1.4, "outside_logit": 3.0,
+                                                         "map_temperature": 0.1, "pl_map_temperature": 0.2}))
+    cal = load_calibration(tmp_path)
+    assert cal.consensus_weight == 0.0 and cal.consensus_radius_m == 5.0
+    save_calibration(tmp_path, Calibration(consensus_weight=1.5, consensus_radius_m=4.0))
+    assert load_calibration(tmp_path).consensus_weight == 1.5 and load_calibration(tmp_path).consensus_radius_m == 4.0

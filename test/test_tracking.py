@@ -456,3 +456,21 @@ def test_demo_model_tracks_a_short_drive_through_the_demo_city():
         errs.append(error(est, en) if est.initialised else math.inf)
     assert started is not None and started <= 10.0
     assert max(errs[-4:]) < 4.0
+
+
+def test_tracking_likelihood_weighs_tiles_with_the_single_frames_calibrated_logits():
+    """The filter's measurement and the single-frame posterior share one definition of a tile's weight
+    (posterior.candidate_logits), consensus weight included."""
+    from dataclasses import replace
+
+    from unifygeo_ros.localization.posterior import candidate_probabilities
+
+    loc = ScriptedLocalizer()
+    rows = loc.index.tiles_within(100.0, 100.0, 60.0)
+    maps = loc.maps(rows, (100.0, 100.0))
+    for cal in (CAL, replace(CAL, consensus_weight=1.0)):
+        lik = TileLikelihood(maps, cal, 350.0 ** 2)
+        pi, _ = candidate_probabilities(maps.scores, cal, maps.centres_en_m, np.full(len(rows), maps.tile_m),
+                                        maps.maps)
+        mass = lik.density.reshape(len(rows), -1).sum(axis=1) * (maps.tile_m / lik.hw[1]) * (maps.tile_m / lik.hw[0])
+        np.testing.assert_allclose(mass / mass.sum(), pi / pi.sum(), rtol=1e-9)

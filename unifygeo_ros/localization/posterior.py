@@ -6,8 +6,12 @@ candidates and over "none of them" (retrieval missed the camera's tile):
 
     p(x) = pi_0 * (somewhere else)  +  sum_k pi_k * P_k(x)
 
-* ``pi`` = softmax over the candidates' re-ranking scores divided by ``score_temperature`` and a constant
-  ``outside_logit`` for "none of the K" (calibrated: :class:`Calibration`, fitted on cities the model never saw);
+* ``pi`` = softmax over the candidates' logits ``s_k / score_temperature + consensus_weight * ln n_k`` and a
+  constant ``outside_logit`` for "none of the K" (calibrated: :class:`Calibration`, fitted on cities the model
+  never saw). ``n_k`` is the number of candidates whose map peaks lie within ``consensus_radius_m`` of candidate
+  k's own peak (itself included): overlapping tiles that see the camera at one place agree, a wrong tile's peak
+  stands alone - the consensus of :mod:`~unifygeo_ros.model.rerank`, weighed by the fit (1 -> agreeing candidates
+  reinforce each other like independent evidence; 0 -> off, the calibrations stored before it existed);
 * ``P_k`` = candidate k's probability map over its tile's cells, sharpened or flattened by a map temperature
   (``P_k ~ p_k ** (1 / temperature)``), each cell a uniform square of the map's cell size: ``map_temperature`` for the
   covariance of the fix's mode (fitted so that the ellipses cover the truth like a Gaussian's), ``pl_map_temperature``
@@ -53,10 +57,15 @@ class Calibration:
     map_temperature: float = 1.0  #: maps raised to 1 / this and renormalised, for the covariance of the fix's mode
     pl_map_temperature: float = 1.0  #: the same, for the whole posterior behind the protection level
     min_descriptor_cosine: float = -math.inf  #: a query's best descriptor cosine below this is out of distribution
+    consensus_weight: float = 0.0  #: logits gain this times ln(candidates agreeing with each one's peak); 0 = off
+    consensus_radius_m: float = 5.0  #: two candidates agree when their map peaks are at most this far apart, m
     fitted_on: str = ""  #: what it was fitted on (cities, queries, command), for the record
 
     def __post_init__(self):
-        for name in ("score_temperature", "map_temperature", "pl_map_temperature"):
+        if not (isinstance(self.consensus_weight, (int, float)) and math.isfinite(self.consensus_weight)
+                and self.consensus_weight >= 0):
+            raise CheckpointError(f"calibration consensus_weight must be a number >= 0, got {self.consensus_weight!r}")
+        for name in ("score_temperature", "map_temperature", "pl_map_temperature", "consensus_radius_m"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise CheckpointError(f"calibration {name} must be a positive number, got {v!r}")
@@ -117,9 +126,43 @@ class Posterior:
     candidate_probabilities: np.ndarray  #: (K,) pi_k
 
 
-def candidate_probabilities(scores: np.ndarray, cal: Calibration) -> tuple[np.ndarray, float]:
-    """(pi_k (K,), pi_0): the calibrated softmax over the K scores and the "none of them" logit."""
+def map_peaks_en_m(centres_en_m: np.ndarray, tile_m: np.ndarray, maps: np.ndarray) -> np.ndarray:
+    """(K, 2) the centre of each candidate's most probable map cell, in the centres' metric frame."""
+    maps = np.asarray(maps)
+    k, h, w = maps.shape
+    flat = np.argmax(maps.reshape(k, -1), axis=1)
+    tile = np.broadcast_to(np.asarray(tile_m, np.float64), (k,))
+    east = ((flat % w + 0.5) / w - 0.5) * tile
+    north = (0.5 - (flat // w + 0.5) / h) * tile
+    return np.asarray(centres_en_m, np.float64) + np.stack([east, north], axis=1)
+
+
+def agreement_counts(peaks_en_m: np.ndarray, radius_m: float) -> np.ndarray:
+    """(K,) how many candidates' peaks lie within ``radius_m`` of each candidate's peak (itself included)."""
+    p = np.asarray(peaks_en_m, np.float64)
+    d = np.hypot(p[:, None, 0] - p[None, :, 0], p[:, None, 1] - p[None, :, 1])
+    return (d <= radius_m).sum(axis=1).astype(np.float64)
+
+
+def candidate_logits(scores: np.ndarray, cal: Calibration, centres_en_m: np.ndarray | None = None,
+                     tile_m: np.ndarray | None = None, maps: np.ndarray | None = None) -> np.ndarray:
+    """(K,) the calibrated logits ``s_k / T + consensus_weight * ln n_k`` (the module docstring); the maps and
+    their tiles are needed only when the calibration has a consensus weight."""
     z = np.asarray(scores, np.float64) / cal.score_temperature
+    if cal.consensus_weight > 0 and z.size:
+        if maps is None or centres_en_m is None or tile_m is None:
+            raise ValueError("a calibration with a consensus weight needs the candidates' maps and tiles")
+        z = z + cal.consensus_weight * np.log(agreement_counts(map_peaks_en_m(centres_en_m, tile_m, maps),
+                                                               cal.consensus_radius_m))
+    return z
+
+
+def candidate_probabilities(scores: np.ndarray, cal: Calibration, centres_en_m: np.ndarray | None = None,
+                            tile_m: np.ndarray | None = None,
+                            maps: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """(pi_k (K,), pi_0): the calibrated softmax over the K logits (:func:`candidate_logits`) and the "none of
+    them" logit."""
+    z = candidate_logits(scores, cal, centres_en_m, tile_m, maps)
     top = max(float(z.max()), cal.outside_logit)
     w = np.exp(z - top)
     w0 = math.exp(cal.outside_logit - top) if cal.outside_logit > -math.inf else 0.0
@@ -142,7 +185,7 @@ def hierarchy_posterior(fix_en_m: np.ndarray, centres_en_m: np.ndarray, tile_m: 
     ``centres_en_m`` (K, 2) and ``fix_en_m`` (2,) in one metric frame; ``tile_m`` (K,) tile sides."""
     maps = np.asarray(maps, np.float64)
     k, h, w = maps.shape
-    pi, pi0 = candidate_probabilities(scores, cal)
+    pi, pi0 = candidate_probabilities(scores, cal, centres_en_m, tile_m, maps)
     tile = np.broadcast_to(np.asarray(tile_m, np.float64), (k,))
     cells = np.stack([cell_offsets_en_m((h, w), t) for t in tile]).reshape(k, -1, 2)
     d = (np.asarray(centres_en_m, np.float64)[:, None, :] + cells) - np.asarray(fix_en_m, np.float64)

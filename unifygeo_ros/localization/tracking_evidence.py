@@ -4,9 +4,11 @@ turned into a likelihood over ground positions, calibrated like the single-frame
 Definition. With the tiles evaluated for this frame (those under the belief), the density of the camera's position
 ``x`` given the image is the single-frame posterior's mixture (:mod:`~unifygeo_ros.localization.posterior`)::
 
-    l(x) = sum_k exp(s_k / T) * P_k(x) / a_k  +  exp(o) / A
+    l(x) = sum_k exp(z_k) * P_k(x) / a_k  +  exp(o) / A
 
-* ``s_k`` the re-ranker's score of tile k, ``T`` the calibration's ``score_temperature``, ``o`` its ``outside_logit``
+* ``z_k = s_k / T + c * ln n_k`` the single frame's calibrated logit of tile k (``posterior.candidate_logits``:
+  the re-ranker's score over the ``score_temperature``, plus the consensus weight times the log of how many of
+  these tiles' map peaks agree with its own), ``o`` the calibration's ``outside_logit``
   ("the camera is in none of these tiles"), spread uniformly over the index's area ``A`` (the tiles' bounding box,
   as the calibration's fit defines it);
 * ``P_k`` tile k's map raised to ``1 / map_temperature`` and renormalised (``posterior.tempered``; the default is
@@ -30,7 +32,7 @@ import math
 import numpy as np
 
 from unifygeo_ros.localization.localizer import TileMaps
-from unifygeo_ros.localization.posterior import Calibration, tempered
+from unifygeo_ros.localization.posterior import Calibration, candidate_logits, tempered
 
 
 def index_area_m2(en_m: np.ndarray, tile_m: float) -> float:
@@ -70,7 +72,8 @@ class TileLikelihood:
         self.hw = tuple(maps.maps.shape[1:]) if k else (1, 1)
         h, w = self.hw
         tau = cal.pl_map_temperature if map_temperature is None else float(map_temperature)
-        z = np.asarray(maps.scores, np.float64) / cal.score_temperature
+        z = (candidate_logits(maps.scores, cal, maps.centres_en_m, np.full(k, maps.tile_m), maps.maps) if k
+             else np.zeros(0))
         top = max(float(z.max()) if k else -math.inf, cal.outside_logit)
         if not math.isfinite(top):
             top = 0.0

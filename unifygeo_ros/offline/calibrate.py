@@ -9,11 +9,11 @@ Stages (plain functions):
    (the K candidates' maps and scores: :class:`~unifygeo_ros.localization.fix.QueryEvidence`) and its true position
    (from the file name, VIGOR's convention);
 2. :func:`fit` - the :class:`~unifygeo_ros.localization.posterior.Calibration`: the score temperature, the "none
-   of the K" logit and the protection level's map temperature that maximise the mean log-likelihood of the true
-   positions under the whole posterior (a proper
-   scoring rule; the outside mass spread uniformly over the city's tiled area); then the map temperature that makes
-   the published covariance (the fix's mode) consistent where it is published - on the fixes the gate
-   (``max_protection_level_m``) accepts: 1- and 2-sigma coverage closest to a Gaussian's 39.3 / 86.5 %; and the
+   of the K" logit, the consensus weight and the protection level's map temperature that maximise the mean
+   log-likelihood of the true positions under the whole posterior (a proper scoring rule; the outside mass spread
+   uniformly over the city's tiled area); then the map temperature that makes the published covariance (the
+   fix's mode) consistent where it is published - on the fixes the gate (``max_protection_level_m``) accepts:
+   1- and 2-sigma coverage closest to a Gaussian's 39.3 / 86.5 %; and the
    out-of-distribution floor of the descriptor cosine (a low quantile of the calibration panoramas', minus a margin);
 3. :func:`evaluate_calibration` - coverage, NEES, protection levels, HMI and availability
    (:mod:`~unifygeo_ros.localization.integrity`) for a list of protection-level limits, so the gate's default can be
@@ -45,13 +45,14 @@ from unifygeo_ros.localization.fix import QueryEvidence
 from unifygeo_ros.localization.integrity import EXPECTED_COVERAGE, TrustReport, nees, trust_report
 from unifygeo_ros.localization.localizer import Localizer
 from unifygeo_ros.localization.pipeline import PipelineSettings
-from unifygeo_ros.localization.posterior import (DEFAULT_ALPHA, Calibration,
-                                                 hierarchy_posterior, save_calibration)
+from unifygeo_ros.localization.posterior import (DEFAULT_ALPHA, Calibration, agreement_counts,
+                                                 hierarchy_posterior, map_peaks_en_m, save_calibration)
 from unifygeo_ros.model.handle import ModelHandle, load_model
 
 SCORE_TEMPERATURES = tuple(float(v) for v in np.geomspace(0.25, 16.0, 13))
 MAP_TEMPERATURES = tuple(float(v) for v in np.geomspace(0.05, 4.0, 15))
 OUTSIDE_LOGITS = (-math.inf,) + tuple(float(v) for v in np.linspace(-8.0, 4.0, 13))
+CONSENSUS_WEIGHTS = (0.0, 0.5, 1.0, 1.5, 2.0)
 PL_LIMITS_M = (10.0, 15.0, 20.0, 30.0, 50.0, 75.0, 100.0, 150.0, math.inf)
 DESCRIPTOR_QUANTILE = 0.005
 DESCRIPTOR_MARGIN = 0.05
@@ -123,11 +124,23 @@ def _truth_log_cells(queries: list[CalibrationQuery], map_temperature: float) ->
     return np.stack(logp), np.stack(log_area)
 
 
+def log_agreement(queries: list[CalibrationQuery], radius_m: float) -> np.ndarray:
+    """(N, K) ln of each candidate's agreement count (``posterior.agreement_counts``) per query."""
+    return np.stack([np.log(agreement_counts(map_peaks_en_m(q.evidence.centres_en_m, q.evidence.tile_m,
+                                                            q.evidence.maps), radius_m)) for q in queries])
+
+
 def mean_log_likelihood(queries: list[CalibrationQuery], cal: Calibration,
-                        cells: tuple[np.ndarray, np.ndarray] | None = None) -> float:
-    """Mean log density (per m^2) of the true positions under the posterior of ``cal`` (its PL map temperature)."""
+                        cells: tuple[np.ndarray, np.ndarray] | None = None,
+                        log_agree: np.ndarray | None = None) -> float:
+    """Mean log density (per m^2) of the true positions under the posterior of ``cal`` (its PL map temperature).
+    ``cells`` (:func:`_truth_log_cells`) and ``log_agree`` (:func:`log_agreement`) may be given precomputed."""
     logp, log_area = cells if cells is not None else _truth_log_cells(queries, cal.pl_map_temperature)
     scores = np.stack([q.evidence.scores for q in queries]) / cal.score_temperature  # (N, K)
+    if cal.consensus_weight > 0:  # the logits of posterior.candidate_logits
+        if log_agree is None:
+            log_agree = log_agreement(queries, cal.consensus_radius_m)
+        scores = scores + cal.consensus_weight * log_agree
     log_out = np.array([cal.outside_logit - math.log(q.area_m2) for q in queries])  # outside logit + log density
     top = np.maximum(scores.max(axis=1), cal.outside_logit)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -150,7 +163,7 @@ def fit_map_temperature(queries: list[CalibrationQuery], cal: Calibration | None
         return 1.0
     best, best_gap = 1.0, math.inf
     for tau in MAP_TEMPERATURES:
-        err, cov, _ = posterior_figures(chosen, Calibration(map_temperature=tau))
+        err, cov, _ = posterior_figures(chosen, replace(cal or Calibration(), map_temperature=tau))
         d2 = nees(err, cov)
         gap = abs(np.mean(d2 <= 1.0) - EXPECTED_COVERAGE[1]) + abs(np.mean(d2 <= 4.0) - EXPECTED_COVERAGE[2])
         if gap < best_gap:
@@ -171,14 +184,17 @@ def fit(queries: list[CalibrationQuery], fitted_on: str = "", limit_m: float | N
     ``max_protection_level_m``) the covariance's map temperature is fitted again on the fixes that gate accepts."""
     base = Calibration(map_temperature=fit_map_temperature(queries), min_descriptor_cosine=descriptor_floor(queries))
     best, best_ll = base, -math.inf
+    log_agree = log_agreement(queries, base.consensus_radius_m)
     for tau in MAP_TEMPERATURES:
         cells = _truth_log_cells(queries, tau)
         for t in SCORE_TEMPERATURES:
             for z0 in OUTSIDE_LOGITS:
-                cal = replace(base, score_temperature=t, outside_logit=z0, pl_map_temperature=tau)
-                ll = mean_log_likelihood(queries, cal, cells)
-                if ll > best_ll:
-                    best, best_ll = cal, ll
+                for c in CONSENSUS_WEIGHTS:
+                    cal = replace(base, score_temperature=t, outside_logit=z0, pl_map_temperature=tau,
+                                  consensus_weight=c)
+                    ll = mean_log_likelihood(queries, cal, cells, log_agree)
+                    if ll > best_ll:
+                        best, best_ll = cal, ll
     if limit_m is not None:  # the covariance's temperature does not change the protection level: no loop
         best = replace(best, map_temperature=fit_map_temperature(queries, best, limit_m, alpha))
     return replace(best, fitted_on=fitted_on), best_ll
@@ -245,7 +261,8 @@ def run(args: argparse.Namespace) -> int:
                   limit_m=args.max_protection_level, alpha=args.alpha)
     before = mean_log_likelihood(queries, Calibration())
     print(f"calibration: score temperature {cal.score_temperature:.3g}, map temperature {cal.map_temperature:.3g}, "
-          f"outside logit {cal.outside_logit:.3g}; mean log-likelihood {ll:.3f} (uncalibrated {before:.3f})")
+          f"outside logit {cal.outside_logit:.3g}, consensus weight {cal.consensus_weight:g}; "
+          f"mean log-likelihood {ll:.3f} (uncalibrated {before:.3f})")
     reports = {"uncalibrated": evaluate_calibration(queries, Calibration(), args.alpha),
                "calibrated": evaluate_calibration(queries, cal, args.alpha)}
     for name, rep in reports.items():
