@@ -24,7 +24,8 @@ Each :meth:`SequentialLocalizer.step` encodes the panorama once and runs
    candidates and moved by the odometry (:mod:`~unifygeo_ros.localization.tracking_cold`) once its own protection
    level is within the gate's ``max_protection_level_m``;
 5. **re-initialisation** (kidnap): ``disagree_fixes`` accepted global fixes in a row (agreeing with each other,
-   moved by the odometry) whose protection circles do not meet the belief's, or one accepted fix after the belief
+   moved by the odometry) whose protection circles do not meet the belief's while the belief fails to explain the
+   current image (its evidence ratio below ``exp(collapse_log_ratio)``), or one accepted fix after the belief
    was declared lost: its evidence ratio (:meth:`TileLikelihood.evidence_ratio`: how much better the belief
    explains the image than "none of these tiles") stayed below ``exp(collapse_log_ratio)`` for ``collapse_frames``
    frames.
@@ -341,7 +342,9 @@ class SequentialLocalizer:
         c = self._challenger
         same = c is not None and float(np.hypot(*(at - c.en_m))) <= c.protection_level_m + fix.protection_level_m
         self._challenger = _Challenger(at, fix.protection_level_m, c.count + 1 if same else 1)
-        if self._challenger.count >= s.disagree_fixes:
+        if self._challenger.count >= s.disagree_fixes and self._low_frames > 0:
+            # only while the belief fails to explain the image too: a wrong place can pass the gate twice in a row
+            # (repetitive streets), a belief the images still confirm is not given up for it
             return f"{self._challenger.count} accepted global fixes outside the belief (kidnap)"
         return ""
 
