@@ -25,7 +25,7 @@ def _stamp(t_s: float):
 def _odom_msg(t_s, v, w, cov=None):
     c = np.zeros(36) if cov is None else np.asarray(cov, float)
     return SimpleNamespace(header=SimpleNamespace(stamp=_stamp(t_s)), twist=SimpleNamespace(
-        twist=SimpleNamespace(linear=SimpleNamespace(x=v), angular=SimpleNamespace(z=w)), covariance=c))
+        twist=SimpleNamespace(linear=SimpleNamespace(x=v, y=0.0), angular=SimpleNamespace(z=w)), covariance=c))
 
 
 def _imu_msg(t_s, yaw_deg, var=0.0, q=None):
@@ -38,6 +38,34 @@ def _imu_msg(t_s, yaw_deg, var=0.0, q=None):
 
 
 # ----------------------------------------------------------------------------------------------- sensors
+def test_the_tracking_filter_and_the_fusion_read_odometry_and_imu_alike():
+    """One reader per message (sensor_feed.odometry_twist / imu_yaw): the node's and replay's feeds and the fusion's
+    samples get the same values and refuse the same messages (a non-unit quaternion, a NaN twist)."""
+    from unifygeo_ros.localization.sensor_feed import HeadingFeed, twist_reading
+    from unifygeo_ros.rosbag.fusion_inputs import twist_sample, yaw_sample
+
+    cov = np.zeros(36)
+    cov[0], cov[7], cov[35] = 0.01, 0.02, 0.003
+    odom = _odom_msg(1.0, 2.5, 0.1, cov)
+    r, s = twist_reading(odom), twist_sample(odom, 1_000_000_000)
+    assert (r.speed_mps, r.yaw_rate_rps, r.speed_var, r.yaw_rate_var) == (2.5, 0.1, 0.01, 0.003)
+    assert s.v.tolist() == [2.5, 0.0, 0.1] and s.var.tolist() == [0.01, 0.02, 0.003]
+    bad = _odom_msg(1.0, float("nan"), 0.1, cov)
+    assert twist_reading(bad) is None and twist_sample(bad, 0) is None
+    imu = _imu_msg(1.0, 30.0, var=0.0004)
+    feed = HeadingFeed()
+    feed.add(imu)
+    heading, std, _ = feed.at(1.0)
+    y = yaw_sample(imu, 0)
+    assert heading == pytest.approx(geo.yaw_to_heading_deg(30.0)) and math.degrees(y.yaw_rad) == pytest.approx(30.0)
+    assert y.var_rad2 == pytest.approx(0.0004) and std == pytest.approx(math.degrees(0.02))
+    skew = _imu_msg(1.0, 0.0, q=(0.0, 0.0, 0.1, 0.1))  # not a rotation
+    feed2 = HeadingFeed()
+    feed2.add(skew)
+    assert feed2.at(1.0)[0] is None and "unit quaternion" in feed2.at(1.0)[2]
+    assert yaw_sample(skew, 0) is None
+
+
 def test_odometry_integrator_chains_the_samples_up_to_each_frame_and_keeps_late_ones_for_the_next():
     odo = OdometryIntegrator()
     v, w = 4.0, math.radians(10.0)

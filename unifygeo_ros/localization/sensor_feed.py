@@ -43,6 +43,36 @@ def unit_quaternion_problem(x: float, y: float, z: float, w: float) -> str:
     return ""
 
 
+def imu_yaw(msg: Any) -> tuple[float | None, float, str]:
+    """``sensor_msgs/Imu`` -> (ENU yaw in degrees, ``orientation_covariance[8]`` (nan when absent), ""), or
+    (None, nan, "") when it carries no orientation (REP-145: ``orientation_covariance[0] == -1``, or a zero
+    quaternion), or (None, nan, why) when its orientation is unusable (:func:`unit_quaternion_problem`). The one
+    reader of an IMU orientation: the node's and replay's heading feed and the fusion's yaw samples."""
+    q = msg.orientation
+    c = np.asarray(msg.orientation_covariance, np.float64).reshape(-1)
+    if c.size != 9 or c[0] == -1.0 or (q.x, q.y, q.z, q.w) == (0, 0, 0, 0):
+        return None, math.nan, ""
+    problem = unit_quaternion_problem(q.x, q.y, q.z, q.w)
+    if problem:
+        return None, math.nan, problem
+    return float(geo.quaternion_xyzw_to_yaw_deg(q.x, q.y, q.z, q.w)), float(c[8]), ""
+
+
+def odometry_twist(msg: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """``nav_msgs/Odometry`` -> (twist (vx m/s, vy m/s, yaw rate rad/s), their variances from the twist covariance
+    (indices 0, 7, 35 of the row-major 6 x 6)), or None when a value is not finite or the covariance is not 6 x 6.
+    The one reader of an odometry twist: the tracking filter's and the fusion's, each with its own variance policy."""
+    tw = msg.twist.twist
+    c = np.asarray(msg.twist.covariance, np.float64).reshape(-1)
+    if c.size != 36:
+        return None
+    v = np.array([tw.linear.x, tw.linear.y, tw.angular.z], np.float64)
+    var = c[[0, 7, 35]]
+    if not (np.all(np.isfinite(v)) and np.all(np.isfinite(var))):
+        return None
+    return v, var
+
+
 def stamp_s(stamp: Any) -> float:
     """A ``builtin_interfaces/Time`` in seconds."""
     return int(stamp.sec) + 1e-9 * int(stamp.nanosec)
@@ -70,17 +100,14 @@ class HeadingFeed:
         """One ``sensor_msgs/Imu`` (``stamp``: seconds, default its header stamp). Messages without an orientation
         (REP-145: ``orientation_covariance[0] == -1``, or a zero quaternion) are ignored; an unusable one is
         remembered as :attr:`problem` (frames that need a heading say why they get none)."""
-        q = msg.orientation
-        if float(msg.orientation_covariance[0]) == -1.0 or (q.x, q.y, q.z, q.w) == (0, 0, 0, 0):
-            return
-        problem = unit_quaternion_problem(q.x, q.y, q.z, q.w)
-        if problem:
-            self.problem = problem
+        yaw, var, problem = imu_yaw(msg)
+        if yaw is None:
+            if problem:
+                self.problem = problem
             return
         self.problem = ""
         s = self.settings
-        yaw = geo.quaternion_xyzw_to_yaw_deg(q.x, q.y, q.z, q.w) + s.panorama_yaw_offset_deg
-        var = float(msg.orientation_covariance[8])
+        yaw += s.panorama_yaw_offset_deg
         std = math.degrees(math.sqrt(var)) if var > 0 and math.isfinite(var) else s.default_yaw_std_deg
         t = stamp_s(msg.header.stamp) if stamp is None else float(stamp)
         self._latest = (t, float(geo.yaw_to_heading_deg(yaw)), std)
@@ -118,14 +145,11 @@ class TwistReading:
 def twist_reading(msg: Any, stamp: float | None = None) -> TwistReading | None:
     """``nav_msgs/Odometry`` -> its twist (``linear.x``, ``angular.z``) with the twist covariance's variances
     (indices 0, 35, 7 of the row-major 6 x 6; negative ones taken as 0); None when a value is not finite."""
-    tw = msg.twist.twist
-    c = np.asarray(msg.twist.covariance, np.float64).reshape(-1)
-    if c.size != 36:
+    twist = odometry_twist(msg)
+    if twist is None:
         return None
-    v, w = float(tw.linear.x), float(tw.angular.z)
-    var_v, var_w, var_lat = (float(c[i]) for i in (0, 35, 7))
-    if not all(math.isfinite(x) for x in (v, w, var_v, var_w, var_lat)):
-        return None
+    v, w = float(twist[0][0]), float(twist[0][2])
+    var_v, var_lat, var_w = (float(x) for x in twist[1])
     var_lat = 0.0 if var_lat > UNMEASURED_LATERAL_VAR else var_lat
     t = stamp_s(msg.header.stamp) if stamp is None else float(stamp)
     return TwistReading(t, v, w, max(var_v, 0.0), max(var_w, 0.0), max(var_lat, 0.0))

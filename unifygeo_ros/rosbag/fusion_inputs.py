@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from unifygeo_ros import geo
+from unifygeo_ros.localization.sensor_feed import imu_yaw, odometry_twist
 from unifygeo_ros.rosbag import io as bags
 from unifygeo_ros.rosbag.fusion_config import MIN_VARIANCE, FusionConfig
 from unifygeo_ros.rosbag.msgtypes import IMU
@@ -52,26 +52,21 @@ def _var(v: float) -> float:
 
 
 def twist_sample(msg: Any, t_ns: int) -> TwistSample | None:
-    """``nav_msgs/Odometry`` -> its twist (vx, vy, vyaw) and variances; None when not finite."""
-    tw, c = msg.twist.twist, np.asarray(msg.twist.covariance, np.float64).reshape(-1)
-    v = np.array([tw.linear.x, tw.linear.y, tw.angular.z], np.float64)
-    var = c[[0, 7, 35]] if c.size == 36 else np.full(3, np.nan)
-    if not (np.all(np.isfinite(v)) and np.all(np.isfinite(var))):
+    """``nav_msgs/Odometry`` -> its twist (vx, vy, vyaw) and variances (``sensor_feed.odometry_twist``; a variance
+    <= 0 becomes the fusion's minimum); None when not finite."""
+    twist = odometry_twist(msg)
+    if twist is None:
         return None
-    return TwistSample(int(t_ns), v, np.array([_var(float(x)) for x in var]))
+    return TwistSample(int(t_ns), twist[0], np.array([_var(float(x)) for x in twist[1]]))
 
 
 def yaw_sample(msg: Any, t_ns: int) -> YawSample | None:
-    """``sensor_msgs/Imu`` -> its ENU yaw and ``orientation_covariance[8]``; None without an orientation
-    (covariance[0] == -1, the message definition's convention) or when not finite."""
-    c = np.asarray(msg.orientation_covariance, np.float64).reshape(-1)
-    q = msg.orientation
-    if c.size != 9 or c[0] == -1.0 or not np.isfinite(c[8]):
+    """``sensor_msgs/Imu`` -> its ENU yaw and ``orientation_covariance[8]`` (``sensor_feed.imu_yaw``, as the node
+    reads it); None without an orientation, when it is not a unit quaternion or its variance is not finite."""
+    yaw_deg, var, _ = imu_yaw(msg)
+    if yaw_deg is None or not math.isfinite(var):
         return None
-    n = q.x * q.x + q.y * q.y + q.z * q.z + q.w * q.w
-    if not (math.isfinite(n) and n > 1e-12):
-        return None
-    return YawSample(int(t_ns), math.radians(geo.quaternion_xyzw_to_yaw_deg(q.x, q.y, q.z, q.w)), _var(float(c[8])))
+    return YawSample(int(t_ns), math.radians(yaw_deg), _var(var))
 
 
 def pick_topics(topics: list[bags.TopicInfo], cfg: FusionConfig, gt_topic: str | None = None,
