@@ -83,6 +83,9 @@ class LiveNodeClient:
         while (time.monotonic() < deadline
                and any(p.get_subscription_count() == 0 for p in [*self._pubs.values(), *self._sensor_pubs.values()])):
             time.sleep(0.1)
+        # Discovery is two-sided: we have matched the node's reader, but a best-effort reader drops samples from a
+        # writer it has not matched yet (measured: the first frame of a replay lost now and then under load)
+        time.sleep(SETTLE_S)
 
     def _on_output(self, msg: Any) -> None:
         t = int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
@@ -167,6 +170,10 @@ class LiveNodeClient:
         finally:
             if self._rclpy.ok():
                 self._rclpy.shutdown()
+
+
+#: seconds to wait after discovery before the first message (the node's side matching this client's writers)
+SETTLE_S = 1.0
 
 
 def _output_type(topic: str):
