@@ -70,35 +70,46 @@ def yaw_variance_rad2(heading_std_deg: float) -> float:
     return float(min(max(var, MIN_VARIANCE), MAX_YAW_VARIANCE_RAD2))
 
 
+def _diagonal(n: int, diag: dict[int, float]) -> list[float]:
+    """An ``n x n`` row-major list of zeros with ``diag`` ({index: value}) on the diagonal."""
+    out = [0.0] * (n * n)
+    for i, v in diag.items():
+        out[i * n + i] = v
+    return out
+
+
+def _covariances(c: np.ndarray, heading_std_deg: float, vertical_variance_m2: float,
+                 unmeasured_variance: float) -> tuple[list[float], list[float], list[float]]:
+    """(navsat 3 x 3, pose 6 x 6, geopose 6 x 6) from the already symmetrised, floored 2 x 2 ``c`` (east, north):
+    the one place the three layouts are filled, so :func:`fix_outputs` decomposes the covariance once."""
+    (ee, en), (ne, nn) = ((float(c[0, 0]), float(c[0, 1])), (float(c[1, 0]), float(c[1, 1])))
+    vert = max(float(vertical_variance_m2), MIN_VARIANCE)
+    rot = max(float(unmeasured_variance), MIN_VARIANCE)
+    yaw = yaw_variance_rad2(heading_std_deg)
+    navsat = [ee, en, 0.0, ne, nn, 0.0, 0.0, 0.0, vert]
+    pose = _diagonal(6, {2: vert, 3: rot, 4: rot, 5: yaw})
+    pose[0], pose[1], pose[6], pose[7] = ee, en, ne, nn
+    geopose = list(pose)  # rows and columns 0 and 1 swapped: (east, north) -> (north=Lat, east=Lon)
+    geopose[0], geopose[1], geopose[6], geopose[7] = nn, ne, en, ee
+    return navsat, pose, geopose
+
+
 def navsat_position_covariance(cov_en_m2, vertical_variance_m2: float) -> list[float]:
     """``NavSatFix.position_covariance``: 3 x 3 row-major ENU (east, north, up) in m^2."""
-    c = _psd_2x2(cov_en_m2)
-    out = np.zeros((3, 3))
-    out[:2, :2] = c
-    out[2, 2] = max(float(vertical_variance_m2), MIN_VARIANCE)
-    return [float(v) for v in out.reshape(-1)]
+    return _covariances(_psd_2x2(cov_en_m2), 0.0, vertical_variance_m2, DEFAULT_UNMEASURED_VARIANCE)[0]
 
 
 def pose_covariance(cov_en_m2, heading_std_deg: float, vertical_variance_m2: float,
                     unmeasured_variance: float = DEFAULT_UNMEASURED_VARIANCE) -> list[float]:
     """``PoseWithCovariance.covariance`` in the local ENU frame: 6 x 6 row-major (x=east, y=north, z, rx, ry, rz)."""
-    c = _psd_2x2(cov_en_m2)
-    out = np.zeros((6, 6))
-    out[:2, :2] = c
-    out[2, 2] = max(float(vertical_variance_m2), MIN_VARIANCE)
-    out[3, 3] = out[4, 4] = max(float(unmeasured_variance), MIN_VARIANCE)
-    out[5, 5] = yaw_variance_rad2(heading_std_deg)
-    return [float(v) for v in out.reshape(-1)]
+    return _covariances(_psd_2x2(cov_en_m2), heading_std_deg, vertical_variance_m2, unmeasured_variance)[1]
 
 
 def geopose_covariance(cov_en_m2, heading_std_deg: float, vertical_variance_m2: float,
                        unmeasured_variance: float = DEFAULT_UNMEASURED_VARIANCE) -> list[float]:
     """``GeoPoseWithCovariance.covariance``: 6 x 6 row-major over (Lat, Lon, Alt, rot E, rot N, rot U), i.e. the
     position block in (north, east, up) order, metres; the rotation block as in :func:`pose_covariance`."""
-    enu = np.asarray(pose_covariance(cov_en_m2, heading_std_deg, vertical_variance_m2,
-                                     unmeasured_variance)).reshape(6, 6)
-    order = [1, 0, 2, 3, 4, 5]  # (east, north) -> (north=Lat, east=Lon)
-    return [float(v) for v in enu[np.ix_(order, order)].reshape(-1)]
+    return _covariances(_psd_2x2(cov_en_m2), heading_std_deg, vertical_variance_m2, unmeasured_variance)[2]
 
 
 @dataclass(frozen=True)
@@ -133,15 +144,13 @@ def fix_outputs(fix, map_frame: geo.LocalENU, altitude_m: float = 0.0, vertical_
         raise ValueError(f"fix has non-finite position or yaw: {lat}, {lon}, {fix.yaw_deg}")
     east, north = map_frame.to_en(lat, lon)
     yaw = float(geo.wrap_deg(fix.yaw_deg))
+    navsat, pose, geopose = _covariances(_psd_2x2(fix.covariance_en_m2), fix.heading_std_deg, vertical_variance_m2,
+                                         unmeasured_variance)  # one decomposition for the three layouts
     return FixOutputs(
         latitude_deg=lat, longitude_deg=lon, altitude_m=float(altitude_m),
         east_m=float(east), north_m=float(north), up_m=float(altitude_m - map_frame.h0_m),
         yaw_deg=yaw, quaternion_xyzw=geo.yaw_to_quaternion_xyzw(yaw),
-        navsat_covariance=navsat_position_covariance(fix.covariance_en_m2, vertical_variance_m2),
-        pose_covariance=pose_covariance(fix.covariance_en_m2, fix.heading_std_deg, vertical_variance_m2,
-                                        unmeasured_variance),
-        geopose_covariance=geopose_covariance(fix.covariance_en_m2, fix.heading_std_deg, vertical_variance_m2,
-                                              unmeasured_variance),
+        navsat_covariance=navsat, pose_covariance=pose, geopose_covariance=geopose,
     )
 
 

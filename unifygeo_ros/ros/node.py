@@ -185,20 +185,24 @@ class LocalizerNode(Node):
             self.get_logger().error(f"publishing failed: {type(exc).__name__}: {exc}")
 
     def _publish_fix(self, frame: Frame, fix) -> None:
+        """The four outputs, each published as soon as it is built, ``pose`` (the EKF's input) first."""
         s = self.settings
         o = fix_messages.fix_outputs(fix, self.map_enu, s.altitude_m, s.vertical_variance_m2, s.unmeasured_variance)
         qx, qy, qz, qw = o.quaternion_xyzw
+
+        pose = PoseWithCovarianceStamped()
+        pose.header.stamp, pose.header.frame_id = frame.stamp, s.map_frame
+        p = pose.pose.pose
+        p.position.x, p.position.y, p.position.z = o.east_m, o.north_m, o.up_m
+        p.orientation.x, p.orientation.y, p.orientation.z, p.orientation.w = qx, qy, qz, qw
+        pose.pose.covariance = o.pose_covariance
+        self.pub_pose.publish(pose)
 
         gp = GeoPoseStamped()
         gp.header.stamp, gp.header.frame_id = frame.stamp, s.sensor_frame
         gp.pose.position.latitude, gp.pose.position.longitude = o.latitude_deg, o.longitude_deg
         gp.pose.position.altitude = o.altitude_m
         gp.pose.orientation.x, gp.pose.orientation.y, gp.pose.orientation.z, gp.pose.orientation.w = qx, qy, qz, qw
-
-        gpc = GeoPoseWithCovarianceStamped()
-        gpc.header = gp.header
-        gpc.pose.pose = gp.pose
-        gpc.pose.covariance = o.geopose_covariance
 
         nav = NavSatFix()
         nav.header = gp.header
@@ -207,16 +211,12 @@ class LocalizerNode(Node):
         nav.latitude, nav.longitude, nav.altitude = o.latitude_deg, o.longitude_deg, o.altitude_m
         nav.position_covariance = o.navsat_covariance
         nav.position_covariance_type = o.navsat_covariance_type
-
-        pose = PoseWithCovarianceStamped()
-        pose.header.stamp, pose.header.frame_id = frame.stamp, s.map_frame
-        p = pose.pose.pose
-        p.position.x, p.position.y, p.position.z = o.east_m, o.north_m, o.up_m
-        p.orientation.x, p.orientation.y, p.orientation.z, p.orientation.w = qx, qy, qz, qw
-        pose.pose.covariance = o.pose_covariance
-
-        self.pub_pose.publish(pose)
         self.pub_fix.publish(nav)
+
+        gpc = GeoPoseWithCovarianceStamped()
+        gpc.header = gp.header
+        gpc.pose.pose = gp.pose
+        gpc.pose.covariance = o.geopose_covariance
         self.pub_geopose_cov.publish(gpc)
         self.pub_geopose.publish(gp)
 
