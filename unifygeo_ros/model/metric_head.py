@@ -21,6 +21,7 @@ Levels (coarse to fine) are fused by upsampling their volumes to the finest grid
 from __future__ import annotations
 
 import math
+from functools import cached_property
 from dataclasses import dataclass
 
 import torch
@@ -92,8 +93,9 @@ class MetricOutput:
         """(B, 2, h, w) unit (east, north) heading vectors."""
         return F.normalize(self.heading_vectors.float(), dim=1)
 
-    @property
+    @cached_property
     def probabilities(self) -> torch.Tensor:
+        """(B, h, w) softmax over each map's cells (computed once per output: the outputs are not mutated)."""
         b = self.logits.shape[0]
         return torch.softmax(self.logits.reshape(b, -1).float(), dim=-1).reshape(self.logits.shape)
 
@@ -110,6 +112,10 @@ class MetricOutput:
 
     def peak_cell(self) -> torch.Tensor:
         """(B, 2) continuous (row, col) of the peak, refined by a soft-argmax in a window around it."""
+        return self._peak_cell
+
+    @cached_property
+    def _peak_cell(self) -> torch.Tensor:
         prob = self.probabilities
         b, h, w = prob.shape
         idx = prob.reshape(b, -1).argmax(-1)
