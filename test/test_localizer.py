@@ -189,6 +189,26 @@ def test_oracle_prior_narrows_the_search(oracle):
     assert fix.tile_id == t.tile_id and fix.east_m == pytest.approx(east, abs=0.2)
 
 
+@pytest.mark.parametrize("mode", ["features", "tiles"])
+def test_oracle_prior_and_global_passes_share_one_metric_head_run(oracle, mode, monkeypatch):
+    """With a prior the metric head runs once, on the union of both passes' candidates (each pair's output does not
+    depend on the others), and each pass decides from its own candidates as before."""
+    locs, src, colors = oracle
+    loc = locs[mode]
+    tile = 12
+    t, east, north = _truth_fix(src, colors, tile, 2.0, 1.0)
+    pano, prior = oracle_panorama(colors[tile], 2.0, 1.0, 10.0), Prior(east + 3.0, north - 2.0, 5.0)
+    calls = []
+    run = loc.handle.model.localize
+    monkeypatch.setattr(loc.handle.model, "localize", lambda g, a: calls.append(len(a)) or run(g, a))
+    fix = loc.localize(pano, prior)
+    ground, desc = _encoded(loc, pano)
+    q_local, q_global = loc._candidates(desc, prior), loc._candidates(desc, None)
+    assert calls == [len(np.union1d(q_local.cand, q_global.cand))]
+    alone = loc._decide(q_local, loc._metric_rows(ground, q_local.cand, {}), {})  # the prior pass by itself
+    assert fix.used_prior and (fix.east_m, fix.north_m, fix.tile_id) == (alone.east_m, alone.north_m, alone.tile_id)
+
+
 def test_oracle_wrong_prior_falls_back_to_the_global_search(oracle):
     locs, src, colors = oracle
     loc = locs["features"]
@@ -213,7 +233,9 @@ def test_oracle_kidnap_a_plausible_prior_cannot_lock_on(oracle):
     sw = int(np.argmin([t.east_m + t.north_m for t in src.tiles]))
     prior = Prior(src.tiles[ne].east_m, src.tiles[ne].north_m, 16.0)
     pano = oracle_panorama(colors[sw], 1.0, 1.0, 0.0, decoy_rgb=colors[ne])
-    local = loc._pass(*_encoded(loc, pano), prior, {}, {})
+    ground, desc = _encoded(loc, pano)
+    q = loc._candidates(desc, prior)
+    local = loc._decide(q, loc._metric_rows(ground, q.cand, {}), {})  # the prior-restricted pass alone
     assert local.evidence_tile_id == src.tiles[ne].tile_id and loc._prior_ok(local, prior)  # it would lock on
     fix = loc.localize(pano, prior)
     t, east, north = _truth_fix(src, colors, sw, 1.0, 1.0)

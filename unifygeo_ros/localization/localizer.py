@@ -39,7 +39,9 @@ Definitions (what each field of a :class:`Fix` means):
   ``prior_min_score``, lies more than ``prior_sigmas * sigma_m`` from the prior, or the global search's posterior
   excludes the prior's circle (its protection level around its fix does not reach the circle: a kidnapped robot);
   then the global fix is returned with ``prior_rejected = True``. So a prior can narrow the answer but never
-  lock it: the global evidence is weighed against it every frame.
+  lock it: the global evidence is weighed against it every frame. The metric head and the re-ranker run once per
+  query, on the union of both passes' candidates (and of the tracking filter's tiles in :meth:`Localizer.
+  localize_with_maps`): each pair's output is its own, so every pass reads its candidates' from that one run.
 """
 from __future__ import annotations
 
@@ -63,7 +65,6 @@ from unifygeo_ros.localization.posterior import DEFAULT_ALPHA, Calibration, hier
 from unifygeo_ros.model.backends import BackendSettings, handle_with_backend
 from unifygeo_ros.model.handle import ModelHandle, arrays_to_aerial, load_model
 from unifygeo_ros.model.rerank import consensus_params
-from unifygeo_ros.model.unifygeo import cat_features
 
 STAGES = ("preprocess", "encode", "search", "localize", "rerank", "total")
 
@@ -94,6 +95,23 @@ class _Query:
     cand: np.ndarray  # (k,) tile rows, retrieval order
     sims: np.ndarray  # (k,) descriptor cosines
     searched: int
+
+
+@dataclass
+class _RowOutputs:
+    """The metric head and the re-ranker run once on a set of index rows for one query (numpy, by row): what
+    every pass of that query (prior, global) and the tracking filter's tiles read."""
+
+    slot: dict  # index row -> position in the arrays
+    scores: np.ndarray  # (N,) re-ranking scores
+    offsets_en_m: np.ndarray  # (N, 2) refined peak from the tile centre
+    maps: np.ndarray  # (N, h, w) float32 probability maps
+    heading_vectors: np.ndarray  # (N, 2, h, w) float32 (east, north) heading vectors
+    peak_vectors: np.ndarray  # (N, 2) heading vector at the refined peak's nearest cell
+    heading_deg: np.ndarray  # (N,) compass heading at the peak
+
+    def at(self, rows: np.ndarray) -> np.ndarray:
+        return np.array([self.slot[int(r)] for r in rows], dtype=np.int64)
 
 
 class Localizer:
@@ -159,46 +177,54 @@ class Localizer:
         """Tiles whose centre lies within this distance of the prior are searched."""
         return self.prior_sigmas * prior.sigma_m + self.tile_m / math.sqrt(2.0)
 
-    def _aerial(self, rows: np.ndarray, cache: dict[int, object]):
-        """The candidates' aerial features: from the index's cached features, or encoded from its tiles (rows
-        already encoded for this query - by the prior pass - are reused from ``cache``)."""
+    def _aerial(self, rows: np.ndarray):
+        """The candidates' aerial features: from the index's cached features, or encoded from its tiles."""
         h = self.handle
         if self.index.aerial_mode == "features":
             return arrays_to_aerial(self.index.descriptors[rows], self.index.aerial_rows(rows), h.device, h.dtype)
-        missing = np.array([r for r in rows if int(r) not in cache], dtype=np.int64)
-        if missing.size:
-            fresh = h.encode_aerial(list(self.index.aerial_rows(missing)["tiles"]))
-            for j, r in enumerate(missing):
-                cache[int(r)] = fresh.select(slice(j, j + 1))
-        return cat_features([cache[int(r)] for r in rows])
+        return h.encode_aerial(list(self.index.aerial_rows(rows)["tiles"]))
 
     @torch.inference_mode()
-    def _metric(self, ground, q: _Query, cache: dict[int, object]) -> tuple[Fix, dict]:
-        """Localize one query in its candidates, re-rank, choose the fix: (fix without timings, stage times)."""
+    def _metric_rows(self, ground, rows: np.ndarray, times: dict) -> _RowOutputs:
+        """The metric head and the re-ranking scores of one encoded query on the index ``rows``, once (each pass
+        and the filter's tiles take theirs from it; both are per pair, so a row's outputs do not depend on the
+        others). Adds to the ``localize`` and ``rerank`` stage times."""
         h = self.handle
-        t = {}
         t0 = time.perf_counter()
-        aerial = self._aerial(q.cand, cache)
+        aerial = self._aerial(rows)
         metric = h.model.localize(ground, aerial)
         h.synchronize()
-        t["localize"] = time.perf_counter() - t0
+        times["localize"] = times.get("localize", 0.0) + time.perf_counter() - t0
         t0 = time.perf_counter()
         scores = h.model.rerank_scores(ground, aerial, metric).double().cpu().numpy()
+        peak = metric.peak_cell()
+        hh, ww = metric.grid_hw
+        rr = peak[:, 0].round().long().clamp(0, hh - 1)
+        cc = peak[:, 1].round().long().clamp(0, ww - 1)
+        heading_vectors = metric.heading_vectors.float()
+        out = _RowOutputs({int(r): j for j, r in enumerate(rows)}, scores,
+                          metric.peak_offset_en_m(self.tile_m).double().cpu().numpy(),
+                          metric.probabilities.float().cpu().numpy(), heading_vectors.cpu().numpy(),
+                          heading_vectors[torch.arange(len(rows)), :, rr, cc].double().cpu().numpy(),
+                          metric.heading_deg().double().cpu().numpy())
+        h.synchronize()
+        times["rerank"] = times.get("rerank", 0.0) + time.perf_counter() - t0
+        return out
+
+    def _decide(self, q: _Query, rows_out: _RowOutputs, times: dict) -> Fix:
+        """Re-rank one pass's candidates and choose its fix (choice, posterior, heading) from the rows' outputs."""
+        t0 = time.perf_counter()
+        at = rows_out.at(q.cand)
+        scores = rows_out.scores[at]
         centres, tile_m = self.index.en_m[q.cand], np.full(len(q.cand), self.tile_m)
-        choice = choose_fix(Candidates(centres_en_m=centres, tile_m=tile_m,
-                                       offsets_en_m=metric.peak_offset_en_m(self.tile_m).double().cpu().numpy(),
+        choice = choose_fix(Candidates(centres_en_m=centres, tile_m=tile_m, offsets_en_m=rows_out.offsets_en_m[at],
                                        scores=scores), self.consensus, self.tile_assignment)
-        maps = metric.probabilities.float().cpu().numpy()
+        maps = rows_out.maps[at]
         post = hierarchy_posterior(choice.position_en_m, centres, tile_m, maps, scores, self.calibration,
                                    self.alpha)
         best = choice.evidence_slot
-        peak = metric.peak_cell()[best:best + 1]
-        rr = int(peak[0, 0].round().clamp(0, metric.grid_hw[0] - 1))
-        cc = int(peak[0, 1].round().clamp(0, metric.grid_hw[1] - 1))
-        vec = metric.heading_vectors[best, :, rr, cc].double().cpu().numpy()
-        heading = float(metric.heading_deg()[best])
-        h.synchronize()
-        t["rerank"] = time.perf_counter() - t0
+        vec = rows_out.peak_vectors[at[best]]
+        heading = float(rows_out.heading_deg[at[best]])
         length = float(np.clip(np.hypot(vec[0], vec[1]), 1e-9, 1.0))
         east, north = (float(v) for v in choice.position_en_m)
         lat, lon = self.index.origin.from_en(east, north)
@@ -215,7 +241,8 @@ class Localizer:
                   descriptor_cosine=float(q.sims.max()) if q.sims.size else math.nan)
         if self.record_evidence:
             fix.evidence = QueryEvidence(choice.position_en_m, centres, tile_m, maps, scores, best)
-        return fix, t
+        times["rerank"] = times.get("rerank", 0.0) + time.perf_counter() - t0
+        return fix
 
     def _prior_ok(self, fix: Fix, prior: Prior) -> bool:
         far = math.hypot(fix.east_m - prior.east_m, fix.north_m - prior.north_m) > self.prior_sigmas * prior.sigma_m
@@ -227,31 +254,25 @@ class Localizer:
         gap = math.hypot(fix.east_m - prior.east_m, fix.north_m - prior.north_m) - self.prior_sigmas * prior.sigma_m
         return fix.protection_level_m < gap
 
-    def _one(self, ground, descriptor: np.ndarray, prior: Prior | None, times: dict) -> Fix:
+    def _one(self, ground, descriptor: np.ndarray, prior: Prior | None, times: dict,
+             extra_rows: np.ndarray | None = None) -> tuple[Fix, _RowOutputs]:
         """The global search every frame; with a prior, also the prior-restricted search, whose fix is kept unless
-        it fails :meth:`_prior_ok` or the global evidence excludes the prior (:meth:`_global_excludes_prior`)."""
-        cache: dict[int, object] = {}  # aerial features encoded for this query, shared by the two passes
-        local = None
-        if prior is not None:
-            local = self._pass(ground, descriptor, prior, cache, times)
-        fix = self._pass(ground, descriptor, None, cache, times)
+        it fails :meth:`_prior_ok` or the global evidence excludes the prior (:meth:`_global_excludes_prior`). The
+        metric head runs once on the union of both passes' candidates and ``extra_rows`` (the filter's tiles)."""
+        t0 = time.perf_counter()
+        q = self._candidates(descriptor, None)
+        local_q = self._candidates(descriptor, prior) if prior is not None else None
+        times["search"] = times.get("search", 0.0) + time.perf_counter() - t0
+        rows = [q.cand] + ([local_q.cand] if local_q is not None else []) + \
+            ([np.asarray(extra_rows, np.int64)] if extra_rows is not None else [])
+        outs = self._metric_rows(ground, np.unique(np.concatenate(rows)), times)
+        local = self._decide(local_q, outs, times) if local_q is not None and local_q.cand.size else None
+        fix = self._decide(q, outs, times)
         if local is not None and self._prior_ok(local, prior) and not self._global_excludes_prior(fix, prior):
             local.used_prior = True
-            return local
+            return local, outs
         fix.prior_rejected = prior is not None
-        return fix
-
-    def _pass(self, ground, descriptor: np.ndarray, prior: Prior | None, cache: dict, times: dict) -> Fix | None:
-        """One search (global, or restricted to the prior) and its fix; None when the prior holds no tile."""
-        t0 = time.perf_counter()
-        q = self._candidates(descriptor, prior)
-        times["search"] = times.get("search", 0.0) + time.perf_counter() - t0
-        if not q.cand.size:
-            return None
-        fix, t = self._metric(ground, q, cache)
-        for k, v in t.items():
-            times[k] = times.get(k, 0.0) + v
-        return fix
+        return fix, outs
 
     # ---- public -----------------------------------------------------------------------------------------------
     @property
@@ -315,7 +336,7 @@ class Localizer:
             for j in range(len(chunk)):
                 t1 = time.perf_counter()
                 times = {"preprocess": t_pre, "encode": t_enc}
-                fix = self._one(ground.select(slice(j, j + 1)), desc[j], priors[start + j], times)
+                fix, _ = self._one(ground.select(slice(j, j + 1)), desc[j], priors[start + j], times)
                 fixes.append(self._finish(fix, chunk[j], given[start + j], heading_std_deg, times, t1))
         return fixes
 
@@ -353,31 +374,31 @@ class Localizer:
         h.synchronize()
         times = {"preprocess": t_pre, "encode": time.perf_counter() - t0}
         fix = None
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        t0 = time.perf_counter()
         if global_search:
             t1 = time.perf_counter()
             keep, self.record_evidence = self.record_evidence, True  # the fix's posterior seeds a filter
             try:
-                fix = self._one(ground, desc[0], None, times)
+                fix, outs = self._one(ground, desc[0], None, times, extra_rows=rows)
             finally:
                 self.record_evidence = keep
             fix = self._finish(fix, chunk[0], heading_deg, heading_std_deg, times, t1)
-        t0 = time.perf_counter()
-        maps = self._tile_maps(ground, np.asarray(rows, dtype=np.int64).reshape(-1))
+            t0 = time.perf_counter()
+        else:
+            outs = self._metric_rows(ground, rows, {}) if rows.size else None
+        maps = self._tile_maps(rows, outs)
         maps.timings_ms = {"maps": round(1000.0 * (time.perf_counter() - t0), 3),
                            **(fix.timings_ms if fix is not None else
                               {k: round(1000.0 * v, 3) for k, v in times.items()})}
         return fix, maps
 
-    def _tile_maps(self, ground, rows: np.ndarray) -> TileMaps:
-        """The metric head and the re-ranker's scores of one encoded query over the tiles ``rows``."""
+    def _tile_maps(self, rows: np.ndarray, outs: _RowOutputs | None) -> TileMaps:
+        """The metric head's maps and the re-ranker's scores of one encoded query over the tiles ``rows``."""
         hw = (0, 0)
         if not rows.size:
             return TileMaps(rows, np.zeros((0, 2)), self.tile_m, np.zeros((0, *hw), np.float32), np.zeros(0),
                             np.zeros((0, 2, *hw), np.float32))
-        aerial = self._aerial(rows, {})
-        metric = self.handle.model.localize(ground, aerial)
-        scores = self.handle.model.rerank_scores(ground, aerial, metric).double().cpu().numpy()
-        self.handle.synchronize()
-        return TileMaps(rows, np.asarray(self.index.en_m[rows], np.float64), self.tile_m,
-                        metric.probabilities.float().cpu().numpy(), scores,
-                        metric.heading_vectors.float().cpu().numpy())
+        at = outs.at(rows)
+        return TileMaps(rows, np.asarray(self.index.en_m[rows], np.float64), self.tile_m, outs.maps[at],
+                        outs.scores[at], outs.heading_vectors[at])
