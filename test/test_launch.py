@@ -67,6 +67,14 @@ def test_every_parameter_has_a_description():
         assert len(p.description) > 15, p.name
 
 
+def test_every_parameter_is_in_the_node_documentation_table():
+    """docs/NODE.md's parameter table names every parameter the node declares (a row may name several; grouped
+    sub-parameters may be named by their last part)."""
+    rows = "\n".join(ln for ln in (REPO / "docs" / "NODE.md").read_text().splitlines() if ln.startswith("|"))
+    missing = [p.name for p in PARAMETERS if f"`{p.name}`" not in rows and f"`{p.name.split('.')[-1]}`" not in rows]
+    assert not missing, f"parameters missing from docs/NODE.md's table: {missing}"
+
+
 def test_impossible_parameters_are_refused_with_a_clear_message():
     from unifygeo_ros.errors import UnifyGeoError
 
