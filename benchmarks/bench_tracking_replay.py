@@ -3,6 +3,7 @@
     nice .venv/bin/python benchmarks/bench_tracking_replay.py [--cities Synth1000001,...,Synth1000005,DemoCity]
         [--rigs panorama,pinhole1,pinhole4] [--models demo,fov] [--duration 150] [--kidnap-at 75]
         [--stage bags|replay|all|plot] [--work out/bench_tracking_replay] [--tag tracking_replay] [--out benchmarks/results]
+        [--modes single,tracking] [--track-set KEY=VALUE ...]   # e.g. --track-set cold_start=candidates
     # the limited-FOV model, once committed (its own index per city is built on first use):
     nice .venv/bin/python benchmarks/bench_tracking_replay.py --models fov --tag tracking_replay_fov
 
@@ -53,6 +54,7 @@ from unifygeo_ros.index import build as index_build  # noqa: E402
 from unifygeo_ros.index import store  # noqa: E402
 from unifygeo_ros.index.tiles import vigor_tiles  # noqa: E402
 from unifygeo_ros.localization.pipeline import PipelineSettings  # noqa: E402
+from unifygeo_ros.rosbag.replay_cli import _setting, _tracking  # noqa: E402
 from unifygeo_ros.localization.localizer import Localizer  # noqa: E402
 from unifygeo_ros.model.handle import load_model  # noqa: E402
 from unifygeo_ros.rosbag.replay import ReplayConfig, replay  # noqa: E402
@@ -108,8 +110,10 @@ def index_for(work: Path, city: str, model: str, handle) -> Path:
     return out
 
 
-def run_replay(bag: Path, loc: Localizer, out: Path, mode: str, city: str) -> dict:
+def run_replay(bag: Path, loc: Localizer, out: Path, mode: str, city: str, tracking=None) -> dict:
     settings = replace(PipelineSettings(), mode=mode)
+    if tracking is not None:
+        settings = replace(settings, tracking=tracking)
     load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
     rep = replay(ReplayConfig(bag=str(bag), index=None, out=str(out), pipeline=settings, device="cpu",
@@ -139,9 +143,11 @@ def plot(results: dict, work: Path, path: Path, duration_s: float) -> None:
     fig, axes = plt.subplots(len(keys), 1, figsize=(10, 2.4 * len(keys)), squeeze=False)
     for ax, key in zip(axes[:, 0], keys):
         for mode, style in (("single", "."), ("tracking", "-")):
-            t, e = error_series(work / "runs" / f"{key}_{mode}")
-            ax.semilogy(t, np.maximum(np.asarray(e), 0.05), style, ms=2, lw=1, label=mode)
-        tk = results[key]["tracking"]["tracking"]
+            if mode in results[key]:
+                t, e = error_series(work / "runs" / f"{key}_{mode}")
+                ax.semilogy(t, np.maximum(np.asarray(e), 0.05), style, ms=2, lw=1, label=mode)
+        tk = next(iter(results[key].values()))["tracking"] if "tracking" not in results[key] else \
+            results[key]["tracking"]["tracking"]
         if tk["kidnap_at_s"] is not None:
             ax.axvline(tk["kidnap_at_s"], color="r", lw=1, label="kidnap")
         if tk["converged_after_s"] is not None:
@@ -170,6 +176,9 @@ def main(argv=None) -> int:
     ap.add_argument("--kidnap-at", type=float, default=75.0)
     ap.add_argument("--stage", choices=("bags", "replay", "all", "plot"), default="all",
                     help="plot: redraw the PNG from <out>/tracking_replay.json and the runs")
+    ap.add_argument("--modes", default="single,tracking", help="the node modes replayed (default both)")
+    ap.add_argument("--track-set", type=_setting, action="append", default=[], metavar="KEY=VALUE",
+                    help="tracking settings on top of the defaults, as unifygeo replay's --track-set")
     ap.add_argument("--work", default="out/bench_tracking_replay")
     ap.add_argument("--tag", default="tracking_replay", help="name of the JSON and PNG written (e.g. tracking_replay_fov "
                                                             "for a run with --models fov)")
@@ -184,6 +193,7 @@ def main(argv=None) -> int:
         plot(saved["runs"], work, ROOT / args.out / f"{args.tag}.png", saved["args"]["duration"])
         return 0
     cities, rigs = args.cities.split(","), args.rigs.split(",")
+    track_settings = _tracking(args.track_set) if args.track_set else None
     models = [m for m in args.models.split(",") if (ROOT / MODELS[m] / "model.safetensors").is_file()]
     machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                "load_avg_1min": os.getloadavg()[0], "torch_threads": torch.get_num_threads()}
@@ -200,8 +210,9 @@ def main(argv=None) -> int:
             for rig in rigs:
                 key = f"{city}_{rig}_{model}"
                 results[key] = {}
-                for mode in ("single", "tracking"):
-                    r = run_replay(bags[(city, rig)], loc, work / "runs" / f"{key}_{mode}", mode, city)
+                for mode in args.modes.split(","):
+                    r = run_replay(bags[(city, rig)], loc, work / "runs" / f"{key}_{mode}", mode, city,
+                                   track_settings)
                     results[key][mode] = r
                     tk, ac = r["tracking"], r["tracking"]["after_convergence"]
                     print(f"{key:28s} {mode:8s} converged {_f(tk['converged_after_s'], 1)} s, after: median "

@@ -304,6 +304,26 @@ def test_candidate_cold_start_takes_a_lost_belief_back_and_withholds_it_until_it
     assert all(error(e, p + [0.0, 150.0]) < 3.0 for e, p in zip(est[again:], pos[again:]))
 
 
+def test_candidate_cold_start_gives_up_an_informative_cameras_belief_after_collapse_frames():
+    """A camera whose frames explained the belief well (scripted log ratio 12 on track) is lost after
+    collapse_frames poor frames, as in accepted_fix mode; a camera declared uninformative waits for the window."""
+    pos, yaw, deltas = drive(60)
+
+    def scene(k, p):  # from frame 20 the camera is 150 m away (the odometry does not see it), no fix accepted
+        return Scene(tuple(p + ([0.0, 150.0] if k >= 20 else 0.0)))
+
+    backs = {}
+    for informative in (3.0, 100.0):
+        s = TrackingSettings(particles=1000, cold_start="candidates", collapse_log_ratio=5.0,
+                             cold_informative_log_ratio=informative)
+        est = run(SequentialLocalizer(CandidatesLocalizer(), s), pos, yaw, deltas, scene)
+        assert est[19].initialised
+        backs[informative] = next(k for k, e in enumerate(est) if k > 19 and not e.initialised)
+    assert backs[3.0] <= 20 + TrackingSettings().collapse_frames < backs[100.0]
+    with pytest.raises(TrackingInputError, match="cold_informative_log_ratio"):
+        TrackingSettings(cold_informative_log_ratio=math.nan)
+
+
 def test_known_orientation_model_waits_for_a_heading_then_keeps_it_with_odometry_alone():
     loc = ScriptedLocalizer()
     pos, yaw, deltas = drive(30, yaw_rate=math.radians(10.0))

@@ -101,6 +101,10 @@ class TrackingSettings:
     #: cold_start "candidates": "lost" also needs the log evidence ratios of this many last frames to sum below
     #: collapse_log_ratio (a narrow camera's frames explain little one by one, but not nothing over 10 s)
     cold_collapse_frames: int = 20
+    #: cold_start "candidates": when the frames before a run of poor ones explained the belief this well (median log
+    #: evidence ratio; one 90 deg camera 0-2, a 4 x 90 rig about 6, a panorama 7-17), the camera is informative and
+    #: ``collapse_frames`` poor frames in a row declare it lost without waiting for the window
+    cold_informative_log_ratio: float = 3.0
 
     def __post_init__(self):
         if self.filter not in FILTERS:
@@ -114,6 +118,9 @@ class TrackingSettings:
             v = getattr(self, name)
             if not (math.isfinite(v) and v > 0):
                 raise TrackingInputError(f"tracking {name} must be positive, got {v}")
+        if not math.isfinite(self.cold_informative_log_ratio):
+            raise TrackingInputError(f"tracking cold_informative_log_ratio must be a finite number, got "
+                                     f"{self.cold_informative_log_ratio}")
         if not 0.0 < self.alpha < 1.0 or not 0.0 <= self.floor_ratio < 1.0:
             raise TrackingInputError(f"tracking alpha must be in (0, 1) and floor_ratio in [0, 1), got "
                                      f"{self.alpha}, {self.floor_ratio}")
@@ -322,10 +329,17 @@ class SequentialLocalizer:
         self._low_frames = self._low_frames + 1 if log_ratio < s.collapse_log_ratio else 0
         self._ratios = (self._ratios + [log_ratio])[-s.cold_collapse_frames:]
         if self._low_frames >= s.collapse_frames and (
-                self._cold is None or (len(self._ratios) == s.cold_collapse_frames
-                                       and sum(self._ratios) < s.collapse_log_ratio)):
+                self._cold is None or self._informative_before_low_run()
+                or (len(self._ratios) == s.cold_collapse_frames and sum(self._ratios) < s.collapse_log_ratio)):
             self.lost = True
         return log_ratio
+
+    def _informative_before_low_run(self) -> bool:
+        """The frames before the current run of poor ones (at least ``collapse_frames`` of them) explained the belief
+        with a median log evidence ratio of at least ``cold_informative_log_ratio``."""
+        before = self._ratios[:len(self._ratios) - self._low_frames]
+        s = self.settings
+        return len(before) >= s.collapse_frames and float(np.median(before)) >= s.cold_informative_log_ratio
 
     def _check_kidnap(self, fix: Fix | None) -> str:
         """The reason to re-initialise from ``fix`` (an accepted global fix), or ""."""

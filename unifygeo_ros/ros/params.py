@@ -51,6 +51,8 @@ TRACKING_PARAMETERS = (
     ("cold_evidence_weight", "cold_start candidates: exponent of a frame's likelihood before initialisation"),
     ("cold_resume_mass", "cold_start candidates: the uncovered mass a lost belief resumes the cold start with"),
     ("cold_collapse_frames", "cold_start candidates: 'lost' also needs this many last frames' evidence to be poor"),
+    ("cold_informative_log_ratio", "cold_start candidates: frames this informative before a poor run (median log "
+                                   "evidence ratio) let collapse_frames poor frames declare the belief lost at once"),
 )
 DEVICES = ("auto", "cpu", "cuda")
 HEADING_SOURCES = ("auto", "model", "north_aligned", "imu")
