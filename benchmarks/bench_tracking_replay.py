@@ -54,7 +54,7 @@ from unifygeo_ros.index import build as index_build  # noqa: E402
 from unifygeo_ros.index import store  # noqa: E402
 from unifygeo_ros.index.tiles import vigor_tiles  # noqa: E402
 from unifygeo_ros.localization.pipeline import PipelineSettings  # noqa: E402
-from unifygeo_ros.rosbag.replay_cli import _setting, _tracking  # noqa: E402
+from unifygeo_ros.rosbag.replay_cli import track_setting, tracking_settings  # noqa: E402
 from unifygeo_ros.localization.localizer import Localizer  # noqa: E402
 from unifygeo_ros.model.handle import load_model  # noqa: E402
 from unifygeo_ros.rosbag.replay import ReplayConfig, replay  # noqa: E402
@@ -146,8 +146,7 @@ def plot(results: dict, work: Path, path: Path, duration_s: float) -> None:
             if mode in results[key]:
                 t, e = error_series(work / "runs" / f"{key}_{mode}")
                 ax.semilogy(t, np.maximum(np.asarray(e), 0.05), style, ms=2, lw=1, label=mode)
-        tk = next(iter(results[key].values()))["tracking"] if "tracking" not in results[key] else \
-            results[key]["tracking"]["tracking"]
+        tk = results[key].get("tracking", next(iter(results[key].values())))["tracking"]
         if tk["kidnap_at_s"] is not None:
             ax.axvline(tk["kidnap_at_s"], color="r", lw=1, label="kidnap")
         if tk["converged_after_s"] is not None:
@@ -177,7 +176,7 @@ def main(argv=None) -> int:
     ap.add_argument("--stage", choices=("bags", "replay", "all", "plot"), default="all",
                     help="plot: redraw the PNG from <out>/tracking_replay.json and the runs")
     ap.add_argument("--modes", default="single,tracking", help="the node modes replayed (default both)")
-    ap.add_argument("--track-set", type=_setting, action="append", default=[], metavar="KEY=VALUE",
+    ap.add_argument("--track-set", type=track_setting, action="append", default=[], metavar="KEY=VALUE",
                     help="tracking settings on top of the defaults, as unifygeo replay's --track-set")
     ap.add_argument("--work", default="out/bench_tracking_replay")
     ap.add_argument("--tag", default="tracking_replay", help="name of the JSON and PNG written (e.g. tracking_replay_fov "
@@ -193,7 +192,7 @@ def main(argv=None) -> int:
         plot(saved["runs"], work, ROOT / args.out / f"{args.tag}.png", saved["args"]["duration"])
         return 0
     cities, rigs = args.cities.split(","), args.rigs.split(",")
-    track_settings = _tracking(args.track_set) if args.track_set else None
+    track_settings = tracking_settings(args.track_set) if args.track_set else None
     models = [m for m in args.models.split(",") if (ROOT / MODELS[m] / "model.safetensors").is_file()]
     machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                "load_avg_1min": os.getloadavg()[0], "torch_threads": torch.get_num_threads()}

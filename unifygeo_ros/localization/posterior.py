@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from unifygeo_ros.errors import CheckpointError
+from unifygeo_ros.model.rerank import within_radius
 
 #: file beside a checkpoint's weights that holds its :class:`Calibration`
 CALIBRATION_FILE = "calibration.json"
@@ -140,10 +141,9 @@ def map_peaks_en_m(centres_en_m: np.ndarray, tile_m: np.ndarray, maps: np.ndarra
 
 
 def agreement_counts(peaks_en_m: np.ndarray, radius_m: float) -> np.ndarray:
-    """(K,) how many candidates' peaks lie within ``radius_m`` of each candidate's peak (itself included)."""
-    p = np.asarray(peaks_en_m, np.float64)
-    d = np.hypot(p[:, None, 0] - p[None, :, 0], p[:, None, 1] - p[None, :, 1])
-    return (d <= radius_m).sum(axis=1).astype(np.float64)
+    """(K,) how many candidates' peaks lie within ``radius_m`` of each candidate's peak (itself included; the
+    consensus' :func:`~unifygeo_ros.model.rerank.within_radius`)."""
+    return within_radius(peaks_en_m, radius_m).sum(axis=1).astype(np.float64)
 
 
 def candidate_logits(scores: np.ndarray, cal: Calibration, centres_en_m: np.ndarray | None = None,

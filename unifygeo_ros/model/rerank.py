@@ -131,16 +131,21 @@ def assign_tile(order: np.ndarray, centres_en_m: np.ndarray, tile_m, fix_en_m: n
     return move_to_front(order, central)
 
 
+def within_radius(points_en_m: np.ndarray, radius_m: float) -> np.ndarray:
+    """(K, K) whether points i and j (K, 2, one metric frame) lie within ``radius_m`` of each other: who agrees
+    with whom, for the consensus here and the posterior's agreement counts (localization/posterior.py)."""
+    p = np.asarray(points_en_m, np.float64)
+    return np.linalg.norm(p[:, None, :] - p[None, :, :], axis=-1) <= float(radius_m)
+
+
 def consensus_support(fixes_en_m: np.ndarray, scores: np.ndarray, radius_m: float,
                       temperature: float) -> np.ndarray:
     """(K,) for each candidate's fix (K, 2) (one metric frame): the softmax(``scores`` / ``temperature``) mass of
     the candidates whose fixes lie within ``radius_m`` of it, itself included (0..1)."""
-    fixes = np.asarray(fixes_en_m, np.float64)
     z = np.asarray(scores, np.float64) / float(temperature)
     w = np.exp(z - z.max())
     w /= w.sum()
-    d = np.linalg.norm(fixes[:, None, :] - fixes[None, :, :], axis=-1)
-    return ((d <= float(radius_m)) * w[None, :]).sum(axis=1)
+    return (within_radius(fixes_en_m, radius_m) * w[None, :]).sum(axis=1)
 
 
 def consensus_slot(order: np.ndarray, fixes_en_m: np.ndarray, scores: np.ndarray, radius_m: float,

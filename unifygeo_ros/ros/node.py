@@ -37,7 +37,7 @@ from unifygeo_ros.errors import UnifyGeoError
 from unifygeo_ros.image.codec import compressed_fields_to_rgb, image_msg_to_rgb
 from unifygeo_ros.ros.params import PARAMETERS, NodeSettings
 from unifygeo_ros.localization.pipeline import WITHHELD_REASONS, Frame, PipelineStats
-from unifygeo_ros.localization.sensor_feed import HeadingFeed, twist_reading
+from unifygeo_ros.localization.sensor_feed import HeadingFeed, stamp_s, twist_reading
 from unifygeo_ros.image.stitch import RigFrame
 from unifygeo_ros.ros.worker import LatestFrameWorker, Throttle, error_kind, load_pipeline
 
@@ -57,10 +57,6 @@ OUTPUT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 #: odometry and IMU: best effort like the sensor-data profile, but 100 deep - every message counts (dead reckoning
 #: integrates them all) and a 5-deep queue overflows at 100 Hz when the process is starved for 50 ms
 MOTION_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.BEST_EFFORT)
-
-
-def _stamp_s(stamp) -> float:
-    return stamp.sec + 1e-9 * stamp.nanosec
 
 
 class LocalizerNode(Node):
@@ -146,7 +142,7 @@ class LocalizerNode(Node):
     # ---- inputs (executor thread: cheap, never blocking) -----------------------------------------------------
     def _offer(self, stamp, decode, source: str) -> None:
         self.stats.received()
-        frame = Frame(stamp, _stamp_s(stamp), decode, source=source)
+        frame = Frame(stamp, stamp_s(stamp), decode, source=source)  # the IMU feed's clock
         self.pipeline.set_heading(frame, self.headings, self.imu_sub.topic_name if self.imu_sub else "imu")
         self.worker.submit(frame)
 

@@ -24,14 +24,14 @@ def _topics(text: str) -> tuple[str, ...]:
     return out
 
 
-def _setting(text: str) -> tuple[str, str]:
+def track_setting(text: str) -> tuple[str, str]:
     key, eq, value = text.partition("=")
     if not eq or key.strip() not in TrackingSettings.__dataclass_fields__:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE with KEY one of TrackingSettings' fields, got {text!r}")
     return key.strip(), value.strip()
 
 
-def _tracking(pairs: list[tuple[str, str]]) -> TrackingSettings:
+def tracking_settings(pairs: list[tuple[str, str]]) -> TrackingSettings:
     """``--track-set`` values on top of the defaults, typed like them (the node's ``tracking.*`` parameters)."""
     base = TrackingSettings()
     kw = {}
@@ -100,7 +100,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--track", action="store_true",
                         help="the node's mode tracking: the sequential localizer on the wheel odometry, the IMU "
                              "heading and the images (docs/TRACKING.md); metrics.json 'tracking' scores it")
-    parser.add_argument("--track-set", type=_setting, action="append", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--track-set", type=track_setting, action="append", default=[], metavar="KEY=VALUE",
                         help="--track: a TrackingSettings value (the node's tracking.KEY parameters), e.g. "
                              "particles=500")
     parser.add_argument("--heading-source", default="auto", choices=HEADING_SOURCES,
@@ -150,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
                                                     prior=dataclasses.replace(PipelineSettings().prior,
                                                                               enabled=args.prior),
                                                     mode="tracking" if args.track else "single",
-                                                    tracking=_tracking(args.track_set)),
+                                                    tracking=tracking_settings(args.track_set)),
                        camera_topics=args.camera_topics, camera_yaw=dict(args.camera_yaw),
                        odom_topic=args.odom_topic, imu_topic=args.imu_topic, heading_source=args.heading_source,
                        node_ns=args.node_ns,
