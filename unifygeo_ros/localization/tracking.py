@@ -149,7 +149,9 @@ class TrackEstimate:
     fix: Fix | None = None  #: this frame's global fix (None when the global search did not run)
     fix_accepted: bool = False  #: the global fix passed the integrity gate
     step_ms: float = 0.0  #: the whole step
-    tracking_ms: float = 0.0  #: the step beyond the single-frame localizer (belief tiles' maps and the filter)
+    #: the step beyond its global fix's stages (the filter; the belief tiles' maps share the fix's metric run and are
+    #: counted in its stages)
+    tracking_ms: float = 0.0
     timings_ms: dict = field(default_factory=dict)
     note: str = ""  #: why nothing was done with the frame ("" = it was used)
     #: before initialisation with cold_start "candidates": the candidate belief's protection level (inf: spread)
