@@ -38,12 +38,10 @@ import argparse
 import atexit
 import json
 import os
-import queue
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -140,7 +138,7 @@ def run_node(args, world, fields: list[dict], backend: str) -> dict:
         startup_wall_s = time.monotonic() - t0
         proc = psutil.Process(node.pid)
         rss_ready = proc.memory_info().rss / 2**20
-        driver = BenchDriverProc(env, ["/bench"], args.stamp)
+        driver = bench_driver(env, ["/bench"], args.stamp)
         # latency, one image at a time
         driver.call("roundtrip", topic="/bench/image", kind="image", fields=fields[0], ns="/bench", timeout=30)
         since = driver.call("publish", topic="/bench/image", kind="image", fields=fields[0])["stamp_ns"]
@@ -205,17 +203,10 @@ def stage_split(node_stamps: dict, driver_times: dict) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ the publisher
-class BenchDriverProc(DriverProc):
+def bench_driver(env: dict, namespaces: list[str], stamp: str) -> DriverProc:
     """test/node_driver.py's driver as a child, run through this file (``--driver``) with ``stamp``'s order."""
-
-    def __init__(self, env: dict, namespaces: list[str], stamp: str):  # DriverProc's, with another command
-        self.proc = subprocess.Popen([sys.executable, __file__, "--driver", stamp, json.dumps(namespaces)], env=env,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                     text=True, bufsize=1)
-        self.lines: queue.Queue = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-        first = self._next(60.0)
-        assert first.get("ready"), first
+    return DriverProc(env, namespaces, [sys.executable, __file__, "--driver", stamp, json.dumps(namespaces)],
+                      stderr=subprocess.DEVNULL)
 
 
 def run_driver(stamp: str, namespaces_json: str) -> int:

@@ -169,9 +169,10 @@ def jpeg_fields(rgb: np.ndarray) -> dict:
 class DriverProc:
     """test/node_driver.py as a child; ``call(op, **kw)`` sends one JSON command and returns its answer."""
 
-    def __init__(self, env: dict, namespaces: list[str]):
-        self.proc = subprocess.Popen([sys.executable, str(REPO / "test" / "node_driver.py"), json.dumps(namespaces)],
-                                     env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    def __init__(self, env: dict, namespaces: list[str], command: list[str] | None = None, stderr=subprocess.PIPE):
+        """``command``: the driver's command line (default: test/node_driver.py with ``namespaces``)."""
+        cmd = command or [sys.executable, str(REPO / "test" / "node_driver.py"), json.dumps(namespaces)]
+        self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
                                      text=True, bufsize=1)
         self.lines: queue.Queue = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
