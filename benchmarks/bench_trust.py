@@ -73,6 +73,18 @@ def choose_limit(*report_sets) -> float:
     return max(limits) if limits else min(report_sets[0])
 
 
+def collect_sets(handle, data: Path, demo_data: Path) -> tuple[list[str], list, list, list]:
+    """(fit city names, fit / cross-area / DemoCity queries): the three sets of the module doc, rendered when missing,
+    each panorama localized once with its evidence (indexes cached in ``data/_calib``)."""
+    px, width = handle.aerial_px, handle.ground_hw[1]
+    fit_cities = prepare(data, SAME_AREA_SEEDS, px, width)
+    held_cities = prepare(data, CROSS_AREA_SEEDS, px, width)
+    demo_dir = ensure_city(demo_data, DEMO_SEED, 300.0, 100)
+    work = data / "_calib"
+    return (fit_cities, C.collect(handle, [data / c for c in fit_cities], work),
+            C.collect(handle, [data / c for c in held_cities], work), C.collect(handle, [demo_dir], work))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", default="models/demo")
@@ -87,16 +99,9 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(1)
     handle = load_model(args.checkpoint, device="cpu")
-    root, out = Path(args.data), Path(args.out)
-    px, width = handle.aerial_px, handle.ground_hw[1]
-    fit_cities = prepare(root, SAME_AREA_SEEDS, px, width)
-    held_cities = prepare(root, CROSS_AREA_SEEDS, px, width)
-    demo_dir = ensure_city(Path(args.demo_data), DEMO_SEED, 300.0, 100)
-    work = root / "_calib"
+    out = Path(args.out)
     previous = load_calibration(args.checkpoint)
-    fit_q = C.collect(handle, [root / c for c in fit_cities], work)
-    held_q = C.collect(handle, [root / c for c in held_cities], work)
-    demo_q = C.collect(handle, [demo_dir], work)
+    fit_cities, fit_q, held_q, demo_q = collect_sets(handle, Path(args.data), Path(args.demo_data))
     cal, ll = C.fit(fit_q, fitted_on=f"{len(fit_q)} panoramas of {','.join(fit_cities)} (benchmarks/bench_trust.py)")
     print(f"fitted on {len(fit_q)} panoramas: {cal}; mean log-likelihood {ll:.3f} "
           f"(uncalibrated {C.mean_log_likelihood(fit_q, Calibration()):.3f})")

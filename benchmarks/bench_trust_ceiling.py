@@ -27,11 +27,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
 
-from bench_unified_vs_decoupled import CROSS_AREA_SEEDS, SAME_AREA_SEEDS, prepare  # noqa: E402
+from bench_trust import collect_sets  # noqa: E402
 from unifygeo_ros.localization.posterior import Calibration, load_calibration  # noqa: E402
 from unifygeo_ros.model.handle import load_model  # noqa: E402
 from unifygeo_ros.offline import calibrate as C  # noqa: E402
-from unifygeo_ros.offline.demo import DEMO_SEED, ensure_city  # noqa: E402
 
 LIMITS_M = (30.0, 50.0, 75.0, 100.0, 150.0)
 
@@ -62,12 +61,8 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(1)
     handle = load_model(args.checkpoint, device="cpu")
-    root, px, width = Path(args.data), handle.aerial_px, handle.ground_hw[1]
-    work = root / "_calib"
-    sets = {"fit cities": C.collect(handle, [root / c for c in prepare(root, SAME_AREA_SEEDS, px, width)], work),
-            "cross-area cities": C.collect(handle, [root / c for c in prepare(root, CROSS_AREA_SEEDS, px, width)],
-                                           work),
-            "DemoCity": C.collect(handle, [ensure_city(Path(args.demo_data), DEMO_SEED, 300.0, 100)], work)}
+    _, fit_q, held_q, demo_q = collect_sets(handle, Path(args.data), Path(args.demo_data))
+    sets = {"fit cities": fit_q, "cross-area cities": held_q, "DemoCity": demo_q}
     stored = load_calibration(args.checkpoint)
     variants = {"uncalibrated": Calibration(), "uncalibrated + consensus 1": Calibration(consensus_weight=1.0),
                 "uncalibrated + consensus 2": Calibration(consensus_weight=2.0),
