@@ -150,13 +150,20 @@ def candidate_logits(scores: np.ndarray, cal: Calibration, centres_en_m: np.ndar
                      tile_m: np.ndarray | None = None, maps: np.ndarray | None = None) -> np.ndarray:
     """(K,) the calibrated logits ``s_k / T + consensus_weight * ln n_k`` (the module docstring); the maps and
     their tiles are needed only when the calibration has a consensus weight."""
+    scores = np.asarray(scores, np.float64)
+    if cal.consensus_weight <= 0 or not scores.size:
+        return logits_from(scores, None, cal)
+    if maps is None or centres_en_m is None or tile_m is None:
+        raise ValueError("a calibration with a consensus weight needs the candidates' maps and tiles")
+    return logits_from(scores, np.log(agreement_counts(map_peaks_en_m(centres_en_m, tile_m, maps),
+                                                       cal.consensus_radius_m)), cal)
+
+
+def logits_from(scores: np.ndarray, log_agreement: np.ndarray | None, cal: Calibration) -> np.ndarray:
+    """``s / T + consensus_weight * ln n`` from scores and ln agreement counts of any matching shape (one query's
+    (K,) or the calibration fit's (N, K)); ``log_agreement`` is not read when the consensus weight is 0."""
     z = np.asarray(scores, np.float64) / cal.score_temperature
-    if cal.consensus_weight > 0 and z.size:
-        if maps is None or centres_en_m is None or tile_m is None:
-            raise ValueError("a calibration with a consensus weight needs the candidates' maps and tiles")
-        z = z + cal.consensus_weight * np.log(agreement_counts(map_peaks_en_m(centres_en_m, tile_m, maps),
-                                                               cal.consensus_radius_m))
-    return z
+    return z + cal.consensus_weight * log_agreement if cal.consensus_weight > 0 else z
 
 
 def candidate_probabilities(scores: np.ndarray, cal: Calibration, centres_en_m: np.ndarray | None = None,

@@ -46,7 +46,8 @@ from unifygeo_ros.localization.integrity import EXPECTED_COVERAGE, TrustReport, 
 from unifygeo_ros.localization.localizer import Localizer
 from unifygeo_ros.localization.pipeline import PipelineSettings
 from unifygeo_ros.localization.posterior import (DEFAULT_ALPHA, Calibration, agreement_counts,
-                                                 hierarchy_posterior, map_peaks_en_m, save_calibration)
+                                                 hierarchy_posterior, logits_from, map_peaks_en_m,
+                                                 save_calibration)
 from unifygeo_ros.model.handle import ModelHandle, load_model
 
 SCORE_TEMPERATURES = tuple(float(v) for v in np.geomspace(0.25, 16.0, 13))
@@ -136,11 +137,9 @@ def mean_log_likelihood(queries: list[CalibrationQuery], cal: Calibration,
     """Mean log density (per m^2) of the true positions under the posterior of ``cal`` (its PL map temperature).
     ``cells`` (:func:`_truth_log_cells`) and ``log_agree`` (:func:`log_agreement`) may be given precomputed."""
     logp, log_area = cells if cells is not None else _truth_log_cells(queries, cal.pl_map_temperature)
-    scores = np.stack([q.evidence.scores for q in queries]) / cal.score_temperature  # (N, K)
-    if cal.consensus_weight > 0:  # the logits of posterior.candidate_logits
-        if log_agree is None:
-            log_agree = log_agreement(queries, cal.consensus_radius_m)
-        scores = scores + cal.consensus_weight * log_agree
+    if cal.consensus_weight > 0 and log_agree is None:
+        log_agree = log_agreement(queries, cal.consensus_radius_m)
+    scores = logits_from(np.stack([q.evidence.scores for q in queries]), log_agree, cal)  # (N, K), as at run time
     log_out = np.array([cal.outside_logit - math.log(q.area_m2) for q in queries])  # outside logit + log density
     top = np.maximum(scores.max(axis=1), cal.outside_logit)
     with np.errstate(divide="ignore", invalid="ignore"):
