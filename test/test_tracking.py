@@ -315,13 +315,13 @@ def test_candidate_cold_start_gives_up_an_informative_cameras_belief_after_colla
     backs = {}
     for informative in (3.0, 100.0):
         s = TrackingSettings(particles=1000, cold_start="candidates", collapse_log_ratio=5.0,
-                             cold_informative_log_ratio=informative)
+                             informative_log_ratio=informative)
         est = run(SequentialLocalizer(CandidatesLocalizer(), s), pos, yaw, deltas, scene)
         assert est[19].initialised
         backs[informative] = next(k for k, e in enumerate(est) if k > 19 and not e.initialised)
     assert backs[3.0] <= 20 + TrackingSettings().collapse_frames < backs[100.0]
-    with pytest.raises(TrackingInputError, match="cold_informative_log_ratio"):
-        TrackingSettings(cold_informative_log_ratio=math.nan)
+    with pytest.raises(TrackingInputError, match="informative_log_ratio"):
+        TrackingSettings(informative_log_ratio=math.nan)
 
 
 def test_known_orientation_model_waits_for_a_heading_then_keeps_it_with_odometry_alone():
@@ -510,3 +510,25 @@ def test_accepted_fixes_elsewhere_do_not_move_a_belief_the_images_confirm(name):
               deltas, scene)
     assert not [k for k, e in enumerate(est) if e.reinitialised and k > 0]
     assert max(error(e, p) for e, p in zip(est[1:], pos[1:])) < 2.0
+
+
+@pytest.mark.parametrize("name", FILTERS)
+def test_an_informative_cameras_first_poor_frames_are_withheld_before_the_belief_is_declared_lost(name):
+    """After a kidnap the first frames that no longer explain the belief are not published (``unconfirmed``) while
+    the belief waits out ``collapse_frames``; frames on track are not withheld; a camera whose frames never explained
+    the belief well (uninformative) is not withheld for one poor frame."""
+    pos, yaw, deltas = drive(24)
+    s = TrackingSettings(filter=name, particles=300, cold_start="accepted_fix")
+
+    def scene(k, p):  # from frame 14 the camera is elsewhere and no fix is accepted
+        return Scene(tuple(p + ([0.0, 150.0] if k >= 14 else 0.0)), fix=tuple(p) if k == 0 else None)
+
+    est = run(SequentialLocalizer(ScriptedLocalizer(), s), pos, yaw, deltas, scene)
+    assert [gate_track(e)[0] for e in est[:14]] == [""] * 14  # on track: every frame out
+    assert all(e.unconfirmed and not e.lost and gate_track(e)[0] == "unconfirmed"
+               for e in est[14:14 + s.collapse_frames - 1])
+    assert est[14 + s.collapse_frames - 1].lost and gate_track(est[-1])[0] == "lost"
+    quiet = run(SequentialLocalizer(ScriptedLocalizer(), TrackingSettings(
+        filter=name, particles=300, cold_start="accepted_fix", informative_log_ratio=1e6)), pos, yaw, deltas,
+        scene)
+    assert not any(e.unconfirmed for e in quiet) and gate_track(quiet[14])[0] == ""

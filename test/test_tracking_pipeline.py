@@ -145,19 +145,22 @@ def test_tracking_pipeline_publishes_the_belief_once_initialised_and_moves_it_wi
     assert snap["last_protection_level_m"] == pytest.approx(last.track.protection_level_m)
 
 
-def test_tracking_pipeline_withholds_a_lost_belief_and_counts_it():
+def test_tracking_pipeline_withholds_an_unconfirmed_then_lost_belief_and_counts_it():
     pos, yaw, _ = drive(20)
-    pipe = _pipeline(particles=300)
+    pipe = _pipeline(particles=300, cold_start="accepted_fix")  # candidates would take a lost belief back (withheld)
     s = pipe.tracker.settings
 
     def scene(k, p):  # from frame 8 the camera is elsewhere and no fix is accepted
         return Scene(tuple(p + ([0.0, 150.0] if k >= 8 else 0.0)), fix=tuple(p) if k == 0 else None)
 
     out = _frames(pipe, pos, yaw, scene)
+    assert all(o.reason == "" for o in out[1:8])
+    assert [o.reason for o in out[8:8 + s.collapse_frames - 1]] == ["unconfirmed"] * (s.collapse_frames - 1)
     lost = [k for k, o in enumerate(out) if o.reason == "lost"]
     assert lost and lost[0] == 8 + s.collapse_frames - 1 and all(out[k].reason == "lost" for k in range(lost[0], 20))
-    assert pipe.stats.snapshot()["tracking_state"] == "lost"
-    assert gate_track(out[-1].track)[0] == "lost"
+    snap = pipe.stats.snapshot()
+    assert snap["tracking_state"] == "lost" and snap["withheld_by_reason"]["unconfirmed"] == s.collapse_frames - 1
+    assert gate_track(out[-1].track)[0] == "lost" and tracking_state(out[8].track) == "unconfirmed"
 
 
 def test_gate_limits_set_at_run_time_reach_the_filters_global_fixes():

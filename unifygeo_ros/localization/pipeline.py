@@ -96,13 +96,16 @@ class Outcome:
 
 
 def tracking_state(est: TrackEstimate | None) -> str:
-    """``not initialised`` | ``lost`` | ``converged`` | ``tracking`` (initialised, protection level above
-    ``converged_pl_m``); "" without an estimate (single mode)."""
+    """``not initialised`` | ``lost`` | ``unconfirmed`` (withheld: the frame did not explain the belief) |
+    ``converged`` | ``tracking`` (initialised, protection level above ``converged_pl_m``); "" without an estimate
+    (single mode)."""
     if est is None:
         return ""
     if not est.initialised:
         return "not initialised"
-    return "lost" if est.lost else ("converged" if est.converged else "tracking")
+    if est.lost or est.unconfirmed:
+        return "lost" if est.lost else "unconfirmed"
+    return "converged" if est.converged else "tracking"
 
 
 # --------------------------------------------------------------------------------------------------- stats

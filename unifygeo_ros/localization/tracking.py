@@ -20,15 +20,18 @@ Each :meth:`SequentialLocalizer.step` encodes the panorama once and runs
    or the first fix's) and the odometry's yaw, so such a model runs on odometry alone once initialised;
 4. **cold start**: the first accepted global fix initialises the belief from that fix's own posterior (the K
    candidates' calibrated maps) within its protection level (at least ``init_min_radius_m``); with
-   ``cold_start="candidates"`` (particles) also, without an accepted fix, a belief seeded from every frame's
-   candidates and moved by the odometry (:mod:`~unifygeo_ros.localization.tracking_cold`) once its own protection
-   level is within the gate's ``max_protection_level_m``;
+   ``cold_start="candidates"`` (the default; particles) also, without an accepted fix, a belief seeded from every
+   frame's candidates and moved by the odometry (:mod:`~unifygeo_ros.localization.tracking_cold`) once its own
+   protection level is within the gate's ``max_protection_level_m``;
 5. **re-initialisation** (kidnap): ``disagree_fixes`` accepted global fixes in a row (agreeing with each other,
    moved by the odometry) whose protection circles do not meet the belief's while the belief fails to explain the
    current image (its evidence ratio below ``exp(collapse_log_ratio)``), or one accepted fix after the belief
    was declared lost: its evidence ratio (:meth:`TileLikelihood.evidence_ratio`: how much better the belief
    explains the image than "none of these tiles") stayed below ``exp(collapse_log_ratio)`` for ``collapse_frames``
-   frames.
+   frames. A frame of an informative camera (the frames before it: median log evidence ratio at least
+   ``informative_log_ratio``) that fails to explain the belief marks the estimate ``unconfirmed`` (the gate withholds
+   it) until a frame explains it again or the belief is declared lost: the first frames after a kidnap are not
+   published.
 
 Output: a :class:`TrackEstimate` (position in WGS84 and ENU, heading, the belief's covariance and protection level at
 ``alpha``, flags, time per step). Particles or a grid (``TrackingSettings.filter``): docs/TRACKING.md explains the
@@ -90,10 +93,11 @@ class TrackingSettings:
     global_every: int = 1  #: global search every N frames (always while uninitialised or lost)
     north_aligned: bool = False  #: the panorama's centre column looks north (else along the robot's heading)
     seed: int = 0  #: the particles' random generator
-    #: "accepted_fix": start from the first gate-accepted global fix only; "candidates" (particles): also from a
-    #: belief seeded by every frame's candidates, once its protection level is within max_protection_level_m
-    #: (docs/TRACKING.md: more available on narrow cameras, but more frames beyond the protection level)
-    cold_start: str = "accepted_fix"
+    #: "candidates" (particles; the grid keeps "accepted_fix"): start from the first gate-accepted global fix or
+    #: from a belief seeded by every frame's candidates, once its protection level is within max_protection_level_m;
+    #: "accepted_fix": from the first gate-accepted global fix only (docs/TRACKING.md, measured: "candidates" starts
+    #: narrow cameras and recovers where no global fix passes the gate, at more frames beyond the protection level)
+    cold_start: str = "candidates"
     cold_evidence_weight: float = 0.5  #: evidence_weight of the candidate cold start's frames
     #: cold_start "candidates": a belief declared lost goes back to the candidate cold start, its particles kept
     #: beside a background of this mass (withheld until it is concentrated again)
@@ -101,10 +105,11 @@ class TrackingSettings:
     #: cold_start "candidates": "lost" also needs the log evidence ratios of this many last frames to sum below
     #: collapse_log_ratio (a narrow camera's frames explain little one by one, but not nothing over 10 s)
     cold_collapse_frames: int = 20
-    #: cold_start "candidates": when the frames before a run of poor ones explained the belief this well (median log
-    #: evidence ratio; one 90 deg camera 0-2, a 4 x 90 rig about 6, a panorama 7-17), the camera is informative and
-    #: ``collapse_frames`` poor frames in a row declare it lost without waiting for the window
-    cold_informative_log_ratio: float = 3.0
+    #: when the frames before a run of poor ones explained the belief this well (median log evidence ratio; one
+    #: 90 deg camera 0-2, a 4 x 90 rig about 6, a panorama 7-17), the camera is informative: its poor frames are
+    #: withheld at once (``unconfirmed``), and with cold_start "candidates" ``collapse_frames`` of them in a row
+    #: declare it lost without waiting for the window
+    informative_log_ratio: float = 3.0
 
     def __post_init__(self):
         if self.filter not in FILTERS:
@@ -118,9 +123,9 @@ class TrackingSettings:
             v = getattr(self, name)
             if not (math.isfinite(v) and v > 0):
                 raise TrackingInputError(f"tracking {name} must be positive, got {v}")
-        if not math.isfinite(self.cold_informative_log_ratio):
-            raise TrackingInputError(f"tracking cold_informative_log_ratio must be a finite number, got "
-                                     f"{self.cold_informative_log_ratio}")
+        if not math.isfinite(self.informative_log_ratio):
+            raise TrackingInputError(f"tracking informative_log_ratio must be a finite number, got "
+                                     f"{self.informative_log_ratio}")
         if not 0.0 < self.alpha < 1.0 or not 0.0 <= self.floor_ratio < 1.0:
             raise TrackingInputError(f"tracking alpha must be in (0, 1) and floor_ratio in [0, 1), got "
                                      f"{self.alpha}, {self.floor_ratio}")
@@ -143,6 +148,9 @@ class TrackEstimate:
     initialised: bool
     converged: bool  #: initialised, not lost, protection level <= converged_pl_m
     lost: bool  #: the belief has not explained the images for collapse_frames frames
+    #: an informative camera's frame (the ones before explained the belief with a median log evidence ratio of at
+    #: least ``informative_log_ratio``) just failed to explain it: withheld until a frame does again or it is lost
+    unconfirmed: bool = False
     reinitialised: str = ""  #: why the belief was (re)initialised at this frame ("" = it was not)
     evidence_log_ratio: float = math.nan  #: log of the frame's evidence ratio at the belief (before the update)
     tiles_evaluated: int = 0
@@ -338,10 +346,10 @@ class SequentialLocalizer:
 
     def _informative_before_low_run(self) -> bool:
         """The frames before the current run of poor ones (at least ``collapse_frames`` of them) explained the belief
-        with a median log evidence ratio of at least ``cold_informative_log_ratio``."""
+        with a median log evidence ratio of at least ``informative_log_ratio``."""
         before = self._ratios[:len(self._ratios) - self._low_frames]
         s = self.settings
-        return len(before) >= s.collapse_frames and float(np.median(before)) >= s.cold_informative_log_ratio
+        return len(before) >= s.collapse_frames and float(np.median(before)) >= s.informative_log_ratio
 
     def _check_kidnap(self, fix: Fix | None) -> str:
         """The reason to re-initialise from ``fix`` (an accepted global fix), or ""."""
@@ -398,16 +406,17 @@ class SequentialLocalizer:
         if not self.initialised:
             nan = math.nan
             return TrackEstimate(stamp_s, nan, nan, nan, nan, nan, nan, nan, np.full((2, 2), nan), math.inf,
-                                 False, False, False, why, log_ratio, tiles, fix, accepted)
+                                 False, False, False, False, why, log_ratio, tiles, fix, accepted)
         b = self.belief.summary(s.alpha)
         east, north = (float(v) for v in b.mean_en_m)
         lat, lon = self.localizer.index.origin.from_en(east, north)
         yaw_deg = float(geo.wrap_deg(math.degrees(b.yaw_rad)))
-        converged = not self.lost and b.protection_level_m <= s.converged_pl_m
+        unconfirmed = not self.lost and not why and self._low_frames > 0 and self._informative_before_low_run()
+        converged = not self.lost and not unconfirmed and b.protection_level_m <= s.converged_pl_m
         return TrackEstimate(stamp_s, float(lat), float(lon), east, north,
                              float(geo.wrap_deg(geo.yaw_to_heading_deg(yaw_deg))), yaw_deg,
                              math.degrees(b.yaw_std_rad), b.covariance_en_m2, b.protection_level_m, True, converged,
-                             self.lost, why, log_ratio, tiles, fix, accepted)
+                             self.lost, unconfirmed, why, log_ratio, tiles, fix, accepted)
 
     @staticmethod
     def _timed(est: TrackEstimate, t0: float, timings_ms: dict) -> TrackEstimate:

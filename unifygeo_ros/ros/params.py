@@ -46,13 +46,15 @@ TRACKING_PARAMETERS = (
     ("converged_pl_m", "converged = initialised, not lost, protection level at most this, m"),
     ("global_every", "global search every N frames once tracking (always while not initialised or lost)"),
     ("seed", "seed of the particles' random generator"),
-    ("cold_start", "accepted_fix (default: start from a gate-accepted fix) or candidates (particles only: a belief "
-                   "seeded from every frame's candidates, published once concentrated; opt-in, see TRACKING.md)"),
+    ("cold_start", "candidates (default; particles only: start from a gate-accepted fix or from a belief seeded "
+                   "by every frame's candidates, published once concentrated) or accepted_fix (a gate-accepted fix "
+                   "only; what the grid does), see TRACKING.md"),
     ("cold_evidence_weight", "cold_start candidates: exponent of a frame's likelihood before initialisation"),
     ("cold_resume_mass", "cold_start candidates: the uncovered mass a lost belief resumes the cold start with"),
     ("cold_collapse_frames", "cold_start candidates: 'lost' also needs this many last frames' evidence to be poor"),
-    ("cold_informative_log_ratio", "cold_start candidates: frames this informative before a poor run (median log "
-                                   "evidence ratio) let collapse_frames poor frames declare the belief lost at once"),
+    ("informative_log_ratio", "frames this informative before a poor frame (median log evidence ratio): the "
+                              "poor frame is withheld (unconfirmed), and collapse_frames of them declare the belief "
+                              "lost without the cold_collapse_frames window"),
 )
 DEVICES = ("auto", "cpu", "cuda")
 HEADING_SOURCES = ("auto", "model", "north_aligned", "imu")
