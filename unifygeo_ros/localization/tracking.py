@@ -48,87 +48,19 @@ import numpy as np
 from unifygeo_ros import geo
 from unifygeo_ros.localization.fix import Fix
 from unifygeo_ros.localization.localizer import Localizer, TileMaps
-from unifygeo_ros.localization.gate import GateSettings, gate_fix
-from unifygeo_ros.localization.posterior import DEFAULT_ALPHA
+from unifygeo_ros.localization.gate import gate_fix
 from unifygeo_ros.localization.tracking_belief import ParticleBelief
-from unifygeo_ros.localization.tracking_cold import COLD_STARTS, CandidateColdStart, merged_maps
+from unifygeo_ros.localization.tracking_cold import CandidateColdStart, merged_maps
 from unifygeo_ros.localization.tracking_evidence import TileLikelihood, index_area_m2, tiles_under
 from unifygeo_ros.localization.tracking_grid import GridBelief
 from unifygeo_ros.localization.tracking_motion import OdometryDelta, TrackingInputError
+from unifygeo_ros.localization.tracking_settings import FILTERS, TrackingSettings
 
-__all__ = ["OdometryDelta", "SequentialLocalizer", "TrackEstimate", "TrackingInputError", "TrackingSettings"]
-FILTERS = ("particles", "grid")
+__all__ = ["FILTERS", "OdometryDelta", "SequentialLocalizer", "TrackEstimate", "TrackingInputError",
+           "TrackingSettings"]
 COLD_CANDIDATES = "cold start from the candidates' belief"
 NEEDS_HEADING = ("a known-orientation model needs the robot's heading before it can start: pass heading_deg (IMU) "
                  "or initial_heading_deg")
-
-
-@dataclass(frozen=True)
-class TrackingSettings:
-    """Every setting of the sequential localizer, with its default (module doc; docs/TRACKING.md)."""
-
-    filter: str = "particles"  #: "particles" | "grid"
-    particles: int = 1000  #: particle count
-    grid_cell_m: float = 1.0  #: grid cell side
-    grid_window_m: float = 120.0  #: grid window side (grown to hold the initial disc)
-    max_tiles: int = 6  #: tiles evaluated per frame (those holding the most belief)
-    map_temperature: float | None = None  #: None: the calibration's pl_map_temperature
-    evidence_weight: float = 0.25  #: exponent of a frame's likelihood (frames of a drive are not independent)
-    floor_ratio: float = 0.01  #: a frame's likelihood is at least this share of its maximum over the belief
-    model_heading_min_std_deg: float = 10.0  #: floor of the model's heading std (unknown-orientation models)
-    heading_weight: float = 0.25  #: exponent of an absolute heading's likelihood (an IMU's readings share its bias)
-    heading_reset_sigmas: float = 5.0  #: an absolute heading this far (combined sigmas) from the belief replaces it
-    odometry_noise_scale: float = 1.5  #: the odometry's covariance is multiplied by this squared
-    position_noise_frac: float = 0.02  #: extra position noise, share of the distance driven (1-sigma)
-    position_noise_m_per_sqrt_s: float = 0.1  #: extra position random walk
-    yaw_noise_deg_per_sqrt_s: float = 0.3  #: extra heading random walk
-    min_score: float = GateSettings.min_score  #: the integrity gate's, for the global fixes
-    max_protection_level_m: float = GateSettings.max_protection_level_m  #: the gate's
-    init_min_radius_m: float = 10.0  #: the initial belief covers at least this radius around the fix
-    disagree_fixes: int = 2  #: accepted global fixes outside the belief in a row that re-initialise it
-    collapse_log_ratio: float = 1.0  #: evidence ratio (log) below which a frame counts towards "lost"
-    collapse_frames: int = 4  #: such frames in a row declare the belief lost
-    converged_pl_m: float = 10.0  #: converged = initialised, not lost, protection level at most this
-    alpha: float = DEFAULT_ALPHA  #: risk of the protection level
-    global_every: int = 1  #: global search every N frames (always while uninitialised or lost)
-    north_aligned: bool = False  #: the panorama's centre column looks north (else along the robot's heading)
-    seed: int = 0  #: the particles' random generator
-    #: "candidates" (particles; the grid keeps "accepted_fix"): start from the first gate-accepted global fix or
-    #: from a belief seeded by every frame's candidates, once its protection level is within max_protection_level_m;
-    #: "accepted_fix": from the first gate-accepted global fix only (docs/TRACKING.md, measured: "candidates" starts
-    #: narrow cameras and recovers where no global fix passes the gate, at more frames beyond the protection level)
-    cold_start: str = "candidates"
-    cold_evidence_weight: float = 0.5  #: evidence_weight of the candidate cold start's frames
-    #: cold_start "candidates": a belief declared lost goes back to the candidate cold start, its particles kept
-    #: beside a background of this mass (withheld until it is concentrated again)
-    cold_resume_mass: float = 0.5
-    #: cold_start "candidates": "lost" also needs the log evidence ratios of this many last frames to sum below
-    #: collapse_log_ratio (a narrow camera's frames explain little one by one, but not nothing over 10 s)
-    cold_collapse_frames: int = 20
-    #: when the frames before a run of poor ones explained the belief this well (median log evidence ratio; one
-    #: 90 deg camera 0-2, a 4 x 90 rig about 6, a panorama 7-17), the camera is informative: its poor frames are
-    #: withheld at once (``unconfirmed``), and with cold_start "candidates" ``collapse_frames`` of them in a row
-    #: declare it lost without waiting for the window
-    informative_log_ratio: float = 3.0
-
-    def __post_init__(self):
-        if self.filter not in FILTERS:
-            raise TrackingInputError(f"tracking filter must be one of {FILTERS}, got {self.filter!r}")
-        if self.cold_start not in COLD_STARTS:
-            raise TrackingInputError(f"tracking cold_start must be one of {COLD_STARTS}, got {self.cold_start!r}")
-        positive = ("particles", "grid_cell_m", "grid_window_m", "max_tiles", "evidence_weight", "heading_weight",
-                    "cold_evidence_weight", "cold_collapse_frames",
-                    "disagree_fixes", "collapse_frames", "global_every", "converged_pl_m")
-        for name in positive:
-            v = getattr(self, name)
-            if not (math.isfinite(v) and v > 0):
-                raise TrackingInputError(f"tracking {name} must be positive, got {v}")
-        if not math.isfinite(self.informative_log_ratio):
-            raise TrackingInputError(f"tracking informative_log_ratio must be a finite number, got "
-                                     f"{self.informative_log_ratio}")
-        if not 0.0 < self.alpha < 1.0 or not 0.0 <= self.floor_ratio < 1.0:
-            raise TrackingInputError(f"tracking alpha must be in (0, 1) and floor_ratio in [0, 1), got "
-                                     f"{self.alpha}, {self.floor_ratio}")
 
 
 @dataclass

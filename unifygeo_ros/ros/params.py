@@ -16,7 +16,7 @@ from unifygeo_ros.errors import UnifyGeoError
 from unifygeo_ros.image.stitch import RigSettings
 from unifygeo_ros.localization.pipeline import MODES, PipelineSettings, PriorSettings
 from unifygeo_ros.localization.sensor_feed import ImuSettings
-from unifygeo_ros.localization.tracking import FILTERS, TrackingSettings
+from unifygeo_ros.localization.tracking_settings import FILTERS, TrackingSettings
 from unifygeo_ros.model.backends import BACKENDS, DEFAULT_BACKEND, DEFAULT_THREADS, BackendSettings
 
 INPUT_MODES = ("panorama", "compressed", "cameras")

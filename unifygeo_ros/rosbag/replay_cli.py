@@ -7,7 +7,7 @@ import dataclasses
 
 from unifygeo_ros.errors import UnifyGeoError
 from unifygeo_ros.localization.pipeline import PipelineSettings
-from unifygeo_ros.localization.tracking import TrackingSettings
+from unifygeo_ros.localization.tracking_settings import TrackingSettings
 from unifygeo_ros.model.backends import add_backend_arguments, backend_from_args
 from unifygeo_ros.rosbag import trajectory
 from unifygeo_ros.rosbag.fusion_config import FusionConfig
