@@ -54,7 +54,7 @@ VIEWS: dict[str, list[tuple[float, float]] | None] = {
     "90": [(0.0, 90.0)],
 }
 CAM_W, CAM_H = 320, 240
-STITCH_W = 512  # the node's panorama_width
+STITCH_W = 512  # the node's default panorama_width (--stitch-width)
 PANO_W = 512    # the benchmark cities' panoramas
 
 
@@ -71,12 +71,14 @@ def robot_heading_deg(index: int) -> float:
     return float(np.random.default_rng([int(index), 0xF0B]).uniform(-180.0, 180.0))
 
 
-def rig_image(pano: np.ndarray, cams: list[PinholeCamera] | None, heading_deg: float) -> np.ndarray:
-    """What the node and the Localizer make of the rig's images of this north-aligned panorama's scene."""
+def rig_image(pano: np.ndarray, cams: list[PinholeCamera] | None, heading_deg: float,
+              stitch_w: int = STITCH_W) -> np.ndarray:
+    """What the node (stitching at ``stitch_w`` px) and the Localizer make of the rig's images of this north-aligned
+    panorama's scene."""
     if cams is None:
         return pano
     robot_frame, _ = roll_panorama(pano, heading_deg)  # the scene as the robot, facing heading_deg, sees it
-    stitched = stitcher_for(cams, STITCH_W).stitch([pinhole_view(robot_frame, c) for c in cams])
+    stitched = stitcher_for(cams, stitch_w).stitch([pinhole_view(robot_frame, c) for c in cams])
     return roll_panorama(stitched, -heading_deg)[0]  # Localizer._checked: north-aligned for the model
 
 
@@ -84,6 +86,7 @@ class RigQueries(VigorDataset):
     """A city's queries as seen through one view's rig (ground images cached across models: same for all)."""
 
     view = "360"
+    stitch_w = STITCH_W
     _cache: dict = {}
 
     def load_ground(self, index: int, delta_heading_deg: float = 0.0):
@@ -93,10 +96,10 @@ class RigQueries(VigorDataset):
         """(the model-size image, the input check's verdict on the stitched panorama: "" = looks like a camera's)"""
         from unifygeo_ros.localization.input_check import camera_image_problem
 
-        key = (self.pano_paths[index], self.view, self.ground_size_hw)
+        key = (self.pano_paths[index], self.view, self.ground_size_hw, self.stitch_w)
         if key not in self._cache:
             pano = validate_panorama(load_image(self.pano_paths[index]))
-            full = rig_image(pano, rig(self.view), robot_heading_deg(index))
+            full = rig_image(pano, rig(self.view), robot_heading_deg(index), self.stitch_w)
             self._cache[key] = (resize_image(full, self.ground_size_hw), camera_image_problem(full))
         return self._cache[key]
 
@@ -113,7 +116,8 @@ def gate_passes(model, ds: RigQueries, indices: list[int], floor: float) -> tupl
     return image_ok, cos >= floor
 
 
-def evaluate_view(model, cfg, city_dirs: list[Path], view: str, limit: int | None, floor: float) -> dict:
+def evaluate_view(model, cfg, city_dirs: list[Path], view: str, limit: int | None, floor: float,
+                  stitch_w: int = STITCH_W) -> dict:
     """Per-city galleries, queries pooled: the figures of one model and view on one set of cities."""
     from unifygeo_ros.offline.evaluate import evaluate, summarise
 
@@ -123,7 +127,7 @@ def evaluate_view(model, cfg, city_dirs: list[Path], view: str, limit: int | Non
                         ground_size_hw=tuple(cfg.model.ground_hw), aerial_px=int(cfg.model.aerial_px),
                         orientation=cfg.data.orientation, corrected=True, seed=0,
                         aerial_height=bool(cfg.model.aerial_height))
-        ds.view = view
+        ds.view, ds.stitch_w = view, stitch_w
         idx = list(range(len(ds) if limit is None else min(limit, len(ds))))
         parts.append(evaluate(model, ds, ds.gallery(), top_k=int(cfg.loss.rerank_k), batch_size=32,
                               query_indices=idx).per_query)
@@ -177,6 +181,8 @@ def main(argv=None) -> int:
     ap.add_argument("--queries", type=int, default=None, help="queries per city (default: all 100)")
     ap.add_argument("--views", default=",".join(VIEWS), help="comma-separated subset of " + ", ".join(VIEWS))
     ap.add_argument("--out", default="benchmarks/results")
+    ap.add_argument("--stitch-width", type=int, default=STITCH_W,
+                    help="the stitched panorama's width, px (the node's cameras.panorama_width)")
     ap.add_argument("--same-area", action="store_true",
                     help="the five same-area cities (seeds 100-104, what calibrations are fitted on) instead of the "
                          "cross-area ones and DemoCity: to choose between models without touching the measurement")
@@ -208,7 +214,7 @@ def main(argv=None) -> int:
         for set_name, dirs in sets.items():
             results[label][set_name] = {}
             for view in views:
-                r = evaluate_view(model, cfg, dirs, view, args.queries, floor)
+                r = evaluate_view(model, cfg, dirs, view, args.queries, floor, args.stitch_width)
                 results[label][set_name][view] = r
                 print(f"{label:24s} {set_name:22s} {view:7s} R@1 {100 * r['r1_descriptors']:5.1f} / "
                       f"{100 * r['r1_reranked']:5.1f} %  <=5 m {100 * r['within_5m']:5.1f} %  <=10 m "
@@ -218,7 +224,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     doc = {"checkpoints": dict(zip(labels, args.checkpoint)), "views": {v: VIEWS[v] for v in views},
-           "camera_px": [CAM_W, CAM_H], "stitch_width_px": STITCH_W, "queries_per_city": args.queries or 100,
+           "camera_px": [CAM_W, CAM_H], "stitch_width_px": args.stitch_width, "queries_per_city": args.queries or 100,
            "machine": f"{platform.machine()}, {platform.processor() or '?'}, torch 1 thread",
            "date": time.strftime("%Y-%m-%d %H:%M"), "wall_s": round(time.time() - t0, 1), "results": results}
     (out / "fov.json").write_text(json.dumps(doc, indent=1, default=float) + "\n")
