@@ -43,6 +43,9 @@ def test_a_far_candidate_widens_the_protection_level_not_the_modes_covariance():
     assert split.protection_level_m == pytest.approx(300.0 + 0.5 * math.hypot(10, 10))
     np.testing.assert_allclose(split.covariance_en_m2, np.eye(2) * 100.0 / 12.0, atol=1e-9)
     assert agree.protection_level_m < 10.0
+    # the whole mixture's second moment (not published) does carry the far place: half the mass 300 m east
+    assert split.mixture_covariance_en_m2[0, 0] == pytest.approx(0.5 * 300.0 ** 2 + 100.0 / 12.0)
+    assert split.mixture_covariance_en_m2[1, 1] == pytest.approx(100.0 / 12.0)
 
 
 def test_overlapping_candidates_that_disagree_widen_the_covariance():

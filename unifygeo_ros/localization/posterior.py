@@ -127,6 +127,9 @@ class Posterior:
     protection_level_m: float  #: radius holding the truth with probability 1 - alpha (inf: cannot be bounded)
     outside_probability: float  #: pi_0, the probability that none of the K candidates holds the camera
     candidate_probabilities: np.ndarray  #: (K,) pi_k
+    #: (2, 2) second moment about the fix of every candidate's mass (the whole mixture, other places included; maps at
+    #: ``map_temperature``): not published - a mixture is no Gaussian (BENCHMARKS.md 0b, bench_trust_mixture.py)
+    mixture_covariance_en_m2: np.ndarray | None = None
 
 
 def map_peaks_en_m(centres_en_m: np.ndarray, tile_m: np.ndarray, maps: np.ndarray) -> np.ndarray:
@@ -205,10 +208,11 @@ def hierarchy_posterior(fix_en_m: np.ndarray, centres_en_m: np.ndarray, tile_m: 
     local = np.repeat(holds if holds.any() else np.ones(k, bool), h * w)
     weight = (pi[:, None] * tempered(maps, cal.map_temperature)).reshape(-1)
     cov = _second_moment(d[local], weight[local], cell_m[0][local], cell_m[1][local])
+    mixture = _second_moment(d, weight, cell_m[0], cell_m[1])
     if cal.pl_map_temperature != cal.map_temperature:
         weight = (pi[:, None] * tempered(maps, cal.pl_map_temperature)).reshape(-1)  # sums to 1 - pi0
     pl = protection_level_m(np.hypot(d[:, 0], d[:, 1]) + 0.5 * np.hypot(*cell_m), weight, pi0, alpha)
-    return Posterior(cov, pl, float(pi0), pi)
+    return Posterior(cov, pl, float(pi0), pi, mixture)
 
 
 def tempered(maps: np.ndarray, temperature: float) -> np.ndarray:
