@@ -43,7 +43,7 @@ def posteriors(queries, cal) -> tuple[np.ndarray, ...]:
     err, mode, mix, pl = [], [], [], []
     for q in queries:
         ev = q.evidence
-        post = hierarchy_posterior(ev.fix_en_m, ev.centres_en_m, ev.tile_m, ev.maps, ev.scores, cal)
+        post = hierarchy_posterior(ev.fix_en_m, ev.centres_en_m, ev.tile_m, ev.maps, ev.scores, cal, mixture=True)
         err.append(ev.fix_en_m - q.truth_en_m)
         mode.append(post.covariance_en_m2)
         mix.append(post.mixture_covariance_en_m2)

@@ -38,7 +38,8 @@ def test_a_far_candidate_widens_the_protection_level_not_the_modes_covariance():
     centres = np.array([[0.0, 0.0], [300.0, 0.0]])  # the second candidate puts the camera 300 m east
     fix = np.array([-15.0, 15.0])
     agree = hierarchy_posterior(fix, centres, np.full(2, TILE), maps, np.array([10.0, -10.0]), Calibration())
-    split = hierarchy_posterior(fix, centres, np.full(2, TILE), maps, np.array([0.0, 0.0]), Calibration())
+    split = hierarchy_posterior(fix, centres, np.full(2, TILE), maps, np.array([0.0, 0.0]), Calibration(),
+                                mixture=True)
     # equal scores: half the mass 300 m away - the bound must reach it; the fix's mode is unchanged
     assert split.protection_level_m == pytest.approx(300.0 + 0.5 * math.hypot(10, 10))
     np.testing.assert_allclose(split.covariance_en_m2, np.eye(2) * 100.0 / 12.0, atol=1e-9)
@@ -46,6 +47,7 @@ def test_a_far_candidate_widens_the_protection_level_not_the_modes_covariance():
     # the whole mixture's second moment (not published) does carry the far place: half the mass 300 m east
     assert split.mixture_covariance_en_m2[0, 0] == pytest.approx(0.5 * 300.0 ** 2 + 100.0 / 12.0)
     assert split.mixture_covariance_en_m2[1, 1] == pytest.approx(100.0 / 12.0)
+    assert agree.mixture_covariance_en_m2 is None  # only when asked for
 
 
 def test_overlapping_candidates_that_disagree_widen_the_covariance():

@@ -128,7 +128,8 @@ class Posterior:
     outside_probability: float  #: pi_0, the probability that none of the K candidates holds the camera
     candidate_probabilities: np.ndarray  #: (K,) pi_k
     #: (2, 2) second moment about the fix of every candidate's mass (the whole mixture, other places included; maps at
-    #: ``map_temperature``): not published - a mixture is no Gaussian (BENCHMARKS.md 0b, bench_trust_mixture.py)
+    #: ``map_temperature``), when asked for (``mixture=True``): not published - a mixture is no Gaussian
+    #: (BENCHMARKS.md 0b, bench_trust_mixture.py)
     mixture_covariance_en_m2: np.ndarray | None = None
 
 
@@ -192,9 +193,10 @@ def cell_offsets_en_m(hw: tuple[int, int], tile_m: float) -> np.ndarray:
 
 def hierarchy_posterior(fix_en_m: np.ndarray, centres_en_m: np.ndarray, tile_m: np.ndarray,
                         maps: np.ndarray, scores: np.ndarray, cal: Calibration,
-                        alpha: float = DEFAULT_ALPHA) -> Posterior:
+                        alpha: float = DEFAULT_ALPHA, mixture: bool = False) -> Posterior:
     """The posterior of one query (see the module docstring). ``maps`` (K, h, w): each candidate's probability map;
-    ``centres_en_m`` (K, 2) and ``fix_en_m`` (2,) in one metric frame; ``tile_m`` (K,) tile sides."""
+    ``centres_en_m`` (K, 2) and ``fix_en_m`` (2,) in one metric frame; ``tile_m`` (K,) tile sides. ``mixture``: also
+    the whole mixture's second moment (a quarter of the time again; for measurements)."""
     maps = np.asarray(maps, np.float64)
     k, h, w = maps.shape
     pi, pi0 = candidate_probabilities(scores, cal, centres_en_m, tile_m, maps)
@@ -208,7 +210,7 @@ def hierarchy_posterior(fix_en_m: np.ndarray, centres_en_m: np.ndarray, tile_m: 
     local = np.repeat(holds if holds.any() else np.ones(k, bool), h * w)
     weight = (pi[:, None] * tempered(maps, cal.map_temperature)).reshape(-1)
     cov = _second_moment(d[local], weight[local], cell_m[0][local], cell_m[1][local])
-    mixture = _second_moment(d, weight, cell_m[0], cell_m[1])
+    mixture = _second_moment(d, weight, cell_m[0], cell_m[1]) if mixture else None
     if cal.pl_map_temperature != cal.map_temperature:
         weight = (pi[:, None] * tempered(maps, cal.pl_map_temperature)).reshape(-1)  # sums to 1 - pi0
     pl = protection_level_m(np.hypot(d[:, 0], d[:, 1]) + 0.5 * np.hypot(*cell_m), weight, pi0, alpha)
