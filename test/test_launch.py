@@ -101,6 +101,18 @@ def test_demo_paths_resolve_or_say_where_they_were_looked_for(tmp_path):
         assert "models/demo" in str(exc) and "checkpoint:=PATH" in str(exc)
 
 
+def test_embedded_resources_are_found_without_a_sourced_ros_workspace(monkeypatch):
+    """ament_index_python installed (the ROS wheels) but no workspace sourced: the lookup falls through to the
+    package's own share directory or source tree instead of failing (unifygeo demo, replay --fuse, the node)."""
+    from unifygeo_ros.resources import DEMO_CHECKPOINT_REL, find_resource, share_dirs
+
+    monkeypatch.delenv("AMENT_PREFIX_PATH", raising=False)
+    dirs = share_dirs()
+    assert dirs and all(isinstance(d, Path) for d in dirs)
+    assert find_resource(DEMO_CHECKPOINT_REL) is not None
+    assert find_resource("config/robot_localization/ekf.yaml") is not None
+
+
 # -------------------------------------------------------------------------------------------- launch file
 
 

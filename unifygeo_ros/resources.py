@@ -24,8 +24,8 @@ def share_dirs() -> list[Path]:
 
         try:
             dirs.append(Path(get_package_share_directory(PACKAGE)))
-        except (PackageNotFoundError, ValueError, LookupError):
-            pass
+        except (PackageNotFoundError, ValueError, LookupError, OSError):
+            pass  # OSError: ament_index_python installed (ROS wheels) but no workspace sourced (AMENT_PREFIX_PATH)
     except ImportError:
         pass
     dirs.append(Path(sys.prefix) / "share" / PACKAGE)
