@@ -44,6 +44,7 @@ from unifygeo_ros.rosbag.replay import ReplayConfig, replay  # noqa: E402
 from unifygeo_ros.rosbag.synth import GEOPOSE_TOPIC, IMAGE_TOPIC, SynthBagConfig, synth_bag  # noqa: E402
 
 GATES = (("node default", PipelineSettings().max_protection_level_m), ("gate off", math.inf))
+TRACKING = "tracking"  # --track: the node's mode tracking (default gate), its estimates fused
 
 
 def single_frame_jump(out: Path) -> float | None:
@@ -67,6 +68,12 @@ def figures(rep, out: Path) -> dict:
              "fixes_fused": fz["fixes_fused"], "fixes_rejected": fz["fixes_rejected"],
              "fixes_before_start": fz["fixes_before_start"]}
     return {"single": single, "fused": fused}
+
+
+def _portable(path: str) -> str:
+    """A path inside the repository as relative to it (no machine's absolute path in the results)."""
+    p = Path(path).resolve()
+    return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else path
 
 
 def _f(v, digits=2) -> str:
@@ -97,14 +104,17 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="route (and sensor) seeds (default 0)")
     ap.add_argument("--out", default=str(ROOT / "out" / "bench_fusion"))
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--track", action="store_true",
+                    help="also replay in the node's mode tracking and fuse its estimates (they already hold the "
+                         "odometry the EKF fuses again: docs/FUSION.md, 'With mode: tracking')")
     args = ap.parse_args()
     city = Path(args.demo) / "data" / "DemoCity"
     if not (city / "geo.json").exists():
         print(f"{city} missing: run `.venv/bin/unifygeo demo --out {args.demo}` first", file=sys.stderr)
         return 1
     out = Path(args.out)
-    summary = {"duration_s": args.duration, "rate_hz": args.rate, "checkpoint": args.checkpoint, "index": args.index,
-               "runs": []}
+    summary = {"duration_s": args.duration, "rate_hz": args.rate, "checkpoint": _portable(args.checkpoint),
+               "index": _portable(args.index), "runs": []}
     for seed in args.seeds:
         bag = out / f"bag_seed{seed}"
         shutil.rmtree(bag, ignore_errors=True)
@@ -113,18 +123,23 @@ def main() -> int:
                                        north_aligned=True, seed=seed))
         print(f"seed {seed}: {rec.frames} panoramas, {rec.route_length_m:.0f} m driven, {rec.wheel_odom_messages} "
               f"odometry, {rec.imu_messages} IMU messages ({time.perf_counter() - t:.0f} s)")
-        for name, limit in GATES:
-            r_out = out / f"replay_seed{seed}_{'default' if math.isfinite(limit) else 'inf'}"
+        variants = [(name, limit, dataclasses.replace(PipelineSettings(), max_protection_level_m=limit),
+                     "default" if math.isfinite(limit) else "inf") for name, limit in GATES]
+        if args.track:
+            default = PipelineSettings()
+            variants.append((TRACKING, default.max_protection_level_m,
+                             dataclasses.replace(default, mode="tracking"), "tracking"))
+        for name, limit, pipeline, tag in variants:
+            r_out = out / f"replay_seed{seed}_{tag}"
             cfg = ReplayConfig(bag=str(bag), index=args.index, checkpoint=args.checkpoint, out=str(r_out),
                                image_topic=IMAGE_TOPIC, gt_topic=GEOPOSE_TOPIC, device=args.device,
-                               pipeline=dataclasses.replace(PipelineSettings(), max_protection_level_m=limit),
-                               fusion=FusionConfig())
+                               pipeline=pipeline, fusion=FusionConfig())
             t = time.perf_counter()
             rep = replay(cfg)
             fig = figures(rep, r_out)
             print_table(f"{name} (max_protection_level_m {limit:g}; {time.perf_counter() - t:.0f} s)", fig)
             summary["runs"].append({"seed": seed, "gate": name, "max_protection_level_m": limit
-                                    if math.isfinite(limit) else None, "out": str(r_out), **fig})
+                                    if math.isfinite(limit) else None, "out": _portable(str(r_out)), **fig})
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"summary: {out / 'summary.json'}")
