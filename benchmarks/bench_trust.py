@@ -85,12 +85,17 @@ def collect_sets(handle, data: Path, demo_data: Path) -> tuple[list[str], list, 
             C.collect(handle, [data / c for c in held_cities], work), C.collect(handle, [demo_dir], work))
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_set_arguments(ap: argparse.ArgumentParser) -> None:
+    """The options of every benchmark on these three sets: the checkpoint, where the cities are, where to write."""
     ap.add_argument("--checkpoint", default="models/demo")
     ap.add_argument("--data", default="out/bench_data")
     ap.add_argument("--demo-data", default="out/demo/data")
     ap.add_argument("--out", default="benchmarks/results")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_set_arguments(ap)
     ap.add_argument("--previous", action="store_true", help="also measure the checkpoint's stored calibration")
     ap.add_argument("--previous-limit", type=float, default=75.0, help="the gate it was shipped with (m)")
     ap.add_argument("--write", action="store_true", help="store the fitted calibration beside the checkpoint")

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
 
-from bench_trust import collect_sets  # noqa: E402
+from bench_trust import add_set_arguments, collect_sets  # noqa: E402
 from unifygeo_ros.localization.posterior import Calibration, load_calibration  # noqa: E402
 from unifygeo_ros.model.handle import load_model  # noqa: E402
 from unifygeo_ros.offline import calibrate as C  # noqa: E402
@@ -51,11 +51,8 @@ def ceiling(error_m: np.ndarray, pl_m: np.ndarray, gross_m: float) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--checkpoint", default="models/demo")
-    ap.add_argument("--data", default="out/bench_data")
-    ap.add_argument("--demo-data", default="out/demo/data")
+    add_set_arguments(ap)
     ap.add_argument("--gross-m", type=float, default=20.0, help="a fix further off than this is a gross error")
-    ap.add_argument("--out", default="benchmarks/results")
     args = ap.parse_args(argv)
     import torch
 

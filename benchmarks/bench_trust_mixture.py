@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
 
-from bench_trust import collect_sets  # noqa: E402
+from bench_trust import add_set_arguments, collect_sets  # noqa: E402
 from unifygeo_ros.localization.integrity import finite_or_none, trust_report  # noqa: E402
 from unifygeo_ros.localization.posterior import hierarchy_posterior, load_calibration  # noqa: E402
 from unifygeo_ros.model.handle import load_model  # noqa: E402
@@ -81,10 +81,7 @@ def plot(result: dict, path: Path) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--checkpoint", default="models/demo")
-    ap.add_argument("--data", default="out/bench_data")
-    ap.add_argument("--demo-data", default="out/demo/data")
-    ap.add_argument("--out", default="benchmarks/results")
+    add_set_arguments(ap)
     args = ap.parse_args(argv)
     import torch
 

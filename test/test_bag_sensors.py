@@ -148,7 +148,7 @@ def test_odometry_drift_grows_with_distance_and_its_covariance_is_honest(long_dr
     (x, y, yaw) of the propagated covariance averages 3 (chi-square, 3 degrees of freedom)."""
     noise = sens.WheelOdomNoise()  # defaults, biases included
     s = _series(long_drive, noise.rate_hz, 120.0)
-    t, en, hd = s[0], s[1], s[2]
+    en, hd = s[1], s[2]
     checks = np.array([40, 200, 600, 1200, 2400])  # 2, 10, 30, 60, 120 s
     x, y, yaw = sens.true_pose_in_odom(en, hd, en[0], float(sens.enu_yaw_rad(hd[:1])[0]))
     pos_err, yaw_err, nees = [], [], []
