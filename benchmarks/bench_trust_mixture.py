@@ -29,8 +29,9 @@ sys.path.insert(0, str(ROOT))
 
 from bench_trust import add_set_arguments, collect_sets  # noqa: E402
 from unifygeo_ros.localization.integrity import finite_or_none, trust_report  # noqa: E402
-from unifygeo_ros.localization.posterior import hierarchy_posterior, load_calibration  # noqa: E402
+from unifygeo_ros.localization.posterior import load_calibration  # noqa: E402
 from unifygeo_ros.model.handle import load_model  # noqa: E402
+from unifygeo_ros.offline import calibrate as C  # noqa: E402
 
 LAMBDAS = (0.0, 0.01, 0.05, 0.2, 1.0)
 LIMITS_M = (50.0, 75.0, 100.0, 150.0, 250.0, math.inf)
@@ -40,15 +41,9 @@ TARGETS = {"availability": (0.5, 1.0), "inside_1sigma": (0.34, 0.45), "inside_2s
 
 def posteriors(queries, cal) -> tuple[np.ndarray, ...]:
     """(errors (N, 2), mode covariances, mixture covariances (N, 2, 2), protection levels (N,))."""
-    err, mode, mix, pl = [], [], [], []
-    for q in queries:
-        ev = q.evidence
-        post = hierarchy_posterior(ev.fix_en_m, ev.centres_en_m, ev.tile_m, ev.maps, ev.scores, cal, mixture=True)
-        err.append(ev.fix_en_m - q.truth_en_m)
-        mode.append(post.covariance_en_m2)
-        mix.append(post.mixture_covariance_en_m2)
-        pl.append(post.protection_level_m)
-    return np.array(err), np.array(mode), np.array(mix), np.array(pl)
+    err, posts = C.query_posteriors(queries, cal, mixture=True)
+    return (err, np.array([p.covariance_en_m2 for p in posts]), np.array([p.mixture_covariance_en_m2 for p in posts]),
+            np.array([p.protection_level_m for p in posts]))
 
 
 def meets(report: dict) -> bool:

@@ -70,7 +70,7 @@ def gate_track(est: Any, max_protection_level_m: float = math.inf) -> tuple[str,
                                    + ")")
     if est.lost:
         return "lost", "tracking: lost (the belief no longer explains the images; waiting for an accepted global fix)"
-    if getattr(est, "unconfirmed", False):
+    if est.unconfirmed:
         return "unconfirmed", ("tracking: unconfirmed (this frame did not explain the belief that the frames before "
                                "explained well; withheld until one does or the belief is declared lost)")
     if not _finite((est.latitude_deg, est.longitude_deg, est.yaw_deg), est.covariance_en_m2):

@@ -103,8 +103,10 @@ def tracking_state(est: TrackEstimate | None) -> str:
         return ""
     if not est.initialised:
         return "not initialised"
-    if est.lost or est.unconfirmed:
-        return "lost" if est.lost else "unconfirmed"
+    if est.lost:
+        return "lost"
+    if est.unconfirmed:
+        return "unconfirmed"
     return "converged" if est.converged else "tracking"
 
 

@@ -45,7 +45,7 @@ from unifygeo_ros.localization.fix import QueryEvidence
 from unifygeo_ros.localization.integrity import EXPECTED_COVERAGE, TrustReport, nees, trust_report
 from unifygeo_ros.localization.localizer import Localizer
 from unifygeo_ros.localization.pipeline import PipelineSettings
-from unifygeo_ros.localization.posterior import (DEFAULT_ALPHA, Calibration, agreement_counts,
+from unifygeo_ros.localization.posterior import (DEFAULT_ALPHA, Calibration, Posterior, agreement_counts,
                                                  hierarchy_posterior, logits_from, map_peaks_en_m,
                                                  save_calibration)
 from unifygeo_ros.model.handle import ModelHandle, load_model
@@ -199,16 +199,23 @@ def fit(queries: list[CalibrationQuery], fitted_on: str = "", limit_m: float | N
     return replace(best, fitted_on=fitted_on), best_ll
 
 
-def posterior_figures(queries: list[CalibrationQuery], cal: Calibration, alpha: float = DEFAULT_ALPHA):
-    """(errors (N, 2), covariances (N, 2, 2), protection levels (N,)) of the queries' fixes under ``cal``."""
-    err, cov, pl = [], [], []
+def query_posteriors(queries: list[CalibrationQuery], cal: Calibration, alpha: float = DEFAULT_ALPHA,
+                     mixture: bool = False) -> tuple[np.ndarray, list[Posterior]]:
+    """(errors (N, 2) of the queries' fixes, their posteriors under ``cal``; ``mixture``: with the whole mixture's
+    second moment, :func:`~unifygeo_ros.localization.posterior.hierarchy_posterior`)."""
+    err, posts = [], []
     for q in queries:
         ev = q.evidence
-        post = hierarchy_posterior(ev.fix_en_m, ev.centres_en_m, ev.tile_m, ev.maps, ev.scores, cal, alpha)
+        posts.append(hierarchy_posterior(ev.fix_en_m, ev.centres_en_m, ev.tile_m, ev.maps, ev.scores, cal, alpha,
+                                         mixture))
         err.append(ev.fix_en_m - q.truth_en_m)
-        cov.append(post.covariance_en_m2)
-        pl.append(post.protection_level_m)
-    return np.array(err), np.array(cov), np.array(pl)
+    return np.array(err), posts
+
+
+def posterior_figures(queries: list[CalibrationQuery], cal: Calibration, alpha: float = DEFAULT_ALPHA):
+    """(errors (N, 2), covariances (N, 2, 2), protection levels (N,)) of the queries' fixes under ``cal``."""
+    err, posts = query_posteriors(queries, cal, alpha)
+    return err, np.array([p.covariance_en_m2 for p in posts]), np.array([p.protection_level_m for p in posts])
 
 
 def evaluate_calibration(queries: list[CalibrationQuery], cal: Calibration, alpha: float = DEFAULT_ALPHA,
