@@ -1,22 +1,26 @@
-"""The tracking filter's cold start, side by side over several particle seeds (issue #17; docs/TRACKING.md, 'The
-default'): the same recorded drives as ``bench_tracking_replay.py``, replayed in ``mode: tracking`` with each
-``cold_start`` and each seed, then summarised per rig.
+"""Tracking settings side by side over several particle seeds (issue #17; docs/TRACKING.md, 'The default' and
+'Drives never tuned on'): recorded drives replayed in ``mode: tracking`` with each variant and each seed, then
+summarised per rig.
 
     nice .venv/bin/python benchmarks/bench_tracking_defaults.py [--cold-starts candidates,accepted_fix]
-        [--seeds 0,1,2] [--work out/bench_tracking_defaults] [--stage replay|summary] [--track-set KEY=VALUE ...]
+        [--variant NAME:KEY=VALUE+KEY=VALUE ...] [--seeds 0,1,2] [--drives out/bench_tracking_replay]
+        [--cities C1,C2,...] [--rigs panorama,pinhole1,pinhole4] [--work out/bench_tracking_defaults]
+        [--stage replay|summary] [--track-set KEY=VALUE ...] [--tag tracking_defaults]
 
-Drives (``bench_tracking_replay.py --stage bags`` records them once, under its own ``--work``; this script links
-them): six 150 s panorama drives (the five cross-area cities and DemoCity, models/demo) and, in four of those cities,
-one 90 deg camera and a 4 x 90 deg rig (models/fov), each with a >= 200 m kidnap at ~75 s. Each (cold start, seed)
-is two ``bench_tracking_replay.py --stage replay --modes tracking`` runs into ``<work>/seed<S>_<cold start>``;
-``--stage summary`` only reads them again.
+A variant is a name and tracking settings (``unifygeo replay --track-set``); without ``--variant`` the variants are
+the cold starts (``candidates:cold_start=candidates``, ...). Drives (``bench_tracking_replay.py --stage bags``
+records them once, under its own ``--work``, given here as ``--drives``; this script links them): by default six
+150 s panorama drives (the five cross-area cities and DemoCity, models/demo) and, in four of those cities, one 90 deg
+camera and a 4 x 90 deg rig (models/fov), each with a >= 200 m kidnap at ~75 s; ``--cities`` takes every rig in the
+cities given instead. Each (variant, seed) is two ``bench_tracking_replay.py --stage replay --modes tracking`` runs
+into ``<work>/seed<S>_<variant>``; ``--stage summary`` only reads them again.
 
-Per rig and cold start, over drives x seeds: how many converged (first time after which every frame for 10 s is
+Per rig and variant, over drives x seeds: how many converged (first time after which every frame for 10 s is
 published within 5 m), how many met issue #17's target (panorama: converged within 10 s, median <= 1 m and p95 <=
 3 m after; one 90 deg camera: within 60 s, 3 m, 8 m), median / p95 after convergence, kidnaps recovered within 30 s,
-availability, published frames, and published frames whose error exceeds their protection level - within 50 m (a
-belief a little too tight) and beyond (a wrong place). Writes ``<out>/<tag>.json`` and ``.png`` (tag ``tracking_defaults``). Figures
-only; nothing is asserted.
+availability, published frames, published frames whose error exceeds their protection level - within 50 m (a
+belief a little too tight) and beyond (a wrong place) -, and the mean NEES of the published frames within 50 m.
+Writes ``<out>/<tag>.json`` and ``.png`` (tag ``tracking_defaults``). Figures only; nothing is asserted.
 """
 from __future__ import annotations
 
@@ -30,6 +34,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 RIGS = {"panorama": ("demo", None), "pinhole1": ("fov", "Synth1000001,Synth1000002,Synth1000003,DemoCity"),
         "pinhole4": ("fov", "Synth1000001,Synth1000002,Synth1000003,DemoCity")}
@@ -38,24 +44,39 @@ TARGETS = {"panorama": (10.0, 1.0, 3.0), "pinhole1": (60.0, 3.0, 8.0), "pinhole4
 FAR_M = 50.0
 
 
-def replay_set(work: Path, drives: Path, cold_start: str, seed: int, extra: list[str]) -> Path:
-    """The replays of one (cold start, seed) into ``<work>/seed<S>_<cold start>``."""
-    out = work / f"seed{seed}_{cold_start}"
+def parse_variant(text: str) -> tuple[str, list[str]]:
+    """``NAME:KEY=VALUE+KEY=VALUE`` -> (name, ["KEY=VALUE", ...]); ``NAME`` alone: the defaults."""
+    name, _, sets = text.partition(":")
+    if not name or "/" in name:
+        raise argparse.ArgumentTypeError(f"a variant is NAME:KEY=VALUE+KEY=VALUE, got {text!r}")
+    return name, [kv for kv in sets.split("+") if kv]
+
+
+def replay_set(work: Path, drives: Path, variant: tuple[str, list[str]], seed: int, extra: list[str],
+               cities: str | None = None, rigs: str = ",".join(RIGS)) -> Path:
+    """The replays of one (variant, seed) into ``<work>/seed<S>_<variant>``."""
+    name, sets = variant
+    out = work / f"seed{seed}_{name}"
     out.mkdir(parents=True, exist_ok=True)
     for name in ("bags", "index"):
         link = out / name
         if not link.exists():
             link.symlink_to(os.path.relpath(drives / name, out))
-    sets = [("demo", "panorama", None), ("fov", "pinhole1,pinhole4", RIGS["pinhole1"][1])]
-    for model, rigs, cities in sets:
-        cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_tracking_replay.py"), "--models", model, "--rigs", rigs,
-               "--stage", "replay", "--modes", "tracking", "--track-set", f"cold_start={cold_start}",
-               "--track-set", f"seed={seed}", "--work", str(out), "--out", os.path.relpath(out / "results", ROOT),
-               "--tag", f"{model}_{rigs.replace(',', '_')}"]
-        cmd += [a for kv in extra for a in ("--track-set", kv)]
-        if cities:
-            cmd += ["--cities", cities]
-        print(f"[{cold_start} seed {seed}] {model} on {rigs}", flush=True)
+    wanted = rigs.split(",")
+    groups = [("demo", [r for r in ("panorama",) if r in wanted], cities or RIGS["panorama"][1]),
+              ("fov", [r for r in ("pinhole1", "pinhole4") if r in wanted], cities or RIGS["pinhole1"][1])]
+    for model, group, group_cities in groups:
+        if not group:
+            continue
+        group_rigs = ",".join(group)
+        cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_tracking_replay.py"), "--models", model,
+               "--rigs", group_rigs, "--stage", "replay", "--modes", "tracking", "--track-set", f"seed={seed}",
+               "--work", str(out), "--out", os.path.relpath(out / "results", ROOT),
+               "--tag", f"{model}_{group_rigs.replace(',', '_')}"]
+        cmd += [a for kv in sets + extra for a in ("--track-set", kv)]
+        if group_cities:
+            cmd += ["--cities", group_cities]
+        print(f"[{name} seed {seed}] {model} on {group_rigs}", flush=True)
         subprocess.run(cmd, check=True, cwd=ROOT)
     return out
 
@@ -66,7 +87,8 @@ def summarise(runs: list[Path]) -> dict:
     for run_dir in runs:
         for frames in sorted(run_dir.glob("runs/*_tracking/frames.csv")):
             city, rig = frames.parent.name.split("_")[:2]
-            a = rigs.setdefault(rig, dict(drives=[], frames=0, published=0, beyond_pl_near=0, beyond_pl_far=0))
+            a = rigs.setdefault(rig, dict(drives=[], frames=0, published=0, beyond_pl_near=0, beyond_pl_far=0,
+                                          nees_sum=0.0, nees_count=0))
             with open(frames, newline="") as f:
                 for row in csv.DictReader(f):
                     a["frames"] += 1
@@ -76,6 +98,10 @@ def summarise(runs: list[Path]) -> dict:
                     a["published"] += 1
                     a["beyond_pl_near"] += int(pl < err <= FAR_M)
                     a["beyond_pl_far"] += int(err > FAR_M)
+                    nees = frame_nees(row)
+                    if err <= FAR_M and nees is not None:
+                        a["nees_sum"] += nees
+                        a["nees_count"] += 1
             t = json.loads((frames.parent / "metrics.json").read_text())["tracking"]
             after = t.get("after_convergence") or {}
             converged = t.get("converged_after_s")
@@ -95,7 +121,19 @@ def summarise(runs: list[Path]) -> dict:
         a["recovered_within_30s"] = sum(x["recovered_after_kidnap_s"] is not None
                                         and x["recovered_after_kidnap_s"] <= 30.0 for x in d)
         a["availability_mean"] = sum(x["availability"] for x in d) / max(len(d), 1)
+        a["nees_mean_within_50m"] = a["nees_sum"] / a["nees_count"] if a["nees_count"] else None
     return rigs
+
+
+def frame_nees(row: dict) -> float | None:
+    """The NEES of one published frame of frames.csv (its error against its own 2 x 2 covariance)."""
+    try:
+        e = np.array([float(row["east_m"]) - float(row["gt_east_m"]), float(row["north_m"]) - float(row["gt_north_m"])])
+        cov = np.array([[float(row["cov_ee_m2"]), float(row["cov_en_m2"])],
+                        [float(row["cov_en_m2"]), float(row["cov_nn_m2"])]])
+        return float(e @ np.linalg.solve(cov, e))
+    except (ValueError, KeyError, np.linalg.LinAlgError):
+        return None
 
 
 def _range(values, digits=1) -> str:
@@ -104,10 +142,10 @@ def _range(values, digits=1) -> str:
 
 
 def table(summary: dict) -> str:
-    lines = ["| rig | cold start | converged | target met | median / p95 after (m) | recovered <= 30 s | availability "
-             "| published / frames | beyond PL, <= 50 m | > 50 m off |", "|" + "---|" * 10]
+    lines = ["| rig | variant | converged | target met | median / p95 after (m) | recovered <= 30 s | availability "
+             "| published / frames | beyond PL, <= 50 m | > 50 m off | NEES mean (<= 50 m) |", "|" + "---|" * 11]
     for rig in RIGS:
-        for cold, s in summary.items():
+        for name, s in summary.items():
             a = s.get(rig)
             if not a:
                 continue
@@ -115,13 +153,14 @@ def table(summary: dict) -> str:
             pub = max(a["published"], 1)
             met = "-" if a["target_met"] is None else f"{a['target_met']}/{a['runs']}"
             lines.append(
-                f"| {rig} | {cold} | {a['converged']}/{a['runs']} ({_range([x['converged_after_s'] for x in d])} s) | "
+                f"| {rig} | {name} | {a['converged']}/{a['runs']} ({_range([x['converged_after_s'] for x in d])} s) | "
                 f"{met} | "
                 f"{_range([x['median_m'] for x in d], 2)} / {_range([x['p95_m'] for x in d], 2)} | "
                 f"{a['recovered_within_30s']}/{a['runs']} | "
                 f"{_range([100 * x['availability'] for x in d], 0)} % | {a['published']} / {a['frames']} | "
                 f"{a['beyond_pl_near']} ({100 * a['beyond_pl_near'] / pub:.1f} %) | "
-                f"{a['beyond_pl_far']} ({100 * a['beyond_pl_far'] / pub:.1f} %) |")
+                f"{a['beyond_pl_far']} ({100 * a['beyond_pl_far'] / pub:.1f} %) | "
+                f"{'-' if a.get('nees_mean_within_50m') is None else format(a['nees_mean_within_50m'], '.2f')} |")
     return "\n".join(lines)
 
 
@@ -134,24 +173,24 @@ def plot(summary: dict, path: Path) -> None:
                ("beyond_pl_near", "published beyond PL (<= 50 m)", "published"),
                ("beyond_pl_far", "published > 50 m off", "published")]
     fig, axes = plt.subplots(1, len(RIGS), figsize=(4.2 * len(RIGS), 3.6), sharey=True)
-    colds = list(summary)
+    names = list(summary)
     for ax, rig in zip(axes, RIGS):
-        for j, cold in enumerate(colds):
-            a = summary[cold].get(rig)
+        for j, name in enumerate(names):
+            a = summary[name].get(rig)
             if not a:
                 continue
             vals = []
             for key, _, norm in figures:
                 den = a[norm] if isinstance(norm, str) else (norm or a["runs"])
                 vals.append(a[key] / max(den, 1))
-            xs = [i + (j - (len(colds) - 1) / 2) * 0.8 / len(colds) for i in range(len(figures))]
-            ax.bar(xs, vals, width=0.8 / len(colds), label=cold)
+            xs = [i + (j - (len(names) - 1) / 2) * 0.8 / len(names) for i in range(len(figures))]
+            ax.bar(xs, vals, width=0.8 / len(names), label=name)
         ax.set_xticks(range(len(figures)), [f[1] for f in figures], rotation=35, ha="right", fontsize=7)
         ax.set_title(rig)
         ax.grid(axis="y", alpha=0.3)
     axes[0].set_ylabel("share")
     axes[0].legend(fontsize=7)
-    fig.suptitle("tracking cold start over drives x particle seeds (bench_tracking_defaults.py)", fontsize=9)
+    fig.suptitle("tracking variants over drives x particle seeds (bench_tracking_defaults.py)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -159,7 +198,11 @@ def plot(summary: dict, path: Path) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cold-starts", default="candidates,accepted_fix")
+    ap.add_argument("--cold-starts", default="candidates,accepted_fix", help="the variants without --variant")
+    ap.add_argument("--variant", type=parse_variant, action="append", default=[], metavar="NAME:KEY=VALUE+...",
+                    help="a named set of tracking settings (repeat; replaces --cold-starts)")
+    ap.add_argument("--cities", default=None, help="every rig in these cities (default: the module doc's drives)")
+    ap.add_argument("--rigs", default=",".join(RIGS))
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--drives", default="out/bench_tracking_replay", help="bench_tracking_replay.py's --work")
     ap.add_argument("--work", default="out/bench_tracking_defaults")
@@ -170,22 +213,23 @@ def main(argv=None) -> int:
     ap.add_argument("--tag", default="tracking_defaults", help="name of the JSON and PNG written")
     args = ap.parse_args(argv)
     work, drives = ROOT / args.work, ROOT / args.drives
-    colds = [c for c in args.cold_starts.split(",") if c]
+    variants = args.variant or [(c, [f"cold_start={c}"]) for c in args.cold_starts.split(",") if c]
     seeds = [int(s) for s in args.seeds.split(",") if s]
     t0, load0 = time.time(), os.getloadavg()[0]
-    runs = {c: [work / f"seed{s}_{c}" for s in seeds] for c in colds}
+    runs = {name: [work / f"seed{s}_{name}" for s in seeds] for name, _ in variants}
     if args.stage == "replay":
         for s in seeds:
-            for c in colds:
-                replay_set(work, drives, c, s, args.track_set)
-    summary = {c: summarise(r) for c, r in runs.items()}
+            for v in variants:
+                replay_set(work, drives, v, s, args.track_set, args.cities, args.rigs)
+    summary = {name: summarise(r) for name, r in runs.items()}
     print(table(summary))
     out = ROOT / args.out
     out.mkdir(parents=True, exist_ok=True)
     record = {"machine": {"cpu": platform.machine(), "cores": os.cpu_count(), "threads": 1,
                           "load_avg_1min": [load0, os.getloadavg()[0]]},
               "date": time.strftime("%Y-%m-%d %H:%M"), "stage": args.stage, "wall_s": time.time() - t0, "seeds": seeds,
-              "track_set": args.track_set, "summary": summary}
+              "track_set": args.track_set, "variants": {n: v for n, v in variants}, "drives": args.drives,
+              "cities": args.cities, "summary": summary}
     (out / f"{args.tag}.json").write_text(json.dumps(record, indent=1) + "\n")
     plot(summary, out / f"{args.tag}.png")
     print(f"wrote {out / args.tag}.json and .png")

@@ -154,7 +154,8 @@ def test_odometry_delta_refuses_unusable_values_with_one_line(kwargs):
 
 @pytest.mark.parametrize("kwargs", [dict(filter="kalman"), dict(particles=0), dict(alpha=1.0),
                                     dict(evidence_weight=math.nan), dict(cold_start="guess"),
-                                    dict(cold_evidence_weight=0.0)])
+                                    dict(cold_evidence_weight=0.0), dict(map_bias_std_m=-1.0),
+                                    dict(map_bias_std_m=math.inf)])
 def test_settings_are_validated(kwargs):
     with pytest.raises(TrackingInputError):
         TrackingSettings(**kwargs)
@@ -181,6 +182,40 @@ def test_tiles_under_the_belief_are_those_holding_its_mass_most_first():
     pts = np.array([[30.0, 0.0], [31.0, 0.0], [50.0, 0.0]])
     assert tiles_under(c, 70.0, pts, np.array([0.4, 0.4, 0.2]), 9).tolist() == [0, 1, 2]
     assert tiles_under(c, 70.0, pts, np.array([0.4, 0.4, 0.2]), 2).tolist() == [0, 1]  # tile 2 holds only 0.2
+
+
+def test_the_maps_shared_error_widens_covariance_and_protection_level_by_the_convolution():
+    from unifygeo_ros.localization.tracking_belief import BeliefSummary, with_map_bias
+    alpha = 0.01
+    point = BeliefSummary(np.zeros(2), np.zeros((2, 2)), 0.0, 0.0, 0.0)
+    at_one_place = np.zeros((100, 2)), np.full(100, 0.01)
+    assert with_map_bias(point, *at_one_place, 0.0, alpha) is point
+    # a point belief spread by N(0, s^2 I): the radius is Rayleigh's quantile s * sqrt(-2 ln alpha)
+    out = with_map_bias(point, *at_one_place, 1.5, alpha)
+    assert out.protection_level_m == pytest.approx(1.5 * math.sqrt(-2 * math.log(alpha)), rel=0.01)
+    assert np.allclose(out.covariance_en_m2, np.eye(2) * 2.25)
+    # a Gaussian belief N(0, I) with s = 1: N(0, 2 I), radius sqrt(2) * sqrt(-2 ln alpha)
+    rng = np.random.default_rng(0)
+    pts = rng.standard_normal((20000, 2))
+    belief = BeliefSummary(np.zeros(2), np.eye(2), 0.0, 0.0, 3.0)
+    out = with_map_bias(belief, pts, np.full(len(pts), 1 / len(pts)), 1.0, alpha)
+    assert out.protection_level_m == pytest.approx(math.sqrt(2) * math.sqrt(-2 * math.log(alpha)), rel=0.03)
+    # never below the belief's own protection level (a grid counts its cells at their far corner)
+    wide = BeliefSummary(np.zeros(2), np.eye(2), 0.0, 0.0, 50.0)
+    assert with_map_bias(wide, *at_one_place, 1.0, alpha).protection_level_m == 50.0
+
+
+@pytest.mark.parametrize("name", FILTERS)
+def test_the_published_belief_carries_the_maps_shared_error(name):
+    pos, yaw, deltas = drive(20)
+    plain = run(SequentialLocalizer(ScriptedLocalizer(), TrackingSettings(filter=name, particles=500)), pos, yaw,
+                deltas)
+    biased = run(SequentialLocalizer(ScriptedLocalizer(), TrackingSettings(filter=name, particles=500,
+                                                                           map_bias_std_m=2.0)), pos, yaw, deltas)
+    for a, b in zip(plain[5:], biased[5:]):  # the same filter (same seed, same frames): only what is published grows
+        assert (a.east_m, a.north_m) == pytest.approx((b.east_m, b.north_m))
+        assert np.allclose(b.covariance_en_m2, a.covariance_en_m2 + np.eye(2) * 4.0)
+        assert b.protection_level_m >= max(a.protection_level_m, 2.0 * math.sqrt(-2 * math.log(0.01))) - 0.01
 
 
 # ---------------------------------------------------------------------------------------- scripted drives

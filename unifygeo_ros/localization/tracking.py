@@ -49,7 +49,7 @@ from unifygeo_ros import geo
 from unifygeo_ros.localization.fix import Fix
 from unifygeo_ros.localization.localizer import Localizer, TileMaps
 from unifygeo_ros.localization.gate import gate_fix
-from unifygeo_ros.localization.tracking_belief import ParticleBelief
+from unifygeo_ros.localization.tracking_belief import BeliefSummary, ParticleBelief, with_map_bias
 from unifygeo_ros.localization.tracking_cold import CandidateColdStart, merged_maps
 from unifygeo_ros.localization.tracking_evidence import TileLikelihood, index_area_m2, tiles_under
 from unifygeo_ros.localization.tracking_grid import GridBelief
@@ -130,6 +130,7 @@ class SequentialLocalizer:
         self._low_frames = 0
         self._ratios: list[float] = []  # last log evidence ratios (cold_start "candidates")
         self._challenger: _Challenger | None = None
+        self._published: tuple[BeliefSummary, BeliefSummary] | None = None  # (belief's, with the map's error)
         self._frames = 0
         self._heading: tuple[float, float] | None = None  # last absolute heading (yaw rad, var) before init
         self._cold = (CandidateColdStart(self.belief, self.area_m2)
@@ -276,6 +277,15 @@ class SequentialLocalizer:
             self.lost = True
         return log_ratio
 
+    def _published_summary(self) -> BeliefSummary:
+        """The belief's summary at ``alpha`` with the map's shared error (``map_bias_std_m``) folded in: what is
+        published and what a global fix is compared with."""
+        b = self.belief.summary(self.settings.alpha)
+        if self._published is None or self._published[0] is not b:
+            pts, w = self.belief.support()
+            self._published = (b, with_map_bias(b, pts, w, self.settings.map_bias_std_m, self.settings.alpha))
+        return self._published[1]
+
     def _informative_before_low_run(self) -> bool:
         """The frames before the current run of poor ones (at least ``collapse_frames`` of them) explained the belief
         with a median log evidence ratio of at least ``informative_log_ratio``."""
@@ -288,7 +298,7 @@ class SequentialLocalizer:
         if fix is None:
             return ""
         s = self.settings
-        b = self.belief.summary(s.alpha)
+        b = self._published_summary()
         at = np.array([fix.east_m, fix.north_m])
         if float(np.hypot(*(at - b.mean_en_m))) <= b.protection_level_m + fix.protection_level_m:
             self._challenger, self._low_frames, self.lost = None, 0, False  # the global evidence agrees
@@ -339,7 +349,7 @@ class SequentialLocalizer:
             nan = math.nan
             return TrackEstimate(stamp_s, nan, nan, nan, nan, nan, nan, nan, np.full((2, 2), nan), math.inf,
                                  False, False, False, False, why, log_ratio, tiles, fix, accepted)
-        b = self.belief.summary(s.alpha)
+        b = self._published_summary()
         east, north = (float(v) for v in b.mean_en_m)
         lat, lon = self.localizer.index.origin.from_en(east, north)
         yaw_deg = float(geo.wrap_deg(math.degrees(b.yaw_rad)))

@@ -21,6 +21,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.optimize import brentq
+from scipy.stats import rice
 
 from unifygeo_ros.localization.tracking_evidence import TileLikelihood
 from unifygeo_ros.localization.tracking_motion import OdometryDelta, wrap_pi
@@ -50,6 +52,30 @@ def circular_mean_std(yaw: np.ndarray, weights: np.ndarray) -> tuple[float, floa
     c, s = float(weights @ np.cos(yaw)), float(weights @ np.sin(yaw))
     r = min(max(math.hypot(c, s) / max(float(weights.sum()), 1e-300), 1e-12), 1.0)
     return math.atan2(s, c), math.sqrt(-2.0 * math.log(r))
+
+
+def with_map_bias(summary: BeliefSummary, points_en_m: np.ndarray, weights: np.ndarray, bias_std_m: float,
+                  alpha: float) -> BeliefSummary:
+    """``summary`` of the belief convolved with the map's slowly varying error, an isotropic Gaussian of
+    ``bias_std_m`` per axis (0: ``summary`` itself): covariance plus ``bias_std_m^2`` I, and the protection level
+    the radius around the mean that holds ``1 - alpha`` of the convolved mass (each support point spread by the
+    Gaussian: a Rice distribution of its distance; distances binned to a 40th of ``bias_std_m``), at least the
+    belief's own. The frames of a drive share this error (the same buildings seen again), so no number of frames
+    averages it away: it stays in what the filter publishes (docs/TRACKING.md, 'The map's shared error')."""
+    if bias_std_m <= 0:
+        return summary
+    s = float(bias_std_m)
+    d = np.hypot(*(np.asarray(points_en_m, np.float64) - summary.mean_en_m).T)
+    w = np.asarray(weights, np.float64)
+    step = s / 40.0
+    bins = np.rint(d / step).astype(np.int64)
+    mass = np.bincount(bins, weights=w)
+    held = np.nonzero(mass > 0)[0]
+    centre, mass = held * step / s, mass[held] / mass.sum()
+    radius = brentq(lambda r: float(mass @ rice.sf(r / s, centre)) - alpha, 0.0, float(d.max()) + 12.0 * s,
+                    xtol=1e-3)
+    return BeliefSummary(summary.mean_en_m, summary.covariance_en_m2 + np.eye(2) * s * s, summary.yaw_rad,
+                         summary.yaw_std_rad, max(float(radius), summary.protection_level_m))
 
 
 def _mean_cov(points: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -39,6 +39,9 @@ class TrackingSettings:
     disagree_fixes: int = 2  #: accepted global fixes outside the belief in a row that re-initialise it
     collapse_log_ratio: float = 1.0  #: evidence ratio (log) below which a frame counts towards "lost"
     collapse_frames: int = 4  #: such frames in a row declare the belief lost
+    #: 1-sigma (per axis) of the maps' slowly varying error that the frames of a drive share: added to the published
+    #: covariance and protection level (0 = off)
+    map_bias_std_m: float = 0.0
     converged_pl_m: float = 10.0  #: converged = initialised, not lost, protection level at most this
     alpha: float = DEFAULT_ALPHA  #: risk of the protection level
     global_every: int = 1  #: global search every N frames (always while uninitialised or lost)
@@ -77,6 +80,8 @@ class TrackingSettings:
         if not math.isfinite(self.informative_log_ratio):
             raise TrackingInputError(f"tracking informative_log_ratio must be a finite number, got "
                                      f"{self.informative_log_ratio}")
+        if not (math.isfinite(self.map_bias_std_m) and self.map_bias_std_m >= 0):
+            raise TrackingInputError(f"tracking map_bias_std_m must be a finite number >= 0, got {self.map_bias_std_m}")
         if not 0.0 < self.alpha < 1.0 or not 0.0 <= self.floor_ratio < 1.0:
             raise TrackingInputError(f"tracking alpha must be in (0, 1) and floor_ratio in [0, 1), got "
                                      f"{self.alpha}, {self.floor_ratio}")

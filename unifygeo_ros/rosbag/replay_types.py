@@ -47,6 +47,7 @@ class FrameResult:
     # single-frame localizer, and this frame's global fix (the single-frame answer on the same frame) and its verdict
     tracking_state: str = ""
     reinitialised: str = ""
+    evidence_log_ratio: float = math.nan  # how much better the belief explains this frame than "elsewhere" (log)
     beyond_single_ms: float = math.nan
     single_latitude_deg: float = math.nan
     single_longitude_deg: float = math.nan
