@@ -58,10 +58,10 @@ def replay_set(work: Path, drives: Path, variant: tuple[str, list[str]], seed: i
     name, sets = variant
     out = work / f"seed{seed}_{name}"
     out.mkdir(parents=True, exist_ok=True)
-    for name in ("bags", "index"):
-        link = out / name
+    for linked in ("bags", "index"):
+        link = out / linked
         if not link.exists():
-            link.symlink_to(os.path.relpath(drives / name, out))
+            link.symlink_to(os.path.relpath(drives / linked, out))
     wanted = rigs.split(",")
     groups = [("demo", [r for r in ("panorama",) if r in wanted], cities or RIGS["panorama"][1]),
               ("fov", [r for r in ("pinhole1", "pinhole4") if r in wanted], cities or RIGS["pinhole1"][1])]

@@ -269,7 +269,7 @@ class SequentialLocalizer:
         if not self.localizer.known_orientation and not s.north_aligned:
             self.belief.update_heading_field(lik, s.evidence_weight, math.radians(s.model_heading_min_std_deg))
         log_ratio = math.log(ratio) if ratio > 0 else -math.inf
-        self._low_frames = self._low_frames + 1 if log_ratio < s.collapse_log_ratio else 0
+        self._low_frames = self._low_frames + 1 if log_ratio < self._poor_below() else 0
         self._ratios = (self._ratios + [log_ratio])[-s.cold_collapse_frames:]
         if self._low_frames >= s.collapse_frames and (
                 self._cold is None or self._informative_before_low_run()
@@ -286,12 +286,27 @@ class SequentialLocalizer:
             self._published = (b, with_map_bias(b, pts, w, self.settings.map_bias_std_m, self.settings.alpha))
         return self._published[1]
 
+    def _poor_below(self) -> float:
+        """The log evidence ratio under which this frame is poor: ``collapse_log_ratio``, or for an informative camera
+        ``poor_share`` of the median of the frames before the current run of poor ones, if that is higher (a belief
+        a panorama explained with 15 that now explains it with 5 has lost what confirmed it)."""
+        s = self.settings
+        before = self._before_low_run()
+        if s.poor_share > 0 and self._informative(before):
+            return max(s.collapse_log_ratio, s.poor_share * float(np.median(before)))
+        return s.collapse_log_ratio
+
+    def _before_low_run(self) -> list[float]:
+        return self._ratios[:len(self._ratios) - self._low_frames]
+
+    def _informative(self, before: list[float]) -> bool:
+        s = self.settings
+        return len(before) >= s.collapse_frames and float(np.median(before)) >= s.informative_log_ratio
+
     def _informative_before_low_run(self) -> bool:
         """The frames before the current run of poor ones (at least ``collapse_frames`` of them) explained the belief
         with a median log evidence ratio of at least ``informative_log_ratio``."""
-        before = self._ratios[:len(self._ratios) - self._low_frames]
-        s = self.settings
-        return len(before) >= s.collapse_frames and float(np.median(before)) >= s.informative_log_ratio
+        return self._informative(self._before_low_run())
 
     def _check_kidnap(self, fix: Fix | None) -> str:
         """The reason to re-initialise from ``fix`` (an accepted global fix), or ""."""

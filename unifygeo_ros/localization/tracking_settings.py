@@ -30,7 +30,7 @@ class TrackingSettings:
     heading_weight: float = 0.25  #: exponent of an absolute heading's likelihood (an IMU's readings share its bias)
     heading_reset_sigmas: float = 5.0  #: an absolute heading this far (combined sigmas) from the belief replaces it
     odometry_noise_scale: float = 1.5  #: the odometry's covariance is multiplied by this squared
-    position_noise_frac: float = 0.02  #: extra position noise, share of the distance driven (1-sigma)
+    position_noise_frac: float = 0.05  #: extra position noise, share of the distance driven (1-sigma)
     position_noise_m_per_sqrt_s: float = 0.1  #: extra position random walk
     yaw_noise_deg_per_sqrt_s: float = 0.3  #: extra heading random walk
     min_score: float = GateSettings.min_score  #: the integrity gate's, for the global fixes
@@ -41,7 +41,7 @@ class TrackingSettings:
     collapse_frames: int = 4  #: such frames in a row declare the belief lost
     #: 1-sigma (per axis) of the maps' slowly varying error that the frames of a drive share: added to the published
     #: covariance and protection level (0 = off)
-    map_bias_std_m: float = 0.0
+    map_bias_std_m: float = 0.5
     converged_pl_m: float = 10.0  #: converged = initialised, not lost, protection level at most this
     alpha: float = DEFAULT_ALPHA  #: risk of the protection level
     global_every: int = 1  #: global search every N frames (always while uninitialised or lost)
@@ -64,6 +64,9 @@ class TrackingSettings:
     #: withheld at once (``unconfirmed``), and with cold_start "candidates" ``collapse_frames`` of them in a row
     #: declare it lost without waiting for the window
     informative_log_ratio: float = 3.0
+    #: an informative camera's frame is also poor when its log evidence ratio falls below this share of the median of
+    #: the frames before (0 = only below collapse_log_ratio)
+    poor_share: float = 0.3
 
     def __post_init__(self):
         if self.filter not in FILTERS:
@@ -80,6 +83,8 @@ class TrackingSettings:
         if not math.isfinite(self.informative_log_ratio):
             raise TrackingInputError(f"tracking informative_log_ratio must be a finite number, got "
                                      f"{self.informative_log_ratio}")
+        if not 0.0 <= self.poor_share < 1.0:
+            raise TrackingInputError(f"tracking poor_share must be in [0, 1), got {self.poor_share}")
         if not (math.isfinite(self.map_bias_std_m) and self.map_bias_std_m >= 0):
             raise TrackingInputError(f"tracking map_bias_std_m must be a finite number >= 0, got {self.map_bias_std_m}")
         if not 0.0 < self.alpha < 1.0 or not 0.0 <= self.floor_ratio < 1.0:

@@ -43,6 +43,8 @@ TRACKING_PARAMETERS = (
     ("disagree_fixes", "accepted global fixes outside the belief in a row that re-initialise it (kidnap)"),
     ("collapse_log_ratio", "log evidence ratio below which a frame counts towards 'lost'"),
     ("collapse_frames", "such frames in a row declare the belief lost (its estimate is withheld)"),
+    ("map_bias_std_m", "1-sigma of the maps' slowly varying error the frames share, added to the published "
+                       "covariance and protection level, m (0 = off)"),
     ("converged_pl_m", "converged = initialised, not lost, protection level at most this, m"),
     ("global_every", "global search every N frames once tracking (always while not initialised or lost)"),
     ("seed", "seed of the particles' random generator"),
@@ -55,6 +57,8 @@ TRACKING_PARAMETERS = (
     ("informative_log_ratio", "frames this informative before a poor frame (median log evidence ratio): the "
                               "poor frame is withheld (unconfirmed), and collapse_frames of them declare the belief "
                               "lost without the cold_collapse_frames window"),
+    ("poor_share", "an informative camera's frame is also poor below this share of the median log evidence ratio "
+                   "of the frames before (0 = only below collapse_log_ratio)"),
 )
 DEVICES = ("auto", "cpu", "cuda")
 HEADING_SOURCES = ("auto", "model", "north_aligned", "imu")
