@@ -4,6 +4,7 @@ in ``mode: tracking`` agreeing with the in-process replay. The model has random 
 docs/TRACKING.md and BENCHMARKS.md 1h measure it)."""
 from __future__ import annotations
 
+import csv
 import json
 import math
 from pathlib import Path
@@ -111,6 +112,10 @@ def test_replay_track_takes_the_bags_only_topics_and_reports_tracking(world, dri
     assert tk["beyond_single_ms_median"] > 0 and tk["single_frame"]["availability"] == 1.0
     # the published estimates are the belief: its protection level and covariance, not the single fixes'
     assert m["status_counts"]["fix"] == 16 and m["withheld_by_reason"] == {}
+    with open(out / "frames.csv", newline="") as fh:  # each frame says how well the belief explained it, and why
+        rows = list(csv.DictReader(fh))                # it was (re)initialised
+    assert rows[0]["reinitialised"].startswith("cold start") and not any(r["reinitialised"] for r in rows[1:])
+    assert all(not math.isnan(float(r["evidence_log_ratio"])) for r in rows[1:])  # "inf": an uncalibrated model
     for name in ("tracking_trajectory.png", "tracking_error.png"):
         assert (out / name).stat().st_size > 1000
 

@@ -61,7 +61,7 @@ def with_map_bias(summary: BeliefSummary, points_en_m: np.ndarray, weights: np.n
     the radius around the mean that holds ``1 - alpha`` of the convolved mass (each support point spread by the
     Gaussian: a Rice distribution of its distance; distances binned to a 40th of ``bias_std_m``), at least the
     belief's own. The frames of a drive share this error (the same buildings seen again), so no number of frames
-    averages it away: it stays in what the filter publishes (docs/TRACKING.md, 'The map's shared error')."""
+    averages it away: it stays in what the filter publishes (docs/TRACKING.md, step 8 of 'What one step does')."""
     if bias_std_m <= 0:
         return summary
     s = float(bias_std_m)

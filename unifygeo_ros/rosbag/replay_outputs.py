@@ -56,13 +56,18 @@ def write_outputs(out: Path, frames: list[FrameResult], gt: GroundTruth, origin:
                         _fmt(f.longitude_deg, 9), _fmt(f.east_m), _fmt(f.north_m), _fmt(f.yaw_deg), _fmt(ge),
                         _fmt(gn), _fmt(gy), _fmt(e), _fmt(he), _fmt(f.cov_en_m2[0]), _fmt(f.cov_en_m2[1]),
                         _fmt(f.cov_en_m2[3]), _fmt(f.score), _fmt(f.protection_level_m, 2), _fmt(f.latency_ms, 2),
-                        f.tracking_state, _fmt(f.evidence_log_ratio, 2), f.reinitialised, f.note])
+                        f.tracking_state, _fmt_ratio(f.evidence_log_ratio), f.reinitialised, f.note])
     if cfg.plots:
         save_plots(out, frames, pairs, origin, cfg, report)
 
 
 def _fmt(v: float, digits: int = 4) -> str:
     return "" if v is None or not np.isfinite(v) else f"{v:.{digits}f}"
+
+
+def _fmt_ratio(v: float) -> str:
+    """A log evidence ratio: "" when not measured (NaN), "inf" without an outside term (uncalibrated model)."""
+    return ("inf" if v > 0 else "-inf") if v is not None and np.isinf(v) else _fmt(v, 2)
 
 
 def _json_default(o: Any):
