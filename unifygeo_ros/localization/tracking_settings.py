@@ -52,7 +52,7 @@ class TrackingSettings:
     #: "accepted_fix": from the first gate-accepted global fix only (docs/TRACKING.md, measured: "candidates" starts
     #: narrow cameras and recovers where no global fix passes the gate, at more frames beyond the protection level)
     cold_start: str = "candidates"
-    cold_evidence_weight: float = 0.5  #: evidence_weight of the candidate cold start's frames
+    cold_evidence_weight: float = 0.25  #: evidence_weight of the candidate cold start's frames
     #: cold_start "candidates": a belief declared lost goes back to the candidate cold start, its particles kept
     #: beside a background of this mass (withheld until it is concentrated again)
     cold_resume_mass: float = 0.5
