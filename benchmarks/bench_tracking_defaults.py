@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import os
 import platform
 import subprocess
@@ -37,6 +38,10 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from unifygeo_ros.localization.integrity import nees  # noqa: E402
+
 RIGS = {"panorama": ("demo", None), "pinhole1": ("fov", "Synth1000001,Synth1000002,Synth1000003,DemoCity"),
         "pinhole4": ("fov", "Synth1000001,Synth1000002,Synth1000003,DemoCity")}
 #: issue #17's targets per rig: converged within (s), median after (m), p95 after (m); None: no tracking target
@@ -126,14 +131,15 @@ def summarise(runs: list[Path]) -> dict:
 
 
 def frame_nees(row: dict) -> float | None:
-    """The NEES of one published frame of frames.csv (its error against its own 2 x 2 covariance)."""
+    """The NEES of one published frame of frames.csv (its error against its own 2 x 2 covariance; integrity.nees),
+    None without a usable covariance."""
     try:
-        e = np.array([float(row["east_m"]) - float(row["gt_east_m"]), float(row["north_m"]) - float(row["gt_north_m"])])
-        cov = np.array([[float(row["cov_ee_m2"]), float(row["cov_en_m2"])],
-                        [float(row["cov_en_m2"]), float(row["cov_nn_m2"])]])
-        return float(e @ np.linalg.solve(cov, e))
-    except (ValueError, KeyError, np.linalg.LinAlgError):
+        e = [float(row["east_m"]) - float(row["gt_east_m"]), float(row["north_m"]) - float(row["gt_north_m"])]
+        cov = [float(row["cov_ee_m2"]), float(row["cov_en_m2"]), float(row["cov_en_m2"]), float(row["cov_nn_m2"])]
+    except (ValueError, KeyError):
         return None
+    value = float(nees(np.array(e), np.array(cov))[0])
+    return value if math.isfinite(value) else None
 
 
 def _range(values, digits=1) -> str:
