@@ -96,9 +96,6 @@ class TrackEstimate:
     note: str = ""  #: why nothing was done with the frame ("" = it was used)
     #: before initialisation with cold_start "candidates": the candidate belief's protection level (inf: spread)
     cold_protection_level_m: float = math.inf
-    #: once initialised (``elsewhere_rate_per_s`` > 0): the probability that the robot is where the belief holds no
-    #: mass; the protection level holds ``1 - alpha`` of the whole (infinite when this exceeds alpha)
-    elsewhere_probability: float = 0.0
 
 
 @dataclass
@@ -135,8 +132,6 @@ class SequentialLocalizer:
         self._challenger: _Challenger | None = None
         self._published: tuple[BeliefSummary, BeliefSummary] | None = None  # (belief's, with the map's error)
         self._frames = 0
-        self._elsewhere = 0.0  # once initialised: probability that the robot is where the belief holds no mass
-        self._exploration = None  # this frame's, until its particles are added
         self._heading: tuple[float, float] | None = None  # last absolute heading (yaw rad, var) before init
         self._cold = (CandidateColdStart(self.belief, self.area_m2)
                       if s.cold_start == "candidates" and s.filter == "particles" else None)
@@ -153,8 +148,6 @@ class SequentialLocalizer:
                               delta.cov * s.odometry_noise_scale ** 2 + extra, delta.dt_s)
         yaw = self.belief.summary(0.5).yaw_rad if self._challenger is not None else 0.0
         self.belief.predict(noisy)
-        if self.initialised and s.elsewhere_rate_per_s > 0:
-            self._elsewhere = 1.0 - (1.0 - self._elsewhere) * math.exp(-s.elsewhere_rate_per_s * delta.dt_s)
         if self._challenger is not None:
             self._challenger.en_m = self._challenger.en_m + delta.in_world(yaw)
 
@@ -192,9 +185,7 @@ class SequentialLocalizer:
         accepted = fix is not None and not gate_fix(fix, s.min_score, s.max_protection_level_m)[0]
         log_ratio, why = math.nan, ""
         if self.initialised:
-            explored = self._weigh_elsewhere(fix, maps)
-            log_ratio = self._measure(explored if explored is not None else maps, support)
-            self._inject(fix)
+            log_ratio = self._measure(maps, support)
             why = self._check_kidnap(fix if accepted else None)
             if self.lost and not why and self._cold is not None:  # back to the candidate cold start (withheld)
                 self.initialised, self.lost, self._low_frames, self._challenger = False, False, 0, None
@@ -206,7 +197,6 @@ class SequentialLocalizer:
             why = self._cold_step(fix, maps)
         if why.startswith(COLD_CANDIDATES):  # the candidates' particles become the tracking belief
             self.initialised, self.lost, self._low_frames, self._challenger = True, False, 0, None
-            self._elsewhere = self._cold.background if s.elsewhere_rate_per_s > 0 else 0.0
         elif why:
             self._initialise(fix)
         est = self._estimate(stamp_s, fix, accepted, why, log_ratio, len(rows))
@@ -243,34 +233,6 @@ class SequentialLocalizer:
             return f"{COLD_CANDIDATES} ({self._cold.frames} frames, protection level {pl:.1f} m)"
         return ""
 
-    def _weigh_elsewhere(self, fix: Fix | None, maps: TileMaps) -> TileLikelihood | None:
-        """Once initialised, with ``elsewhere_rate_per_s`` > 0: re-weigh "elsewhere" with this frame (a fix that
-        passes the gate's input checks: its candidates say where else the camera could be) and, with
-        ``explore_particles``, seed that many particles from its candidates (held by the belief at the background's
-        share, :meth:`CandidateColdStart.weigh_elsewhere`). Returns the likelihood over the candidates and the
-        belief's tiles when the belief is to be updated with it (exploring), else None."""
-        s = self.settings
-        if s.elsewhere_rate_per_s <= 0 or self._cold is None:
-            return None
-        lik = self._cold_likelihood(fix, maps)
-        if lik is None:
-            return None
-        plan = self._cold.weigh_elsewhere(self._elsewhere, lik, s.evidence_weight, s.explore_particles)
-        self._elsewhere = plan.elsewhere
-        self._exploration = plan
-        return lik if s.explore_particles > 0 else None
-
-    def _inject(self, fix: Fix) -> None:
-        """The new particles of this frame's exploration (after the belief's update), headed as a re-start."""
-        plan, self._exploration = self._exploration, None
-        if plan is None or plan.en_m is None:
-            return
-        yaw, yaw_std = self._initial_heading(fix)
-        m = len(plan.en_m)
-        yaws = (yaw + yaw_std * self.rng.standard_normal(m) if yaw_std < math.pi
-                else 2.0 * math.pi * self.rng.random(m))
-        self.belief.inject(plan.en_m, yaws, plan.share)
-
     def _query_heading(self) -> float | None:
         """The compass heading the localizer rolls the panorama by (None: as it is)."""
         if self.settings.north_aligned:
@@ -297,12 +259,10 @@ class SequentialLocalizer:
         sub = tiles_under(index.en_m[near], index.tile_m, pts, w, self.settings.max_tiles)
         return near[sub], (pts, w)
 
-    def _measure(self, maps: TileMaps | TileLikelihood, support) -> float:
-        """The measurement update (the maps of the belief's tiles, or a likelihood over more); returns the log
-        evidence ratio (before the update) and tracks "lost"."""
+    def _measure(self, maps: TileMaps, support) -> float:
+        """The measurement update; returns the log evidence ratio (before the update) and tracks "lost"."""
         s = self.settings
-        lik = maps if isinstance(maps, TileLikelihood) else TileLikelihood(maps, self.localizer.calibration,
-                                                                              self.area_m2, s.map_temperature)
+        lik = TileLikelihood(maps, self.localizer.calibration, self.area_m2, s.map_temperature)
         density = lik.density_at(support[0])
         ratio = lik.evidence_ratio(density, support[1])
         self.belief.update_position(density, s.evidence_weight, s.floor_ratio)
@@ -325,18 +285,6 @@ class SequentialLocalizer:
             pts, w = self.belief.support()
             self._published = (b, with_map_bias(b, pts, w, self.settings.map_bias_std_m, self.settings.alpha))
         return self._published[1]
-
-    def _with_elsewhere(self, b: BeliefSummary) -> BeliefSummary:
-        """``b`` (published) with the protection level holding ``1 - alpha`` of the belief and "elsewhere" together:
-        the belief's radius at ``(alpha - q) / (1 - q)``, infinite once ``q`` exceeds alpha."""
-        s, q = self.settings, self._elsewhere
-        if q >= s.alpha:
-            pl = math.inf
-        else:
-            a = (s.alpha - q) / (1.0 - q)
-            pts, w = self.belief.support()
-            pl = with_map_bias(self.belief.summary(a), pts, w, s.map_bias_std_m, a).protection_level_m
-        return BeliefSummary(b.mean_en_m, b.covariance_en_m2, b.yaw_rad, b.yaw_std_rad, max(pl, b.protection_level_m))
 
     def _poor_below(self) -> float:
         """The log evidence ratio under which this frame is poor: ``collapse_log_ratio``, or for an informative camera
@@ -393,7 +341,6 @@ class SequentialLocalizer:
         if self._cold is not None:
             self._cold.background = s.alpha
         self._ratios = []
-        self._elsewhere = 0.0
         self.initialised, self.lost, self._low_frames, self._challenger = True, False, 0, None
 
     def _initial_heading(self, fix: Fix) -> tuple[float, float]:
@@ -418,8 +365,6 @@ class SequentialLocalizer:
             return TrackEstimate(stamp_s, nan, nan, nan, nan, nan, nan, nan, np.full((2, 2), nan), math.inf,
                                  False, False, False, False, why, log_ratio, tiles, fix, accepted)
         b = self._published_summary()
-        if self._elsewhere > 0:
-            b = self._with_elsewhere(b)
         east, north = (float(v) for v in b.mean_en_m)
         lat, lon = self.localizer.index.origin.from_en(east, north)
         yaw_deg = float(geo.wrap_deg(math.degrees(b.yaw_rad)))
@@ -428,8 +373,7 @@ class SequentialLocalizer:
         return TrackEstimate(stamp_s, float(lat), float(lon), east, north,
                              float(geo.wrap_deg(geo.yaw_to_heading_deg(yaw_deg))), yaw_deg,
                              math.degrees(b.yaw_std_rad), b.covariance_en_m2, b.protection_level_m, True, converged,
-                             self.lost, unconfirmed, why, log_ratio, tiles, fix, accepted,
-                             elsewhere_probability=self._elsewhere)
+                             self.lost, unconfirmed, why, log_ratio, tiles, fix, accepted)
 
     @staticmethod
     def _timed(est: TrackEstimate, t0: float, timings_ms: dict) -> TrackEstimate:

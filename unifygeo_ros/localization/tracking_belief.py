@@ -141,23 +141,6 @@ class ParticleBelief:
         """Weights times the frame's likelihood; ``density``: ``l(x)`` at the points of :meth:`support`."""
         self._reweight(TileLikelihood.log_weights(density, weight, floor_ratio))
 
-    def inject(self, en_m: np.ndarray, yaw_rad: np.ndarray, share: float) -> None:
-        """New particles at ``en_m`` (M, 2) with headings ``yaw_rad`` (M,) holding ``share`` of the mass together
-        (hypotheses the belief did not hold); the others are resampled to N - M (systematic, with the jitter) and
-        hold the rest."""
-        m = min(len(en_m), self.n - 1)
-        if m <= 0 or not 0.0 < share < 1.0:
-            return
-        k = self.n - m
-        u = (self.rng.random() + np.arange(k)) / k
-        idx = np.minimum(np.searchsorted(np.cumsum(self.w), u), self.n - 1)
-        self.en = np.concatenate([self.en[idx] + self.jitter_m * self.rng.standard_normal((k, 2)),
-                                  np.asarray(en_m, np.float64)[:m]])
-        self.yaw = wrap_pi(np.concatenate([self.yaw[idx] + self.jitter_yaw_rad * self.rng.standard_normal(k),
-                                           np.asarray(yaw_rad, np.float64)[:m]]))
-        self.w = np.concatenate([np.full(k, (1.0 - share) / k), np.full(m, share / m)])
-        self._cache = None
-
     def update_heading(self, yaw_rad: float, var_rad2: float, reset_sigmas: float = math.inf) -> None:
         """An absolute heading measurement (IMU, compass): Gaussian in the wrapped difference. When it lies more
         than ``reset_sigmas`` combined standard deviations from the belief's heading (the robot was turned where

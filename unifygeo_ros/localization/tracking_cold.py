@@ -28,7 +28,6 @@ tracking belief) once it is at most the gate's ``max_protection_level_m``; nothi
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -37,15 +36,6 @@ from unifygeo_ros.localization.tracking_belief import ParticleBelief, weighted_q
 from unifygeo_ros.localization.tracking_evidence import TileLikelihood
 
 COLD_STARTS = ("accepted_fix", "candidates")
-
-
-@dataclass
-class Exploration:
-    """What one frame does to a tracking belief's background (:meth:`CandidateColdStart.weigh_elsewhere`)."""
-
-    elsewhere: float  #: the background's mass after the frame
-    share: float = 0.0  #: share of the particles' mass the new particles take
-    en_m: np.ndarray | None = None  #: (M, 2) the new particles' positions (drawn from the candidates' cells)
 
 
 def merged_maps(a: TileMaps, b: TileMaps) -> TileMaps:
@@ -101,30 +91,6 @@ class CandidateColdStart:
             yaw.append(yaw_rad + yaw_std_rad * rng.standard_normal(n_new) if yaw_std_rad < math.pi
                        else 2.0 * math.pi * rng.random(n_new))
         pb.init_samples(np.concatenate(en), np.concatenate(yaw))
-
-    def weigh_elsewhere(self, elsewhere: float, lik: TileLikelihood, weight: float, explore: int) -> Exploration:
-        """Once initialised: the background ("elsewhere", mass ``elsewhere`` before the frame) against the particles
-        (the tracking belief) with a frame's likelihood, unfloored: the particles' factor ``E[l(x)^w]`` (their weights
-        before the frame's update), the background's ``(T + O) / A`` as before initialisation. With ``explore`` > 0
-        the part ``T`` becomes ``explore`` new particles drawn from the candidates' cells (their share of the
-        particles' mass in :attr:`Exploration.share`), the part ``O`` stays background; with 0 all of it stays."""
-        if elsewhere <= 0.0 or lik.k == 0:
-            return Exploration(min(max(elsewhere, 0.0), 1.0))
-        extra, f, lb, lw, _ = self._terms(lik, weight, 0.0, True)
-        top = float(lw.max())
-        lp = top + math.log(max(float(self.particles.w @ np.exp(lw - top)), 1e-300))
-        ref = max(lp, lb)
-        part = (1.0 - elsewhere) * math.exp(lp - ref)
-        bg = elsewhere * math.exp(lb - ref)
-        inject = bg * f if explore > 0 and extra.size and extra.sum() > 0 else 0.0
-        stay = bg - inject
-        total = part + bg
-        if not total > 0:
-            return Exploration(elsewhere)
-        if inject <= 0.0:
-            return Exploration(stay / total)
-        en = _sample_cells(lik, extra, int(explore), self.particles.rng)
-        return Exploration(stay / total, inject / (part + inject), en)
 
     def _terms(self, lik: TileLikelihood, weight: float, floor_ratio: float, seeded: bool):
         """(cells' extra mass, f = T / (T + O), log background factor, particles' log factors, top) of a frame."""

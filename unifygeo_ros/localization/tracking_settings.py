@@ -67,15 +67,6 @@ class TrackingSettings:
     #: an informative camera's frame is also poor when its log evidence ratio falls below this share of the median of
     #: the frames before (0 = only below collapse_log_ratio)
     poor_share: float = 0.3
-    #: cold_start "candidates": rate (1/s) at which the robot may come to be somewhere the belief holds no mass (a
-    #: kidnap, a wrong place): the probability of "elsewhere" grows with it over time and is re-weighed every frame by
-    #: the frame's evidence for the belief against its candidates and "anywhere" (the cold start's background, kept
-    #: after initialisation); the protection level is infinite while it exceeds alpha (0 = off)
-    elsewhere_rate_per_s: float = 0.0
-    #: with elsewhere_rate_per_s > 0: particles seeded every frame from the frame's candidates at the background's
-    #: share once initialised (places that keep explaining the images gather mass: a wrong belief is given up, or
-    #: the protection level widens while two places compete); 0 = the background is only weighed
-    explore_particles: int = 0
 
     def __post_init__(self):
         if self.filter not in FILTERS:
@@ -92,12 +83,6 @@ class TrackingSettings:
         if not math.isfinite(self.informative_log_ratio):
             raise TrackingInputError(f"tracking informative_log_ratio must be a finite number, got "
                                      f"{self.informative_log_ratio}")
-        if not (math.isfinite(self.elsewhere_rate_per_s) and self.elsewhere_rate_per_s >= 0):
-            raise TrackingInputError(f"tracking elsewhere_rate_per_s must be a finite number >= 0, got "
-                                     f"{self.elsewhere_rate_per_s}")
-        if not (isinstance(self.explore_particles, int) and 0 <= self.explore_particles < self.particles):
-            raise TrackingInputError(f"tracking explore_particles must be an integer in [0, particles), got "
-                                     f"{self.explore_particles}")
         if not 0.0 <= self.poor_share < 1.0:
             raise TrackingInputError(f"tracking poor_share must be in [0, 1), got {self.poor_share}")
         if not (math.isfinite(self.map_bias_std_m) and self.map_bias_std_m >= 0):

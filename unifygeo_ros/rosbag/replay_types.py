@@ -48,7 +48,6 @@ class FrameResult:
     tracking_state: str = ""
     reinitialised: str = ""
     evidence_log_ratio: float = math.nan  # how much better the belief explains this frame than "elsewhere" (log)
-    elsewhere_probability: float = math.nan  # probability that the robot is where the belief holds no mass
     beyond_single_ms: float = math.nan
     single_latitude_deg: float = math.nan
     single_longitude_deg: float = math.nan
