@@ -51,16 +51,17 @@ def nodes(world, env, tmp_path_factory):
               "min_score": 0.0, "max_protection_level_m": ".inf", "diagnostics_period_s": 0.5,
               "heading_source": "north_aligned" if world.known_orientation else "auto"}
     names = list(RIG)
+    rig = {**common, "input_mode": "cameras", "cameras.panorama_width": 256,
+           "cameras.names": json.dumps(names).replace('"', ""), "cameras.yaw_deg": json.dumps([RIG[n] for n in names]),
+           "cameras.pitch_deg": json.dumps([0.0] * len(names))}
     procs = {
         "/pano": NodeProcess(env, "/pano", {**common, "input_mode": "panorama", "use_prior": False},
                           logs / "pano.log"),
         "/comp": NodeProcess(env, "/comp", {**common, "input_mode": "compressed"}, logs / "comp.log"),
         "/imu": NodeProcess(env, "/imu", {**common, "input_mode": "panorama", "heading_source": "imu"},
                          logs / "imu.log"),
-        "/rig": NodeProcess(env, "/rig", {**common, "input_mode": "cameras", "cameras.panorama_width": 256,
-                                       "cameras.names": json.dumps(names).replace('"', ""),
-                                       "cameras.yaw_deg": json.dumps([RIG[n] for n in names]),
-                                       "cameras.pitch_deg": json.dumps([0.0] * len(names))}, logs / "rig.log"),
+        "/rig": NodeProcess(env, "/rig", {**rig}, logs / "rig.log"),
+        "/rigz": NodeProcess(env, "/rigz", {**rig, "cameras.transport": "compressed"}, logs / "rigz.log"),
     }
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     try:
@@ -224,11 +225,13 @@ def test_compressed_jpeg_input(world, driver, reference):
     assert_same_fix(s, reference_fix(reference, world, decoded))
 
 
-def test_camera_rig_is_stitched_localized_and_withheld_as_unlike_the_map(world, driver, reference):
+@pytest.mark.parametrize("ns", ["/rig", "/rigz"])
+def test_camera_rig_is_stitched_localized_and_withheld_as_unlike_the_map(world, driver, reference, ns):
     """The rig's images are collected, stitched (cameras.panorama_width 256) and localized; the demo model, trained
     on full panoramas, does not recognise a stitched partial one (BENCHMARKS.md 1d: 0-2.5 % within 5 m), and the
     integrity gate withholds the fix: its descriptor cosine is below the calibrated floor, exactly as the
-    in-process Localizer finds for the same stitched panorama. Nothing is published; the node goes on."""
+    in-process Localizer finds for the same stitched panorama. Nothing is published; the node goes on. /rigz
+    subscribes the same cameras as JPEG on cameras/<name>/image/compressed (cameras.transport compressed)."""
     from unifygeo_ros.image.stitch import PanoramaStitcher, PinholeCamera, intrinsics_for_fov, pinhole_view
 
     k = intrinsics_for_fov(RIG_W, RIG_H, RIG_HFOV_DEG)
@@ -240,8 +243,11 @@ def test_camera_rig_is_stitched_localized_and_withheld_as_unlike_the_map(world, 
         view = views[-1]
         info = {"width": RIG_W, "height": RIG_H, "k": list(k), "distortion_model": "plumb_bob",
                 "d": [0.0] * 5, "header": {"frame_id": f"{name}_optical"}}
-        msgs.append({"topic": f"/rig/cameras/{name}/camera_info", "kind": "camera_info", "fields": info})
-        msgs.append({"topic": f"/rig/cameras/{name}/image", "kind": "image", "fields": image_fields(view)})
+        msgs.append({"topic": f"{ns}/cameras/{name}/camera_info", "kind": "camera_info", "fields": info})
+        msgs.append({"topic": f"{ns}/cameras/{name}/image", "kind": "image", "fields": image_fields(view)}
+                    if ns == "/rig" else
+                    {"topic": f"{ns}/cameras/{name}/image/compressed", "kind": "compressed",
+                     "fields": jpeg_fields(view)})
     expected = reference_fix(reference, world, PanoramaStitcher(cams, 256).stitch(views))
     assert expected.input_problem.startswith("nothing in the map")  # the in-process verdict on the same image
     last = msgs.pop()
@@ -249,8 +255,8 @@ def test_camera_rig_is_stitched_localized_and_withheld_as_unlike_the_map(world, 
     for _ in range(3):  # best-effort input: offer the set again if a sample was lost
         for m in msgs:
             driver.call("publish", topic=m["topic"], kind=m["kind"], fields=m["fields"])
-        t = driver.call("publish", topic=last["topic"], kind="image", fields=last["fields"])
-        st = driver.call("diagnostics", name_contains="/rig/", after_ns=t["stamp_ns"], timeout=6,
+        t = driver.call("publish", topic=last["topic"], kind=last["kind"], fields=last["fields"])
+        st = driver.call("diagnostics", name_contains=f"{ns}/", after_ns=t["stamp_ns"], timeout=6,
                          until_message="nothing in the map")["status"]
         if st is not None:
             break

@@ -120,17 +120,19 @@ def test_replay_track_takes_the_bags_only_topics_and_reports_tracking(world, dri
         assert (out / name).stat().st_size > 1000
 
 
-def test_a_pinhole_rig_is_stitched_as_the_node_stitches_it(world, tmp_path, capsys):
+@pytest.mark.parametrize("compressed", [False, True])
+def test_a_pinhole_rig_is_stitched_as_the_node_stitches_it(world, tmp_path, capsys, compressed):
     """Replay without topic flags takes the 4-camera rig (CameraInfo beside each image, mounting from /tf_static)
     and gives the localizer exactly the panorama the node's input_mode cameras makes of the same messages (its
-    default cameras.* parameters)."""
+    default cameras.* parameters; JPEG images on .../image/compressed with cameras.transport compressed)."""
     from unifygeo_ros.localization.localizer import Localizer
     from unifygeo_ros.ros.params import NodeSettings
     from unifygeo_ros.rosbag.synth import SynthBagConfig, synth_bag
 
     _, w = world
     rec = synth_bag(SynthBagConfig(data=str(_city(world)), out=str(tmp_path / "rig"), storage="sqlite3", frames=3,
-                                   rate_hz=2.0, seed=3, camera="pinhole", cameras=4, image_width=64))
+                                   rate_hz=2.0, seed=3, camera="pinhole", cameras=4, image_width=64,
+                                   compressed=compressed))
     loc = Localizer.from_paths(w.index, w.checkpoint, device="cpu")
     seen = []
     orig = loc.localize
@@ -139,14 +141,17 @@ def test_a_pinhole_rig_is_stitched_as_the_node_stitches_it(world, tmp_path, caps
                         pipeline=PipelineSettings(min_score=0.0)), localizer=loc,
            announce=lambda line: print(line))
     printed = capsys.readouterr().out
-    assert "camera: a rig of 4 pinhole camera(s) with CameraInfo: front /cameras/front/image (yaw 0 deg, from " \
-           "tf_static), left /cameras/left/image (yaw 90 deg" in printed
-    node = NodeSettings.from_params({"input_mode": "cameras"})
+    image = "image/compressed" if compressed else "image"
+    assert f"camera: a rig of 4 pinhole camera(s) with CameraInfo: front /cameras/front/{image} (yaw 0 deg, from " \
+           f"tf_static), left /cameras/left/{image} (yaw 90 deg" in printed
+    assert ("camera transport: compressed (the node's cameras.transport: compressed)" in printed) == compressed
+    node = NodeSettings.from_params({"input_mode": "cameras",
+                                     "cameras.transport": "compressed" if compressed else "raw"})
     with bags.open_bag(rec.bag) as r:
         msgs = [(c.topic, m) for c, _, m in bags.iter_messages(r, r.connections)]
     want, images, infos, last = [], {}, {}, -1.0
     for topic, m in msgs:  # the node's callbacks: a set is complete on an image or on a CameraInfo
-        if topic.endswith(("/camera_info", "/image")):
+        if topic.endswith(("/camera_info", f"/{image}")):
             (infos if topic.endswith("/camera_info") else images)[topic.split("/")[2]] = m
             rf = RigFrame.collect(node, images, infos, last)
             if rf is not None:
@@ -227,3 +232,48 @@ def test_live_tracking_node_agrees_with_in_process_replay(world, drive_bag, tmp_
     # agree to 1e-6 m; under a load of 2.7 they part from the 4th frame, median 0.40-0.46 m, max 0.53 m). A lost or
     # misread odometry stream would put them metres apart (the vehicle moves 4 m per frame).
     assert float(np.median(diff)) < 0.75 and max(diff) < 2.5, diff
+
+
+def test_live_compressed_rig_node_agrees_with_in_process_replay(world, tmp_path, monkeypatch):
+    """A 4-camera rig recorded as JPEG ``CompressedImage`` (``bag synth --compressed``): ``replay --live`` publishes
+    it on the node's ``cameras/<name>/image/compressed`` (``cameras.transport: compressed``), and the node's fixes
+    are the in-process replay's (single frames: the same decode, stitch and localizer)."""
+    pytest.importorskip("rclpy", reason="rclpy not importable (source scripts/ros_env.sh)")
+    from ros_helpers import NodeProcess, ros_available, ros_subprocess_env, unique_domain_id
+    from unifygeo_ros.rosbag.synth import SynthBagConfig, synth_bag
+
+    ok, why = ros_available()
+    if not ok:
+        pytest.skip(why)
+    _, w = world
+    rec = synth_bag(SynthBagConfig(data=str(_city(world)), out=str(tmp_path / "rig"), storage="mcap", frames=6,
+                                   rate_hz=2.0, seed=3, camera="pinhole", cameras=4, image_width=64, compressed=True))
+    single = PipelineSettings(min_score=0.0, max_protection_level_m=math.inf)
+    domain = unique_domain_id()
+    env = ros_subprocess_env(domain_id=domain)
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(domain))
+    node = NodeProcess(env, "/rigz", {"checkpoint": w.checkpoint, "index": w.index, "device": "cpu", "cpu_threads": 1,
+                                      "min_score": 0.0, "max_protection_level_m": ".inf", "heading_source": "imu",
+                                      "input_mode": "cameras", "cameras.transport": "compressed"},
+                       tmp_path / "node.log")
+    try:
+        node.wait_ready(240.0)
+        assert "input cameras on /rigz/cameras/front/image/compressed" in node.log.read_text()
+        live = replay(ReplayConfig(bag=str(rec.bag), index=None, out=str(tmp_path / "live"), live=True,
+                                   node_ns="/rigz", live_timeout_s=60.0, plots=False, pipeline=single),
+                      origin=geo.LocalENU(*w.origin))
+    finally:
+        node.stop()
+    local = replay(ReplayConfig(bag=str(rec.bag), index=str(w.index), checkpoint=str(w.checkpoint),
+                                out=str(tmp_path / "local"), plots=False, device="cpu", pipeline=single))
+    assert live.frames == local.frames == 6 and local.count == 6
+    assert live.count >= 5, node.log.read_text()  # a frame may be lost before discovery settles
+
+    def estimates(out):
+        return {round(float(ln.split()[0]), 3): np.array(ln.split()[1:3], float) for ln in
+                (out / "estimate.tum").read_text().splitlines() if ln and not ln.startswith("#")}
+
+    est_live, est_local = estimates(tmp_path / "live"), estimates(tmp_path / "local")
+    common = sorted(set(est_live) & set(est_local))
+    assert len(common) >= 5
+    assert max(float(np.hypot(*(est_live[k] - est_local[k]))) for k in common) < 1e-3

@@ -1,12 +1,15 @@
 """Pinhole cameras -> partial equirectangular panorama: geometry, coverage, masking, and the rig frame."""
 from __future__ import annotations
 
+import io
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from unifygeo_ros.errors import ImageError
+from PIL import Image as PILImage
+
+from unifygeo_ros.errors import ImageError, UnifyGeoError
 from unifygeo_ros.image.codec import rgb_to_image_fields
 from unifygeo_ros.ros.params import NodeSettings
 from unifygeo_ros.image.preprocess import column_azimuths_deg
@@ -110,6 +113,35 @@ def test_rig_frame_waits_for_a_synchronised_set_and_stitches_it(panorama):
     pano = f.decode()
     expect = PanoramaStitcher(list(cams.values()), W).stitch([views["front"], views["back"]])
     assert np.array_equal(pano, expect)
+
+
+def test_rig_frame_decodes_compressed_images_like_raw_ones(panorama):
+    """CompressedImage messages (cameras.transport compressed): PNG gives the raw images' panorama exactly, JPEG
+    within its loss; a corrupt one is an ImageError naming the camera."""
+    def encode_image_bytes(rgb, fmt):
+        buf = io.BytesIO()
+        PILImage.fromarray(rgb).save(buf, format=fmt.upper(), **({"quality": 95} if fmt == "jpeg" else {}))
+        return buf.getvalue()
+
+    s = NodeSettings.from_params({"input_mode": "cameras", "cameras.names": ["front", "back"],
+                                  "cameras.yaw_deg": [0.0, 180.0], "cameras.pitch_deg": [0.0, 0.0],
+                                  "cameras.panorama_width": W, "cameras.transport": "compressed"})
+    cams = {"front": cam("front", 0.0), "back": cam("back", 180.0)}
+    views = {n: pinhole_view(panorama, c) for n, c in cams.items()}
+    infos = {n: _info(c) for n, c in cams.items()}
+    stamp = _msg(views["front"], 10.0).header
+    raw = RigFrame.collect(s, {n: _msg(v, 10.0) for n, v in views.items()}, infos, -1).decode()
+    for fmt, tol in (("png", 0), ("jpeg", 12)):
+        imgs = {n: SimpleNamespace(header=stamp, format=fmt, data=encode_image_bytes(v, fmt))
+                for n, v in views.items()}
+        pano = RigFrame.collect(s, imgs, infos, -1).decode()
+        assert pano.shape == raw.shape
+        assert np.abs(pano.astype(int) - raw.astype(int)).mean() <= tol / 4 and (tol or np.array_equal(pano, raw))
+    imgs["back"] = SimpleNamespace(header=stamp, format="jpeg", data=b"\xff\xd8 not a jpeg")
+    with pytest.raises(ImageError, match="camera 'back' compressed image"):
+        RigFrame.collect(s, imgs, infos, -1).decode()
+    with pytest.raises(UnifyGeoError, match="cameras.transport"):
+        NodeSettings.from_params({"cameras.transport": "theora"})
 
 
 def test_degenerate_focal_lengths_are_refused():

@@ -196,6 +196,9 @@ class RigSettings:
     camera_pitch_deg: tuple = (0.0, 0.0, 0.0, 0.0)  #: up positive, deg
     panorama_width: int = 512  #: width of the stitched panorama, px (height = width / 2)
     sync_tolerance_s: float = 0.05  #: images of one set whose stamps differ by more are not stitched
+    #: image_transport of the cameras' images: "raw" (sensor_msgs/Image on cameras/<name>/image) or "compressed"
+    #: (sensor_msgs/CompressedImage, JPEG or PNG, on cameras/<name>/image/compressed)
+    camera_transport: str = "raw"
 
     def default_mounting(self, name: str) -> tuple[float, float] | None:
         """(yaw, pitch) of a camera of this name in these settings (the node's defaults), or None."""
@@ -207,7 +210,8 @@ class RigSettings:
 
 @dataclass
 class RigFrame:
-    """One synchronised set of the rig's images (ROS messages, duck-typed), stitched on demand."""
+    """One synchronised set of the rig's images (ROS messages, duck-typed: ``sensor_msgs/Image`` or
+    ``CompressedImage``), stitched on demand."""
 
     stamp: object  # the newest image's header stamp
     newest_stamp_s: float
@@ -235,11 +239,12 @@ class RigFrame:
                    settings.panorama_width)
 
     def decode(self) -> np.ndarray:
-        from unifygeo_ros.image.codec import image_msg_to_rgb
+        from unifygeo_ros.image.codec import compressed_fields_to_rgb, image_msg_to_rgb
 
         cams, rgbs = [], []
         for name, img, info, yaw, pitch in zip(self.names, self.images, self.infos, self.yaw_deg, self.pitch_deg):
-            rgb = image_msg_to_rgb(img, f"camera {name!r} image")
+            rgb = (image_msg_to_rgb(img, f"camera {name!r} image") if hasattr(img, "encoding")  # sensor_msgs/Image
+                   else compressed_fields_to_rgb(img.format, img.data, f"camera {name!r} compressed image"))
             cam = PinholeCamera(name, tuple(float(x) for x in info.k), int(info.width), int(info.height), yaw, pitch)
             if (int(info.width), int(info.height)) != (rgb.shape[1], rgb.shape[0]):
                 if int(info.width) == 0 or int(info.height) == 0:

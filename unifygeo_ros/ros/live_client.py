@@ -36,7 +36,8 @@ class LiveNodeClient:
     def __init__(self, image_type: str, node_input: str | None, node_output: str, discovery_timeout_s: float = 20.0,
                  *, node_ns: str = "", rig: tuple = ()):
         """``node_ns``: the node's namespace (its relative topics below it); ``rig``: (name, bag image topic, bag
-        info topic) per camera of a pinhole rig, published on ``<ns>/cameras/<name>/image`` and ``camera_info``."""
+        info topic) per camera of a pinhole rig, published on ``<ns>/cameras/<name>/image`` (``image/compressed``
+        when ``image_type`` is CompressedImage: the node's ``cameras.transport: compressed``) and ``camera_info``."""
         self.warnings: list[str] = []
         self.image_type = image_type
         self._rclpy = rclpy
@@ -54,8 +55,10 @@ class LiveNodeClient:
         out_t, self._out_kind = _output_type(node_output)
         qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
         self._pubs: dict[str, Any] = {}  # bag topic -> publisher (rig cameras)
+        rig_t, rig_suffix = ((CompressedImage, "image/compressed") if image_type == bags.COMPRESSED_IMAGE
+                             else (Image, "image"))  # the node's cameras.transport compressed / raw
         for name, image_topic, info_topic in rig:
-            self._pubs[image_topic] = self.node.create_publisher(Image, rel(f"cameras/{name}/image"), qos)
+            self._pubs[image_topic] = self.node.create_publisher(rig_t, rel(f"cameras/{name}/{rig_suffix}"), qos)
             self._pubs[info_topic] = self.node.create_publisher(CameraInfo, rel(f"cameras/{name}/camera_info"), qos)
         self._sensor_pubs = {"odometry": self.node.create_publisher(Odometry, rel("odom"), qos),
                              "imu": self.node.create_publisher(Imu, rel("imu"), qos)}

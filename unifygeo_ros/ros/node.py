@@ -3,8 +3,9 @@
     ros2 run unifygeo_ros localizer_node --ros-args --params-file config/localize.yaml -p index:=/path/ix
 
 Subscribes (sensor-data QoS, relative names): ``image`` (sensor_msgs/Image, input_mode ``panorama``),
-``image/compressed`` (sensor_msgs/CompressedImage, ``compressed``), or ``cameras/<name>/image`` +
-``cameras/<name>/camera_info`` (``cameras``). Publishes, stamped with the image's stamp: ``geopose``
+``image/compressed`` (sensor_msgs/CompressedImage, ``compressed``), or ``cameras/<name>/image`` (or with
+``cameras.transport: compressed`` ``cameras/<name>/image/compressed``) + ``cameras/<name>/camera_info``
+(``cameras``). Publishes, stamped with the image's stamp: ``geopose``
 (geographic_msgs/GeoPoseStamped), ``geopose_with_covariance`` (GeoPoseWithCovarianceStamped), ``fix``
 (sensor_msgs/NavSatFix), ``pose`` (geometry_msgs/PoseWithCovarianceStamped in the local ENU ``map`` frame),
 and ``/diagnostics``. docs/NODE.md describes every parameter, topic, covariance and the robot_localization set-up.
@@ -103,9 +104,11 @@ class LocalizerNode(Node):
             self._rig_infos: dict[str, CameraInfo] = {}
             self._rig_last_stamp = -1.0
             self.inputs = []
+            img_type, suffix = (CompressedImage, "image/compressed") if s.camera_transport == "compressed" \
+                else (Image, "image")
             for name in s.camera_names:
                 self.inputs.append(self.create_subscription(
-                    Image, f"cameras/{name}/image", lambda m, n=name: self._on_camera_image(n, m),
+                    img_type, f"cameras/{name}/{suffix}", lambda m, n=name: self._on_camera_image(n, m),
                     qos_profile_sensor_data))
                 self.inputs.append(self.create_subscription(
                     CameraInfo, f"cameras/{name}/camera_info", lambda m, n=name: self._on_camera_info(n, m),
@@ -156,7 +159,7 @@ class LocalizerNode(Node):
         self._rig_infos[name] = msg  # a set waiting only for this camera's first CameraInfo goes out now
         self._on_camera_image(name, None)
 
-    def _on_camera_image(self, name: str, msg: Image | None) -> None:
+    def _on_camera_image(self, name: str, msg: Image | CompressedImage | None) -> None:
         if msg is not None:
             self._rig_images[name] = msg
         frame = RigFrame.collect(self.settings, self._rig_images, self._rig_infos, self._rig_last_stamp)

@@ -20,6 +20,7 @@ from unifygeo_ros.localization.tracking_settings import FILTERS, TrackingSetting
 from unifygeo_ros.model.backends import BACKENDS, DEFAULT_BACKEND, DEFAULT_THREADS, BackendSettings
 
 INPUT_MODES = ("panorama", "compressed", "cameras")
+CAMERA_TRANSPORTS = ("raw", "compressed")
 _PIPE = PipelineSettings()  # the defaults the node shares with ``unifygeo replay``
 _RIG, _IMU, _TRACK = RigSettings(), ImuSettings(), TrackingSettings()
 #: the sequential localizer's settings the node exposes as ``tracking.<name>`` (defaults: TrackingSettings; the gate's
@@ -141,6 +142,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("cameras.panorama_width", _RIG.panorama_width, "width of the stitched panorama, px (height = width / 2)"),
     ParamSpec("cameras.sync_tolerance_s", _RIG.sync_tolerance_s,
               "images of the rig whose stamps differ by more are not stitched, s"),
+    ParamSpec("cameras.transport", _RIG.camera_transport,
+              "image_transport of the cameras' images: raw (sensor_msgs/Image on cameras/<name>/image) or "
+              "compressed (sensor_msgs/CompressedImage, JPEG or PNG, on cameras/<name>/image/compressed)",
+              CAMERA_TRANSPORTS),
     *(ParamSpec(f"tracking.{name}", getattr(_TRACK, name), f"mode tracking: {text}",
                 FILTERS if name == "filter" else ()) for name, text in TRACKING_PARAMETERS),
 )
@@ -186,6 +191,7 @@ class NodeSettings:
     camera_pitch_deg: tuple
     panorama_width: int
     sync_tolerance_s: float
+    camera_transport: str = _RIG.camera_transport
     mode: str = _PIPE.mode
     tracking: TrackingSettings = _TRACK
 
@@ -251,7 +257,7 @@ class NodeSettings:
             diagnostics_period_s=positive("diagnostics_period_s"), warn_throttle_s=positive("warn_throttle_s", True),
             aspect_tolerance=positive("aspect_tolerance"), camera_names=names, camera_yaw_deg=yaws,
             camera_pitch_deg=pitches, panorama_width=width, sync_tolerance_s=positive("cameras.sync_tolerance_s"),
-            mode=str(v["mode"]), tracking=_tracking_settings(v),
+            camera_transport=str(v["cameras.transport"]), mode=str(v["mode"]), tracking=_tracking_settings(v),
         )
 
     def backend_settings(self) -> BackendSettings:

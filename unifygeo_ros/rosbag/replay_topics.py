@@ -58,7 +58,7 @@ class ReplayTopics:
     """What replay reads: a panorama topic or a rig, GT, and (optional) odometry, IMU and the kidnap."""
 
     image: str | None = None  # the panorama's topic (None for a rig)
-    image_type: str = bags.IMAGE
+    image_type: str = bags.IMAGE  # the panorama's message type, or every rig camera's
     rig: tuple[RigCamera, ...] = ()
     gt: str = ""
     gt_type: str = ""
@@ -77,7 +77,8 @@ class ReplayTopics:
         """The node's rig settings for this rig (panorama width and sync tolerance: the node's defaults)."""
         b = base or RigSettings()
         return RigSettings(tuple(c.name for c in self.rig), tuple(c.yaw_deg for c in self.rig),
-                           tuple(c.pitch_deg for c in self.rig), b.panorama_width, b.sync_tolerance_s)
+                           tuple(c.pitch_deg for c in self.rig), b.panorama_width, b.sync_tolerance_s,
+                           "compressed" if self.image_type == bags.COMPRESSED_IMAGE else "raw")
 
 
 def bag_description(bag: str | Path) -> tuple[dict, int | None]:
@@ -214,12 +215,16 @@ def choose_topics(reader: Any, bag: str | Path, *, image_topic: str | None = Non
             one = _one(images, "image (sensor_msgs/Image or CompressedImage)", "--image-topic", avail)
             out.image, out.image_type = one.topic, one.msgtype
             out.lines.append(f"camera: {one.topic} ({one.msgtype}, the only image topic)")
+    kinds = {by_name[c.image_topic].msgtype if c.image_topic in by_name else bags.IMAGE for c in out.rig}
+    if len(kinds) > 1:  # the node's cameras.transport is one setting for the whole rig
+        raise UnifyGeoError(f"the rig's cameras mix {' and '.join(sorted(kinds))}: the node subscribes one "
+                            "transport for every camera (cameras.transport raw or compressed)")
     for cam in out.rig:
-        ty = by_name[cam.image_topic].msgtype if cam.image_topic in by_name else bags.IMAGE
-        if ty != bags.IMAGE:
-            raise UnifyGeoError(f"camera {cam.name}: {cam.image_topic} is {ty}; a rig is stitched from raw "
-                                "sensor_msgs/Image, as the node's input_mode cameras subscribes it")
         bags.connections_for(reader, cam.info_topic, (CAMERA_INFO,))
+    if out.rig:
+        out.image_type = kinds.pop()
+        if out.image_type == bags.COMPRESSED_IMAGE:
+            out.lines.append("camera transport: compressed (the node's cameras.transport: compressed)")
     _choose_gt(out, topics, gt_topic, reader, avail)
     fcfg = FusionConfig(odom_topic=odom_topic, imu_topic=imu_topic)
     try:
