@@ -130,7 +130,6 @@ class SequentialLocalizer:
         self._low_frames = 0
         self._ratios: list[float] = []  # last log evidence ratios (cold_start "candidates")
         self._challenger: _Challenger | None = None
-        self._doubt: _Challenger | None = None  # global fixes of any protection level away from the belief
         self._published: tuple[BeliefSummary, BeliefSummary] | None = None  # (belief's, with the map's error)
         self._frames = 0
         self._heading: tuple[float, float] | None = None  # last absolute heading (yaw rad, var) before init
@@ -147,11 +146,10 @@ class SequentialLocalizer:
                          * delta.dt_s] * 2 + [math.radians(s.yaw_noise_deg_per_sqrt_s) ** 2 * delta.dt_s])
         noisy = OdometryDelta(delta.forward_m, delta.left_m, delta.yaw_rad,
                               delta.cov * s.odometry_noise_scale ** 2 + extra, delta.dt_s)
-        moving = [c for c in (self._challenger, self._doubt) if c is not None]
-        yaw = self.belief.summary(0.5).yaw_rad if moving else 0.0
+        yaw = self.belief.summary(0.5).yaw_rad if self._challenger is not None else 0.0
         self.belief.predict(noisy)
-        for c in moving:
-            c.en_m = c.en_m + delta.in_world(yaw)
+        if self._challenger is not None:
+            self._challenger.en_m = self._challenger.en_m + delta.in_world(yaw)
 
     def heading(self, heading_deg: float, heading_std_deg: float) -> None:
         """An absolute compass heading of the robot (IMU/AHRS, compass) and its 1-sigma."""
@@ -189,7 +187,6 @@ class SequentialLocalizer:
         if self.initialised:
             log_ratio = self._measure(maps, support)
             why = self._check_kidnap(fix if accepted else None)
-            self._check_doubt(fix)
             if self.lost and not why and self._cold is not None:  # back to the candidate cold start (withheld)
                 self.initialised, self.lost, self._low_frames, self._challenger = False, False, 0, None
                 self._ratios = []
@@ -200,7 +197,6 @@ class SequentialLocalizer:
             why = self._cold_step(fix, maps)
         if why.startswith(COLD_CANDIDATES):  # the candidates' particles become the tracking belief
             self.initialised, self.lost, self._low_frames, self._challenger = True, False, 0, None
-            self._doubt = None
         elif why:
             self._initialise(fix)
         est = self._estimate(stamp_s, fix, accepted, why, log_ratio, len(rows))
@@ -333,26 +329,6 @@ class SequentialLocalizer:
             return f"{self._challenger.count} accepted global fixes outside the belief (kidnap)"
         return ""
 
-    def _check_doubt(self, fix: Fix | None) -> None:
-        """Count the global fixes in a row (any protection level; finite, not out of distribution) that lie more than
-        ``doubt_radius_m`` beyond the belief's protection level and agree with each other (``doubt_fixes``)."""
-        s = self.settings
-        if s.doubt_fixes <= 0 or fix is None or gate_fix(fix, -math.inf, math.inf)[0]:
-            return
-        b = self._published_summary()
-        at = np.array([fix.east_m, fix.north_m])
-        if float(np.hypot(*(at - b.mean_en_m))) <= b.protection_level_m + s.doubt_radius_m:
-            self._doubt = None
-            return
-        c = self._doubt
-        same = c is not None and float(np.hypot(*(at - c.en_m))) <= s.doubt_radius_m
-        self._doubt = _Challenger(at, fix.protection_level_m, c.count + 1 if same else 1)
-
-    def _doubted(self) -> bool:
-        """``doubt_fixes`` global fixes in a row agree with each other away from the belief."""
-        n = self.settings.doubt_fixes
-        return n > 0 and self._doubt is not None and self._doubt.count >= n
-
     def _initialise(self, fix: Fix) -> None:
         s = self.settings
         ev = fix.evidence
@@ -365,7 +341,6 @@ class SequentialLocalizer:
         if self._cold is not None:
             self._cold.background = s.alpha
         self._ratios = []
-        self._doubt = None
         self.initialised, self.lost, self._low_frames, self._challenger = True, False, 0, None
 
     def _initial_heading(self, fix: Fix) -> tuple[float, float]:
@@ -393,8 +368,7 @@ class SequentialLocalizer:
         east, north = (float(v) for v in b.mean_en_m)
         lat, lon = self.localizer.index.origin.from_en(east, north)
         yaw_deg = float(geo.wrap_deg(math.degrees(b.yaw_rad)))
-        unconfirmed = not self.lost and not why and (
-            (self._low_frames > 0 and self._informative_before_low_run()) or self._doubted())
+        unconfirmed = not self.lost and not why and self._low_frames > 0 and self._informative_before_low_run()
         converged = not self.lost and not unconfirmed and b.protection_level_m <= s.converged_pl_m
         return TrackEstimate(stamp_s, float(lat), float(lon), east, north,
                              float(geo.wrap_deg(geo.yaw_to_heading_deg(yaw_deg))), yaw_deg,

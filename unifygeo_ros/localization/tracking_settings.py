@@ -67,11 +67,6 @@ class TrackingSettings:
     #: an informative camera's frame is also poor when its log evidence ratio falls below this share of the median of
     #: the frames before (0 = only below collapse_log_ratio)
     poor_share: float = 0.3
-    #: global fixes in a row (any protection level; finite, not out of distribution) lying more than doubt_radius_m
-    #: beyond the belief's protection level and agreeing with each other (moved by the odometry, within
-    #: doubt_radius_m) that mark the estimate unconfirmed (withheld) while they last (0 = off)
-    doubt_fixes: int = 0
-    doubt_radius_m: float = 15.0  #: see doubt_fixes
 
     def __post_init__(self):
         if self.filter not in FILTERS:
@@ -88,10 +83,6 @@ class TrackingSettings:
         if not math.isfinite(self.informative_log_ratio):
             raise TrackingInputError(f"tracking informative_log_ratio must be a finite number, got "
                                      f"{self.informative_log_ratio}")
-        if not (isinstance(self.doubt_fixes, int) and self.doubt_fixes >= 0):
-            raise TrackingInputError(f"tracking doubt_fixes must be an integer >= 0, got {self.doubt_fixes}")
-        if not (math.isfinite(self.doubt_radius_m) and self.doubt_radius_m > 0):
-            raise TrackingInputError(f"tracking doubt_radius_m must be positive, got {self.doubt_radius_m}")
         if not 0.0 <= self.poor_share < 1.0:
             raise TrackingInputError(f"tracking poor_share must be in [0, 1), got {self.poor_share}")
         if not (math.isfinite(self.map_bias_std_m) and self.map_bias_std_m >= 0):
