@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -262,6 +263,35 @@ def test_camera_rig_is_stitched_localized_and_withheld_as_unlike_the_map(world, 
             break
     assert st is not None, "the rig's stitched frame never reached the gate"
     assert int(st["values"]["withheld_out_of_distribution"]) >= 1 and int(st["values"]["published"]) == 0
+
+
+def test_unsynchronised_rig_images_are_not_stitched_and_say_why(world, driver, nodes):
+    """A camera whose image comes 0.3 s after the others' (more than cameras.sync_tolerance_s): no set, the node
+    warns in its log, and /diagnostics counts it (rig_out_of_sync) and says why (rig_waiting)."""
+    from unifygeo_ros.image.stitch import PinholeCamera, intrinsics_for_fov, pinhole_view
+
+    k = intrinsics_for_fov(RIG_W, RIG_H, RIG_HFOV_DEG)
+    q = world.queries[0]
+    st = None
+    for _ in range(3):  # best-effort input: offer the set again if a sample was lost
+        t0 = driver.call("publish", topic="/rigz/cameras/front/camera_info", kind="camera_info",
+                         fields={"width": RIG_W, "height": RIG_H, "k": list(k)})["stamp_ns"]
+        for i, (name, yaw) in enumerate(RIG.items()):
+            if i:
+                driver.call("publish", topic=f"/rigz/cameras/{name}/camera_info", kind="camera_info",
+                            fields={"width": RIG_W, "height": RIG_H, "k": list(k)})
+            view = pinhole_view(q.rgb, PinholeCamera(name, k, RIG_W, RIG_H, yaw))
+            late = 300_000_000 if name == "back" else 0
+            driver.call("publish", topic=f"/rigz/cameras/{name}/image/compressed", kind="compressed",
+                        fields=jpeg_fields(view), stamp_ns=t0 + 1_000_000 + late)
+        st = driver.call("diagnostics", name_contains="/rigz/", after_ns=t0, timeout=6)["status"]
+        if st is not None and int(st["values"]["rig_out_of_sync"]) >= 1:
+            break
+    assert st is not None and int(st["values"]["rig_out_of_sync"]) >= 1, st
+    assert "0.300 s apart, more than cameras.sync_tolerance_s 0.05" in st["values"]["rig_waiting"]
+    log = nodes["/rigz"].text()  # throttled (warn_throttle_s): the first such set's line, maybe an earlier one's
+    assert re.search(r"cameras: the images of \w+ and \w+ are [0-9.]+ s apart, more than cameras.sync_tolerance_s "
+                     r"0.05: not stitched", log), log[-2000:]
 
 
 def test_low_score_fixes_are_withheld_and_counted(world, driver):

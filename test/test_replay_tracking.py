@@ -277,3 +277,33 @@ def test_live_compressed_rig_node_agrees_with_in_process_replay(world, tmp_path,
     common = sorted(set(est_live) & set(est_local))
     assert len(common) >= 5
     assert max(float(np.hypot(*(est_live[k] - est_local[k]))) for k in common) < 1e-3
+
+
+def test_replay_warns_when_the_rigs_images_are_not_stitched():
+    """Replay routes a rig's messages through the node's RigCollector: images further apart than
+    cameras.sync_tolerance_s are not stitched and the run's warnings say so, as the node's diagnostics do."""
+    from types import SimpleNamespace
+
+    from unifygeo_ros.rosbag.replay_inputs import ReplayInputs
+    from unifygeo_ros.rosbag.replay_topics import RigCamera, ReplayTopics
+    from unifygeo_ros.rosbag.synth_topics import CAMERA_INFO
+
+    cams = tuple(RigCamera(n, f"/cameras/{n}/image", f"/cameras/{n}/camera_info", yaw, 0.0, "--camera-yaw")
+                 for n, yaw in (("front", 0.0), ("back", 180.0)))
+    inputs = ReplayInputs(ReplayTopics(rig=cams), pipeline=None)
+
+    def stamp(t):
+        return SimpleNamespace(header=SimpleNamespace(stamp=SimpleNamespace(sec=int(t), nanosec=int((t % 1) * 1e9))))
+
+    for c in cams:
+        inputs.take(SimpleNamespace(topic=c.info_topic, msgtype=CAMERA_INFO), SimpleNamespace(), 0)
+    assert inputs.rig_warning() == "cameras: no set of images was stitched (no image from front, back)"
+    for t in (10.0, 10.5, 11.0):  # back lags 0.2 s behind front every frame
+        assert inputs.take(SimpleNamespace(topic=cams[0].image_topic, msgtype=bags.IMAGE), stamp(t), 0) is None
+        assert inputs.take(SimpleNamespace(topic=cams[1].image_topic, msgtype=bags.IMAGE), stamp(t + 0.2), 0) is None
+    assert inputs.rig_warning() == ("cameras: no set of images was stitched (the images of front and back are 0.200 s "
+                                    "apart, more than cameras.sync_tolerance_s 0.05)")
+    got = inputs.take(SimpleNamespace(topic=cams[1].image_topic, msgtype=bags.IMAGE), stamp(11.01), 0)
+    assert got is not None and [k for k, _, _ in got.messages] == ["camera_info", "camera_image"] * 2
+    assert inputs.rig_warning() == ("cameras: 5 time(s) every camera's latest image was there but further apart than "
+                                    "cameras.sync_tolerance_s 0.05: not stitched (1 sets stitched)")

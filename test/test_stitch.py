@@ -144,6 +144,30 @@ def test_rig_frame_decodes_compressed_images_like_raw_ones(panorama):
         NodeSettings.from_params({"cameras.transport": "theora"})
 
 
+def test_rig_collector_says_why_no_set_is_stitched_and_counts_unsynchronised_ones(panorama):
+    """The node's and replay's camera bookkeeping: what is missing, images too far apart (counted: the node's
+    /diagnostics rig_out_of_sync, replay's warning), a stale set; a complete set goes out once."""
+    from unifygeo_ros.image.stitch import RigCollector
+
+    s = NodeSettings.from_params({"input_mode": "cameras", "cameras.names": ["front", "back"],
+                                  "cameras.yaw_deg": [0.0, 180.0], "cameras.pitch_deg": [0.0, 0.0],
+                                  "cameras.panorama_width": W, "cameras.sync_tolerance_s": 0.05})
+    cams = {"front": cam("front", 0.0), "back": cam("back", 180.0)}
+    views = {n: pinhole_view(panorama, c) for n, c in cams.items()}
+    rig = RigCollector(s)
+    assert rig.image("front", _msg(views["front"], 10.0)) is None
+    assert rig.waiting == "no image from back; no CameraInfo from front, back" and rig.waiting_kind == "missing"
+    assert rig.info("front", _info(cams["front"])) is None and rig.info("back", _info(cams["back"])) is None
+    assert rig.waiting == "no image from back"
+    assert rig.image("back", _msg(views["back"], 10.2)) is None and rig.out_of_sync == 1
+    assert rig.waiting == ("the images of front and back are 0.200 s apart, more than cameras.sync_tolerance_s 0.05")
+    f = rig.image("front", _msg(views["front"], 10.21))
+    assert f is not None and rig.sets == 1 and rig.waiting == "" and f.newest_stamp_s == pytest.approx(10.21)
+    assert rig.image("back", _msg(views["back"], 10.2)) is None and rig.waiting == "no image from front"
+    assert rig.image("front", _msg(views["front"], 10.19)) is None and rig.waiting_kind == "stale"
+    assert rig.out_of_sync == 1 and rig.sets == 1
+
+
 def test_degenerate_focal_lengths_are_refused():
     """fx = fy = 1e-9 (a camera seeing 180 deg in a fraction of a pixel) used to get a fix; now one clear error."""
     from unifygeo_ros.errors import ImageError

@@ -225,18 +225,38 @@ class RigFrame:
     @classmethod
     def collect(cls, settings, images: dict, infos: dict, last_stamp_s: float) -> "RigFrame | None":
         """A frame when every camera has an image and a CameraInfo, the images' stamps lie within
-        ``settings.sync_tolerance_s`` and are newer than the last frame's; else None (wait for more)."""
-        names = settings.camera_names
-        if any(n not in images or n not in infos for n in names):
+        ``settings.sync_tolerance_s`` and are newer than the last frame's; else None (wait for more:
+        :meth:`waiting_for` says why)."""
+        if cls.waiting_for(settings, images, infos, last_stamp_s)[0]:
             return None
+        names = settings.camera_names
         stamps = [images[n].header.stamp for n in names]
         secs = [s.sec + 1e-9 * s.nanosec for s in stamps]
-        if max(secs) - min(secs) > settings.sync_tolerance_s or max(secs) <= last_stamp_s:
-            return None
         newest = int(np.argmax(secs))
         return cls(stamps[newest], secs[newest], [images[n] for n in names], [infos[n] for n in names],
                    tuple(names), tuple(settings.camera_yaw_deg), tuple(settings.camera_pitch_deg),
                    settings.panorama_width)
+
+    @staticmethod
+    def waiting_for(settings, images: dict, infos: dict, last_stamp_s: float) -> tuple[str, str]:
+        """Why :meth:`collect` makes no frame of these images yet: (kind, one line), kind ``missing`` (cameras
+        without an image or a CameraInfo), ``out_of_sync`` (images further apart than ``sync_tolerance_s``) or
+        ``stale`` (none newer than the last frame); ``("", "")`` when it does make one."""
+        names = settings.camera_names
+        no_image = [n for n in names if n not in images]
+        no_info = [n for n in names if n not in infos]
+        if no_image or no_info:
+            return "missing", "; ".join(([f"no image from {', '.join(no_image)}"] if no_image else [])
+                                        + ([f"no CameraInfo from {', '.join(no_info)}"] if no_info else []))
+        secs = {n: images[n].header.stamp.sec + 1e-9 * images[n].header.stamp.nanosec for n in names}
+        spread = max(secs.values()) - min(secs.values())
+        if spread > settings.sync_tolerance_s:
+            first, last = min(secs, key=secs.get), max(secs, key=secs.get)
+            return "out_of_sync", (f"the images of {first} and {last} are {spread:.3f} s apart, more than "
+                                   f"cameras.sync_tolerance_s {settings.sync_tolerance_s:g}")
+        if max(secs.values()) <= last_stamp_s:
+            return "stale", "no image newer than the last set"
+        return "", ""
 
     def decode(self) -> np.ndarray:
         from unifygeo_ros.image.codec import compressed_fields_to_rgb, image_msg_to_rgb
@@ -253,3 +273,41 @@ class RigFrame:
             cams.append(cam)
             rgbs.append(rgb)
         return stitcher_for(cams, self.width).stitch(rgbs)
+
+
+class RigCollector:
+    """The camera callbacks' bookkeeping, the node's and replay's alike: the latest image and CameraInfo of each
+    camera; a :class:`RigFrame` when they complete a set (then the images start again, the CameraInfos stay); why
+    not and how often, for diagnostics."""
+
+    def __init__(self, settings):
+        self.settings = settings
+        self.images: dict = {}
+        self.infos: dict = {}
+        self.last_stamp_s = -1.0
+        self.sets = 0  #: sets stitched
+        #: times every camera's latest image was there but their stamps further apart than sync_tolerance_s
+        self.out_of_sync = 0
+        self.waiting = "no image or CameraInfo received yet"  #: why the last message completed no set ("" when it did)
+        self.waiting_kind = "missing"  #: its kind (:meth:`RigFrame.waiting_for`)
+
+    def image(self, name: str, msg) -> RigFrame | None:
+        """A camera's image (``sensor_msgs/Image`` or ``CompressedImage``)."""
+        self.images[name] = msg
+        return self._collect()
+
+    def info(self, name: str, msg) -> RigFrame | None:
+        """A camera's ``CameraInfo`` (a set waiting only for it goes out now)."""
+        self.infos[name] = msg
+        return self._collect()
+
+    def _collect(self) -> RigFrame | None:
+        kind, self.waiting = RigFrame.waiting_for(self.settings, self.images, self.infos, self.last_stamp_s)
+        self.waiting_kind = kind
+        if kind:
+            self.out_of_sync += kind == "out_of_sync"
+            return None
+        frame = RigFrame.collect(self.settings, self.images, self.infos, self.last_stamp_s)
+        self.last_stamp_s, self.images = frame.newest_stamp_s, {}
+        self.sets += 1
+        return frame

@@ -39,7 +39,7 @@ from unifygeo_ros.image.codec import compressed_fields_to_rgb, image_msg_to_rgb
 from unifygeo_ros.ros.params import PARAMETERS, NodeSettings
 from unifygeo_ros.localization.pipeline import WITHHELD_REASONS, Frame, PipelineStats
 from unifygeo_ros.localization.sensor_feed import HeadingFeed, stamp_s, twist_reading
-from unifygeo_ros.image.stitch import RigFrame
+from unifygeo_ros.image.stitch import RigCollector, RigFrame
 from unifygeo_ros.ros.worker import LatestFrameWorker, Throttle, error_kind, load_pipeline
 
 
@@ -100,9 +100,7 @@ class LocalizerNode(Node):
             self.inputs = [self.create_subscription(CompressedImage, "image/compressed", self._on_compressed,
                                                     qos_profile_sensor_data)]
         else:
-            self._rig_images: dict[str, Image] = {}
-            self._rig_infos: dict[str, CameraInfo] = {}
-            self._rig_last_stamp = -1.0
+            self.rig = RigCollector(s)
             self.inputs = []
             img_type, suffix = (CompressedImage, "image/compressed") if s.camera_transport == "compressed" \
                 else (Image, "image")
@@ -156,17 +154,17 @@ class LocalizerNode(Node):
         self._offer(msg.header.stamp, lambda: compressed_fields_to_rgb(msg.format, msg.data), "image/compressed")
 
     def _on_camera_info(self, name: str, msg: CameraInfo) -> None:
-        self._rig_infos[name] = msg  # a set waiting only for this camera's first CameraInfo goes out now
-        self._on_camera_image(name, None)
+        self._offer_rig(self.rig.info(name, msg))
 
-    def _on_camera_image(self, name: str, msg: Image | CompressedImage | None) -> None:
-        if msg is not None:
-            self._rig_images[name] = msg
-        frame = RigFrame.collect(self.settings, self._rig_images, self._rig_infos, self._rig_last_stamp)
+    def _on_camera_image(self, name: str, msg: Image | CompressedImage) -> None:
+        self._offer_rig(self.rig.image(name, msg))
+
+    def _offer_rig(self, frame: RigFrame | None) -> None:
         if frame is not None:
-            self._rig_last_stamp = frame.newest_stamp_s
-            self._rig_images = {}
             self._offer(frame.stamp, frame.decode, "cameras")
+        elif self.rig.waiting_kind == "out_of_sync" and self.throttle.ready("rig:out_of_sync"):
+            self.get_logger().warning(f"cameras: {self.rig.waiting}: not stitched ({self.rig.out_of_sync} times so "
+                                      "far; /diagnostics rig_out_of_sync)")
 
     # ---- work (worker thread) -----------------------------------------------------------------------------
     def _localize(self, frame: Frame) -> None:
@@ -222,7 +220,9 @@ class LocalizerNode(Node):
     # ---- diagnostics (executor thread) ---------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:
         snap = self.stats.snapshot()
-        level, message = diagnostic_level(snap, self.settings.diagnostics_period_s, self.inputs[0].topic_name)
+        rig = getattr(self, "rig", None)  # input_mode cameras
+        level, message = diagnostic_level(snap, self.settings.diagnostics_period_s, self.inputs[0].topic_name,
+                                          rig.waiting if rig is not None else None)
         st = self.startup
         values = {
             **{k: v for k, v in snap.items()
@@ -246,6 +246,8 @@ class LocalizerNode(Node):
             "mode": self.pipeline.mode,
             **({"odometry_samples": self.pipeline.odometry.samples, "odometry_topic": self.odom_sub.topic_name}
                if self.odom_sub is not None else {}),
+            **({"rig_sets_stitched": rig.sets, "rig_out_of_sync": rig.out_of_sync, "rig_waiting": rig.waiting}
+               if rig is not None else {}),
         }
         status = DiagnosticStatus(level=level, name=f"{self.get_fully_qualified_name()}: localization", message=message,
                                   hardware_id=f"unifygeo model {st.model_identity[:12]}")
@@ -280,14 +282,17 @@ def _fmt(v) -> str:
     return "" if v is None else str(v)
 
 
-def diagnostic_level(snap: dict, period_s: float, topic: str) -> tuple[bytes, str]:
-    """(level, message) of the node's status from a :meth:`PipelineStats.snapshot`."""
+def diagnostic_level(snap: dict, period_s: float, topic: str, rig_waiting: str | None = None) -> tuple[bytes, str]:
+    """(level, message) of the node's status from a :meth:`PipelineStats.snapshot` (``rig_waiting``: input_mode
+    cameras, why the cameras' last message completed no set)."""
     recent = max(3.0 * period_s, 5.0)
     since_err = snap["seconds_since_error"]
     if since_err is not None and since_err <= recent:
         lvl = DiagnosticStatus.ERROR if snap["last_error_status"] == "error" else DiagnosticStatus.WARN
         return lvl, f"{snap['last_error_status'].replace('_', ' ')}: {snap['last_error']}"
     if snap["received"] == 0:
+        if rig_waiting:
+            return DiagnosticStatus.WARN, f"no set of camera images stitched yet: {rig_waiting}"
         return DiagnosticStatus.WARN, f"no images received yet on {topic}"
     tracking = snap.get("tracking_state", "")
     if snap["last_status"] == "withheld":

@@ -15,7 +15,7 @@ import numpy as np
 from unifygeo_ros import geo
 
 from unifygeo_ros.errors import UnifyGeoError
-from unifygeo_ros.image.stitch import RigFrame
+from unifygeo_ros.image.stitch import RigCollector, RigFrame
 from unifygeo_ros.localization.pipeline import Frame, LocalizationPipeline, Outcome, tracking_state
 from unifygeo_ros.localization.sensor_feed import HeadingFeed, twist_reading
 from unifygeo_ros.rosbag import io as bags
@@ -75,12 +75,10 @@ class ReplayInputs:
         self.pipeline = pipeline
         self.publish = publish
         self.heading = HeadingFeed()
-        self.rig = topics.rig_settings() if topics.rig else None
+        #: the node's camera callbacks' bookkeeping (a rig; None for a panorama)
+        self.rig = RigCollector(topics.rig_settings()) if topics.rig else None
         self._names = {c.image_topic: c.name for c in topics.rig}
         self._info_names = {c.info_topic: c.name for c in topics.rig}
-        self._images: dict[str, Any] = {}
-        self._infos: dict[str, Any] = {}
-        self._rig_last_s = -1.0
         self.kidnap_ns = topics.kidnap_ns
         self.kidnap_source = "metadata" if topics.kidnap_ns is not None else ""
         self.odometry_messages = self.imu_messages = 0
@@ -111,29 +109,34 @@ class ReplayInputs:
                 self.kidnap_ns, self.kidnap_source = bags.stamp_or_log_time(msg, log_ns), topic
             return None
         if conn.msgtype == CAMERA_INFO:
-            self._infos[self._info_names[topic]] = msg
-            return self._rig_set(log_ns)
+            return self._rig_set(self.rig.info(self._info_names[topic], msg), log_ns)
         if t.rig:
-            self._images[self._names[topic]] = msg
-            return self._rig_set(log_ns)
+            return self._rig_set(self.rig.image(self._names[topic], msg), log_ns)
         stamp = bags.stamp_or_log_time(msg, log_ns)
         decode = (lambda m=msg, ty=conn.msgtype: bags.msg_to_rgb(m, ty))
         return Candidate(stamp, Frame(stamp, stamp * 1e-9, decode), [("image", topic, msg)])
 
-    def _rig_set(self, log_ns: int) -> Candidate | None:
-        """The node's camera callbacks: the set is stitched when every camera has an image and a CameraInfo, the
-        images within the sync tolerance (:meth:`RigFrame.collect`), checked on every image and CameraInfo."""
-        rf = RigFrame.collect(self.rig, self._images, self._infos, self._rig_last_s)
+    def _rig_set(self, rf: RigFrame | None, log_ns: int) -> Candidate | None:
+        """The node's camera callbacks (:class:`RigCollector`): a set is stitched when every camera has an image and
+        a CameraInfo, the images within the sync tolerance, checked on every image and CameraInfo."""
         if rf is None:
             return None
-        self._rig_last_s = rf.newest_stamp_s
         stamp = bags.stamp_to_ns(rf.stamp) or int(log_ns)
         msgs = []
-        for cam in self.topics.rig:
-            msgs += [("camera_info", cam.info_topic, self._infos[cam.name]),
-                     ("camera_image", cam.image_topic, self._images[cam.name])]
-        self._images = {}
+        for cam, img, info in zip(self.topics.rig, rf.images, rf.infos):
+            msgs += [("camera_info", cam.info_topic, info), ("camera_image", cam.image_topic, img)]
         return Candidate(stamp, Frame(stamp, stamp * 1e-9, rf.decode, source="cameras"), msgs)
+
+    def rig_warning(self) -> str | None:
+        """A line when the rig's images did not all become sets: sets refused for their stamps' spread, or cameras
+        that never completed one (what the node's /diagnostics rig_* values say)."""
+        r = self.rig
+        if r is None or (r.out_of_sync == 0 and r.sets > 0):
+            return None
+        if r.sets == 0:
+            return f"cameras: no set of images was stitched ({r.waiting})"
+        return (f"cameras: {r.out_of_sync} time(s) every camera's latest image was there but further apart than "
+                f"cameras.sync_tolerance_s {r.settings.sync_tolerance_s:g}: not stitched ({r.sets} sets stitched)")
 
 
 # ------------------------------------------------------------------------------------------- rows, truth
