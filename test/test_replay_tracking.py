@@ -181,9 +181,11 @@ def test_kidnap_time_from_the_topic_and_from_the_metadata_agree(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------------ live
-def test_live_tracking_node_agrees_with_in_process_replay(world, drive_bag, tmp_path, monkeypatch):
-    """A localizer_node process in mode tracking, fed the bag's images, wheel odometry and IMU over DDS by
-    ``replay --live``, publishes the estimates the in-process replay computes (same settings and seed)."""
+def _live_and_local(world, tmp_path, monkeypatch, ns: str, params: dict, bag: Path, pipeline: PipelineSettings,
+                    ready: str):
+    """The bag replayed ``--live`` against a localizer_node process in ``ns`` (``params`` on top of the world's
+    model and index; its start-up line must hold ``ready``) and in-process with the same pipeline settings:
+    (live report, in-process report, live estimates, in-process estimates (stamp -> (east, north)), node log)."""
     pytest.importorskip("rclpy", reason="rclpy not importable (source scripts/ros_env.sh)")
     from ros_helpers import NodeProcess, ros_available, ros_subprocess_env, unique_domain_id
 
@@ -194,36 +196,42 @@ def test_live_tracking_node_agrees_with_in_process_replay(world, drive_bag, tmp_
     domain = unique_domain_id()
     env = ros_subprocess_env(domain_id=domain)
     monkeypatch.setenv("ROS_DOMAIN_ID", str(domain))
-    t = TRACK.tracking
-    node = NodeProcess(env, "/trk", {"checkpoint": w.checkpoint, "index": w.index, "device": "cpu", "cpu_threads": 1,
-                                     "min_score": 0.0, "max_protection_level_m": ".inf", "mode": "tracking",
-                                     "tracking.particles": t.particles, "tracking.disagree_fixes": t.disagree_fixes,
-                                     "tracking.collapse_frames": t.collapse_frames}, tmp_path / "node.log")
-    log = node.log
+    node = NodeProcess(env, ns, {"checkpoint": w.checkpoint, "index": w.index, "device": "cpu", "cpu_threads": 1,
+                                 "min_score": 0.0, "max_protection_level_m": ".inf", **params}, tmp_path / "node.log")
     try:
         node.wait_ready(240.0)
-        assert "mode tracking (odometry on /trk/odom, IMU on /trk/imu)" in log.read_text()
-        live = replay(ReplayConfig(bag=str(drive_bag.bag), index=None, out=str(tmp_path / "live"), live=True,
-                                   node_ns="/trk", live_timeout_s=60.0, plots=False, pipeline=TRACK),
-                      origin=geo.LocalENU(*w.origin))
+        assert ready in node.log.read_text()
+        live = replay(ReplayConfig(bag=str(bag), index=None, out=str(tmp_path / "live"), live=True, node_ns=ns,
+                                   live_timeout_s=60.0, plots=False, pipeline=pipeline), origin=geo.LocalENU(*w.origin))
     finally:
         node.stop()
-    local = replay(ReplayConfig(bag=str(drive_bag.bag), index=str(w.index), checkpoint=str(w.checkpoint),
-                                out=str(tmp_path / "local"), plots=False, device="cpu", pipeline=TRACK))
-    assert live.frames == local.frames == 16 and local.count == 16
-    assert live.count >= 14, log.read_text()  # a frame may be lost before discovery settles
+    local = replay(ReplayConfig(bag=str(bag), index=str(w.index), checkpoint=str(w.checkpoint),
+                                out=str(tmp_path / "local"), plots=False, device="cpu", pipeline=pipeline))
 
     def estimates(out):
         return {round(float(ln.split()[0]), 3): np.array(ln.split()[1:3], float) for ln in
                 (out / "estimate.tum").read_text().splitlines() if ln and not ln.startswith("#")}
 
-    est_live, est_local = estimates(tmp_path / "live"), estimates(tmp_path / "local")
+    return live, local, estimates(tmp_path / "live"), estimates(tmp_path / "local"), node.log.read_text()
+
+
+def test_live_tracking_node_agrees_with_in_process_replay(world, drive_bag, tmp_path, monkeypatch):
+    """A localizer_node process in mode tracking, fed the bag's images, wheel odometry and IMU over DDS by
+    ``replay --live``, publishes the estimates the in-process replay computes (same settings and seed)."""
+    t = TRACK.tracking
+    live, local, est_live, est_local, log = _live_and_local(
+        world, tmp_path, monkeypatch, "/trk", {"mode": "tracking", "tracking.particles": t.particles,
+                                              "tracking.disagree_fixes": t.disagree_fixes,
+                                              "tracking.collapse_frames": t.collapse_frames},
+        drive_bag.bag, TRACK, "mode tracking (odometry on /trk/odom, IMU on /trk/imu)")
+    assert live.frames == local.frames == 16 and local.count == 16
+    assert live.count >= 14, log  # a frame may be lost before discovery settles
     # the same inputs only up to the first frame the node did not answer (a lost frame skips a measurement update,
     # after which the two filters legitimately differ)
     stamps = sorted(est_local)
     lost = [k for k in stamps if k not in est_live]
     common = [k for k in stamps if not lost or k < lost[0]]
-    assert len(common) >= 8, (lost, log.read_text())
+    assert len(common) >= 8, (lost, log)
     moved = np.hypot(*(est_local[common[-1]] - est_local[common[0]]))
     assert moved > 5.0  # the belief moved with the odometry: a static estimate would agree trivially
     diff = [float(np.hypot(*(est_live[k] - est_local[k]))) for k in common]
@@ -238,42 +246,17 @@ def test_live_compressed_rig_node_agrees_with_in_process_replay(world, tmp_path,
     """A 4-camera rig recorded as JPEG ``CompressedImage`` (``bag synth --compressed``): ``replay --live`` publishes
     it on the node's ``cameras/<name>/image/compressed`` (``cameras.transport: compressed``), and the node's fixes
     are the in-process replay's (single frames: the same decode, stitch and localizer)."""
-    pytest.importorskip("rclpy", reason="rclpy not importable (source scripts/ros_env.sh)")
-    from ros_helpers import NodeProcess, ros_available, ros_subprocess_env, unique_domain_id
     from unifygeo_ros.rosbag.synth import SynthBagConfig, synth_bag
 
-    ok, why = ros_available()
-    if not ok:
-        pytest.skip(why)
-    _, w = world
     rec = synth_bag(SynthBagConfig(data=str(_city(world)), out=str(tmp_path / "rig"), storage="mcap", frames=6,
                                    rate_hz=2.0, seed=3, camera="pinhole", cameras=4, image_width=64, compressed=True))
-    single = PipelineSettings(min_score=0.0, max_protection_level_m=math.inf)
-    domain = unique_domain_id()
-    env = ros_subprocess_env(domain_id=domain)
-    monkeypatch.setenv("ROS_DOMAIN_ID", str(domain))
-    node = NodeProcess(env, "/rigz", {"checkpoint": w.checkpoint, "index": w.index, "device": "cpu", "cpu_threads": 1,
-                                      "min_score": 0.0, "max_protection_level_m": ".inf", "heading_source": "imu",
-                                      "input_mode": "cameras", "cameras.transport": "compressed"},
-                       tmp_path / "node.log")
-    try:
-        node.wait_ready(240.0)
-        assert "input cameras on /rigz/cameras/front/image/compressed" in node.log.read_text()
-        live = replay(ReplayConfig(bag=str(rec.bag), index=None, out=str(tmp_path / "live"), live=True,
-                                   node_ns="/rigz", live_timeout_s=60.0, plots=False, pipeline=single),
-                      origin=geo.LocalENU(*w.origin))
-    finally:
-        node.stop()
-    local = replay(ReplayConfig(bag=str(rec.bag), index=str(w.index), checkpoint=str(w.checkpoint),
-                                out=str(tmp_path / "local"), plots=False, device="cpu", pipeline=single))
+    live, local, est_live, est_local, log = _live_and_local(
+        world, tmp_path, monkeypatch, "/rigz",
+        {"heading_source": "imu", "input_mode": "cameras", "cameras.transport": "compressed"}, rec.bag,
+        PipelineSettings(min_score=0.0, max_protection_level_m=math.inf),
+        "input cameras on /rigz/cameras/front/image/compressed")
     assert live.frames == local.frames == 6 and local.count == 6
-    assert live.count >= 5, node.log.read_text()  # a frame may be lost before discovery settles
-
-    def estimates(out):
-        return {round(float(ln.split()[0]), 3): np.array(ln.split()[1:3], float) for ln in
-                (out / "estimate.tum").read_text().splitlines() if ln and not ln.startswith("#")}
-
-    est_live, est_local = estimates(tmp_path / "live"), estimates(tmp_path / "local")
+    assert live.count >= 5, log  # a frame may be lost before discovery settles
     common = sorted(set(est_live) & set(est_local))
     assert len(common) >= 5
     assert max(float(np.hypot(*(est_live[k] - est_local[k]))) for k in common) < 1e-3
