@@ -162,3 +162,34 @@ def test_error_is_measured_in_the_index_frame_and_a_given_heading_is_not_scored(
     assert estimated.error_m == pytest.approx(5.0, abs=1e-6) and estimated.heading_error_deg == pytest.approx(20.0)
     given = score_fix(_fix(20.0, heading_source="input"), truth, origin)  # the caller's --heading, not a result
     assert given.heading_error_deg is None and "heading_error_deg" not in given.to_json()
+
+
+def test_hfov_localizes_a_pinhole_photo_as_the_nodes_one_camera_rig(chain, tmp_path, capsys):
+    """``--hfov``: a pinhole photo is stitched as the node stitches a front camera (cameras.panorama_width 512) and
+    localized with --heading: the same fix as the Localizer on that panorama; a field of view outside [1, 180) is
+    one line."""
+    from PIL import Image
+
+    from unifygeo_ros.image.preprocess import load_image
+    from unifygeo_ros.image.stitch import PinholeCamera, intrinsics_for_fov, photo_to_panorama, pinhole_view
+    from unifygeo_ros.localization.localizer import Localizer
+
+    city, ix, ckpt = chain
+    pano = load_image(sorted((city / "panorama").iterdir())[0])
+    k = intrinsics_for_fov(160, 120, 90.0)
+    photo = pinhole_view(np.roll(pano, -pano.shape[1] // 12, axis=1), PinholeCamera("front", k, 160, 120, 0.0))
+    path = tmp_path / "photo.png"
+    Image.fromarray(photo).save(path)
+    capsys.readouterr()
+    assert main(["localize", str(path), "--index", str(ix), "--checkpoint", str(ckpt), "--device", "cpu",
+                 "--hfov", "90", "--heading", "30", "--json"]) == 0
+    (obj,) = json.loads(capsys.readouterr().out)
+    stitched = photo_to_panorama(load_image(path), 90.0, 512)
+    assert stitched.shape == (256, 512, 3) and not stitched[:, :128].any() and stitched[:, 200:312].any()
+    fix = Localizer.from_paths(ix, ckpt, device="cpu").localize(stitched, None, heading_deg=30.0)
+    assert obj["latitude"] == pytest.approx(fix.latitude_deg, abs=1e-9)
+    assert obj["longitude"] == pytest.approx(fix.longitude_deg, abs=1e-9)
+    assert obj["score"] == pytest.approx(fix.score, abs=1e-6)
+    rc = main(["localize", str(path), "--index", str(ix), "--hfov", "180"])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("\n") == 1 and "--hfov must be within [1, 180) deg, got 180.0" in err

@@ -171,6 +171,20 @@ def intrinsics_for_fov(width: int, height: int, hfov_deg: float) -> tuple:
     return (f, 0.0, width / 2.0 - 0.5, 0.0, f, height / 2.0 - 0.5, 0.0, 0.0, 1.0)
 
 
+def photo_to_panorama(rgb: np.ndarray, hfov_deg: float, width: int = 512, name: str = "photo") -> np.ndarray:
+    """A pinhole photo without a CameraInfo (square pixels, principal point at the centre, horizontal field of
+    view ``hfov_deg``) on the panorama's cylinder as the node stitches a one-camera rig looking forward: the
+    centre column is the photo's optical axis, the rest zero (``unifygeo localize --hfov``)."""
+    if not (math.isfinite(hfov_deg) and 1.0 <= hfov_deg < 180.0):
+        raise ImageError(f"{name}: a pinhole camera's horizontal field of view must be within [1, 180) deg, got "
+                         f"{hfov_deg}")
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ImageError(f"{name}: expected uint8 H x W x 3, got {rgb.dtype} {rgb.shape}")
+    h, w = rgb.shape[:2]
+    cam = PinholeCamera(name, intrinsics_for_fov(w, h, hfov_deg), w, h, 0.0, 0.0)
+    return stitcher_for([cam], width).stitch([rgb])
+
+
 # ------------------------------------------------------------------------------------------ rig frames (node)
 _STITCHERS: dict[tuple, PanoramaStitcher] = {}
 

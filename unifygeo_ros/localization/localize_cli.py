@@ -18,6 +18,7 @@ import sys
 from unifygeo_ros.data.truth_csv import TruthRow
 from unifygeo_ros.errors import ImageError, UnifyGeoError
 from unifygeo_ros.image.preprocess import load_image
+from unifygeo_ros.image.stitch import RigSettings, photo_to_panorama
 from unifygeo_ros.localization.fix import Fix, Prior
 from unifygeo_ros.localization.localizer import Localizer
 from unifygeo_ros.localization.pipeline import PipelineSettings, gate_fix
@@ -26,7 +27,8 @@ from unifygeo_ros.offline.truth_scoring import FixScore, load_truth_for, score_f
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("images", nargs="+", metavar="IMAGE", help="equirectangular panoramas (JPEG/PNG)")
+    parser.add_argument("images", nargs="+", metavar="IMAGE",
+                        help="equirectangular panoramas (JPEG/PNG), or pinhole photos with --hfov")
     parser.add_argument("--index", required=True, metavar="DIR", help="aerial index folder (unifygeo index build)")
     parser.add_argument("--checkpoint", default=None, help="model checkpoint (default: the one the index records)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -39,6 +41,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="score the fixes against the panoramas' true positions: a CSV with "
                              "panorama,latitude,longitude[,yaw_deg] (panorama = the image's file name); prints "
                              "each error_m and a summary (unifygeo synth writes <City>/map/panoramas.csv)")
+    parser.add_argument("--hfov", type=float, default=None, metavar="DEG",
+                        help="the images are pinhole photos (square pixels, principal point at the centre) with this "
+                             "horizontal field of view: each is stitched as the node's input_mode cameras stitches a "
+                             "front camera (cameras.panorama_width 512) and --heading is the camera's compass "
+                             "heading; use a limited-field-of-view model (models/fov)")
     parser.add_argument("--json", action="store_true", help="one JSON object per image (a JSON list)")
     add_backend_arguments(parser)
 
@@ -66,6 +73,8 @@ def _parse_prior(text: str | None) -> Prior | None:
 
 def run(args: argparse.Namespace) -> int:
     prior = _parse_prior(args.prior)
+    if args.hfov is not None and not (1.0 <= args.hfov < 180.0):
+        raise UnifyGeoError(f"--hfov must be within [1, 180) deg, got {args.hfov}")
     truth = load_truth_for(args.images, args.truth) if args.truth else None  # before the model: fail fast
     settings = PipelineSettings()  # the node's gate with its default parameters
     loc = Localizer.from_paths(args.index, args.checkpoint, device=args.device, backend=backend_from_args(args),
@@ -76,7 +85,10 @@ def run(args: argparse.Namespace) -> int:
     results, scores, accepted, failed = [], [], [], 0
     for k, path in enumerate(args.images):
         try:
-            fix = loc.localize(load_image(path), prior, heading_deg=args.heading)
+            rgb = load_image(path)
+            if args.hfov is not None:  # a pinhole photo: the node's one-camera rig panorama
+                rgb = photo_to_panorama(rgb, args.hfov, RigSettings().panorama_width, path)
+            fix = loc.localize(rgb, prior, heading_deg=args.heading)
         except ImageError as exc:
             failed += 1
             print(f"unifygeo localize: error: {exc}", file=sys.stderr)
