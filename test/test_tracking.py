@@ -3,6 +3,8 @@ scripted drives (maps that peak where the scene says), kidnap, lost, heading; th
 and a short drive through the demo city with the demo model."""
 from __future__ import annotations
 
+import dataclasses
+
 import math
 from dataclasses import dataclass
 
@@ -233,6 +235,29 @@ def test_filter_converges_on_a_drive_and_its_protection_level_bounds_the_error(n
     lat, lon = tracker.localizer.index.origin.from_en(est[-1].east_m, est[-1].north_m)
     assert (est[-1].latitude_deg, est[-1].longitude_deg) == pytest.approx((float(lat), float(lon)))
     assert all(e.tiles_evaluated <= tracker.settings.max_tiles for e in est) and est[-1].tiles_evaluated > 0
+
+
+@pytest.mark.parametrize("name", FILTERS)
+def test_frames_closer_than_the_evidence_spacing_weigh_less(name):
+    """evidence_spacing_m: a robot standing still sees the same scene frame after frame (the maps' errors are
+    shared), so its frames weigh evidence_min_share each and the belief narrows slower than when every frame weighs
+    fully; a robot driving at least the spacing between frames is updated as without it."""
+    def spread(settings, speed):
+        pos, yaw, deltas = drive(30, speed=speed)
+        est = run(SequentialLocalizer(ScriptedLocalizer(), settings), pos, yaw, deltas,
+                  scene=lambda k, p: Scene(tuple(p), fix=tuple(p) if k == 0 else None))
+        return float(np.trace(est[-1].covariance_en_m2)), est[-1]
+
+    base = TrackingSettings(filter=name, particles=1000, map_bias_std_m=0.0)
+    spaced = dataclasses.replace(base, evidence_spacing_m=4.0, evidence_min_share=0.1)
+    still_full, _ = spread(base, 0.0)
+    still_spaced, est = spread(spaced, 0.0)
+    assert est.initialised and still_spaced > 2.0 * still_full
+    moving_full, _ = spread(base, 10.0)  # 5 m between frames: beyond the spacing, so the same updates
+    moving_spaced, _ = spread(spaced, 10.0)
+    assert moving_spaced == pytest.approx(moving_full, rel=1e-9)
+    with pytest.raises(TrackingInputError, match="evidence_min_share"):
+        TrackingSettings(evidence_min_share=0.0)
 
 
 @pytest.mark.parametrize("name", FILTERS)

@@ -132,6 +132,7 @@ class SequentialLocalizer:
         self._challenger: _Challenger | None = None
         self._published: tuple[BeliefSummary, BeliefSummary] | None = None  # (belief's, with the map's error)
         self._frames = 0
+        self._driven_m = math.inf  # odometry distance since the last measurement update (inf: none yet)
         self._heading: tuple[float, float] | None = None  # last absolute heading (yaw rad, var) before init
         self._cold = (CandidateColdStart(self.belief, self.area_m2)
                       if s.cold_start == "candidates" and s.filter == "particles" else None)
@@ -147,6 +148,7 @@ class SequentialLocalizer:
         noisy = OdometryDelta(delta.forward_m, delta.left_m, delta.yaw_rad,
                               delta.cov * s.odometry_noise_scale ** 2 + extra, delta.dt_s)
         yaw = self.belief.summary(0.5).yaw_rad if self._challenger is not None else 0.0
+        self._driven_m += delta.distance_m
         self.belief.predict(noisy)
         if self._challenger is not None:
             self._challenger.en_m = self._challenger.en_m + delta.in_world(yaw)
@@ -227,7 +229,7 @@ class SequentialLocalizer:
         if lik is None:
             return ""
         yaw, yaw_std = self._initial_heading(fix)
-        self._cold.update(lik, s.cold_evidence_weight, s.floor_ratio, yaw, yaw_std)
+        self._cold.update(lik, s.cold_evidence_weight * self._evidence_share(), s.floor_ratio, yaw, yaw_std)
         pl = self._cold.protection_level_m(s.alpha)
         if pl <= s.max_protection_level_m:
             return f"{COLD_CANDIDATES} ({self._cold.frames} frames, protection level {pl:.1f} m)"
@@ -265,9 +267,10 @@ class SequentialLocalizer:
         lik = TileLikelihood(maps, self.localizer.calibration, self.area_m2, s.map_temperature)
         density = lik.density_at(support[0])
         ratio = lik.evidence_ratio(density, support[1])
-        self.belief.update_position(density, s.evidence_weight, s.floor_ratio)
+        weight = s.evidence_weight * self._evidence_share()
+        self.belief.update_position(density, weight, s.floor_ratio)
         if not self.localizer.known_orientation and not s.north_aligned:
-            self.belief.update_heading_field(lik, s.evidence_weight, math.radians(s.model_heading_min_std_deg))
+            self.belief.update_heading_field(lik, weight, math.radians(s.model_heading_min_std_deg))
         log_ratio = math.log(ratio) if ratio > 0 else -math.inf
         self._low_frames = self._low_frames + 1 if log_ratio < self._poor_below() else 0
         self._ratios = (self._ratios + [log_ratio])[-s.cold_collapse_frames:]
@@ -276,6 +279,15 @@ class SequentialLocalizer:
                 or (len(self._ratios) == s.cold_collapse_frames and sum(self._ratios) < s.collapse_log_ratio)):
             self.lost = True
         return log_ratio
+
+    def _evidence_share(self) -> float:
+        """The share of its weight this frame's evidence gets (``evidence_spacing_m``): the distance driven since the
+        last update over the spacing, within [``evidence_min_share``, 1]; the update then starts a new distance."""
+        s = self.settings
+        driven, self._driven_m = self._driven_m, 0.0
+        if s.evidence_spacing_m <= 0:
+            return 1.0
+        return min(max(driven / s.evidence_spacing_m, s.evidence_min_share), 1.0)
 
     def _published_summary(self) -> BeliefSummary:
         """The belief's summary at ``alpha`` with the map's shared error (``map_bias_std_m``) folded in: what is
