@@ -248,7 +248,7 @@ def test_frames_closer_than_the_evidence_spacing_weigh_less(name):
                   scene=lambda k, p: Scene(tuple(p), fix=tuple(p) if k == 0 else None))
         return float(np.trace(est[-1].covariance_en_m2)), est[-1]
 
-    base = TrackingSettings(filter=name, particles=1000, map_bias_std_m=0.0)
+    base = TrackingSettings(filter=name, particles=1000, map_bias_std_m=0.0, evidence_spacing_m=0.0)
     spaced = dataclasses.replace(base, evidence_spacing_m=4.0, evidence_min_share=0.1)
     still_full, _ = spread(base, 0.0)
     still_spaced, est = spread(spaced, 0.0)
@@ -604,8 +604,9 @@ def test_with_poor_share_a_frame_far_below_the_cameras_usual_evidence_is_withhel
     def scene(k, p):
         return Scene(tuple(p), peak=(p[0], p[1] + 9.0) if k >= 20 else None, fix=tuple(p) if k == 0 else None)
 
-    plain, poor = (run(SequentialLocalizer(ScriptedLocalizer(), TrackingSettings(
-        filter=name, particles=500, poor_share=share)), pos, yaw, deltas, scene) for share in (0.0, 0.5))
+    plain, poor = (run(SequentialLocalizer(ScriptedLocalizer(), TrackingSettings(  # every frame weighs fully
+        filter=name, particles=500, poor_share=share, evidence_spacing_m=0.0)), pos, yaw, deltas, scene)
+        for share in (0.0, 0.5))
     usual = float(np.median([e.evidence_log_ratio for e in plain[10:20]]))
     assert TrackingSettings().collapse_log_ratio < plain[20].evidence_log_ratio < 0.5 * usual
     assert not plain[20].unconfirmed and gate_track(plain[20])[0] == ""

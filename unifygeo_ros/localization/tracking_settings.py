@@ -28,7 +28,7 @@ class TrackingSettings:
     #: a frame's evidence weighs fully (evidence_weight, cold_evidence_weight) once the robot has driven this far
     #: since the last update, in proportion below it (frames closer together see the same scene: their maps share
     #: their errors), at least evidence_min_share; 0 = every frame weighs fully, however close
-    evidence_spacing_m: float = 0.0
+    evidence_spacing_m: float = 4.0
     evidence_min_share: float = 0.1  #: see evidence_spacing_m
     floor_ratio: float = 0.01  #: a frame's likelihood is at least this share of its maximum over the belief
     model_heading_min_std_deg: float = 10.0  #: floor of the model's heading std (unknown-orientation models)

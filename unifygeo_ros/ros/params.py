@@ -32,6 +32,9 @@ TRACKING_PARAMETERS = (
     ("grid_window_m", "grid filter: side of the window that follows the belief, m"),
     ("max_tiles", "tiles whose maps are evaluated per frame (those holding the most belief)"),
     ("evidence_weight", "exponent of a frame's likelihood (consecutive frames are not independent views)"),
+    ("evidence_spacing_m", "a frame's evidence weighs fully once the robot drove this far since the last update, in "
+                           "proportion below it (0: every frame fully), m"),
+    ("evidence_min_share", "the least share of its weight a frame's evidence gets (a robot standing still)"),
     ("floor_ratio", "a frame's likelihood is at least this share of its maximum over the belief"),
     ("heading_weight", "exponent of an absolute (IMU) heading's likelihood (its readings share a bias)"),
     ("heading_reset_sigmas", "an IMU heading this many combined sigmas from the belief replaces the belief's heading"),
