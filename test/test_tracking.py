@@ -238,26 +238,47 @@ def test_filter_converges_on_a_drive_and_its_protection_level_bounds_the_error(n
 
 
 @pytest.mark.parametrize("name", FILTERS)
-def test_frames_closer_than_the_evidence_spacing_weigh_less(name):
-    """evidence_spacing_m: a robot standing still sees the same scene frame after frame (the maps' errors are
+def test_frames_closer_than_the_frame_spacing_weigh_less(name):
+    """frame_spacing_m: a robot standing still sees the same scene frame after frame (the maps' errors are
     shared), so its frames weigh evidence_min_share each and the belief narrows slower than when every frame weighs
-    fully; a robot driving at least the spacing between frames is updated as without it."""
+    fully; a robot driving the spacing between frames is updated (evidence and process noise) as without it."""
     def spread(settings, speed):
         pos, yaw, deltas = drive(30, speed=speed)
         est = run(SequentialLocalizer(ScriptedLocalizer(), settings), pos, yaw, deltas,
                   scene=lambda k, p: Scene(tuple(p), fix=tuple(p) if k == 0 else None))
         return float(np.trace(est[-1].covariance_en_m2)), est[-1]
 
-    base = TrackingSettings(filter=name, particles=1000, map_bias_std_m=0.0, evidence_spacing_m=0.0)
-    spaced = dataclasses.replace(base, evidence_spacing_m=4.0, evidence_min_share=0.1)
+    base = TrackingSettings(filter=name, particles=1000, map_bias_std_m=0.0, frame_spacing_m=0.0)
+    spaced = dataclasses.replace(base, frame_spacing_m=4.0, evidence_min_share=0.1)
     still_full, _ = spread(base, 0.0)
     still_spaced, est = spread(spaced, 0.0)
     assert est.initialised and still_spaced > 2.0 * still_full
-    moving_full, _ = spread(base, 10.0)  # 5 m between frames: beyond the spacing, so the same updates
-    moving_spaced, _ = spread(spaced, 10.0)
+    moving_full, _ = spread(base, 8.0)  # 4 m between frames: the spacing itself, so the same updates and noise
+    moving_spaced, _ = spread(spaced, 8.0)
     assert moving_spaced == pytest.approx(moving_full, rel=1e-9)
     with pytest.raises(TrackingInputError, match="evidence_min_share"):
         TrackingSettings(evidence_min_share=0.0)
+
+
+def test_the_distance_share_of_the_process_noise_is_per_metre_whatever_the_frame_rate():
+    """With frame_spacing_m, position_noise_frac is a random walk over the distance driven (its variance over 8 m is
+    the same in 2 steps of 4 m or 10 of 0.8 m); without it (0) it is drawn per step, so a faster camera adds less."""
+    def added_variance(spacing, steps):
+        t = SequentialLocalizer(ScriptedLocalizer(), TrackingSettings(
+            particles=200, frame_spacing_m=spacing, position_noise_m_per_sqrt_s=0.0))
+        t.step(Scene((80.0, 100.0), fix=(80.0, 100.0)), 0.0, 90.0, 1.0)
+        assert t.initialised
+        got = []
+        t.belief.predict = lambda delta: got.append(delta.cov[0, 0])
+        for _ in range(steps):
+            t.predict(OdometryDelta.from_twist(8.0 / steps, 0.0, 1.0, 1e-12, 1e-12, 1e-12))
+        return sum(got) - steps * 1e-12 * 1.5 ** 2
+
+    frac2 = TrackingSettings().position_noise_frac ** 2
+    assert added_variance(4.0, 2) == pytest.approx(frac2 * 4.0 * 8.0, rel=1e-6)
+    assert added_variance(4.0, 10) == pytest.approx(frac2 * 4.0 * 8.0, rel=1e-6)
+    assert added_variance(0.0, 2) == pytest.approx(frac2 * 2 * 16.0, rel=1e-6)
+    assert added_variance(0.0, 10) == pytest.approx(frac2 * 10 * 0.64, rel=1e-6)
 
 
 @pytest.mark.parametrize("name", FILTERS)
@@ -605,7 +626,7 @@ def test_with_poor_share_a_frame_far_below_the_cameras_usual_evidence_is_withhel
         return Scene(tuple(p), peak=(p[0], p[1] + 9.0) if k >= 20 else None, fix=tuple(p) if k == 0 else None)
 
     plain, poor = (run(SequentialLocalizer(ScriptedLocalizer(), TrackingSettings(  # every frame weighs fully
-        filter=name, particles=500, poor_share=share, evidence_spacing_m=0.0)), pos, yaw, deltas, scene)
+        filter=name, particles=500, poor_share=share, frame_spacing_m=0.0)), pos, yaw, deltas, scene)
         for share in (0.0, 0.5))
     usual = float(np.median([e.evidence_log_ratio for e in plain[10:20]]))
     assert TrackingSettings().collapse_log_ratio < plain[20].evidence_log_ratio < 0.5 * usual

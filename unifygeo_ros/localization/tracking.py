@@ -143,7 +143,9 @@ class SequentialLocalizer:
         if not self.initialised and not self._seeded():
             return
         s = self.settings
-        extra = np.diag([(s.position_noise_frac * delta.distance_m) ** 2 + s.position_noise_m_per_sqrt_s ** 2
+        # the share of the distance as a random walk over distance, equal to it over frame_spacing_m (0: per step)
+        d2 = delta.distance_m * (s.frame_spacing_m if s.frame_spacing_m > 0 else delta.distance_m)
+        extra = np.diag([s.position_noise_frac ** 2 * d2 + s.position_noise_m_per_sqrt_s ** 2
                          * delta.dt_s] * 2 + [math.radians(s.yaw_noise_deg_per_sqrt_s) ** 2 * delta.dt_s])
         noisy = OdometryDelta(delta.forward_m, delta.left_m, delta.yaw_rad,
                               delta.cov * s.odometry_noise_scale ** 2 + extra, delta.dt_s)
@@ -281,13 +283,13 @@ class SequentialLocalizer:
         return log_ratio
 
     def _evidence_share(self) -> float:
-        """The share of its weight this frame's evidence gets (``evidence_spacing_m``): the distance driven since the
+        """The share of its weight this frame's evidence gets (``frame_spacing_m``): the distance driven since the
         last update over the spacing, within [``evidence_min_share``, 1]; the update then starts a new distance."""
         s = self.settings
         driven, self._driven_m = self._driven_m, 0.0
-        if s.evidence_spacing_m <= 0:
+        if s.frame_spacing_m <= 0:
             return 1.0
-        return min(max(driven / s.evidence_spacing_m, s.evidence_min_share), 1.0)
+        return min(max(driven / s.frame_spacing_m, s.evidence_min_share), 1.0)
 
     def _published_summary(self) -> BeliefSummary:
         """The belief's summary at ``alpha`` with the map's shared error (``map_bias_std_m``) folded in: what is

@@ -25,11 +25,13 @@ class TrackingSettings:
     max_tiles: int = 6  #: tiles evaluated per frame (those holding the most belief)
     map_temperature: float | None = None  #: None: the calibration's pl_map_temperature
     evidence_weight: float = 0.25  #: exponent of a frame's likelihood (frames of a drive are not independent)
-    #: a frame's evidence weighs fully (evidence_weight, cold_evidence_weight) once the robot has driven this far
-    #: since the last update, in proportion below it (frames closer together see the same scene: their maps share
-    #: their errors), at least evidence_min_share; 0 = every frame weighs fully, however close
-    evidence_spacing_m: float = 4.0
-    evidence_min_share: float = 0.1  #: see evidence_spacing_m
+    #: the spacing between frames (m) the per-frame settings were tuned at (8 m/s, 2 Hz): a frame's evidence weighs
+    #: fully (evidence_weight, cold_evidence_weight) once the robot has driven this far since the last update, in
+    #: proportion below it (frames closer together see the same scene: their maps share their errors), at least
+    #: evidence_min_share; and position_noise_frac is a random walk over the distance equal to it over this spacing,
+    #: so a faster camera or a slower robot gets the same confidence per metre; 0 = both per frame
+    frame_spacing_m: float = 4.0
+    evidence_min_share: float = 0.1  #: see frame_spacing_m
     floor_ratio: float = 0.01  #: a frame's likelihood is at least this share of its maximum over the belief
     model_heading_min_std_deg: float = 10.0  #: floor of the model's heading std (unknown-orientation models)
     heading_weight: float = 0.25  #: exponent of an absolute heading's likelihood (an IMU's readings share its bias)
@@ -88,9 +90,9 @@ class TrackingSettings:
         if not math.isfinite(self.informative_log_ratio):
             raise TrackingInputError(f"tracking informative_log_ratio must be a finite number, got "
                                      f"{self.informative_log_ratio}")
-        if not (math.isfinite(self.evidence_spacing_m) and self.evidence_spacing_m >= 0):
-            raise TrackingInputError(f"tracking evidence_spacing_m must be a finite number >= 0, got "
-                                     f"{self.evidence_spacing_m}")
+        if not (math.isfinite(self.frame_spacing_m) and self.frame_spacing_m >= 0):
+            raise TrackingInputError(f"tracking frame_spacing_m must be a finite number >= 0, got "
+                                     f"{self.frame_spacing_m}")
         if not 0.0 < self.evidence_min_share <= 1.0:
             raise TrackingInputError(f"tracking evidence_min_share must be in (0, 1], got {self.evidence_min_share}")
         if not 0.0 <= self.poor_share < 1.0:

@@ -32,8 +32,9 @@ TRACKING_PARAMETERS = (
     ("grid_window_m", "grid filter: side of the window that follows the belief, m"),
     ("max_tiles", "tiles whose maps are evaluated per frame (those holding the most belief)"),
     ("evidence_weight", "exponent of a frame's likelihood (consecutive frames are not independent views)"),
-    ("evidence_spacing_m", "a frame's evidence weighs fully once the robot drove this far since the last update, in "
-                           "proportion below it (0: every frame fully), m"),
+    ("frame_spacing_m", "frame spacing the per-frame settings were tuned at: a frame's evidence weighs in proportion to "
+                        "the distance driven since the last update up to it, the distance noise is per metre (0: "
+                        "per frame), m"),
     ("evidence_min_share", "the least share of its weight a frame's evidence gets (a robot standing still)"),
     ("floor_ratio", "a frame's likelihood is at least this share of its maximum over the belief"),
     ("heading_weight", "exponent of an absolute (IMU) heading's likelihood (its readings share a bias)"),
