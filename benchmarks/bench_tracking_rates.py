@@ -35,13 +35,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from bench_tracking_defaults import parse_variant, summarise  # noqa: E402
-from bench_tracking_replay import city_dir, city_seed, index_for, run_replay  # noqa: E402
-from unifygeo_ros.errors import UnifyGeoError  # noqa: E402
+from bench_tracking_replay import index_for, make_bag, run_replay  # noqa: E402
 from unifygeo_ros.index import store  # noqa: E402
 from unifygeo_ros.localization.localizer import Localizer  # noqa: E402
 from unifygeo_ros.model.handle import load_model  # noqa: E402
 from unifygeo_ros.rosbag.replay_cli import tracking_settings  # noqa: E402
-from unifygeo_ros.rosbag.synth import SynthBagConfig, synth_bag  # noqa: E402
 
 
 def parse_rates(text: str) -> list[tuple[float, float]]:
@@ -57,24 +55,6 @@ def parse_rates(text: str) -> list[tuple[float, float]]:
 
 def label(rate_hz: float, speed_mps: float) -> str:
     return f"r{rate_hz:g}v{speed_mps:g}"
-
-
-def record(work: Path, city: str, rate_hz: float, speed_mps: float, duration_s: float, kidnap_at_s: float) -> Path:
-    """The drive's bag (recorded when missing; the kidnap at the first time from ``kidnap_at_s`` the city allows)."""
-    bag = work / "bags" / f"{city}_{label(rate_hz, speed_mps)}"
-    if (bag / "metadata.yaml").is_file():
-        return bag
-    for at in np.arange(kidnap_at_s, duration_s - 20.0, 2.5):
-        try:
-            res = synth_bag(SynthBagConfig(data=str(city_dir(city)), out=str(bag), storage="sqlite3",
-                                           duration_s=duration_s, rate_hz=rate_hz, seed=city_seed(city),
-                                           speed_mps=speed_mps, kidnap_at_s=float(at)))
-            print(f"  bag {bag.name}: {res.frames} frames, kidnap at {at:g} s ({res.kidnap_jump_m:.0f} m)", flush=True)
-            return bag
-        except UnifyGeoError as exc:
-            if "cannot teleport" not in str(exc):
-                raise
-    raise UnifyGeoError(f"{city}: no kidnap of 200 m possible between {kidnap_at_s} and {duration_s - 20} s")
 
 
 def plot(summary: dict, path: Path) -> None:
@@ -124,7 +104,8 @@ def main(argv=None) -> int:
     for city in args.cities.split(","):
         loc = Localizer(store.load_index(index_for(ROOT / args.index_work, city, "demo", handle)), handle)
         for rate, speed in args.rates:
-            bag = record(work, city, rate, speed, args.duration, args.kidnap_at)
+            bag = make_bag(work, city, "panorama", args.duration, args.kidnap_at, rate, speed,
+                           f"{city}_{label(rate, speed)}")
             for name, sets in variants:
                 settings = tracking_settings([tuple(kv.split("=", 1)) for kv in sets])
                 run_dir = work / f"{name}_{label(rate, speed)}"

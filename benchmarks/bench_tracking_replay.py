@@ -74,16 +74,19 @@ def city_seed(name: str) -> int:
     return int(json.loads((city_dir(name) / "geo.json").read_text())["seed"])
 
 
-def make_bag(work: Path, city: str, rig: str, duration_s: float, kidnap_at_s: float) -> Path:
-    """The drive's bag (recorded when missing)."""
-    bag = work / "bags" / f"{city}_{rig}"
+def make_bag(work: Path, city: str, rig: str, duration_s: float, kidnap_at_s: float, rate_hz: float = 2.0,
+             speed_mps: float = 8.0, name: str | None = None) -> Path:
+    """The drive's bag ``<work>/bags/<name>`` (default ``<city>_<rig>``), recorded when missing: the kidnap at the
+    first time from ``kidnap_at_s`` the city allows one."""
+    bag = work / "bags" / (name or f"{city}_{rig}")
     if (bag / "metadata.yaml").is_file():
         return bag
     t0 = time.perf_counter()
     for at in np.arange(kidnap_at_s, duration_s - 30.0, 2.5):  # a small city allows 200 m jumps from some places
         try:
             res = synth_bag(SynthBagConfig(data=str(city_dir(city)), out=str(bag), storage="sqlite3",
-                                           duration_s=duration_s, rate_hz=2.0, seed=city_seed(city), speed_mps=8.0,
+                                           duration_s=duration_s, rate_hz=rate_hz, seed=city_seed(city),
+                                           speed_mps=speed_mps,
                                            kidnap_at_s=float(at), **RIGS[rig]))
             break
         except UnifyGeoError as exc:

@@ -171,15 +171,18 @@ def intrinsics_for_fov(width: int, height: int, hfov_deg: float) -> tuple:
     return (f, 0.0, width / 2.0 - 0.5, 0.0, f, height / 2.0 - 0.5, 0.0, 0.0, 1.0)
 
 
+def check_hfov(hfov_deg: float, what: str) -> None:
+    """An ImageError unless ``hfov_deg`` is a pinhole camera's horizontal field of view: within [1, 180) deg."""
+    if not (math.isfinite(hfov_deg) and 1.0 <= hfov_deg < 180.0):
+        raise ImageError(f"{what} must be within [1, 180) deg, got {hfov_deg}")
+
+
 def photo_to_panorama(rgb: np.ndarray, hfov_deg: float, width: int = 512, name: str = "photo") -> np.ndarray:
     """A pinhole photo without a CameraInfo (square pixels, principal point at the centre, horizontal field of
     view ``hfov_deg``) on the panorama's cylinder as the node stitches a one-camera rig looking forward: the
-    centre column is the photo's optical axis, the rest zero (``unifygeo localize --hfov``)."""
-    if not (math.isfinite(hfov_deg) and 1.0 <= hfov_deg < 180.0):
-        raise ImageError(f"{name}: a pinhole camera's horizontal field of view must be within [1, 180) deg, got "
-                         f"{hfov_deg}")
-    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-        raise ImageError(f"{name}: expected uint8 H x W x 3, got {rgb.dtype} {rgb.shape}")
+    centre column is the photo's optical axis, the rest zero (``unifygeo localize --hfov``). The stitcher checks
+    the image."""
+    check_hfov(hfov_deg, f"{name}: a pinhole camera's horizontal field of view")
     h, w = rgb.shape[:2]
     cam = PinholeCamera(name, intrinsics_for_fov(w, h, hfov_deg), w, h, 0.0, 0.0)
     return stitcher_for([cam], width).stitch([rgb])
@@ -241,8 +244,11 @@ class RigFrame:
         """A frame when every camera has an image and a CameraInfo, the images' stamps lie within
         ``settings.sync_tolerance_s`` and are newer than the last frame's; else None (wait for more:
         :meth:`waiting_for` says why)."""
-        if cls.waiting_for(settings, images, infos, last_stamp_s)[0]:
-            return None
+        return None if cls.waiting_for(settings, images, infos, last_stamp_s)[0] else cls.of(settings, images, infos)
+
+    @classmethod
+    def of(cls, settings, images: dict, infos: dict) -> "RigFrame":
+        """The frame of a set :meth:`waiting_for` found complete."""
         names = settings.camera_names
         stamps = [images[n].header.stamp for n in names]
         secs = [s.sec + 1e-9 * s.nanosec for s in stamps]
@@ -321,7 +327,7 @@ class RigCollector:
         if kind:
             self.out_of_sync += kind == "out_of_sync"
             return None
-        frame = RigFrame.collect(self.settings, self.images, self.infos, self.last_stamp_s)
+        frame = RigFrame.of(self.settings, self.images, self.infos)
         self.last_stamp_s, self.images = frame.newest_stamp_s, {}
         self.sets += 1
         return frame

@@ -18,7 +18,7 @@ import sys
 from unifygeo_ros.data.truth_csv import TruthRow
 from unifygeo_ros.errors import ImageError, UnifyGeoError
 from unifygeo_ros.image.preprocess import load_image
-from unifygeo_ros.image.stitch import RigSettings, photo_to_panorama
+from unifygeo_ros.image.stitch import RigSettings, check_hfov, photo_to_panorama
 from unifygeo_ros.localization.fix import Fix, Prior
 from unifygeo_ros.localization.localizer import Localizer
 from unifygeo_ros.localization.pipeline import PipelineSettings, gate_fix
@@ -73,8 +73,8 @@ def _parse_prior(text: str | None) -> Prior | None:
 
 def run(args: argparse.Namespace) -> int:
     prior = _parse_prior(args.prior)
-    if args.hfov is not None and not (1.0 <= args.hfov < 180.0):
-        raise UnifyGeoError(f"--hfov must be within [1, 180) deg, got {args.hfov}")
+    if args.hfov is not None:
+        check_hfov(args.hfov, "--hfov")  # before the model: fail fast
     truth = load_truth_for(args.images, args.truth) if args.truth else None  # before the model: fail fast
     settings = PipelineSettings()  # the node's gate with its default parameters
     loc = Localizer.from_paths(args.index, args.checkpoint, device=args.device, backend=backend_from_args(args),

@@ -94,6 +94,7 @@ class LocalizerNode(Node):
         self.pub_pose = self.create_publisher(PoseWithCovarianceStamped, "pose", OUTPUT_QOS)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", OUTPUT_QOS)
 
+        self.rig: RigCollector | None = None  # input_mode cameras: the camera callbacks' bookkeeping
         if s.input_mode == "panorama":
             self.inputs = [self.create_subscription(Image, "image", self._on_image, qos_profile_sensor_data)]
         elif s.input_mode == "compressed":
@@ -220,7 +221,7 @@ class LocalizerNode(Node):
     # ---- diagnostics (executor thread) ---------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:
         snap = self.stats.snapshot()
-        rig = getattr(self, "rig", None)  # input_mode cameras
+        rig = self.rig
         level, message = diagnostic_level(snap, self.settings.diagnostics_period_s, self.inputs[0].topic_name,
                                           rig.waiting if rig is not None else None)
         st = self.startup
