@@ -21,7 +21,7 @@ from unifygeo_ros.rosbag import trajectory
 from unifygeo_ros.rosbag.replay import ReplayConfig, replay
 from unifygeo_ros.rosbag.replay_topics import bag_description
 from unifygeo_ros.rosbag.replay_tracking import tracking_report
-from unifygeo_ros.rosbag.replay_types import FIX, NO_FIX, FrameResult
+from unifygeo_ros.rosbag.replay_types import FIX, NO_FIX, FrameResult, quat_yaw_deg
 
 #: the filter on random weights: every global fix accepted, the first one starts it, no re-initialisation after
 TRACK = PipelineSettings(min_score=0.0, max_protection_level_m=math.inf, mode="tracking",
@@ -118,6 +118,42 @@ def test_replay_track_takes_the_bags_only_topics_and_reports_tracking(world, dri
     assert all(not math.isnan(float(r["evidence_log_ratio"])) for r in rows[1:])  # "inf": an uncalibrated model
     for name in ("tracking_trajectory.png", "tracking_error.png"):
         assert (out / name).stat().st_size > 1000
+
+
+def test_north_aligned_bag_scores_the_tracking_heading_against_the_vehicles(world, drive_bag, tmp_path):
+    """A north-aligned panorama bag's GT orientation is the vehicle's (as on a vehicle-aligned bag of the same drive):
+    the tracking filter's published heading (the robot's) is scored against it, while the convention 0 that
+    heading_source north_aligned publishes frame by frame is not scored at all."""
+    from unifygeo_ros.rosbag.synth import SynthBagConfig, synth_bag
+
+    _, w = world
+    north = synth_bag(SynthBagConfig(data=str(_city(world)), out=str(tmp_path / "north"), storage="mcap", frames=16,
+                                     rate_hz=2.0, seed=3, image_width=128, north_aligned=True))
+
+    def gt_yaws(bag):
+        with bags.open_bag(bag) as r:
+            conns = [c for c in r.connections if c.topic == "/gt/geopose"]
+            return np.array([quat_yaw_deg(m.pose.orientation) for _, _, m in bags.iter_messages(r, conns)])
+
+    yaw_north, yaw_vehicle = gt_yaws(north.bag), gt_yaws(drive_bag.bag)
+    assert np.allclose(yaw_north, yaw_vehicle)  # the vehicle's, not the north-aligned camera's ENU yaw 90
+    assert np.all(np.abs(geo.angle_diff_deg(yaw_vehicle, 90.0)) > 45.0)  # this seed's drive heads west
+    runs = {}
+    for name, extra in (("single", []), ("track", ["--track", "--track-set", "particles=300", "--track-set",
+                                                   "disagree_fixes=1000", "--track-set", "collapse_frames=1000"])):
+        out = tmp_path / name
+        assert cli.main(["replay", str(north.bag), "--index", str(w.index), "--out", str(out), "--device", "cpu",
+                         "--min-score", "0", "--max-protection-level", "inf", "--no-plots"] + extra) == 0
+        with open(out / "frames.csv", newline="") as fh:
+            runs[name] = (json.loads((out / "metrics.json").read_text()), list(csv.DictReader(fh)))
+    m, rows = runs["single"]
+    assert m["config"]["heading_source"] == "north_aligned" and m["count"] == 16
+    assert m["heading_error"]["count"] == 0 and m["heading_error_median_deg"] is None
+    assert "convention" in m["heading_error"]["not_scored"]
+    assert all(r["heading_error_deg"] == "" for r in rows) and all(r["gt_yaw_deg"] for r in rows if r["error_m"])
+    m, rows = runs["track"]
+    assert m["heading_error"]["count"] == m["count"] == 16 and "not_scored" not in m["heading_error"]
+    assert m["heading_error_median_deg"] < 10.0  # the IMU's heading (0.05 rad noise), not 0 against a turning GT
 
 
 @pytest.mark.parametrize("compressed", [False, True])

@@ -48,7 +48,7 @@ from unifygeo_ros.rosbag.replay_inputs import (GroundTruthReader, ReplayInputs, 
                                                resolve_heading_source)
 from unifygeo_ros.rosbag.replay_outputs import draw_map, index_meta, map_tiles, write_outputs
 from unifygeo_ros.rosbag.replay_quality import DataQuality, ImageStamps
-from unifygeo_ros.rosbag.replay_scoring import score_frames
+from unifygeo_ros.rosbag.replay_scoring import heading_not_scored, score_frames
 from unifygeo_ros.rosbag.replay_topics import ReplayTopics, choose_topics
 from unifygeo_ros.rosbag.replay_tracking import plot_tracking, tracking_report
 from unifygeo_ros.rosbag.replay_types import GT_TYPES, FrameResult, GroundTruth, ReplayConfig, ReplayReport
@@ -171,7 +171,8 @@ def replay(cfg: ReplayConfig, localizer: Localizer | None = None, origin: geo.Lo
     if (line := stamps.warning(cfg.image_topic)) is not None:
         warnings.append(line)
     origin = _finish_warnings(cfg, gt.gt, frames, origin, warnings)
-    report, pairs = score_frames(frames, gt.gt, origin, cfg, topics.gt_type, topics.image_type, warnings, quality)
+    report, pairs = score_frames(frames, gt.gt, origin, cfg, topics.gt_type, topics.image_type, warnings, quality,
+                                 heading_not_scored(heading, cfg.pipeline.mode))
     report.config.update(heading_source=heading, mode=cfg.pipeline.mode, odometry_topic=topics.odometry,
                          imu_topic=topics.imu, rig=[dataclasses.asdict(c) for c in topics.rig])
     report.tracking, timeline = tracking_report(frames, pairs.gt, origin, cfg.max_gap_s, inputs.kidnap_ns,

@@ -51,7 +51,7 @@ def write_outputs(out: Path, frames: list[FrameResult], gt: GroundTruth, origin:
             ge = gn = gy = he = math.nan
             if i is not None:
                 ge, gn, gy = assoc.east_m[i], assoc.north_m[i], assoc.yaw_deg[i]
-                he = float(geo.angle_diff_deg(f.yaw_deg, gy)) if np.isfinite(gy) else math.nan
+                he = float(geo.angle_diff_deg(f.yaw_deg, gy)) if np.isfinite(gy) and pairs.heading_scored else math.nan
             w.writerow([f.index, trajectory.format_tum_time(f.t_ns), f.status, _fmt(f.latitude_deg, 9),
                         _fmt(f.longitude_deg, 9), _fmt(f.east_m), _fmt(f.north_m), _fmt(f.yaw_deg), _fmt(ge),
                         _fmt(gn), _fmt(gy), _fmt(e), _fmt(he), _fmt(f.cov_en_m2[0]), _fmt(f.cov_en_m2[1]),

@@ -26,6 +26,18 @@ class ScoredPairs:
     gt: trajectory.Trajectory
     #: every frame with a fix, published or withheld, that has GT: error (m), protection level (m), published
     integrity: tuple[np.ndarray, np.ndarray, np.ndarray] = (np.zeros(0), np.zeros(0), np.zeros(0, bool))
+    #: whether the published headings are measurements to score against the GT's (:func:`heading_not_scored`)
+    heading_scored: bool = True
+
+
+def heading_not_scored(heading_source: str, mode: str) -> str | None:
+    """Why the published headings are not scored against the GT's orientation, or None when they are. Frame by
+    frame, ``heading_source: north_aligned`` publishes the convention 0 (the panorama's centre column looks north),
+    not a measurement of the vehicle's heading; the tracking filter publishes its belief's heading (the IMU's and the
+    odometry's), which is one."""
+    if heading_source == "north_aligned" and mode != "tracking":
+        return "heading_source north_aligned publishes the convention 0 frame by frame, not a measured heading"
+    return None
 
 
 def _gt_trajectory(gt: GroundTruth, origin: geo.LocalENU) -> CleanGroundTruth:
@@ -37,10 +49,11 @@ def _gt_trajectory(gt: GroundTruth, origin: geo.LocalENU) -> CleanGroundTruth:
 
 
 def score_frames(frames: list[FrameResult], gt: GroundTruth, origin: geo.LocalENU, cfg: ReplayConfig,
-                 gt_type: str, image_type: str, warnings: list[str], quality: DataQuality | None = None
-                 ) -> tuple[ReplayReport, ScoredPairs]:
+                 gt_type: str, image_type: str, warnings: list[str], quality: DataQuality | None = None,
+                 heading_unscored: str | None = None) -> tuple[ReplayReport, ScoredPairs]:
     """Associate each fix with GT, fill the frames' ENU positions, and compute the report. ``quality``
-    (default: a new one) receives the GT's exclusions and the frames not scored for them (replay_quality)."""
+    (default: a new one) receives the GT's exclusions and the frames not scored for them (replay_quality);
+    ``heading_unscored``: why the headings are not scored (:func:`heading_not_scored`), None to score them."""
     quality = quality if quality is not None else DataQuality()
     clean = _gt_trajectory(gt, origin)
     gt_traj = clean.traj
@@ -80,7 +93,9 @@ def score_frames(frames: list[FrameResult], gt: GroundTruth, origin: geo.LocalEN
         frames_without_fix_count=without_fix, frames_without_gt=no_gt, status_counts=status_counts,
         withheld_by_reason=dict(collections.Counter(f.reason for f in frames if f.reason)),
         position_error=trajectory.error_stats(errors),
-        heading_error=trajectory.heading_stats([fixes[i].yaw_deg for i in scored], assoc.yaw_deg[scored]),
+        heading_error=(trajectory.heading_stats([fixes[i].yaw_deg for i in scored], assoc.yaw_deg[scored])
+                       if heading_unscored is None else
+                       dict(trajectory.heading_stats([], []), not_scored=heading_unscored)),
         covariance=trajectory.covariance_stats(err_en, cov),
         latency=trajectory.latency_stats([f.latency_ms for f in frames]),
         config={
@@ -96,7 +111,8 @@ def score_frames(frames: list[FrameResult], gt: GroundTruth, origin: geo.LocalEN
         },
         warnings=warnings, data_quality=quality.to_json(),
     )
-    return report, ScoredPairs(fixes, assoc, scored, errors, gt_traj, _integrity_points(frames, gt_traj, origin, cfg))
+    return report, ScoredPairs(fixes, assoc, scored, errors, gt_traj, _integrity_points(frames, gt_traj, origin, cfg),
+                               heading_scored=heading_unscored is None)
 
 
 def _integrity_points(frames: list[FrameResult], gt_traj, origin: geo.LocalENU, cfg: ReplayConfig):

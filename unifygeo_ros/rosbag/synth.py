@@ -37,8 +37,10 @@ recording (log) time:
 * ``/gt/kidnap`` ``std_msgs/Header`` (``--kidnap-at``): one message stamped at the teleport, frame ``map``.
 * ``/gt/fix`` ``sensor_msgs/NavSatFix`` and ``/gt/geopose`` ``geographic_msgs/GeoPoseStamped`` at ``--gt-rate``
   (default 10 Hz, not synchronised with the camera: replay interpolates): the camera's position; the GeoPose
-  orientation is the camera's (ENU, yaw = 90 deg - compass heading), which is the vehicle's when
-  vehicle-aligned (and for a pinhole rig: ``base_link``'s).
+  orientation is the vehicle's (``base_link``'s; ENU, yaw = 90 deg - compass heading), also with
+  ``--north-aligned`` panoramas, whose centre column looks north whatever the vehicle does (a GT orientation is
+  the body's, as an INS gives it; replay does not score the heading ``heading_source: north_aligned`` publishes
+  frame by frame, a convention).
 * ``/gt/odom`` ``nav_msgs/Odometry`` (``--odom``): the vehicle in frame ``map`` = ENU at the city origin
   (``geo.json`` origin; replay: ``--gt-frame-origin LAT,LON``), child ``base_link``, twist in ``base_link``.
 
@@ -290,6 +292,6 @@ def _record(writer: BagWriter, events: list[Event], drive: Any, city: Any, rec: 
             continue
         lat, lon = rec.origin.from_en(float(en[0]), float(en[1]))
         writer.write_fix(t_ns, float(lat), float(lon), rec.camera_height_m)
-        writer.write_geopose(t_ns, float(lat), float(lon), rec.camera_height_m, cam_heading)
+        writer.write_geopose(t_ns, float(lat), float(lon), rec.camera_height_m, float(heading))  # the vehicle's
         writer.write_odometry(t_ns, en, float(heading), float(speed), float(yaw_rate), rec.camera_height_m)
     return frames, render_s

@@ -139,7 +139,8 @@ class BagWriter:
 
     def write_geopose(self, t_ns: int, lat_deg: float, lon_deg: float, altitude_m: float,
                       heading_deg: float) -> None:
-        """The camera's GeoPose: orientation ENU, yaw = 90 deg - compass ``heading_deg``."""
+        """The vehicle's GeoPose: orientation ENU, yaw = 90 deg - compass ``heading_deg`` (the vehicle's heading, also
+        for north-aligned panoramas: a GT orientation is the body's, as a real INS gives it)."""
         T = self.ts.types
         q = geo.yaw_to_quaternion_xyzw(float(geo.heading_to_yaw_deg(heading_deg)))
         quat = T["geometry_msgs/msg/Quaternion"](x=q[0], y=q[1], z=q[2], w=q[3])
