@@ -182,3 +182,22 @@ def test_models_fov_is_models_demo_with_a_new_ground_branch():
     assert cfg.model.consensus_radius_m == 5.0 and cfg.data.stream["fov_probability"] > 0 and meta.step == 900
     assert (root / "fov" / "calibration.json").is_file()
     assert (root / "fov" / "model.safetensors").stat().st_size < 20e6
+
+
+@pytest.mark.parametrize("hfov_deg, ok", [(1.0, True), (170.0, True), (0.5, False), (170.5, False), (180.0, False)])
+def test_one_pinhole_field_of_view_range_for_synth_localize_and_training(hfov_deg, ok):
+    """`bag synth --hfov`, `localize --hfov` (photo_to_panorama) and training's fov_camera_deg_range accept the same
+    fields of view: stitch.PINHOLE_HFOV_RANGE_DEG."""
+    from unifygeo_ros.errors import UnifyGeoError
+    from unifygeo_ros.image.stitch import photo_to_panorama
+    from unifygeo_ros.rosbag.camera_rig import make_rig
+
+    photo = np.full((48, 64, 3), 128, np.uint8)
+    checks = (lambda: make_rig("pinhole", 1, hfov_deg, 64), lambda: photo_to_panorama(photo, hfov_deg, 128),
+              lambda: FovViews(probability=0.5, camera_deg_range=(min(hfov_deg, 60.0), hfov_deg)))
+    for check in checks:
+        if ok:
+            check()
+        else:
+            with pytest.raises((UnifyGeoError, ValueError), match="170"):
+                check()

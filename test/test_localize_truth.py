@@ -166,7 +166,7 @@ def test_error_is_measured_in_the_index_frame_and_a_given_heading_is_not_scored(
 
 def test_hfov_localizes_a_pinhole_photo_as_the_nodes_one_camera_rig(chain, tmp_path, capsys):
     """``--hfov``: a pinhole photo is stitched as the node stitches a front camera (cameras.panorama_width 512) and
-    localized with --heading: the same fix as the Localizer on that panorama; a field of view outside [1, 180) is
+    localized with --heading: the same fix as the Localizer on that panorama; a field of view outside [1, 170] is
     one line."""
     from PIL import Image
 
@@ -192,4 +192,4 @@ def test_hfov_localizes_a_pinhole_photo_as_the_nodes_one_camera_rig(chain, tmp_p
     assert obj["score"] == pytest.approx(fix.score, abs=1e-6)
     rc = main(["localize", str(path), "--index", str(ix), "--hfov", "180"])
     err = capsys.readouterr().err
-    assert rc == 1 and err.count("\n") == 1 and "--hfov must be within [1, 180) deg, got 180.0" in err
+    assert rc == 1 and err.count("\n") == 1 and "--hfov must be within [1, 170] deg, got 180.0" in err

@@ -31,7 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from unifygeo_ros.image.preprocess import roll_panorama
-from unifygeo_ros.image.stitch import PanoramaStitcher, PinholeCamera, intrinsics_for_fov, pinhole_view
+from unifygeo_ros.image.stitch import (PINHOLE_HFOV_RANGE_DEG, PanoramaStitcher, PinholeCamera, intrinsics_for_fov,
+                                      pinhole_view)
 
 #: smallest sector a rig may cover, deg (below it a camera sees a few columns of the model's input)
 MIN_FOV_DEG = 10.0
@@ -65,9 +66,10 @@ class FovViews:
         if not MIN_FOV_DEG <= lo <= hi <= 360.0:
             raise ValueError(f"fov_deg_range must be [low, high] with {MIN_FOV_DEG:g} <= low <= high <= 360, "
                              f"got {list(self.fov_deg_range)}")
-        if not 1.0 <= cam_lo <= cam_hi < 170.0:
-            raise ValueError(f"fov_camera_deg_range must be [low, high] with 1 <= low <= high < 170 (a pinhole "
-                             f"camera), got {list(self.camera_deg_range)}")
+        h_lo, h_hi = PINHOLE_HFOV_RANGE_DEG
+        if not h_lo <= cam_lo <= cam_hi <= h_hi:
+            raise ValueError(f"fov_camera_deg_range must be [low, high] with {h_lo:g} <= low <= high <= {h_hi:g} (a "
+                             f"pinhole camera), got {list(self.camera_deg_range)}")
         if not self.aspects or any(not 0.2 <= float(a) <= 5.0 for a in self.aspects):
             raise ValueError(f"fov_aspects must be widths / heights between 0.2 and 5, got {list(self.aspects)}")
         if int(self.curriculum_steps) < 0 or float(self.oversample) <= 0:

@@ -171,10 +171,18 @@ def intrinsics_for_fov(width: int, height: int, hfov_deg: float) -> tuple:
     return (f, 0.0, width / 2.0 - 0.5, 0.0, f, height / 2.0 - 0.5, 0.0, 0.0, 1.0)
 
 
+#: the horizontal fields of view (deg) of a pinhole camera that the project draws, renders or stitches from a bare
+#: field of view (``unifygeo localize --hfov``, ``unifygeo bag synth --hfov``, training's ``fov_camera_deg_range``):
+#: a pinhole image cannot reach 180 deg, and beyond ~170 it is almost all border
+PINHOLE_HFOV_RANGE_DEG = (1.0, 170.0)
+
+
 def check_hfov(hfov_deg: float, what: str) -> None:
-    """An ImageError unless ``hfov_deg`` is a pinhole camera's horizontal field of view: within [1, 180) deg."""
-    if not (math.isfinite(hfov_deg) and 1.0 <= hfov_deg < 180.0):
-        raise ImageError(f"{what} must be within [1, 180) deg, got {hfov_deg}")
+    """An ImageError unless ``hfov_deg`` is a pinhole camera's horizontal field of view within
+    :data:`PINHOLE_HFOV_RANGE_DEG`."""
+    lo, hi = PINHOLE_HFOV_RANGE_DEG
+    if not (math.isfinite(hfov_deg) and lo <= hfov_deg <= hi):
+        raise ImageError(f"{what} must be within [{lo:g}, {hi:g}] deg, got {hfov_deg}")
 
 
 def photo_to_panorama(rgb: np.ndarray, hfov_deg: float, width: int = 512, name: str = "photo") -> np.ndarray:

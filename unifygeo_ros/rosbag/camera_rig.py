@@ -21,12 +21,11 @@ import numpy as np
 from unifygeo_ros.data import render
 from unifygeo_ros.data.pinhole import render_pinhole
 from unifygeo_ros.errors import UnifyGeoError
-from unifygeo_ros.image.stitch import PinholeCamera, camera_axes, intrinsics_for_fov
+from unifygeo_ros.image.stitch import PinholeCamera, camera_axes, check_hfov, intrinsics_for_fov
 from unifygeo_ros.rosbag.synth_topics import camera_frame, camera_image_topic, camera_info_topic
 
 CAMERA_KINDS = ("panorama", "pinhole")
 DEFAULT_HFOV_DEG = 90.0
-MAX_HFOV_DEG = 170.0  # a pinhole image cannot reach 180 deg; beyond ~170 it is almost all border
 DEFAULT_PINHOLE_WIDTH_PX = 320
 PINHOLE_ASPECT = 0.75  # height / width (4:3)
 MAX_CAMERAS = 16
@@ -94,8 +93,7 @@ def make_rig(kind: str, n_cameras: int = 1, hfov_deg: float | None = None,
             raise UnifyGeoError(f"--image-width must be an even number >= 16, got {width}")
         return CameraRig("panorama", width)
     hfov = DEFAULT_HFOV_DEG if hfov_deg is None else float(hfov_deg)
-    if not (math.isfinite(hfov) and 0.0 < hfov <= MAX_HFOV_DEG):
-        raise UnifyGeoError(f"--hfov must be in (0, {MAX_HFOV_DEG:g}] deg, got {hfov_deg}")
+    check_hfov(hfov, "--hfov")
     if not 1 <= int(n_cameras) <= MAX_CAMERAS:
         raise UnifyGeoError(f"--cameras must be 1 to {MAX_CAMERAS}, got {n_cameras}")
     width = int(width_px or DEFAULT_PINHOLE_WIDTH_PX)
