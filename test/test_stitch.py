@@ -176,3 +176,29 @@ def test_degenerate_focal_lengths_are_refused():
     with pytest.raises(ImageError, match="focal lengths must be at least"):
         PinholeCamera("front", (1e-9, 0, 80, 0, 1e-9, 60, 0, 0, 1), 160, 120, 0.0)
     PinholeCamera("front", (MIN_FOCAL_PX, 0, 80, 0, MIN_FOCAL_PX, 60, 0, 0, 1), 160, 120, 0.0)  # the limit itself
+
+
+def test_the_nodes_rig_stitches_raw_images_through_their_distortion_and_rectified_ones_through_p(panorama):
+    """cameras.rectified false (the default): CameraInfo's K and D undo a raw lens; true: its P, D ignored."""
+    d = (-0.25, 0.06, 0.0, 0.0, 0.0)
+    bent = PinholeCamera("front", intrinsics_for_fov(160, 120, 90.0), 160, 120, 0.0, 0.0, "plumb_bob", d)
+    plain = cam("front", 0.0, hfov=90.0)
+    info = _info(plain)
+    info.distortion_model, info.d = "plumb_bob", np.array(d)
+    info.p = [*plain.K[:3], 0.0, *plain.K[3:6], 0.0, *plain.K[6:], 0.0]  # P = [K | 0]
+    want = PanoramaStitcher([plain], W).stitch([pinhole_view(panorama, plain)])
+    for rectified, image, same in ((False, pinhole_view(panorama, bent), True),   # a raw image, distorted
+                                   (True, pinhole_view(panorama, plain), True),   # image_rect: P, no D
+                                   (True, pinhole_view(panorama, bent), False)):  # raw image declared rectified
+        s = NodeSettings.from_params({"input_mode": "cameras", "cameras.names": ["front"], "cameras.yaw_deg": [0.0],
+                                      "cameras.pitch_deg": [0.0], "cameras.panorama_width": W,
+                                      "cameras.rectified": rectified})
+        got = RigFrame.collect(s, {"front": _msg(image, 10.0)}, {"front": info}, -1).decode()
+        seen = (got.sum(-1) > 0) & (want.sum(-1) > 0)
+        diff = np.abs(got.astype(int) - want)[seen].mean()
+        assert (diff < 3.0) == same, (rectified, diff)
+    info.distortion_model = "fisheye62"
+    s = NodeSettings.from_params({"input_mode": "cameras", "cameras.names": ["front"], "cameras.yaw_deg": [0.0],
+                                  "cameras.pitch_deg": [0.0], "cameras.panorama_width": W})
+    with pytest.raises(ImageError, match="distortion model 'fisheye62'"):
+        RigFrame.collect(s, {"front": _msg(pinhole_view(panorama, bent), 10.0)}, {"front": info}, -1).decode()

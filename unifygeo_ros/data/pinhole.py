@@ -53,11 +53,8 @@ def pinhole_rays(position_en: tuple[float, float], heading_deg: float, camera: P
 
 def pixel_directions(camera: PinholeCamera) -> np.ndarray:
     """(H, W, 3) float64 direction (not normalised) of every pixel in the vehicle frame (x forward, y left,
-    z up): ``K^-1 (u, v, 1)`` rotated by the camera's mounting."""
-    k_inv = np.linalg.inv(camera.k_matrix)
-    uu, vv = np.meshgrid(np.arange(camera.width, dtype=np.float64), np.arange(camera.height, dtype=np.float64))
-    optical = np.stack([uu, vv, np.ones_like(uu)], -1) @ k_inv.T
-    return optical @ camera_axes(camera.yaw_deg, camera.pitch_deg)  # rows of the axes: optical axes in the body
+    z up): ``K^-1 (u, v, 1)`` (undistorted when the camera has lens distortion) rotated by the camera's mounting."""
+    return camera.optical_rays() @ camera_axes(camera.yaw_deg, camera.pitch_deg)  # rows: optical axes in the body
 
 
 def _azimuth_rays(cw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

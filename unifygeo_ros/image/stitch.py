@@ -13,11 +13,13 @@ Geometry (REP-103 body frame: x forward, y left, z up; the panorama convention o
   Pixels no camera sees are zero (black), as :func:`unifygeo_ros.image.preprocess.mask_fov` zeroes the columns
   outside a limited field of view; :attr:`PanoramaStitcher.pixel_mask` / ``column_mask`` say which are seen.
 
-Lens distortion is not modelled: feed rectified images (``image_rect``) with their ``CameraInfo``.
+Lens distortion: a camera's ``CameraInfo`` distortion model and ``D`` (plumb_bob, rational_polynomial, equidistant:
+:mod:`unifygeo_ros.image.lens`) for raw images; rectified ones (``image_rect``, ``cameras.rectified``) use its ``P``.
 The remap tables are computed once per camera layout (a few ms) and reused for every frame.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -25,6 +27,7 @@ import cv2
 import numpy as np
 
 from unifygeo_ros.errors import ImageError
+from unifygeo_ros.image import lens
 
 
 #: smallest focal length accepted, px: below it a camera would see more than 179 deg across a few pixels (fx = 1e-9
@@ -42,6 +45,9 @@ class PinholeCamera:
     height: int
     yaw_deg: float
     pitch_deg: float = 0.0
+    #: lens distortion (CameraInfo.distortion_model and .d; :mod:`unifygeo_ros.image.lens`): "" and () for none
+    distortion_model: str = ""
+    D: tuple = ()
 
     def __post_init__(self):
         k = np.asarray(self.K, float).reshape(-1)
@@ -50,6 +56,9 @@ class PinholeCamera:
                              f"{MIN_FOCAL_PX:g} px; uncalibrated camera?)")
         if int(self.width) <= 0 or int(self.height) <= 0:
             raise ImageError(f"camera {self.name!r}: zero image size {self.width} x {self.height}")
+        model, d = lens.check_distortion(self.name, self.distortion_model, self.D)
+        object.__setattr__(self, "distortion_model", model)
+        object.__setattr__(self, "D", d)
 
     @property
     def k_matrix(self) -> np.ndarray:
@@ -67,7 +76,11 @@ class PinholeCamera:
         k = self.k_matrix.copy()
         k[0] *= sx
         k[1] *= sy
-        return PinholeCamera(self.name, tuple(k.reshape(-1)), int(width), int(height), self.yaw_deg, self.pitch_deg)
+        return dataclasses.replace(self, K=tuple(k.reshape(-1)), width=int(width), height=int(height))
+
+    def optical_rays(self) -> np.ndarray:
+        """(H, W, 3) optical-frame direction of every pixel (x right, y down, z = 1), undistorted."""
+        return lens.optical_rays(self.k_matrix, self.distortion_model, self.D, self.width, self.height)
 
 
 def panorama_rays(width: int, height: int) -> np.ndarray:
@@ -106,11 +119,8 @@ class PanoramaStitcher:
             axes = camera_axes(cam.yaw_deg, cam.pitch_deg)
             c = rays @ axes.T  # (H, W, 3) in the optical frame
             z = c[..., 2]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                k = cam.k_matrix
-                u = k[0, 0] * c[..., 0] / z + k[0, 1] * c[..., 1] / z + k[0, 2]
-                v = k[1, 1] * c[..., 1] / z + k[1, 2]
-            inside = (z > 1e-6) & (u >= -0.5) & (u <= cam.width - 0.5) & (v >= -0.5) & (v <= cam.height - 0.5)
+            u, v, seen = lens.project(cam.k_matrix, cam.distortion_model, cam.D, c)
+            inside = seen & (u >= -0.5) & (u <= cam.width - 0.5) & (v >= -0.5) & (v <= cam.height - 0.5)
             take = inside & (z > best)
             owner[take] = i
             best[take] = z[take]
@@ -150,10 +160,7 @@ def pinhole_view(panorama: np.ndarray, camera: PinholeCamera) -> np.ndarray:
     """The image ``camera`` would take from the centre of an equirectangular ``panorama`` whose centre column
     looks forward (the inverse of stitching; used to make test and benchmark rigs from panoramas)."""
     h, w = panorama.shape[:2]
-    k_inv = np.linalg.inv(camera.k_matrix)
-    uu, vv = np.meshgrid(np.arange(camera.width, dtype=np.float64), np.arange(camera.height, dtype=np.float64))
-    pix = np.stack([uu, vv, np.ones_like(uu)], -1) @ k_inv.T  # optical-frame rays
-    body = pix @ camera_axes(camera.yaw_deg, camera.pitch_deg)  # rows of axes are optical axes in body
+    body = camera.optical_rays() @ camera_axes(camera.yaw_deg, camera.pitch_deg)  # rows of axes: optical axes in body
     body /= np.linalg.norm(body, axis=-1, keepdims=True)
     az = np.degrees(np.arctan2(-body[..., 1], body[..., 0]))  # clockwise from forward
     el = np.degrees(np.arcsin(np.clip(body[..., 2], -1, 1)))
@@ -200,6 +207,22 @@ def photo_to_panorama(rgb: np.ndarray, hfov_deg: float, width: int = 512, name: 
 _STITCHERS: dict[tuple, PanoramaStitcher] = {}
 
 
+def camera_from_info(name: str, info, yaw_deg: float, pitch_deg: float, rectified: bool = False) -> PinholeCamera:
+    """The camera a ``sensor_msgs/CameraInfo`` (duck-typed: ``k``, ``p``, ``d``, ``distortion_model``, ``width``,
+    ``height``) describes, mounted at ``yaw_deg`` / ``pitch_deg``: for raw images its ``K`` and lens distortion
+    (:mod:`~unifygeo_ros.image.lens`); for ``rectified`` ones (image_rect) the 3 x 3 part of its projection ``P``
+    (``K`` when ``P`` is unset) and no distortion, as image_proc's rectification leaves them."""
+    size = (int(info.width), int(info.height))
+    if rectified:
+        p = getattr(info, "p", None)
+        p = np.asarray(() if p is None else p, float).reshape(-1)
+        k = p.reshape(3, 4)[:, :3] if p.size == 12 and p[0] > 0 and p[5] > 0 else np.asarray(info.k, float)
+        return PinholeCamera(name, tuple(float(x) for x in np.reshape(k, -1)), *size, yaw_deg, pitch_deg)
+    d = getattr(info, "d", None)
+    return PinholeCamera(name, tuple(float(x) for x in info.k), *size, yaw_deg, pitch_deg,
+                         str(getattr(info, "distortion_model", "") or ""), () if d is None else tuple(d))
+
+
 def stitcher_for(cameras: list[PinholeCamera], width: int) -> PanoramaStitcher:
     """A cached :class:`PanoramaStitcher` per rig layout (the remap tables are computed once)."""
     key = (tuple(cameras), int(width))
@@ -224,6 +247,9 @@ class RigSettings:
     #: image_transport of the cameras' images: "raw" (sensor_msgs/Image on cameras/<name>/image) or "compressed"
     #: (sensor_msgs/CompressedImage, JPEG or PNG, on cameras/<name>/image/compressed)
     camera_transport: str = "raw"
+    #: the images are rectified (image_rect): the projection P's 3 x 3 part is their K and the distortion is gone;
+    #: else (image_raw, as the camera took them) CameraInfo's K and its distortion model and D
+    camera_rectified: bool = False
 
     def default_mounting(self, name: str) -> tuple[float, float] | None:
         """(yaw, pitch) of a camera of this name in these settings (the node's defaults), or None."""
@@ -246,6 +272,7 @@ class RigFrame:
     yaw_deg: tuple
     pitch_deg: tuple
     width: int
+    rectified: bool = False  #: settings.camera_rectified (:func:`camera_from_info`)
 
     @classmethod
     def collect(cls, settings, images: dict, infos: dict, last_stamp_s: float) -> "RigFrame | None":
@@ -263,7 +290,7 @@ class RigFrame:
         newest = int(np.argmax(secs))
         return cls(stamps[newest], secs[newest], [images[n] for n in names], [infos[n] for n in names],
                    tuple(names), tuple(settings.camera_yaw_deg), tuple(settings.camera_pitch_deg),
-                   settings.panorama_width)
+                   settings.panorama_width, bool(settings.camera_rectified))
 
     @staticmethod
     def waiting_for(settings, images: dict, infos: dict, last_stamp_s: float) -> tuple[str, str]:
@@ -293,7 +320,7 @@ class RigFrame:
         for name, img, info, yaw, pitch in zip(self.names, self.images, self.infos, self.yaw_deg, self.pitch_deg):
             rgb = (image_msg_to_rgb(img, f"camera {name!r} image") if hasattr(img, "encoding")  # sensor_msgs/Image
                    else compressed_fields_to_rgb(img.format, img.data, f"camera {name!r} compressed image"))
-            cam = PinholeCamera(name, tuple(float(x) for x in info.k), int(info.width), int(info.height), yaw, pitch)
+            cam = camera_from_info(name, info, yaw, pitch, self.rectified)
             if (int(info.width), int(info.height)) != (rgb.shape[1], rgb.shape[0]):
                 if int(info.width) == 0 or int(info.height) == 0:
                     raise ImageError(f"camera {name!r}: CameraInfo has zero size")

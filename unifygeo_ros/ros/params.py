@@ -150,6 +150,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "image_transport of the cameras' images: raw (sensor_msgs/Image on cameras/<name>/image) or "
               "compressed (sensor_msgs/CompressedImage, JPEG or PNG, on cameras/<name>/image/compressed)",
               CAMERA_TRANSPORTS),
+    ParamSpec("cameras.rectified", _RIG.camera_rectified,
+              "the cameras' images are rectified (image_rect): stitched with CameraInfo's P, no distortion; false: "
+              "raw images, stitched with its K and lens distortion (plumb_bob, rational_polynomial, equidistant)"),
     *(ParamSpec(f"tracking.{name}", getattr(_TRACK, name), f"mode tracking: {text}",
                 FILTERS if name == "filter" else ()) for name, text in TRACKING_PARAMETERS),
 )
@@ -196,6 +199,7 @@ class NodeSettings:
     panorama_width: int
     sync_tolerance_s: float
     camera_transport: str = _RIG.camera_transport
+    camera_rectified: bool = _RIG.camera_rectified
     mode: str = _PIPE.mode
     tracking: TrackingSettings = _TRACK
 
@@ -261,7 +265,7 @@ class NodeSettings:
             diagnostics_period_s=positive("diagnostics_period_s"), warn_throttle_s=positive("warn_throttle_s", True),
             aspect_tolerance=positive("aspect_tolerance"), camera_names=names, camera_yaw_deg=yaws,
             camera_pitch_deg=pitches, panorama_width=width, sync_tolerance_s=positive("cameras.sync_tolerance_s"),
-            camera_transport=str(v["cameras.transport"]), mode=str(v["mode"]), tracking=_tracking_settings(v),
+            camera_transport=str(v["cameras.transport"]), camera_rectified=bool(v["cameras.rectified"]), mode=str(v["mode"]), tracking=_tracking_settings(v),
         )
 
     def backend_settings(self) -> BackendSettings:

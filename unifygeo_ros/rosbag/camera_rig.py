@@ -21,6 +21,7 @@ import numpy as np
 from unifygeo_ros.data import render
 from unifygeo_ros.data.pinhole import render_pinhole
 from unifygeo_ros.errors import UnifyGeoError
+from unifygeo_ros.image.lens import check_distortion
 from unifygeo_ros.image.stitch import PinholeCamera, camera_axes, check_hfov, intrinsics_for_fov
 from unifygeo_ros.rosbag.synth_topics import camera_frame, camera_image_topic, camera_info_topic
 
@@ -60,7 +61,8 @@ class CameraRig:
             out["cameras"] = [{"name": c.name, "image_topic": camera_image_topic(c.name),
                                "camera_info_topic": camera_info_topic(c.name), "frame_id": camera_frame(c.name),
                                "yaw_deg": c.yaw_deg, "pitch_deg": c.pitch_deg, "width": c.width,
-                               "height": c.height, "k": list(c.K)} for c in self.cameras]
+                               "height": c.height, "k": list(c.K), "distortion_model": c.distortion_model,
+                               "d": list(c.D)} for c in self.cameras]
         return out
 
 
@@ -79,15 +81,17 @@ def rig_yaws_deg(n: int) -> tuple[float, ...]:
 
 
 def make_rig(kind: str, n_cameras: int = 1, hfov_deg: float | None = None,
-             width_px: int | None = None, panorama_width_px: int = 512) -> CameraRig:
+             width_px: int | None = None, panorama_width_px: int = 512, distortion: str | None = None) -> CameraRig:
     """The rig of ``kind`` (:data:`CAMERA_KINDS`); :class:`UnifyGeoError` for options that do not fit it.
     ``width_px``: the image width (pinhole default :data:`DEFAULT_PINHOLE_WIDTH_PX`, panorama default
-    ``panorama_width_px``)."""
+    ``panorama_width_px``); ``distortion``: pinhole lens distortion ``MODEL:c1,c2,...`` (:func:`parse_distortion`;
+    ``hfov_deg`` sets ``K``, the lens bends what the image sees around it)."""
     if kind not in CAMERA_KINDS:
         raise UnifyGeoError(f"--camera must be panorama or pinhole, got {kind!r}")
     if kind == "panorama":
-        if n_cameras != 1 or hfov_deg is not None:
-            raise UnifyGeoError("--cameras and --hfov describe pinhole cameras: use them with --camera pinhole")
+        if n_cameras != 1 or hfov_deg is not None or distortion:
+            raise UnifyGeoError("--cameras, --hfov and --distortion describe pinhole cameras: use them with "
+                                "--camera pinhole")
         width = int(width_px or panorama_width_px)
         if width < 16 or width % 2:
             raise UnifyGeoError(f"--image-width must be an even number >= 16, got {width}")
@@ -101,9 +105,26 @@ def make_rig(kind: str, n_cameras: int = 1, hfov_deg: float | None = None,
     if width < 16 or width % 2:
         raise UnifyGeoError(f"--image-width must be an even number >= 16, got {width}")
     k = intrinsics_for_fov(width, height, hfov)
-    cams = tuple(PinholeCamera(name, k, width, height, yaw)
+    model, d = parse_distortion(distortion)
+    cams = tuple(PinholeCamera(name, k, width, height, yaw, 0.0, model, d)
                  for name, yaw in zip(camera_names(int(n_cameras)), rig_yaws_deg(int(n_cameras))))
     return CameraRig("pinhole", width, cams, hfov)
+
+
+def parse_distortion(text: str | None) -> tuple[str, tuple]:
+    """``MODEL:c1,c2,...`` (a CameraInfo distortion model and its D: ``plumb_bob:-0.3,0.1,0,0,0``,
+    ``equidistant:0.05,-0.01,0,0``) -> (model, D) as a :class:`PinholeCamera` keeps them (validated by
+    :func:`unifygeo_ros.image.lens.check_distortion`); None or "" -> no distortion."""
+    if not text:
+        return "", ()
+    model, sep, coeffs = str(text).partition(":")
+    try:
+        d = tuple(float(c) for c in coeffs.split(",")) if sep and coeffs.strip() else ()
+    except ValueError:
+        d = None
+    if not sep or not d:
+        raise UnifyGeoError(f"--distortion must be MODEL:c1,c2,... (e.g. plumb_bob:-0.3,0.1,0,0,0), got {text!r}")
+    return check_distortion("--distortion", model.strip(), d)
 
 
 def mount_quaternion_xyzw(camera: PinholeCamera) -> tuple[float, float, float, float]:

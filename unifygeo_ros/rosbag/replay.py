@@ -116,7 +116,8 @@ def replay(cfg: ReplayConfig, localizer: Localizer | None = None, origin: geo.Lo
         topics = choose_topics(reader, cfg.bag, image_topic=cfg.image_topic, camera_topics=cfg.camera_topics,
                                gt_topic=cfg.gt_topic, odom_topic=cfg.odom_topic or (fz.odom_topic if fz else None),
                                imu_topic=cfg.imu_topic or (fz.imu_topic if fz else None),
-                               need_odometry=tracking and not cfg.live, camera_yaw=cfg.camera_yaw, warnings=warnings)
+                               need_odometry=tracking and not cfg.live, camera_yaw=cfg.camera_yaw, warnings=warnings,
+                               cameras_rectified=cfg.cameras_rectified)
         cfg = dataclasses.replace(cfg, image_topic=",".join(topics.image_topics), gt_topic=topics.gt)
         live = _live_client(cfg, topics) if cfg.live else None
         pipeline = None if cfg.live else _pipeline(cfg, localizer)

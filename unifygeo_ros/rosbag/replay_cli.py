@@ -74,6 +74,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                          "the node's input_mode cameras does")
     tp.add_argument("--camera-yaw", type=_camera_yaw, action="append", default=[], metavar="NAME=DEG",
                     help="a camera's yaw (REP-103, left = +90) when /tf_static and the bag's metadata do not say")
+    tp.add_argument("--cameras-rectified", action="store_true",
+                    help="the rig's images are rectified (image_rect): stitched with CameraInfo's P and no distortion "
+                         "(default: raw images, its K and lens distortion; the node's cameras.rectified)")
     tp.add_argument("--gt-topic",
                     help="GT topic: NavSatFix, GeoPose[WithCovariance]Stamped, Odometry or Pose[WithCovariance]"
                          "Stamped (local frames: see --gt-frame-origin)")
@@ -152,6 +155,7 @@ def run(args: argparse.Namespace) -> int:
                                                     mode="tracking" if args.track else "single",
                                                     tracking=tracking_settings(args.track_set)),
                        camera_topics=args.camera_topics, camera_yaw=dict(args.camera_yaw),
+                       cameras_rectified=args.cameras_rectified,
                        odom_topic=args.odom_topic, imu_topic=args.imu_topic, heading_source=args.heading_source,
                        node_ns=args.node_ns,
                        max_gap_s=args.max_gap_s, device=args.device, backend=backend_from_args(args),

@@ -66,6 +66,7 @@ class ReplayTopics:
     imu: str | None = None
     kidnap_topic: str | None = None
     kidnap_ns: int | None = None  # from the metadata (the topic's message gives it while reading)
+    rectified: bool = False  # the rig's images are rectified (--cameras-rectified: the node's cameras.rectified)
     description: dict = field(default_factory=dict)  # the bag's unifygeo.bag_synth metadata ({} without)
     lines: list[str] = field(default_factory=list)  # what was taken and why (printed by the CLI)
 
@@ -78,7 +79,7 @@ class ReplayTopics:
         b = base or RigSettings()
         return RigSettings(tuple(c.name for c in self.rig), tuple(c.yaw_deg for c in self.rig),
                            tuple(c.pitch_deg for c in self.rig), b.panorama_width, b.sync_tolerance_s,
-                           "compressed" if self.image_type == bags.COMPRESSED_IMAGE else "raw")
+                           "compressed" if self.image_type == bags.COMPRESSED_IMAGE else "raw", self.rectified)
 
 
 def bag_description(bag: str | Path) -> tuple[dict, int | None]:
@@ -176,7 +177,8 @@ def _one(cands: list[bags.TopicInfo], what: str, flag: str, avail: str) -> bags.
 def choose_topics(reader: Any, bag: str | Path, *, image_topic: str | None = None,
                   camera_topics: tuple[str, ...] = (), gt_topic: str | None = None, odom_topic: str | None = None,
                   imu_topic: str | None = None, need_odometry: bool = False,
-                  camera_yaw: dict[str, float] | None = None, warnings: list[str] | None = None) -> ReplayTopics:
+                  camera_yaw: dict[str, float] | None = None, warnings: list[str] | None = None,
+                  cameras_rectified: bool = False) -> ReplayTopics:
     """The topics replay reads (module doc); :class:`~unifygeo_ros.rosbag.io.BagError` (one line) when a needed
     topic is missing or ambiguous."""
     warnings = warnings if warnings is not None else []
@@ -184,7 +186,7 @@ def choose_topics(reader: Any, bag: str | Path, *, image_topic: str | None = Non
     avail = bags.describe_topics(topics)
     by_name = {t.topic: t for t in topics}
     description, start_ns = bag_description(bag)
-    out = ReplayTopics(description=description)
+    out = ReplayTopics(description=description, rectified=bool(cameras_rectified))
     images = [t for t in topics if t.msgtype in bags.IMAGE_TYPES]
     if image_topic:
         out.image = image_topic
@@ -225,6 +227,9 @@ def choose_topics(reader: Any, bag: str | Path, *, image_topic: str | None = Non
         out.image_type = kinds.pop()
         if out.image_type == bags.COMPRESSED_IMAGE:
             out.lines.append("camera transport: compressed (the node's cameras.transport: compressed)")
+        out.lines.append("camera lens: " + ("rectified images, CameraInfo's P (the node's cameras.rectified: true)"
+                                            if out.rectified else "raw images, CameraInfo's K and distortion model "
+                                            "(--cameras-rectified for image_rect topics)"))
     _choose_gt(out, topics, gt_topic, reader, avail)
     fcfg = FusionConfig(odom_topic=odom_topic, imu_topic=imu_topic)
     try:

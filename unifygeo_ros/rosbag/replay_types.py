@@ -159,6 +159,7 @@ class ReplayConfig:
     fusion: FusionConfig | None = None  # --fuse: odometry + IMU + fixes in robot_localization's map EKF
     camera_topics: tuple[str, ...] = ()  # a pinhole rig's image topics (default: chosen from the bag)
     camera_yaw: dict = field(default_factory=dict)  # camera name -> yaw (deg) when the bag does not say
+    cameras_rectified: bool = False  # the rig's images are rectified: the node's cameras.rectified
     odom_topic: str | None = None  # wheel odometry (default: the one nav_msgs/Odometry not under /gt/)
     imu_topic: str | None = None  # default: the one sensor_msgs/Imu
     #: model | imu | north_aligned (the node's meanings) | auto: north_aligned when the bag's metadata says so, else

@@ -122,6 +122,7 @@ class SynthBagConfig:
     camera: str = "panorama"  # or "pinhole"
     cameras: int = 1  # pinhole cameras evenly spaced in yaw (camera_rig)
     hfov_deg: float | None = None  # pinhole; None: camera_rig.DEFAULT_HFOV_DEG
+    distortion: str | None = None  # pinhole lens distortion MODEL:c1,c2,... (camera_rig.parse_distortion)
     kidnap_at_s: float | None = None  # seconds after the start; None: no kidnap
 
 
@@ -212,7 +213,8 @@ def sensor_settings(cfg: SynthBagConfig) -> sens.SensorSettings:
 
 def _recording(cfg: SynthBagConfig, meta: dict, origin: geo.LocalENU) -> _Recording:
     """Cameras, camera height, frame count and duration; :class:`UnifyGeoError` for unusable values."""
-    rig = make_rig(cfg.camera, cfg.cameras, cfg.hfov_deg, cfg.image_width, int(meta.get("pano_px", [512, 256])[0]))
+    rig = make_rig(cfg.camera, cfg.cameras, cfg.hfov_deg, cfg.image_width, int(meta.get("pano_px", [512, 256])[0]),
+                   cfg.distortion)
     if cfg.north_aligned and rig.kind != "panorama":
         raise UnifyGeoError("--north-aligned applies to --camera panorama (pinhole cameras are mounted on the vehicle)")
     cam_h = float(meta.get("camera_height_m", 2.0))

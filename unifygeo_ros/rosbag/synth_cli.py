@@ -34,6 +34,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                    help="pinhole: N cameras evenly spaced in yaw (1: front; 4: front, left, back, right; default 1)")
     p.add_argument("--hfov", type=float, dest="hfov_deg", metavar="DEG",
                    help=f"pinhole: horizontal field of view of each camera (deg, default {DEFAULT_HFOV_DEG:g})")
+    p.add_argument("--distortion", metavar="MODEL:c1,c2,...",
+                   help="pinhole: lens distortion rendered into the images and written to CameraInfo, e.g. "
+                        "plumb_bob:-0.3,0.1,0,0,0 or equidistant:0.05,-0.01,0,0 (default: none)")
     p.add_argument("--image-width", type=int,
                    help="panorama width (px, height = width / 2; default geo.json's) or pinhole image width (px, "
                         f"height = 3/4 width; default {DEFAULT_PINHOLE_WIDTH_PX})")
@@ -97,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
                          duration_s=args.duration_s, frames=args.frames, seed=args.seed, speed_mps=args.speed_mps,
                          image_width=args.image_width, compressed=args.compressed, north_aligned=args.north_aligned,
                          gt_rate_hz=args.gt_rate_hz, odom=args.odom, start_s=args.start_s, camera=args.camera,
-                         cameras=args.cameras, hfov_deg=args.hfov_deg, kidnap_at_s=args.kidnap_at_s,
+                         cameras=args.cameras, hfov_deg=args.hfov_deg, distortion=args.distortion,
+                         kidnap_at_s=args.kidnap_at_s,
                          **_sensor_args(args))
     r = synth_bag(cfg)
     sensors = (f", {r.wheel_odom_messages} wheel odometry on {WHEEL_ODOM_TOPIC}, {r.imu_messages} IMU on {IMU_TOPIC}"
@@ -114,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"replay: unifygeo replay {r.bag} --index INDEX --out OUT"
           + (" [--track]" if cfg.sensors else "") + "   (topics taken from the bag)")
     if cfg.camera != "panorama":
-        rig = make_rig(cfg.camera, cfg.cameras, cfg.hfov_deg, cfg.image_width)
+        rig = make_rig(cfg.camera, cfg.cameras, cfg.hfov_deg, cfg.image_width, distortion=cfg.distortion)
         print(f"node: input_mode cameras, cameras.names {[c.name for c in rig.cameras]}, cameras.yaw_deg "
               f"{[c.yaw_deg for c in rig.cameras]}")
     return 0

@@ -166,13 +166,15 @@ class BagWriter:
 
 
 def camera_info_msg(ts: Any, t_ns: int, cam: Any, frame: str) -> Any:
-    """``sensor_msgs/CameraInfo`` of a :class:`PinholeCamera` (rectified: no distortion, R = I, P = [K | 0])."""
+    """``sensor_msgs/CameraInfo`` of a :class:`PinholeCamera`: its distortion model and D (plumb_bob zeros without
+    distortion), R = I, P = [K | 0]."""
     T = ts.types
     k = [float(x) for x in cam.K]
     p = [k[0], k[1], k[2], 0.0, k[3], k[4], k[5], 0.0, k[6], k[7], k[8], 0.0]
     return T[CAMERA_INFO](
         header=bags.header(ts, t_ns, frame), height=int(cam.height), width=int(cam.width),
-        distortion_model="plumb_bob", d=np.zeros(5), k=np.asarray(k), r=np.eye(3).reshape(-1), p=np.asarray(p),
+        distortion_model=cam.distortion_model or "plumb_bob",
+        d=np.asarray(cam.D, np.float64) if cam.D else np.zeros(5), k=np.asarray(k), r=np.eye(3).reshape(-1), p=np.asarray(p),
         binning_x=0, binning_y=0,
         roi=T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False))
 
