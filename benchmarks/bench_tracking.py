@@ -58,6 +58,7 @@ from unifygeo_ros.index.tiles import vigor_tiles  # noqa: E402
 from unifygeo_ros.localization.integrity import nees  # noqa: E402
 from unifygeo_ros.localization.localizer import Localizer  # noqa: E402
 from unifygeo_ros.localization.tracking import OdometryDelta, SequentialLocalizer, TrackingSettings  # noqa: E402
+from unifygeo_ros.offline.calibrate import index_dir_for  # noqa: E402
 from unifygeo_ros.model.handle import load_model  # noqa: E402
 from unifygeo_ros.rosbag import sensors as sens  # noqa: E402
 from unifygeo_ros.rosbag.drive import make_drive  # noqa: E402
@@ -99,9 +100,8 @@ class Frame:
 def city_and_index(root: Path, seed: int, handle) -> tuple[Path, Path]:
     """The benchmark city (written when missing) and its index with this model (built when missing)."""
     name = prepare(root, [seed], handle.aerial_px, handle.ground_hw[1])[0]
-    index_dir = root / "_calib" / name
-    if not (index_dir / "index.json").is_file() or \
-            store.load_index(index_dir).model_identity != handle.identity:
+    index_dir = index_dir_for(root / "_calib", name, handle.identity)  # unifygeo calibrate's cache
+    if not (index_dir / "index.json").is_file():
         index_build.build_index(handle, vigor_tiles(root / name, height=handle.aerial_channels == 4), index_dir,
                                 aerial_mode="features", progress=False)
     return root / name, index_dir

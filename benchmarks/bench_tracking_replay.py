@@ -57,6 +57,7 @@ from unifygeo_ros.localization.pipeline import PipelineSettings  # noqa: E402
 from unifygeo_ros.rosbag.replay_cli import track_setting, tracking_settings  # noqa: E402
 from unifygeo_ros.localization.localizer import Localizer  # noqa: E402
 from unifygeo_ros.model.handle import load_model  # noqa: E402
+from unifygeo_ros.offline.calibrate import index_dir_for  # noqa: E402
 from unifygeo_ros.rosbag.replay import ReplayConfig, replay  # noqa: E402
 from unifygeo_ros.rosbag.synth import SynthBagConfig, synth_bag  # noqa: E402
 
@@ -102,7 +103,7 @@ def make_bag(work: Path, city: str, rig: str, duration_s: float, kidnap_at_s: fl
 def index_for(work: Path, city: str, model: str, handle) -> Path:
     """The city's index with this model (module doc, step 2)."""
     candidates = [ROOT / "models/demo/index"] if (city == "DemoCity" and model == "demo") else []
-    candidates += [ROOT / "out/bench_data/_calib" / city, work / "index" / model / city]
+    candidates += [index_dir_for(ROOT / "out/bench_data/_calib", city, handle.identity), work / "index" / model / city]
     for c in candidates:
         if (c / "index.json").is_file() and store.load_index(c).model_identity == handle.identity:
             return c

@@ -77,12 +77,19 @@ def _city_area_m2(index: store.AerialIndex) -> float:
     return float(span[0] * span[1])
 
 
+def index_dir_for(work: Path, city: str, identity: str) -> Path:
+    """Where a city's index for the model of this identity is cached under ``work`` (one folder per model)."""
+    return Path(work) / city / identity[:16]
+
+
 def collect(handle: ModelHandle, city_dirs: list[Path], work: Path, limit: int | None = None,
             progress: bool = True) -> list[CalibrationQuery]:
-    """Localize every panorama of each city against that city's own index, keeping the evidence (stage 1)."""
+    """Localize every panorama of each city against that city's own index, keeping the evidence (stage 1). The
+    indexes are built once per model under ``work/<city>/<model identity[:16]>`` (a re-trained checkpoint gets its
+    own, never a stale one)."""
     out: list[CalibrationQuery] = []
     for city_dir in city_dirs:
-        index_dir = work / city_dir.name
+        index_dir = index_dir_for(work, city_dir.name, handle.identity)
         if not (index_dir / "index.json").is_file():
             index_build.build_index(handle, vigor_tiles(city_dir, height=handle.aerial_channels == 4), index_dir,
                                     aerial_mode="features", progress=False)
