@@ -21,7 +21,9 @@ checkpoint's ``loss.rerank_k``): R@1 of the descriptors, R@1 after re-ranking (t
 positive), hierarchical recall within 5 / 10 m and the median error of the re-ranked fix; and the share of queries
 the integrity gate's out-of-distribution test lets through (:mod:`unifygeo_ros.localization.input_check`: the
 image statistics of the stitched panorama, and - for a checkpoint with ``calibration.json`` - the best descriptor
-cosine against the city's tiles at or above the calibrated floor). Writes ``--out/fov.json`` and ``--out/fov.png``.
+cosine against the city's tiles at or above the calibrated floor). With several checkpoints, each after the first is
+compared with it query by query (within 5 m: the difference, its 95 % paired bootstrap interval, the queries only one
+of the two has). Writes ``--out/fov.json`` and ``--out/fov.png``.
 Figures only; nothing is asserted.
 """
 from __future__ import annotations
@@ -143,7 +145,19 @@ def evaluate_view(model, cfg, city_dirs: list[Path], view: str, limit: int | Non
             "r1_reranked": rep["hierarchical"]["rerank"]["r1"], "within_5m": float(np.mean(err <= 5.0)),
             "within_10m": float(np.mean(err <= 10.0)), "median_m": float(np.median(err)),
             "image_check_passes": float(np.mean(np.concatenate(image_ok))),
-            "descriptor_floor_passes": float(np.mean(np.concatenate(cos_ok)))}
+            "descriptor_floor_passes": float(np.mean(np.concatenate(cos_ok))), "_errors_m": err}
+
+
+def paired_within_5m(a_err: np.ndarray, b_err: np.ndarray, draws: int = 5000) -> dict:
+    """B - A within 5 m over the same queries: the difference (points), its 95 % paired bootstrap interval, and how
+    many queries only A / only B has within 5 m."""
+    a, b = (a_err <= 5.0).astype(float), (b_err <= 5.0).astype(float)
+    d = b - a
+    rng = np.random.default_rng(0)
+    boot = np.array([d[rng.integers(0, d.size, d.size)].mean() for _ in range(draws)])
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    return {"diff_points": 100 * float(d.mean()), "ci95_points": [100 * float(lo), 100 * float(hi)],
+            "only_first": int(((a == 1) & (b == 0)).sum()), "only_this": int(((a == 0) & (b == 1)).sum())}
 
 
 def plot(results: dict, path: Path) -> None:
@@ -221,12 +235,27 @@ def main(argv=None) -> int:
                       f"{100 * r['within_10m']:5.1f} %  median {r['median_m']:6.1f} m  gate: image "
                       f"{100 * r['image_check_passes']:3.0f} %, descriptor {100 * r['descriptor_floor_passes']:3.0f} %"
                       f"  ({r['queries']} q)", flush=True)
+    paired: dict = {}  # every further checkpoint against the first, query by query
+    for label in labels[1:]:
+        for set_name in sets:
+            for view in views:
+                pr = paired_within_5m(results[labels[0]][set_name][view]["_errors_m"],
+                                      results[label][set_name][view]["_errors_m"])
+                paired.setdefault(label, {}).setdefault(set_name, {})[view] = pr
+                print(f"{label:24s} {set_name:22s} {view:7s} within 5 m vs {labels[0]}: {pr['diff_points']:+.1f} "
+                      f"points (95 % paired bootstrap {pr['ci95_points'][0]:+.1f} .. {pr['ci95_points'][1]:+.1f}; "
+                      f"only {labels[0]} {pr['only_first']}, only this {pr['only_this']})", flush=True)
+    for per_set in results.values():
+        for per_view in per_set.values():
+            for r in per_view.values():
+                r.pop("_errors_m")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     doc = {"checkpoints": dict(zip(labels, args.checkpoint)), "views": {v: VIEWS[v] for v in views},
            "camera_px": [CAM_W, CAM_H], "stitch_width_px": args.stitch_width, "queries_per_city": args.queries or 100,
            "machine": f"{platform.machine()}, {platform.processor() or '?'}, torch 1 thread",
-           "date": time.strftime("%Y-%m-%d %H:%M"), "wall_s": round(time.time() - t0, 1), "results": results}
+           "date": time.strftime("%Y-%m-%d %H:%M"), "wall_s": round(time.time() - t0, 1), "results": results,
+           "paired_within_5m_vs_first": paired}
     (out / "fov.json").write_text(json.dumps(doc, indent=1, default=float) + "\n")
     plot(results, out / "fov.png")
     print(f"written {out / 'fov.json'} and {out / 'fov.png'}")
