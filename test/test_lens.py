@@ -13,7 +13,7 @@ from unifygeo_ros.errors import ImageError, UnifyGeoError
 from unifygeo_ros.image import lens
 from unifygeo_ros.image.stitch import (PanoramaStitcher, PinholeCamera, camera_from_info, intrinsics_for_fov,
                                        pinhole_view)
-from unifygeo_ros.rosbag.camera_rig import parse_distortion
+from unifygeo_ros.image.lens import parse_distortion
 
 LENSES = {"plumb_bob": (-0.28, 0.07, 0.001, -0.0015, 0.0),
           "rational_polynomial": (-0.2, 0.05, 0.0005, 0.001, 0.0, 0.1, 0.01, 0.0),
@@ -142,3 +142,28 @@ def test_a_distorted_synth_bag_is_stitched_by_replay_like_its_undistorted_twin(t
     err = np.abs(stitched["bent"] - stitched["plain"]).sum(-1)[seen_both].mean() / 3
     err_ignored = np.abs(stitched["bent_ignored"] - stitched["plain"]).sum(-1)[seen_both].mean() / 3
     assert seen_both.mean() > 0.15 and err < 6.0 and err_ignored > 2 * err, (err, err_ignored)
+
+
+def test_a_distorted_photo_goes_onto_the_cylinder_as_its_undistorted_twin(capsys, tmp_path):
+    """`localize --hfov DEG --distortion MODEL:D`: photo_to_panorama undoes the lens; misuse is one line."""
+    import cv2
+
+    from unifygeo_ros.cli import main
+    from unifygeo_ros.image.stitch import photo_to_panorama
+
+    rng = np.random.default_rng(1)
+    pano = cv2.resize(rng.integers(0, 255, (16, 32, 3)).astype(np.uint8), (512, 256), interpolation=cv2.INTER_CUBIC)
+    d = LENSES["plumb_bob"]
+    bent, plain = pinhole_view(pano, _camera("plumb_bob", d)), pinhole_view(pano, _camera())
+    a = photo_to_panorama(bent, 100.0, 512, "p", parse_distortion("plumb_bob:" + ",".join(map(str, d)))).astype(int)
+    b = photo_to_panorama(plain, 100.0, 512, "p").astype(int)
+    seen = (a.sum(-1) > 0) & (b.sum(-1) > 0)
+    assert seen.sum() > 5000 and np.abs(a - b)[seen].mean() < 2.0
+    assert np.abs(photo_to_panorama(bent, 100.0, 512, "p").astype(int) - b)[seen].mean() > 5.0
+    path = tmp_path / "p.png"
+    cv2.imwrite(str(path), bent)
+    for argv, words in ((["--distortion", "plumb_bob:-0.2,0,0,0,0"], "use it with --hfov"),
+                        (["--hfov", "100", "--distortion", "plumb_bob"], "--distortion must be MODEL:c1,c2")):
+        assert main(["localize", str(path), "--index", str(tmp_path / "none")] + argv) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and words in err, err

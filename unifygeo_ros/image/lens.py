@@ -49,6 +49,22 @@ def check_distortion(name: str, model: str, d) -> tuple[str, tuple]:
     return model, coeffs + (0.0,) * (hi - len(coeffs))
 
 
+def parse_distortion(text: str | None, what: str = "--distortion") -> tuple[str, tuple]:
+    """``MODEL:c1,c2,...`` (a CameraInfo distortion model and its D: ``plumb_bob:-0.3,0.1,0,0,0``,
+    ``equidistant:0.05,-0.01,0,0``) -> (model, D) as a camera keeps them (:func:`check_distortion`); None or "" ->
+    no distortion. ``bag synth --distortion``, ``localize --distortion``."""
+    if not text:
+        return "", ()
+    model, sep, coeffs = str(text).partition(":")
+    try:
+        d = tuple(float(c) for c in coeffs.split(",")) if sep and coeffs.strip() else ()
+    except ValueError:
+        d = ()
+    if not sep or not d:
+        raise ImageError(f"{what} must be MODEL:c1,c2,... (e.g. plumb_bob:-0.3,0.1,0,0,0), got {text!r}")
+    return check_distortion(what, model.strip(), d)
+
+
 def _radial(model: str, d: tuple, r: np.ndarray) -> np.ndarray:
     """The distorted radius of the undistorted normalised radius ``r`` (tangential terms left out)."""
     if model == "equidistant":

@@ -192,14 +192,16 @@ def check_hfov(hfov_deg: float, what: str) -> None:
         raise ImageError(f"{what} must be within [{lo:g}, {hi:g}] deg, got {hfov_deg}")
 
 
-def photo_to_panorama(rgb: np.ndarray, hfov_deg: float, width: int = 512, name: str = "photo") -> np.ndarray:
+def photo_to_panorama(rgb: np.ndarray, hfov_deg: float, width: int = 512, name: str = "photo",
+                      distortion: tuple[str, tuple] = ("", ())) -> np.ndarray:
     """A pinhole photo without a CameraInfo (square pixels, principal point at the centre, horizontal field of
-    view ``hfov_deg``) on the panorama's cylinder as the node stitches a one-camera rig looking forward: the
-    centre column is the photo's optical axis, the rest zero (``unifygeo localize --hfov``). The stitcher checks
-    the image."""
+    view ``hfov_deg`` of ``K``, lens ``distortion`` = (model, D) as :func:`~unifygeo_ros.image.lens.parse_distortion`
+    gives it) on the panorama's cylinder as the node stitches a one-camera rig looking forward: the centre column is
+    the photo's optical axis, the rest zero (``unifygeo localize --hfov [--distortion]``). The stitcher checks the
+    image."""
     check_hfov(hfov_deg, f"{name}: a pinhole camera's horizontal field of view")
     h, w = rgb.shape[:2]
-    cam = PinholeCamera(name, intrinsics_for_fov(w, h, hfov_deg), w, h, 0.0, 0.0)
+    cam = PinholeCamera(name, intrinsics_for_fov(w, h, hfov_deg), w, h, 0.0, 0.0, *distortion)
     return stitcher_for([cam], width).stitch([rgb])
 
 

@@ -18,6 +18,7 @@ import sys
 from unifygeo_ros.data.truth_csv import TruthRow
 from unifygeo_ros.errors import ImageError, UnifyGeoError
 from unifygeo_ros.image.preprocess import load_image
+from unifygeo_ros.image.lens import parse_distortion
 from unifygeo_ros.image.stitch import RigSettings, check_hfov, photo_to_panorama
 from unifygeo_ros.localization.fix import Fix, Prior
 from unifygeo_ros.localization.localizer import Localizer
@@ -46,6 +47,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                              "horizontal field of view: each is stitched as the node's input_mode cameras stitches a "
                              "front camera (cameras.panorama_width 512) and --heading is the camera's compass "
                              "heading; use a limited-field-of-view model (models/fov)")
+    parser.add_argument("--distortion", default=None, metavar="MODEL:c1,c2,...",
+                        help="with --hfov: the photos' lens distortion as CameraInfo states it (plumb_bob, "
+                             "rational_polynomial or equidistant and its D, e.g. plumb_bob:-0.3,0.1,0,0,0)")
     parser.add_argument("--json", action="store_true", help="one JSON object per image (a JSON list)")
     add_backend_arguments(parser)
 
@@ -75,6 +79,9 @@ def run(args: argparse.Namespace) -> int:
     prior = _parse_prior(args.prior)
     if args.hfov is not None:
         check_hfov(args.hfov, "--hfov")  # before the model: fail fast
+    elif args.distortion:
+        raise UnifyGeoError("--distortion describes a pinhole photo's lens: use it with --hfov")
+    lens = parse_distortion(args.distortion)
     truth = load_truth_for(args.images, args.truth) if args.truth else None  # before the model: fail fast
     settings = PipelineSettings()  # the node's gate with its default parameters
     loc = Localizer.from_paths(args.index, args.checkpoint, device=args.device, backend=backend_from_args(args),
@@ -87,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             rgb = load_image(path)
             if args.hfov is not None:  # a pinhole photo: the node's one-camera rig panorama
-                rgb = photo_to_panorama(rgb, args.hfov, RigSettings().panorama_width, path)
+                rgb = photo_to_panorama(rgb, args.hfov, RigSettings().panorama_width, path, lens)
             fix = loc.localize(rgb, prior, heading_deg=args.heading)
         except ImageError as exc:
             failed += 1

@@ -21,7 +21,7 @@ import numpy as np
 from unifygeo_ros.data import render
 from unifygeo_ros.data.pinhole import render_pinhole
 from unifygeo_ros.errors import UnifyGeoError
-from unifygeo_ros.image.lens import check_distortion
+from unifygeo_ros.image.lens import parse_distortion
 from unifygeo_ros.image.stitch import PinholeCamera, camera_axes, check_hfov, intrinsics_for_fov
 from unifygeo_ros.rosbag.synth_topics import camera_frame, camera_image_topic, camera_info_topic
 
@@ -109,22 +109,6 @@ def make_rig(kind: str, n_cameras: int = 1, hfov_deg: float | None = None,
     cams = tuple(PinholeCamera(name, k, width, height, yaw, 0.0, model, d)
                  for name, yaw in zip(camera_names(int(n_cameras)), rig_yaws_deg(int(n_cameras))))
     return CameraRig("pinhole", width, cams, hfov)
-
-
-def parse_distortion(text: str | None) -> tuple[str, tuple]:
-    """``MODEL:c1,c2,...`` (a CameraInfo distortion model and its D: ``plumb_bob:-0.3,0.1,0,0,0``,
-    ``equidistant:0.05,-0.01,0,0``) -> (model, D) as a :class:`PinholeCamera` keeps them (validated by
-    :func:`unifygeo_ros.image.lens.check_distortion`); None or "" -> no distortion."""
-    if not text:
-        return "", ()
-    model, sep, coeffs = str(text).partition(":")
-    try:
-        d = tuple(float(c) for c in coeffs.split(",")) if sep and coeffs.strip() else ()
-    except ValueError:
-        d = None
-    if not sep or not d:
-        raise UnifyGeoError(f"--distortion must be MODEL:c1,c2,... (e.g. plumb_bob:-0.3,0.1,0,0,0), got {text!r}")
-    return check_distortion("--distortion", model.strip(), d)
 
 
 def mount_quaternion_xyzw(camera: PinholeCamera) -> tuple[float, float, float, float]:
