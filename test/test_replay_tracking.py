@@ -181,6 +181,7 @@ def test_a_pinhole_rig_is_stitched_as_the_node_stitches_it(world, tmp_path, caps
     assert f"camera: a rig of 4 pinhole camera(s) with CameraInfo: front /cameras/front/{image} (yaw 0 deg, from " \
            f"tf_static), left /cameras/left/{image} (yaw 90 deg" in printed
     assert ("camera transport: compressed (the node's cameras.transport: compressed)" in printed) == compressed
+    assert "camera lens: raw images, CameraInfo's K and distortion model" in printed
     node = NodeSettings.from_params({"input_mode": "cameras",
                                      "cameras.transport": "compressed" if compressed else "raw"})
     with bags.open_bag(rec.bag) as r:
