@@ -167,3 +167,15 @@ def test_a_distorted_photo_goes_onto_the_cylinder_as_its_undistorted_twin(capsys
         assert main(["localize", str(path), "--index", str(tmp_path / "none")] + argv) == 1
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and words in err, err
+
+
+def test_topic_names_that_contradict_cameras_rectified_are_one_warning():
+    """The image_proc trap (image_rect beside a CameraInfo that still has the raw D), named by node and replay."""
+    from unifygeo_ros.image.stitch import rectified_mismatch
+
+    assert rectified_mismatch(["/cam/front/image_rect_color", "/cam/left/image_rect_color"], False).startswith(
+        "/cam/front/image_rect_color looks rectified but cameras.rectified is false")
+    assert "looks raw" in rectified_mismatch(["/cam/front/image_raw"], True)
+    assert rectified_mismatch(["/cam/front/image_rect"], True) is None
+    assert rectified_mismatch(["/cameras/front/image"], False) is None
+    assert rectified_mismatch(["/cameras/front/image"], True) is None

@@ -225,6 +225,21 @@ def camera_from_info(name: str, info, yaw_deg: float, pitch_deg: float, rectifie
                          str(getattr(info, "distortion_model", "") or ""), () if d is None else tuple(d))
 
 
+def rectified_mismatch(image_topics: list[str], rectified: bool) -> str | None:
+    """A one-line warning when the rig's image topics' names say ``image_rect`` but its images are taken as raw
+    (``cameras.rectified`` false: CameraInfo's distortion would be applied a second time), or ``image_raw`` while
+    taken as rectified; None when the names say nothing against the setting."""
+    rect = [t for t in image_topics if "image_rect" in t]
+    raw = [t for t in image_topics if "image_raw" in t]
+    if rect and not rectified:
+        return (f"{rect[0]} looks rectified but cameras.rectified is false: its CameraInfo's distortion is applied "
+                "again (set cameras.rectified true, replay --cameras-rectified)")
+    if raw and rectified:
+        return (f"{raw[0]} looks raw but cameras.rectified is true: its lens distortion is ignored (set "
+                "cameras.rectified false)")
+    return None
+
+
 def stitcher_for(cameras: list[PinholeCamera], width: int) -> PanoramaStitcher:
     """A cached :class:`PanoramaStitcher` per rig layout (the remap tables are computed once)."""
     key = (tuple(cameras), int(width))

@@ -39,7 +39,7 @@ from unifygeo_ros.image.codec import compressed_fields_to_rgb, image_msg_to_rgb
 from unifygeo_ros.ros.params import PARAMETERS, NodeSettings
 from unifygeo_ros.localization.pipeline import WITHHELD_REASONS, Frame, PipelineStats
 from unifygeo_ros.localization.sensor_feed import HeadingFeed, stamp_s, twist_reading
-from unifygeo_ros.image.stitch import RigCollector, RigFrame
+from unifygeo_ros.image.stitch import RigCollector, RigFrame, rectified_mismatch
 from unifygeo_ros.ros.worker import LatestFrameWorker, Throttle, error_kind, load_pipeline
 
 
@@ -112,6 +112,8 @@ class LocalizerNode(Node):
                 self.inputs.append(self.create_subscription(
                     CameraInfo, f"cameras/{name}/camera_info", lambda m, n=name: self._on_camera_info(n, m),
                     qos_profile_sensor_data))
+            if (line := rectified_mismatch([sub.topic_name for sub in self.inputs[::2]], s.camera_rectified)):
+                self.get_logger().warning(line)  # the remapped topic names; the usual image_proc trap
         self.worker = LatestFrameWorker(self._localize, self._on_worker_exception).start()
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.startup_s = _process_age_s()

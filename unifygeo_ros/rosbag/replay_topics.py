@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from unifygeo_ros.errors import UnifyGeoError
-from unifygeo_ros.image.stitch import RigSettings
+from unifygeo_ros.image.stitch import RigSettings, rectified_mismatch
 from unifygeo_ros.rosbag import io as bags
 from unifygeo_ros.rosbag.fusion_config import FusionConfig
 from unifygeo_ros.rosbag.fusion_inputs import GT_PREFIX, pick_topics
@@ -230,6 +230,8 @@ def choose_topics(reader: Any, bag: str | Path, *, image_topic: str | None = Non
         out.lines.append("camera lens: " + ("rectified images, CameraInfo's P (the node's cameras.rectified: true)"
                                             if out.rectified else "raw images, CameraInfo's K and distortion model "
                                             "(--cameras-rectified for image_rect topics)"))
+        if (line := rectified_mismatch([c.image_topic for c in out.rig], out.rectified)) is not None:
+            warnings.append(line)
     _choose_gt(out, topics, gt_topic, reader, avail)
     fcfg = FusionConfig(odom_topic=odom_topic, imu_topic=imu_topic)
     try:
