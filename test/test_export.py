@@ -16,7 +16,8 @@ from unifygeo_ros import cli
 from unifygeo_ros.errors import UnifyGeoError
 from unifygeo_ros.image.preprocess import load_image
 from unifygeo_ros.localization.localizer import Localizer, Prior
-from unifygeo_ros.model.backends import BackendSettings, OnnxRuntimeModel, cpu_session
+from unifygeo_ros.model.backends import BackendSettings, OnnxRuntimeModel
+from unifygeo_ros.model.onnx_sessions import cpu_session
 from unifygeo_ros.model.checkpoint import read_meta
 from unifygeo_ros.model.export import (MANIFEST, PARITY_ATOL, ExportError, cached_export_dir, graph_specs,
                                        read_manifest)
@@ -69,7 +70,7 @@ def test_exported_graphs_equal_torch_at_any_batch_on_real_images(micro_export, m
     tiles = [load_image(p) for p in sorted((vigor_city[0] / "satellite").iterdir())[:4]]
     inputs = {"ground": (x[:1], x[:4], x), "aerial": (handle.aerial_batch(tiles[:1]), handle.aerial_batch(tiles))}
     for name, batches in inputs.items():
-        session = cpu_session(folder / specs[name].file)
+        session = cpu_session(folder / specs[name].file, threads=1)
         for batch in batches:
             got = session.run(list(specs[name].outputs), {specs[name].input: batch.numpy()})
             with torch.inference_mode():

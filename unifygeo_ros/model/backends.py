@@ -32,6 +32,7 @@ import torch
 import torch.nn as nn
 
 from unifygeo_ros.errors import UnifyGeoError
+from unifygeo_ros.model.onnx_sessions import require_onnxruntime, session_options
 
 BACKENDS = ("torch", "onnxruntime")
 PRECISIONS = ("auto", "fp32", "fp16")
@@ -90,30 +91,6 @@ def apply_threads(threads: int) -> None:
         torch.set_num_threads(int(threads))
 
 
-# ---- onnxruntime sessions -----------------------------------------------------------------------------------
-def require_onnxruntime():
-    try:
-        import onnxruntime
-    except ImportError:
-        raise UnifyGeoError("onnxruntime is not installed (pip install 'unifygeo_ros[onnx]')") from None
-    return onnxruntime
-
-
-def _options(threads: int):
-    ort = require_onnxruntime()
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = int(threads)  # 0: onnxruntime's default
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.log_severity_level = 3  # errors only
-    return so
-
-
-def cpu_session(path: str | Path, threads: int = DEFAULT_THREADS):
-    ort = require_onnxruntime()
-    return ort.InferenceSession(str(path), _options(threads), providers=["CPUExecutionProvider"])
-
-
 def _providers(name: str, spec, device: torch.device, fp16: bool, cache_dir: Path | None) -> list:
     """Execution providers for one graph on ``device``, best first, among those this onnxruntime build has."""
     ort = require_onnxruntime()
@@ -165,7 +142,7 @@ class OnnxEncoders:
                                 f"(this build has {', '.join(ort.get_available_providers())})")
         sess, err = None, float("inf")
         for fp16 in ([True, False] if trt and precision != "fp32" else [False]):
-            sess = ort.InferenceSession(str(self.folder / spec.file), _options(threads),
+            sess = ort.InferenceSession(str(self.folder / spec.file), session_options(threads),
                                         providers=_providers(name, spec, self.device, fp16, cache))
             err = self._check(sess, name, spec)
             if err <= (FP16_ATOL if fp16 else PARITY_ATOL):

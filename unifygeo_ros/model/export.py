@@ -38,6 +38,7 @@ import torch
 import torch.nn as nn
 
 from unifygeo_ros.errors import UnifyGeoError
+from unifygeo_ros.model.onnx_sessions import cpu_session, require_onnxruntime
 
 FORMAT = "unifygeo-onnx-export"
 VERSION = 1
@@ -217,8 +218,6 @@ def export_onnx(model: nn.Module, identity: str, out_dir: str | Path, checkpoint
     ``identity``: the checkpoint's ``model_hash``. The model is exported on the CPU in float32 (moved there for the
     export and back to its device and dtype after it). Raises :class:`ExportError` when an export or its parity check fails (a difference above
     :data:`PARITY_ATOL`)."""
-    from unifygeo_ros.model.backends import cpu_session, require_onnxruntime
-
     require_onnxruntime()
     if not all(importlib.util.find_spec(m) for m in ("onnx", "onnxscript")):  # onnxscript: the dynamo exporter
         raise ExportError("exporting needs onnx and onnxscript (pip install 'unifygeo_ros[onnx]')")

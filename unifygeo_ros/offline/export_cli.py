@@ -28,7 +28,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from unifygeo_ros.model.backends import require_onnxruntime
+    from unifygeo_ros.model.onnx_sessions import require_onnxruntime
     from unifygeo_ros.model.handle import load_model
 
     require_onnxruntime()
