@@ -2,6 +2,7 @@
 
     python benchmarks/bench_fov.py --checkpoint models/demo --checkpoint models/fov [--label demo --label fov]
                                    [--data out/bench_fov_data] [--demo-data out/demo/data] [--queries N]
+                                   [--distortion MODEL:D [--ignore-distortion]]
 
 Cities never trained on: the five cross-area benchmark cities (seeds 1,000,001-1,000,005, the stream's style,
 rendered here with 512 x 256 panoramas into ``--data``; each searched in its own 49 tiles) and DemoCity (seed 2026,
@@ -60,11 +61,12 @@ STITCH_W = 512  # the node's default panorama_width (--stitch-width)
 PANO_W = 512    # the benchmark cities' panoramas
 
 
-def rig(view: str) -> list[PinholeCamera] | None:
+def rig(view: str, lens: tuple[str, tuple] = ("", ())) -> list[PinholeCamera] | None:
+    """The view's cameras (320 x 240, ``K`` from the field of view), with lens distortion ``lens`` = (model, D)."""
     spec = VIEWS[view]
     if spec is None:
         return None
-    return [PinholeCamera(f"cam{i}", intrinsics_for_fov(CAM_W, CAM_H, fov), CAM_W, CAM_H, yaw)
+    return [PinholeCamera(f"cam{i}", intrinsics_for_fov(CAM_W, CAM_H, fov), CAM_W, CAM_H, yaw, 0.0, *lens)
             for i, (yaw, fov) in enumerate(spec)]
 
 
@@ -74,13 +76,14 @@ def robot_heading_deg(index: int) -> float:
 
 
 def rig_image(pano: np.ndarray, cams: list[PinholeCamera] | None, heading_deg: float,
-              stitch_w: int = STITCH_W) -> np.ndarray:
+              stitch_w: int = STITCH_W, stitched_as: list[PinholeCamera] | None = None) -> np.ndarray:
     """What the node (stitching at ``stitch_w`` px) and the Localizer make of the rig's images of this north-aligned
-    panorama's scene."""
+    panorama's scene; ``stitched_as``: the cameras the stitcher is told of (default ``cams``; without their lens
+    distortion: what a node that ignores CameraInfo's D did)."""
     if cams is None:
         return pano
     robot_frame, _ = roll_panorama(pano, heading_deg)  # the scene as the robot, facing heading_deg, sees it
-    stitched = stitcher_for(cams, stitch_w).stitch([pinhole_view(robot_frame, c) for c in cams])
+    stitched = stitcher_for(stitched_as or cams, stitch_w).stitch([pinhole_view(robot_frame, c) for c in cams])
     return roll_panorama(stitched, -heading_deg)[0]  # Localizer._checked: north-aligned for the model
 
 
@@ -89,6 +92,8 @@ class RigQueries(VigorDataset):
 
     view = "360"
     stitch_w = STITCH_W
+    lens: tuple = ("", ())   #: the cameras' lens distortion (model, D)
+    ignore_lens = False      #: stitch as if the images were rectified (D ignored)
     _cache: dict = {}
 
     def load_ground(self, index: int, delta_heading_deg: float = 0.0):
@@ -98,10 +103,11 @@ class RigQueries(VigorDataset):
         """(the model-size image, the input check's verdict on the stitched panorama: "" = looks like a camera's)"""
         from unifygeo_ros.localization.input_check import camera_image_problem
 
-        key = (self.pano_paths[index], self.view, self.ground_size_hw, self.stitch_w)
+        key = (self.pano_paths[index], self.view, self.ground_size_hw, self.stitch_w, self.lens, self.ignore_lens)
         if key not in self._cache:
             pano = validate_panorama(load_image(self.pano_paths[index]))
-            full = rig_image(pano, rig(self.view), robot_heading_deg(index), self.stitch_w)
+            full = rig_image(pano, rig(self.view, self.lens), robot_heading_deg(index), self.stitch_w,
+                             rig(self.view) if self.ignore_lens else None)
             self._cache[key] = (resize_image(full, self.ground_size_hw), camera_image_problem(full))
         return self._cache[key]
 
@@ -119,7 +125,7 @@ def gate_passes(model, ds: RigQueries, indices: list[int], floor: float) -> tupl
 
 
 def evaluate_view(model, cfg, city_dirs: list[Path], view: str, limit: int | None, floor: float,
-                  stitch_w: int = STITCH_W) -> dict:
+                  stitch_w: int = STITCH_W, lens: tuple = ("", ()), ignore_lens: bool = False) -> dict:
     """Per-city galleries, queries pooled: the figures of one model and view on one set of cities."""
     from unifygeo_ros.offline.evaluate import evaluate, summarise
 
@@ -129,7 +135,7 @@ def evaluate_view(model, cfg, city_dirs: list[Path], view: str, limit: int | Non
                         ground_size_hw=tuple(cfg.model.ground_hw), aerial_px=int(cfg.model.aerial_px),
                         orientation=cfg.data.orientation, corrected=True, seed=0,
                         aerial_height=bool(cfg.model.aerial_height))
-        ds.view, ds.stitch_w = view, stitch_w
+        ds.view, ds.stitch_w, ds.lens, ds.ignore_lens = view, stitch_w, lens, ignore_lens
         idx = list(range(len(ds) if limit is None else min(limit, len(ds))))
         parts.append(evaluate(model, ds, ds.gallery(), top_k=int(cfg.loss.rerank_k), batch_size=32,
                               query_indices=idx).per_query)
@@ -200,8 +206,18 @@ def main(argv=None) -> int:
     ap.add_argument("--same-area", action="store_true",
                     help="the five same-area cities (seeds 100-104, what calibrations are fitted on) instead of the "
                          "cross-area ones and DemoCity: to choose between models without touching the measurement")
+    ap.add_argument("--distortion", default=None, metavar="MODEL:c1,c2,...",
+                    help="every camera's lens distortion as a CameraInfo states it (e.g. plumb_bob:-0.25,0.06,0,0,0): "
+                         "the views are cut through it")
+    ap.add_argument("--ignore-distortion", action="store_true",
+                    help="stitch the distorted views as if rectified (CameraInfo's D ignored: the node before "
+                         "2026-12-01)")
     args = ap.parse_args(argv)
     import torch
+
+    from unifygeo_ros.image.lens import parse_distortion
+
+    lens = parse_distortion(args.distortion)
 
     from unifygeo_ros.localization.posterior import load_calibration
     from unifygeo_ros.offline.demo import DEMO_SEED, ensure_city
@@ -228,7 +244,8 @@ def main(argv=None) -> int:
         for set_name, dirs in sets.items():
             results[label][set_name] = {}
             for view in views:
-                r = evaluate_view(model, cfg, dirs, view, args.queries, floor, args.stitch_width)
+                r = evaluate_view(model, cfg, dirs, view, args.queries, floor, args.stitch_width, lens,
+                                  args.ignore_distortion)
                 results[label][set_name][view] = r
                 print(f"{label:24s} {set_name:22s} {view:7s} R@1 {100 * r['r1_descriptors']:5.1f} / "
                       f"{100 * r['r1_reranked']:5.1f} %  <=5 m {100 * r['within_5m']:5.1f} %  <=10 m "
@@ -252,7 +269,9 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     doc = {"checkpoints": dict(zip(labels, args.checkpoint)), "views": {v: VIEWS[v] for v in views},
-           "camera_px": [CAM_W, CAM_H], "stitch_width_px": args.stitch_width, "queries_per_city": args.queries or 100,
+           "camera_px": [CAM_W, CAM_H], "stitch_width_px": args.stitch_width,
+           "distortion": args.distortion, "distortion_ignored": bool(args.ignore_distortion),
+           "queries_per_city": args.queries or 100,
            "machine": f"{platform.machine()}, {platform.processor() or '?'}, torch 1 thread",
            "date": time.strftime("%Y-%m-%d %H:%M"), "wall_s": round(time.time() - t0, 1), "results": results,
            "paired_within_5m_vs_first": paired}

@@ -36,6 +36,14 @@ def test_each_pixels_ray_projects_back_onto_the_pixel(model):
     assert np.hypot(*rays[0, 0, :2]) > np.hypot(*plain[0, 0, :2]) * 1.05
 
 
+def test_equidistant_with_zero_coefficients_is_a_fisheye_not_a_pinhole():
+    model, d = lens.check_distortion("c", "equidistant", (0.0, 0.0, 0.0, 0.0))
+    assert model == "equidistant"
+    xd, yd = lens.distort(model, d, np.array([math.tan(0.5)]), np.array([0.0]))
+    assert xd[0] == pytest.approx(0.5) and yd[0] == 0.0  # theta_d = theta: 0.5 rad lands at 0.5 f, not tan(0.5) f
+    assert lens.check_distortion("c", "plumb_bob", (0.0,) * 5) == ("", ())
+
+
 def test_rays_beyond_where_the_polynomial_folds_back_are_not_projected():
     d = (-0.5, 0.0, 0.0, 0.0, 0.0)  # r_d = r - 0.5 r^3 grows up to r = sqrt(2/3)
     assert lens.max_radius("plumb_bob", d) == pytest.approx(math.sqrt(2 / 3), abs=3e-3)
@@ -99,7 +107,8 @@ def test_unusable_distortion_is_one_line(model, d, words):
 def test_distortion_option_parses_and_refuses():
     assert parse_distortion(None) == ("", ())
     assert parse_distortion("plumb_bob:-0.3,0.1,0,0") == ("plumb_bob", (-0.3, 0.1, 0.0, 0.0, 0.0))
-    assert parse_distortion("equidistant:0,0,0,0") == ("", ())
+    assert parse_distortion("plumb_bob:0,0,0,0,0") == ("", ())
+    assert parse_distortion("equidistant:0,0,0,0") == ("equidistant", (0.0,) * 4)  # a pure fisheye, not a pinhole
     for bad in ("plumb_bob", "plumb_bob:", "plumb_bob:a,b", "fisheye:0.1,0,0,0"):
         with pytest.raises(UnifyGeoError):
             parse_distortion(bad)

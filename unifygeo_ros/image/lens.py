@@ -13,8 +13,10 @@ turns into pixels (``u = fx x' + s y' + cx``, ``v = fy y' + cy``):
 
 A polynomial fitted to a lens folds back beyond the lens's field of view (the distorted radius decreases again),
 where a ray far outside the image would land inside it: rays beyond the first radius at which the distorted radius
-stops growing are not projected (:func:`project`). An all-zero ``D`` (or an empty one) is no distortion, whatever
-the model's name; an unknown model with a non-zero ``D`` is refused, as is a non-finite coefficient.
+stops growing are not projected (:func:`project`). For the two polynomial models an all-zero ``D`` (or an empty
+one, whatever the model's name) is no distortion; ``equidistant`` with zeros is still a fisheye (``theta_d = theta``,
+not the pinhole's ``tan(theta)``). An unknown model with a non-zero ``D`` is refused, as is a non-finite
+coefficient.
 """
 from __future__ import annotations
 
@@ -31,14 +33,15 @@ _RADIUS_CAP = 20.0  #: largest normalised radius considered (87 deg off the axis
 
 
 def check_distortion(name: str, model: str, d) -> tuple[str, tuple]:
-    """``(model, D)`` as a camera keeps them: ``("", ())`` without distortion, else the model and its full
-    coefficient tuple (zero-padded); :class:`ImageError` (one line) for what cannot be used."""
+    """``(model, D)`` as a camera keeps them: ``("", ())`` without distortion (an empty ``D``; all zeros but for
+    ``equidistant``), else the model and its full coefficient tuple (zero-padded); :class:`ImageError` (one line) for
+    what cannot be used."""
     coeffs = tuple(float(x) for x in (d if d is not None else ()))
     if not all(math.isfinite(c) for c in coeffs):
         raise ImageError(f"camera {name!r}: non-finite distortion coefficients D={list(coeffs)}")
-    if not any(coeffs):
-        return "", ()
     model = str(model or "")
+    if not any(coeffs) and not (model == "equidistant" and coeffs):
+        return "", ()
     if model not in MODELS:
         raise ImageError(f"camera {name!r}: distortion model {model!r} with D={list(coeffs)} is not supported "
                          f"({', '.join(MODELS)}); feed rectified images (image_rect) with cameras.rectified true")
