@@ -265,7 +265,8 @@ class NodeSettings:
             diagnostics_period_s=positive("diagnostics_period_s"), warn_throttle_s=positive("warn_throttle_s", True),
             aspect_tolerance=positive("aspect_tolerance"), camera_names=names, camera_yaw_deg=yaws,
             camera_pitch_deg=pitches, panorama_width=width, sync_tolerance_s=positive("cameras.sync_tolerance_s"),
-            camera_transport=str(v["cameras.transport"]), camera_rectified=bool(v["cameras.rectified"]), mode=str(v["mode"]), tracking=_tracking_settings(v),
+            camera_transport=str(v["cameras.transport"]), camera_rectified=bool(v["cameras.rectified"]),
+            mode=str(v["mode"]), tracking=_tracking_settings(v),
         )
 
     def backend_settings(self) -> BackendSettings:

@@ -122,7 +122,7 @@ class SynthBagConfig:
     camera: str = "panorama"  # or "pinhole"
     cameras: int = 1  # pinhole cameras evenly spaced in yaw (camera_rig)
     hfov_deg: float | None = None  # pinhole; None: camera_rig.DEFAULT_HFOV_DEG
-    distortion: str | None = None  # pinhole lens distortion MODEL:c1,c2,... (camera_rig.parse_distortion)
+    distortion: str | None = None  # pinhole lens distortion MODEL:c1,c2,... (image.lens.parse_distortion)
     kidnap_at_s: float | None = None  # seconds after the start; None: no kidnap
 
 

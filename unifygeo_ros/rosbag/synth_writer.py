@@ -174,7 +174,8 @@ def camera_info_msg(ts: Any, t_ns: int, cam: Any, frame: str) -> Any:
     return T[CAMERA_INFO](
         header=bags.header(ts, t_ns, frame), height=int(cam.height), width=int(cam.width),
         distortion_model=cam.distortion_model or "plumb_bob",
-        d=np.asarray(cam.D, np.float64) if cam.D else np.zeros(5), k=np.asarray(k), r=np.eye(3).reshape(-1), p=np.asarray(p),
+        d=np.asarray(cam.D, np.float64) if cam.D else np.zeros(5), k=np.asarray(k), r=np.eye(3).reshape(-1),
+        p=np.asarray(p),
         binning_x=0, binning_y=0,
         roi=T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False))
 
