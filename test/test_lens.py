@@ -188,3 +188,28 @@ def test_topic_names_that_contradict_cameras_rectified_are_one_warning():
     assert rectified_mismatch(["/cam/front/image_rect"], True) is None
     assert rectified_mismatch(["/cameras/front/image"], False) is None
     assert rectified_mismatch(["/cameras/front/image"], True) is None
+
+
+def test_camera_info_roi_and_binning_follow_the_full_resolution_sensor():
+    """K and width/height are the sensor's: an ROI crop shifts the principal point (image_geometry's convention),
+    binning divides; the stitched crop lands where the full image's pixels do."""
+    import cv2
+
+    k = intrinsics_for_fov(320, 240, 90.0)
+    full = SimpleNamespace(k=k, p=(0.0,) * 12, d=(), distortion_model="", width=320, height=240)
+    roi = SimpleNamespace(x_offset=80, y_offset=60, width=160, height=120, do_rectify=False)
+    crop = SimpleNamespace(**vars(full), roi=roi)
+    binned = SimpleNamespace(**vars(full), binning_x=2, binning_y=2)
+    c_full = camera_from_info("f", full, 0.0, 0.0)
+    c_crop, c_bin = camera_from_info("f", crop, 0.0, 0.0), camera_from_info("f", binned, 0.0, 0.0)
+    assert (c_crop.width, c_crop.height) == (160, 120) and (c_bin.width, c_bin.height) == (160, 120)
+    assert c_crop.K[2] == pytest.approx(k[2] - 80) and c_crop.K[5] == pytest.approx(k[5] - 60)
+    assert c_crop.K[0] == pytest.approx(k[0]) and c_bin.K[0] == pytest.approx(k[0] / 2)
+    rng = np.random.default_rng(2)
+    pano = cv2.resize(rng.integers(0, 255, (16, 32, 3)).astype(np.uint8), (512, 256), interpolation=cv2.INTER_CUBIC)
+    image = pinhole_view(pano, c_full)
+    a = PanoramaStitcher([c_crop], 512)
+    b = PanoramaStitcher([c_full], 512)
+    got, want = a.stitch([image[60:180, 80:240].copy()]).astype(int), b.stitch([image]).astype(int)
+    assert a.pixel_mask.sum() < 0.5 * b.pixel_mask.sum()
+    assert np.abs(got - want)[a.pixel_mask].mean() < 1.0  # the crop covers its part of the full view

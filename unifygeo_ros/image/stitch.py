@@ -211,18 +211,31 @@ _STITCHERS: dict[tuple, PanoramaStitcher] = {}
 
 def camera_from_info(name: str, info, yaw_deg: float, pitch_deg: float, rectified: bool = False) -> PinholeCamera:
     """The camera a ``sensor_msgs/CameraInfo`` (duck-typed: ``k``, ``p``, ``d``, ``distortion_model``, ``width``,
-    ``height``) describes, mounted at ``yaw_deg`` / ``pitch_deg``: for raw images its ``K`` and lens distortion
-    (:mod:`~unifygeo_ros.image.lens`); for ``rectified`` ones (image_rect) the 3 x 3 part of its projection ``P``
-    (``K`` when ``P`` is unset) and no distortion, as image_proc's rectification leaves them."""
-    size = (int(info.width), int(info.height))
+    ``height``, optional ``binning_x``/``binning_y`` and ``roi``) describes, mounted at ``yaw_deg`` / ``pitch_deg``:
+    for raw images its ``K`` and lens distortion (:mod:`~unifygeo_ros.image.lens`); for ``rectified`` ones
+    (image_rect) the 3 x 3 part of its projection ``P`` (``K`` when ``P`` is unset) and no distortion, as
+    image_proc's rectification leaves them. As CameraInfo defines them, ``K``/``P`` and ``width``/``height`` are the
+    full-resolution sensor's: a region of interest (``roi`` with a size) shifts the principal point and is the
+    image, binning divides both."""
     if rectified:
         p = getattr(info, "p", None)
         p = np.asarray(() if p is None else p, float).reshape(-1)
         k = p.reshape(3, 4)[:, :3] if p.size == 12 and p[0] > 0 and p[5] > 0 else np.asarray(info.k, float)
-        return PinholeCamera(name, tuple(float(x) for x in np.reshape(k, -1)), *size, yaw_deg, pitch_deg)
-    d = getattr(info, "d", None)
-    return PinholeCamera(name, tuple(float(x) for x in info.k), *size, yaw_deg, pitch_deg,
-                         str(getattr(info, "distortion_model", "") or ""), () if d is None else tuple(d))
+        model, d = "", ()
+    else:
+        k, model, d = info.k, str(getattr(info, "distortion_model", "") or ""), getattr(info, "d", None)
+    k = np.array(k, float).reshape(3, 3)
+    x0, y0, w, h = 0, 0, int(info.width), int(info.height)
+    roi = getattr(info, "roi", None)
+    if roi is not None and int(getattr(roi, "width", 0)) > 0 and int(getattr(roi, "height", 0)) > 0:
+        x0, y0, w, h = int(roi.x_offset), int(roi.y_offset), int(roi.width), int(roi.height)
+    bx, by = max(1, int(getattr(info, "binning_x", 0) or 0)), max(1, int(getattr(info, "binning_y", 0) or 0))
+    k[0, 2] -= x0
+    k[1, 2] -= y0
+    k[0] /= bx
+    k[1] /= by
+    return PinholeCamera(name, tuple(float(x) for x in k.reshape(-1)), w // bx, h // by, yaw_deg, pitch_deg, model,
+                         () if d is None else tuple(d))
 
 
 def rectified_mismatch(image_topics: list[str], rectified: bool) -> str | None:
@@ -338,9 +351,7 @@ class RigFrame:
             rgb = (image_msg_to_rgb(img, f"camera {name!r} image") if hasattr(img, "encoding")  # sensor_msgs/Image
                    else compressed_fields_to_rgb(img.format, img.data, f"camera {name!r} compressed image"))
             cam = camera_from_info(name, info, yaw, pitch, self.rectified)
-            if (int(info.width), int(info.height)) != (rgb.shape[1], rgb.shape[0]):
-                if int(info.width) == 0 or int(info.height) == 0:
-                    raise ImageError(f"camera {name!r}: CameraInfo has zero size")
+            if (cam.width, cam.height) != (rgb.shape[1], rgb.shape[0]):  # a resized stream: K scaled with it
                 cam = cam.scaled_to(rgb.shape[1], rgb.shape[0])
             cams.append(cam)
             rgbs.append(rgb)
