@@ -213,3 +213,18 @@ def test_camera_info_roi_and_binning_follow_the_full_resolution_sensor():
     got, want = a.stitch([image[60:180, 80:240].copy()]).astype(int), b.stitch([image]).astype(int)
     assert a.pixel_mask.sum() < 0.5 * b.pixel_mask.sum()
     assert np.abs(got - want)[a.pixel_mask].mean() < 1.0  # the crop covers its part of the full view
+
+
+def test_the_rig_says_how_each_camera_is_undistorted():
+    """RigCollector.lens_summary: the node's /diagnostics rig_lens, from the latest CameraInfos."""
+    from unifygeo_ros.image.stitch import RigCollector, RigSettings
+
+    k = intrinsics_for_fov(160, 120, 90.0)
+    rig = RigCollector(RigSettings(camera_names=("front", "left", "back"), camera_yaw_deg=(0.0, 90.0, 180.0),
+                                   camera_pitch_deg=(0.0, 0.0, 0.0)))
+    rig.info("front", SimpleNamespace(k=k, d=LENSES["plumb_bob"], distortion_model="plumb_bob", width=160, height=120))
+    rig.info("left", SimpleNamespace(k=k, d=(0.1, math.inf, 0, 0, 0), distortion_model="plumb_bob", width=160,
+                                     height=120))
+    text = rig.lens_summary()
+    assert text.startswith("front: plumb_bob; left: unusable (camera 'left': non-finite distortion")
+    assert text.endswith("; back: no CameraInfo yet")

@@ -263,6 +263,7 @@ def test_camera_rig_is_stitched_localized_and_withheld_as_unlike_the_map(world, 
             break
     assert st is not None, "the rig's stitched frame never reached the gate"
     assert int(st["values"]["withheld_out_of_distribution"]) >= 1 and int(st["values"]["published"]) == 0
+    assert st["values"]["rig_lens"] == "; ".join(f"{n}: no distortion" for n in RIG)  # plumb_bob with zero D
 
 
 def test_unsynchronised_rig_images_are_not_stitched_and_say_why(world, driver, nodes):

@@ -384,6 +384,24 @@ class RigCollector:
         self.infos[name] = msg
         return self._collect()
 
+    def lens_summary(self) -> str:
+        """How each camera's images are undistorted, from its latest CameraInfo (the node's /diagnostics
+        ``rig_lens``): ``front: plumb_bob; left: no distortion; ...``, ``rectified (P)`` with cameras.rectified."""
+        parts = []
+        for name in self.settings.camera_names:
+            info = self.infos.get(name)
+            if info is None:
+                parts.append(f"{name}: no CameraInfo yet")
+                continue
+            try:
+                cam = camera_from_info(name, info, 0.0, 0.0, bool(self.settings.camera_rectified))
+            except ImageError as exc:
+                parts.append(f"{name}: unusable ({exc})")
+                continue
+            what = ("rectified (P)" if self.settings.camera_rectified else cam.distortion_model or "no distortion")
+            parts.append(f"{name}: {what}")
+        return "; ".join(parts)
+
     def _collect(self) -> RigFrame | None:
         kind, self.waiting = RigFrame.waiting_for(self.settings, self.images, self.infos, self.last_stamp_s)
         self.waiting_kind = kind

@@ -249,8 +249,8 @@ class LocalizerNode(Node):
             "mode": self.pipeline.mode,
             **({"odometry_samples": self.pipeline.odometry.samples, "odometry_topic": self.odom_sub.topic_name}
                if self.odom_sub is not None else {}),
-            **({"rig_sets_stitched": rig.sets, "rig_out_of_sync": rig.out_of_sync, "rig_waiting": rig.waiting}
-               if rig is not None else {}),
+            **({"rig_sets_stitched": rig.sets, "rig_out_of_sync": rig.out_of_sync, "rig_waiting": rig.waiting,
+                "rig_lens": rig.lens_summary()} if rig is not None else {}),
         }
         status = DiagnosticStatus(level=level, name=f"{self.get_fully_qualified_name()}: localization", message=message,
                                   hardware_id=f"unifygeo model {st.model_identity[:12]}")
