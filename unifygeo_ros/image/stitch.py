@@ -52,8 +52,8 @@ class PinholeCamera:
     def __post_init__(self):
         k = np.asarray(self.K, float).reshape(-1)
         if k.size != 9 or not np.all(np.isfinite(k)) or k[0] < MIN_FOCAL_PX or k[4] < MIN_FOCAL_PX:
-            raise ImageError(f"camera {self.name!r}: unusable intrinsics K={k.tolist()} (focal lengths must be at least "
-                             f"{MIN_FOCAL_PX:g} px; uncalibrated camera?)")
+            raise ImageError(f"camera {self.name!r}: unusable intrinsics K={k.tolist()} (focal lengths must be at "
+                             f"least {MIN_FOCAL_PX:g} px; uncalibrated camera?)")
         if int(self.width) <= 0 or int(self.height) <= 0:
             raise ImageError(f"camera {self.name!r}: zero image size {self.width} x {self.height}")
         model, d = lens.check_distortion(self.name, self.distortion_model, self.D)
