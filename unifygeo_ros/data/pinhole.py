@@ -6,10 +6,12 @@ image, ROS optical frame: x right, y down, z forward, pixel centres at integer c
 with ``yaw_deg`` (REP-103: counter-clockwise from the vehicle's forward axis, so a left-looking camera has +90)
 and ``pitch_deg`` (up positive), no roll - the convention the node's ``input_mode: cameras`` stitches with. The
 vehicle stands at an ENU position with a compass ``heading_deg``; the camera's optical centre is
-``camera_height_m`` above the ground at that position. Lens distortion is not modelled (a rectified image).
+``camera_height_m`` above the ground at that position. A camera with lens distortion (its ``distortion_model``
+and ``D``: :mod:`unifygeo_ros.image.lens`) is rendered through it: each pixel's ray is the model's inverse of
+the pixel (``bag synth --distortion``); without one the image is a rectified pinhole's.
 
-Rays: a level camera (pitch 0, no skew) has one azimuth per image column, exactly, and an elevation per pixel;
-one ray is marched per column. A pitched camera's pixels of one column look at different azimuths: they are
+Rays: a level camera (pitch 0, no skew, no distortion) has one azimuth per image column, exactly, and an elevation
+per pixel; one ray is marched per column. A pitched or distorted camera's pixels of one column look at different azimuths: they are
 grouped into azimuth bins half the smallest angle between neighbouring columns wide (the bins' mean azimuth is
 marched; a pixel's azimuth is off by at most a quarter of a column).
 """
