@@ -228,3 +228,44 @@ def test_the_rig_says_how_each_camera_is_undistorted():
     text = rig.lens_summary()
     assert text.startswith("front: plumb_bob; left: unusable (camera 'left': non-finite distortion")
     assert text.endswith("; back: no CameraInfo yet")
+
+
+def test_one_image_stream_per_camera_is_taken_from_a_bag_that_records_several(tmp_path):
+    """A real bag often holds image_raw, image_rect and their /compressed beside one CameraInfo: replay takes one
+    per camera - not image_rect unless --cameras-rectified, uncompressed first - and names the others."""
+    from rosbags.rosbag2 import Reader, Writer
+
+    from unifygeo_ros.rosbag import io as bags
+    from unifygeo_ros.rosbag.replay_topics import choose_topics, one_image_per_camera
+    from unifygeo_ros.rosbag.synth import SynthBagConfig, synth_bag
+
+    T = bags.TopicInfo
+    streams = [T("/c/front/image_raw/compressed", bags.COMPRESSED_IMAGE, 1), T("/c/front/image_raw", bags.IMAGE, 1),
+               T("/c/front/image_rect", bags.IMAGE, 1), T("/c/left/image_rect", bags.IMAGE, 1)]
+    chosen, also = one_image_per_camera(streams, rectified=False)
+    assert [t.topic for t in chosen] == ["/c/front/image_raw", "/c/left/image_rect"]  # left has nothing else
+    assert also == ["/c/front/image_raw/compressed", "/c/front/image_rect"]
+    assert [t.topic for t in one_image_per_camera(streams, rectified=True)[0]] == ["/c/front/image_rect",
+                                                                                  "/c/left/image_rect"]
+    from node_world import CITY, build_world  # a synth rig bag, re-recorded with a rectified copy of each stream
+
+    build_world(tmp_path / "world", n_queries=1, use_demo=False)
+    rec = synth_bag(SynthBagConfig(data=str(tmp_path / "world" / "data" / CITY), out=str(tmp_path / "rig"), frames=2,
+                                   camera="pinhole", cameras=2, image_width=64, sensors=False))
+    both = tmp_path / "both"
+    with Reader(rec.bag) as r, Writer(both, version=9) as w:
+        conns = {}
+        for c in r.connections:
+            conns[c.topic] = w.add_connection(c.topic, c.msgtype, typestore=bags.make_typestore())
+            if c.topic.endswith("/image"):
+                conns[c.topic + "_rect"] = w.add_connection(c.topic + "_rect", c.msgtype,
+                                                            typestore=bags.make_typestore())
+        for c, t, raw in r.messages():
+            w.write(conns[c.topic], t, raw)
+            if c.topic.endswith("/image"):
+                w.write(conns[c.topic + "_rect"], t, raw)
+    for rectified, suffix in ((False, "image"), (True, "image_rect")):
+        with bags.open_bag(both) as reader:
+            topics = choose_topics(reader, both, cameras_rectified=rectified)
+        assert [c.image_topic for c in topics.rig] == [f"/cameras/cam0/{suffix}", f"/cameras/cam1/{suffix}"]
+        assert any(line.startswith("camera: one image topic per CameraInfo") for line in topics.lines)

@@ -4,7 +4,7 @@ chooses. So ``unifygeo replay BAG --index DIR --track --out OUT`` works on a bag
 
 * **camera**: a pinhole rig when image topics have a ``sensor_msgs/CameraInfo`` beside them (image_transport's
   layout: ``<ns>/image`` or ``<ns>/image/compressed`` with ``<ns>/camera_info``; every such camera is part of the
-  rig), else the one ``sensor_msgs/Image`` or ``CompressedImage`` topic (a panorama). ``--image-topic`` (a panorama)
+  rig, with one stream per CameraInfo: :func:`one_image_per_camera`), else the one ``sensor_msgs/Image`` or ``CompressedImage`` topic (a panorama). ``--image-topic`` (a panorama)
   and ``--camera-topics`` (a rig) choose.
 * **rig mounting** per camera: ``/tf_static`` (the transform from the bag's base frame to the camera's CameraInfo
   frame: the optical z axis gives yaw and pitch), else the bag's ``unifygeo.bag_synth`` metadata, else the node's
@@ -107,6 +107,19 @@ def _info_sibling(image_topic: str) -> str:
     return t.rsplit("/", 1)[0] + "/camera_info"
 
 
+def one_image_per_camera(images: list, rectified: bool) -> tuple[list, list[str]]:
+    """A bag often holds several streams of one camera beside its one CameraInfo (``image_raw``, ``image_rect``,
+    their ``/compressed``): one per camera, preferring what ``rectified`` (the node's ``cameras.rectified``) expects
+    (``image_rect`` or not) and then the uncompressed one; (the chosen topics in the bag's order, the others' names)."""
+    groups: dict[str, list] = {}
+    for t in images:
+        groups.setdefault(_info_sibling(t.topic), []).append(t)
+    best = {info: min(ts, key=lambda t: (("image_rect" in t.topic) != rectified, t.msgtype == bags.COMPRESSED_IMAGE,
+                                         t.topic)) for info, ts in groups.items()}
+    chosen = [t for t in images if best[_info_sibling(t.topic)] is t]
+    return chosen, [t.topic for t in images if best[_info_sibling(t.topic)] is not t]
+
+
 def _camera_name(image_topic: str, description: dict) -> str:
     for c in description.get("cameras") or []:
         if image_topic in (c.get("image_topic"), str(c.get("image_topic", "")) + "/compressed"):
@@ -198,6 +211,11 @@ def choose_topics(reader: Any, bag: str | Path, *, image_topic: str | None = Non
     else:
         with_info = [t for t in images if by_name.get(_info_sibling(t.topic), None) is not None
                      and by_name[_info_sibling(t.topic)].msgtype == CAMERA_INFO]
+        with_info, also = one_image_per_camera(with_info, out.rectified)
+        if also:
+            prefer = "image_rect" if out.rectified else "not image_rect"
+            out.lines.append(f"camera: one image topic per CameraInfo (prefer {prefer}, then uncompressed): also in "
+                             f"the bag {', '.join(also)} (--camera-topics chooses)")
         if with_info:
             order = [str(c.get("image_topic")) for c in description.get("cameras") or []]
             defaults = RigSettings().camera_names
