@@ -108,6 +108,7 @@ def test_distortion_option_parses_and_refuses():
     assert parse_distortion(None) == ("", ())
     assert parse_distortion("plumb_bob:-0.3,0.1,0,0") == ("plumb_bob", (-0.3, 0.1, 0.0, 0.0, 0.0))
     assert parse_distortion("plumb_bob:0,0,0,0,0") == ("", ())
+    assert parse_distortion("plumb_bob:-0.3,0.1,0,0,0,0,0,0") == ("plumb_bob", (-0.3, 0.1, 0.0, 0.0, 0.0))  # padded
     assert parse_distortion("equidistant:0,0,0,0") == ("equidistant", (0.0,) * 4)  # a pure fisheye, not a pinhole
     for bad in ("plumb_bob", "plumb_bob:", "plumb_bob:a,b", "fisheye:0.1,0,0,0"):
         with pytest.raises(UnifyGeoError):

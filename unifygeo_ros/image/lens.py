@@ -46,6 +46,8 @@ def check_distortion(name: str, model: str, d) -> tuple[str, tuple]:
         raise ImageError(f"camera {name!r}: distortion model {model!r} with D={list(coeffs)} is not supported "
                          f"({', '.join(MODELS)}); feed rectified images (image_rect) with cameras.rectified true")
     lo, hi = MODELS[model]
+    if len(coeffs) > hi and not any(coeffs[hi:]):  # zero-padded (some drivers send 8 for plumb_bob)
+        coeffs = coeffs[:hi]
     if not lo <= len(coeffs) <= hi:
         raise ImageError(f"camera {name!r}: {model} needs {lo}" + (f"-{hi}" if hi > lo else "")
                          + f" coefficients, CameraInfo D has {len(coeffs)}")
