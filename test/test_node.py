@@ -295,6 +295,33 @@ def test_unsynchronised_rig_images_are_not_stitched_and_say_why(world, driver, n
                      r"0.05: not stitched", log), log[-2000:]
 
 
+def test_the_rig_reports_its_cameras_lens_from_their_camera_info(world, driver):
+    """A CameraInfo's distortion model and D cross DDS and the node reads them: /diagnostics rig_lens names the model
+    for every camera (the stitching through it is image/stitch.py's, tested in test_lens.py and test_stitch.py)."""
+    from unifygeo_ros.image.stitch import intrinsics_for_fov
+
+    k = intrinsics_for_fov(RIG_W, RIG_H, RIG_HFOV_DEG)
+
+    def infos(model, d):
+        t = None
+        for name in RIG:
+            r = driver.call("publish", topic=f"/rig/cameras/{name}/camera_info", kind="camera_info",
+                            fields={"width": RIG_W, "height": RIG_H, "k": list(k), "distortion_model": model, "d": d})
+            t = t or r["stamp_ns"]
+        return t
+
+    st = None
+    try:
+        for _ in range(3):  # best-effort input: offer the CameraInfos again if one was lost
+            t0 = infos("plumb_bob", [-0.2, 0.05, 0.0, 0.0, 0.0])
+            st = driver.call("diagnostics", name_contains="/rig/", after_ns=t0, timeout=6)["status"]
+            if st is not None and st["values"].get("rig_lens", "").count("plumb_bob") == len(RIG):
+                break
+        assert st is not None and st["values"]["rig_lens"] == "; ".join(f"{n}: plumb_bob" for n in RIG), st
+    finally:
+        infos("plumb_bob", [0.0] * 5)  # the rig as the other tests publish it
+
+
 def test_low_score_fixes_are_withheld_and_counted(world, driver):
     assert driver.call("set_param", node=f"/pano/{NODE_NAME}", name="min_score", value=1.0)["successful"]
     try:
