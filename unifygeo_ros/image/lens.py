@@ -70,17 +70,18 @@ def parse_distortion(text: str | None, what: str = "--distortion") -> tuple[str,
     return check_distortion(what, model.strip(), d)
 
 
-def _radial(model: str, d: tuple, r: np.ndarray) -> np.ndarray:
-    """The distorted radius of the undistorted normalised radius ``r`` (tangential terms left out)."""
+def _radial_scale(model: str, d: tuple, r2: np.ndarray) -> np.ndarray:
+    """The distorted over the undistorted radius at the squared normalised radius ``r2`` (the radial terms of the
+    module docstring; 1 on the axis)."""
     if model == "equidistant":
+        r = np.sqrt(r2)
         th = np.arctan(r)
         t2 = th * th
-        return th * (1 + t2 * (d[0] + t2 * (d[1] + t2 * (d[2] + t2 * d[3]))))
-    r2 = r * r
-    k = d + (0.0,) * (8 - len(d))
-    num = 1 + r2 * (k[0] + r2 * (k[1] + r2 * k[4]))
-    den = 1 + r2 * (k[5] + r2 * (k[6] + r2 * k[7]))
-    return r * num / den
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(r > 1e-12, th * (1 + t2 * (d[0] + t2 * (d[1] + t2 * (d[2] + t2 * d[3]))))
+                            / np.maximum(r, 1e-12), 1.0)
+    k1, k2, _, _, k3, k4, k5, k6 = d + (0.0,) * (8 - len(d))
+    return (1 + r2 * (k1 + r2 * (k2 + r2 * k3))) / (1 + r2 * (k4 + r2 * (k5 + r2 * k6)))
 
 
 def max_radius(model: str, d: tuple) -> float:
@@ -90,7 +91,7 @@ def max_radius(model: str, d: tuple) -> float:
         return math.inf
     r = np.linspace(0.0, _RADIUS_CAP, 8001)
     with np.errstate(divide="ignore", invalid="ignore"):
-        rd = _radial(model, d, r)
+        rd = r * _radial_scale(model, d, r * r)
     bad = np.flatnonzero(~(np.diff(rd) > 0) | ~np.isfinite(rd[1:]))
     return float(r[bad[0]]) if bad.size else _RADIUS_CAP
 
@@ -100,14 +101,10 @@ def distort(model: str, d: tuple, x: np.ndarray, y: np.ndarray) -> tuple[np.ndar
     if not model:
         return x, y
     r2 = x * x + y * y
+    radial = _radial_scale(model, d, r2)
     if model == "equidistant":
-        r = np.sqrt(r2)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            scale = np.where(r > 1e-12, _radial(model, d, r) / np.maximum(r, 1e-12), 1.0)
-        return x * scale, y * scale
-    k1, k2, p1, p2, k3 = d[:5]
-    k4, k5, k6 = (d[5:8] + (0.0, 0.0, 0.0))[:3]
-    radial = (1 + r2 * (k1 + r2 * (k2 + r2 * k3))) / (1 + r2 * (k4 + r2 * (k5 + r2 * k6)))
+        return x * radial, y * radial
+    p1, p2 = d[2], d[3]
     return (x * radial + 2 * p1 * x * y + p2 * (r2 + 2 * x * x),
             y * radial + p1 * (r2 + 2 * y * y) + 2 * p2 * x * y)
 
