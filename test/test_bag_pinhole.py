@@ -15,7 +15,8 @@ import pytest
 from unifygeo_ros import cli, geo
 from unifygeo_ros.data import render, world
 from unifygeo_ros.data.pinhole import render_pinhole
-from unifygeo_ros.image.stitch import PinholeCamera, RigFrame, intrinsics_for_fov, pinhole_view, stitcher_for
+from unifygeo_ros.image.rig import RigFrame
+from unifygeo_ros.image.stitch import PinholeCamera, intrinsics_for_fov, pinhole_view, stitcher_for
 from unifygeo_ros.rosbag import io as bags
 from unifygeo_ros.rosbag import sensors as sens
 from unifygeo_ros.rosbag import synth_topics as topics

@@ -11,8 +11,8 @@ import pytest
 
 from unifygeo_ros.errors import ImageError, UnifyGeoError
 from unifygeo_ros.image import lens
-from unifygeo_ros.image.stitch import (PanoramaStitcher, PinholeCamera, camera_from_info, intrinsics_for_fov,
-                                       pinhole_view)
+from unifygeo_ros.image.rig import camera_from_info
+from unifygeo_ros.image.stitch import PanoramaStitcher, PinholeCamera, intrinsics_for_fov, pinhole_view
 from unifygeo_ros.image.lens import parse_distortion
 
 LENSES = {"plumb_bob": (-0.28, 0.07, 0.001, -0.0015, 0.0),
@@ -181,7 +181,7 @@ def test_a_distorted_photo_goes_onto_the_cylinder_as_its_undistorted_twin(capsys
 
 def test_topic_names_that_contradict_cameras_rectified_are_one_warning():
     """The image_proc trap (image_rect beside a CameraInfo that still has the raw D), named by node and replay."""
-    from unifygeo_ros.image.stitch import rectified_mismatch
+    from unifygeo_ros.image.rig import rectified_mismatch
 
     assert rectified_mismatch(["/cam/front/image_rect_color", "/cam/left/image_rect_color"], False).startswith(
         "/cam/front/image_rect_color looks rectified but cameras.rectified is false")
@@ -218,7 +218,7 @@ def test_camera_info_roi_and_binning_follow_the_full_resolution_sensor():
 
 def test_the_rig_says_how_each_camera_is_undistorted():
     """RigCollector.lens_summary: the node's /diagnostics rig_lens, from the latest CameraInfos."""
-    from unifygeo_ros.image.stitch import RigCollector, RigSettings
+    from unifygeo_ros.image.rig import RigCollector, RigSettings
 
     k = intrinsics_for_fov(160, 120, 90.0)
     rig = RigCollector(RigSettings(camera_names=("front", "left", "back"), camera_yaw_deg=(0.0, 90.0, 180.0),

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from unifygeo_ros import cli, geo
-from unifygeo_ros.image.stitch import RigFrame
+from unifygeo_ros.image.rig import RigFrame
 from unifygeo_ros.localization.pipeline import PipelineSettings
 from unifygeo_ros.localization.tracking import TrackingSettings
 from unifygeo_ros.rosbag import io as bags

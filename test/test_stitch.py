@@ -13,7 +13,8 @@ from unifygeo_ros.errors import ImageError, UnifyGeoError
 from unifygeo_ros.image.codec import rgb_to_image_fields
 from unifygeo_ros.ros.params import NodeSettings
 from unifygeo_ros.image.preprocess import column_azimuths_deg
-from unifygeo_ros.image.stitch import (PanoramaStitcher, PinholeCamera, RigFrame, intrinsics_for_fov, pinhole_view)
+from unifygeo_ros.image.rig import RigFrame
+from unifygeo_ros.image.stitch import PanoramaStitcher, PinholeCamera, intrinsics_for_fov, pinhole_view
 
 W = 256
 
@@ -147,7 +148,7 @@ def test_rig_frame_decodes_compressed_images_like_raw_ones(panorama):
 def test_rig_collector_says_why_no_set_is_stitched_and_counts_unsynchronised_ones(panorama):
     """The node's and replay's camera bookkeeping: what is missing, images too far apart (counted: the node's
     /diagnostics rig_out_of_sync, replay's warning), a stale set; a complete set goes out once."""
-    from unifygeo_ros.image.stitch import RigCollector
+    from unifygeo_ros.image.rig import RigCollector
 
     s = NodeSettings.from_params({"input_mode": "cameras", "cameras.names": ["front", "back"],
                                   "cameras.yaw_deg": [0.0, 180.0], "cameras.pitch_deg": [0.0, 0.0],

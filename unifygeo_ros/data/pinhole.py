@@ -11,9 +11,9 @@ and ``D``: :mod:`unifygeo_ros.image.lens`) is rendered through it: each pixel's 
 the pixel (``bag synth --distortion``); without one the image is a rectified pinhole's.
 
 Rays: a level camera (pitch 0, no skew, no distortion) has one azimuth per image column, exactly, and an elevation
-per pixel; one ray is marched per column. A pitched or distorted camera's pixels of one column look at different azimuths: they are
-grouped into azimuth bins half the smallest angle between neighbouring columns wide (the bins' mean azimuth is
-marched; a pixel's azimuth is off by at most a quarter of a column).
+per pixel; one ray is marched per column. A pitched or distorted camera's pixels of one column look at different
+azimuths: they are grouped into azimuth bins half the smallest angle between neighbouring columns wide (the bins'
+mean azimuth is marched; a pixel's azimuth is off by at most a quarter of a column).
 """
 from __future__ import annotations
 

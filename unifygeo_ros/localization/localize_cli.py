@@ -19,7 +19,8 @@ from unifygeo_ros.data.truth_csv import TruthRow
 from unifygeo_ros.errors import ImageError, UnifyGeoError
 from unifygeo_ros.image.preprocess import load_image
 from unifygeo_ros.image.lens import parse_distortion
-from unifygeo_ros.image.stitch import RigSettings, check_hfov, photo_to_panorama
+from unifygeo_ros.image.rig import RigSettings
+from unifygeo_ros.image.stitch import check_hfov, photo_to_panorama
 from unifygeo_ros.localization.fix import Fix, Prior
 from unifygeo_ros.localization.localizer import Localizer
 from unifygeo_ros.localization.pipeline import PipelineSettings, gate_fix

@@ -39,7 +39,7 @@ from unifygeo_ros.image.codec import compressed_fields_to_rgb, image_msg_to_rgb
 from unifygeo_ros.ros.params import PARAMETERS, NodeSettings
 from unifygeo_ros.localization.pipeline import WITHHELD_REASONS, Frame, PipelineStats
 from unifygeo_ros.localization.sensor_feed import HeadingFeed, stamp_s, twist_reading
-from unifygeo_ros.image.stitch import RigCollector, RigFrame, rectified_mismatch
+from unifygeo_ros.image.rig import RigCollector, RigFrame, rectified_mismatch
 from unifygeo_ros.ros.worker import LatestFrameWorker, Throttle, error_kind, load_pipeline
 
 

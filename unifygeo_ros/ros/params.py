@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, replace
 
 from unifygeo_ros.errors import UnifyGeoError
-from unifygeo_ros.image.stitch import RigSettings
+from unifygeo_ros.image.rig import RigSettings
 from unifygeo_ros.localization.pipeline import MODES, PipelineSettings, PriorSettings
 from unifygeo_ros.localization.sensor_feed import ImuSettings
 from unifygeo_ros.localization.tracking_settings import FILTERS, TrackingSettings

@@ -1,5 +1,5 @@
 """A bag's messages as the node receives them, and what comes out as replay rows: images (a panorama, or a pinhole rig stitched by the node's own
-``image.stitch.RigFrame``), wheel odometry (into the pipeline's :class:`~unifygeo_ros.localization.sensor_feed.
+``image.rig.RigFrame``), wheel odometry (into the pipeline's :class:`~unifygeo_ros.localization.sensor_feed.
 OdometryIntegrator`), the IMU (into a :class:`~unifygeo_ros.localization.sensor_feed.HeadingFeed`, read by the
 pipeline's heading rule) and the kidnap marker. In-process replay feeds the node's pipeline with them; ``--live``
 publishes the same messages to the running node (:class:`~unifygeo_ros.ros.live_client.LiveNodeClient`).
@@ -15,7 +15,7 @@ import numpy as np
 from unifygeo_ros import geo
 
 from unifygeo_ros.errors import UnifyGeoError
-from unifygeo_ros.image.stitch import RigCollector, RigFrame
+from unifygeo_ros.image.rig import RigCollector, RigFrame
 from unifygeo_ros.localization.pipeline import Frame, LocalizationPipeline, Outcome, tracking_state
 from unifygeo_ros.localization.sensor_feed import HeadingFeed, twist_reading
 from unifygeo_ros.rosbag import io as bags

@@ -9,7 +9,7 @@ chooses. So ``unifygeo replay BAG --index DIR --track --out OUT`` works on a bag
 * **rig mounting** per camera: ``/tf_static`` (the transform from the bag's base frame to the camera's CameraInfo
   frame: the optical z axis gives yaw and pitch), else the bag's ``unifygeo.bag_synth`` metadata, else the node's
   defaults for a camera of that name (``cameras.names``/``cameras.yaw_deg``), else ``--camera-yaw NAME=DEG``.
-  Images are stitched exactly as the node's ``input_mode: cameras`` does (``image.stitch.RigFrame``).
+  Images are stitched exactly as the node's ``input_mode: cameras`` does (``image.rig.RigFrame``).
 * **ground truth**: the most informative type present - ``GeoPose[WithCovariance]Stamped`` (WGS84 with
   orientation), then ``NavSatFix``, then a local ``Odometry`` / ``Pose[WithCovariance]Stamped`` under ``/gt/`` -
   when exactly one topic has it (``--gt-topic``).
@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from unifygeo_ros.errors import UnifyGeoError
-from unifygeo_ros.image.stitch import RigSettings, rectified_mismatch
+from unifygeo_ros.image.rig import RigSettings, rectified_mismatch
 from unifygeo_ros.rosbag import io as bags
 from unifygeo_ros.rosbag.fusion_config import FusionConfig
 from unifygeo_ros.rosbag.fusion_inputs import GT_PREFIX, pick_topics
