@@ -2,7 +2,8 @@
 panorama): does the metric head find a camera that stands outside a tile's central quarter?
 
     python benchmarks/bench_semi_metric.py --checkpoint models/demo [--checkpoint runs/X/ckpt ...] \\
-        [--seeds 1000001,1000002,1000003,1000004,1000005] [--samples 64] [--out benchmarks/results/semi_metric.json]
+        [--seeds 1000001,1000002,1000003,1000004,1000005] [--samples 64] [--view "4 x 90"] \\
+        [--out benchmarks/results/semi_metric.json]
 
 Why it matters: at run time the fix is read from the map of whichever candidate the re-ranker puts first, and
 that is often a semi-positive (VIGOR: an overlapping neighbour that also contains the camera, off-centre). A head
@@ -13,6 +14,11 @@ camera sampling places ``--samples`` north-aligned panoramas; each is localized 
 three semi-positives. Reported per checkpoint and tile kind: median error, recall within 1/3/5 m, and the radial
 bias (mean of |predicted offset| - |true offset| along the true offset's direction: negative = pulled toward the
 tile centre), as a table, JSON and a plot (``--out`` with ``.png``). Figures only.
+
+``--view`` (one of bench_fov.py's views, default ``360``): the camera sees the scene through that rig of 320 x 240
+pinhole cameras instead - cut from a 512-px panorama, stitched as the node stitches them with a random robot heading
+per camera position (bench_fov.py's ``rig_image``), resized to the model's input - the images a limited-FOV model
+(models/fov) localizes at run time.
 """
 from __future__ import annotations
 
@@ -25,12 +31,15 @@ from pathlib import Path
 import numpy as np
 
 
-def render_cases(seeds: list[int], samples: int, cfg) -> list[dict]:
-    """Per camera: the panorama and its four tiles (positive first) with the camera's offset from each."""
+def render_cases(seeds: list[int], samples: int, cfg, view: str = "360") -> list[dict]:
+    """Per camera: the panorama (or ``view``'s stitched rig image) and its four tiles (positive first) with the
+    camera's offset from each."""
+    from bench_fov import PANO_W, rig, rig_image, robot_heading_deg
+
     from unifygeo_ros.data import render as R
     from unifygeo_ros.data import synth as S
     from unifygeo_ros.data import world as W
-    from unifygeo_ros.image.preprocess import with_height
+    from unifygeo_ros.image.preprocess import resize_image, with_height
 
     tile_m, px = float(cfg.data.tile_m), int(cfg.model.aerial_px)
     w = int(cfg.model.ground_hw[1])
@@ -51,7 +60,11 @@ def render_cases(seeds: list[int], samples: int, cfg) -> list[dict]:
                     t = with_height(t, R.render_aerial_height(city, (ce, cn), tile_m, px))
                 tiles.append(t)
                 offsets.append((float(e) - ce, float(n) - cn))
-            pano = R.render_panorama(city, (float(e), float(n)), 0.0, w, w // 2, 2.0, g_light)
+            if view == "360":
+                pano = R.render_panorama(city, (float(e), float(n)), 0.0, w, w // 2, 2.0, g_light)
+            else:  # the rig's images of the north-aligned scene, stitched and rolled back north as at run time
+                full = R.render_panorama(city, (float(e), float(n)), 0.0, PANO_W, PANO_W // 2, 2.0, g_light)
+                pano = resize_image(rig_image(full, rig(view), robot_heading_deg(len(cases))), (w // 2, w))
             cases.append({"pano": pano, "tiles": np.stack(tiles), "offsets": np.array(offsets, np.float32)})
         print(f"  city {seed}: {len(pos)} cameras", file=sys.stderr)
     return cases
@@ -100,6 +113,7 @@ def main(argv=None) -> int:
     ap.add_argument("--checkpoint", action="append", default=None)
     ap.add_argument("--seeds", default="1000001,1000002,1000003,1000004,1000005")
     ap.add_argument("--samples", type=int, default=64)
+    ap.add_argument("--view", default="360", help="bench_fov.py's views: 360, '4 x 90', 180, 120, 90")
     ap.add_argument("--out", default="benchmarks/results/semi_metric.json")
     args = ap.parse_args(argv)
     import torch
@@ -110,7 +124,12 @@ def main(argv=None) -> int:
     ckpts = args.checkpoint or ["models/demo"]
     _, cfg, _ = load_checkpoint(ckpts[0], map_location="cpu")
     seeds = [int(s) for s in args.seeds.split(",") if s]
-    cases = render_cases(seeds, args.samples, cfg)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_fov import VIEWS
+
+    if args.view not in VIEWS:
+        ap.error(f"--view must be one of {', '.join(VIEWS)}")
+    cases = render_cases(seeds, args.samples, cfg, args.view)
     tile_m = float(cfg.data.tile_m)
     rows = [measure(c, cases, tile_m) for c in ckpts]
     print(f"{'checkpoint':40s} {'tile':6s} {'median':>7s} {'<=1m':>6s} {'<=3m':>6s} {'<=5m':>6s} {'radial':>7s}")
@@ -125,7 +144,8 @@ def main(argv=None) -> int:
                           for b in r["by_distance_from_centre"]))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"seeds": seeds, "samples_per_city": args.samples, "results": rows}, indent=1))
+    out.write_text(json.dumps({"seeds": seeds, "samples_per_city": args.samples, "view": args.view,
+                               "results": rows}, indent=1))
     import matplotlib
 
     matplotlib.use("Agg")
@@ -141,7 +161,7 @@ def main(argv=None) -> int:
     ax.set_ylabel("recall within 5 m (%)")
     ax.set_ylim(0, 100)
     ax.legend(fontsize=7)
-    ax.set_title("metric localization inside vs outside the central quarter", fontsize=9)
+    ax.set_title(f"metric localization inside vs outside the central quarter (view {args.view})", fontsize=9)
     fig.tight_layout()
     fig.savefig(out.with_suffix(".png"), dpi=110)
     print(f"wrote {out} and {out.with_suffix('.png')}")

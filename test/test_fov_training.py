@@ -163,10 +163,10 @@ def _stream(**kw):
 
 
 def test_models_fov_is_models_demo_with_a_new_ground_branch():
-    """The shipped limited-FOV model: models/demo's network and run-time settings, its aerial trunk, dense heads and
-    re-ranker bit for bit (the metric evidence the re-ranker learnt on means the same), its ground branch and both
-    descriptor heads retrained (the descriptor stage: an index needs building with models/fov), and a
-    calibration."""
+    """The shipped limited-FOV model: models/demo's network and run-time settings, its aerial trunk and re-ranker bit
+    for bit, its ground branch and both descriptor heads retrained (the descriptor stage: an index needs building
+    with models/fov), both dense branches (fine decoders, match heads) and the metric head retrained last (the metric
+    stage on semi-positive tiles, models/README.md step 6), and a calibration."""
     from pathlib import Path
 
     from safetensors.torch import load_file
@@ -177,14 +177,16 @@ def test_models_fov_is_models_demo_with_a_new_ground_branch():
     fov, demo = load_file(str(root / "fov" / "model.safetensors")), load_file(str(root / "demo" / "model.safetensors"))
     assert fov.keys() == demo.keys()
     descriptor = [k for k in fov if k.startswith("aerial_aggregator_.") or ".semantic." in k]
-    frozen = [k for k in fov if k.startswith(("aerial_", "reranker.")) and k not in descriptor]
+    dense = [k for k in fov if k.startswith(("aerial_match.", "ground_match.", "metric.")) or ".fine." in k]
+    frozen = [k for k in fov if k.startswith(("aerial_", "reranker.")) and k not in descriptor + dense]
     assert frozen and all(torch.equal(fov[k], demo[k]) for k in frozen)
     assert not torch.equal(fov["ground_aggregator.proj.weight"], demo["ground_aggregator.proj.weight"])
     assert any(k.startswith("aerial_") and not torch.equal(fov[k], demo[k]) for k in descriptor)
+    assert any(k.startswith("aerial_") and not torch.equal(fov[k], demo[k]) for k in dense)
     _, cfg, meta = load_checkpoint(root / "fov")
     assert cfg.data.orientation == "known" and cfg.model.heading_window == 1 and cfg.loss.rerank_k == 15
-    assert cfg.model.consensus_radius_m == 5.0 and cfg.data.stream["fov_probability"] > 0 and meta.step == 1000
-    assert cfg.train.trainable == "retrieval"  # the last stage
+    assert cfg.model.consensus_radius_m == 5.0 and cfg.data.stream["fov_probability"] > 0 and meta.step == 2000
+    assert cfg.train.trainable == "metric" and cfg.data.stream["semi_fraction"] == 0.5  # the last stage
     assert (root / "fov" / "calibration.json").is_file()
     assert (root / "fov" / "model.safetensors").stat().st_size < 20e6
 

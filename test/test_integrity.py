@@ -147,6 +147,36 @@ def test_calibrate_command_fits_and_writes_beside_the_checkpoint(vigor_city, mic
     assert "no VIGOR-layout city Nowhere" in capsys.readouterr().err
 
 
+def test_calibration_queries_can_see_the_scene_through_another_view(vigor_city, micro_checkpoint, tmp_path):
+    """``calibrate.collect(view=...)`` localizes what ``view`` makes of each panorama (bench_fov_trust.py: a rig's
+    stitched images), with the panorama's index within its city, and keeps each query's truth: an identity view
+    gives the same evidence as none, a view that blanks the eastern half changes it."""
+    from unifygeo_ros.model.handle import load_model
+
+    city_dir, _ = vigor_city
+    handle = load_model(micro_checkpoint, device="cpu")
+    seen: list[int] = []
+
+    def same(pano, i):
+        seen.append(i)
+        return pano
+
+    def half(pano, i):
+        out = pano.copy()
+        out[:, pano.shape[1] // 2:] = 0
+        return out
+
+    plain = C.collect(handle, [city_dir], tmp_path, limit=3, progress=False)
+    again = C.collect(handle, [city_dir], tmp_path, limit=3, progress=False, view=same)
+    halved = C.collect(handle, [city_dir], tmp_path, limit=3, progress=False, view=half)
+    assert seen == [0, 1, 2]
+    assert [q.name for q in again] == [q.name for q in plain] == [q.name for q in halved]
+    for a, b, h in zip(plain, again, halved):
+        np.testing.assert_array_equal(a.truth_en_m, h.truth_en_m)
+        np.testing.assert_allclose(a.evidence.scores, b.evidence.scores)
+    assert any(not np.allclose(a.evidence.scores, h.evidence.scores) for a, h in zip(plain, halved))
+
+
 def test_camera_image_check_measures_only_what_a_stitched_rig_sees():
     """A single 90 deg camera stitched onto the panorama leaves three quarters of the columns (and the rows above
     and below its vertical field of view) exactly black: the check judges the seen part, so a muted but real scene

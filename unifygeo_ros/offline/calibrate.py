@@ -32,6 +32,7 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -83,10 +84,12 @@ def index_dir_for(work: Path, city: str, identity: str) -> Path:
 
 
 def collect(handle: ModelHandle, city_dirs: list[Path], work: Path, limit: int | None = None,
-            progress: bool = True) -> list[CalibrationQuery]:
+            progress: bool = True,
+            view: Callable[[np.ndarray, int], np.ndarray] | None = None) -> list[CalibrationQuery]:
     """Localize every panorama of each city against that city's own index, keeping the evidence (stage 1). The
     indexes are built once per model under ``work/<city>/<model identity[:16]>`` (a re-trained checkpoint gets its
-    own, never a stale one)."""
+    own, never a stale one). ``view(panorama, i)``: the image localized instead of the ``i``-th panorama of a city
+    (e.g. a pinhole rig's stitched view of its scene; benchmarks/bench_fov_trust.py)."""
     out: list[CalibrationQuery] = []
     for city_dir in city_dirs:
         index_dir = index_dir_for(work, city_dir.name, handle.identity)
@@ -97,7 +100,8 @@ def collect(handle: ModelHandle, city_dirs: list[Path], work: Path, limit: int |
         loc = Localizer(index, handle, calibration=Calibration(), record_evidence=True)
         panos = sorted((city_dir / "panorama").iterdir())[: limit or None]
         t0 = time.perf_counter()
-        fixes = loc.localize_batch([load_image(p) for p in panos])
+        images = [load_image(p) for p in panos]
+        fixes = loc.localize_batch(images if view is None else [view(im, i) for i, im in enumerate(images)])
         area = _city_area_m2(index)
         for p, fix in zip(panos, fixes):
             _, lat, lon = parse_pano_name(p.name)
