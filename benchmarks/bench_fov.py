@@ -192,6 +192,18 @@ def plot(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def labels_and_views(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """A name per ``--checkpoint`` (its ``--label``, else its path) and the ``--views`` asked for."""
+    labels = args.label or args.checkpoint
+    if len(labels) != len(args.checkpoint):
+        raise SystemExit("give one --label per --checkpoint")
+    views = [v.strip() for v in args.views.split(",")]
+    unknown = [v for v in views if v not in VIEWS]
+    if unknown:
+        raise SystemExit(f"unknown views {unknown}: choose from {', '.join(VIEWS)}")
+    return labels, views
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", action="append", required=True, help="model folder (repeat for several)")
@@ -224,10 +236,7 @@ def main(argv=None) -> int:
     from unifygeo_ros.offline.evaluate import load_for_eval
 
     torch.set_num_threads(1)
-    labels = args.label or args.checkpoint
-    if len(labels) != len(args.checkpoint):
-        raise SystemExit("give one --label per --checkpoint")
-    views = [v.strip() for v in args.views.split(",")]
+    labels, views = labels_and_views(args)
     root = Path(args.data)
     if args.same_area:
         sets = {"same-area (5 cities)": [root / c for c in prepare(root, SAME_AREA_SEEDS, 96, PANO_W)]}

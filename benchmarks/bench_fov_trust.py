@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
 
-from bench_fov import PANO_W, VIEWS, rig, rig_image, robot_heading_deg  # noqa: E402
+from bench_fov import PANO_W, VIEWS, labels_and_views, rig, rig_image, robot_heading_deg  # noqa: E402
 from bench_unified_vs_decoupled import CROSS_AREA_SEEDS, SAME_AREA_SEEDS, prepare  # noqa: E402
 
 LIMITS_M = (20.0, 50.0, 100.0)
@@ -74,10 +74,7 @@ def main(argv=None) -> int:
     from unifygeo_ros.offline.calibrate import collect
 
     torch.set_num_threads(1)
-    labels = args.label or args.checkpoint
-    if len(labels) != len(args.checkpoint):
-        raise SystemExit("give one --label per --checkpoint")
-    views = [v.strip() for v in args.views.split(",")]
+    labels, views = labels_and_views(args)
     root = Path(args.data)
     seeds = SAME_AREA_SEEDS if args.same_area else CROSS_AREA_SEEDS
     dirs = [root / c for c in prepare(root, seeds, 96, PANO_W)]
