@@ -4,8 +4,9 @@
                                          [--views "4 x 90,90"] [--same-area] [--queries N] [--out runs/fov_trust]
 
 ``unifygeo calibrate`` fits a checkpoint's calibration on full panoramas; models/fov is used on pinhole rigs. This
-measures what the node's gate (protection level at most ``max_protection_level_m``, the calibrated descriptor floor)
-lets through of a rig's fixes, with each checkpoint's stored ``calibration.json``: the rig images are bench_fov.py's
+measures what the node's gate (``gate_fix``: an image like a camera's, the calibrated descriptor floor, protection
+level at most the limit, ``min_score``) lets through of a rig's fixes, made with each checkpoint's stored
+``calibration.json``: the rig images are bench_fov.py's
 (320 x 240 cameras cut from the city's 512-px panoramas, a robot heading per query, stitched as the node stitches
 them), localized by the Localizer against each city's own index (built once per model under ``--data/_calib``, as
 ``unifygeo calibrate`` does: :func:`unifygeo_ros.offline.calibrate.collect` with a ``view``). Per checkpoint, view
@@ -36,17 +37,20 @@ LIMITS_M = (20.0, 50.0, 100.0)
 GROSS_M = 20.0
 
 
-def figures(queries, cal, limits_m=LIMITS_M) -> dict:
-    """The gate's figures at each protection-level limit (the descriptor floor applied as the node applies it)."""
-    from unifygeo_ros.offline.calibrate import posterior_figures
+def figures(queries, limits_m=LIMITS_M) -> dict:
+    """The gate's figures at each protection-level limit: a query's fix (made with the checkpoint's calibration) is
+    accepted when the node's gate (:func:`~unifygeo_ros.localization.gate.gate_fix`, default ``min_score``) passes it
+    at that limit."""
+    from unifygeo_ros.localization.gate import GateSettings, gate_fix
     from unifygeo_ros.localization.integrity import trust_report
 
-    err, cov, pl = posterior_figures(queries, cal)
-    cos_ok = np.array([q.descriptor_cosine >= cal.min_descriptor_cosine for q in queries])
+    err = np.array([q.evidence.fix_en_m - q.truth_en_m for q in queries])
+    cov = np.array([q.fix.covariance_en_m2 for q in queries])
+    pl = np.array([q.fix.protection_level_m for q in queries])
     dist = np.linalg.norm(err, axis=1)
     out = {}
     for limit in limits_m:
-        accepted = (pl <= limit) & cos_ok
+        accepted = np.array([gate_fix(q.fix, GateSettings.min_score, limit)[0] == "" for q in queries])
         r = trust_report(err, cov, pl, accepted).to_json()
         r.pop("reliability", None)
         r.pop("expected", None)
@@ -88,8 +92,8 @@ def main(argv=None) -> int:
             def seen(pano: np.ndarray, i: int, cams=cams) -> np.ndarray:
                 return rig_image(pano, cams, robot_heading_deg(i))
 
-            queries = collect(handle, dirs, root / "_calib", args.queries, progress=False, view=seen)
-            r = figures(queries, cal)
+            queries = collect(handle, dirs, root / "_calib", args.queries, progress=False, view=seen, calibration=cal)
+            r = figures(queries)
             results.setdefault(label, {})[view] = r
             for limit in LIMITS_M:
                 g = r[f"{limit:g}"]

@@ -175,6 +175,7 @@ def test_calibration_queries_can_see_the_scene_through_another_view(vigor_city, 
         np.testing.assert_array_equal(a.truth_en_m, h.truth_en_m)
         np.testing.assert_allclose(a.evidence.scores, b.evidence.scores)
     assert any(not np.allclose(a.evidence.scores, h.evidence.scores) for a, h in zip(plain, halved))
+    assert all(q.fix is not None and q.fix.evidence is q.evidence for q in plain)  # what bench_fov_trust gates
 
 
 def test_camera_image_check_measures_only_what_a_stitched_rig_sees():

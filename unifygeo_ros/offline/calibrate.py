@@ -42,7 +42,7 @@ from unifygeo_ros.image.preprocess import load_image
 from unifygeo_ros.index import build as index_build
 from unifygeo_ros.index import store
 from unifygeo_ros.index.tiles import vigor_tiles
-from unifygeo_ros.localization.fix import QueryEvidence
+from unifygeo_ros.localization.fix import Fix, QueryEvidence
 from unifygeo_ros.localization.integrity import EXPECTED_COVERAGE, TrustReport, nees, trust_report
 from unifygeo_ros.localization.localizer import Localizer
 from unifygeo_ros.localization.pipeline import PipelineSettings
@@ -70,6 +70,7 @@ class CalibrationQuery:
     truth_en_m: np.ndarray  # (2,)
     area_m2: float
     descriptor_cosine: float
+    fix: Fix | None = None  #: the Localizer's fix under :func:`collect`'s calibration (what the gate judges)
 
 
 def _city_area_m2(index: store.AerialIndex) -> float:
@@ -84,12 +85,14 @@ def index_dir_for(work: Path, city: str, identity: str) -> Path:
 
 
 def collect(handle: ModelHandle, city_dirs: list[Path], work: Path, limit: int | None = None,
-            progress: bool = True,
-            view: Callable[[np.ndarray, int], np.ndarray] | None = None) -> list[CalibrationQuery]:
+            progress: bool = True, view: Callable[[np.ndarray, int], np.ndarray] | None = None,
+            calibration: Calibration | None = None) -> list[CalibrationQuery]:
     """Localize every panorama of each city against that city's own index, keeping the evidence (stage 1). The
     indexes are built once per model under ``work/<city>/<model identity[:16]>`` (a re-trained checkpoint gets its
     own, never a stale one). ``view(panorama, i)``: the image localized instead of the ``i``-th panorama of a city
-    (e.g. a pinhole rig's stitched view of its scene; benchmarks/bench_fov_trust.py)."""
+    (e.g. a pinhole rig's stitched view of its scene); ``calibration``: the posterior the fixes are made with (default
+    uncalibrated: the fit's starting point; a checkpoint's own to judge its fixes with the node's gate,
+    benchmarks/bench_fov_trust.py)."""
     out: list[CalibrationQuery] = []
     for city_dir in city_dirs:
         index_dir = index_dir_for(work, city_dir.name, handle.identity)
@@ -97,7 +100,7 @@ def collect(handle: ModelHandle, city_dirs: list[Path], work: Path, limit: int |
             index_build.build_index(handle, vigor_tiles(city_dir, height=handle.aerial_channels == 4), index_dir,
                                     aerial_mode="features", progress=False)
         index = store.load_index(index_dir, device=handle.device.type)
-        loc = Localizer(index, handle, calibration=Calibration(), record_evidence=True)
+        loc = Localizer(index, handle, calibration=calibration or Calibration(), record_evidence=True)
         panos = sorted((city_dir / "panorama").iterdir())[: limit or None]
         t0 = time.perf_counter()
         images = [load_image(p) for p in panos]
@@ -107,7 +110,7 @@ def collect(handle: ModelHandle, city_dirs: list[Path], work: Path, limit: int |
             _, lat, lon = parse_pano_name(p.name)
             east, north = index.origin.to_en(lat, lon)
             out.append(CalibrationQuery(p.name, city_dir.name, fix.evidence, np.array([float(east), float(north)]),
-                                        area, fix.descriptor_cosine))
+                                        area, fix.descriptor_cosine, fix))
         if progress:
             print(f"[calibrate] {city_dir.name}: {len(panos)} panoramas in {time.perf_counter() - t0:.1f} s",
                   file=sys.stderr, flush=True)

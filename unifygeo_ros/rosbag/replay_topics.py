@@ -4,8 +4,8 @@ chooses. So ``unifygeo replay BAG --index DIR --track --out OUT`` works on a bag
 
 * **camera**: a pinhole rig when image topics have a ``sensor_msgs/CameraInfo`` beside them (image_transport's
   layout: ``<ns>/image`` or ``<ns>/image/compressed`` with ``<ns>/camera_info``; every such camera is part of the
-  rig, with one stream per CameraInfo: :func:`one_image_per_camera`), else the one ``sensor_msgs/Image`` or ``CompressedImage`` topic (a panorama). ``--image-topic`` (a panorama)
-  and ``--camera-topics`` (a rig) choose.
+  rig, with one stream per CameraInfo: :func:`one_image_per_camera`), else the one ``sensor_msgs/Image`` or
+  ``CompressedImage`` topic (a panorama). ``--image-topic`` (a panorama) and ``--camera-topics`` (a rig) choose.
 * **rig mounting** per camera: ``/tf_static`` (the transform from the bag's base frame to the camera's CameraInfo
   frame: the optical z axis gives yaw and pitch), else the bag's ``unifygeo.bag_synth`` metadata, else the node's
   defaults for a camera of that name (``cameras.names``/``cameras.yaw_deg``), else ``--camera-yaw NAME=DEG``.
