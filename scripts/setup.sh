@@ -16,6 +16,14 @@ fi
 stamp="$VENV/.unifygeo-requirements.sha256"
 want="$(cat requirements.txt setup.py | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  # torch's CUDA build and its libraries take ~6.5 GB in the venv: say so in one line rather than fail in pip.
+  need_kb=$((7 * 1024 * 1024))
+  free_kb="$(df -Pk "$VENV" | awk 'NR==2 {print $4}')"
+  if ! compgen -G "$VENV/lib/python*/site-packages/torch" > /dev/null && [ -n "$free_kb" ] \
+      && [ "$free_kb" -lt "$need_kb" ]; then
+    echo "[setup] error: the venv needs about 7 GB free, $((free_kb / 1024)) MB free on $(df -P "$VENV" | awk 'NR==2 {print $6}')" >&2
+    exit 1
+  fi
   echo "[setup] installing Python requirements (torch, timm, faiss, rclpy, ...; a few minutes the first time)"
   "$VENV/bin/pip" install -q -r requirements.txt
   "$VENV/bin/pip" install -q -e . --no-deps
