@@ -55,7 +55,6 @@ class ScriptedLocalizer:
     holding it (score 6) and are flat in the others (score -3)."""
 
     known_orientation = True
-    k = 5  # candidates of a global fix
 
     def __init__(self):
         s = TILE_M / 2
@@ -79,8 +78,7 @@ class ScriptedLocalizer:
             vec[:, 0], vec[:, 1] = 0.99 * math.sin(rad), 0.99 * math.cos(rad)
         return TileMaps(rows, c, TILE_M, maps, np.where(holds, 6.0, -3.0), vec)
 
-    def localize_with_maps(self, image, rows, heading_deg=None, heading_std_deg=5.0, global_search=True,
-                           more_candidates=0):
+    def localize_with_maps(self, image, rows, heading_deg=None, heading_std_deg=5.0, global_search=True):
         if image.shape[0] < 4:
             raise ImageError("a panorama needs at least 4 rows")
         self.queries.append((heading_deg, len(rows)))
@@ -336,8 +334,7 @@ class CandidatesLocalizer(ScriptedLocalizer):
         super().__init__()
         self.rng = np.random.default_rng(seed)
 
-    def localize_with_maps(self, image, rows, heading_deg=None, heading_std_deg=5.0, global_search=True,
-                           more_candidates=0):
+    def localize_with_maps(self, image, rows, heading_deg=None, heading_std_deg=5.0, global_search=True):
         fix, maps = super().localize_with_maps(image, rows, heading_deg, heading_std_deg, global_search)
         peaks = [image.peak or image.truth] + [tuple(self.rng.uniform(20.0, 260.0, 2)) for _ in range(2)]
         parts = [self.maps(self.index.tiles_within(*p, TILE_M / math.sqrt(2)), p) for p in peaks]

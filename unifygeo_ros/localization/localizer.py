@@ -357,15 +357,12 @@ class Localizer:
 
     @torch.inference_mode()
     def localize_with_maps(self, image: np.ndarray, rows: np.ndarray, heading_deg: float | None = None,
-                           heading_std_deg: float = 5.0, global_search: bool = True,
-                           more_candidates: int = 0) -> tuple[Fix | None, TileMaps]:
+                           heading_std_deg: float = 5.0, global_search: bool = True) -> tuple[Fix | None, TileMaps]:
         """One panorama encoded once: its global fix (exactly :meth:`localize` without a prior, with its
         ``evidence`` kept; None when ``global_search`` is False) and the metric head's output over the index tiles
         ``rows`` (the sequential localizer's measurement: :mod:`~unifygeo_ros.localization.tracking`).
-        ``heading_deg`` as in :meth:`localize`. ``more_candidates``: with the global search, the next this many
-        retrieved tiles after its K candidates are added to ``rows`` (the candidate cold start's wider net; the fix
-        itself is made from its K). ``TileMaps.timings_ms``: ``maps`` (metric head and re-ranking scores of
-        ``rows``) and the fix's stages."""
+        ``heading_deg`` as in :meth:`localize`. ``TileMaps.timings_ms``: ``maps`` (metric head and re-ranking scores
+        of ``rows``) and the fix's stages."""
         h = self.handle
         t_start = time.perf_counter()
         chunk = self._checked([image], [heading_deg])
@@ -378,10 +375,6 @@ class Localizer:
         times = {"preprocess": t_pre, "encode": time.perf_counter() - t0}
         fix = None
         rows = np.asarray(rows, dtype=np.int64).reshape(-1)
-        if global_search and more_candidates > 0:
-            _, found = self.index.searcher.search(desc[0][None], self.k + int(more_candidates))
-            more = found[0][self.k:]
-            rows = np.union1d(rows, more[more >= 0]).astype(np.int64)
         t0 = time.perf_counter()
         if global_search:
             t1 = time.perf_counter()

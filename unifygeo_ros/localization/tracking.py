@@ -184,9 +184,8 @@ class SequentialLocalizer:
             est = self._estimate(stamp_s, None, False, "", math.nan, 0)
             est.note = NEEDS_HEADING
             return self._timed(est, t0, {})
-        more = max(s.cold_candidates - self.localizer.k, 0) if not self.initialised and self._cold is not None else 0
         fix, maps = self.localizer.localize_with_maps(image, rows, query_heading, self._heading_std_deg(),
-                                                      global_search=run_global, more_candidates=more)
+                                                      global_search=run_global)
         accepted = fix is not None and not gate_fix(fix, s.min_score, s.max_protection_level_m)[0]
         log_ratio, why = math.nan, ""
         if self.initialised:

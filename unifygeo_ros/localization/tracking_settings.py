@@ -60,9 +60,6 @@ class TrackingSettings:
     #: narrow cameras and recovers where no global fix passes the gate, at more frames beyond the protection level)
     cold_start: str = "candidates"
     cold_evidence_weight: float = 0.25  #: evidence_weight of the candidate cold start's frames
-    #: cold_start "candidates": retrieved tiles whose maps a cold frame's likelihood holds (the global fix's K
-    #: candidates, then the next ones retrieved; at most K = the model's rerank_k means just the fix's)
-    cold_candidates: int = 0
     #: cold_start "candidates": a belief declared lost goes back to the candidate cold start, its particles kept
     #: beside a background of this mass (withheld until it is concentrated again)
     cold_resume_mass: float = 0.5
@@ -90,8 +87,6 @@ class TrackingSettings:
             v = getattr(self, name)
             if not (math.isfinite(v) and v > 0):
                 raise TrackingInputError(f"tracking {name} must be positive, got {v}")
-        if not (isinstance(self.cold_candidates, int) and self.cold_candidates >= 0):
-            raise TrackingInputError(f"tracking cold_candidates must be an integer >= 0, got {self.cold_candidates!r}")
         if not math.isfinite(self.informative_log_ratio):
             raise TrackingInputError(f"tracking informative_log_ratio must be a finite number, got "
                                      f"{self.informative_log_ratio}")

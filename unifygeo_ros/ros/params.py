@@ -57,8 +57,6 @@ TRACKING_PARAMETERS = (
                    "by every frame's candidates, published once concentrated) or accepted_fix (a gate-accepted fix "
                    "only; what the grid does), see TRACKING.md"),
     ("cold_evidence_weight", "cold_start candidates: exponent of a frame's likelihood before initialisation"),
-    ("cold_candidates", "cold_start candidates: retrieved tiles a cold frame's likelihood holds (the fix's K, then "
-                        "the next retrieved; <= K: the fix's only)"),
     ("cold_resume_mass", "cold_start candidates: the uncovered mass a lost belief resumes the cold start with"),
     ("cold_collapse_frames", "cold_start candidates: 'lost' also needs this many last frames' evidence to be poor"),
     ("informative_log_ratio", "frames this informative before a poor frame (median log evidence ratio): the "
