@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 
 import math
-import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +20,6 @@ from unifygeo_ros.localization.posterior import Calibration
 from unifygeo_ros.localization.tracking import (NEEDS_HEADING, OdometryDelta, SequentialLocalizer, TrackingInputError,
                                                 TrackingSettings)
 from unifygeo_ros.localization.tracking_evidence import TileLikelihood, tiles_under
-from unifygeo_ros.localization.tracking_rewind import FrameMemory
 
 TILE_M, GRID, HW = 70.0, 9, 24  # 9 x 9 tiles on a half-tile stride: 350 m across
 CAL = Calibration(score_temperature=1.0, outside_logit=3.0, map_temperature=1.0, pl_map_temperature=1.0)
@@ -385,53 +383,6 @@ def test_candidate_cold_start_takes_a_lost_belief_back_and_withholds_it_until_it
     again = next(k for k, e in enumerate(est) if k > back and e.initialised)
     assert est[again].reinitialised.startswith("cold start from the candidates")
     assert all(error(e, p + [0.0, 150.0]) < 3.0 for e, p in zip(est[again:], pos[again:]))
-
-
-def test_a_lost_beliefs_cold_start_rewound_over_the_kept_frames_starts_sooner():
-    """cold_rewind_s: the frames since the teleport already hold the new place's candidates; a cold start that begins
-    at the oldest kept frame is initialised there at once (or sooner than one that begins when "lost" is declared)."""
-    pos, yaw, deltas = drive(60)
-
-    def scene(k, p):  # from frame 20 the camera is 150 m away (the odometry does not see it), no fix accepted
-        return Scene(tuple(p + ([0.0, 150.0] if k >= 20 else 0.0)))
-
-    again = {}
-    for rewind in (0.0, 10.0):
-        s = TrackingSettings(particles=1000, cold_start="candidates", collapse_log_ratio=5.0, cold_rewind_s=rewind)
-        est = run(SequentialLocalizer(CandidatesLocalizer(), s), pos, yaw, deltas, scene)
-        assert est[19].initialised and error(est[19], pos[19]) < 3.0
-        back = next(k for k, e in enumerate(est) if k > 19 and (not e.initialised or e.reinitialised))
-        again[rewind] = next(k for k, e in enumerate(est) if k >= back and e.initialised and e.reinitialised)
-        assert all(error(e, p + [0.0, 150.0]) < 3.0 for e, p in zip(est[again[rewind]:], pos[again[rewind]:]))
-        if rewind:  # the cold start's frames count those since the teleport, before "lost" was declared
-            used = int(re.search(r"\((?:rewound )?(\d+) frames", est[again[rewind]].reinitialised).group(1))
-            assert again[rewind] - back < used <= again[rewind] - 20 + 1
-    assert again[10.0] < again[0.0]
-    with pytest.raises(TrackingInputError, match="cold_rewind_s"):
-        TrackingSettings(cold_rewind_s=-1.0)
-
-
-def test_frame_memory_keeps_the_last_seconds_with_the_odometry_between_frames():
-    mem = FrameMemory(2.0)
-    step = OdometryDelta(1.0, 0.0, 0.0, np.eye(3) * 0.01, 0.25)
-    for k in range(10):  # 4 Hz, two odometry samples per frame
-        mem.moved(step)
-        mem.moved(step)
-        mem.remember(0.5 * k, None, None, 0.0, math.pi)
-    frames = mem.take()
-    assert [f.stamp_s for f in frames] == [2.5, 3.0, 3.5, 4.0, 4.5]  # the last 2 s
-    assert all(abs(f.motion.forward_m - 2.0) < 1e-9 and abs(f.motion.dt_s - 0.5) < 1e-9 for f in frames)
-    assert np.allclose(frames[0].motion.cov, np.diag([0.02, 0.02, 0.02]), atol=0.02)
-    assert not len(mem)
-    mem.remember(10.0, None, None, 0.0, math.pi)
-    mem.remember(3.0, None, None, 0.0, math.pi)  # a jump back in time (a restarted stream): only the new frame
-    assert [f.stamp_s for f in mem.take()] == [3.0]
-    mem = FrameMemory(10.0)
-    for k, ratio in enumerate([6.0, 7.0, 0.5, 6.0, 0.2, 0.1, 1.5, 0.3]):  # the place was lost at frame 4
-        mem.remember(20.0 + k, None, None, 0.0, math.pi, ratio)
-    assert [f.stamp_s for f in mem.take(1.0)] == [24.0, 25.0, 26.0, 27.0]  # the CUSUM's change point on
-    with pytest.raises(ValueError, match="positive span"):
-        FrameMemory(0.0)
 
 
 def test_candidate_cold_start_gives_up_an_informative_cameras_belief_after_collapse_frames():

@@ -55,7 +55,6 @@ from unifygeo_ros.localization.tracking_estimate import TrackEstimate
 from unifygeo_ros.localization.tracking_evidence import TileLikelihood, index_area_m2, tiles_under
 from unifygeo_ros.localization.tracking_grid import GridBelief
 from unifygeo_ros.localization.tracking_motion import OdometryDelta, TrackingInputError
-from unifygeo_ros.localization.tracking_rewind import FrameMemory
 from unifygeo_ros.localization.tracking_settings import FILTERS, TrackingSettings
 
 __all__ = ["FILTERS", "OdometryDelta", "SequentialLocalizer", "TrackEstimate", "TrackingInputError",
@@ -103,31 +102,24 @@ class SequentialLocalizer:
         self._heading: tuple[float, float] | None = None  # last absolute heading (yaw rad, var) before init
         self._cold = (CandidateColdStart(self.belief, self.area_m2)
                       if s.cold_start == "candidates" and s.filter == "particles" else None)
-        #: the last cold_rewind_s seconds' frames, for a lost belief's cold start (tracking_rewind)
-        self._memory = FrameMemory(s.cold_rewind_s) if s.cold_rewind_s > 0 and self._cold is not None else None
 
     # ---- inputs -------------------------------------------------------------------------------------------
     def predict(self, delta: OdometryDelta) -> None:
         """Move the belief by one odometry interval (its covariance scaled, plus the settings' process noise)."""
-        if self._memory is not None:
-            self._memory.moved(delta)
         if not self.initialised and not self._seeded():
             return
-        yaw = self.belief.summary(0.5).yaw_rad if self._challenger is not None else 0.0
-        self._driven_m += delta.distance_m
-        self.belief.predict(self._noisy(delta))
-        if self._challenger is not None:
-            self._challenger.en_m = self._challenger.en_m + delta.in_world(yaw)
-
-    def _noisy(self, delta: OdometryDelta) -> OdometryDelta:
-        """``delta`` with its covariance scaled and the settings' process noise added."""
         s = self.settings
         # the share of the distance as a random walk over distance, equal to it over frame_spacing_m (0: per step)
         d2 = delta.distance_m * (s.frame_spacing_m if s.frame_spacing_m > 0 else delta.distance_m)
         extra = np.diag([s.position_noise_frac ** 2 * d2 + s.position_noise_m_per_sqrt_s ** 2
                          * delta.dt_s] * 2 + [math.radians(s.yaw_noise_deg_per_sqrt_s) ** 2 * delta.dt_s])
-        return OdometryDelta(delta.forward_m, delta.left_m, delta.yaw_rad,
-                             delta.cov * s.odometry_noise_scale ** 2 + extra, delta.dt_s)
+        noisy = OdometryDelta(delta.forward_m, delta.left_m, delta.yaw_rad,
+                              delta.cov * s.odometry_noise_scale ** 2 + extra, delta.dt_s)
+        yaw = self.belief.summary(0.5).yaw_rad if self._challenger is not None else 0.0
+        self._driven_m += delta.distance_m
+        self.belief.predict(noisy)
+        if self._challenger is not None:
+            self._challenger.en_m = self._challenger.en_m + delta.in_world(yaw)
 
     def heading(self, heading_deg: float, heading_std_deg: float) -> None:
         """An absolute compass heading of the robot (IMU/AHRS, compass) and its 1-sigma."""
@@ -165,21 +157,14 @@ class SequentialLocalizer:
         if self.initialised:
             log_ratio = self._measure(maps, support)
             why = self._check_kidnap(fix if accepted else None)
-            self._remember(stamp_s, fix, log_ratio)
             if self.lost and not why and self._cold is not None:  # back to the candidate cold start (withheld)
-                poor = self._poor_below()
                 self.initialised, self.lost, self._low_frames, self._challenger = False, False, 0, None
                 self._ratios = []
-                if self._memory is not None:
-                    why = self._rewind(poor)
-                else:
-                    self._cold.background, self._cold.frames = s.cold_resume_mass, 0
-        else:
-            self._remember(stamp_s, fix, log_ratio)
-            if accepted:
-                why = "cold start from an accepted global fix"
-            elif self._cold is not None:
-                why = self._cold_step(fix, maps)
+                self._cold.background, self._cold.frames = s.cold_resume_mass, 0
+        elif accepted:
+            why = "cold start from an accepted global fix"
+        elif self._cold is not None:
+            why = self._cold_step(fix, maps)
         if why.startswith(COLD_CANDIDATES):  # the candidates' particles become the tracking belief
             self.initialised, self.lost, self._low_frames, self._challenger = True, False, 0, None
         elif why:
@@ -216,35 +201,6 @@ class SequentialLocalizer:
         pl = self._cold.protection_level_m(s.alpha)
         if pl <= s.max_protection_level_m:
             return f"{COLD_CANDIDATES} ({self._cold.frames} frames, protection level {pl:.1f} m)"
-        return ""
-
-    def _remember(self, stamp_s: float, fix: Fix | None, log_ratio: float) -> None:
-        if self._memory is not None:
-            yaw = self._initial_heading(fix) if fix is not None else (0.0, math.pi)
-            self._memory.remember(stamp_s, fix, self._heading, *yaw, log_ratio)
-
-    def _rewind(self, poor_below: float) -> str:
-        """A lost belief's cold start begun where the evidence turned poor (log ratios below ``poor_below``) and run
-        through the remembered frames since (:mod:`~unifygeo_ros.localization.tracking_rewind`); returns why the
-        filter is initialised now, or ""."""
-        s = self.settings
-        self._cold.background, self._cold.frames = 1.0, 0
-        none = TileMaps(np.zeros(0, np.int64), np.zeros((0, 2)), self.localizer.index.tile_m,
-                        np.zeros((0, 1, 1), np.float32), np.zeros(0), np.zeros((0, 2, 1, 1), np.float32))
-        for f in self._memory.take(poor_below):
-            if self._cold.seeded and f.motion is not None:
-                self.belief.predict(self._noisy(f.motion))
-            if self._cold.seeded and f.heading is not None:
-                self.belief.update_heading(f.heading[0], f.heading[1], s.heading_reset_sigmas)
-            lik = self._cold_likelihood(f.fix, none)
-            if lik is not None:
-                driven = f.motion.distance_m if f.motion is not None else math.inf
-                share = 1.0 if s.frame_spacing_m <= 0 else min(max(driven / s.frame_spacing_m,
-                                                                   s.evidence_min_share), 1.0)
-                self._cold.update(lik, s.cold_evidence_weight * share, s.floor_ratio, f.yaw_rad, f.yaw_std_rad)
-        pl = self._cold.protection_level_m(s.alpha)
-        if pl <= s.max_protection_level_m:
-            return f"{COLD_CANDIDATES} (rewound {self._cold.frames} frames, protection level {pl:.1f} m)"
         return ""
 
     def _query_heading(self) -> float | None:

@@ -63,9 +63,6 @@ class TrackingSettings:
     #: cold_start "candidates": a belief declared lost goes back to the candidate cold start, its particles kept
     #: beside a background of this mass (withheld until it is concentrated again)
     cold_resume_mass: float = 0.5
-    #: cold_start "candidates": > 0: the frames of the last this many seconds are kept, and a belief declared lost
-    #: starts its cold start from the oldest of them instead (tracking_rewind; cold_resume_mass then unused)
-    cold_rewind_s: float = 0.0
     #: cold_start "candidates": "lost" also needs the log evidence ratios of this many last frames to sum below
     #: collapse_log_ratio (a narrow camera's frames explain little one by one, but not nothing over 10 s)
     cold_collapse_frames: int = 20
@@ -93,8 +90,6 @@ class TrackingSettings:
         if not math.isfinite(self.informative_log_ratio):
             raise TrackingInputError(f"tracking informative_log_ratio must be a finite number, got "
                                      f"{self.informative_log_ratio}")
-        if not (math.isfinite(self.cold_rewind_s) and self.cold_rewind_s >= 0):
-            raise TrackingInputError(f"tracking cold_rewind_s must be a finite number >= 0, got {self.cold_rewind_s}")
         if not (math.isfinite(self.frame_spacing_m) and self.frame_spacing_m >= 0):
             raise TrackingInputError(f"tracking frame_spacing_m must be a finite number >= 0, got "
                                      f"{self.frame_spacing_m}")

@@ -58,8 +58,6 @@ TRACKING_PARAMETERS = (
                    "only; what the grid does), see TRACKING.md"),
     ("cold_evidence_weight", "cold_start candidates: exponent of a frame's likelihood before initialisation"),
     ("cold_resume_mass", "cold_start candidates: the uncovered mass a lost belief resumes the cold start with"),
-    ("cold_rewind_s", "cold_start candidates: > 0: a lost belief's cold start begins this many seconds back, from "
-                      "the frames kept since (0 = now, beside cold_resume_mass of the old particles), s"),
     ("cold_collapse_frames", "cold_start candidates: 'lost' also needs this many last frames' evidence to be poor"),
     ("informative_log_ratio", "frames this informative before a poor frame (median log evidence ratio): the "
                               "poor frame is withheld (unconfirmed), and collapse_frames of them declare the belief "
