@@ -385,6 +385,35 @@ def test_candidate_cold_start_takes_a_lost_belief_back_and_withholds_it_until_it
     assert all(error(e, p + [0.0, 150.0]) < 3.0 for e, p in zip(est[again:], pos[again:]))
 
 
+def test_a_belief_the_last_frames_explain_little_is_withheld_as_weak_before_it_is_lost():
+    """A camera whose frames are not judged one by one (informative_log_ratio out of reach) is withheld once the mean
+    log evidence ratio of the last weak_frames frames falls below weak_log_ratio: after a kidnap, well before "lost"
+    (scripted ratios: 12 on track, 0.2 at the old place)."""
+    pos, yaw, deltas = drive(60)
+
+    def scene(k, p):  # from frame 20 the camera is 150 m away (the odometry does not see it), no fix accepted
+        return Scene(tuple(p + ([0.0, 150.0] if k >= 20 else 0.0)))
+
+    first, old_place = {}, {}
+    for frames in (0, 4):
+        s = TrackingSettings(particles=1000, cold_start="candidates", collapse_log_ratio=5.0,
+                             informative_log_ratio=100.0, weak_frames=frames, weak_log_ratio=5.0)
+        est = run(SequentialLocalizer(CandidatesLocalizer(), s), pos, yaw, deltas, scene)
+        assert est[19].initialised and not any(e.weak for e in est[:20])
+        published = [k for k, e in enumerate(est) if k >= 20 and e.initialised and not gate_track(e)[0]]
+        first[frames] = next((k for k, e in enumerate(est) if k >= 20 and e.weak), None)
+        old_place[frames] = sum(error(est[k], pos[k] + [0.0, 150.0]) > 100.0 for k in published)
+        if frames:
+            assert 20 < first[frames] <= 20 + frames and gate_track(est[first[frames]])[0] == "weak"
+            assert not est[first[frames]].converged
+            assert all(error(est[k], pos[k] + [0.0, 150.0]) < 3.0 for k in published if k >= first[frames])
+        else:
+            assert first[frames] is None
+    assert old_place[4] <= 3 < old_place[0]  # published at the old place after the kidnap
+    with pytest.raises(TrackingInputError, match="weak_frames"):
+        TrackingSettings(weak_frames=TrackingSettings().cold_collapse_frames + 1)
+
+
 def test_candidate_cold_start_gives_up_an_informative_cameras_belief_after_collapse_frames():
     """A camera whose frames explained the belief well (scripted log ratio 12 on track) is lost after
     collapse_frames poor frames, as in accepted_fix mode; a camera declared uninformative waits for the window."""

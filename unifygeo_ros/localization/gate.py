@@ -20,7 +20,7 @@ import numpy as np
 #: why a single-frame fix was withheld (``Outcome.reason``; ``/diagnostics`` and replay count them)
 GATE_REASONS = ("not_finite", "out_of_distribution", "protection_level", "low_score")
 #: why the sequential localizer's estimate was withheld, besides ``not_finite`` and ``protection_level``
-TRACK_REASONS = ("not_initialised", "lost", "unconfirmed")
+TRACK_REASONS = ("not_initialised", "lost", "unconfirmed", "weak")
 #: every reason an output is withheld, in the order ``/diagnostics`` lists them
 WITHHELD_REASONS = GATE_REASONS + TRACK_REASONS
 
@@ -63,8 +63,9 @@ def gate_track(est: Any, max_protection_level_m: float = math.inf) -> tuple[str,
     reason ``not_initialised`` (no accepted global fix yet, or a known-orientation model waiting for a heading),
     ``lost`` (the belief has stopped explaining the images: wait for the global evidence to re-initialise it),
     ``unconfirmed`` (an informative camera's frame just failed to explain the belief: the first frames after a
-    kidnap, before it is declared lost), ``not_finite`` or ``protection_level`` (the belief's protection level, as
-    for a fix)."""
+    kidnap, before it is declared lost), ``weak`` (the last frames explained the belief little, on average: a narrow
+    camera's first seconds after a kidnap), ``not_finite`` or ``protection_level`` (the belief's protection level,
+    as for a fix)."""
     if not est.initialised:
         return "not_initialised", ("tracking: not initialised (" + (est.note or "waiting for an accepted global fix")
                                    + ")")
@@ -73,6 +74,9 @@ def gate_track(est: Any, max_protection_level_m: float = math.inf) -> tuple[str,
     if est.unconfirmed:
         return "unconfirmed", ("tracking: unconfirmed (this frame did not explain the belief that the frames before "
                                "explained well; withheld until one does or the belief is declared lost)")
+    if getattr(est, "weak", False):
+        return "weak", ("tracking: weak (the last frames explained the belief little on average; withheld until "
+                        "they do or the belief is declared lost)")
     if not _finite((est.latitude_deg, est.longitude_deg, est.yaw_deg), est.covariance_en_m2):
         return "not_finite", "the estimate has a non-finite position, heading or covariance"
     if not est.protection_level_m <= max_protection_level_m:

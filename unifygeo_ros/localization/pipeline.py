@@ -96,7 +96,8 @@ class Outcome:
 
 
 def tracking_state(est: TrackEstimate | None) -> str:
-    """``not initialised`` | ``lost`` | ``unconfirmed`` (withheld: the frame did not explain the belief) |
+    """``not initialised`` | ``lost`` | ``unconfirmed`` (withheld: the frame did not explain the belief) | ``weak``
+    (withheld: the last frames explained it little on average) |
     ``converged`` | ``tracking`` (initialised, protection level above ``converged_pl_m``); "" without an estimate
     (single mode)."""
     if est is None:
@@ -107,6 +108,8 @@ def tracking_state(est: TrackEstimate | None) -> str:
         return "lost"
     if est.unconfirmed:
         return "unconfirmed"
+    if est.weak:
+        return "weak"
     return "converged" if est.converged else "tracking"
 
 

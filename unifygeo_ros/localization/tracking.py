@@ -31,7 +31,8 @@ Each :meth:`SequentialLocalizer.step` encodes the panorama once and runs
    frames. A frame of an informative camera (the frames before it: median log evidence ratio at least
    ``informative_log_ratio``) that fails to explain the belief marks the estimate ``unconfirmed`` (the gate withholds
    it) until a frame explains it again or the belief is declared lost: the first frames after a kidnap are not
-   published.
+   published; nor, for any camera, while the mean log evidence ratio of the last ``weak_frames`` frames is below
+   ``weak_log_ratio`` (``weak``: a narrow camera's frames explain little one by one, but not nothing over 5 s).
 
 Output: a :class:`TrackEstimate` (position in WGS84 and ENU, heading, the belief's covariance and protection level at
 ``alpha``, flags, time per step). Particles or a grid (``TrackingSettings.filter``): docs/TRACKING.md explains the
@@ -349,11 +350,14 @@ class SequentialLocalizer:
         lat, lon = self.localizer.index.origin.from_en(east, north)
         yaw_deg = float(geo.wrap_deg(math.degrees(b.yaw_rad)))
         unconfirmed = not self.lost and not why and self._low_frames > 0 and self._informative_before_low_run()
-        converged = not self.lost and not unconfirmed and b.protection_level_m <= s.converged_pl_m
+        recent = self._ratios[-s.weak_frames:]
+        weak = (not self.lost and not why and s.weak_frames > 0 and len(recent) == s.weak_frames
+                and float(np.mean(recent)) < s.weak_log_ratio)
+        converged = not self.lost and not unconfirmed and not weak and b.protection_level_m <= s.converged_pl_m
         return TrackEstimate(stamp_s, float(lat), float(lon), east, north,
                              float(geo.wrap_deg(geo.yaw_to_heading_deg(yaw_deg))), yaw_deg,
                              math.degrees(b.yaw_std_rad), b.covariance_en_m2, b.protection_level_m, True, converged,
-                             self.lost, unconfirmed, why, log_ratio, tiles, fix, accepted)
+                             self.lost, unconfirmed, why, log_ratio, tiles, fix, accepted, weak=weak)
 
     @staticmethod
     def _timed(est: TrackEstimate, t0: float, timings_ms: dict) -> TrackEstimate:

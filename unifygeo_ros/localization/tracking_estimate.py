@@ -42,3 +42,6 @@ class TrackEstimate:
     note: str = ""  #: why nothing was done with the frame ("" = it was used)
     #: before initialisation with cold_start "candidates": the candidate belief's protection level (inf: spread)
     cold_protection_level_m: float = math.inf
+    #: the last ``weak_frames`` frames explained the belief with a mean log evidence ratio below ``weak_log_ratio``:
+    #: withheld until they do again or the belief is declared lost (a narrow camera's first seconds after a kidnap)
+    weak: bool = False

@@ -74,6 +74,11 @@ class TrackingSettings:
     #: an informative camera's frame is also poor when its log evidence ratio falls below this share of the median of
     #: the frames before (0 = only below collapse_log_ratio)
     poor_share: float = 0.3
+    #: the estimate is withheld (``weak``) while the mean log evidence ratio of the last ``weak_frames`` frames since
+    #: the belief was (re)initialised is below ``weak_log_ratio`` (0 frames = never): one 90 deg camera explains its
+    #: belief with 0-2 per frame on track and ~0 after a kidnap, long before "lost" is declared
+    weak_frames: int = 10
+    weak_log_ratio: float = 0.25
 
     def __post_init__(self):
         if self.filter not in FILTERS:
@@ -95,6 +100,11 @@ class TrackingSettings:
                                      f"{self.frame_spacing_m}")
         if not 0.0 < self.evidence_min_share <= 1.0:
             raise TrackingInputError(f"tracking evidence_min_share must be in (0, 1], got {self.evidence_min_share}")
+        if not (isinstance(self.weak_frames, int) and 0 <= self.weak_frames <= self.cold_collapse_frames):
+            raise TrackingInputError(f"tracking weak_frames must be an integer in [0, cold_collapse_frames], got "
+                                     f"{self.weak_frames!r}")
+        if not math.isfinite(self.weak_log_ratio):
+            raise TrackingInputError(f"tracking weak_log_ratio must be a finite number, got {self.weak_log_ratio}")
         if not 0.0 <= self.poor_share < 1.0:
             raise TrackingInputError(f"tracking poor_share must be in [0, 1), got {self.poor_share}")
         if not (math.isfinite(self.map_bias_std_m) and self.map_bias_std_m >= 0):

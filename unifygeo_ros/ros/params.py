@@ -62,6 +62,9 @@ TRACKING_PARAMETERS = (
     ("informative_log_ratio", "frames this informative before a poor frame (median log evidence ratio): the "
                               "poor frame is withheld (unconfirmed), and collapse_frames of them declare the belief "
                               "lost without the cold_collapse_frames window"),
+    ("weak_frames", "the estimate is withheld (weak) while the mean log evidence ratio of this many last frames is "
+                    "below weak_log_ratio (0 = never)"),
+    ("weak_log_ratio", "see weak_frames"),
     ("poor_share", "an informative camera's frame is also poor below this share of the median log evidence ratio "
                    "of the frames before (0 = only below collapse_log_ratio)"),
 )
