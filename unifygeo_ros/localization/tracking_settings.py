@@ -77,7 +77,7 @@ class TrackingSettings:
     #: the estimate is withheld (``weak``) while the mean log evidence ratio of the last ``weak_frames`` frames since
     #: the belief was (re)initialised is below ``weak_log_ratio`` (0 frames = never): one 90 deg camera explains its
     #: belief with 0-2 per frame on track and ~0 after a kidnap, long before "lost" is declared
-    weak_frames: int = 10
+    weak_frames: int = 6
     weak_log_ratio: float = 0.25
 
     def __post_init__(self):
