@@ -1,7 +1,7 @@
 """Tracking at other camera rates and speeds (issue #17; docs/TRACKING.md 'Evidence per metre'): panorama drives
 recorded at several (rate, speed) pairs in the tuning cities, replayed in ``mode: tracking`` with each variant.
 
-    nice .venv/bin/python benchmarks/bench_tracking_rates.py [--cities Synth1000011,Synth1000015]
+    nice .venv/bin/python benchmarks/bench_tracking_rates.py [--cities Synth1000011,Synth1000015] [--rig panorama]
         [--rates 10:8,2:2,4:12,1:5,2:8] [--duration 120] [--kidnap-at 60]
         [--variant NAME:KEY=VALUE+KEY=VALUE ...] [--index-work out/bench_tune] [--work out/bench_tracking_rates]
         [--tag tracking_rates] [--out benchmarks/results]
@@ -9,9 +9,10 @@ recorded at several (rate, speed) pairs in the tuning cities, replayed in ``mode
 Every other tracking benchmark drives at 8 m/s with a 2 Hz panorama: 4 m between frames, the spacing the tracking
 defaults were tuned at. Here ``unifygeo bag synth`` records each city at every ``RATE_HZ:SPEED_MPS`` pair
 (``--duration`` s, a >= 200 m kidnap at ``--kidnap-at`` s or the first time after it the city allows one, the
-default wheel odometry and IMU noise, vehicle-aligned panoramas), and each is replayed with each variant
-(``unifygeo replay --track-set`` values; a variant with no values is the defaults) through the node's pipeline
-with models/demo and the city's index (``--index-work``'s ``index/demo/<city>``, built there when missing),
+default wheel odometry and IMU noise, vehicle-aligned panoramas - or ``--rig pinhole1`` / ``pinhole4``,
+bench_tracking_replay.py's 90 deg rigs), and each is replayed with each variant (``unifygeo replay --track-set``
+values; a variant with no values is the defaults) through the node's pipeline with models/demo (the rigs:
+models/fov) and the city's index (``--index-work``'s ``index/<model>/<city>``, built there when missing),
 one torch thread. Per (rate, speed) and variant over the cities, bench_tracking_defaults.py's figures: converged,
 median / p95 after convergence, kidnaps recovered within 30 s, availability, published frames beyond their
 protection level (within 50 m / beyond), mean NEES within 50 m. Writes ``<out>/<tag>.json`` and ``.png``.
@@ -35,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from bench_tracking_defaults import parse_variant, summarise  # noqa: E402
-from bench_tracking_replay import index_for, make_bag, run_replay  # noqa: E402
+from bench_tracking_replay import RIGS, index_for, make_bag, run_replay  # noqa: E402
 from unifygeo_ros.index import store  # noqa: E402
 from unifygeo_ros.localization.localizer import Localizer  # noqa: E402
 from unifygeo_ros.model.handle import load_model  # noqa: E402
@@ -87,6 +88,7 @@ def plot(summary: dict, path: Path) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cities", default="Synth1000011,Synth1000015")
+    ap.add_argument("--rig", choices=sorted(RIGS), default="panorama", help="the camera (models/fov for the rigs)")
     ap.add_argument("--rates", type=parse_rates, default=parse_rates("10:8,2:2,4:12,1:5,2:8"))
     ap.add_argument("--duration", type=float, default=120.0)
     ap.add_argument("--kidnap-at", type=float, default=60.0)
@@ -99,23 +101,26 @@ def main(argv=None) -> int:
     variants = args.variant or [("defaults", [])]
     work, t0 = ROOT / args.work, time.perf_counter()
     load0 = os.getloadavg()[0]
-    handle = load_model(ROOT / "models/demo", device="cpu")
+    rig = args.rig
+    model = "demo" if rig == "panorama" else "fov"
+    handle = load_model(ROOT / f"models/{model}", device="cpu")
     summary: dict = {}
+    tag = "" if rig == "panorama" else f"_{rig}"  # the panorama's bags and runs keep their names
     for city in args.cities.split(","):
-        loc = Localizer(store.load_index(index_for(ROOT / args.index_work, city, "demo", handle)), handle)
+        loc = Localizer(store.load_index(index_for(ROOT / args.index_work, city, model, handle)), handle)
         for rate, speed in args.rates:
-            bag = make_bag(work, city, "panorama", args.duration, args.kidnap_at, rate, speed,
-                           f"{city}_{label(rate, speed)}")
+            bag = make_bag(work, city, rig, args.duration, args.kidnap_at, rate, speed,
+                           f"{city}_{label(rate, speed)}{tag}")
             for name, sets in variants:
                 settings = tracking_settings([tuple(kv.split("=", 1)) for kv in sets])
-                run_dir = work / f"{name}_{label(rate, speed)}"
-                out = run_dir / "runs" / f"{city}_panorama_demo_tracking"
+                run_dir = work / f"{name}_{label(rate, speed)}{tag}"
+                out = run_dir / "runs" / f"{city}_{rig}_{model}_tracking"
                 r = run_replay(bag, loc, out, "tracking", city, settings)
                 tk = r["tracking"]
                 print(f"{city} {rate:g} Hz {speed:g} m/s {name}: converged {tk['converged_after_s']}, availability "
                       f"{tk['availability']:.2f}, {r['wall_s']:.0f} s", flush=True)
     for rate, speed in args.rates:
-        summary[label(rate, speed)] = {name: summarise([work / f"{name}_{label(rate, speed)}"]).get("panorama", {})
+        summary[label(rate, speed)] = {name: summarise([work / f"{name}_{label(rate, speed)}{tag}"]).get(rig, {})
                                        for name, _ in variants}
     lines = ["| rate, speed | variant | converged | median / p95 after (m) | recovered <= 30 s | availability | "
              "beyond PL, <= 50 m | > 50 m off | NEES (<= 50 m) |", "|" + "---|" * 9]
@@ -133,6 +138,7 @@ def main(argv=None) -> int:
     res = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "threads": 1,
                        "load_avg_1min": [load0, os.getloadavg()[0]]},
            "date": time.strftime("%Y-%m-%d %H:%M"), "wall_s": time.perf_counter() - t0, "cities": args.cities,
+           "rig": rig,
            "rates": args.rates, "duration_s": args.duration, "variants": [list(v) for v in variants],
            "summary": summary, "table": lines}
     out_dir = ROOT / args.out
