@@ -189,9 +189,11 @@ def plot(summary: dict, path: Path) -> None:
                ("recovered_within_30s", "kidnap recovered <= 30 s", None),
                ("beyond_pl_near", "published beyond PL (<= 50 m)", "published"),
                ("beyond_pl_far", "published > 50 m off", "published")]
-    fig, axes = plt.subplots(1, len(RIGS), figsize=(4.2 * len(RIGS), 3.6), sharey=True)
+    rigs = [r for r in RIGS if any(summary[n].get(r) for n in summary)] or list(RIGS)  # the rigs replayed
+    fig, axes = plt.subplots(1, len(rigs), figsize=(4.2 * len(rigs) + 1.0, 3.6), sharey=True, squeeze=False)
+    axes = axes[0]
     names = list(summary)
-    for ax, rig in zip(axes, RIGS):
+    for ax, rig in zip(axes, rigs):
         for j, name in enumerate(names):
             a = summary[name].get(rig)
             if not a:
