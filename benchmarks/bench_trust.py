@@ -73,16 +73,22 @@ def choose_limit(*report_sets) -> float:
     return max(limits) if limits else min(report_sets[0])
 
 
-def collect_sets(handle, data: Path, demo_data: Path) -> tuple[list[str], list, list, list]:
-    """(fit city names, fit / cross-area / DemoCity queries): the three sets of the module doc, rendered when missing,
-    each panorama localized once with its evidence (indexes cached in ``data/_calib``)."""
+def set_cities(handle, data: Path, demo_data: Path) -> dict[str, list[Path]]:
+    """The city folders of the three sets of the module doc ("fit cities", "cross-area cities", "DemoCity"),
+    rendered when missing."""
     px, width = handle.aerial_px, handle.ground_hw[1]
-    fit_cities = prepare(data, SAME_AREA_SEEDS, px, width)
-    held_cities = prepare(data, CROSS_AREA_SEEDS, px, width)
-    demo_dir = ensure_city(demo_data, DEMO_SEED, 300.0, 100)
+    return {"fit cities": [data / c for c in prepare(data, SAME_AREA_SEEDS, px, width)],
+            "cross-area cities": [data / c for c in prepare(data, CROSS_AREA_SEEDS, px, width)],
+            "DemoCity": [ensure_city(demo_data, DEMO_SEED, 300.0, 100)]}
+
+
+def collect_sets(handle, data: Path, demo_data: Path) -> tuple[list[str], list, list, list]:
+    """(fit city names, fit / cross-area / DemoCity queries): the three sets of :func:`set_cities`, each panorama
+    localized once with its evidence (indexes cached in ``data/_calib``)."""
+    sets = set_cities(handle, data, demo_data)
     work = data / "_calib"
-    return (fit_cities, C.collect(handle, [data / c for c in fit_cities], work),
-            C.collect(handle, [data / c for c in held_cities], work), C.collect(handle, [demo_dir], work))
+    fit_q, held_q, demo_q = (C.collect(handle, dirs, work) for dirs in sets.values())
+    return [d.name for d in sets["fit cities"]], fit_q, held_q, demo_q
 
 
 def add_set_arguments(ap: argparse.ArgumentParser) -> None:

@@ -33,14 +33,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
 
-from bench_trust import add_set_arguments  # noqa: E402
+from bench_trust import add_set_arguments, set_cities  # noqa: E402
 from bench_trust_ceiling import ceiling  # noqa: E402
-from bench_unified_vs_decoupled import CROSS_AREA_SEEDS, SAME_AREA_SEEDS, prepare  # noqa: E402
 from unifygeo_ros.image.preprocess import roll_panorama  # noqa: E402
 from unifygeo_ros.localization.posterior import load_calibration  # noqa: E402
 from unifygeo_ros.model.handle import load_model  # noqa: E402
 from unifygeo_ros.offline import calibrate as C  # noqa: E402
-from unifygeo_ros.offline.demo import DEMO_SEED, ensure_city  # noqa: E402
 
 
 def _roll(deg: float):
@@ -83,10 +81,7 @@ def main(argv=None) -> int:
     t_start = time.time()
     handle = load_model(args.checkpoint, device="cpu")
     data = Path(args.data)
-    px, width = handle.aerial_px, handle.ground_hw[1]
-    sets = {"fit cities": [data / c for c in prepare(data, SAME_AREA_SEEDS, px, width)],
-            "cross-area cities": [data / c for c in prepare(data, CROSS_AREA_SEEDS, px, width)],
-            "DemoCity": [ensure_city(Path(args.demo_data), DEMO_SEED, 300.0, 100)]}
+    sets = set_cities(handle, data, Path(args.demo_data))
     cal = load_calibration(args.checkpoint)
     work = data / "_calib"
     result = {"checkpoint": args.checkpoint, "gross_m": args.gross_m, "sets": {}}

@@ -74,7 +74,7 @@ def gate_track(est: Any, max_protection_level_m: float = math.inf) -> tuple[str,
     if est.unconfirmed:
         return "unconfirmed", ("tracking: unconfirmed (this frame did not explain the belief that the frames before "
                                "explained well; withheld until one does or the belief is declared lost)")
-    if getattr(est, "weak", False):
+    if est.weak:
         return "weak", ("tracking: weak (the last frames explained the belief little on average; withheld until "
                         "they do or the belief is declared lost)")
     if not _finite((est.latitude_deg, est.longitude_deg, est.yaw_deg), est.covariance_en_m2):
