@@ -120,7 +120,7 @@ def summarise(runs: list[Path]) -> dict:
                         a["nees_count"] += 1
             after = t.get("after_convergence") or {}
             converged = t.get("converged_after_s")
-            target = TARGETS[rig]
+            target = TARGETS.get(rig)  # none for the other rigs
             met = (target is not None and converged is not None and after.get("median_m") is not None
                    and converged <= target[0] and after["median_m"] <= target[1] and after["p95_m"] <= target[2])
             a["drives"].append({"run": str(run_dir.name), "city": city, "converged_after_s": converged,

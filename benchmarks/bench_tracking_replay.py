@@ -62,7 +62,8 @@ from unifygeo_ros.rosbag.replay import ReplayConfig, replay  # noqa: E402
 from unifygeo_ros.rosbag.synth import SynthBagConfig, synth_bag  # noqa: E402
 
 RIGS = {"panorama": dict(camera="panorama"), "pinhole1": dict(camera="pinhole", cameras=1, hfov_deg=90.0),
-        "pinhole4": dict(camera="pinhole", cameras=4, hfov_deg=90.0)}
+        "pinhole4": dict(camera="pinhole", cameras=4, hfov_deg=90.0),
+        "pinhole2w": dict(camera="pinhole", cameras=2, hfov_deg=120.0)}  # front and back (bench_tracking_rates.py)
 MODELS = {"demo": "models/demo", "fov": "models/fov"}
 DEFAULT_CITIES = "Synth1000001,Synth1000002,Synth1000003,Synth1000004,Synth1000005,DemoCity"
 

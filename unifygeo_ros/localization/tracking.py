@@ -24,7 +24,9 @@ Each :meth:`SequentialLocalizer.step` encodes the panorama once and runs
    frame's candidates and moved by the odometry (:mod:`~unifygeo_ros.localization.tracking_cold`) once its own
    protection level is within the gate's ``max_protection_level_m``;
 5. **re-initialisation** (kidnap): ``disagree_fixes`` accepted global fixes in a row (agreeing with each other,
-   moved by the odometry) whose protection circles do not meet the belief's while the belief fails to explain the
+   moved by the odometry; each counted like its evidence, by the distance driven since the last frame over
+   ``frame_spacing_m``: frames seconds apart are not the same view seen twice) whose protection circles do not meet
+   the belief's while the belief fails to explain the
    current image (its evidence ratio below ``exp(collapse_log_ratio)``), or one accepted fix after the belief
    was declared lost: its evidence ratio (:meth:`TileLikelihood.evidence_ratio`: how much better the belief
    explains the image than "none of these tiles") stayed below ``exp(collapse_log_ratio)`` for ``collapse_frames``
@@ -71,7 +73,8 @@ class _Challenger:
 
     en_m: np.ndarray
     protection_level_m: float
-    count: int
+    count: int  #: fixes in a row
+    support: float  #: the same, each weighed by its frame's evidence share (``frame_spacing_m``)
 
 
 class SequentialLocalizer:
@@ -100,6 +103,7 @@ class SequentialLocalizer:
         self._published: tuple[BeliefSummary, BeliefSummary] | None = None  # (belief's, with the map's error)
         self._frames = 0
         self._driven_m = math.inf  # odometry distance since the last measurement update (inf: none yet)
+        self._share = 1.0  # the last measurement update's evidence share (_evidence_share)
         self._heading: tuple[float, float] | None = None  # last absolute heading (yaw rad, var) before init
         self._cold = (CandidateColdStart(self.belief, self.area_m2)
                       if s.cold_start == "candidates" and s.filter == "particles" else None)
@@ -236,7 +240,8 @@ class SequentialLocalizer:
         lik = TileLikelihood(maps, self.localizer.calibration, self.area_m2, s.map_temperature)
         density = lik.density_at(support[0])
         ratio = lik.evidence_ratio(density, support[1])
-        weight = s.evidence_weight * self._evidence_share()
+        self._share = self._evidence_share()
+        weight = s.evidence_weight * self._share
         self.belief.update_position(density, weight, s.floor_ratio)
         if not self.localizer.known_orientation and not s.north_aligned:
             self.belief.update_heading_field(lik, weight, math.radians(s.model_heading_min_std_deg))
@@ -303,8 +308,9 @@ class SequentialLocalizer:
             return "the belief was lost; an accepted global fix re-initialises it"
         c = self._challenger
         same = c is not None and float(np.hypot(*(at - c.en_m))) <= c.protection_level_m + fix.protection_level_m
-        self._challenger = _Challenger(at, fix.protection_level_m, c.count + 1 if same else 1)
-        if self._challenger.count >= s.disagree_fixes and self._low_frames > 0:
+        self._challenger = _Challenger(at, fix.protection_level_m, c.count + 1 if same else 1,
+                                       c.support + self._share if same else self._share)
+        if self._challenger.support >= s.disagree_fixes - 1e-9 and self._low_frames > 0:
             # only while the belief fails to explain the image too: a wrong place can pass the gate twice in a row
             # (repetitive streets), a belief the images still confirm is not given up for it
             return f"{self._challenger.count} accepted global fixes outside the belief (kidnap)"

@@ -45,7 +45,8 @@ TRACKING_PARAMETERS = (
     ("position_noise_m_per_sqrt_s", "extra position random walk, m/sqrt(s)"),
     ("yaw_noise_deg_per_sqrt_s", "extra heading random walk, deg/sqrt(s)"),
     ("init_min_radius_m", "the belief started from a fix covers at least this radius, m"),
-    ("disagree_fixes", "accepted global fixes outside the belief in a row that re-initialise it (kidnap)"),
+    ("disagree_fixes", "accepted global fixes outside the belief in a row that re-initialise it (kidnap), per "
+                       "frame_spacing_m driven"),
     ("collapse_log_ratio", "log evidence ratio below which a frame counts towards 'lost'"),
     ("collapse_frames", "such frames in a row declare the belief lost (its estimate is withheld)"),
     ("map_bias_std_m", "1-sigma of the maps' slowly varying error the frames share, added to the published "
