@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -47,6 +48,21 @@ def ceiling(error_m: np.ndarray, pl_m: np.ndarray, gross_m: float) -> dict:
     return {"zero_gross": clean / n, "gross_at_most_1pct": (int(within.max()) + 1) / n if within.size else 0.0,
             "limits": {f"{lim:g}": {"availability": float(np.mean(pl_m <= lim)),
                                     "gross": int(np.sum((pl_m <= lim) & (error_m > gross_m)))} for lim in LIMITS_M}}
+
+
+def ceiling_figures(c: dict) -> str:
+    """``zero gross / gross <= 1 % / at 50 m: accepted % (gross)`` of one :func:`ceiling` result."""
+    lim = c["limits"]["50"]
+    return (f"{100 * c['zero_gross']:5.1f} / {100 * c['gross_at_most_1pct']:5.1f} / {100 * lim['availability']:5.1f}"
+            f" ({lim['gross']})")
+
+
+def write_result(out_dir: Path, name: str, result: dict, t_start: float) -> None:
+    """``result`` with its wall time as ``out_dir/name`` (JSON)."""
+    result["wall_s"] = round(time.time() - t_start, 1)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / name).write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {out_dir / name} ({result['wall_s']} s)")
 
 
 def main(argv=None) -> int:

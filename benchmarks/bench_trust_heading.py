@@ -18,7 +18,6 @@ more than ``--gross-m`` off (``zero_gross``), before their rate exceeds 1 %, and
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -31,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
 
 from bench_trust import add_set_arguments, set_cities  # noqa: E402
-from bench_trust_ceiling import ceiling  # noqa: E402
+from bench_trust_ceiling import ceiling, ceiling_figures, write_result  # noqa: E402
 from unifygeo_ros.image.preprocess import load_image  # noqa: E402
 from unifygeo_ros.index import store  # noqa: E402
 from unifygeo_ros.localization.localizer import Localizer  # noqa: E402
@@ -116,14 +115,8 @@ def main(argv=None) -> int:
               f"{row['heading_median_good_deg']:.1f} deg, gross {row['heading_median_gross_deg'] or float('nan'):.1f}"
               f" deg; zero gross / gross <= 1 % / at 50 m: accepted % (gross)")
         for name, c in row["rankings"].items():
-            lim = c["limits"]["50"]
-            print(f"  {name:26s} {100 * c['zero_gross']:5.1f} / {100 * c['gross_at_most_1pct']:5.1f} / "
-                  f"{100 * lim['availability']:5.1f} ({lim['gross']})", flush=True)
-    result["wall_s"] = round(time.time() - t_start, 1)
-    out = ROOT / args.out
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "trust_heading.json").write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {out / 'trust_heading.json'} ({result['wall_s']} s)")
+            print(f"  {name:26s} {ceiling_figures(c)}", flush=True)
+    write_result(ROOT / args.out, "trust_heading.json", result, t_start)
     return 0
 
 

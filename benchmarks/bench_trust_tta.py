@@ -21,7 +21,6 @@ their rate exceeds 1 %, and at the shipped 50 m limit the availability and gross
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -34,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
 
 from bench_trust import add_set_arguments, set_cities  # noqa: E402
-from bench_trust_ceiling import ceiling  # noqa: E402
+from bench_trust_ceiling import ceiling, ceiling_figures, write_result  # noqa: E402
 from unifygeo_ros.image.preprocess import roll_panorama  # noqa: E402
 from unifygeo_ros.localization.posterior import load_calibration  # noqa: E402
 from unifygeo_ros.model.handle import load_model  # noqa: E402
@@ -99,19 +98,13 @@ def main(argv=None) -> int:
             rows = {}
             for rname, score in rankings(pl, pl2, d).items():
                 c = ceiling(e, score, args.gross_m)
-                lim = c["limits"]["50"]
                 rows[rname] = c
-                print(f"  {name:7s} {rname:20s} {100 * c['zero_gross']:5.1f} / {100 * c['gross_at_most_1pct']:5.1f}"
-                      f" / {100 * lim['availability']:5.1f} ({lim['gross']})", flush=True)
+                print(f"  {name:7s} {rname:20s} {ceiling_figures(c)}", flush=True)
             gross = e > args.gross_m
             rows["disagreement_m"] = {"good_median": float(np.median(d[~gross])) if (~gross).any() else None,
                                       "gross_median": float(np.median(d[gross])) if gross.any() else None}
             result["sets"][set_name]["perturbations"][name] = rows
-    result["wall_s"] = round(time.time() - t_start, 1)
-    out = ROOT / args.out
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "trust_tta.json").write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {out / 'trust_tta.json'} ({result['wall_s']} s)")
+    write_result(ROOT / args.out, "trust_tta.json", result, t_start)
     return 0
 
 
