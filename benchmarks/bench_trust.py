@@ -91,6 +91,16 @@ def collect_sets(handle, data: Path, demo_data: Path) -> tuple[list[str], list, 
     return [d.name for d in sets["fit cities"]], fit_q, held_q, demo_q
 
 
+def set_fixes(handle, args):
+    """Per set of :func:`set_cities`: (set name, city folders, queries, error m, protection level m), the fixes made
+    under the checkpoint's stored calibration (the node's gate's protection levels)."""
+    data, cal = Path(args.data), load_calibration(args.checkpoint)
+    for set_name, cities in set_cities(handle, data, Path(args.demo_data)).items():
+        queries = C.collect(handle, cities, data / "_calib", progress=False, calibration=cal)
+        err, _, pl = C.posterior_figures(queries, cal)
+        yield set_name, cities, queries, np.hypot(err[:, 0], err[:, 1]), pl
+
+
 def add_set_arguments(ap: argparse.ArgumentParser) -> None:
     """The options of every benchmark on these three sets: the checkpoint, where the cities are, where to write."""
     ap.add_argument("--checkpoint", default="models/demo")

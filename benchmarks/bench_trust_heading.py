@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
 
-from bench_trust import add_set_arguments, set_cities  # noqa: E402
+from bench_trust import add_set_arguments, set_fixes  # noqa: E402
 from bench_trust_ceiling import ceiling, ceiling_figures, write_result  # noqa: E402
 from unifygeo_ros.image.preprocess import load_image  # noqa: E402
 from unifygeo_ros.index import store  # noqa: E402
@@ -90,16 +90,10 @@ def main(argv=None) -> int:
     handle = load_model(args.checkpoint, device="cpu")
     free = load_model(args.checkpoint, device="cpu")
     every_heading(free)
-    data = Path(args.data)
-    sets = set_cities(handle, data, Path(args.demo_data))
     cal = load_calibration(args.checkpoint)
-    work = data / "_calib"
     result = {"checkpoint": args.checkpoint, "gross_m": args.gross_m, "sets": {}}
-    for set_name, cities in sets.items():
-        queries = C.collect(handle, cities, work, progress=False, calibration=cal)
-        err, _, pl = C.posterior_figures(queries, cal)
-        e = np.hypot(err[:, 0], err[:, 1])
-        heading = headings_at_fixes(free, queries, cities, work, cal)
+    for set_name, cities, queries, e, pl in set_fixes(handle, args):
+        heading = headings_at_fixes(free, queries, cities, Path(args.data) / "_calib", cal)
         gross = e > args.gross_m
         row = {"panoramas": len(e), "gross": int(gross.sum()),
                "heading_median_good_deg": float(np.median(heading[~gross])),

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
 
-from bench_trust import add_set_arguments, set_cities  # noqa: E402
+from bench_trust import add_set_arguments, set_fixes  # noqa: E402
 from bench_trust_ceiling import ceiling, ceiling_figures, write_result  # noqa: E402
 from unifygeo_ros.image.preprocess import roll_panorama  # noqa: E402
 from unifygeo_ros.localization.posterior import load_calibration  # noqa: E402
@@ -79,15 +79,10 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     t_start = time.time()
     handle = load_model(args.checkpoint, device="cpu")
-    data = Path(args.data)
-    sets = set_cities(handle, data, Path(args.demo_data))
     cal = load_calibration(args.checkpoint)
-    work = data / "_calib"
+    work = Path(args.data) / "_calib"
     result = {"checkpoint": args.checkpoint, "gross_m": args.gross_m, "sets": {}}
-    for set_name, cities in sets.items():
-        base = C.collect(handle, cities, work, progress=False)
-        err, _, pl = C.posterior_figures(base, cal)
-        e = np.hypot(err[:, 0], err[:, 1])
+    for set_name, cities, base, e, pl in set_fixes(handle, args):
         fix_en = np.array([q.evidence.fix_en_m for q in base])
         result["sets"][set_name] = {"panoramas": len(base), "perturbations": {}}
         print(f"\n{set_name} ({len(base)} panoramas): zero gross / gross <= 1 % / at 50 m: accepted % (gross)")
