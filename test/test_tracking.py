@@ -314,8 +314,8 @@ def test_kidnap_is_detected_by_accepted_fixes_outside_the_belief(name):
 @pytest.mark.parametrize("name", FILTERS)
 def test_wrong_fixes_from_nearly_the_same_place_count_as_one_view(name):
     """At 5 Hz and 8 m/s frames are 1.6 m apart: two accepted global fixes in a row at the same wrong place (one
-    wrong match seen twice) while the belief briefly fails to explain the images do not re-initialise it - each
-    counts by the distance driven since the last frame over frame_spacing_m, like its evidence. Counted per frame
+    wrong match seen twice) while the belief briefly fails to explain the images do not re-initialise it - the
+    second counts by the distance driven since the first over frame_spacing_m (1.6 / 4), like the evidence. Counted per frame
     (frame_spacing_m 0) they did: a replayed 5 Hz rig followed such a pair 68-112 m off (BENCHMARKS.md 1k)."""
     pos, yaw, deltas = drive(30, speed=8.0, dt=0.2)
     wrong = np.array([0.0, 60.0])
@@ -332,6 +332,25 @@ def test_wrong_fixes_from_nearly_the_same_place_count_as_one_view(name):
         assert est[15].evidence_log_ratio < s.collapse_log_ratio < est[14].evidence_log_ratio
         assert (again == [16]) if reinitialised else not again, (spacing_m, again)
         assert (error(est[-1], pos[-1]) > 30.0) if reinitialised else error(est[-1], pos[-1]) < 2.0
+
+
+@pytest.mark.parametrize("name", FILTERS)
+def test_fixes_a_frame_spacing_apart_count_as_two_views_however_many_frames_between(name):
+    """At 4 Hz and 8 m/s (2 m between frames) two accepted fixes at the same place 4 m apart, a frame without an
+    accepted fix between them, are two views (frame_spacing_m): while the belief fails to explain the images they
+    re-initialise it at the second - the count goes by the distance between the fixes, not by their frames."""
+    pos, yaw, deltas = drive(30, speed=8.0, dt=0.25)
+    jump = np.array([0.0, 150.0])
+
+    def scene(k, p):  # kidnapped at frame 15; accepted fixes of the new place at frames 15 and 17 only
+        q = tuple(p + jump) if k >= 15 else tuple(p)
+        return Scene(q, fix=q if k in (0, 15, 17) else None)
+
+    est = run(SequentialLocalizer(ScriptedLocalizer(), TrackingSettings(filter=name, particles=500)), pos, yaw,
+              deltas, scene)
+    again = [k for k, e in enumerate(est) if e.reinitialised and k > 0]
+    assert again and again[0] == 17 and "2 accepted global fixes" in est[17].reinitialised, again
+    assert error(est[-1], pos[-1] + jump) < 2.0
 
 
 @pytest.mark.parametrize("name", FILTERS)

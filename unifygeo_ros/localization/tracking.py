@@ -24,10 +24,10 @@ Each :meth:`SequentialLocalizer.step` encodes the panorama once and runs
    frame's candidates and moved by the odometry (:mod:`~unifygeo_ros.localization.tracking_cold`) once its own
    protection level is within the gate's ``max_protection_level_m``;
 5. **re-initialisation** (kidnap): ``disagree_fixes`` accepted global fixes in a row (agreeing with each other,
-   moved by the odometry; each counted like its evidence, by the distance driven since the last frame over
-   ``frame_spacing_m``: frames seconds apart are not the same view seen twice) whose protection circles do not meet
-   the belief's while the belief fails to explain the
-   current image (its evidence ratio below ``exp(collapse_log_ratio)``), or one accepted fix after the belief
+   moved by the odometry; after the first, each counts by the distance driven since the previous one over
+   ``frame_spacing_m``, at most 1: two fixes a metre apart are one view seen twice) whose protection circles do
+   not meet the belief's while the belief fails to explain the current image (its evidence ratio below
+   ``exp(collapse_log_ratio)``), or one accepted fix after the belief
    was declared lost: its evidence ratio (:meth:`TileLikelihood.evidence_ratio`: how much better the belief
    explains the image than "none of these tiles") stayed below ``exp(collapse_log_ratio)`` for ``collapse_frames``
    frames. A frame of an informative camera (the frames before it: median log evidence ratio at least
@@ -74,7 +74,8 @@ class _Challenger:
     en_m: np.ndarray
     protection_level_m: float
     count: int  #: fixes in a row
-    support: float  #: the same, each weighed by its frame's evidence share (``frame_spacing_m``)
+    support: float  #: the same, each after the first weighed by the distance from the previous one (frame_spacing_m)
+    driven_m: float = 0.0  #: odometry distance since the last of them
 
 
 class SequentialLocalizer:
@@ -103,7 +104,6 @@ class SequentialLocalizer:
         self._published: tuple[BeliefSummary, BeliefSummary] | None = None  # (belief's, with the map's error)
         self._frames = 0
         self._driven_m = math.inf  # odometry distance since the last measurement update (inf: none yet)
-        self._share = 1.0  # the last measurement update's evidence share (_evidence_share)
         self._heading: tuple[float, float] | None = None  # last absolute heading (yaw rad, var) before init
         self._cold = (CandidateColdStart(self.belief, self.area_m2)
                       if s.cold_start == "candidates" and s.filter == "particles" else None)
@@ -125,6 +125,7 @@ class SequentialLocalizer:
         self.belief.predict(noisy)
         if self._challenger is not None:
             self._challenger.en_m = self._challenger.en_m + delta.in_world(yaw)
+            self._challenger.driven_m += delta.distance_m
 
     def heading(self, heading_deg: float, heading_std_deg: float) -> None:
         """An absolute compass heading of the robot (IMU/AHRS, compass) and its 1-sigma."""
@@ -240,8 +241,7 @@ class SequentialLocalizer:
         lik = TileLikelihood(maps, self.localizer.calibration, self.area_m2, s.map_temperature)
         density = lik.density_at(support[0])
         ratio = lik.evidence_ratio(density, support[1])
-        self._share = self._evidence_share()
-        weight = s.evidence_weight * self._share
+        weight = s.evidence_weight * self._evidence_share()
         self.belief.update_position(density, weight, s.floor_ratio)
         if not self.localizer.known_orientation and not s.north_aligned:
             self.belief.update_heading_field(lik, weight, math.radians(s.model_heading_min_std_deg))
@@ -308,8 +308,12 @@ class SequentialLocalizer:
             return "the belief was lost; an accepted global fix re-initialises it"
         c = self._challenger
         same = c is not None and float(np.hypot(*(at - c.en_m))) <= c.protection_level_m + fix.protection_level_m
-        self._challenger = _Challenger(at, fix.protection_level_m, c.count + 1 if same else 1,
-                                       c.support + self._share if same else self._share)
+        if same:  # one more view of the same place, as independent as the distance since the last one makes it
+            spacing = s.frame_spacing_m
+            share = min(max(c.driven_m / spacing, s.evidence_min_share), 1.0) if spacing > 0 else 1.0
+            self._challenger = _Challenger(at, fix.protection_level_m, c.count + 1, c.support + share)
+        else:
+            self._challenger = _Challenger(at, fix.protection_level_m, 1, 1.0)
         if self._challenger.support >= s.disagree_fixes - 1e-9 and self._low_frames > 0:
             # only while the belief fails to explain the image too: a wrong place can pass the gate twice in a row
             # (repetitive streets), a belief the images still confirm is not given up for it

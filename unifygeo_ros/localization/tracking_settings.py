@@ -29,8 +29,8 @@ class TrackingSettings:
     #: fully (evidence_weight, cold_evidence_weight) once the robot has driven this far since the last update, in
     #: proportion below it (frames closer together see the same scene: their maps share their errors), at least
     #: evidence_min_share; and position_noise_frac is a random walk over the distance equal to it over this spacing,
-    #: so a faster camera or a slower robot gets the same confidence per metre (a fix outside the belief counts
-    #: towards disagree_fixes likewise); 0 = all per frame
+    #: so a faster camera or a slower robot gets the same confidence per metre (fixes outside the belief count
+    #: towards disagree_fixes by the distance between them); 0 = all per frame
     frame_spacing_m: float = 4.0
     evidence_min_share: float = 0.1  #: see frame_spacing_m
     floor_ratio: float = 0.01  #: a frame's likelihood is at least this share of its maximum over the belief
@@ -44,8 +44,8 @@ class TrackingSettings:
     min_score: float = GateSettings.min_score  #: the integrity gate's, for the global fixes
     max_protection_level_m: float = GateSettings.max_protection_level_m  #: the gate's
     init_min_radius_m: float = 10.0  #: the initial belief covers at least this radius around the fix
-    #: accepted global fixes outside the belief in a row that re-initialise it, each counted by its frame's evidence
-    #: share (frame_spacing_m: a fix 1.6 m after the last one counts 0.4)
+    #: accepted global fixes outside the belief in a row that re-initialise it, each after the first counted by the
+    #: distance from the previous one over frame_spacing_m, at most 1 (a fix 1.6 m after the last one counts 0.4)
     disagree_fixes: int = 2
     collapse_log_ratio: float = 1.0  #: evidence ratio (log) below which a frame counts towards "lost"
     collapse_frames: int = 4  #: such frames in a row declare the belief lost

@@ -45,8 +45,8 @@ TRACKING_PARAMETERS = (
     ("position_noise_m_per_sqrt_s", "extra position random walk, m/sqrt(s)"),
     ("yaw_noise_deg_per_sqrt_s", "extra heading random walk, deg/sqrt(s)"),
     ("init_min_radius_m", "the belief started from a fix covers at least this radius, m"),
-    ("disagree_fixes", "accepted global fixes outside the belief in a row that re-initialise it (kidnap), per "
-                       "frame_spacing_m driven"),
+    ("disagree_fixes", "accepted global fixes outside the belief in a row that re-initialise it (kidnap), each "
+                       "after the first by the distance from the previous one over frame_spacing_m"),
     ("collapse_log_ratio", "log evidence ratio below which a frame counts towards 'lost'"),
     ("collapse_frames", "such frames in a row declare the belief lost (its estimate is withheld)"),
     ("map_bias_std_m", "1-sigma of the maps' slowly varying error the frames share, added to the published "
