@@ -22,6 +22,10 @@ availability, published frames, published frames whose error exceeds their prote
 belief a little too tight) and beyond (a wrong place; of those, how many came within 15 s after the kidnap: the
 teleport not yet detected, the belief still where the robot was) -, and the mean NEES of the published frames within
 50 m.
+``--compare RIG=VARIANT,...`` also checks each replay of the variants against the same drive and seed replayed with
+another variant (e.g. ``panorama=fs4,pinhole1=wk6``: the runs of an earlier change): how many frames differ in what
+was decided (status, position, protection level, tracking state, re-initialisation) - 0 says a change of the
+filter's rules did nothing on that drive.
 Writes ``<out>/<tag>.json`` and ``.png`` (tag ``tracking_defaults``). Figures only; nothing is asserted.
 """
 from __future__ import annotations
@@ -215,6 +219,35 @@ def plot(summary: dict, path: Path) -> None:
     plt.close(fig)
 
 
+DECISION_COLUMNS = ("status", "east_m", "north_m", "protection_level_m", "tracking_state", "reinitialised")
+
+
+def frames_that_differ(a: Path, b: Path) -> int:
+    """Frames of two replays of one drive (``frames.csv``) whose decisions (:data:`DECISION_COLUMNS`) differ."""
+    def decisions(path: Path) -> list[tuple]:
+        with open(path, newline="") as f:
+            return [tuple(row[c] for c in DECISION_COLUMNS) for row in csv.DictReader(f)]
+
+    x, y = decisions(a), decisions(b)
+    return sum(p != q for p, q in zip(x, y)) + abs(len(x) - len(y))
+
+
+def compare(runs: dict[str, list[Path]], work: Path, reference: dict[str, str]) -> dict:
+    """Per variant: each replay against the same drive and seed under ``reference[rig]`` (frames that differ)."""
+    out: dict[str, dict] = {}
+    for name, dirs in runs.items():
+        for run_dir in dirs:
+            seed = run_dir.name.split("_")[0]
+            for frames in sorted(run_dir.glob("runs/*_tracking/frames.csv")):
+                rig = frames.parent.name.split("_")[1]
+                if rig not in reference:
+                    continue
+                other = work / f"{seed}_{reference[rig]}" / "runs" / frames.parent.name / "frames.csv"
+                key = f"{seed}/{frames.parent.name}"
+                out.setdefault(name, {})[key] = frames_that_differ(frames, other) if other.is_file() else None
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cold-starts", default="candidates,accepted_fix", help="the variants without --variant")
@@ -230,6 +263,8 @@ def main(argv=None) -> int:
                     help="more tracking settings for every replay")
     ap.add_argument("--out", default="benchmarks/results")
     ap.add_argument("--tag", default="tracking_defaults", help="name of the JSON and PNG written")
+    ap.add_argument("--compare", default="", metavar="RIG=VARIANT,...",
+                    help="check each replay against the same drive replayed with VARIANT (module doc)")
     args = ap.parse_args(argv)
     work, drives = ROOT / args.work, ROOT / args.drives
     variants = args.variant or [(c, [f"cold_start={c}"]) for c in args.cold_starts.split(",") if c]
@@ -242,13 +277,19 @@ def main(argv=None) -> int:
                 replay_set(work, drives, v, s, args.track_set, args.cities, args.rigs)
     summary = {name: summarise(r) for name, r in runs.items()}
     print(table(summary))
+    compared = compare(runs, work, dict(kv.split("=", 1) for kv in args.compare.split(",") if kv))
+    for name, replays in compared.items():
+        same = sum(v == 0 for v in replays.values())
+        print(f"{name}: {same} of {len(replays)} replays decided frame for frame as their reference; "
+              f"differ: {({k: v for k, v in replays.items() if v != 0}) or 'none'}")
     out = ROOT / args.out
     out.mkdir(parents=True, exist_ok=True)
     record = {"machine": {"cpu": platform.machine(), "cores": os.cpu_count(), "threads": 1,
                           "load_avg_1min": [load0, os.getloadavg()[0]]},
               "date": time.strftime("%Y-%m-%d %H:%M"), "stage": args.stage, "wall_s": time.time() - t0, "seeds": seeds,
               "track_set": args.track_set, "variants": {n: v for n, v in variants}, "drives": args.drives,
-              "cities": args.cities, "summary": summary}
+              "cities": args.cities, "summary": summary,
+              "compared": {"reference": args.compare, "frames_that_differ": compared}}
     (out / f"{args.tag}.json").write_text(json.dumps(record, indent=1) + "\n")
     plot(summary, out / f"{args.tag}.png")
     print(f"wrote {out / args.tag}.json and .png")
