@@ -316,7 +316,7 @@ def test_wrong_fixes_from_nearly_the_same_place_count_as_one_view(name):
     """At 5 Hz and 8 m/s frames are 1.6 m apart: two accepted global fixes in a row at the same wrong place (one
     wrong match seen twice) while the belief briefly fails to explain the images do not re-initialise it - the
     second counts by the distance driven since the first over frame_spacing_m (1.6 / 4), like the evidence. Counted per frame
-    (frame_spacing_m 0) they did: a replayed 5 Hz rig followed such a pair 68-112 m off (BENCHMARKS.md 1k)."""
+    (frame_spacing_m 0) they did: a replayed 5 Hz rig followed such a pair 68-112 m off (BENCHMARKS.md 1n)."""
     pos, yaw, deltas = drive(30, speed=8.0, dt=0.2)
     wrong = np.array([0.0, 60.0])
 
