@@ -99,17 +99,12 @@ def tracking_state(est: TrackEstimate | None) -> str:
     """``not initialised`` | ``lost`` | ``unconfirmed`` (withheld: the frame did not explain the belief) | ``weak``
     (withheld: the last frames explained it little on average) |
     ``converged`` | ``tracking`` (initialised, protection level above ``converged_pl_m``); "" without an estimate
-    (single mode)."""
+    (single mode). The withheld states are :func:`gate_track`'s reasons (``TRACK_REASONS``), read once there."""
     if est is None:
         return ""
-    if not est.initialised:
-        return "not initialised"
-    if est.lost:
-        return "lost"
-    if est.unconfirmed:
-        return "unconfirmed"
-    if est.weak:
-        return "weak"
+    reason = gate_track(est)[0]
+    if reason in TRACK_REASONS:
+        return reason.replace("_", " ")
     return "converged" if est.converged else "tracking"
 
 

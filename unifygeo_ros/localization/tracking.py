@@ -255,13 +255,18 @@ class SequentialLocalizer:
         return log_ratio
 
     def _evidence_share(self) -> float:
-        """The share of its weight this frame's evidence gets (``frame_spacing_m``): the distance driven since the
-        last update over the spacing, within [``evidence_min_share``, 1]; the update then starts a new distance."""
-        s = self.settings
+        """The share of its weight this frame's evidence gets (:meth:`_spacing_share` of the distance driven since
+        the last update); the update then starts a new distance."""
         driven, self._driven_m = self._driven_m, 0.0
+        return self._spacing_share(driven)
+
+    def _spacing_share(self, driven_m: float) -> float:
+        """How independent a view ``driven_m`` after the last one is (``frame_spacing_m``): the distance over the
+        spacing, within [``evidence_min_share``, 1]; 1 when the spacing is 0 (per frame)."""
+        s = self.settings
         if s.frame_spacing_m <= 0:
             return 1.0
-        return min(max(driven / s.frame_spacing_m, s.evidence_min_share), 1.0)
+        return min(max(driven_m / s.frame_spacing_m, s.evidence_min_share), 1.0)
 
     def _published_summary(self) -> BeliefSummary:
         """The belief's summary at ``alpha`` with the map's shared error (``map_bias_std_m``) folded in: what is
@@ -309,9 +314,8 @@ class SequentialLocalizer:
         c = self._challenger
         same = c is not None and float(np.hypot(*(at - c.en_m))) <= c.protection_level_m + fix.protection_level_m
         if same:  # one more view of the same place, as independent as the distance since the last one makes it
-            spacing = s.frame_spacing_m
-            share = min(max(c.driven_m / spacing, s.evidence_min_share), 1.0) if spacing > 0 else 1.0
-            self._challenger = _Challenger(at, fix.protection_level_m, c.count + 1, c.support + share)
+            self._challenger = _Challenger(at, fix.protection_level_m, c.count + 1,
+                                           c.support + self._spacing_share(c.driven_m))
         else:
             self._challenger = _Challenger(at, fix.protection_level_m, 1, 1.0)
         if self._challenger.support >= s.disagree_fixes - 1e-9 and self._low_frames > 0:
