@@ -19,6 +19,7 @@ import numpy as np
 from unifygeo_ros.data.synth import tile_grid
 from unifygeo_ros.errors import UnifyGeoError
 from unifygeo_ros.rosbag.drive import LANE_M, Drive, make_drive
+from unifygeo_ros.rosbag.drive_stops import Stop, StoppedDrive, check_stops
 from unifygeo_ros.rosbag.route import plan_route, street_graph
 
 #: the route planned is this much longer than the drive (turns, the speed profile) plus ROUTE_MARGIN_M
@@ -33,8 +34,8 @@ _KIDNAP_SEED_STREAM = 1
 class KidnappedDrive:
     """``before`` until ``at_s``, then ``after`` from its start (its time ``t - at_s``), somewhere else."""
 
-    before: Drive
-    after: Drive
+    before: Drive | StoppedDrive
+    after: Drive | StoppedDrive
     at_s: float
 
     def at(self, t_s) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -78,16 +79,27 @@ class KidnappedDrive:
 
 
 def plan_drive(meta: dict, city: Any, kind: str, seed: int, speed_mps: float, duration_s: float,
-               tail_s: float, kidnap_at_s: float | None = None) -> Drive | KidnappedDrive:
+               tail_s: float, kidnap_at_s: float | None = None,
+               stops: list[Stop] | None = None) -> Drive | StoppedDrive | KidnappedDrive:
     """The drive of a recording of ``duration_s`` (plus ``tail_s`` of ground truth after it) along a route of
-    ``kind`` from ``seed``; with ``kidnap_at_s``, the :class:`KidnappedDrive` (module docstring)."""
+    ``kind`` from ``seed``; with ``kidnap_at_s``, the :class:`KidnappedDrive` (module docstring); with ``stops``
+    (recording times), each leg re-timed by :class:`unifygeo_ros.rosbag.drive_stops.StoppedDrive`."""
+    stops = check_stops(list(stops or []), duration_s)
+    if kidnap_at_s is not None and not (math.isfinite(kidnap_at_s) and 0.0 < kidnap_at_s < duration_s):
+        raise UnifyGeoError(f"--kidnap-at must lie inside the drive (0 < S < {duration_s:.1f} s), got {kidnap_at_s}")
+    cut = math.inf if kidnap_at_s is None else kidnap_at_s
+    for s in stops:
+        if s.at_s < cut < s.at_s + s.duration_s:
+            raise UnifyGeoError(f"--stop {s.at_s:g}:{s.duration_s:g}: the vehicle stands at the kidnap ({cut:g} s); "
+                                "stop before it or after it")
     before = _plan_leg(meta, city, kind, seed, speed_mps, duration_s)
+    stops_before = [s for s in stops if s.at_s < cut]
+    if stops_before:
+        before = StoppedDrive(before, stops_before)
     if before.end_s < duration_s + tail_s:
         raise UnifyGeoError(f"the route is too short for {duration_s:.1f} s of driving; lower --duration/--frames")
     if kidnap_at_s is None:
         return before
-    if not (math.isfinite(kidnap_at_s) and 0.0 < kidnap_at_s < duration_s):
-        raise UnifyGeoError(f"--kidnap-at must lie inside the drive (0 < S < {duration_s:.1f} s), got {kidnap_at_s}")
     here = tuple(float(x) for x in before.at([kidnap_at_s])[0][0])
     try:
         after = _plan_leg(meta, city, kind, [seed, _KIDNAP_SEED_STREAM], speed_mps, duration_s - kidnap_at_s,
@@ -95,6 +107,9 @@ def plan_drive(meta: dict, city: Any, kind: str, seed: int, speed_mps: float, du
     except UnifyGeoError as exc:
         raise UnifyGeoError(f"--kidnap-at {kidnap_at_s:g}: cannot teleport at least {KIDNAP_MIN_M:.0f} m in this "
                             f"city ({exc}); try another --seed or a larger city") from exc
+    stops_after = [Stop(s.at_s - kidnap_at_s, s.duration_s) for s in stops if s.at_s >= cut]
+    if stops_after:
+        after = StoppedDrive(after, stops_after)
     if after.end_s < duration_s - kidnap_at_s + tail_s:
         raise UnifyGeoError("the route after the kidnap is too short; lower --duration/--frames")
     drive = KidnappedDrive(before, after, float(kidnap_at_s))

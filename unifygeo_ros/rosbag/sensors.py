@@ -15,7 +15,8 @@ is x forward, y left, z up.
   (tyre radius, load, slip) and ``b_w ~ N(0, yaw_rate_bias_dps^2)`` are constants drawn once per drive. White
   noise is per sample: at a higher rate the integrated drift is smaller (it grows like ``sigma sqrt(dt T)``); the
   biases' drift grows like ``T`` and dominates over minutes, as it does on a real vehicle. Lateral speed is 0
-  (the simulated vehicle never slides), reported with variance ``lateral_speed_std_mps^2``.
+  (the simulated vehicle never slides), reported with variance ``lateral_speed_std_mps^2``. Over an interval in
+  which the vehicle stood still (``unifygeo bag synth --stop``) no wheel turned: speed and yaw rate read exactly 0.
 * pose in ``odom``: the measured twist integrated from the start (``yaw_k = yaw_{k-1} + w_k dt``, the position
   advances ``v_k dt`` along ``yaw_{k-1} + w_k dt / 2``), so it starts at x = y = yaw = 0 - the odom frame is the
   vehicle's start pose: origin at the true start position, x along the true start heading - and drifts like
@@ -241,6 +242,8 @@ def simulate_wheel_odometry(t_s: np.ndarray, en_m: np.ndarray, heading_deg: np.n
     sigma_v = np.sqrt((noise.speed_noise_frac * v_true) ** 2 + noise.speed_noise_floor_mps ** 2)
     v = v_true * (1.0 + b_s) + sigma_v * rng.standard_normal(n)
     w = w_true + b_w + math.radians(noise.yaw_rate_noise_dps) * rng.standard_normal(n)
+    standing = (v_true == 0.0) & (w_true == 0.0)  # no wheel turned: no tick counted, no noise, no bias
+    v[standing], w[standing] = 0.0, 0.0
 
     dt = np.diff(t)
     yaw = np.concatenate([[0.0], np.cumsum(w[1:] * dt)])

@@ -23,6 +23,8 @@ The drive:
   rendered in pinhole projection by the same renderer (:mod:`unifygeo_ros.data.pinhole`).
 * **kidnap** (``--kidnap-at S``, :mod:`unifygeo_ros.rosbag.drive_plan`) - at S seconds the vehicle is teleported
   at least 200 m and drives on along a new route; the ground truth jumps, the wheel odometry does not.
+* **stops** (``--stop S:DURATION``, repeatable, :mod:`unifygeo_ros.rosbag.drive_stops`) - the vehicle brakes to a
+  standstill at S seconds and stands for DURATION seconds (``0:D``: from the start); the wheel odometry reads 0.
 
 Topics (standard types only; message definitions stored in the bag, ``ros2msg`` MCAP schemas), header stamps =
 recording (log) time:
@@ -74,6 +76,7 @@ from unifygeo_ros.rosbag import sensors as sens
 from unifygeo_ros.rosbag.camera_rig import CameraRig, make_rig
 from unifygeo_ros.rosbag.drive import (LANE_M, LAT_ACC_MPS2, LONG_ACC_MPS2, MIN_SPEED_MPS, SMOOTH_M, Drive,
                                        make_drive)
+from unifygeo_ros.rosbag.drive_stops import Stop
 from unifygeo_ros.rosbag.drive_plan import ROUTE_LENGTH_FACTOR, ROUTE_MARGIN_M, KidnappedDrive, plan_drive
 from unifygeo_ros.rosbag.route import BORDER_M, MAX_TURN_DEG, MERGE_M, StreetGraph, plan_route, street_graph
 from unifygeo_ros.rosbag.synth_topics import (BASE_FRAME, CAMERA_FRAME, FIX_TOPIC, GEOPOSE_TOPIC, IMAGE_TOPIC,
@@ -124,6 +127,7 @@ class SynthBagConfig:
     hfov_deg: float | None = None  # pinhole; None: camera_rig.DEFAULT_HFOV_DEG
     distortion: str | None = None  # pinhole lens distortion MODEL:c1,c2,... (image.lens.parse_distortion)
     kidnap_at_s: float | None = None  # seconds after the start; None: no kidnap
+    stops: tuple[Stop, ...] = ()  # the vehicle stands still (drive_stops)
 
 
 @dataclass
@@ -180,7 +184,7 @@ def synth_bag(cfg: SynthBagConfig, city: Any = None) -> SynthBagResult:
         kw = {"cell_m": float(meta["cell_m"])} if "cell_m" in meta else {}
         city = world.generate_city(int(meta["seed"]), tuple(meta["size_m"]), meta.get("style", "mixed"), **kw)
     drive = plan_drive(meta, city, cfg.route, cfg.seed, cfg.speed_mps, rec.duration_s, 1.0 / cfg.gt_rate_hz,
-                       cfg.kidnap_at_s)
+                       cfg.kidnap_at_s, list(cfg.stops))
     t0_ns = int(round(cfg.start_s * 1e9))
     events, n_gt = _events(cfg, rec, t0_ns)
     samples = None
@@ -199,7 +203,7 @@ def synth_bag(cfg: SynthBagConfig, city: Any = None) -> SynthBagResult:
     except BaseException:
         writer.close()
         raise
-    writer.close(_description(rec, drive, jump_m, cfg.north_aligned))
+    writer.close(_description(rec, drive, jump_m, cfg.north_aligned, cfg.stops))
     image_topics = tuple(t for t, m in writer.connection_types() if m.startswith("sensor_msgs/msg/") and "Image" in m)
     return SynthBagResult(Path(cfg.out), frames, n_gt, rec.duration_s, drive.distance_m(rec.duration_s), origin,
                           image_topics[0], time.perf_counter() - t_start, len(samples.odom) if samples else 0,
@@ -229,11 +233,13 @@ def _recording(cfg: SynthBagConfig, meta: dict, origin: geo.LocalENU) -> _Record
     return _Recording(origin, rig, cam_h, n_frames, duration)
 
 
-def _description(rec: _Recording, drive: Any, jump_m: float | None, north_aligned: bool = False) -> dict:
+def _description(rec: _Recording, drive: Any, jump_m: float | None, north_aligned: bool = False,
+                 stops: tuple[Stop, ...] = ()) -> dict:
     """The bag's metadata description (synth_topics.METADATA_KEY); ``north_aligned``: the panoramas' centre column
-    looks north (``unifygeo replay``'s heading source follows it)."""
+    looks north (``unifygeo replay``'s heading source follows it); ``stops`` as ``[S, DURATION]`` pairs."""
     return {**rec.rig.describe(rec.camera_height_m), "base_frame": BASE_FRAME, "kidnap_topic": KIDNAP_TOPIC,
             "kidnap_at_s": drive.at_s if jump_m is not None else None, "kidnap_jump_m": jump_m,
+            "stops": [[s.at_s, s.duration_s] for s in sorted(stops, key=lambda s: s.at_s)],
             "north_aligned": bool(north_aligned)}
 
 

@@ -9,6 +9,7 @@ from unifygeo_ros.rosbag import sensors as sens
 from unifygeo_ros.rosbag import synth
 from unifygeo_ros.rosbag.camera_rig import CAMERA_KINDS, DEFAULT_HFOV_DEG, DEFAULT_PINHOLE_WIDTH_PX, make_rig
 from unifygeo_ros.rosbag.drive_plan import KIDNAP_MIN_M
+from unifygeo_ros.rosbag.drive_stops import parse_stop
 from unifygeo_ros.rosbag.synth import SynthBagConfig, synth_bag
 from unifygeo_ros.rosbag.synth_topics import (FIX_TOPIC, GEOPOSE_TOPIC, IMU_TOPIC, KIDNAP_TOPIC, ODOM_TOPIC,
                                               WHEEL_ODOM_TOPIC)
@@ -44,6 +45,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--kidnap-at", type=float, dest="kidnap_at_s", metavar="S",
                    help=f"teleport the vehicle at least {KIDNAP_MIN_M:.0f} m at S seconds (a new route from there; "
                         f"the ground truth jumps, the wheel odometry does not; marked on {KIDNAP_TOPIC})")
+    p.add_argument("--stop", action="append", default=[], dest="stops", metavar="S:DURATION",
+                   help="the vehicle brakes to a standstill at S seconds and stands for DURATION seconds, then "
+                        "drives on (repeatable; 0:D stands from the start: a robot waiting before it moves)")
     p.add_argument("--north-aligned", action="store_true",
                    help="render north-aligned panoramas (heading 0) instead of vehicle-aligned ones")
     p.add_argument("--gt-rate", type=float, default=10.0, dest="gt_rate_hz", help="GT rate (Hz, default 10)")
@@ -102,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
                          gt_rate_hz=args.gt_rate_hz, odom=args.odom, start_s=args.start_s, camera=args.camera,
                          cameras=args.cameras, hfov_deg=args.hfov_deg, distortion=args.distortion,
                          kidnap_at_s=args.kidnap_at_s,
+                         stops=tuple(sorted(map(parse_stop, args.stops), key=lambda s: s.at_s)),
                          **_sensor_args(args))
     r = synth_bag(cfg)
     sensors = (f", {r.wheel_odom_messages} wheel odometry on {WHEEL_ODOM_TOPIC}, {r.imu_messages} IMU on {IMU_TOPIC}"
@@ -111,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
             "(+ camera_info)")
     kidnap = (f"; kidnapped at {cfg.kidnap_at_s:g} s ({r.kidnap_jump_m:.0f} m, on {KIDNAP_TOPIC})"
               if r.kidnap_jump_m is not None else "")
+    kidnap += "".join(f"; stands {s.duration_s:g} s from {s.at_s:g} s" for s in cfg.stops)
     print(f"wrote {r.bag} ({cfg.storage}): {what}, {r.gt_messages} GT fixes on "
           f"{FIX_TOPIC} and {GEOPOSE_TOPIC}{' and ' + ODOM_TOPIC if cfg.odom else ''}{sensors}; "
           f"{r.duration_s:.1f} s, {r.route_length_m:.0f} m driven{kidnap}; origin {r.origin.lat0_deg:.7f}, "
