@@ -36,6 +36,10 @@ Each :meth:`SequentialLocalizer.step` encodes the panorama once and runs
    published; nor, for any camera, while the mean log evidence ratio of the last ``weak_frames`` frames is below
    ``weak_log_ratio`` (``weak``: a narrow camera's frames explain little one by one, but not nothing over 5 s).
 
+A frame less than ``still_m`` (odometry) from the last measured one - a robot standing still - is the same view: it
+is not measured (no measurement update, 2, and no candidate cold-start update, 4: its estimate is the predicted
+belief), and an accepted fix from there adds nothing to the kidnap count (docs/TRACKING.md 'Standing still').
+
 Output: a :class:`TrackEstimate` (position in WGS84 and ENU, heading, the belief's covariance and protection level at
 ``alpha``, flags, time per step). Particles or a grid (``TrackingSettings.filter``): docs/TRACKING.md explains the
 choice, benchmarks/bench_tracking.py measures it.
@@ -160,8 +164,10 @@ class SequentialLocalizer:
                                                       global_search=run_global)
         accepted = fix is not None and not gate_fix(fix, s.min_score, s.max_protection_level_m)[0]
         log_ratio, why = math.nan, ""
+        new_view = self._new_view()
         if self.initialised:
-            log_ratio = self._measure(maps, support)
+            if new_view:
+                log_ratio = self._measure(maps, support)
             why = self._check_kidnap(fix if accepted else None)
             if self.lost and not why and self._cold is not None:  # back to the candidate cold start (withheld)
                 self.initialised, self.lost, self._low_frames, self._challenger = False, False, 0, None
@@ -169,7 +175,7 @@ class SequentialLocalizer:
                 self._cold.background, self._cold.frames = s.cold_resume_mass, 0
         elif accepted:
             why = "cold start from an accepted global fix"
-        elif self._cold is not None:
+        elif self._cold is not None and new_view:
             why = self._cold_step(fix, maps)
         if why.startswith(COLD_CANDIDATES):  # the candidates' particles become the tracking belief
             self.initialised, self.lost, self._low_frames, self._challenger = True, False, 0, None
@@ -260,6 +266,13 @@ class SequentialLocalizer:
         driven, self._driven_m = self._driven_m, 0.0
         return self._spacing_share(driven)
 
+    def _new_view(self) -> bool:
+        """Whether this frame is a new view: the robot has moved at least ``still_m`` (odometry) since the last
+        measured frame. A robot standing still sees the same scene again, with the same error of the maps: such a
+        frame adds neither evidence nor an evidence ratio to the windows that judge the belief (weak, unconfirmed,
+        lost), nor does it feed the candidate cold start."""
+        return self._driven_m >= self.settings.still_m
+
     def _spacing_share(self, driven_m: float) -> float:
         """How independent a view ``driven_m`` after the last one is (``frame_spacing_m``): the distance over the
         spacing, within [``evidence_min_share``, 1]; 1 when the spacing is 0 (per frame)."""
@@ -313,7 +326,9 @@ class SequentialLocalizer:
             return "the belief was lost; an accepted global fix re-initialises it"
         c = self._challenger
         same = c is not None and float(np.hypot(*(at - c.en_m))) <= c.protection_level_m + fix.protection_level_m
-        if same:  # one more view of the same place, as independent as the distance since the last one makes it
+        if same and c.driven_m < s.still_m:  # the same place from where the last one was seen: counted, no support
+            c.count += 1
+        elif same:  # one more view of the same place, as independent as the distance since the last one makes it
             self._challenger = _Challenger(at, fix.protection_level_m, c.count + 1,
                                            c.support + self._spacing_share(c.driven_m))
         else:

@@ -28,11 +28,15 @@ class TrackingSettings:
     #: the spacing between frames (m) the per-frame settings were tuned at (8 m/s, 2 Hz): a frame's evidence weighs
     #: fully (evidence_weight, cold_evidence_weight) once the robot has driven this far since the last update, in
     #: proportion below it (frames closer together see the same scene: their maps share their errors), at least
-    #: evidence_min_share; and position_noise_frac is a random walk over the distance equal to it over this spacing,
-    #: so a faster camera or a slower robot gets the same confidence per metre (fixes outside the belief count
+    #: evidence_min_share; and position_noise_frac is a random walk over the distance equal to it over this
+    #: spacing, so a faster camera or a slower robot gets the same confidence per metre (fixes outside the belief count
     #: towards disagree_fixes by the distance between them); 0 = all per frame
     frame_spacing_m: float = 4.0
     evidence_min_share: float = 0.1  #: see frame_spacing_m
+    #: a frame less than this far (odometry, m) from the last measured one is the same view (a robot standing still:
+    #: the same scene, the same error of the maps) and is not measured at all - no evidence, no evidence ratio, no
+    #: cold-start update; an accepted fix from there adds nothing to the kidnap rule's count; 0 = every frame
+    still_m: float = 0.05
     floor_ratio: float = 0.01  #: a frame's likelihood is at least this share of its maximum over the belief
     model_heading_min_std_deg: float = 10.0  #: floor of the model's heading std (unknown-orientation models)
     heading_weight: float = 0.25  #: exponent of an absolute heading's likelihood (an IMU's readings share its bias)
@@ -103,6 +107,8 @@ class TrackingSettings:
                                      f"{self.frame_spacing_m}")
         if not 0.0 < self.evidence_min_share <= 1.0:
             raise TrackingInputError(f"tracking evidence_min_share must be in (0, 1], got {self.evidence_min_share}")
+        if not (math.isfinite(self.still_m) and self.still_m >= 0):
+            raise TrackingInputError(f"tracking still_m must be a finite number >= 0, got {self.still_m}")
         if not (isinstance(self.weak_frames, int) and 0 <= self.weak_frames <= self.cold_collapse_frames):
             raise TrackingInputError(f"tracking weak_frames must be an integer in [0, cold_collapse_frames], got "
                                      f"{self.weak_frames!r}")

@@ -35,7 +35,9 @@ TRACKING_PARAMETERS = (
     ("frame_spacing_m", "frame spacing the per-frame settings were tuned at: a frame's evidence weighs in proportion to "
                         "the distance driven since the last update up to it, the distance noise is per metre (0: "
                         "per frame), m"),
-    ("evidence_min_share", "the least share of its weight a frame's evidence gets (a robot standing still)"),
+    ("evidence_min_share", "the least share of its weight a measured frame's evidence gets"),
+    ("still_m", "a frame nearer than this (odometry) to the last measured one is the same view and is not measured "
+                "(a robot standing still), m"),
     ("floor_ratio", "a frame's likelihood is at least this share of its maximum over the belief"),
     ("heading_weight", "exponent of an absolute (IMU) heading's likelihood (its readings share a bias)"),
     ("heading_reset_sigmas", "an IMU heading this many combined sigmas from the belief replaces the belief's heading"),

@@ -1,0 +1,192 @@
+"""Tracking a robot that stands still (issue #17; docs/TRACKING.md 'Standing still'): drives that stand before they
+move and again at a stop, replayed in ``mode: tracking``, with figures per phase (standing / driving).
+
+    nice .venv/bin/python benchmarks/bench_tracking_stops.py [--seeds 5151,5252,5353]
+        [--rigs pano2,pin2,pin10,rig5,pano10] [--duration 180] [--stops 0:60,110:30]
+        [--work out/stops] [--runs rpn] [--tag tracking_stops] [--out benchmarks/results]
+
+1. **Cities**: ``unifygeo synth --city Stop<seed> --seed <seed> --size-m 300 --panos 20 --no-map`` (seeds no
+   training run, tuning or other benchmark uses), indexed with models/demo (panoramas) and models/fov (pinhole
+   cameras) like ``unifygeo index build --vigor``; written under ``--work`` when missing.
+2. **Drives**: ``unifygeo bag synth`` (its own code) per city and rig, ``--duration`` s at 8 m/s with ``--stops``
+   (default: standing the first 60 s, then 30 s from 110 s; ``bag synth --stop``), the default wheel odometry and
+   IMU noise, MCAP. Rigs: ``pano2`` / ``pano10`` a vehicle-aligned panorama at 2 / 10 Hz, ``pin2`` / ``pin10`` one
+   front 90 deg camera at 2 / 10 Hz, ``rig5`` four 90 deg cameras at 5 Hz.
+3. **Replays**: ``unifygeo replay BAG --index IX --checkpoint MODEL --track`` (topics taken from the bag) into
+   ``<work>/<runs>/<bag>``, skipped where its ``metrics.json`` exists: to compare code versions, run this script in
+   a worktree of each with its own ``--runs`` (the drives are shared).
+4. **Figures** per replay and phase (each stop, and the driving between and after them): frames, published, error
+   median / max, protection level median, published frames beyond their protection level and > 20 m off, mean NEES
+   of the published frames; per replay availability and (re)initialisations.
+
+Writes ``<out>/<tag>.json`` and ``<tag>.png`` (error over time of each replay, the stops shaded). Nothing is
+asserted.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+RIGS = {"pano2": ["--rate", "2"], "pano10": ["--rate", "10"],
+        "pin2": ["--rate", "2", "--camera", "pinhole", "--hfov", "90"],
+        "pin10": ["--rate", "10", "--camera", "pinhole", "--hfov", "90"],
+        "rig5": ["--rate", "5", "--camera", "pinhole", "--cameras", "4", "--hfov", "90"]}
+
+
+def unifygeo(*args: str, log: Path | None = None) -> None:
+    """Run the ``unifygeo`` command of this checkout (one torch thread), its output to ``log``."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    with open(log or os.devnull, "w") as fh:
+        subprocess.run([sys.executable, "-m", "unifygeo_ros.cli", *args], check=True, stdout=fh,
+                       stderr=subprocess.STDOUT, env=env)
+
+
+def prepare(work: Path, seed: int, rigs: list[str], duration_s: float, stops: list[str]) -> None:
+    city = work / "cities" / f"Stop{seed}"
+    if not (city / "geo.json").is_file():
+        unifygeo("synth", "--out", str(work / "cities"), "--city", city.name, "--seed", str(seed), "--size-m", "300",
+                 "--panos", "20", "--no-map", "--no-progress")
+    for model in ("demo", "fov"):
+        ix = work / f"ix_{model}_{seed}"
+        if not (ix / "index.json").is_file():
+            unifygeo("index", "build", "--checkpoint", str(ROOT / "models" / model), "--out", str(ix), "--vigor",
+                     str(city))
+    for rig in rigs:
+        bag = work / "bags" / f"{rig}_{seed}"
+        if not (bag / "metadata.yaml").is_file():
+            t0 = time.perf_counter()
+            unifygeo("bag", "synth", "--data", str(city), "--out", str(bag), "--duration", f"{duration_s:g}",
+                     "--storage", "mcap", *[a for s in stops for a in ("--stop", s)], *RIGS[rig])
+            print(f"  bag {bag.name}: {time.perf_counter() - t0:.0f} s", flush=True)
+
+
+def phases(duration_s: float, stops: list[str]) -> list[tuple[float, float, str]]:
+    """(start, end, name) of every stop and of the driving before, between and after them."""
+    out, t = [], 0.0
+    for k, s in enumerate(stops):
+        at, dur = (float(x) for x in s.split(":"))
+        if at > t:
+            out.append((t, at, f"drive{k}"))
+        out.append((at, at + dur, f"stand{k}"))
+        t = at + dur
+    out.append((t, duration_s + 1.0, f"drive{len(stops)}"))
+    return out
+
+
+def figures(run: Path, spans: list[tuple[float, float, str]]) -> dict:
+    with open(run / "frames.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    t0 = float(rows[0]["t_s"])
+    metrics = json.loads((run / "metrics.json").read_text())
+    out = {"availability": metrics["tracking"]["availability"],
+           "reinitialisations": sum(1 for r in rows if r["reinitialised"]), "phases": {}}
+    for a, b, name in spans:
+        ph = [r for r in rows if a <= float(r["t_s"]) - t0 < b]
+        pub = [r for r in ph if r["status"] == "fix"]
+        err = np.array([float(r["error_m"]) for r in pub])
+        pl = np.array([float(r["protection_level_m"]) for r in pub])
+        nees = []
+        for r in pub:
+            ce, cn, nn = (float(r[k]) for k in ("cov_ee_m2", "cov_en_m2", "cov_nn_m2"))
+            c = np.array([[ce, cn], [cn, nn]])
+            d = np.array([float(r["east_m"]) - float(r["gt_east_m"]), float(r["north_m"]) - float(r["gt_north_m"])])
+            nees.append(float(d @ np.linalg.solve(c, d)))
+        out["phases"][name] = {
+            "frames": len(ph), "published": len(pub),
+            "error_median_m": float(np.median(err)) if len(pub) else None,
+            "error_max_m": float(err.max()) if len(pub) else None,
+            "pl_median_m": float(np.median(pl)) if len(pub) else None,
+            "beyond_pl": int((err > pl).sum()), "over_20m": int((err > 20.0).sum()),
+            "nees_mean": float(np.mean(nees)) if nees else None}
+    return out
+
+
+def plot(results: dict, work: Path, runs: str, stops: list[str], path: Path) -> None:
+    from unifygeo_ros.plots import plt
+
+    names = sorted(results)
+    fig, axes = plt.subplots(len(names), 1, figsize=(10, 1.6 * len(names)), squeeze=False, sharex=True)
+    for ax, name in zip(axes[:, 0], names):
+        with open(work / runs / name / "frames.csv", newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        t0 = float(rows[0]["t_s"])
+        t = np.array([float(r["t_s"]) - t0 for r in rows])
+        e = np.array([float(r["error_m"]) if r["status"] == "fix" and r["error_m"] else np.nan for r in rows])
+        pl = np.array([float(r["protection_level_m"]) if r["status"] == "fix" else np.nan for r in rows])
+        for s in stops:
+            at, dur = (float(x) for x in s.split(":"))
+            ax.axvspan(at, at + dur, color="0.9")
+        ax.semilogy(t, np.maximum(e, 0.05), ".", ms=2, label="error (published)")
+        ax.semilogy(t, pl, "-", lw=0.8, label="protection level")
+        ax.set_ylabel(name, fontsize=8)
+    axes[0, 0].legend(fontsize=7, loc="upper right")
+    axes[-1, 0].set_xlabel("time since the first frame (s); grey: standing")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", default="5151,5252,5353")
+    ap.add_argument("--rigs", default="pano2,pin2,pin10,rig5,pano10")
+    ap.add_argument("--duration", type=float, default=180.0)
+    ap.add_argument("--stops", default="0:60,110:30")
+    ap.add_argument("--work", default="out/stops")
+    ap.add_argument("--runs", default="runs", help="folder under --work for this code version's replays")
+    ap.add_argument("--tag", default="tracking_stops")
+    ap.add_argument("--out", default="benchmarks/results")
+    args = ap.parse_args(argv)
+    work, t_start, load0 = ROOT / args.work, time.perf_counter(), os.getloadavg()[0]
+    rigs, stops = args.rigs.split(","), args.stops.split(",")
+    spans = phases(args.duration, stops)
+    results = {}
+    for seed in (int(s) for s in args.seeds.split(",")):
+        prepare(work, seed, rigs, args.duration, stops)
+        for rig in rigs:
+            name = f"{rig}_{seed}"
+            run = work / args.runs / name
+            if not (run / "metrics.json").is_file():
+                model = "demo" if rig.startswith("pano") else "fov"
+                t0 = time.perf_counter()
+                unifygeo("replay", str(work / "bags" / name), "--index", str(work / f"ix_{model}_{seed}"),
+                         "--checkpoint", str(ROOT / "models" / model), "--track", "--out", str(run),
+                         log=work / args.runs / f"{name}.log")
+                print(f"  replay {name}: {time.perf_counter() - t0:.0f} s", flush=True)
+            results[name] = figures(run, spans)
+    lines = ["| drive | phase | published / frames | error median / max (m) | PL median (m) | beyond PL | > 20 m off | "
+             "NEES |", "|" + "---|" * 8]
+    for name, r in sorted(results.items()):
+        for ph, f in r["phases"].items():
+            med = "-" if f["error_median_m"] is None else f"{f['error_median_m']:.2f} / {f['error_max_m']:.2f}"
+            lines.append(f"| {name} | {ph} | {f['published']} / {f['frames']} | {med} | "
+                         f"{'-' if f['pl_median_m'] is None else format(f['pl_median_m'], '.2f')} | {f['beyond_pl']} | "
+                         f"{f['over_20m']} | {'-' if f['nees_mean'] is None else format(f['nees_mean'], '.2f')} |")
+    print("\n".join(lines))
+    res = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "threads": 1,
+                       "load_avg_1min": [load0, os.getloadavg()[0]]},
+           "date": time.strftime("%Y-%m-%d %H:%M"), "wall_s": time.perf_counter() - t_start, "seeds": args.seeds,
+           "rigs": rigs, "stops": stops, "duration_s": args.duration, "runs": args.runs, "results": results,
+           "table": lines}
+    out_dir = ROOT / args.out
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{args.tag}.json").write_text(json.dumps(res, indent=1))
+    plot(results, work, args.runs, stops, out_dir / f"{args.tag}.png")
+    print(f"wrote {out_dir / args.tag}.json and .png")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
