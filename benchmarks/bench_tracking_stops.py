@@ -4,6 +4,9 @@ move and again at a stop, replayed in ``mode: tracking``, with figures per phase
     nice .venv/bin/python benchmarks/bench_tracking_stops.py [--seeds 5151,5252,5353]
         [--rigs pano2,pin2,pin10,rig5,pano10] [--duration 180] [--stops 0:60,110:30]
         [--work out/stops] [--runs rpn] [--tag tracking_stops] [--out benchmarks/results]
+    # odometry gaps instead of stops: the drives without stops, their wheel odometry cut from 40 s to 50 s
+    nice .venv/bin/python benchmarks/bench_tracking_stops.py --seeds 5252 --rigs pano2,pin2 --duration 120 \\
+        --stops "" --odometry-gap 40:10 --work out/odogap --runs runs --tag tracking_odometry_gap
 
 1. **Cities**: ``unifygeo synth --city Stop<seed> --seed <seed> --size-m 300 --panos 20 --no-map`` (seeds no
    training run, tuning or other benchmark uses), indexed with models/demo (panoramas) and models/fov (pinhole
@@ -15,6 +18,9 @@ move and again at a stop, replayed in ``mode: tracking``, with figures per phase
 3. **Replays**: ``unifygeo replay BAG --index IX --checkpoint MODEL --track`` (topics taken from the bag) into
    ``<work>/<runs>/<bag>``, skipped where its ``metrics.json`` exists: to compare code versions, run this script in
    a worktree of each with its own ``--runs`` (the drives are shared).
+   With ``--odometry-gap S:DURATION`` each bag is copied without its ``/wheel/odometry`` messages from S for
+   DURATION seconds (a driver restart, a CAN bus that drops out) and the copy is replayed; the phases are then
+   before, during and after the gap.
 4. **Figures** per replay and phase (each stop, and the driving between and after them): frames, published, error
    median / max, protection level median, published frames beyond their protection level and > 20 m off, mean NEES
    of the published frames; per replay availability and (re)initialisations.
@@ -48,6 +54,8 @@ RIGS = {"pano2": ["--rate", "2"], "pano10": ["--rate", "10"],
 def unifygeo(*args: str, log: Path | None = None) -> None:
     """Run the ``unifygeo`` command of this checkout (one torch thread), its output to ``log``."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    if log is not None:
+        log.parent.mkdir(parents=True, exist_ok=True)
     with open(log or os.devnull, "w") as fh:
         subprocess.run([sys.executable, "-m", "unifygeo_ros.cli", *args], check=True, stdout=fh,
                        stderr=subprocess.STDOUT, env=env)
@@ -70,6 +78,30 @@ def prepare(work: Path, seed: int, rigs: list[str], duration_s: float, stops: li
             unifygeo("bag", "synth", "--data", str(city), "--out", str(bag), "--duration", f"{duration_s:g}",
                      "--storage", "mcap", *[a for s in stops for a in ("--stop", s)], *RIGS[rig])
             print(f"  bag {bag.name}: {time.perf_counter() - t0:.0f} s", flush=True)
+
+
+def without_odometry(src: Path, dst: Path, start_s: float, duration_s: float,
+                     topic: str = "/wheel/odometry") -> None:
+    """A copy of the bag ``src`` without ``topic``'s messages logged from ``start_s`` for ``duration_s`` (seconds
+    after the bag's start); the bag's metadata description goes along."""
+    import yaml
+    from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+
+    from unifygeo_ros.rosbag.synth_topics import METADATA_KEY
+
+    custom = yaml.safe_load((src / "metadata.yaml").read_text())["rosbag2_bagfile_information"].get("custom_data")
+    with Reader(src) as r:
+        w = Writer(dst, version=9, storage_plugin=StoragePlugin.MCAP)
+        w.open()
+        conns = {c.id: w.add_connection(c.topic, c.msgtype, msgdef=c.msgdef.data, rihs01=c.digest,
+                                        serialization_format=c.ext.serialization_format,
+                                        offered_qos_profiles=c.ext.offered_qos_profiles) for c in r.connections}
+        for c, t_ns, raw in r.messages():
+            if not (c.topic == topic and start_s <= (t_ns - r.start_time) / 1e9 < start_s + duration_s):
+                w.write(conns[c.id], t_ns, raw)
+        if custom and METADATA_KEY in custom:
+            w.set_custom_data(METADATA_KEY, custom[METADATA_KEY])
+        w.close()
 
 
 def phases(duration_s: float, stops: list[str]) -> list[tuple[float, float, str]]:
@@ -132,7 +164,7 @@ def plot(results: dict, work: Path, runs: str, stops: list[str], path: Path) -> 
         ax.semilogy(t, pl, "-", lw=0.8, label="protection level")
         ax.set_ylabel(name, fontsize=8)
     axes[0, 0].legend(fontsize=7, loc="upper right")
-    axes[-1, 0].set_xlabel("time since the first frame (s); grey: standing")
+    axes[-1, 0].set_xlabel("time since the first frame (s); grey: standing (or no odometry)")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -143,25 +175,36 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", default="5151,5252,5353")
     ap.add_argument("--rigs", default="pano2,pin2,pin10,rig5,pano10")
     ap.add_argument("--duration", type=float, default=180.0)
-    ap.add_argument("--stops", default="0:60,110:30")
+    ap.add_argument("--stops", default="0:60,110:30", help="bag synth --stop values, comma-separated ('': none)")
+    ap.add_argument("--odometry-gap", metavar="S:DURATION", help="replay copies of the bags without wheel odometry "
+                    "from S for DURATION seconds")
     ap.add_argument("--work", default="out/stops")
     ap.add_argument("--runs", default="runs", help="folder under --work for this code version's replays")
     ap.add_argument("--tag", default="tracking_stops")
     ap.add_argument("--out", default="benchmarks/results")
     args = ap.parse_args(argv)
     work, t_start, load0 = ROOT / args.work, time.perf_counter(), os.getloadavg()[0]
-    rigs, stops = args.rigs.split(","), args.stops.split(",")
-    spans = phases(args.duration, stops)
+    rigs, stops = args.rigs.split(","), [x for x in args.stops.split(",") if x]
+    gap = tuple(float(x) for x in args.odometry_gap.split(":")) if args.odometry_gap else None
+    spans = phases(args.duration, [args.odometry_gap] if gap else stops)
+    if gap:
+        spans = [(a, b, n.replace("stand", "gap")) for a, b, n in spans]
     results = {}
     for seed in (int(s) for s in args.seeds.split(",")):
         prepare(work, seed, rigs, args.duration, stops)
         for rig in rigs:
             name = f"{rig}_{seed}"
+            bag = work / "bags" / name
+            if gap:
+                name = f"{name}_gap"
+                if not (work / "bags" / name / "metadata.yaml").is_file():
+                    without_odometry(bag, work / "bags" / name, *gap)
+                bag = work / "bags" / name
             run = work / args.runs / name
             if not (run / "metrics.json").is_file():
                 model = "demo" if rig.startswith("pano") else "fov"
                 t0 = time.perf_counter()
-                unifygeo("replay", str(work / "bags" / name), "--index", str(work / f"ix_{model}_{seed}"),
+                unifygeo("replay", str(bag), "--index", str(work / f"ix_{model}_{seed}"),
                          "--checkpoint", str(ROOT / "models" / model), "--track", "--out", str(run),
                          log=work / args.runs / f"{name}.log")
                 print(f"  replay {name}: {time.perf_counter() - t0:.0f} s", flush=True)
@@ -183,7 +226,7 @@ def main(argv=None) -> int:
     out_dir = ROOT / args.out
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / f"{args.tag}.json").write_text(json.dumps(res, indent=1))
-    plot(results, work, args.runs, stops, out_dir / f"{args.tag}.png")
+    plot(results, work, args.runs, [args.odometry_gap] if gap else stops, out_dir / f"{args.tag}.png")
     print(f"wrote {out_dir / args.tag}.json and .png")
     return 0
 

@@ -164,6 +164,51 @@ def test_tracking_pipeline_withholds_an_unconfirmed_then_lost_belief_and_counts_
     assert gate_track(out[-1].track)[0] == "lost" and tracking_state(out[8].track) == "unconfirmed"
 
 
+def test_odometry_integrator_marks_a_gap_and_says_when_it_is_stale():
+    odo = OdometryIntegrator(timeout_s=0.5)
+    assert odo.stale_at(0.0)  # nothing yet
+    for t in np.arange(0.0, 1.01, 0.05):
+        odo.add(TwistReading(float(t), 5.0, 0.0, 0.01, 1e-4, 0.0))
+    assert not odo.stale_at(1.2) and odo.stale_at(1.6)
+    assert odo.take_until(1.0).gap_s == 0.0
+    odo.add(TwistReading(4.0, 5.0, 0.0, 0.01, 1e-4, 0.0))  # three seconds without a sample
+    odo.add(TwistReading(4.05, 5.0, 0.0, 0.01, 1e-4, 0.0))
+    delta = odo.take_until(4.05)
+    assert delta.gap_s == pytest.approx(3.0) and delta.forward_m == pytest.approx(15.25)  # extrapolated, marked
+    assert odo.gaps == 1 and not odo.stale_at(4.3)
+
+
+def test_a_gap_in_the_odometry_withholds_the_frames_it_leaves_behind_and_loses_the_belief():
+    """Found by replaying a drive whose wheel odometry stopped for 10 s (a driver restart): the belief stood still
+    while the robot drove on, and was published 63 m off with a 3.7 m protection level. Frames no odometry reaches
+    are withheld (odometry_stale) and not measured; the sample after the gap extrapolates its twist over it and marks
+    the belief lost, so an accepted global fix there keeps the belief if it agrees and re-initialises it if not.
+    Here the robot stood during the gap: the extrapolation (8 m/s for 10 s) is 80 m wrong."""
+    speeds = [8.0] * 10 + [0.0] * 20 + [8.0] * 9  # frame k is reached at speeds[k - 1]
+    pos = np.cumsum(np.vstack([[80.0, 100.0]] + [[0.5 * v, 0.0] for v in speeds]), axis=0)
+    pipe = _pipeline(cold_start="accepted_fix")
+    scene = (lambda k, p: Scene(tuple(p), fix=tuple(p) if k in (0, 31) else None))
+    out = []
+    for k, p in enumerate(pos):
+        t = 0.5 * k
+        if k == 0:
+            pipe.odometry.add(TwistReading(t, 0.0, 0.0, 0.0, 0.0, 0.0))
+        elif not 10 < k <= 30:  # no odometry from 5 s to 15 s
+            for j in range(1, 11):
+                pipe.odometry.add(TwistReading(t - 0.5 + 0.05 * j, speeds[k - 1], 0.0, 0.05 ** 2,
+                                               math.radians(0.5) ** 2, 0.0))
+        pipe.stats.received()
+        out.append(pipe.process(Frame(None, t, lambda s=scene(k, p): s, heading_deg=90.0, heading_std_deg=1.0)))
+    assert all(o.published for o in out[1:11])
+    assert [o.reason for o in out[12:31]] == ["odometry_stale"] * 19  # 0.5 s of grace (odometry_timeout_s) at 11
+    assert all(math.isnan(o.track.evidence_log_ratio) for o in out[12:31])
+    assert tracking_state(out[20].track) == "odometry stale"
+    assert out[31].track.reinitialised.startswith("the belief was lost")  # the fix 80 m from the extrapolation
+    assert all(o.published and error(o.track, p) < 3.0 for o, p in zip(out[31:], pos[31:]))
+    snap = pipe.stats.snapshot()
+    assert snap["withheld_by_reason"]["odometry_stale"] == 19 and pipe.odometry.gaps == 1
+
+
 def test_gate_limits_set_at_run_time_reach_the_filters_global_fixes():
     pipe = _pipeline()
     assert pipe.tracker.settings.min_score == 0.5 and pipe.mode == "tracking"

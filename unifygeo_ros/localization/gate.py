@@ -20,7 +20,7 @@ import numpy as np
 #: why a single-frame fix was withheld (``Outcome.reason``; ``/diagnostics`` and replay count them)
 GATE_REASONS = ("not_finite", "out_of_distribution", "protection_level", "low_score")
 #: why the sequential localizer's estimate was withheld, besides ``not_finite`` and ``protection_level``
-TRACK_REASONS = ("not_initialised", "lost", "unconfirmed", "weak")
+TRACK_REASONS = ("not_initialised", "odometry_stale", "lost", "unconfirmed", "weak")
 #: every reason an output is withheld, in the order ``/diagnostics`` lists them
 WITHHELD_REASONS = GATE_REASONS + TRACK_REASONS
 
@@ -61,6 +61,7 @@ def gate_fix(fix: Any, min_score: float, max_protection_level_m: float = math.in
 def gate_track(est: Any, max_protection_level_m: float = math.inf) -> tuple[str, str]:
     """The gate of a sequential localizer's estimate: ``("", "")`` when it goes out, else (reason, message) with
     reason ``not_initialised`` (no accepted global fix yet, or a known-orientation model waiting for a heading),
+    ``odometry_stale`` (no odometry reached the frame: the belief cannot be moved to it),
     ``lost`` (the belief has stopped explaining the images: wait for the global evidence to re-initialise it),
     ``unconfirmed`` (an informative camera's frame just failed to explain the belief: the first frames after a
     kidnap, before it is declared lost), ``weak`` (the last frames explained the belief little, on average: a narrow
@@ -69,6 +70,9 @@ def gate_track(est: Any, max_protection_level_m: float = math.inf) -> tuple[str,
     if not est.initialised:
         return "not_initialised", ("tracking: not initialised (" + (est.note or "waiting for an accepted global fix")
                                    + ")")
+    if est.odometry_stale:
+        return "odometry_stale", ("tracking: odometry stale (no odometry reached this frame: the belief cannot be "
+                                  "moved to it; withheld until the odometry comes back)")
     if est.lost:
         return "lost", "tracking: lost (the belief no longer explains the images; waiting for an accepted global fix)"
     if est.unconfirmed:

@@ -247,7 +247,8 @@ class LocalizationPipeline:
         self._sync_tracker()
         self.prior = prior
         self.stats = stats or PipelineStats()
-        self.odometry = OdometryIntegrator()  #: tracking mode: the odometry not yet applied to the belief
+        #: tracking mode: the odometry not yet applied to the belief (gaps and staleness per the tracker's settings)
+        self.odometry = OdometryIntegrator(tracker.settings.odometry_timeout_s if tracker is not None else math.inf)
         self.heading_source = "model"  #: see :meth:`use_heading_source`
         self._last_stamp_s: float | None = None
 
@@ -344,7 +345,8 @@ class LocalizationPipeline:
                 tracker.predict(delta)  # before the image: the robot moved whether the image is usable or not
             rgb = frame.decode()
             est = tracker.step(rgb, frame.stamp_s, heading_deg=frame.heading_deg,
-                               heading_std_deg=frame.heading_std_deg)
+                               heading_std_deg=frame.heading_std_deg,
+                               odometry_stale=self.odometry.stale_at(frame.stamp_s))
         except ImageError as exc:
             return self._record(Outcome(frame, "bad_input", message=str(exc), processing_ms=_ms(t0)))
         except Exception as exc:  # noqa: BLE001 - reported in diagnostics; the node lives on

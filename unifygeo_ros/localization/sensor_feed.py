@@ -8,13 +8,17 @@ objects with the same messages (ROS messages or rosbags' records, duck-typed).
   :class:`~unifygeo_ros.localization.tracking_motion.OdometryDelta` per camera frame: every sample stamped up to the
   frame's stamp, each covering the interval since the previous sample (:meth:`OdometryDelta.from_twist`: the exact
   arc), chained. A sample that arrives after its frame was processed goes into the next frame's delta (nothing is
-  lost, it is only applied one frame late). Thread-safe: the node adds from its executor and takes on its worker.
+  lost, it is only applied one frame late). A sample more than ``timeout_s`` after the previous one follows a gap:
+  its delta covers the gap by extrapolation and says so (``gap_s``: the tracker then declares its belief lost), and
+  :meth:`OdometryIntegrator.stale_at` tells a frame no sample reached (the tracker withholds it, ``odometry_stale``).
+  Thread-safe: the node adds from its executor and takes on its worker.
 
 Conventions: REP-103 (``base_link`` x forward, y left, yaw counter-clockwise); the IMU's orientation is
 earth-referenced ENU (0 = east), converted to a compass heading (0 = north, clockwise) by :mod:`unifygeo_ros.geo`.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 from dataclasses import dataclass
@@ -158,11 +162,13 @@ def twist_reading(msg: Any, stamp: float | None = None) -> TwistReading | None:
 class OdometryIntegrator:
     """Twist samples -> one chained delta per frame (module doc). Thread-safe."""
 
-    def __init__(self):
+    def __init__(self, timeout_s: float = math.inf):
         self._lock = threading.Lock()
         self._pending: list[tuple[float, OdometryDelta]] = []
         self._last_s: float | None = None
+        self.timeout_s = timeout_s  #: a sample more than this after the previous one follows a gap
         self.samples = 0  # twist samples integrated
+        self.gaps = 0  # samples after a gap longer than timeout_s
         self.skipped = 0  # not finite, or not after the previous sample
         self.resets = 0  # time went backwards (a bag restarted)
 
@@ -184,10 +190,19 @@ class OdometryIntegrator:
                 self.skipped += 1
                 return
             self._last_s = t
-            self._pending.append((t, OdometryDelta.from_twist(reading.speed_mps, reading.yaw_rate_rps, dt,
-                                                              reading.speed_var, reading.yaw_rate_var,
-                                                              reading.lateral_speed_var)))
+            delta = OdometryDelta.from_twist(reading.speed_mps, reading.yaw_rate_rps, dt, reading.speed_var,
+                                             reading.yaw_rate_var, reading.lateral_speed_var)
+            if dt > self.timeout_s:  # nothing measured the motion since the previous sample: extrapolated, marked
+                delta = dataclasses.replace(delta, gap_s=dt)
+                self.gaps += 1
+            self._pending.append((t, delta))
             self.samples += 1
+
+    def stale_at(self, t_s: float) -> bool:
+        """Whether no sample came in the ``timeout_s`` up to ``t_s`` (or none at all): the robot's motion up to
+        then is not known, so a belief cannot be moved to ``t_s``."""
+        with self._lock:
+            return self._last_s is None or t_s - self._last_s > self.timeout_s
 
     def take_until(self, t_s: float) -> OdometryDelta | None:
         """The motion of every pending sample stamped at or before ``t_s``, chained (None: none)."""

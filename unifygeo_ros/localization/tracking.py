@@ -125,6 +125,8 @@ class SequentialLocalizer:
         noisy = OdometryDelta(delta.forward_m, delta.left_m, delta.yaw_rad,
                               delta.cov * s.odometry_noise_scale ** 2 + extra, delta.dt_s)
         yaw = self.belief.summary(0.5).yaw_rad if self._challenger is not None else 0.0
+        if delta.gap_s > 0 and self.initialised:  # an odometry gap: the robot may have gone wherever it could drive
+            self.lost = True  # an accepted fix that agrees keeps the extrapolated belief, else it starts again
         self._driven_m += delta.distance_m
         self.belief.predict(noisy)
         if self._challenger is not None:
@@ -143,9 +145,11 @@ class SequentialLocalizer:
 
     # ---- the step -----------------------------------------------------------------------------------------
     def step(self, image: np.ndarray, stamp_s: float, heading_deg: float | None = None,
-             heading_std_deg: float = 2.0) -> TrackEstimate:
+             heading_std_deg: float = 2.0, odometry_stale: bool = False) -> TrackEstimate:
         """One camera frame (RGB equirectangular panorama) at ``stamp_s``, after the odometry up to that time
-        (:meth:`predict`); ``heading_deg``: the robot's compass heading from an IMU, when there is one.
+        (:meth:`predict`); ``heading_deg``: the robot's compass heading from an IMU, when there is one;
+        ``odometry_stale``: no odometry reached ``stamp_s`` (``odometry_timeout_s``), so the belief is not where the
+        robot is: the frame is not measured and the estimate says so (withheld).
         Raises :class:`~unifygeo_ros.errors.ImageError` for an unusable image (its evidence is not applied; the
         ``heading_deg`` given with it is)."""
         t0 = time.perf_counter()
@@ -164,7 +168,7 @@ class SequentialLocalizer:
                                                       global_search=run_global)
         accepted = fix is not None and not gate_fix(fix, s.min_score, s.max_protection_level_m)[0]
         log_ratio, why = math.nan, ""
-        new_view = self._new_view()
+        new_view = not odometry_stale and self._new_view()
         if self.initialised:
             if new_view:
                 log_ratio = self._measure(maps, support)
@@ -182,6 +186,8 @@ class SequentialLocalizer:
         elif why:
             self._initialise(fix)
         est = self._estimate(stamp_s, fix, accepted, why, log_ratio, len(rows))
+        if odometry_stale and self.initialised and not why:
+            est.odometry_stale, est.converged = True, False
         if not self.initialised and self._cold is not None:
             est.cold_protection_level_m = self._cold.protection_level_m(s.alpha)
         return self._timed(est, t0, maps.timings_ms)

@@ -45,3 +45,5 @@ class TrackEstimate:
     #: the last ``weak_frames`` frames explained the belief with a mean log evidence ratio below ``weak_log_ratio``:
     #: withheld until they do again or the belief is declared lost (a narrow camera's first seconds after a kidnap)
     weak: bool = False
+    #: no odometry reached this frame's stamp (``odometry_timeout_s``): the belief could not be moved to it
+    odometry_stale: bool = False

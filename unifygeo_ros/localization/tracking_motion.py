@@ -40,12 +40,15 @@ class OdometryDelta:
     yaw_rad: float
     cov: np.ndarray = field(default_factory=lambda: np.zeros((3, 3)))  # over (forward, left, yaw): m^2, rad^2
     dt_s: float = 0.0
+    #: seconds of it no odometry sample covered (a gap in the odometry: the motion there is extrapolated from the
+    #: sample after it, and the filter widens the belief for what the robot may have done instead)
+    gap_s: float = 0.0
 
     def __post_init__(self):
         c = np.asarray(self.cov, np.float64)
-        values = (self.forward_m, self.left_m, self.yaw_rad, self.dt_s)
-        if not all(math.isfinite(v) for v in values) or self.dt_s < 0:
-            raise TrackingInputError(f"odometry delta needs finite values and dt_s >= 0, got {values}")
+        values = (self.forward_m, self.left_m, self.yaw_rad, self.dt_s, self.gap_s)
+        if not all(math.isfinite(v) for v in values) or self.dt_s < 0 or self.gap_s < 0:
+            raise TrackingInputError(f"odometry delta needs finite values and dt_s, gap_s >= 0, got {values}")
         if c.shape != (3, 3) or not np.all(np.isfinite(c)) or np.any(np.diag(c) < 0):
             raise TrackingInputError("odometry delta covariance must be a finite 3x3 matrix with a diagonal >= 0")
         object.__setattr__(self, "cov", 0.5 * (c + c.T))
@@ -88,7 +91,8 @@ class OdometryDelta:
         jb[:2, :2] = r
         cov = ja @ self.cov @ ja.T + jb @ nxt.cov @ jb.T
         return OdometryDelta(self.forward_m + float(d[0]), self.left_m + float(d[1]),
-                             float(wrap_pi(self.yaw_rad + nxt.yaw_rad)), cov, self.dt_s + nxt.dt_s)
+                             float(wrap_pi(self.yaw_rad + nxt.yaw_rad)), cov, self.dt_s + nxt.dt_s,
+                             self.gap_s + nxt.gap_s)
 
     @property
     def distance_m(self) -> float:

@@ -37,6 +37,11 @@ class TrackingSettings:
     #: the same scene, the same error of the maps) and is not measured at all - no evidence, no evidence ratio, no
     #: cold-start update; an accepted fix from there adds nothing to the kidnap rule's count; 0 = every frame
     still_m: float = 0.05
+    #: no odometry sample for longer than this before a frame (s): the belief cannot be moved to it, so the frame
+    #: is not measured and the estimate is withheld (odometry_stale); the sample after such a gap covers it by
+    #: extrapolation and declares the belief lost: an accepted global fix that agrees with it keeps it, one that
+    #: does not re-initialises it, else the candidate cold start resumes (the robot may have gone anywhere)
+    odometry_timeout_s: float = 0.5
     floor_ratio: float = 0.01  #: a frame's likelihood is at least this share of its maximum over the belief
     model_heading_min_std_deg: float = 10.0  #: floor of the model's heading std (unknown-orientation models)
     heading_weight: float = 0.25  #: exponent of an absolute heading's likelihood (an IMU's readings share its bias)
@@ -109,6 +114,8 @@ class TrackingSettings:
             raise TrackingInputError(f"tracking evidence_min_share must be in (0, 1], got {self.evidence_min_share}")
         if not (math.isfinite(self.still_m) and self.still_m >= 0):
             raise TrackingInputError(f"tracking still_m must be a finite number >= 0, got {self.still_m}")
+        if not self.odometry_timeout_s > 0:  # inf: never stale
+            raise TrackingInputError(f"tracking odometry_timeout_s must be > 0, got {self.odometry_timeout_s}")
         if not (isinstance(self.weak_frames, int) and 0 <= self.weak_frames <= self.cold_collapse_frames):
             raise TrackingInputError(f"tracking weak_frames must be an integer in [0, cold_collapse_frames], got "
                                      f"{self.weak_frames!r}")

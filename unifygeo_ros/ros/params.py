@@ -70,6 +70,9 @@ TRACKING_PARAMETERS = (
     ("weak_log_ratio", "see weak_frames"),
     ("poor_share", "an informative camera's frame is also poor below this share of the median log evidence ratio "
                    "of the frames before (0 = only below collapse_log_ratio)"),
+    ("odometry_timeout_s", "no odometry for longer than this before a frame: the frame is not measured and the "
+                           "estimate is withheld (odometry_stale); the sample after such a gap declares the belief "
+                           "lost, s"),
 )
 DEVICES = ("auto", "cpu", "cuda")
 HEADING_SOURCES = ("auto", "model", "north_aligned", "imu")
