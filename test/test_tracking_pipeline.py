@@ -199,6 +199,8 @@ def test_a_gap_in_the_odometry_withholds_the_frames_it_leaves_behind_and_loses_t
                                                math.radians(0.5) ** 2, 0.0))
         pipe.stats.received()
         out.append(pipe.process(Frame(None, t, lambda s=scene(k, p): s, heading_deg=90.0, heading_std_deg=1.0)))
+        if k == 30:  # what /diagnostics says while the odometry is missing
+            assert pipe.stats.snapshot()["last_withheld_reason"].startswith("tracking: odometry stale")
     assert all(o.published for o in out[1:11])
     assert [o.reason for o in out[12:31]] == ["odometry_stale"] * 19  # 0.5 s of grace (odometry_timeout_s) at 11
     assert all(math.isnan(o.track.evidence_log_ratio) for o in out[12:31])

@@ -247,8 +247,8 @@ class LocalizerNode(Node):
             "input_mode": self.settings.input_mode, "input_topic": self.inputs[0].topic_name,
             "heading_source": self.heading_source,
             "mode": self.pipeline.mode,
-            **({"odometry_samples": self.pipeline.odometry.samples, "odometry_topic": self.odom_sub.topic_name}
-               if self.odom_sub is not None else {}),
+            **({"odometry_samples": self.pipeline.odometry.samples, "odometry_gaps": self.pipeline.odometry.gaps,
+                "odometry_topic": self.odom_sub.topic_name} if self.odom_sub is not None else {}),
             **({"rig_sets_stitched": rig.sets, "rig_out_of_sync": rig.out_of_sync, "rig_waiting": rig.waiting,
                 "rig_lens": rig.lens_summary()} if rig is not None else {}),
         }
