@@ -4,6 +4,9 @@ move and again at a stop, replayed in ``mode: tracking``, with figures per phase
     nice .venv/bin/python benchmarks/bench_tracking_stops.py [--seeds 5151,5252,5353]
         [--rigs pano2,pin2,pin10,rig5,pano10] [--duration 180] [--stops 0:60,110:30]
         [--work out/stops] [--runs rpn] [--tag tracking_stops] [--out benchmarks/results]
+    # a creeping robot (1.2 m/s, 10 Hz: 0.12 m between frames), with another evidence_min_share
+    nice .venv/bin/python benchmarks/bench_tracking_stops.py --seeds 5151,5252 --rigs pano10,pin10 --duration 90 \\
+        --speed 1.2 --stops "" --work out/creep --runs runs_low --track-set evidence_min_share=0.025
     # odometry gaps instead of stops: the drives without stops, their wheel odometry cut from 40 s to 50 s
     nice .venv/bin/python benchmarks/bench_tracking_stops.py --seeds 5252 --rigs pano2,pin2 --duration 120 \\
         --stops "" --odometry-gap 40:10 --work out/odogap --runs runs --tag tracking_odometry_gap
@@ -11,10 +14,10 @@ move and again at a stop, replayed in ``mode: tracking``, with figures per phase
 1. **Cities**: ``unifygeo synth --city Stop<seed> --seed <seed> --size-m 300 --panos 20 --no-map`` (seeds no
    training run, tuning or other benchmark uses), indexed with models/demo (panoramas) and models/fov (pinhole
    cameras) like ``unifygeo index build --vigor``; written under ``--work`` when missing.
-2. **Drives**: ``unifygeo bag synth`` (its own code) per city and rig, ``--duration`` s at 8 m/s with ``--stops``
-   (default: standing the first 60 s, then 30 s from 110 s; ``bag synth --stop``), the default wheel odometry and
-   IMU noise, MCAP. Rigs: ``pano2`` / ``pano10`` a vehicle-aligned panorama at 2 / 10 Hz, ``pin2`` / ``pin10`` one
-   front 90 deg camera at 2 / 10 Hz, ``rig5`` four 90 deg cameras at 5 Hz.
+2. **Drives**: ``unifygeo bag synth`` (its own code) per city and rig, ``--duration`` s at ``--speed`` (8 m/s) with
+   ``--stops`` (default: standing the first 60 s, then 30 s from 110 s; ``bag synth --stop``), the default wheel
+   odometry and IMU noise, MCAP. Rigs: ``pano2`` / ``pano10`` a vehicle-aligned panorama at 2 / 10 Hz, ``pin2`` /
+   ``pin10`` one front 90 deg camera at 2 / 10 Hz, ``rig5`` four 90 deg cameras at 5 Hz.
 3. **Replays**: ``unifygeo replay BAG --index IX --checkpoint MODEL --track`` (topics taken from the bag) into
    ``<work>/<runs>/<bag>``, skipped where its ``metrics.json`` exists: to compare code versions, run this script in
    a worktree of each with its own ``--runs`` (the drives are shared).
@@ -61,7 +64,7 @@ def unifygeo(*args: str, log: Path | None = None) -> None:
                        stderr=subprocess.STDOUT, env=env)
 
 
-def prepare(work: Path, seed: int, rigs: list[str], duration_s: float, stops: list[str]) -> None:
+def prepare(work: Path, seed: int, rigs: list[str], duration_s: float, stops: list[str], speed_mps: float) -> None:
     city = work / "cities" / f"Stop{seed}"
     if not (city / "geo.json").is_file():
         unifygeo("synth", "--out", str(work / "cities"), "--city", city.name, "--seed", str(seed), "--size-m", "300",
@@ -76,7 +79,8 @@ def prepare(work: Path, seed: int, rigs: list[str], duration_s: float, stops: li
         if not (bag / "metadata.yaml").is_file():
             t0 = time.perf_counter()
             unifygeo("bag", "synth", "--data", str(city), "--out", str(bag), "--duration", f"{duration_s:g}",
-                     "--storage", "mcap", *[a for s in stops for a in ("--stop", s)], *RIGS[rig])
+                     "--speed", f"{speed_mps:g}", "--storage", "mcap", *[a for s in stops for a in ("--stop", s)],
+                     *RIGS[rig])
             print(f"  bag {bag.name}: {time.perf_counter() - t0:.0f} s", flush=True)
 
 
@@ -176,6 +180,9 @@ def main(argv=None) -> int:
     ap.add_argument("--rigs", default="pano2,pin2,pin10,rig5,pano10")
     ap.add_argument("--duration", type=float, default=180.0)
     ap.add_argument("--stops", default="0:60,110:30", help="bag synth --stop values, comma-separated ('': none)")
+    ap.add_argument("--speed", type=float, default=8.0, help="cruise speed of the drives, m/s")
+    ap.add_argument("--track-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="tracking settings for the replays (unifygeo replay --track-set)")
     ap.add_argument("--odometry-gap", metavar="S:DURATION", help="replay copies of the bags without wheel odometry "
                     "from S for DURATION seconds")
     ap.add_argument("--work", default="out/stops")
@@ -191,7 +198,7 @@ def main(argv=None) -> int:
         spans = [(a, b, n.replace("stand", "gap")) for a, b, n in spans]
     results = {}
     for seed in (int(s) for s in args.seeds.split(",")):
-        prepare(work, seed, rigs, args.duration, stops)
+        prepare(work, seed, rigs, args.duration, stops, args.speed)
         for rig in rigs:
             name = f"{rig}_{seed}"
             bag = work / "bags" / name
@@ -206,6 +213,7 @@ def main(argv=None) -> int:
                 t0 = time.perf_counter()
                 unifygeo("replay", str(bag), "--index", str(work / f"ix_{model}_{seed}"),
                          "--checkpoint", str(ROOT / "models" / model), "--track", "--out", str(run),
+                         *[a for kv in args.track_set for a in ("--track-set", kv)],
                          log=work / args.runs / f"{name}.log")
                 print(f"  replay {name}: {time.perf_counter() - t0:.0f} s", flush=True)
             results[name] = figures(run, spans)
