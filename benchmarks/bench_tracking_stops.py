@@ -47,6 +47,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_tracking_defaults import frame_nees  # noqa: E402
 
 RIGS = {"pano2": ["--rate", "2"], "pano10": ["--rate", "10"],
         "pin2": ["--rate", "2", "--camera", "pinhole", "--hfov", "90"],
@@ -133,12 +136,7 @@ def figures(run: Path, spans: list[tuple[float, float, str]]) -> dict:
         pub = [r for r in ph if r["status"] == "fix"]
         err = np.array([float(r["error_m"]) for r in pub])
         pl = np.array([float(r["protection_level_m"]) for r in pub])
-        nees = []
-        for r in pub:
-            ce, cn, nn = (float(r[k]) for k in ("cov_ee_m2", "cov_en_m2", "cov_nn_m2"))
-            c = np.array([[ce, cn], [cn, nn]])
-            d = np.array([float(r["east_m"]) - float(r["gt_east_m"]), float(r["north_m"]) - float(r["gt_north_m"])])
-            nees.append(float(d @ np.linalg.solve(c, d)))
+        nees = [v for v in map(frame_nees, pub) if v is not None]
         out["phases"][name] = {
             "frames": len(ph), "published": len(pub),
             "error_median_m": float(np.median(err)) if len(pub) else None,

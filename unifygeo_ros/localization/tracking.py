@@ -185,9 +185,7 @@ class SequentialLocalizer:
             self.initialised, self.lost, self._low_frames, self._challenger = True, False, 0, None
         elif why:
             self._initialise(fix)
-        est = self._estimate(stamp_s, fix, accepted, why, log_ratio, len(rows))
-        if odometry_stale and self.initialised and not why:
-            est.odometry_stale, est.converged = True, False
+        est = self._estimate(stamp_s, fix, accepted, why, log_ratio, len(rows), odometry_stale)
         if not self.initialised and self._cold is not None:
             est.cold_protection_level_m = self._cold.protection_level_m(s.alpha)
         return self._timed(est, t0, maps.timings_ms)
@@ -374,7 +372,7 @@ class SequentialLocalizer:
         return 0.0, math.pi  # unknown: particles spread over every heading, the images and odometry sort them out
 
     def _estimate(self, stamp_s: float, fix: Fix | None, accepted: bool, why: str, log_ratio: float,
-                  tiles: int) -> TrackEstimate:
+                  tiles: int, odometry_stale: bool = False) -> TrackEstimate:
         s = self.settings
         if not self.initialised:
             nan = math.nan
@@ -388,11 +386,14 @@ class SequentialLocalizer:
         recent = self._ratios[-s.weak_frames:]
         weak = (not self.lost and not why and s.weak_frames > 0 and len(recent) == s.weak_frames
                 and float(np.mean(recent)) < s.weak_log_ratio)
-        converged = not self.lost and not unconfirmed and not weak and b.protection_level_m <= s.converged_pl_m
+        stale = odometry_stale and not why  # a re-initialisation from a global fix needs no odometry
+        converged = (not self.lost and not unconfirmed and not weak and not stale
+                     and b.protection_level_m <= s.converged_pl_m)
         return TrackEstimate(stamp_s, float(lat), float(lon), east, north,
                              float(geo.wrap_deg(geo.yaw_to_heading_deg(yaw_deg))), yaw_deg,
                              math.degrees(b.yaw_std_rad), b.covariance_en_m2, b.protection_level_m, True, converged,
-                             self.lost, unconfirmed, why, log_ratio, tiles, fix, accepted, weak=weak)
+                             self.lost, unconfirmed, why, log_ratio, tiles, fix, accepted, weak=weak,
+                             odometry_stale=stale)
 
     @staticmethod
     def _timed(est: TrackEstimate, t0: float, timings_ms: dict) -> TrackEstimate:

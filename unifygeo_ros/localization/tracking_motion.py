@@ -41,7 +41,7 @@ class OdometryDelta:
     cov: np.ndarray = field(default_factory=lambda: np.zeros((3, 3)))  # over (forward, left, yaw): m^2, rad^2
     dt_s: float = 0.0
     #: seconds of it no odometry sample covered (a gap in the odometry: the motion there is extrapolated from the
-    #: sample after it, and the filter widens the belief for what the robot may have done instead)
+    #: sample after it, and the filter declares its belief lost: the robot may have done anything meanwhile)
     gap_s: float = 0.0
 
     def __post_init__(self):
