@@ -10,13 +10,19 @@ move and again at a stop, replayed in ``mode: tracking``, with figures per phase
     # odometry gaps instead of stops: the drives without stops, their wheel odometry cut from 40 s to 50 s
     nice .venv/bin/python benchmarks/bench_tracking_stops.py --seeds 5252 --rigs pano2,pin2 --duration 120 \\
         --stops "" --odometry-gap 40:10 --work out/odogap --runs runs --tag tracking_odometry_gap
+    # worse sensors: drives with a kidnap whose wheel odometry's scale is off by several per cent (each city its
+    # own sensor seed); one --work per sensor set (symlink cities/ and ix_* from out/stops to share them)
+    nice .venv/bin/python benchmarks/bench_tracking_stops.py --rigs pano2,pin2,rig5 --duration 150 --stops "" \\
+        --synth-args "--sensor-seed {seed} --kidnap-at 60 --odom-speed-bias 0.05 --odom-yaw-rate-bias 0.5" \\
+        --work out/sens/odo --runs runs --tag tracking_sensors_odo
 
 1. **Cities**: ``unifygeo synth --city Stop<seed> --seed <seed> --size-m 300 --panos 20 --no-map`` (seeds no
    training run, tuning or other benchmark uses), indexed with models/demo (panoramas) and models/fov (pinhole
    cameras) like ``unifygeo index build --vigor``; written under ``--work`` when missing.
 2. **Drives**: ``unifygeo bag synth`` (its own code) per city and rig, ``--duration`` s at ``--speed`` (8 m/s) with
    ``--stops`` (default: standing the first 60 s, then 30 s from 110 s; ``bag synth --stop``), the default wheel
-   odometry and IMU noise, MCAP. Rigs: ``pano2`` / ``pano10`` a vehicle-aligned panorama at 2 / 10 Hz, ``pin2`` /
+   odometry and IMU noise (or ``--synth-args``: more ``bag synth`` flags, ``{seed}`` the city's seed; a
+   ``--kidnap-at`` a small city cannot jump 200 m from is moved on by 2.5 s until it can), MCAP. Rigs: ``pano2`` / ``pano10`` a vehicle-aligned panorama at 2 / 10 Hz, ``pin2`` /
    ``pin10`` one front 90 deg camera at 2 / 10 Hz, ``rig5`` four 90 deg cameras at 5 Hz.
 3. **Replays**: ``unifygeo replay BAG --index IX --checkpoint MODEL --track`` (topics taken from the bag) into
    ``<work>/<runs>/<bag>``, skipped where its ``metrics.json`` exists: to compare code versions, run this script in
@@ -24,9 +30,11 @@ move and again at a stop, replayed in ``mode: tracking``, with figures per phase
    With ``--odometry-gap S:DURATION`` each bag is copied without its ``/wheel/odometry`` messages from S for
    DURATION seconds (a driver restart, a CAN bus that drops out) and the copy is replayed; the phases are then
    before, during and after the gap.
-4. **Figures** per replay and phase (each stop, and the driving between and after them): frames, published, error
+4. **Figures** per replay and phase (each stop, and the driving between and after them; with a kidnap and no
+   stops: before it, its first 10 s, after them): frames, published, error
    median / max, protection level median, published frames beyond their protection level and > 20 m off, mean NEES
-   of the published frames; per replay availability and (re)initialisations.
+   of the published frames; per replay availability and (re)initialisations; with ``--synth-args``, what the
+   drive's sensors got wrong (:func:`sensor_errors`).
 
 Writes ``<out>/<tag>.json`` and ``<tag>.png`` (error over time of each replay, the stops shaded). Nothing is
 asserted.
@@ -38,6 +46,7 @@ import csv
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -67,7 +76,8 @@ def unifygeo(*args: str, log: Path | None = None) -> None:
                        stderr=subprocess.STDOUT, env=env)
 
 
-def prepare(work: Path, seed: int, rigs: list[str], duration_s: float, stops: list[str], speed_mps: float) -> None:
+def prepare(work: Path, seed: int, rigs: list[str], duration_s: float, stops: list[str], speed_mps: float,
+            synth_args: list[str] = ()) -> None:
     city = work / "cities" / f"Stop{seed}"
     if not (city / "geo.json").is_file():
         unifygeo("synth", "--out", str(work / "cities"), "--city", city.name, "--seed", str(seed), "--size-m", "300",
@@ -81,10 +91,57 @@ def prepare(work: Path, seed: int, rigs: list[str], duration_s: float, stops: li
         bag = work / "bags" / f"{rig}_{seed}"
         if not (bag / "metadata.yaml").is_file():
             t0 = time.perf_counter()
-            unifygeo("bag", "synth", "--data", str(city), "--out", str(bag), "--duration", f"{duration_s:g}",
-                     "--speed", f"{speed_mps:g}", "--storage", "mcap", *[a for s in stops for a in ("--stop", s)],
-                     *RIGS[rig])
+            extra = [a.format(seed=seed) for a in synth_args]
+            while True:
+                try:
+                    unifygeo("bag", "synth", "--data", str(city), "--out", str(bag), "--duration", f"{duration_s:g}",
+                             "--speed", f"{speed_mps:g}", "--storage", "mcap",
+                             *[a for s in stops for a in ("--stop", s)], *RIGS[rig], *extra, log=work / "synth.log")
+                    break
+                except subprocess.CalledProcessError:  # a small city allows 200 m jumps from some places only
+                    k = extra.index("--kidnap-at") + 1 if "--kidnap-at" in extra else None
+                    if k is None or "cannot teleport" not in (work / "synth.log").read_text() or \
+                            float(extra[k]) >= duration_s - 30.0:
+                        raise
+                    extra[k] = f"{float(extra[k]) + 2.5:g}"
             print(f"  bag {bag.name}: {time.perf_counter() - t0:.0f} s", flush=True)
+
+
+def sensor_errors(bag: Path) -> dict:
+    """What the drive's sensors got wrong, measured against its ground truth: the IMU's yaw minus the true yaw
+    (median, and the 95th percentile of its size, deg; /imu/data vs /gt/geopose interpolated, a kidnap's second
+    left out) and the wheel odometry's distance over the true distance minus 1 (its speed scale error)."""
+    from unifygeo_ros import geo
+    from unifygeo_ros.rosbag.io import iter_messages, open_bag
+
+    series: dict[str, list] = {"/imu/data": [], "/gt/geopose": [], "/wheel/odometry": [], "/gt/fix": []}
+    with open_bag(bag) as r:
+        conns = [c for c in r.connections if c.topic in series]
+        for c, t_ns, m in iter_messages(r, conns):
+            t = m.header.stamp.sec + 1e-9 * m.header.stamp.nanosec
+            if c.topic == "/wheel/odometry":
+                series[c.topic].append((t, m.twist.twist.linear.x))
+            elif c.topic == "/gt/fix":
+                series[c.topic].append((t, m.latitude, m.longitude))
+            else:
+                q = m.pose.orientation if c.topic == "/gt/geopose" else m.orientation
+                series[c.topic].append((t, np.degrees(np.arctan2(2 * (q.w * q.z + q.x * q.y),
+                                                                 1 - 2 * (q.y * q.y + q.z * q.z)))))
+    imu, gt = np.array(series["/imu/data"]), np.array(series["/gt/geopose"])
+    gt_yaw = np.interp(imu[:, 0], gt[:, 0], np.degrees(np.unwrap(np.radians(gt[:, 1]))))
+    d_yaw = (imu[:, 1] - gt_yaw + 180.0) % 360.0 - 180.0
+    odo, fix = np.array(series["/wheel/odometry"]), np.array(series["/gt/fix"])
+    en = np.stack(geo.LocalENU(fix[0, 1], fix[0, 2]).to_en(fix[:, 1], fix[:, 2]), axis=1)
+    step = np.linalg.norm(np.diff(en, axis=0), axis=1)
+    jump = step > 5.0  # a kidnap: the truth jumps, the odometry does not
+    true_m = float(step[~jump].sum())
+    odo_m = float(np.sum(odo[1:, 1] * np.diff(odo[:, 0])))
+    near_jump = np.zeros(len(imu), bool)
+    for t in fix[1:][jump, 0]:  # the truth's heading across a jump is no heading: leave 1 s around it out
+        near_jump |= np.abs(imu[:, 0] - t) < 1.0
+    d_yaw = d_yaw[~near_jump]
+    return {"imu_yaw_error_median_deg": float(np.median(d_yaw)), "imu_yaw_error_p95_deg": float(
+            np.percentile(np.abs(d_yaw), 95)), "odometry_scale_error": odo_m / true_m - 1.0 if true_m > 0 else None}
 
 
 def without_odometry(src: Path, dst: Path, start_s: float, duration_s: float,
@@ -129,8 +186,13 @@ def figures(run: Path, spans: list[tuple[float, float, str]]) -> dict:
         rows = list(csv.DictReader(fh))
     t0 = float(rows[0]["t_s"])
     metrics = json.loads((run / "metrics.json").read_text())
-    out = {"availability": metrics["tracking"]["availability"],
+    tr = metrics["tracking"]
+    out = {"availability": tr["availability"], "kidnap_at_s": tr.get("kidnap_at_s"),
+           "recovered_after_kidnap_s": tr.get("recovered_after_kidnap_s"),
            "reinitialisations": sum(1 for r in rows if r["reinitialised"]), "phases": {}}
+    k = tr.get("kidnap_at_s")
+    if k is not None and len(spans) == 1:  # a drive without stops or gaps, with a kidnap: before, its 10 s, after
+        spans = [(0.0, k, "before_kidnap"), (k, k + 10.0, "kidnap_10s"), (k + 10.0, spans[0][1], "after_kidnap")]
     for a, b, name in spans:
         ph = [r for r in rows if a <= float(r["t_s"]) - t0 < b]
         pub = [r for r in ph if r["status"] == "fix"]
@@ -183,6 +245,9 @@ def main(argv=None) -> int:
                     help="tracking settings for the replays (unifygeo replay --track-set)")
     ap.add_argument("--odometry-gap", metavar="S:DURATION", help="replay copies of the bags without wheel odometry "
                     "from S for DURATION seconds")
+    ap.add_argument("--synth-args", default="", metavar="'FLAGS'",
+                    help="more bag synth flags, shell-split; {seed} is the city's seed, e.g. "
+                         "'--sensor-seed {seed} --imu-yaw-bias 10'")
     ap.add_argument("--work", default="out/stops")
     ap.add_argument("--runs", default="runs", help="folder under --work for this code version's replays")
     ap.add_argument("--tag", default="tracking_stops")
@@ -196,7 +261,7 @@ def main(argv=None) -> int:
         spans = [(a, b, n.replace("stand", "gap")) for a, b, n in spans]
     results = {}
     for seed in (int(s) for s in args.seeds.split(",")):
-        prepare(work, seed, rigs, args.duration, stops, args.speed)
+        prepare(work, seed, rigs, args.duration, stops, args.speed, shlex.split(args.synth_args))
         for rig in rigs:
             name = f"{rig}_{seed}"
             bag = work / "bags" / name
@@ -215,6 +280,8 @@ def main(argv=None) -> int:
                          log=work / args.runs / f"{name}.log")
                 print(f"  replay {name}: {time.perf_counter() - t0:.0f} s", flush=True)
             results[name] = figures(run, spans)
+            if args.synth_args:
+                results[name]["sensor_errors"] = sensor_errors(bag)
     lines = ["| drive | phase | published / frames | error median / max (m) | PL median (m) | beyond PL | > 20 m off | "
              "NEES |", "|" + "---|" * 8]
     for name, r in sorted(results.items()):
@@ -227,7 +294,7 @@ def main(argv=None) -> int:
     res = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "threads": 1,
                        "load_avg_1min": [load0, os.getloadavg()[0]]},
            "date": time.strftime("%Y-%m-%d %H:%M"), "wall_s": time.perf_counter() - t_start, "seeds": args.seeds,
-           "rigs": rigs, "stops": stops, "duration_s": args.duration, "runs": args.runs, "results": results,
+           "rigs": rigs, "stops": stops, "duration_s": args.duration, "synth_args": args.synth_args, "runs": args.runs, "results": results,
            "table": lines}
     out_dir = ROOT / args.out
     out_dir.mkdir(parents=True, exist_ok=True)

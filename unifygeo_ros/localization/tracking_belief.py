@@ -85,24 +85,33 @@ def _mean_cov(points: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 class ParticleBelief:
-    """N particles (east_m, north_m, yaw_rad) with normalised weights (module doc)."""
+    """N particles (east_m, north_m, yaw_rad) with normalised weights (module doc); each also carries its own
+    scale of the odometry's distances (1 unless ``scale_std`` > 0: a wheel odometry whose scale is off by a few
+    per cent - tyre radius, load, slip - moves every particle too far or too short alike, a bias no per-sample
+    noise describes; the particles with the right scale stay where the images agree)."""
 
     def __init__(self, n: int, rng: np.random.Generator, resample_ess: float = 0.5, jitter_m: float = 0.1,
-                 jitter_yaw_rad: float = math.radians(0.2)):
+                 jitter_yaw_rad: float = math.radians(0.2), scale_std: float = 0.0,
+                 scale_walk_per_sqrt_m: float = 0.0):
         self.n = int(n)
         self.rng = rng
         self.resample_ess = float(resample_ess)
         self.jitter_m, self.jitter_yaw_rad = float(jitter_m), float(jitter_yaw_rad)
+        self.scale_std, self.scale_walk_per_sqrt_m = float(scale_std), float(scale_walk_per_sqrt_m)
         self.en = np.zeros((self.n, 2))
         self.yaw = np.zeros(self.n)
+        self.scale = np.ones(self.n)
         self.w = np.full(self.n, 1.0 / self.n)
         self._cache: tuple[float, BeliefSummary] | None = None  # (alpha, summary) until the belief changes
 
     # ---- initialisation -----------------------------------------------------------------------------------
-    def init_samples(self, en_m: np.ndarray, yaw_rad: np.ndarray) -> None:
-        """Equal-weight particles at ``en_m`` (N, 2) with headings ``yaw_rad`` (N,)."""
+    def init_samples(self, en_m: np.ndarray, yaw_rad: np.ndarray, scale: np.ndarray | None = None) -> None:
+        """Equal-weight particles at ``en_m`` (N, 2) with headings ``yaw_rad`` (N,) and odometry scales ``scale``
+        (N,; None: drawn anew)."""
         self.en = np.asarray(en_m, np.float64).reshape(self.n, 2).copy()
         self.yaw = wrap_pi(np.asarray(yaw_rad, np.float64).reshape(self.n))
+        self.scale = (np.asarray(scale, np.float64).reshape(self.n).copy() if scale is not None
+                      else self.draw_scales(self.n))
         self.w = np.full(self.n, 1.0 / self.n)
         self._cache = None
 
@@ -115,14 +124,21 @@ class ParticleBelief:
                else 2.0 * math.pi * self.rng.random(self.n))  # std pi: unknown, every heading alike
         self.init_samples(en, yaw)
 
+    def draw_scales(self, k: int) -> np.ndarray:
+        """``k`` new particles' odometry scales: 1 +- ``scale_std`` (no draw when it is 0)."""
+        return 1.0 + self.scale_std * self.rng.standard_normal(k) if self.scale_std > 0 else np.ones(k)
+
     # ---- updates ------------------------------------------------------------------------------------------
     def predict(self, delta: OdometryDelta) -> None:
         """Each particle moved by the odometry plus its own draw of the delta's noise (covariance ``delta.cov``)."""
         noise = self.rng.standard_normal((self.n, 3)) @ np.linalg.cholesky(delta.cov + np.eye(3) * 1e-15).T \
             if np.any(delta.cov) else np.zeros((self.n, 3))
         self._cache = None
-        fwd = delta.forward_m + noise[:, 0]
-        left = delta.left_m + noise[:, 1]
+        fwd = delta.forward_m * self.scale + noise[:, 0]
+        left = delta.left_m * self.scale + noise[:, 1]
+        if self.scale_walk_per_sqrt_m > 0 and delta.distance_m > 0:
+            self.scale = self.scale + self.scale_walk_per_sqrt_m * math.sqrt(delta.distance_m) \
+                * self.rng.standard_normal(self.n)
         c, s = np.cos(self.yaw), np.sin(self.yaw)
         self.en[:, 0] += c * fwd - s * left
         self.en[:, 1] += s * fwd + c * left
@@ -152,9 +168,11 @@ class ParticleBelief:
             return
         self._reweight(-0.5 * wrap_pi(self.yaw - yaw_rad) ** 2 / max(var_rad2, 1e-12))
 
-    def update_heading_field(self, lik: TileLikelihood, weight: float, min_std_rad: float) -> None:
-        """The model's heading at each particle's cell (von Mises, concentration from the vector's length)."""
-        vec = lik.heading_vectors(self.en)
+    def update_heading_field(self, lik: TileLikelihood, weight: float, min_std_rad: float,
+                             rolled_by_deg: float = 0.0) -> None:
+        """The model's heading at each particle's cell (von Mises, concentration from the vector's length);
+        ``rolled_by_deg`` as in :meth:`TileLikelihood.heading_vectors`."""
+        vec = lik.heading_vectors(self.en, rolled_by_deg)
         r = np.clip(np.hypot(vec[:, 0], vec[:, 1]), 1e-12, 1.0)
         var = np.maximum(-2.0 * np.log(r), min_std_rad ** 2)
         logl = np.where(r > 1e-9, np.cos(self.yaw - np.arctan2(vec[:, 1], vec[:, 0])) / var, 0.0)
@@ -166,6 +184,7 @@ class ParticleBelief:
         idx = np.minimum(np.searchsorted(np.cumsum(self.w), u), self.n - 1)
         self.en = self.en[idx] + self.jitter_m * self.rng.standard_normal((self.n, 2))
         self.yaw = wrap_pi(self.yaw[idx] + self.jitter_yaw_rad * self.rng.standard_normal(self.n))
+        self.scale = self.scale[idx]
         self.w = np.full(self.n, 1.0 / self.n)
 
     # ---- read-out -----------------------------------------------------------------------------------------

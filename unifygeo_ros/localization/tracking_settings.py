@@ -43,11 +43,18 @@ class TrackingSettings:
     #: does not re-initialises it, else the candidate cold start resumes (the robot may have gone anywhere)
     odometry_timeout_s: float = 0.5
     floor_ratio: float = 0.01  #: a frame's likelihood is at least this share of its maximum over the belief
-    model_heading_min_std_deg: float = 10.0  #: floor of the model's heading std (unknown-orientation models)
+    model_heading_min_std_deg: float = 10.0  #: floor of the model's heading std (per frame, before its weight)
+    #: a known-orientation model's maps also measure the heading: the panorama is rolled by the belief's heading and
+    #: the metric head reads what is left of it within its window (+-1 bin), so an IMU's bias is corrected
+    image_heading: bool = False
     heading_weight: float = 0.25  #: exponent of an absolute heading's likelihood (an IMU's readings share its bias)
     heading_reset_sigmas: float = 5.0  #: an absolute heading this far (combined sigmas) from the belief replaces it
     odometry_noise_scale: float = 1.5  #: the odometry's covariance is multiplied by this squared
     position_noise_frac: float = 0.05  #: extra position noise, share of the distance driven (1-sigma)
+    #: particles: each carries its own scale of the odometry's distances, drawn 1 +- this (a wheel odometry's scale
+    #: error is a bias over the drive, not per-sample noise); 0 = the odometry's scale is taken as right
+    odometry_scale_std: float = 0.0
+    odometry_scale_walk_per_sqrt_m: float = 0.0  #: the scales' random walk (per square root of a metre driven)
     position_noise_m_per_sqrt_s: float = 0.1  #: extra position random walk
     yaw_noise_deg_per_sqrt_s: float = 0.3  #: extra heading random walk
     min_score: float = GateSettings.min_score  #: the integrity gate's, for the global fixes
@@ -112,6 +119,10 @@ class TrackingSettings:
                                      f"{self.frame_spacing_m}")
         if not 0.0 < self.evidence_min_share <= 1.0:
             raise TrackingInputError(f"tracking evidence_min_share must be in (0, 1], got {self.evidence_min_share}")
+        for name in ("odometry_scale_std", "odometry_scale_walk_per_sqrt_m"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and 0 <= v < 0.5):
+                raise TrackingInputError(f"tracking {name} must be a number in [0, 0.5), got {v}")
         if not (math.isfinite(self.still_m) and self.still_m >= 0):
             raise TrackingInputError(f"tracking still_m must be a finite number >= 0, got {self.still_m}")
         if not self.odometry_timeout_s > 0:  # inf: never stale
