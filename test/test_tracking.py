@@ -349,7 +349,8 @@ def test_the_distance_share_of_the_process_noise_is_per_metre_whatever_the_frame
 def test_the_particles_learn_an_odometry_that_reads_8_percent_short():
     """A wheel odometry whose scale is off (tyre radius, load) moves every particle too short alike: a bias, not
     per-sample noise. Taken as right, the belief trails the images by metres with a protection level that does not
-    hold it; with odometry_scale_std each particle carries its own scale and those with the right one stay."""
+    hold it; with odometry_scale_std each particle carries its own scale and those with the right one stay, and a
+    re-initialisation keeps what was learnt."""
     pos, yaw, deltas = drive(80, speed=5.0, yaw_rate=math.radians(2.0))
     short = [OdometryDelta(d.forward_m * 0.92, d.left_m * 0.92, d.yaw_rad, d.cov, d.dt_s) for d in deltas]
 
@@ -359,12 +360,15 @@ def test_the_particles_learn_an_odometry_that_reads_8_percent_short():
         est = run(t, pos, yaw, short, scene=lambda k, p: Scene(tuple(p), fix=tuple(p) if k == 0 else None))
         err = np.array([error(e, p) for e, p in zip(est, pos)])[40:]
         beyond = int(sum(e > x.protection_level_m for e, x in zip(err, est[40:])))
-        return float(err.mean()), beyond, float(t.belief.w @ t.belief.scale)
+        learnt_scale = float(t.belief.w @ t.belief.scale)
+        t.belief.init_samples(np.zeros((500, 2)), np.zeros(500))  # a re-initialisation elsewhere (a kidnap)
+        return float(err.mean()), beyond, learnt_scale, float(t.belief.scale.mean())
 
     fixed, learnt = replay(0.0), replay(0.05)
-    assert fixed[0] > 3.0 and fixed[1] > 20 and fixed[2] == pytest.approx(1.0)
+    assert fixed[0] > 3.0 and fixed[1] > 20 and fixed[2] == pytest.approx(1.0) and fixed[3] == 1.0
     assert learnt[0] < 1.5 and learnt[1] == 0
     assert learnt[2] == pytest.approx(1.0 / 0.92, abs=0.03)
+    assert learnt[3] == pytest.approx(learnt[2], abs=0.01)  # the robot's odometry did not change with the place
 
 
 def test_without_odometry_scale_the_particles_draw_nothing_more():

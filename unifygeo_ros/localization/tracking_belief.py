@@ -88,7 +88,9 @@ class ParticleBelief:
     """N particles (east_m, north_m, yaw_rad) with normalised weights (module doc); each also carries its own
     scale of the odometry's distances (1 unless ``scale_std`` > 0: a wheel odometry whose scale is off by a few
     per cent - tyre radius, load, slip - moves every particle too far or too short alike, a bias no per-sample
-    noise describes; the particles with the right scale stay where the images agree)."""
+    noise describes; the particles with the right scale stay where the images agree). The scale is the robot's,
+    not the place's: particles drawn anew (a re-initialisation, the cold start's new particles) take their scales
+    from the current particles, which start as 1 +- ``scale_std``."""
 
     def __init__(self, n: int, rng: np.random.Generator, resample_ess: float = 0.5, jitter_m: float = 0.1,
                  jitter_yaw_rad: float = math.radians(0.2), scale_std: float = 0.0,
@@ -100,14 +102,14 @@ class ParticleBelief:
         self.scale_std, self.scale_walk_per_sqrt_m = float(scale_std), float(scale_walk_per_sqrt_m)
         self.en = np.zeros((self.n, 2))
         self.yaw = np.zeros(self.n)
-        self.scale = np.ones(self.n)
+        self.scale = 1.0 + self.scale_std * rng.standard_normal(self.n) if self.scale_std > 0 else np.ones(self.n)
         self.w = np.full(self.n, 1.0 / self.n)
         self._cache: tuple[float, BeliefSummary] | None = None  # (alpha, summary) until the belief changes
 
     # ---- initialisation -----------------------------------------------------------------------------------
     def init_samples(self, en_m: np.ndarray, yaw_rad: np.ndarray, scale: np.ndarray | None = None) -> None:
         """Equal-weight particles at ``en_m`` (N, 2) with headings ``yaw_rad`` (N,) and odometry scales ``scale``
-        (N,; None: drawn anew)."""
+        (N,; None: :meth:`draw_scales`, what the particles learnt of the robot's odometry so far)."""
         self.en = np.asarray(en_m, np.float64).reshape(self.n, 2).copy()
         self.yaw = wrap_pi(np.asarray(yaw_rad, np.float64).reshape(self.n))
         self.scale = (np.asarray(scale, np.float64).reshape(self.n).copy() if scale is not None
@@ -125,8 +127,12 @@ class ParticleBelief:
         self.init_samples(en, yaw)
 
     def draw_scales(self, k: int) -> np.ndarray:
-        """``k`` new particles' odometry scales: 1 +- ``scale_std`` (no draw when it is 0)."""
-        return 1.0 + self.scale_std * self.rng.standard_normal(k) if self.scale_std > 0 else np.ones(k)
+        """``k`` new particles' odometry scales, drawn from the current particles' (what was learnt of the robot's
+        odometry so far) with a jitter of a tenth of ``scale_std``; 1 and no draw when ``scale_std`` is 0."""
+        if self.scale_std <= 0:
+            return np.ones(k)
+        idx = np.minimum(np.searchsorted(np.cumsum(self.w), self.rng.random(k)), self.n - 1)
+        return self.scale[idx] + 0.1 * self.scale_std * self.rng.standard_normal(k)
 
     # ---- updates ------------------------------------------------------------------------------------------
     def predict(self, delta: OdometryDelta) -> None:
