@@ -173,7 +173,7 @@ class SequentialLocalizer:
         new_view = not odometry_stale and self._new_view()
         if self.initialised:
             if new_view:
-                log_ratio = self._measure(maps, support, query_heading)
+                log_ratio = self._measure(maps, support)
             why = self._check_kidnap(fix if accepted else None)
             if self.lost and not why and self._cold is not None:  # back to the candidate cold start (withheld)
                 self.initialised, self.lost, self._low_frames, self._challenger = False, False, 0, None
@@ -187,6 +187,10 @@ class SequentialLocalizer:
             self.initialised, self.lost, self._low_frames, self._challenger = True, False, 0, None
         elif why:
             self._initialise(fix)
+        if s.filter == "particles" and self.initialised:  # the odometry's scale is learnt while tracking ...
+            self.belief.release_scales()
+        elif s.filter == "particles":  # ... and held through a cold start
+            self.belief.hold_scales()
         est = self._estimate(stamp_s, fix, accepted, why, log_ratio, len(rows), odometry_stale)
         if not self.initialised and self._cold is not None:
             est.cold_protection_level_m = self._cold.protection_level_m(s.alpha)
@@ -247,19 +251,16 @@ class SequentialLocalizer:
         sub = tiles_under(index.en_m[near], index.tile_m, pts, w, self.settings.max_tiles)
         return near[sub], (pts, w)
 
-    def _measure(self, maps: TileMaps, support, query_heading: float | None) -> float:
-        """The measurement update; returns the log evidence ratio (before the update) and tracks "lost".
-        ``query_heading``: the compass heading the panorama was rolled by (known-orientation models)."""
+    def _measure(self, maps: TileMaps, support) -> float:
+        """The measurement update; returns the log evidence ratio (before the update) and tracks "lost"."""
         s = self.settings
         lik = TileLikelihood(maps, self.localizer.calibration, self.area_m2, s.map_temperature)
         density = lik.density_at(support[0])
         ratio = lik.evidence_ratio(density, support[1])
         weight = s.evidence_weight * self._evidence_share()
         self.belief.update_position(density, weight, s.floor_ratio)
-        if not s.north_aligned and not self.localizer.known_orientation:
+        if not self.localizer.known_orientation and not s.north_aligned:
             self.belief.update_heading_field(lik, weight, math.radians(s.model_heading_min_std_deg))
-        elif not s.north_aligned and s.image_heading and query_heading is not None:
-            self.belief.update_heading_field(lik, weight, math.radians(s.model_heading_min_std_deg), query_heading)
         log_ratio = math.log(ratio) if ratio > 0 else -math.inf
         self._low_frames = self._low_frames + 1 if log_ratio < self._poor_below() else 0
         self._ratios = (self._ratios + [log_ratio])[-s.cold_collapse_frames:]

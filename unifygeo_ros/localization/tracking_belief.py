@@ -89,8 +89,10 @@ class ParticleBelief:
     scale of the odometry's distances (1 unless ``scale_std`` > 0: a wheel odometry whose scale is off by a few
     per cent - tyre radius, load, slip - moves every particle too far or too short alike, a bias no per-sample
     noise describes; the particles with the right scale stay where the images agree). The scale is the robot's,
-    not the place's: particles drawn anew (a re-initialisation, the cold start's new particles) take their scales
-    from the current particles, which start as 1 +- ``scale_std``."""
+    not the place's, and it is learnt only while tracking: :meth:`hold_scales` (the filter is not initialised: a
+    cold start) keeps what was learnt - the mean and spread of the tracking particles' scales, at first 1 +-
+    ``scale_std`` - and moves every particle by its mean, so a cold start gains no freedom to fit a wrong place;
+    :meth:`release_scales` (initialised) draws the particles' scales from it again."""
 
     def __init__(self, n: int, rng: np.random.Generator, resample_ess: float = 0.5, jitter_m: float = 0.1,
                  jitter_yaw_rad: float = math.radians(0.2), scale_std: float = 0.0,
@@ -102,14 +104,16 @@ class ParticleBelief:
         self.scale_std, self.scale_walk_per_sqrt_m = float(scale_std), float(scale_walk_per_sqrt_m)
         self.en = np.zeros((self.n, 2))
         self.yaw = np.zeros(self.n)
-        self.scale = 1.0 + self.scale_std * rng.standard_normal(self.n) if self.scale_std > 0 else np.ones(self.n)
+        self.scale = np.ones(self.n)
+        self.learnt_scale = (1.0, self.scale_std)  # (mean, std) of the scales, kept while they are held
+        self.scales_held = True
         self.w = np.full(self.n, 1.0 / self.n)
         self._cache: tuple[float, BeliefSummary] | None = None  # (alpha, summary) until the belief changes
 
     # ---- initialisation -----------------------------------------------------------------------------------
     def init_samples(self, en_m: np.ndarray, yaw_rad: np.ndarray, scale: np.ndarray | None = None) -> None:
         """Equal-weight particles at ``en_m`` (N, 2) with headings ``yaw_rad`` (N,) and odometry scales ``scale``
-        (N,; None: :meth:`draw_scales`, what the particles learnt of the robot's odometry so far)."""
+        (N,; None: :meth:`draw_scales`)."""
         self.en = np.asarray(en_m, np.float64).reshape(self.n, 2).copy()
         self.yaw = wrap_pi(np.asarray(yaw_rad, np.float64).reshape(self.n))
         self.scale = (np.asarray(scale, np.float64).reshape(self.n).copy() if scale is not None
@@ -127,12 +131,33 @@ class ParticleBelief:
         self.init_samples(en, yaw)
 
     def draw_scales(self, k: int) -> np.ndarray:
-        """``k`` new particles' odometry scales, drawn from the current particles' (what was learnt of the robot's
-        odometry so far) with a jitter of a tenth of ``scale_std``; 1 and no draw when ``scale_std`` is 0."""
+        """``k`` new particles' odometry scales: while held the learnt mean; else drawn from the current particles'
+        with a jitter of a tenth of ``scale_std``; 1 and no draw when ``scale_std`` is 0."""
         if self.scale_std <= 0:
             return np.ones(k)
+        if self.scales_held:
+            return np.full(k, self.learnt_scale[0])
         idx = np.minimum(np.searchsorted(np.cumsum(self.w), self.rng.random(k)), self.n - 1)
         return self.scale[idx] + 0.1 * self.scale_std * self.rng.standard_normal(k)
+
+    def hold_scales(self) -> None:
+        """The filter is not tracking (a cold start): keep the scales' mean and spread (at least a fifth of
+        ``scale_std``) and move every particle by the mean until :meth:`release_scales`."""
+        if self.scale_std <= 0 or self.scales_held:
+            return
+        mean = float(self.w @ self.scale)
+        std = math.sqrt(max(float(self.w @ (self.scale - mean) ** 2), 0.0))
+        self.learnt_scale = (mean, max(std, 0.2 * self.scale_std))
+        self.scale = np.full(self.n, mean)
+        self.scales_held = True
+
+    def release_scales(self) -> None:
+        """The filter tracks (again): the particles' scales drawn from what was learnt."""
+        if self.scale_std <= 0 or not self.scales_held:
+            return
+        mean, std = self.learnt_scale
+        self.scale = mean + std * self.rng.standard_normal(self.n)
+        self.scales_held = False
 
     # ---- updates ------------------------------------------------------------------------------------------
     def predict(self, delta: OdometryDelta) -> None:
@@ -142,7 +167,7 @@ class ParticleBelief:
         self._cache = None
         fwd = delta.forward_m * self.scale + noise[:, 0]
         left = delta.left_m * self.scale + noise[:, 1]
-        if self.scale_walk_per_sqrt_m > 0 and delta.distance_m > 0:
+        if self.scale_walk_per_sqrt_m > 0 and delta.distance_m > 0 and not self.scales_held:
             self.scale = self.scale + self.scale_walk_per_sqrt_m * math.sqrt(delta.distance_m) \
                 * self.rng.standard_normal(self.n)
         c, s = np.cos(self.yaw), np.sin(self.yaw)
@@ -174,11 +199,9 @@ class ParticleBelief:
             return
         self._reweight(-0.5 * wrap_pi(self.yaw - yaw_rad) ** 2 / max(var_rad2, 1e-12))
 
-    def update_heading_field(self, lik: TileLikelihood, weight: float, min_std_rad: float,
-                             rolled_by_deg: float = 0.0) -> None:
-        """The model's heading at each particle's cell (von Mises, concentration from the vector's length);
-        ``rolled_by_deg`` as in :meth:`TileLikelihood.heading_vectors`."""
-        vec = lik.heading_vectors(self.en, rolled_by_deg)
+    def update_heading_field(self, lik: TileLikelihood, weight: float, min_std_rad: float) -> None:
+        """The model's heading at each particle's cell (von Mises, concentration from the vector's length)."""
+        vec = lik.heading_vectors(self.en)
         r = np.clip(np.hypot(vec[:, 0], vec[:, 1]), 1e-12, 1.0)
         var = np.maximum(-2.0 * np.log(r), min_std_rad ** 2)
         logl = np.where(r > 1e-9, np.cos(self.yaw - np.arctan2(vec[:, 1], vec[:, 0])) / var, 0.0)

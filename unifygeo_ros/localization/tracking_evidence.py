@@ -128,11 +128,9 @@ class TileLikelihood:
         return mean / self.outside if self.outside > 0 else math.inf
 
     # ---- heading ------------------------------------------------------------------------------------------
-    def heading_vectors(self, points_en_m: np.ndarray, rolled_by_deg: float = 0.0) -> np.ndarray:
+    def heading_vectors(self, points_en_m: np.ndarray) -> np.ndarray:
         """(N, 2) mixture-weighted (east, north) heading vector at each position (nearest cell of each tile holding
-        it); zero where no tile holds it. ``rolled_by_deg``: the compass heading the panorama was rolled by before
-        the network saw it (a known-orientation model reads the rest of the heading within its window): the
-        vectors are turned by it, so they point along the absolute heading."""
+        it); zero where no tile holds it."""
         p = np.asarray(points_en_m, np.float64).reshape(-1, 2)
         if not self.k:
             return np.zeros((len(p), 2))
@@ -145,8 +143,4 @@ class TileLikelihood:
         total = mass.sum(axis=0)
         out = np.einsum("kn,kni->ni", mass, vec) / np.maximum(total, 1e-300)[:, None]
         out[total <= 0] = 0.0
-        if rolled_by_deg:  # compass heading h -> h + q: (sin h, cos h) -> (sin(h + q), cos(h + q))
-            q = math.radians(rolled_by_deg)
-            out = np.stack([out[:, 0] * math.cos(q) + out[:, 1] * math.sin(q),
-                            out[:, 1] * math.cos(q) - out[:, 0] * math.sin(q)], axis=1)
         return out

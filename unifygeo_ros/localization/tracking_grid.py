@@ -128,11 +128,9 @@ class GridBelief:
         self.yaw = float(wrap_pi(self.yaw + k * float(wrap_pi(yaw_rad - self.yaw))))
         self.yaw_var *= 1.0 - k
 
-    def update_heading_field(self, lik: TileLikelihood, weight: float, min_std_rad: float,
-                             rolled_by_deg: float = 0.0) -> None:
-        """The model's heading at the mean position as a measurement (variance from the vector's length);
-        ``rolled_by_deg`` as in :meth:`TileLikelihood.heading_vectors`."""
-        vec = lik.heading_vectors(self.summary(0.5).mean_en_m[None], rolled_by_deg)[0]
+    def update_heading_field(self, lik: TileLikelihood, weight: float, min_std_rad: float) -> None:
+        """The model's heading at the mean position as a measurement (variance from the vector's length)."""
+        vec = lik.heading_vectors(self.summary(0.5).mean_en_m[None])[0]
         r = min(math.hypot(*vec), 1.0)
         if r > 1e-9:
             var = max(-2.0 * math.log(r), min_std_rad ** 2) / max(weight, 1e-9)

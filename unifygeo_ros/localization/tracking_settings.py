@@ -43,10 +43,7 @@ class TrackingSettings:
     #: does not re-initialises it, else the candidate cold start resumes (the robot may have gone anywhere)
     odometry_timeout_s: float = 0.5
     floor_ratio: float = 0.01  #: a frame's likelihood is at least this share of its maximum over the belief
-    model_heading_min_std_deg: float = 10.0  #: floor of the model's heading std (per frame, before its weight)
-    #: a known-orientation model's maps also measure the heading: the panorama is rolled by the belief's heading and
-    #: the metric head reads what is left of it within its window (+-1 bin), so an IMU's bias is corrected
-    image_heading: bool = False
+    model_heading_min_std_deg: float = 10.0  #: floor of the model's heading std (unknown-orientation models)
     heading_weight: float = 0.25  #: exponent of an absolute heading's likelihood (an IMU's readings share its bias)
     heading_reset_sigmas: float = 5.0  #: an absolute heading this far (combined sigmas) from the belief replaces it
     odometry_noise_scale: float = 1.5  #: the odometry's covariance is multiplied by this squared
