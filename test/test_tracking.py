@@ -361,6 +361,7 @@ def test_the_particles_learn_an_odometry_that_reads_8_percent_short():
         err = np.array([error(e, p) for e, p in zip(est, pos)])[40:]
         beyond = int(sum(e > x.protection_level_m for e, x in zip(err, est[40:])))
         learnt_scale = float(t.belief.w @ t.belief.scale)
+        assert est[-1].odometry_scale == pytest.approx(learnt_scale) if scale_std else math.isnan(est[-1].odometry_scale)
         t.belief.init_samples(np.zeros((500, 2)), np.zeros(500))  # a re-initialisation elsewhere (a kidnap)
         return float(err.mean()), beyond, learnt_scale, float(t.belief.scale.mean())
 
@@ -369,6 +370,22 @@ def test_the_particles_learn_an_odometry_that_reads_8_percent_short():
     assert learnt[0] < 1.5 and learnt[1] == 0
     assert learnt[2] == pytest.approx(1.0 / 0.92, abs=0.03)
     assert learnt[3] == pytest.approx(learnt[2], abs=0.01)  # the robot's odometry did not change with the place
+
+
+def test_the_odometry_scale_is_held_through_a_cold_start_and_drawn_again_once_tracking():
+    """While the filter is not initialised every particle moves by the learnt mean scale (a cold start gets no more
+    freedom to fit a wrong place); once initialised the scales spread again around what was learnt."""
+    from unifygeo_ros.localization.tracking_belief import ParticleBelief
+    b = ParticleBelief(400, np.random.default_rng(5), scale_std=0.05)
+    assert b.scales_held and np.all(b.scale == 1.0)
+    b.release_scales()
+    assert np.std(b.scale) == pytest.approx(0.05, rel=0.2)
+    b.scale = np.full(400, 1.08) + 0.002 * np.random.default_rng(6).standard_normal(400)  # what tracking learnt
+    b.hold_scales()
+    assert np.all(b.scale == b.scale[0]) and b.scale[0] == pytest.approx(1.08, abs=1e-3)
+    assert np.all(b.draw_scales(7) == b.scale[0])
+    b.release_scales()  # the spread kept is at least a fifth of scale_std
+    assert np.mean(b.scale) == pytest.approx(1.08, abs=0.003) and np.std(b.scale) == pytest.approx(0.01, rel=0.2)
 
 
 def test_without_odometry_scale_the_particles_draw_nothing_more():

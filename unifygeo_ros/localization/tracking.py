@@ -187,11 +187,9 @@ class SequentialLocalizer:
             self.initialised, self.lost, self._low_frames, self._challenger = True, False, 0, None
         elif why:
             self._initialise(fix)
-        if s.filter == "particles" and self.initialised:  # the odometry's scale is learnt while tracking ...
-            self.belief.release_scales()
-        elif s.filter == "particles":  # ... and held through a cold start
-            self.belief.hold_scales()
+        self.belief.learn_scales(self.initialised)  # the odometry's scale: learnt while tracking, held otherwise
         est = self._estimate(stamp_s, fix, accepted, why, log_ratio, len(rows), odometry_stale)
+        est.odometry_scale = self.belief.mean_scale()
         if not self.initialised and self._cold is not None:
             est.cold_protection_level_m = self._cold.protection_level_m(s.alpha)
         return self._timed(est, t0, maps.timings_ms)

@@ -140,6 +140,17 @@ class ParticleBelief:
         idx = np.minimum(np.searchsorted(np.cumsum(self.w), self.rng.random(k)), self.n - 1)
         return self.scale[idx] + 0.1 * self.scale_std * self.rng.standard_normal(k)
 
+    def mean_scale(self) -> float:
+        """What the particles learnt of the odometry's scale (their weighted mean; NaN without a scale state)."""
+        return float(self.w @ self.scale) if self.scale_std > 0 else math.nan
+
+    def learn_scales(self, tracking: bool) -> None:
+        """:meth:`release_scales` while the filter tracks, :meth:`hold_scales` while it does not."""
+        if tracking:
+            self.release_scales()
+        else:
+            self.hold_scales()
+
     def hold_scales(self) -> None:
         """The filter is not tracking (a cold start): keep the scales' mean and spread (at least a fifth of
         ``scale_std``) and move every particle by the mean until :meth:`release_scales`."""

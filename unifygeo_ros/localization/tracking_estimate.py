@@ -47,3 +47,7 @@ class TrackEstimate:
     weak: bool = False
     #: no odometry reached this frame's stamp (``odometry_timeout_s``): the belief could not be moved to it
     odometry_stale: bool = False
+    #: the scale of the odometry's distances the particles learnt (their weighted mean; held through a cold start;
+    #: NaN: no scale state - ``odometry_scale_std`` 0 or the grid filter): 1.08 = the robot drives 8 % further than
+    #: its odometry says
+    odometry_scale: float = math.nan

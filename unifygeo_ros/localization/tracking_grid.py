@@ -128,6 +128,13 @@ class GridBelief:
         self.yaw = float(wrap_pi(self.yaw + k * float(wrap_pi(yaw_rad - self.yaw))))
         self.yaw_var *= 1.0 - k
 
+    def learn_scales(self, tracking: bool) -> None:
+        """The grid has no scale state of the odometry (the particles' ``odometry_scale_std``)."""
+
+    @staticmethod
+    def mean_scale() -> float:
+        return math.nan
+
     def update_heading_field(self, lik: TileLikelihood, weight: float, min_std_rad: float) -> None:
         """The model's heading at the mean position as a measurement (variance from the vector's length)."""
         vec = lik.heading_vectors(self.summary(0.5).mean_en_m[None])[0]

@@ -48,10 +48,11 @@ class TrackingSettings:
     heading_reset_sigmas: float = 5.0  #: an absolute heading this far (combined sigmas) from the belief replaces it
     odometry_noise_scale: float = 1.5  #: the odometry's covariance is multiplied by this squared
     position_noise_frac: float = 0.05  #: extra position noise, share of the distance driven (1-sigma)
-    #: particles: each carries its own scale of the odometry's distances, drawn 1 +- this (a wheel odometry's scale
-    #: error is a bias over the drive, not per-sample noise); 0 = the odometry's scale is taken as right
-    odometry_scale_std: float = 0.0
-    odometry_scale_walk_per_sqrt_m: float = 0.0  #: the scales' random walk (per square root of a metre driven)
+    #: particles: each carries its own scale of the odometry's distances, drawn 1 +- this once tracking (a wheel
+    #: odometry's scale error is a bias over the drive, not per-sample noise; held at what was learnt through a cold
+    #: start); 0 = the odometry's scale is taken as right (before 2026-12-01)
+    odometry_scale_std: float = 0.05
+    odometry_scale_walk_per_sqrt_m: float = 0.001  #: the scales' random walk (per square root of a metre driven)
     position_noise_m_per_sqrt_s: float = 0.1  #: extra position random walk
     yaw_noise_deg_per_sqrt_s: float = 0.3  #: extra heading random walk
     min_score: float = GateSettings.min_score  #: the integrity gate's, for the global fixes

@@ -152,6 +152,7 @@ def frame_result(out: Outcome, index: int, t_ns: int) -> FrameResult:
     if out.track is not None:  # tracking: the belief is the output, the frame's global fix rides along
         fr.tracking_state, fr.reinitialised = tracking_state(out.track), out.track.reinitialised
         fr.evidence_log_ratio = float(out.track.evidence_log_ratio)
+        fr.odometry_scale = float(out.track.odometry_scale)
         fr.beyond_single_ms = float(out.track.tracking_ms)
         if out.fix is not None:
             fr.single_latitude_deg, fr.single_longitude_deg = float(out.fix.latitude_deg), float(out.fix.longitude_deg)
