@@ -1,5 +1,6 @@
 """Tracking a robot that stands still (issue #17; docs/TRACKING.md 'Standing still'): drives that stand before they
-move and again at a stop, replayed in ``mode: tracking``, with figures per phase (standing / driving).
+move and again at a stop, replayed in ``mode: tracking``, with figures per phase (standing / driving); the same for
+drives that lose their odometry for a while or have worse sensors ('Odometry gaps', 'An odometry whose scale is off').
 
     nice .venv/bin/python benchmarks/bench_tracking_stops.py [--seeds 5151,5252,5353]
         [--rigs pano2,pin2,pin10,rig5,pano10] [--duration 180] [--stops 0:60,110:30]
@@ -22,8 +23,9 @@ move and again at a stop, replayed in ``mode: tracking``, with figures per phase
 2. **Drives**: ``unifygeo bag synth`` (its own code) per city and rig, ``--duration`` s at ``--speed`` (8 m/s) with
    ``--stops`` (default: standing the first 60 s, then 30 s from 110 s; ``bag synth --stop``), the default wheel
    odometry and IMU noise (or ``--synth-args``: more ``bag synth`` flags, ``{seed}`` the city's seed; a
-   ``--kidnap-at`` a small city cannot jump 200 m from is moved on by 2.5 s until it can), MCAP. Rigs: ``pano2`` / ``pano10`` a vehicle-aligned panorama at 2 / 10 Hz, ``pin2`` /
-   ``pin10`` one front 90 deg camera at 2 / 10 Hz, ``rig5`` four 90 deg cameras at 5 Hz.
+   ``--kidnap-at`` a small city cannot jump 200 m from is moved on by 2.5 s until it can), MCAP. Rigs: ``pano2`` /
+   ``pano10`` a vehicle-aligned panorama at 2 / 10 Hz, ``pin2`` / ``pin10`` one front 90 deg camera at 2 / 10 Hz,
+   ``rig5`` four 90 deg cameras at 5 Hz.
 3. **Replays**: ``unifygeo replay BAG --index IX --checkpoint MODEL --track`` (topics taken from the bag) into
    ``<work>/<runs>/<bag>``, skipped where its ``metrics.json`` exists: to compare code versions, run this script in
    a worktree of each with its own ``--runs`` (the drives are shared).
@@ -294,7 +296,8 @@ def main(argv=None) -> int:
     res = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "threads": 1,
                        "load_avg_1min": [load0, os.getloadavg()[0]]},
            "date": time.strftime("%Y-%m-%d %H:%M"), "wall_s": time.perf_counter() - t_start, "seeds": args.seeds,
-           "rigs": rigs, "stops": stops, "duration_s": args.duration, "synth_args": args.synth_args, "runs": args.runs, "results": results,
+           "rigs": rigs, "stops": stops, "duration_s": args.duration, "synth_args": args.synth_args,
+           "runs": args.runs, "results": results,
            "table": lines}
     out_dir = ROOT / args.out
     out_dir.mkdir(parents=True, exist_ok=True)
