@@ -39,6 +39,12 @@ class BeliefSummary:
     protection_level_m: float  # radius around the mean holding 1 - alpha of the mass
 
 
+def draw_indices(weights: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Indices drawn from normalised ``weights`` at the uniform numbers ``u`` (inverse CDF: systematic resampling
+    gives evenly spaced ``u``, a multinomial draw random ones)."""
+    return np.minimum(np.searchsorted(np.cumsum(weights), u), len(weights) - 1)
+
+
 def weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
     """Smallest value whose cumulative weight reaches ``q`` of the total."""
     order = np.argsort(values, kind="stable")
@@ -111,13 +117,12 @@ class ParticleBelief:
         self._cache: tuple[float, BeliefSummary] | None = None  # (alpha, summary) until the belief changes
 
     # ---- initialisation -----------------------------------------------------------------------------------
-    def init_samples(self, en_m: np.ndarray, yaw_rad: np.ndarray, scale: np.ndarray | None = None) -> None:
-        """Equal-weight particles at ``en_m`` (N, 2) with headings ``yaw_rad`` (N,) and odometry scales ``scale``
-        (N,; None: :meth:`draw_scales`)."""
+    def init_samples(self, en_m: np.ndarray, yaw_rad: np.ndarray) -> None:
+        """Equal-weight particles at ``en_m`` (N, 2) with headings ``yaw_rad`` (N,), their odometry scales from
+        :meth:`draw_scales` (a cold start's particles, drawn while the scales are held, all get the learnt mean)."""
         self.en = np.asarray(en_m, np.float64).reshape(self.n, 2).copy()
         self.yaw = wrap_pi(np.asarray(yaw_rad, np.float64).reshape(self.n))
-        self.scale = (np.asarray(scale, np.float64).reshape(self.n).copy() if scale is not None
-                      else self.draw_scales(self.n))
+        self.scale = self.draw_scales(self.n)
         self.w = np.full(self.n, 1.0 / self.n)
         self._cache = None
 
@@ -137,7 +142,7 @@ class ParticleBelief:
             return np.ones(k)
         if self.scales_held:
             return np.full(k, self.learnt_scale[0])
-        idx = np.minimum(np.searchsorted(np.cumsum(self.w), self.rng.random(k)), self.n - 1)
+        idx = draw_indices(self.w, self.rng.random(k))
         return self.scale[idx] + 0.1 * self.scale_std * self.rng.standard_normal(k)
 
     def mean_scale(self) -> float:
@@ -221,7 +226,7 @@ class ParticleBelief:
     def _resample(self) -> None:
         """Systematic resampling, then a jitter of ``jitter_m`` / ``jitter_yaw_rad`` (1-sigma)."""
         u = (self.rng.random() + np.arange(self.n)) / self.n
-        idx = np.minimum(np.searchsorted(np.cumsum(self.w), u), self.n - 1)
+        idx = draw_indices(self.w, u)
         self.en = self.en[idx] + self.jitter_m * self.rng.standard_normal((self.n, 2))
         self.yaw = wrap_pi(self.yaw[idx] + self.jitter_yaw_rad * self.rng.standard_normal(self.n))
         self.scale = self.scale[idx]

@@ -32,7 +32,7 @@ import math
 import numpy as np
 
 from unifygeo_ros.localization.localizer import TileMaps
-from unifygeo_ros.localization.tracking_belief import ParticleBelief, weighted_quantile
+from unifygeo_ros.localization.tracking_belief import ParticleBelief, draw_indices, weighted_quantile
 from unifygeo_ros.localization.tracking_evidence import TileLikelihood
 
 COLD_STARTS = ("accepted_fix", "candidates")
@@ -80,19 +80,17 @@ class CandidateColdStart:
         if part + inject <= 0:
             return
         n_new = int(round(n * inject / (part + inject))) if part > 0 else n
-        en, yaw, scale = [], [], []
+        en, yaw = [], []
         if n - n_new > 0:
             u = (rng.random() + np.arange(n - n_new)) / (n - n_new)
-            idx = np.minimum(np.searchsorted(np.cumsum(pw / pw.sum()), u), n - 1)
+            idx = draw_indices(pw / pw.sum(), u)
             en.append(pb.en[idx] + pb.jitter_m * rng.standard_normal((len(idx), 2)))
             yaw.append(pb.yaw[idx] + pb.jitter_yaw_rad * rng.standard_normal(len(idx)))
-            scale.append(pb.scale[idx])
         if n_new > 0:
             en.append(_sample_cells(lik, extra, n_new, rng))
             yaw.append(yaw_rad + yaw_std_rad * rng.standard_normal(n_new) if yaw_std_rad < math.pi
                        else 2.0 * math.pi * rng.random(n_new))
-            scale.append(pb.draw_scales(n_new))
-        pb.init_samples(np.concatenate(en), np.concatenate(yaw), np.concatenate(scale))
+        pb.init_samples(np.concatenate(en), np.concatenate(yaw))
 
     def _terms(self, lik: TileLikelihood, weight: float, floor_ratio: float, seeded: bool):
         """(cells' extra mass, f = T / (T + O), log background factor, particles' log factors, top) of a frame."""
