@@ -360,13 +360,13 @@ def test_the_particles_learn_an_odometry_that_reads_8_percent_short():
         est = run(t, pos, yaw, short, scene=lambda k, p: Scene(tuple(p), fix=tuple(p) if k == 0 else None))
         err = np.array([error(e, p) for e, p in zip(est, pos)])[40:]
         beyond = int(sum(e > x.protection_level_m for e, x in zip(err, est[40:])))
-        learnt_scale = float(t.belief.w @ t.belief.scale.values)
+        learnt_scale = float(t.belief.w @ t.belief.scale)
         if scale_std:  # what it publishes
             assert est[-1].odometry_scale == pytest.approx(learnt_scale)
         else:
             assert math.isnan(est[-1].odometry_scale)
         t.belief.init_samples(np.zeros((500, 2)), np.zeros(500))  # a re-initialisation elsewhere (a kidnap)
-        return float(err.mean()), beyond, learnt_scale, float(t.belief.scale.values.mean())
+        return float(err.mean()), beyond, learnt_scale, float(t.belief.scale.mean())
 
     fixed, learnt = replay(0.0), replay(0.05)
     assert fixed[0] > 3.0 and fixed[1] > 20 and fixed[2] == pytest.approx(1.0) and fixed[3] == 1.0
@@ -380,73 +380,29 @@ def test_the_odometry_scale_is_held_through_a_cold_start_and_drawn_again_once_tr
     freedom to fit a wrong place); once initialised the scales spread again around what was learnt."""
     from unifygeo_ros.localization.tracking_belief import ParticleBelief
     b = ParticleBelief(400, np.random.default_rng(5), scale_std=0.05)
-    sc = b.scale
-    assert sc.held and np.all(sc.values == 1.0)
-    b.learn(True)
-    assert np.std(sc.values) == pytest.approx(0.05, rel=0.2)
-    sc.values = np.full(400, 1.08) + 0.002 * np.random.default_rng(6).standard_normal(400)  # what tracking learnt
-    b.learn(False)
-    assert np.all(sc.values == sc.values[0]) and sc.values[0] == pytest.approx(1.08, abs=1e-3)
-    assert np.all(sc.draw(7, b.w) == sc.values[0])
-    b.learn(True)  # the spread kept is at least a fifth of scale_std
-    assert np.mean(sc.values) == pytest.approx(1.08, abs=0.003) and np.std(sc.values) == pytest.approx(0.01, rel=0.2)
+    assert b.scales_held and np.all(b.scale == 1.0)
+    b.release_scales()
+    assert np.std(b.scale) == pytest.approx(0.05, rel=0.2)
+    b.scale = np.full(400, 1.08) + 0.002 * np.random.default_rng(6).standard_normal(400)  # what tracking learnt
+    b.hold_scales()
+    assert np.all(b.scale == b.scale[0]) and b.scale[0] == pytest.approx(1.08, abs=1e-3)
+    assert np.all(b.draw_scales(7) == b.scale[0])
+    b.release_scales()  # the spread kept is at least a fifth of scale_std
+    assert np.mean(b.scale) == pytest.approx(1.08, abs=0.003) and np.std(b.scale) == pytest.approx(0.01, rel=0.2)
 
 
-def test_without_sensor_parameters_the_particles_draw_nothing_more():
-    """odometry_scale_std 0 and imu_yaw_offset_std_deg 0: every scale stays 1, every offset 0, and no random number
-    is drawn for them, so the particles move and weigh headings exactly as without them."""
+def test_without_odometry_scale_the_particles_draw_nothing_more():
+    """odometry_scale_std 0 (no scale state): every scale stays 1 and no random number is drawn for it, so the
+    particles move exactly as without the scale state."""
     from unifygeo_ros.localization.tracking_belief import ParticleBelief
     a, b = (ParticleBelief(50, np.random.default_rng(3)) for _ in range(2))
     a.init_samples(np.zeros((50, 2)), np.zeros(50))
-    a.learn(True)
     b.en, b.yaw = np.zeros((50, 2)), np.zeros(50)
     d = OdometryDelta.from_twist(5.0, 0.1, 0.5, 0.01, 0.001, 0.0)
     for p in (a, b):
         p.predict(d)
-    assert np.all(a.scale.values == 1.0) and np.all(a.yaw_offset.values == 0.0)
-    assert np.array_equal(a.en, b.en) and np.array_equal(a.yaw, b.yaw)
-    assert a.imu_to_yaw(0.3, 0.01) == (0.3, 0.01) and math.isnan(a.mean_yaw_offset_rad())
+    assert np.all(a.scale == 1.0) and np.array_equal(a.en, b.en) and np.array_equal(a.yaw, b.yaw)
     assert a.rng.random() == b.rng.random()
-
-
-def test_the_particles_learn_an_imu_whose_heading_reads_8_degrees_off():
-    """An IMU whose heading is off by a constant (a badly calibrated magnetometer) gives every reading the same
-    error: taken as unbiased, the belief's heading follows it and the odometry drives the particles off sideways
-    between the images; with imu_yaw_offset_std_deg each particle carries its own offset of the IMU, and those whose
-    heading is right stay where the images agree. The learnt offset is published, kept through a cold start (every
-    particle the mean) and corrects the IMU's heading a re-initialisation starts from."""
-    pos, yaw, deltas = drive(90, speed=6.0, yaw_rate=math.radians(3.0))
-    bias_deg = 8.0
-
-    def replay(offset_std_deg):
-        t = SequentialLocalizer(ScriptedLocalizer(), TrackingSettings(
-            particles=800, imu_yaw_offset_std_deg=offset_std_deg, odometry_scale_std=0.0))
-        est = []
-        for k, p in enumerate(pos):
-            if k:
-                t.predict(deltas[k - 1])
-            scene = Scene(tuple(p), fix=tuple(p) if k == 0 else None)
-            est.append(t.step(scene, float(k) * 0.5, compass(yaw[k]) - bias_deg, 1.0))  # ENU yaw + 8 deg
-        heading_err = [abs(float(geo.wrap_deg(e.yaw_deg - math.degrees(y)))) for e, y in zip(est[50:], yaw[50:])]
-        err = np.array([error(e, p) for e, p in zip(est, pos)])[50:]
-        beyond = int(sum(e > x.protection_level_m for e, x in zip(err, est[50:])))
-        return t, est, float(np.mean(heading_err)), float(err.mean()), beyond
-
-    t0, est0, head0, err0, beyond0 = replay(0.0)
-    t1, est1, head1, err1, beyond1 = replay(5.0)
-    assert head0 > 6.0 and beyond0 > 20  # the belief took the IMU's heading, and drifted off beyond its PL
-    assert head1 < 1.5 and err1 < 0.25 * err0 and beyond1 == 0
-    assert math.isnan(est0[-1].imu_yaw_offset_deg)
-    assert est1[-1].imu_yaw_offset_deg == pytest.approx(bias_deg, abs=2.5)
-    b = t1.belief
-    b.learn(False)  # a cold start: every particle the learnt offset, and the IMU's heading corrected by it
-    assert np.all(b.yaw_offset.values == b.yaw_offset.values[0])
-    corrected, var = b.imu_to_yaw(math.radians(30.0), 0.0)
-    assert math.degrees(corrected) == pytest.approx(30.0 - est1[-1].imu_yaw_offset_deg, abs=0.01)
-    assert math.sqrt(var) >= math.radians(1.0) - 1e-12  # at least a fifth of the prior's spread kept
-    with pytest.raises(TrackingInputError, match="imu_yaw_offset_std_deg"):
-        TrackingSettings(imu_yaw_offset_std_deg=-1.0)
-
 
 @pytest.mark.parametrize("name", FILTERS)
 def test_one_confident_wrong_frame_does_not_move_the_belief(name):

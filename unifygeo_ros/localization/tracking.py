@@ -99,9 +99,7 @@ class SequentialLocalizer:
         """Forget the belief (the next accepted global fix initialises it again)."""
         s = self.settings
         self.belief = (ParticleBelief(s.particles, self.rng, scale_std=s.odometry_scale_std,
-                                      scale_walk_per_sqrt_m=s.odometry_scale_walk_per_sqrt_m,
-                                      yaw_offset_std_rad=math.radians(s.imu_yaw_offset_std_deg),
-                                      yaw_offset_walk_rad_per_sqrt_m=math.radians(s.imu_yaw_offset_walk_deg_per_sqrt_m))
+                                      scale_walk_per_sqrt_m=s.odometry_scale_walk_per_sqrt_m)
                        if s.filter == "particles"
                        else GridBelief(s.grid_cell_m, s.grid_window_m))
         self.initialised = False
@@ -189,10 +187,9 @@ class SequentialLocalizer:
             self.initialised, self.lost, self._low_frames, self._challenger = True, False, 0, None
         elif why:
             self._initialise(fix)
-        self.belief.learn(self.initialised)  # the sensors' parameters: learnt while tracking, held otherwise
+        self.belief.learn_scales(self.initialised)  # the odometry's scale: learnt while tracking, held otherwise
         est = self._estimate(stamp_s, fix, accepted, why, log_ratio, len(rows), odometry_stale)
         est.odometry_scale = self.belief.mean_scale()
-        est.imu_yaw_offset_deg = math.degrees(self.belief.mean_yaw_offset_rad())
         if not self.initialised and self._cold is not None:
             est.cold_protection_level_m = self._cold.protection_level_m(s.alpha)
         return self._timed(est, t0, maps.timings_ms)
@@ -233,15 +230,13 @@ class SequentialLocalizer:
         if self.initialised:
             return float(geo.yaw_to_heading_deg(math.degrees(self.belief.summary(0.5).yaw_rad)))
         if self._heading is not None:
-            return float(geo.yaw_to_heading_deg(math.degrees(self.belief.imu_to_yaw(*self._heading)[0])))
+            return float(geo.yaw_to_heading_deg(math.degrees(self._heading[0])))
         return self.initial_heading_deg
 
     def _heading_std_deg(self) -> float:
         if self.initialised:
             return math.degrees(self.belief.summary(0.5).yaw_std_rad)
-        if self._heading is None:
-            return 5.0
-        return math.degrees(math.sqrt(self.belief.imu_to_yaw(*self._heading)[1]))
+        return math.degrees(math.sqrt(self._heading[1])) if self._heading is not None else 5.0
 
     def _rows(self) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
         """The tiles under the belief, and the belief's support (points, weights)."""
@@ -370,8 +365,7 @@ class SequentialLocalizer:
         """(ENU yaw, std) rad: the IMU's when given, else the belief's (re-initialisation), else
         ``initial_heading_deg``, else the model's estimate (vehicle-aligned panoramas), else unknown (std pi)."""
         if self._heading is not None:
-            yaw, var = self.belief.imu_to_yaw(*self._heading)
-            return yaw, math.sqrt(var)
+            return self._heading[0], math.sqrt(self._heading[1])
         if self.initialised:
             b = self.belief.summary(0.5)
             return b.yaw_rad, b.yaw_std_rad

@@ -24,7 +24,6 @@ import numpy as np
 from scipy.optimize import brentq
 from scipy.stats import rice
 
-from unifygeo_ros.localization.tracking_carried import CarriedParameter, draw_indices
 from unifygeo_ros.localization.tracking_evidence import TileLikelihood
 from unifygeo_ros.localization.tracking_motion import OdometryDelta, wrap_pi
 
@@ -38,6 +37,12 @@ class BeliefSummary:
     yaw_rad: float  # ENU yaw, circular mean
     yaw_std_rad: float  # circular standard deviation
     protection_level_m: float  # radius around the mean holding 1 - alpha of the mass
+
+
+def draw_indices(weights: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Indices drawn from normalised ``weights`` at the uniform numbers ``u`` (inverse CDF: systematic resampling
+    gives evenly spaced ``u``, a multinomial draw random ones)."""
+    return np.minimum(np.searchsorted(np.cumsum(weights), u), len(weights) - 1)
 
 
 def weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
@@ -86,34 +91,38 @@ def _mean_cov(points: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 class ParticleBelief:
-    """N particles (east_m, north_m, yaw_rad) with normalised weights (module doc); each also carries its own value
-    of the robot's sensor parameters (:mod:`~unifygeo_ros.localization.tracking_carried`): ``scale``, the odometry's
-    scale (1 +- ``scale_std``), and ``yaw_offset``, what the IMU's heading reads beyond the robot's (0 +-
-    ``yaw_offset_std_rad``), each learnt while tracking and held through a cold start (:meth:`learn`)."""
+    """N particles (east_m, north_m, yaw_rad) with normalised weights (module doc); each also carries its own
+    scale of the odometry's distances (1 unless ``scale_std`` > 0: a wheel odometry whose scale is off by a few
+    per cent - tyre radius, load, slip - moves every particle too far or too short alike, a bias no per-sample
+    noise describes; the particles with the right scale stay where the images agree). The scale is the robot's,
+    not the place's, and it is learnt only while tracking: :meth:`hold_scales` (the filter is not initialised: a
+    cold start) keeps what was learnt - the mean and spread of the tracking particles' scales, at first 1 +-
+    ``scale_std`` - and moves every particle by its mean, so a cold start gains no freedom to fit a wrong place;
+    :meth:`release_scales` (initialised) draws the particles' scales from it again."""
 
     def __init__(self, n: int, rng: np.random.Generator, resample_ess: float = 0.5, jitter_m: float = 0.1,
                  jitter_yaw_rad: float = math.radians(0.2), scale_std: float = 0.0,
-                 scale_walk_per_sqrt_m: float = 0.0, yaw_offset_std_rad: float = 0.0,
-                 yaw_offset_walk_rad_per_sqrt_m: float = 0.0):
+                 scale_walk_per_sqrt_m: float = 0.0):
         self.n = int(n)
         self.rng = rng
         self.resample_ess = float(resample_ess)
         self.jitter_m, self.jitter_yaw_rad = float(jitter_m), float(jitter_yaw_rad)
+        self.scale_std, self.scale_walk_per_sqrt_m = float(scale_std), float(scale_walk_per_sqrt_m)
         self.en = np.zeros((self.n, 2))
         self.yaw = np.zeros(self.n)
-        self.scale = CarriedParameter(self.n, rng, 1.0, scale_std, scale_walk_per_sqrt_m)
-        self.yaw_offset = CarriedParameter(self.n, rng, 0.0, yaw_offset_std_rad, yaw_offset_walk_rad_per_sqrt_m)
+        self.scale = np.ones(self.n)
+        self.learnt_scale = (1.0, self.scale_std)  # (mean, std) of the scales, kept while they are held
+        self.scales_held = True
         self.w = np.full(self.n, 1.0 / self.n)
         self._cache: tuple[float, BeliefSummary] | None = None  # (alpha, summary) until the belief changes
 
     # ---- initialisation -----------------------------------------------------------------------------------
     def init_samples(self, en_m: np.ndarray, yaw_rad: np.ndarray) -> None:
-        """Equal-weight particles at ``en_m`` (N, 2) with headings ``yaw_rad`` (N,), their sensor parameters drawn
-        from the current particles' (a cold start's particles, drawn while they are held, all get the learnt mean)."""
+        """Equal-weight particles at ``en_m`` (N, 2) with headings ``yaw_rad`` (N,), their odometry scales from
+        :meth:`draw_scales` (a cold start's particles, drawn while the scales are held, all get the learnt mean)."""
         self.en = np.asarray(en_m, np.float64).reshape(self.n, 2).copy()
         self.yaw = wrap_pi(np.asarray(yaw_rad, np.float64).reshape(self.n))
-        self.scale.values = self.scale.draw(self.n, self.w)
-        self.yaw_offset.values = self.yaw_offset.draw(self.n, self.w)
+        self.scale = self.draw_scales(self.n)
         self.w = np.full(self.n, 1.0 / self.n)
         self._cache = None
 
@@ -126,26 +135,45 @@ class ParticleBelief:
                else 2.0 * math.pi * self.rng.random(self.n))  # std pi: unknown, every heading alike
         self.init_samples(en, yaw)
 
+    def draw_scales(self, k: int) -> np.ndarray:
+        """``k`` new particles' odometry scales: while held the learnt mean; else drawn from the current particles'
+        with a jitter of a tenth of ``scale_std``; 1 and no draw when ``scale_std`` is 0."""
+        if self.scale_std <= 0:
+            return np.ones(k)
+        if self.scales_held:
+            return np.full(k, self.learnt_scale[0])
+        idx = draw_indices(self.w, self.rng.random(k))
+        return self.scale[idx] + 0.1 * self.scale_std * self.rng.standard_normal(k)
+
     def mean_scale(self) -> float:
-        """What the particles learnt of the odometry's scale (NaN without a scale state)."""
-        return self.scale.mean(self.w)
+        """What the particles learnt of the odometry's scale (their weighted mean; NaN without a scale state)."""
+        return float(self.w @ self.scale) if self.scale_std > 0 else math.nan
 
-    def mean_yaw_offset_rad(self) -> float:
-        """What the particles learnt of the IMU's heading offset (NaN without an offset state)."""
-        return self.yaw_offset.mean(self.w)
+    def learn_scales(self, tracking: bool) -> None:
+        """:meth:`release_scales` while the filter tracks, :meth:`hold_scales` while it does not."""
+        if tracking:
+            self.release_scales()
+        else:
+            self.hold_scales()
 
-    def imu_to_yaw(self, imu_yaw_rad: float, imu_var_rad2: float) -> tuple[float, float]:
-        """An IMU heading turned into the robot's (yaw, variance) with the offset held (learnt so far): what a cold
-        start, a re-initialisation and the query's heading use."""
-        if not self.yaw_offset.active:
-            return imu_yaw_rad, imu_var_rad2
-        return (float(wrap_pi(imu_yaw_rad - self.yaw_offset.held_mean())),
-                imu_var_rad2 + self.yaw_offset.held_std() ** 2)
+    def hold_scales(self) -> None:
+        """The filter is not tracking (a cold start): keep the scales' mean and spread (at least a fifth of
+        ``scale_std``) and move every particle by the mean until :meth:`release_scales`."""
+        if self.scale_std <= 0 or self.scales_held:
+            return
+        mean = float(self.w @ self.scale)
+        std = math.sqrt(max(float(self.w @ (self.scale - mean) ** 2), 0.0))
+        self.learnt_scale = (mean, max(std, 0.2 * self.scale_std))
+        self.scale = np.full(self.n, mean)
+        self.scales_held = True
 
-    def learn(self, tracking: bool) -> None:
-        """The sensor parameters learnt while the filter tracks, held while it does not (module doc)."""
-        self.scale.learn(tracking, self.w)
-        self.yaw_offset.learn(tracking, self.w)
+    def release_scales(self) -> None:
+        """The filter tracks (again): the particles' scales drawn from what was learnt."""
+        if self.scale_std <= 0 or not self.scales_held:
+            return
+        mean, std = self.learnt_scale
+        self.scale = mean + std * self.rng.standard_normal(self.n)
+        self.scales_held = False
 
     # ---- updates ------------------------------------------------------------------------------------------
     def predict(self, delta: OdometryDelta) -> None:
@@ -153,10 +181,11 @@ class ParticleBelief:
         noise = self.rng.standard_normal((self.n, 3)) @ np.linalg.cholesky(delta.cov + np.eye(3) * 1e-15).T \
             if np.any(delta.cov) else np.zeros((self.n, 3))
         self._cache = None
-        fwd = delta.forward_m * self.scale.values + noise[:, 0]
-        left = delta.left_m * self.scale.values + noise[:, 1]
-        self.scale.walk(delta.distance_m)
-        self.yaw_offset.walk(delta.distance_m)
+        fwd = delta.forward_m * self.scale + noise[:, 0]
+        left = delta.left_m * self.scale + noise[:, 1]
+        if self.scale_walk_per_sqrt_m > 0 and delta.distance_m > 0 and not self.scales_held:
+            self.scale = self.scale + self.scale_walk_per_sqrt_m * math.sqrt(delta.distance_m) \
+                * self.rng.standard_normal(self.n)
         c, s = np.cos(self.yaw), np.sin(self.yaw)
         self.en[:, 0] += c * fwd - s * left
         self.en[:, 1] += s * fwd + c * left
@@ -176,18 +205,15 @@ class ParticleBelief:
         self._reweight(TileLikelihood.log_weights(density, weight, floor_ratio))
 
     def update_heading(self, yaw_rad: float, var_rad2: float, reset_sigmas: float = math.inf) -> None:
-        """An absolute heading measurement (IMU, compass): Gaussian in the wrapped difference from what each particle
-        expects it to read (its heading plus its IMU offset). When it lies more
+        """An absolute heading measurement (IMU, compass): Gaussian in the wrapped difference. When it lies more
         than ``reset_sigmas`` combined standard deviations from the belief's heading (the robot was turned where
         the odometry could not see it), the particles take their headings from the measurement instead."""
-        reads = self.yaw + self.yaw_offset.values  # what each particle expects the IMU to read
-        mean, std = circular_mean_std(reads, self.w)
+        mean, std = circular_mean_std(self.yaw, self.w)
         if abs(float(wrap_pi(yaw_rad - mean))) > reset_sigmas * math.sqrt(var_rad2 + std * std):
-            self.yaw = wrap_pi(yaw_rad - self.yaw_offset.values
-                               + math.sqrt(var_rad2) * self.rng.standard_normal(self.n))
+            self.yaw = wrap_pi(yaw_rad + math.sqrt(var_rad2) * self.rng.standard_normal(self.n))
             self._cache = None
             return
-        self._reweight(-0.5 * wrap_pi(reads - yaw_rad) ** 2 / max(var_rad2, 1e-12))
+        self._reweight(-0.5 * wrap_pi(self.yaw - yaw_rad) ** 2 / max(var_rad2, 1e-12))
 
     def update_heading_field(self, lik: TileLikelihood, weight: float, min_std_rad: float) -> None:
         """The model's heading at each particle's cell (von Mises, concentration from the vector's length)."""
@@ -203,8 +229,7 @@ class ParticleBelief:
         idx = draw_indices(self.w, u)
         self.en = self.en[idx] + self.jitter_m * self.rng.standard_normal((self.n, 2))
         self.yaw = wrap_pi(self.yaw[idx] + self.jitter_yaw_rad * self.rng.standard_normal(self.n))
-        self.scale.resample(idx)
-        self.yaw_offset.resample(idx)
+        self.scale = self.scale[idx]
         self.w = np.full(self.n, 1.0 / self.n)
 
     # ---- read-out -----------------------------------------------------------------------------------------

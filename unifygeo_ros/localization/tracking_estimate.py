@@ -51,7 +51,3 @@ class TrackEstimate:
     #: NaN: no scale state - ``odometry_scale_std`` 0 or the grid filter): 1.08 = the robot drives 8 % further than
     #: its odometry says
     odometry_scale: float = math.nan
-    #: the offset of the IMU's heading the particles learnt (deg; ENU yaw, counter-clockwise: +8 = the IMU's yaw
-    #: reads 8 deg left of the robot's, its compass heading 8 deg less; held through a cold start; NaN: no offset
-    #: state - ``imu_yaw_offset_std_deg`` 0 or the grid filter)
-    imu_yaw_offset_deg: float = math.nan

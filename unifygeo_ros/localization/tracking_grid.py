@@ -128,20 +128,12 @@ class GridBelief:
         self.yaw = float(wrap_pi(self.yaw + k * float(wrap_pi(yaw_rad - self.yaw))))
         self.yaw_var *= 1.0 - k
 
-    def learn(self, tracking: bool) -> None:
-        """The grid carries no sensor parameters (the particles' ``odometry_scale_std``, ``imu_yaw_offset_std_deg``)."""
+    def learn_scales(self, tracking: bool) -> None:
+        """The grid has no scale state of the odometry (the particles' ``odometry_scale_std``)."""
 
     @staticmethod
     def mean_scale() -> float:
         return math.nan
-
-    @staticmethod
-    def mean_yaw_offset_rad() -> float:
-        return math.nan
-
-    @staticmethod
-    def imu_to_yaw(imu_yaw_rad: float, imu_var_rad2: float) -> tuple[float, float]:
-        return imu_yaw_rad, imu_var_rad2
 
     def update_heading_field(self, lik: TileLikelihood, weight: float, min_std_rad: float) -> None:
         """The model's heading at the mean position as a measurement (variance from the vector's length)."""

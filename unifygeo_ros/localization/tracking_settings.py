@@ -53,11 +53,6 @@ class TrackingSettings:
     #: start); 0 = the odometry's scale is taken as right (before 2026-12-01)
     odometry_scale_std: float = 0.05
     odometry_scale_walk_per_sqrt_m: float = 0.001  #: the scales' random walk (per square root of a metre driven)
-    #: particles: each carries its own offset of the IMU's heading, drawn 0 +- this (deg) once tracking (a compass's
-    #: or mounting error is the same in every reading; held at what was learnt through a cold start); 0 = the IMU's
-    #: heading is taken as unbiased
-    imu_yaw_offset_std_deg: float = 0.0
-    imu_yaw_offset_walk_deg_per_sqrt_m: float = 0.0  #: the offsets' random walk (per square root of a metre driven)
     position_noise_m_per_sqrt_s: float = 0.1  #: extra position random walk
     yaw_noise_deg_per_sqrt_s: float = 0.3  #: extra heading random walk
     min_score: float = GateSettings.min_score  #: the integrity gate's, for the global fixes
@@ -126,10 +121,6 @@ class TrackingSettings:
             v = getattr(self, name)
             if not (math.isfinite(v) and 0 <= v < 0.5):
                 raise TrackingInputError(f"tracking {name} must be a number in [0, 0.5), got {v}")
-        for name in ("imu_yaw_offset_std_deg", "imu_yaw_offset_walk_deg_per_sqrt_m"):
-            v = getattr(self, name)
-            if not (math.isfinite(v) and 0 <= v <= 45):
-                raise TrackingInputError(f"tracking {name} must be a number in [0, 45], got {v}")
         if not (math.isfinite(self.still_m) and self.still_m >= 0):
             raise TrackingInputError(f"tracking still_m must be a finite number >= 0, got {self.still_m}")
         if not self.odometry_timeout_s > 0:  # inf: never stale

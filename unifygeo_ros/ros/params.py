@@ -47,9 +47,6 @@ TRACKING_PARAMETERS = (
     ("odometry_scale_std", "particles: each carries its own scale of the odometry's distances, drawn 1 +- this "
                            "(0: the odometry's scale is taken as right)"),
     ("odometry_scale_walk_per_sqrt_m", "random walk of those scales per square root of a metre driven"),
-    ("imu_yaw_offset_std_deg", "particles: each carries its own offset of the IMU's heading, drawn 0 +- this, deg "
-                               "(0: the IMU's heading is taken as unbiased)"),
-    ("imu_yaw_offset_walk_deg_per_sqrt_m", "random walk of those offsets per square root of a metre driven, deg"),
     ("position_noise_m_per_sqrt_s", "extra position random walk, m/sqrt(s)"),
     ("yaw_noise_deg_per_sqrt_s", "extra heading random walk, deg/sqrt(s)"),
     ("init_min_radius_m", "the belief started from a fix covers at least this radius, m"),
