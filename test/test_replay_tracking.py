@@ -96,7 +96,8 @@ def test_replay_track_takes_the_bags_only_topics_and_reports_tracking(world, dri
     out = tmp_path / "out"
     rc = cli.main(["replay", str(drive_bag.bag), "--index", str(w.index), "--track", "--out", str(out),
                    "--device", "cpu", "--min-score", "0", "--max-protection-level", "inf", "--track-set",
-                   "particles=300", "--track-set", "disagree_fixes=1000", "--track-set", "collapse_frames=1000"])
+                   "particles=300", "--track-set", "disagree_fixes=1000", "--track-set", "collapse_frames=1000",
+                   "--track-set", "odometry_scale_std=0.05"])  # the scale state is opt-in: its column is tested here
     printed = capsys.readouterr().out
     assert rc == 0
     for line in ("took camera: /camera/panorama/image_raw (sensor_msgs/msg/Image, the only image topic)",

@@ -62,6 +62,7 @@ from unifygeo_ros.localization.tracking_estimate import TrackEstimate
 from unifygeo_ros.localization.tracking_evidence import TileLikelihood, index_area_m2, tiles_under
 from unifygeo_ros.localization.tracking_grid import GridBelief
 from unifygeo_ros.localization.tracking_motion import OdometryDelta, TrackingInputError
+from unifygeo_ros.localization.tracking_scale import OdometryScaleMonitor
 from unifygeo_ros.localization.tracking_settings import FILTERS, TrackingSettings
 
 __all__ = ["FILTERS", "OdometryDelta", "SequentialLocalizer", "TrackEstimate", "TrackingInputError",
@@ -93,6 +94,9 @@ class SequentialLocalizer:
         index = localizer.index
         self.area_m2 = index_area_m2(index.en_m, index.tile_m)
         self.rng = np.random.default_rng(self.settings.seed)
+        #: the odometry's scale over a long stretch: the robot's, so kept through reset() and re-initialisations
+        self.odometry_scale = OdometryScaleMonitor(self.settings.odometry_scale_window_m,
+                                                   self.settings.odometry_scale_deadband)
         self.reset()
 
     def reset(self) -> None:
@@ -117,9 +121,11 @@ class SequentialLocalizer:
     # ---- inputs -------------------------------------------------------------------------------------------
     def predict(self, delta: OdometryDelta) -> None:
         """Move the belief by one odometry interval (its covariance scaled, plus the settings' process noise)."""
+        self.odometry_scale.move(delta)
         if not self.initialised and not self._seeded():
             return
         s = self.settings
+        delta = self.odometry_scale.corrected(delta)
         # the share of the distance as a random walk over distance, equal to it over frame_spacing_m (0: per step)
         d2 = delta.distance_m * (s.frame_spacing_m if s.frame_spacing_m > 0 else delta.distance_m)
         extra = np.diag([s.position_noise_frac ** 2 * d2 + s.position_noise_m_per_sqrt_s ** 2
@@ -189,7 +195,11 @@ class SequentialLocalizer:
             self._initialise(fix)
         self.belief.learn_scales(self.initialised)  # the odometry's scale: learnt while tracking, held otherwise
         est = self._estimate(stamp_s, fix, accepted, why, log_ratio, len(rows), odometry_stale)
-        est.odometry_scale = self.belief.mean_scale()
+        if why:
+            self.odometry_scale.restart()
+        self.odometry_scale.observe(np.array([est.east_m, est.north_m]), est.converged)
+        est.odometry_scale = self.belief.mean_scale() * self.odometry_scale.scale \
+            if self.settings.odometry_scale_std > 0 else self.odometry_scale.estimate
         if not self.initialised and self._cold is not None:
             est.cold_protection_level_m = self._cold.protection_level_m(s.alpha)
         return self._timed(est, t0, maps.timings_ms)

@@ -50,9 +50,15 @@ class TrackingSettings:
     position_noise_frac: float = 0.05  #: extra position noise, share of the distance driven (1-sigma)
     #: particles: each carries its own scale of the odometry's distances, drawn 1 +- this once tracking (a wheel
     #: odometry's scale error is a bias over the drive, not per-sample noise; held at what was learnt through a cold
-    #: start); 0 = the odometry's scale is taken as right (before 2026-12-01)
-    odometry_scale_std: float = 0.05
+    #: start); 0 = the odometry's scale is taken as right: the default since 2026-12-01 evening (0.05 that day) - set
+    #: 0.05 for an odometry not calibrated to about 2 % (docs/TRACKING.md 'An odometry whose scale is off')
+    odometry_scale_std: float = 0.0
     odometry_scale_walk_per_sqrt_m: float = 0.001  #: the scales' random walk (per square root of a metre driven)
+    #: the odometry's scale fitted (a similarity) between its own track and the belief's published one over the last
+    #: this many metres driven while converged (tracking_scale.py), and applied to its distances when further than
+    #: odometry_scale_deadband from 1; 0 = off
+    odometry_scale_window_m: float = 0.0
+    odometry_scale_deadband: float = 0.02  #: see odometry_scale_window_m
     position_noise_m_per_sqrt_s: float = 0.1  #: extra position random walk
     yaw_noise_deg_per_sqrt_s: float = 0.3  #: extra heading random walk
     min_score: float = GateSettings.min_score  #: the integrity gate's, for the global fixes
@@ -121,6 +127,11 @@ class TrackingSettings:
             v = getattr(self, name)
             if not (math.isfinite(v) and 0 <= v < 0.5):
                 raise TrackingInputError(f"tracking {name} must be a number in [0, 0.5), got {v}")
+        if not (math.isfinite(self.odometry_scale_window_m) and self.odometry_scale_window_m >= 0
+                and math.isfinite(self.odometry_scale_deadband) and 0 <= self.odometry_scale_deadband < 0.5):
+            raise TrackingInputError(f"tracking odometry_scale_window_m must be a finite number >= 0 and "
+                                     f"odometry_scale_deadband in [0, 0.5), got {self.odometry_scale_window_m}, "
+                                     f"{self.odometry_scale_deadband}")
         if not (math.isfinite(self.still_m) and self.still_m >= 0):
             raise TrackingInputError(f"tracking still_m must be a finite number >= 0, got {self.still_m}")
         if not self.odometry_timeout_s > 0:  # inf: never stale

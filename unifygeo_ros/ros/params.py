@@ -45,7 +45,7 @@ TRACKING_PARAMETERS = (
     ("odometry_noise_scale", "the odometry's covariance is multiplied by this squared"),
     ("position_noise_frac", "extra position noise per prediction, share of the distance driven"),
     ("odometry_scale_std", "particles: each carries its own scale of the odometry's distances, drawn 1 +- this "
-                           "(0: the odometry's scale is taken as right)"),
+                           "(0: the odometry's scale is taken as right; 0.05 for one not calibrated to ~2 %)"),
     ("odometry_scale_walk_per_sqrt_m", "random walk of those scales per square root of a metre driven"),
     ("position_noise_m_per_sqrt_s", "extra position random walk, m/sqrt(s)"),
     ("yaw_noise_deg_per_sqrt_s", "extra heading random walk, deg/sqrt(s)"),
