@@ -379,63 +379,75 @@ def test_the_particles_learn_an_odometry_that_reads_8_percent_short():
 def test_the_odometry_scale_fitted_over_a_long_stretch():
     """odometry_scale_window_m: a similarity fitted between the odometry's own track and the belief's measures the
     scale whatever the route's shape (here a curve, the belief's track turned and shifted from the odometry's); it is
-    applied outside the deadband, never fitted across a re-initialisation, kept through one (the robot's, not the
+    off scale outside the deadband, never fitted across a re-initialisation, kept through one (the robot's, not the
     place's), and fitted again as the robot drives on."""
     m = OdometryScaleMonitor(100.0, 0.02)
     step = OdometryDelta.from_twist(5.0, math.radians(10.0), 1.0)  # 5 m per step on a circle of 29 m radius
     turn = np.array([[math.cos(0.7), -math.sin(0.7)], [math.sin(0.7), math.cos(0.7)]])
 
-    def drive_on(monitor, steps, scale, origin, converged=True):
+    def drive_on(monitor, steps, scale, origin, converged=True, pl_m=3.0):
         for _ in range(steps):
             monitor.move(step)
-            monitor.observe(origin + scale * turn @ monitor._pose[:2], converged)
+            monitor.observe(origin + scale * turn @ monitor._pose[:2], converged, pl_m)
 
     drive_on(m, 30, 1.05, np.array([100.0, -40.0]))  # the robot covers 5 % more than its odometry says
-    assert m.estimate == pytest.approx(1.05, abs=1e-6) and m.scale == m.estimate
-    assert m.corrected(step).forward_m == pytest.approx(step.forward_m * 1.05)
-    assert m.corrected(step).cov[0, 0] == pytest.approx(step.cov[0, 0] * 1.05 ** 2)
+    assert m.estimate == pytest.approx(1.05, abs=1e-6) and m.off_scale
     m.restart()  # the belief jumped 500 m (a re-initialisation): no stretch spans the jump
     drive_on(m, 17, 1.0, np.array([600.0, 0.0]))  # 85 m since: not a window yet, the scale is kept
-    assert m.estimate == pytest.approx(1.05, abs=1e-6) and m.scale == pytest.approx(1.05, abs=1e-6)
+    assert m.estimate == pytest.approx(1.05, abs=1e-6) and m.off_scale
     drive_on(m, 10, 1.0, np.array([600.0, 0.0]))  # now the odometry is right: fitted again, inside the deadband
-    assert m.estimate == pytest.approx(1.0, abs=1e-6) and m.scale == 1.0 and m.corrected(step) is step
+    assert m.estimate == pytest.approx(1.0, abs=1e-6) and not m.off_scale
+    kept = len(m._track)
+    for _ in range(500):  # a robot standing still: its frames add nothing to the stretch
+        m.observe(np.array([600.0, 0.0]) + turn @ m._pose[:2], True, 3.0)
+    assert len(m._track) == kept
     unconverged = OdometryScaleMonitor(100.0, 0.02)
     drive_on(unconverged, 30, 1.05, np.zeros(2), converged=False)
-    assert math.isnan(unconverged.estimate) and unconverged.scale == 1.0
+    assert math.isnan(unconverged.estimate) and not unconverged.off_scale
+    wide = OdometryScaleMonitor(100.0, 0.02)  # published, but with a cold start's protection level: not a stretch
+    drive_on(wide, 30, 1.05, np.zeros(2), pl_m=8.0)
+    assert math.isnan(wide.estimate)
     spin = OdometryScaleMonitor(100.0, 0.02)  # a turn on the spot: no stretch to fit a scale on
     for _ in range(40):
         spin.move(OdometryDelta(2.5, 0.0, math.pi))  # back and forth along the same 2.5 m
-        spin.observe(1.05 * spin._pose[:2], True)
+        spin.observe(1.05 * spin._pose[:2], True, 3.0)
     assert math.isnan(spin.estimate)
     off = OdometryScaleMonitor(0.0, 0.02)
     drive_on(off, 30, 1.05, np.zeros(2))
-    assert not off.active and math.isnan(off.estimate) and off.corrected(step) is step
+    assert not off.active and math.isnan(off.estimate) and not off.off_scale
 
 
 def test_the_filter_corrects_an_odometry_8_percent_short_fitted_over_a_long_stretch():
-    """The same drive as above: with odometry_scale_window_m the filter measures the scale and the belief stops
-    trailing the images; an odometry within the deadband moves the belief exactly as without the monitor."""
+    """The same drive as above: with odometry_scale_window_m the filter finds the odometry off scale, its particles
+    get their own scale from there, and the belief stops trailing the images; an odometry within the deadband moves
+    the belief exactly as without the fit (no scale state: an odometry calibrated to a per cent gets no freedom)."""
     pos, yaw, deltas = drive(120, speed=5.0, yaw_rate=math.radians(2.0))
 
-    def replay(deltas, baseline_m):
-        t = SequentialLocalizer(ScriptedLocalizer(), TrackingSettings(particles=500,
-                                                                      odometry_scale_window_m=baseline_m))
+    def replay(deltas, window_m, tracker=None):
+        t = SequentialLocalizer(ScriptedLocalizer(), TrackingSettings(particles=500, odometry_scale_window_m=window_m))
         est = run(t, pos, yaw, deltas, scene=lambda k, p: Scene(tuple(p), fix=tuple(p) if k == 0 else None))
         err = np.array([error(e, p) for e, p in zip(est, pos)])
+        if tracker is not None:
+            tracker.append(t)
         return est, err
 
     short = [OdometryDelta(d.forward_m * 0.92, d.left_m * 0.92, d.yaw_rad, d.cov, d.dt_s) for d in deltas]
     est0, err0 = replay(short, 0.0)
-    est1, err1 = replay(short, 100.0)
+    trackers = []
+    est1, err1 = replay(short, 100.0, trackers)
     beyond = [int(sum(e > x.protection_level_m for e, x in zip(err[80:], est[80:]))) for err, est in
               ((err0, est0), (err1, est1))]
     assert err0[80:].mean() > 4.0 and beyond[0] > 30 and math.isnan(est0[-1].odometry_scale)
     assert err1[80:].mean() < 0.4 * err0[80:].mean() and beyond[1] <= 3
-    assert est1[-1].odometry_scale == pytest.approx(1.0 / 0.92, abs=0.03)
+    assert est1[-1].odometry_scale == pytest.approx(1.0 / 0.92, abs=0.03)  # what the particles learnt
+    found = trackers[0].odometry_scale.found
+    assert found is not None and found[0] > 1.02  # the fit found it off scale (less than it is: a detector)
+    trackers[0].reset()  # the robot's odometry did not change: its particles keep a scale state
+    assert trackers[0].belief.scale_std == pytest.approx(0.05) and trackers[0].belief.learnt_scale[0] == found[0]
     near = [OdometryDelta(d.forward_m * 0.995, d.left_m * 0.995, d.yaw_rad, d.cov, d.dt_s) for d in deltas]
     (a, _), (b, _) = replay(near, 0.0), replay(near, 100.0)
     assert [(e.east_m, e.north_m) for e in a] == [(e.east_m, e.north_m) for e in b]
-    assert b[-1].odometry_scale == pytest.approx(1.0 / 0.995, abs=0.01)  # measured, not applied
+    assert b[-1].odometry_scale == pytest.approx(1.0 / 0.995, abs=0.01)  # what the fit measured
 
 
 def test_the_odometry_scale_is_held_through_a_cold_start_and_drawn_again_once_tracking():

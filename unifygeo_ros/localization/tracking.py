@@ -94,9 +94,8 @@ class SequentialLocalizer:
         index = localizer.index
         self.area_m2 = index_area_m2(index.en_m, index.tile_m)
         self.rng = np.random.default_rng(self.settings.seed)
-        #: the odometry's scale over a long stretch: the robot's, so kept through reset() and re-initialisations
-        self.odometry_scale = OdometryScaleMonitor(self.settings.odometry_scale_window_m,
-                                                   self.settings.odometry_scale_deadband)
+        #: the odometry's scale over a long stretch (a detector): the robot's, so kept through reset()
+        self.odometry_scale = OdometryScaleMonitor.from_settings(self.settings)
         self.reset()
 
     def reset(self) -> None:
@@ -106,6 +105,7 @@ class SequentialLocalizer:
                                       scale_walk_per_sqrt_m=s.odometry_scale_walk_per_sqrt_m)
                        if s.filter == "particles"
                        else GridBelief(s.grid_cell_m, s.grid_window_m))
+        self.odometry_scale.hand_over(self.belief)  # once found off scale, the particles keep their scale state
         self.initialised = False
         self.lost = False
         self._low_frames = 0
@@ -125,7 +125,6 @@ class SequentialLocalizer:
         if not self.initialised and not self._seeded():
             return
         s = self.settings
-        delta = self.odometry_scale.corrected(delta)
         # the share of the distance as a random walk over distance, equal to it over frame_spacing_m (0: per step)
         d2 = delta.distance_m * (s.frame_spacing_m if s.frame_spacing_m > 0 else delta.distance_m)
         extra = np.diag([s.position_noise_frac ** 2 * d2 + s.position_noise_m_per_sqrt_s ** 2
@@ -195,11 +194,10 @@ class SequentialLocalizer:
             self._initialise(fix)
         self.belief.learn_scales(self.initialised)  # the odometry's scale: learnt while tracking, held otherwise
         est = self._estimate(stamp_s, fix, accepted, why, log_ratio, len(rows), odometry_stale)
-        if why:
-            self.odometry_scale.restart()
-        self.odometry_scale.observe(np.array([est.east_m, est.north_m]), est.converged)
-        est.odometry_scale = self.belief.mean_scale() * self.odometry_scale.scale \
-            if self.settings.odometry_scale_std > 0 else self.odometry_scale.estimate
+        self.odometry_scale.watch(est, self.belief)
+        est.odometry_scale = self.belief.mean_scale()
+        if math.isnan(est.odometry_scale):  # no scale state (yet): what the long stretch measured
+            est.odometry_scale = self.odometry_scale.estimate
         if not self.initialised and self._cold is not None:
             est.cold_protection_level_m = self._cold.protection_level_m(s.alpha)
         return self._timed(est, t0, maps.timings_ms)

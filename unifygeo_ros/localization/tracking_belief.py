@@ -135,6 +135,15 @@ class ParticleBelief:
                else 2.0 * math.pi * self.rng.random(self.n))  # std pi: unknown, every heading alike
         self.init_samples(en, yaw)
 
+    def enable_scales(self, mean: float, std: float, walk_per_sqrt_m: float) -> None:
+        """Give the particles their own odometry scale from now on (a filter without one whose odometry was found
+        off scale): held at ``mean`` until :meth:`release_scales` draws them ``mean`` +- ``std``."""
+        if self.scale_std > 0:
+            return
+        self.scale_std, self.scale_walk_per_sqrt_m = float(std), float(walk_per_sqrt_m)
+        self.learnt_scale, self.scales_held = (float(mean), float(std)), True
+        self.scale = np.full(self.n, float(mean))
+
     def draw_scales(self, k: int) -> np.ndarray:
         """``k`` new particles' odometry scales: while held the learnt mean; else drawn from the current particles'
         with a jitter of a tenth of ``scale_std``; 1 and no draw when ``scale_std`` is 0."""

@@ -128,6 +128,9 @@ class GridBelief:
         self.yaw = float(wrap_pi(self.yaw + k * float(wrap_pi(yaw_rad - self.yaw))))
         self.yaw_var *= 1.0 - k
 
+    def enable_scales(self, mean: float, std: float, walk_per_sqrt_m: float) -> None:
+        """The grid has no scale state: nothing to enable."""
+
     def learn_scales(self, tracking: bool) -> None:
         """The grid has no scale state of the odometry (the particles' ``odometry_scale_std``)."""
 

@@ -7,23 +7,32 @@ built from per-sample noise, says less. Over a long stretch the belief's track i
 a metre or two, not a share of the distance), so fitting the odometry's own track (integrated on its own) onto the
 belief's published track by a similarity - rotation, translation and **scale**, least squares (Umeyama 1991) -
 measures the odometry's scale whatever the route's shape: 2 m over a stretch 100 m across is 2 %. The fit takes the
-frames the filter published as converged over the last ``window_m`` of odometry distance, never across a
+frames the filter published as converged with a protection level of at most ``ANCHOR_PL_M`` (a cold start's first
+seconds, metres off, are left out) over the last ``window_m`` of odometry distance, never across a
 re-initialisation (the belief jumped there, the robot did not), and only once the stretch spans at least a tenth of
 ``window_m`` around its centre (a straight line or a turn on the spot says nothing of a scale); the estimate is the
-median of the last ``ESTIMATES`` fits. It is applied to the odometry's distances only when it is further than
-``deadband`` from 1 (an odometry calibrated to about a per cent is left as it is, frame for frame): the same
-correction for particles and grid, and the robot's, not the place's, so it is kept through a cold start and a
-re-initialisation.
+median of the last ``ESTIMATES`` fits. The fit underestimates the error (the belief follows the odometry part of the
+way: measured 1.03-1.045 for a scale of 1.074), so it is a detector, not the correction: once it is further than
+``deadband`` from 1 (:attr:`OdometryScaleMonitor.off_scale`), the filter gives its particles their own odometry scale
+(``odometry_scale_detected_std`` around the estimate; :class:`~unifygeo_ros.localization.tracking_belief.
+ParticleBelief`), which learns it precisely; an odometry calibrated to about a per cent never gets that freedom (it
+cost accuracy on drives never tuned on) and is moved as it is, frame for frame.
 """
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from unifygeo_ros.localization.tracking_motion import OdometryDelta
 
+if TYPE_CHECKING:
+    from unifygeo_ros.localization.tracking_estimate import TrackEstimate
+
 ESTIMATES = 5  #: the estimate is the median of this many last fits
+ANCHOR_PL_M = 5.0  #: frames published with a larger protection level are not part of the stretch
+SPACING_M = 1.0  #: frames closer than this (odometry distance) to the last one taken are not taken (a robot standing)
 
 
 def similarity_scale(src: np.ndarray, dst: np.ndarray) -> float:
@@ -40,17 +49,24 @@ def similarity_scale(src: np.ndarray, dst: np.ndarray) -> float:
 
 
 class OdometryScaleMonitor:
-    """The odometry's scale over the last ``window_m`` driven (module doc); ``window_m`` 0: off (scale 1, nothing
-    measured)."""
+    """The odometry's scale over the last ``window_m`` driven (module doc); ``window_m`` 0: off (nothing measured)."""
 
-    def __init__(self, window_m: float, deadband: float):
+    def __init__(self, window_m: float, deadband: float, detected_std: float = 0.05, walk_per_sqrt_m: float = 0.001):
         self.window_m, self.deadband = float(window_m), float(deadband)
-        self.scale = 1.0  #: applied to the odometry's distances
+        self.detected_std, self.walk_per_sqrt_m = float(detected_std), float(walk_per_sqrt_m)
+        #: (mean, std, walk) of the particles' scale state once the odometry was found off scale
+        self.found: tuple[float, float, float] | None = None
         self.estimate = math.nan  #: the measured scale (NaN until a long enough stretch was driven while converged)
         self._pose = np.zeros(3)  # the odometry integrated on its own: x, y (m), yaw (rad)
         self._driven_m = 0.0
         self._track: list[tuple[float, np.ndarray, np.ndarray]] = []  # (driven m, odometry x y, belief east north)
         self._fits: list[float] = []
+
+    @classmethod
+    def from_settings(cls, s) -> "OdometryScaleMonitor":
+        """From :class:`~unifygeo_ros.localization.tracking_settings.TrackingSettings`."""
+        return cls(s.odometry_scale_window_m, s.odometry_scale_deadband, s.odometry_scale_detected_std,
+                   s.odometry_scale_walk_per_sqrt_m)
 
     @property
     def active(self) -> bool:
@@ -64,22 +80,16 @@ class OdometryScaleMonitor:
         self._pose += (c * delta.forward_m - s * delta.left_m, s * delta.forward_m + c * delta.left_m, delta.yaw_rad)
         self._driven_m += delta.distance_m
 
-    def corrected(self, delta: OdometryDelta) -> OdometryDelta:
-        """``delta`` with its distances (and their covariance) multiplied by the applied scale."""
-        if self.scale == 1.0:
-            return delta
-        k = np.diag([self.scale, self.scale, 1.0])
-        return OdometryDelta(delta.forward_m * self.scale, delta.left_m * self.scale, delta.yaw_rad,
-                             k @ delta.cov @ k, delta.dt_s, delta.gap_s)
-
     def restart(self) -> None:
         """The belief was (re)initialised: no stretch spans the jump."""
         self._track = []
 
-    def observe(self, belief_en_m: np.ndarray, converged: bool) -> None:
-        """A frame's published estimate: part of the stretch when ``converged``; fits the scale once the stretch
-        covers ``window_m`` of driving and is wide enough."""
-        if not (self.active and converged):
+    def observe(self, belief_en_m: np.ndarray, converged: bool, protection_level_m: float) -> None:
+        """A frame's published estimate: part of the stretch when ``converged`` with a protection level of at most
+        ``ANCHOR_PL_M``; fits the scale once the stretch covers ``window_m`` of driving and is wide enough."""
+        if not (self.active and converged and protection_level_m <= ANCHOR_PL_M):
+            return
+        if self._track and self._driven_m - self._track[-1][0] < SPACING_M:
             return
         self._track.append((self._driven_m, self._pose[:2].copy(), np.asarray(belief_en_m, np.float64).copy()))
         start = self._driven_m - self.window_m
@@ -92,4 +102,25 @@ class OdometryScaleMonitor:
             return
         self._fits = (self._fits + [similarity_scale(odo, np.array([t[2] for t in self._track]))])[-ESTIMATES:]
         self.estimate = float(np.median(self._fits))
-        self.scale = self.estimate if abs(self.estimate - 1.0) > self.deadband else 1.0
+
+    def watch(self, est: "TrackEstimate", belief) -> None:
+        """One published :class:`~unifygeo_ros.localization.tracking_estimate.TrackEstimate`: a re-initialisation
+        restarts the stretch, a converged one extends it; once the fit is off scale, ``belief`` (particles) gets its
+        own odometry scale around it from then on (:meth:`hand_over`)."""
+        if est.reinitialised:
+            self.restart()
+        self.observe(np.array([est.east_m, est.north_m]), est.converged, est.protection_level_m)
+        if self.off_scale and self.found is None:
+            self.found = (self.estimate, self.detected_std, self.walk_per_sqrt_m)
+            self.hand_over(belief)
+
+    def hand_over(self, belief) -> None:
+        """Give ``belief`` its own odometry scale when the odometry was found off scale (a new belief after a reset
+        too: the robot's odometry did not change); the grid has none."""
+        if self.found is not None:
+            belief.enable_scales(*self.found)
+
+    @property
+    def off_scale(self) -> bool:
+        """The measured scale is further than ``deadband`` from 1: the odometry is not calibrated."""
+        return abs(self.estimate - 1.0) > self.deadband  # False while NaN

@@ -55,10 +55,11 @@ class TrackingSettings:
     odometry_scale_std: float = 0.0
     odometry_scale_walk_per_sqrt_m: float = 0.001  #: the scales' random walk (per square root of a metre driven)
     #: the odometry's scale fitted (a similarity) between its own track and the belief's published one over the last
-    #: this many metres driven while converged (tracking_scale.py), and applied to its distances when further than
-    #: odometry_scale_deadband from 1; 0 = off
-    odometry_scale_window_m: float = 0.0
-    odometry_scale_deadband: float = 0.02  #: see odometry_scale_window_m
+    #: this many metres driven while converged (tracking_scale.py); once further than odometry_scale_deadband from 1
+    #: the particles get their own scale (odometry_scale_detected_std around it) from then on; 0 = off
+    odometry_scale_window_m: float = 300.0
+    odometry_scale_deadband: float = 0.03  #: see odometry_scale_window_m
+    odometry_scale_detected_std: float = 0.05  #: see odometry_scale_window_m
     position_noise_m_per_sqrt_s: float = 0.1  #: extra position random walk
     yaw_noise_deg_per_sqrt_s: float = 0.3  #: extra heading random walk
     min_score: float = GateSettings.min_score  #: the integrity gate's, for the global fixes
@@ -123,7 +124,7 @@ class TrackingSettings:
                                      f"{self.frame_spacing_m}")
         if not 0.0 < self.evidence_min_share <= 1.0:
             raise TrackingInputError(f"tracking evidence_min_share must be in (0, 1], got {self.evidence_min_share}")
-        for name in ("odometry_scale_std", "odometry_scale_walk_per_sqrt_m"):
+        for name in ("odometry_scale_std", "odometry_scale_walk_per_sqrt_m", "odometry_scale_detected_std"):
             v = getattr(self, name)
             if not (math.isfinite(v) and 0 <= v < 0.5):
                 raise TrackingInputError(f"tracking {name} must be a number in [0, 0.5), got {v}")

@@ -45,8 +45,13 @@ TRACKING_PARAMETERS = (
     ("odometry_noise_scale", "the odometry's covariance is multiplied by this squared"),
     ("position_noise_frac", "extra position noise per prediction, share of the distance driven"),
     ("odometry_scale_std", "particles: each carries its own scale of the odometry's distances, drawn 1 +- this "
-                           "(0: the odometry's scale is taken as right; 0.05 for one not calibrated to ~2 %)"),
+                           "from the start (0: only once odometry_scale_window_m finds the odometry off scale)"),
     ("odometry_scale_walk_per_sqrt_m", "random walk of those scales per square root of a metre driven"),
+    ("odometry_scale_window_m", "the odometry's scale fitted between its track and the belief's over this many metres "
+                                "driven; off scale by more than odometry_scale_deadband, the particles get their own "
+                                "scale (0: off)"),
+    ("odometry_scale_deadband", "see odometry_scale_window_m"),
+    ("odometry_scale_detected_std", "the particles' scale prior once the odometry was found off scale"),
     ("position_noise_m_per_sqrt_s", "extra position random walk, m/sqrt(s)"),
     ("yaw_noise_deg_per_sqrt_s", "extra heading random walk, deg/sqrt(s)"),
     ("init_min_radius_m", "the belief started from a fix covers at least this radius, m"),
