@@ -10,9 +10,10 @@ measures the odometry's scale whatever the route's shape: 2 m over a stretch 100
 frames the filter published as converged with a protection level of at most ``ANCHOR_PL_M`` (a cold start's first
 seconds, metres off, are left out) over the last ``window_m`` of odometry distance, never across a
 re-initialisation (the belief jumped there, the robot did not), and only once the stretch spans at least a tenth of
-``window_m`` around its centre (a straight line or a turn on the spot says nothing of a scale); the estimate is the
-median of the last ``ESTIMATES`` fits. The fit underestimates the error (the belief follows the odometry part of the
-way: measured 1.03-1.045 for a scale of 1.074), so it is a detector, not the correction: once it is further than
+``window_m`` around its centre (a robot turning on the spot or going back and forth says nothing of a scale); the
+estimate is the median of the last ``ESTIMATES`` fits. It is a detector, not the correction: applied to the
+odometry's distances itself, it read only half the error from then on (1.03-1.045 for a scale of 1.074: the belief
+it is fitted to follows the odometry part of the way; BENCHMARKS.md 1q), so once it is further than
 ``deadband`` from 1 (:attr:`OdometryScaleMonitor.off_scale`), the filter gives its particles their own odometry scale
 (``odometry_scale_detected_std`` around the estimate; :class:`~unifygeo_ros.localization.tracking_belief.
 ParticleBelief`), which learns it precisely; an odometry calibrated to about a per cent never gets that freedom (it
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
 
 ESTIMATES = 5  #: the estimate is the median of this many last fits
 ANCHOR_PL_M = 5.0  #: frames published with a larger protection level are not part of the stretch
-SPACING_M = 1.0  #: frames closer than this (odometry distance) to the last one taken are not taken (a robot standing)
 
 
 def similarity_scale(src: np.ndarray, dst: np.ndarray) -> float:
@@ -51,8 +51,9 @@ def similarity_scale(src: np.ndarray, dst: np.ndarray) -> float:
 class OdometryScaleMonitor:
     """The odometry's scale over the last ``window_m`` driven (module doc); ``window_m`` 0: off (nothing measured)."""
 
-    def __init__(self, window_m: float, deadband: float, detected_std: float = 0.05, walk_per_sqrt_m: float = 0.001):
-        self.window_m, self.deadband = float(window_m), float(deadband)
+    def __init__(self, window_m: float, deadband: float, detected_std: float = 0.05, walk_per_sqrt_m: float = 0.001,
+                 still_m: float = 0.05):
+        self.window_m, self.deadband, self.still_m = float(window_m), float(deadband), float(still_m)
         self.detected_std, self.walk_per_sqrt_m = float(detected_std), float(walk_per_sqrt_m)
         #: (mean, std, walk) of the particles' scale state once the odometry was found off scale
         self.found: tuple[float, float, float] | None = None
@@ -66,7 +67,7 @@ class OdometryScaleMonitor:
     def from_settings(cls, s) -> "OdometryScaleMonitor":
         """From :class:`~unifygeo_ros.localization.tracking_settings.TrackingSettings`."""
         return cls(s.odometry_scale_window_m, s.odometry_scale_deadband, s.odometry_scale_detected_std,
-                   s.odometry_scale_walk_per_sqrt_m)
+                   s.odometry_scale_walk_per_sqrt_m, s.still_m)
 
     @property
     def active(self) -> bool:
@@ -89,7 +90,7 @@ class OdometryScaleMonitor:
         ``ANCHOR_PL_M``; fits the scale once the stretch covers ``window_m`` of driving and is wide enough."""
         if not (self.active and converged and protection_level_m <= ANCHOR_PL_M):
             return
-        if self._track and self._driven_m - self._track[-1][0] < SPACING_M:
+        if self._track and self._driven_m - self._track[-1][0] < self.still_m:  # the same view (standing still)
             return
         self._track.append((self._driven_m, self._pose[:2].copy(), np.asarray(belief_en_m, np.float64).copy()))
         start = self._driven_m - self.window_m
