@@ -107,12 +107,10 @@ class ParticleBelief:
         self.rng = rng
         self.resample_ess = float(resample_ess)
         self.jitter_m, self.jitter_yaw_rad = float(jitter_m), float(jitter_yaw_rad)
-        self.scale_std, self.scale_walk_per_sqrt_m = float(scale_std), float(scale_walk_per_sqrt_m)
         self.en = np.zeros((self.n, 2))
         self.yaw = np.zeros(self.n)
-        self.scale = np.ones(self.n)
-        self.learnt_scale = (1.0, self.scale_std)  # (mean, std) of the scales, kept while they are held
-        self.scales_held = True
+        self.scale_std = 0.0
+        self.enable_scales(1.0, scale_std, scale_walk_per_sqrt_m)  # 1 for every particle when scale_std is 0
         self.w = np.full(self.n, 1.0 / self.n)
         self._cache: tuple[float, BeliefSummary] | None = None  # (alpha, summary) until the belief changes
 
@@ -136,12 +134,14 @@ class ParticleBelief:
         self.init_samples(en, yaw)
 
     def enable_scales(self, mean: float, std: float, walk_per_sqrt_m: float) -> None:
-        """Give the particles their own odometry scale from now on (a filter without one whose odometry was found
-        off scale): held at ``mean`` until :meth:`release_scales` draws them ``mean`` +- ``std``."""
+        """Give the particles their own odometry scale from now on (at construction, or in a filter without one
+        whose odometry was found off scale): held at ``mean`` until :meth:`release_scales` draws them ``mean`` +-
+        ``std``; ``std`` 0: no scale state. A belief that already has one keeps it."""
         if self.scale_std > 0:
             return
         self.scale_std, self.scale_walk_per_sqrt_m = float(std), float(walk_per_sqrt_m)
-        self.learnt_scale, self.scales_held = (float(mean), float(std)), True
+        self.learnt_scale = (float(mean), float(std))  # (mean, std) of the scales, kept while they are held
+        self.scales_held = True
         self.scale = np.full(self.n, float(mean))
 
     def draw_scales(self, k: int) -> np.ndarray:
