@@ -20,7 +20,7 @@ from unifygeo_ros.localization.posterior import Calibration
 from unifygeo_ros.localization.tracking import (NEEDS_HEADING, OdometryDelta, SequentialLocalizer, TrackingInputError,
                                                 TrackingSettings)
 from unifygeo_ros.localization.tracking_evidence import TileLikelihood, tiles_under
-from unifygeo_ros.localization.tracking_scale import OdometryScaleMonitor
+from unifygeo_ros.localization.tracking_sensors import SensorFit
 
 TILE_M, GRID, HW = 70.0, 9, 24  # 9 x 9 tiles on a half-tile stride: 350 m across
 CAL = Calibration(score_temperature=1.0, outside_logit=3.0, map_temperature=1.0, pl_map_temperature=1.0)
@@ -381,7 +381,7 @@ def test_the_odometry_scale_fitted_over_a_long_stretch():
     scale whatever the route's shape (here a curve, the belief's track turned and shifted from the odometry's); it is
     off scale outside the deadband, never fitted across a re-initialisation, kept through one (the robot's, not the
     place's), and fitted again as the robot drives on."""
-    m = OdometryScaleMonitor(100.0, 0.02)
+    m = SensorFit(100.0, 0.02)
     step = OdometryDelta.from_twist(5.0, math.radians(10.0), 1.0)  # 5 m per step on a circle of 29 m radius
     turn = np.array([[math.cos(0.7), -math.sin(0.7)], [math.sin(0.7), math.cos(0.7)]])
 
@@ -401,18 +401,18 @@ def test_the_odometry_scale_fitted_over_a_long_stretch():
     for _ in range(500):  # a robot standing still: its frames add nothing to the stretch
         m.observe(np.array([600.0, 0.0]) + turn @ m._pose[:2], True, 3.0)
     assert len(m._track) == kept
-    unconverged = OdometryScaleMonitor(100.0, 0.02)
+    unconverged = SensorFit(100.0, 0.02)
     drive_on(unconverged, 30, 1.05, np.zeros(2), converged=False)
     assert math.isnan(unconverged.estimate) and not unconverged.off_scale
-    wide = OdometryScaleMonitor(100.0, 0.02)  # published, but with a cold start's protection level: not a stretch
+    wide = SensorFit(100.0, 0.02)  # published, but with a cold start's protection level: not a stretch
     drive_on(wide, 30, 1.05, np.zeros(2), pl_m=8.0)
     assert math.isnan(wide.estimate)
-    spin = OdometryScaleMonitor(100.0, 0.02)  # a turn on the spot: no stretch to fit a scale on
+    spin = SensorFit(100.0, 0.02)  # a turn on the spot: no stretch to fit a scale on
     for _ in range(40):
         spin.move(OdometryDelta(2.5, 0.0, math.pi))  # back and forth along the same 2.5 m
         spin.observe(1.05 * spin._pose[:2], True, 3.0)
     assert math.isnan(spin.estimate)
-    off = OdometryScaleMonitor(0.0, 0.02)
+    off = SensorFit(0.0, 0.02)
     drive_on(off, 30, 1.05, np.zeros(2))
     assert not off.active and math.isnan(off.estimate) and not off.off_scale
 
@@ -440,7 +440,7 @@ def test_the_filter_corrects_an_odometry_8_percent_short_fitted_over_a_long_stre
     assert err0[80:].mean() > 4.0 and beyond[0] > 30 and math.isnan(est0[-1].odometry_scale)
     assert err1[80:].mean() < 0.4 * err0[80:].mean() and beyond[1] <= 3
     assert est1[-1].odometry_scale == pytest.approx(1.0 / 0.92, abs=0.03)  # what the particles learnt
-    found = trackers[0].odometry_scale.found
+    found = trackers[0].sensor_fit.found
     assert found is not None and found[0] > 1.02  # the first fit off scale (short of 1.087: the particles learn it)
     trackers[0].reset()  # the robot's odometry did not change: its particles keep a scale state
     assert trackers[0].belief.scale_std == pytest.approx(0.05) and trackers[0].belief.learnt_scale[0] == found[0]

@@ -144,6 +144,8 @@ def test_tracking_pipeline_publishes_the_belief_once_initialised_and_moves_it_wi
     assert snap["tracking_reinitialisations"] == 1
     assert snap["last_protection_level_m"] == pytest.approx(last.track.protection_level_m)
     assert snap["tracking_evidence_log_ratio"] == last.track.evidence_log_ratio > 1.0  # the images explain it
+    # 75 m driven: no stretch of odometry_scale_window_m yet, so neither sensor fit has measured anything
+    assert math.isnan(snap["tracking_imu_heading_offset_deg"]) and math.isnan(last.track.imu_heading_offset_deg)
 
 
 def test_tracking_pipeline_withholds_an_unconfirmed_then_lost_belief_and_counts_it():

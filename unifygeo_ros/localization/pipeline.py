@@ -125,6 +125,7 @@ class PipelineStats:
         #: tracking mode: how much better the belief explained the last frame than "none of these tiles" (log)
         self.tracking_evidence_log_ratio = float("nan")
         self.tracking_odometry_scale = float("nan")  #: tracking mode: the odometry's scale the filter learnt
+        self.tracking_imu_heading_offset_deg = float("nan")  #: tracking mode: the IMU's heading offset measured
         self.last_score = float("nan")
         self.last_protection_level_m = float("nan")
         self.last_withheld_reason = ""
@@ -158,6 +159,7 @@ class PipelineStats:
                 self.tracking_reinitialisations += bool(o.track.reinitialised)
                 self.tracking_evidence_log_ratio = float(o.track.evidence_log_ratio)
                 self.tracking_odometry_scale = float(o.track.odometry_scale)
+                self.tracking_imu_heading_offset_deg = float(o.track.imu_heading_offset_deg)
             if o.status == "withheld":
                 self.last_withheld_reason = o.message
             if o.status in ("bad_input", "error"):
@@ -210,6 +212,7 @@ class PipelineStats:
                 "tracking_reinitialisations": self.tracking_reinitialisations,
                 "tracking_evidence_log_ratio": self.tracking_evidence_log_ratio,
                 "tracking_odometry_scale": self.tracking_odometry_scale,
+                "tracking_imu_heading_offset_deg": self.tracking_imu_heading_offset_deg,
                 "seconds_since_error": (now - self.last_error_time) if self.last_error_time is not None else None,
                 "seconds_since_fix": (now - self._published_at[-1]) if self._published_at else None,
                 "uptime_s": now - self.started,

@@ -62,7 +62,7 @@ from unifygeo_ros.localization.tracking_estimate import TrackEstimate
 from unifygeo_ros.localization.tracking_evidence import TileLikelihood, index_area_m2, tiles_under
 from unifygeo_ros.localization.tracking_grid import GridBelief
 from unifygeo_ros.localization.tracking_motion import OdometryDelta, TrackingInputError
-from unifygeo_ros.localization.tracking_scale import OdometryScaleMonitor
+from unifygeo_ros.localization.tracking_sensors import SensorFit
 from unifygeo_ros.localization.tracking_settings import FILTERS, TrackingSettings
 
 __all__ = ["FILTERS", "OdometryDelta", "SequentialLocalizer", "TrackEstimate", "TrackingInputError",
@@ -94,8 +94,8 @@ class SequentialLocalizer:
         index = localizer.index
         self.area_m2 = index_area_m2(index.en_m, index.tile_m)
         self.rng = np.random.default_rng(self.settings.seed)
-        #: the odometry's scale over a long stretch (a detector): the robot's, so kept through reset()
-        self.odometry_scale = OdometryScaleMonitor.from_settings(self.settings)
+        #: the odometry's scale and the IMU's heading offset over a long stretch: the robot's, so kept through reset()
+        self.sensor_fit = SensorFit.from_settings(self.settings)
         self.reset()
 
     def reset(self) -> None:
@@ -105,7 +105,7 @@ class SequentialLocalizer:
                                       scale_walk_per_sqrt_m=s.odometry_scale_walk_per_sqrt_m)
                        if s.filter == "particles"
                        else GridBelief(s.grid_cell_m, s.grid_window_m))
-        self.odometry_scale.hand_over(self.belief)  # once found off scale, the particles keep their scale state
+        self.sensor_fit.hand_over(self.belief)  # once found off scale, the particles keep their scale state
         self.initialised = False
         self.lost = False
         self._low_frames = 0
@@ -121,7 +121,7 @@ class SequentialLocalizer:
     # ---- inputs -------------------------------------------------------------------------------------------
     def predict(self, delta: OdometryDelta) -> None:
         """Move the belief by one odometry interval (its covariance scaled, plus the settings' process noise)."""
-        self.odometry_scale.move(delta)
+        self.sensor_fit.move(delta)
         if not self.initialised and not self._seeded():
             return
         s = self.settings
@@ -141,9 +141,12 @@ class SequentialLocalizer:
             self._challenger.driven_m += delta.distance_m
 
     def heading(self, heading_deg: float, heading_std_deg: float) -> None:
-        """An absolute compass heading of the robot (IMU/AHRS, compass) and its 1-sigma."""
+        """An absolute compass heading of the robot (IMU/AHRS, compass) and its 1-sigma; once its offset was found
+        over a long stretch (``imu_heading_deadband_deg``), the reading less that offset."""
         if not (math.isfinite(heading_deg) and math.isfinite(heading_std_deg) and heading_std_deg > 0):
             raise TrackingInputError(f"heading needs finite values and std > 0, got {heading_deg}, {heading_std_deg}")
+        self.sensor_fit.imu(heading_deg)
+        heading_deg = heading_deg - self.sensor_fit.imu_correction_deg
         yaw = math.radians(float(geo.heading_to_yaw_deg(heading_deg)))
         var = math.radians(heading_std_deg) ** 2 / self.settings.heading_weight
         self._heading = (yaw, var)
@@ -194,10 +197,11 @@ class SequentialLocalizer:
             self._initialise(fix)
         self.belief.learn_scales(self.initialised)  # the odometry's scale: learnt while tracking, held otherwise
         est = self._estimate(stamp_s, fix, accepted, why, log_ratio, len(rows), odometry_stale)
-        self.odometry_scale.watch(est, self.belief)
+        self.sensor_fit.watch(est, self.belief)
         est.odometry_scale = self.belief.mean_scale()
         if math.isnan(est.odometry_scale):  # no scale state (yet): what the long stretch measured
-            est.odometry_scale = self.odometry_scale.estimate
+            est.odometry_scale = self.sensor_fit.estimate
+        est.imu_heading_offset_deg = self.sensor_fit.imu_offset_deg
         if not self.initialised and self._cold is not None:
             est.cold_protection_level_m = self._cold.protection_level_m(s.alpha)
         return self._timed(est, t0, maps.timings_ms)

@@ -51,3 +51,6 @@ class TrackEstimate:
     #: NaN: no scale state - ``odometry_scale_std`` 0 or the grid filter): 1.08 = the robot drives 8 % further than
     #: its odometry says
     odometry_scale: float = math.nan
+    #: the IMU's compass heading minus the robot's over the last long stretch (deg, clockwise positive; NaN: not
+    #: fitted yet or no IMU); taken off its readings once beyond ``imu_heading_deadband_deg``
+    imu_heading_offset_deg: float = math.nan

@@ -54,12 +54,19 @@ class TrackingSettings:
     #: 0.05 for an odometry not calibrated to about 2 % (docs/TRACKING.md 'An odometry whose scale is off')
     odometry_scale_std: float = 0.0
     odometry_scale_walk_per_sqrt_m: float = 0.001  #: the scales' random walk (per square root of a metre driven)
-    #: the odometry's scale fitted (a similarity) between its own track and the belief's published one over the last
-    #: this many metres driven while converged (tracking_scale.py); once further than odometry_scale_deadband from 1
-    #: the particles get their own scale (odometry_scale_detected_std around it) from then on; 0 = off
+    #: the odometry's scale and the IMU's heading offset fitted (a similarity) between dead-reckoned tracks and the
+    #: belief's published one over the last this many metres driven while converged (tracking_sensors.py); once the
+    #: scale is further than odometry_scale_deadband from 1 the particles get their own scale
+    #: (odometry_scale_detected_std around it) from then on; 0 = neither is fitted
     odometry_scale_window_m: float = 300.0
     odometry_scale_deadband: float = 0.03  #: see odometry_scale_window_m
     odometry_scale_detected_std: float = 0.05  #: see odometry_scale_window_m
+    #: once the IMU's heading offset is measured further than this from 0 (deg), the measured offset is taken off its
+    #: readings from then on (180: never)
+    imu_heading_deadband_deg: float = 3.0
+    #: only frames published with a protection level of at most this (m) are part of the fits' stretch
+    sensor_fit_max_protection_level_m: float = 5.0
+    sensor_fit_estimates: int = 5  #: each fit's estimate is the median of this many last fits
     position_noise_m_per_sqrt_s: float = 0.1  #: extra position random walk
     yaw_noise_deg_per_sqrt_s: float = 0.3  #: extra heading random walk
     min_score: float = GateSettings.min_score  #: the integrity gate's, for the global fixes
@@ -133,6 +140,13 @@ class TrackingSettings:
             raise TrackingInputError(f"tracking odometry_scale_window_m must be a finite number >= 0 and "
                                      f"odometry_scale_deadband in [0, 0.5), got {self.odometry_scale_window_m}, "
                                      f"{self.odometry_scale_deadband}")
+        if not (math.isfinite(self.imu_heading_deadband_deg) and 0 <= self.imu_heading_deadband_deg <= 180
+                and math.isfinite(self.sensor_fit_max_protection_level_m) and self.sensor_fit_max_protection_level_m > 0
+                and isinstance(self.sensor_fit_estimates, int) and self.sensor_fit_estimates >= 1):
+            raise TrackingInputError(f"tracking imu_heading_deadband_deg must be in [0, 180], "
+                                     f"sensor_fit_max_protection_level_m > 0 and sensor_fit_estimates an integer >= 1, "
+                                     f"got {self.imu_heading_deadband_deg}, {self.sensor_fit_max_protection_level_m}, "
+                                     f"{self.sensor_fit_estimates!r}")
         if not (math.isfinite(self.still_m) and self.still_m >= 0):
             raise TrackingInputError(f"tracking still_m must be a finite number >= 0, got {self.still_m}")
         if not self.odometry_timeout_s > 0:  # inf: never stale

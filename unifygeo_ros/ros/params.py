@@ -47,11 +47,16 @@ TRACKING_PARAMETERS = (
     ("odometry_scale_std", "particles: each carries its own scale of the odometry's distances, drawn 1 +- this "
                            "from the start (0: only once odometry_scale_window_m finds the odometry off scale)"),
     ("odometry_scale_walk_per_sqrt_m", "random walk of those scales per square root of a metre driven"),
-    ("odometry_scale_window_m", "the odometry's scale fitted between its track and the belief's over this many metres "
-                                "driven; off scale by more than odometry_scale_deadband, the particles get their own "
-                                "scale (0: off)"),
+    ("odometry_scale_window_m", "the odometry's scale and the IMU's heading offset fitted between dead-reckoned tracks "
+                                "and the belief's over this many metres driven; off scale by more than "
+                                "odometry_scale_deadband, the particles get their own scale (0: neither is fitted)"),
     ("odometry_scale_deadband", "see odometry_scale_window_m"),
     ("odometry_scale_detected_std", "the particles' scale prior once the odometry was found off scale"),
+    ("imu_heading_deadband_deg", "the IMU's heading offset measured beyond this (deg), it is taken off every reading "
+                                 "from then on (180: never)"),
+    ("sensor_fit_max_protection_level_m", "only frames published with a protection level of at most this are part "
+                                          "of those fits' stretch, m"),
+    ("sensor_fit_estimates", "each of those fits' estimate is the median of this many last fits"),
     ("position_noise_m_per_sqrt_s", "extra position random walk, m/sqrt(s)"),
     ("yaw_noise_deg_per_sqrt_s", "extra heading random walk, deg/sqrt(s)"),
     ("init_min_radius_m", "the belief started from a fix covers at least this radius, m"),

@@ -153,6 +153,7 @@ def frame_result(out: Outcome, index: int, t_ns: int) -> FrameResult:
         fr.tracking_state, fr.reinitialised = tracking_state(out.track), out.track.reinitialised
         fr.evidence_log_ratio = float(out.track.evidence_log_ratio)
         fr.odometry_scale = float(out.track.odometry_scale)
+        fr.imu_heading_offset_deg = float(out.track.imu_heading_offset_deg)
         fr.beyond_single_ms = float(out.track.tracking_ms)
         if out.fix is not None:
             fr.single_latitude_deg, fr.single_longitude_deg = float(out.fix.latitude_deg), float(out.fix.longitude_deg)

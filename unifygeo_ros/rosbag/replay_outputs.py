@@ -45,7 +45,8 @@ def write_outputs(out: Path, frames: list[FrameResult], gt: GroundTruth, origin:
         w.writerow(["index", "t_s", "status", "latitude_deg", "longitude_deg", "east_m", "north_m", "yaw_deg",
                     "gt_east_m", "gt_north_m", "gt_yaw_deg", "error_m", "heading_error_deg", "cov_ee_m2",
                     "cov_en_m2", "cov_nn_m2", "score", "protection_level_m", "latency_ms", "tracking_state",
-                    "evidence_log_ratio", "reinitialised", "note", "odometry_scale"])
+                    "evidence_log_ratio", "reinitialised", "note", "odometry_scale",
+                    "imu_heading_offset_deg"])
         for f in frames:
             e, i = err_by_frame.get(id(f), (math.nan, None))
             ge = gn = gy = he = math.nan
@@ -57,7 +58,7 @@ def write_outputs(out: Path, frames: list[FrameResult], gt: GroundTruth, origin:
                         _fmt(gn), _fmt(gy), _fmt(e), _fmt(he), _fmt(f.cov_en_m2[0]), _fmt(f.cov_en_m2[1]),
                         _fmt(f.cov_en_m2[3]), _fmt(f.score), _fmt(f.protection_level_m, 2), _fmt(f.latency_ms, 2),
                         f.tracking_state, _fmt_ratio(f.evidence_log_ratio), f.reinitialised, f.note,
-                        _fmt(f.odometry_scale, 4)])
+                        _fmt(f.odometry_scale, 4), _fmt(f.imu_heading_offset_deg, 2)])
     if cfg.plots:
         save_plots(out, frames, pairs, origin, cfg, report)
 

@@ -49,6 +49,7 @@ class FrameResult:
     reinitialised: str = ""
     evidence_log_ratio: float = math.nan  # how much better the belief explains this frame than "elsewhere" (log)
     odometry_scale: float = math.nan  # the odometry's scale the tracking filter learnt (TrackEstimate.odometry_scale)
+    imu_heading_offset_deg: float = math.nan  # the IMU's heading offset measured (TrackEstimate.imu_heading_offset_deg)
     beyond_single_ms: float = math.nan
     single_latitude_deg: float = math.nan
     single_longitude_deg: float = math.nan
