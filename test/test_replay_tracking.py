@@ -111,6 +111,8 @@ def test_replay_track_takes_the_bags_only_topics_and_reports_tracking(world, dri
     assert tk["kidnap_at_s"] is None and tk["recovered_after_kidnap_s"] is None
     assert tk["reinitialisations"][0]["reason"].startswith("cold start") and len(tk["reinitialisations"]) == 1
     assert tk["beyond_single_ms_median"] > 0 and tk["single_frame"]["availability"] == 1.0
+    assert tk["sensors"]["odometry_scale"] == pytest.approx(1.0, abs=0.5)  # what the particles learnt
+    assert tk["sensors"]["imu_heading_offset_deg"] is None  # a 16-frame drive: no stretch to fit the IMU on
     # the published estimates are the belief: its protection level and covariance, not the single fixes'
     assert m["status_counts"]["fix"] == 16 and m["withheld_by_reason"] == {}
     with open(out / "frames.csv", newline="") as fh:  # each frame says how well the belief explained it, and why

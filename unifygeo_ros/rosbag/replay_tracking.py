@@ -22,6 +22,8 @@ published estimate - withheld, undecodable, dropped by the node - has ``e = inf`
 * ``availability``: published / processed frames over the whole drive;
 * ``kidnap_at_s`` (and ``kidnap_source``: ``/gt/kidnap`` or the bag's metadata), ``reinitialisations`` (tracking,
   in-process: time and reason of each (re)initialisation of the belief);
+* ``sensors`` (tracking, in-process): the last ``odometry_scale`` and ``imu_heading_offset_deg`` the filter reported
+  (what it learnt or measured of the robot's odometry and IMU over the drive; null when never measured);
 * ``step_ms_median`` / ``_p95`` (the pipeline's time per frame, decoding included), ``beyond_single_ms_median`` /
   ``_p95`` (tracking, in-process: the step beyond the single-frame localizer);
 * ``single_frame`` (tracking, in-process): the filter's global fixes on the same frames - ``all`` and
@@ -133,6 +135,8 @@ def tracking_report(frames: list[FrameResult], gt: trajectory.Trajectory, origin
         "hmi": hmi,
         "reinitialisations": [{"t_s": round((f.t_ns - tl.t0_ns) * 1e-9, 3), "reason": f.reinitialised}
                               for f in frames if f.reinitialised],
+        "sensors": {"odometry_scale": _last_finite([f.odometry_scale for f in frames]),
+                    "imu_heading_offset_deg": _last_finite([f.imu_heading_offset_deg for f in frames])},
         "step_ms_median": _pct([f.latency_ms for f in frames], 50),
         "step_ms_p95": _pct([f.latency_ms for f in frames], 95),
         "beyond_single_ms_median": _pct([f.beyond_single_ms for f in frames], 50),
@@ -143,6 +147,11 @@ def tracking_report(frames: list[FrameResult], gt: trajectory.Trajectory, origin
         "definitions": "docs/REPLAY.md, 'Tracking' (unifygeo_ros/rosbag/replay_tracking.py)",
     }
     return report, tl
+
+
+def _last_finite(values: list[float]) -> float | None:
+    finite = [float(v) for v in values if v is not None and math.isfinite(v)]
+    return finite[-1] if finite else None
 
 
 # ---------------------------------------------------------------------------------------------------- plots
