@@ -102,7 +102,8 @@ def test_replay_track_takes_the_bags_only_topics_and_reports_tracking(world, dri
     assert rc == 0
     for line in ("took camera: /camera/panorama/image_raw (sensor_msgs/msg/Image, the only image topic)",
                  "took ground truth: /gt/geopose (geographic_msgs/msg/GeoPoseStamped; also in the bag: /gt/fix",
-                 "took odometry: /wheel/odometry", "took IMU: /imu/data", "took heading: imu", "tracking: converged"):
+                 "took odometry: /wheel/odometry", "took IMU: /imu/data", "took heading: imu", "tracking: converged",
+                 "sensors: odometry scale"):
         assert line in printed, (line, printed)
     m = json.loads((out / "metrics.json").read_text())
     tk = m["tracking"]

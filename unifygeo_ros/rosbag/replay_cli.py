@@ -190,6 +190,11 @@ def run(args: argparse.Namespace) -> int:
               f"{f(tk['nees_mean'], '')}, kidnap at {f(tk['kidnap_at_s'], 's')} recovered after "
               f"{f(tk['recovered_after_kidnap_s'], 's')}, availability {100 * (tk['availability'] or 0):.1f} %, "
               f"{len(tk['reinitialisations'])} (re)initialisations")
+        sensors = tk.get("sensors") or {}
+        if any(v is not None for v in sensors.values()):  # far from 1 / 0: calibrate the robot's sensor
+            scale, imu = sensors.get("odometry_scale"), sensors.get("imu_heading_offset_deg")
+            print(f"sensors: odometry scale {'n/a' if scale is None else f'{scale:.3f}'}, IMU heading offset "
+                  f"{f(imu, 'deg')} (docs/TRACKING.md)")
     print(f"data quality: {summary_line(rep.data_quality)}")
     for w in rep.warnings:
         print(f"warning: {w}")
