@@ -391,30 +391,30 @@ def test_the_odometry_scale_fitted_over_a_long_stretch():
             monitor.observe(origin + scale * turn @ monitor._pose[:2], converged, pl_m)
 
     drive_on(m, 30, 1.05, np.array([100.0, -40.0]))  # the robot covers 5 % more than its odometry says
-    assert m.estimate == pytest.approx(1.05, abs=1e-6) and m.off_scale
+    assert m.scale_estimate == pytest.approx(1.05, abs=1e-6) and m.off_scale
     m.restart()  # the belief jumped 500 m (a re-initialisation): no stretch spans the jump
     drive_on(m, 17, 1.0, np.array([600.0, 0.0]))  # 85 m since: not a window yet, the scale is kept
-    assert m.estimate == pytest.approx(1.05, abs=1e-6) and m.off_scale
+    assert m.scale_estimate == pytest.approx(1.05, abs=1e-6) and m.off_scale
     drive_on(m, 10, 1.0, np.array([600.0, 0.0]))  # now the odometry is right: fitted again, inside the deadband
-    assert m.estimate == pytest.approx(1.0, abs=1e-6) and not m.off_scale
+    assert m.scale_estimate == pytest.approx(1.0, abs=1e-6) and not m.off_scale
     kept = len(m._track)
     for _ in range(500):  # a robot standing still: its frames add nothing to the stretch
         m.observe(np.array([600.0, 0.0]) + turn @ m._pose[:2], True, 3.0)
     assert len(m._track) == kept
     unconverged = SensorFit(100.0, 0.02)
     drive_on(unconverged, 30, 1.05, np.zeros(2), converged=False)
-    assert math.isnan(unconverged.estimate) and not unconverged.off_scale
+    assert math.isnan(unconverged.scale_estimate) and not unconverged.off_scale
     wide = SensorFit(100.0, 0.02)  # published, but with a cold start's protection level: not a stretch
     drive_on(wide, 30, 1.05, np.zeros(2), pl_m=8.0)
-    assert math.isnan(wide.estimate)
+    assert math.isnan(wide.scale_estimate)
     spin = SensorFit(100.0, 0.02)  # a turn on the spot: no stretch to fit a scale on
     for _ in range(40):
         spin.move(OdometryDelta(2.5, 0.0, math.pi))  # back and forth along the same 2.5 m
         spin.observe(1.05 * spin._pose[:2], True, 3.0)
-    assert math.isnan(spin.estimate)
+    assert math.isnan(spin.scale_estimate)
     off = SensorFit(0.0, 0.02)
     drive_on(off, 30, 1.05, np.zeros(2))
-    assert not off.active and math.isnan(off.estimate) and not off.off_scale
+    assert not off.active and math.isnan(off.scale_estimate) and not off.off_scale
 
 
 def test_the_filter_corrects_an_odometry_8_percent_short_fitted_over_a_long_stretch():

@@ -47,7 +47,8 @@ def test_the_imu_heading_offset_fitted_over_a_long_stretch(offset_deg):
     correction; the scale is read on the odometry's own track as before."""
     fit = SensorFit(100.0, 0.03)
     imu_drive(fit, 30, offset_deg)
-    assert fit.imu_offset_deg == pytest.approx(offset_deg, abs=0.05) and fit.estimate == pytest.approx(1.0, abs=1e-6)
+    assert fit.imu_offset_deg == pytest.approx(offset_deg, abs=0.05)
+    assert fit.scale_estimate == pytest.approx(1.0, abs=1e-6)
     assert fit.imu_found is False  # only watch() decides (what the filter does): observe() measures
     fit.imu_found = fit.imu_found or abs(fit.imu_offset_deg) > fit.imu_deadband_deg
     assert fit.imu_found
@@ -59,7 +60,7 @@ def test_an_imu_within_the_deadband_or_before_a_whole_stretch_is_not_corrected()
     assert small.imu_offset_deg == pytest.approx(1.5, abs=0.05) and abs(small.imu_offset_deg) < small.imu_deadband_deg
     none = SensorFit(100.0, 0.03)  # no IMU: the scale alone
     imu_drive(none, 30, 8.0, imu_from=30)
-    assert math.isnan(none.imu_offset_deg) and none.estimate == pytest.approx(1.0, abs=1e-6)
+    assert math.isnan(none.imu_offset_deg) and none.scale_estimate == pytest.approx(1.0, abs=1e-6)
     late = SensorFit(100.0, 0.03)  # the IMU from step 10 on: fitted once the window holds no frame before it
     imu_drive(late, 28, 8.0, imu_from=10)
     assert math.isnan(late.imu_offset_deg)

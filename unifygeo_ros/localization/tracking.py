@@ -200,7 +200,7 @@ class SequentialLocalizer:
         self.sensor_fit.watch(est, self.belief)
         est.odometry_scale = self.belief.mean_scale()
         if math.isnan(est.odometry_scale):  # no scale state (yet): what the long stretch measured
-            est.odometry_scale = self.sensor_fit.estimate
+            est.odometry_scale = self.sensor_fit.scale_estimate
         est.imu_heading_offset_deg = self.sensor_fit.imu_offset_deg
         if not self.initialised and self._cold is not None:
             est.cold_protection_level_m = self._cold.protection_level_m(s.alpha)

@@ -75,7 +75,7 @@ class SensorFit:
         self.imu_deadband_deg, self.anchor_pl_m, self.estimates = float(imu_deadband_deg), float(anchor_pl_m), estimates
         #: (mean, std, walk) of the particles' scale state once the odometry was found off scale
         self.found: tuple[float, float, float] | None = None
-        self.estimate = math.nan  #: the measured scale (NaN until a long enough stretch was driven while converged)
+        self.scale_estimate = math.nan  #: the measured scale (NaN until a long enough stretch was driven converged)
         #: the IMU's compass heading minus the robot's, deg (NaN until fitted; clockwise positive, as a compass)
         self.imu_offset_deg = math.nan
         #: what is taken off every IMU reading: 0 until the offset was found beyond imu_deadband_deg, then the estimate
@@ -144,7 +144,7 @@ class SensorFit:
         offset = math.degrees(similarity(imu, belief)[1]) if np.isfinite(imu).all() else math.nan
         self._fits = (self._fits + [(similarity(odo, belief)[0], offset)])[-self.estimates:]
         fits = np.array(self._fits)
-        self.estimate = float(np.median(fits[:, 0]))
+        self.scale_estimate = float(np.median(fits[:, 0]))
         offsets = fits[np.isfinite(fits[:, 1]), 1]
         if len(offsets):
             self.imu_offset_deg = float(np.median(offsets))
@@ -158,7 +158,7 @@ class SensorFit:
             self.restart()
         self.observe(np.array([est.east_m, est.north_m]), est.converged, est.protection_level_m)
         if self.off_scale and self.found is None:
-            self.found = (self.estimate, self.detected_std, self.walk_per_sqrt_m)
+            self.found = (self.scale_estimate, self.detected_std, self.walk_per_sqrt_m)
             self.hand_over(belief)
         self.imu_found = self.imu_found or abs(self.imu_offset_deg) > self.imu_deadband_deg  # False while NaN
         if self.imu_found:
@@ -173,4 +173,4 @@ class SensorFit:
     @property
     def off_scale(self) -> bool:
         """The measured scale is further than ``deadband`` from 1: the odometry is not calibrated."""
-        return abs(self.estimate - 1.0) > self.deadband  # False while NaN
+        return abs(self.scale_estimate - 1.0) > self.deadband  # False while NaN
