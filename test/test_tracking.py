@@ -117,12 +117,15 @@ def compass(yaw_rad: float) -> float:
 
 
 def run(tracker, pos, yaw, deltas, scene=lambda k, p: Scene(tuple(p), fix=tuple(p) if k % 4 == 0 else None),
-        heading=True):
+        heading=True, heading_offset_deg=0.0):
+    """The drive through ``tracker``; ``heading``: an IMU (its compass reads ``heading_offset_deg`` clockwise of the
+    truth)."""
     out = []
     for k, p in enumerate(pos):
         if k:
             tracker.predict(deltas[k - 1])
-        out.append(tracker.step(scene(k, p), float(k) * 0.5, compass(yaw[k]) if heading else None, 1.0))
+        out.append(tracker.step(scene(k, p), float(k) * 0.5,
+                                compass(yaw[k]) + heading_offset_deg if heading else None, 1.0))
     return out
 
 

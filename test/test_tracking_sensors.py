@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from test_tracking import Scene, ScriptedLocalizer, compass, drive, error
+from test_tracking import Scene, ScriptedLocalizer, compass, drive, error, run
 from unifygeo_ros import geo
 from unifygeo_ros.localization.tracking import OdometryDelta, SequentialLocalizer, TrackingInputError, TrackingSettings
 from unifygeo_ros.localization.tracking_sensors import SensorFit, similarity
@@ -49,15 +49,16 @@ def test_the_imu_heading_offset_fitted_over_a_long_stretch(offset_deg):
     imu_drive(fit, 30, offset_deg)
     assert fit.imu_offset_deg == pytest.approx(offset_deg, abs=0.05)
     assert fit.scale_estimate == pytest.approx(1.0, abs=1e-6)
-    assert fit.imu_found is False  # only watch() decides (what the filter does): observe() measures
-    fit.imu_found = fit.imu_found or abs(fit.imu_offset_deg) > fit.imu_deadband_deg
-    assert fit.imu_found
+    assert fit.imu_off and fit.imu_found is False  # only watch() acts on it (what the filter does): observe() measures
+    assert fit.imu_correction_deg == 0.0
+    fit.imu_found = True
+    assert fit.imu_correction_deg == fit.imu_offset_deg
 
 
 def test_an_imu_within_the_deadband_or_before_a_whole_stretch_is_not_corrected():
     small = SensorFit(100.0, 0.03)
     imu_drive(small, 30, 1.5)
-    assert small.imu_offset_deg == pytest.approx(1.5, abs=0.05) and abs(small.imu_offset_deg) < small.imu_deadband_deg
+    assert small.imu_offset_deg == pytest.approx(1.5, abs=0.05) and not small.imu_off
     none = SensorFit(100.0, 0.03)  # no IMU: the scale alone
     imu_drive(none, 30, 8.0, imu_from=30)
     assert math.isnan(none.imu_offset_deg) and none.scale_estimate == pytest.approx(1.0, abs=1e-6)
@@ -84,12 +85,8 @@ def replay(offset_deg: float, **settings):
     pos, yaw, deltas = drive(300, start=(140.0, 60.0), speed=5.0, yaw_rate=math.radians(7.0))
     t = SequentialLocalizer(ScriptedLocalizer(), TrackingSettings(particles=500, odometry_scale_window_m=100.0,
                                                                   **settings))
-    out = []
-    for k, p in enumerate(pos):
-        if k:
-            t.predict(deltas[k - 1])
-        scene = Scene(tuple(p), fix=tuple(p) if k == 0 else None)
-        out.append(t.step(scene, float(k) * 0.5, compass(yaw[k]) + offset_deg, 1.0))
+    out = run(t, pos, yaw, deltas, scene=lambda k, p: Scene(tuple(p), fix=tuple(p) if k == 0 else None),
+              heading_offset_deg=offset_deg)
     heading_err = np.array([abs(geo.angle_diff_deg(e.heading_deg, compass(y))) for e, y in zip(out, yaw)])
     pos_err = np.array([error(e, p) for e, p in zip(out, pos)])
     return out, heading_err, pos_err, t

@@ -59,11 +59,6 @@ def similarity(src: np.ndarray, dst: np.ndarray) -> tuple[float, float]:
     return float((d * sign).sum()) / var, math.atan2(rot[1, 0], rot[0, 0])
 
 
-def _advance(pose: np.ndarray, delta: OdometryDelta, yaw_rad: float) -> None:
-    c, s = math.cos(yaw_rad), math.sin(yaw_rad)
-    pose[:2] += (c * delta.forward_m - s * delta.left_m, s * delta.forward_m + c * delta.left_m)
-
-
 class SensorFit:
     """The odometry's scale and the IMU's heading offset over the last ``window_m`` driven (module doc);
     ``window_m`` 0: off (nothing measured)."""
@@ -78,9 +73,7 @@ class SensorFit:
         self.scale_estimate = math.nan  #: the measured scale (NaN until a long enough stretch was driven converged)
         #: the IMU's compass heading minus the robot's, deg (NaN until fitted; clockwise positive, as a compass)
         self.imu_offset_deg = math.nan
-        #: what is taken off every IMU reading: 0 until the offset was found beyond imu_deadband_deg, then the estimate
-        self.imu_correction_deg = 0.0
-        self.imu_found = False  #: the IMU's offset was once measured beyond imu_deadband_deg
+        self.imu_found = False  #: the IMU's offset was once measured beyond imu_deadband_deg (imu_off)
         self._pose = np.zeros(3)  # the odometry integrated on its own: x, y (m), yaw (rad)
         self._imu_pose = np.zeros(2)  # its distances laid along the IMU's headings: x, y (m) (ENU axes)
         self._imu_minus_odo_rad: float | None = None  # last IMU yaw minus the odometry's own yaw then (None: no IMU)
@@ -106,8 +99,8 @@ class SensorFit:
         if not self.active:
             return
         if self._imu_minus_odo_rad is not None:
-            _advance(self._imu_pose, delta, self._pose[2] + self._imu_minus_odo_rad)
-        _advance(self._pose, delta, self._pose[2])
+            self._imu_pose += delta.in_world(self._pose[2] + self._imu_minus_odo_rad)
+        self._pose[:2] += delta.in_world(self._pose[2])
         self._pose[2] += delta.yaw_rad
         self._driven_m += delta.distance_m
 
@@ -160,15 +153,23 @@ class SensorFit:
         if self.off_scale and self.found is None:
             self.found = (self.scale_estimate, self.detected_std, self.walk_per_sqrt_m)
             self.hand_over(belief)
-        self.imu_found = self.imu_found or abs(self.imu_offset_deg) > self.imu_deadband_deg  # False while NaN
-        if self.imu_found:
-            self.imu_correction_deg = self.imu_offset_deg
+        self.imu_found = self.imu_found or self.imu_off
 
     def hand_over(self, belief) -> None:
         """Give ``belief`` its own odometry scale when the odometry was found off scale (a new belief after a reset
         too: the robot's odometry did not change); the grid has none."""
         if self.found is not None:
             belief.enable_scales(*self.found)
+
+    @property
+    def imu_off(self) -> bool:
+        """The measured IMU offset is further than ``imu_deadband_deg`` from 0: the IMU is not calibrated."""
+        return abs(self.imu_offset_deg) > self.imu_deadband_deg  # False while NaN
+
+    @property
+    def imu_correction_deg(self) -> float:
+        """What is taken off every IMU reading: 0 until the IMU was found off, then the latest estimate."""
+        return self.imu_offset_deg if self.imu_found else 0.0
 
     @property
     def off_scale(self) -> bool:
