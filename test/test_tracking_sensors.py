@@ -114,3 +114,12 @@ def test_an_imu_within_the_deadband_moves_the_belief_exactly_as_without_the_fit(
     b, _, _, t = replay(1.0)
     assert [(e.east_m, e.north_m, e.heading_deg) for e in a] == [(e.east_m, e.north_m, e.heading_deg) for e in b]
     assert not t.sensor_fit.imu_found and 0.0 < b[-1].imu_heading_offset_deg < 3.0
+
+
+def test_taking_the_found_offset_off_the_readings_is_no_turn_and_no_kidnap():
+    """The correction moves the IMU's heading by the offset found at once; with a reset threshold that small jump
+    passes (1 sigma here), the belief takes the corrected heading - and is not declared lost, as a heading jump the
+    odometry did not see would declare it (heading_reset_lost)."""
+    est, h, _, t = replay(8.0, heading_reset_sigmas=1.0)
+    assert t.sensor_fit.imu_found and not any(e.lost for e in est)
+    assert h[150:].mean() < 3.0

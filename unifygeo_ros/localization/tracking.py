@@ -5,40 +5,23 @@ odometry and its camera, ROS-free (replay and the node call the same object).
     tracker.predict(OdometryDelta.from_twist(v, w, dt, var_v, var_w))   # each odometry sample (or their chain)
     est = tracker.step(panorama, stamp_s, heading_deg=imu_compass_deg, heading_std_deg=imu_std_deg)
 
-Each :meth:`SequentialLocalizer.step` encodes the panorama once and runs
+Each :meth:`SequentialLocalizer.step` encodes the panorama once and runs (docs/TRACKING.md 'What one step does'
+explains and measures every step and setting):
 
 1. the **global search** (the single-frame :meth:`Localizer.localize <unifygeo_ros.localization.localizer.
-   Localizer.localize>`, every ``global_every`` frames and whenever the filter is not initialised or lost) whose fix
-   goes through the one integrity gate (:func:`~unifygeo_ros.localization.gate.gate_fix`);
-2. the **measurement update**: the metric head over the tiles whose footprint holds the belief (at most
-   ``max_tiles``, those holding the most mass), turned into the calibrated likelihood of
-   :mod:`~unifygeo_ros.localization.tracking_evidence`; the panorama is given to a known-orientation model rolled by
-   the belief's heading;
-3. **heading**: an absolute heading passed to ``step`` (an IMU) updates it; a model that estimates the heading
-   (``data.orientation: unknown``) adds its heading at the belief's cells. A known-orientation model (the demo
-   model) gives no heading evidence: the heading then comes from its initial value (the IMU's, ``initial_heading_deg``
-   or the first fix's) and the odometry's yaw, so such a model runs on odometry alone once initialised;
-4. **cold start**: the first accepted global fix initialises the belief from that fix's own posterior (the K
-   candidates' calibrated maps) within its protection level (at least ``init_min_radius_m``); with
-   ``cold_start="candidates"`` (the default; particles) also, without an accepted fix, a belief seeded from every
-   frame's candidates and moved by the odometry (:mod:`~unifygeo_ros.localization.tracking_cold`) once its own
-   protection level is within the gate's ``max_protection_level_m``;
-5. **re-initialisation** (kidnap): ``disagree_fixes`` accepted global fixes in a row (agreeing with each other,
-   moved by the odometry; after the first, each counts by the distance driven since the previous one over
-   ``frame_spacing_m``, at most 1: two fixes a metre apart are one view seen twice) whose protection circles do
-   not meet the belief's while the belief fails to explain the current image (its evidence ratio below
-   ``exp(collapse_log_ratio)``), or one accepted fix after the belief
-   was declared lost: its evidence ratio (:meth:`TileLikelihood.evidence_ratio`: how much better the belief
-   explains the image than "none of these tiles") stayed below ``exp(collapse_log_ratio)`` for ``collapse_frames``
-   frames. A frame of an informative camera (the frames before it: median log evidence ratio at least
-   ``informative_log_ratio``) that fails to explain the belief marks the estimate ``unconfirmed`` (the gate withholds
-   it) until a frame explains it again or the belief is declared lost: the first frames after a kidnap are not
-   published; nor, for any camera, while the mean log evidence ratio of the last ``weak_frames`` frames is below
-   ``weak_log_ratio`` (``weak``: a narrow camera's frames explain little one by one, but not nothing over 5 s).
-
-A frame less than ``still_m`` (odometry) from the last measured one - a robot standing still - is the same view: it
-is not measured (no measurement update, 2, and no candidate cold-start update, 4: its estimate is the predicted
-belief), and an accepted fix from there adds nothing to the kidnap count (docs/TRACKING.md 'Standing still').
+   Localizer.localize>`, every ``global_every`` frames and whenever not initialised or lost), its fix through the
+   one integrity gate (:func:`~unifygeo_ros.localization.gate.gate_fix`);
+2. the **measurement update**: the metric head over the tiles under the belief, as the calibrated likelihood of
+   :mod:`~unifygeo_ros.localization.tracking_evidence` (a known-orientation model gets the panorama rolled by the
+   belief's heading), weighed per metre driven (``frame_spacing_m``; a robot standing still is not measured);
+3. **heading**: an IMU's heading passed to ``step`` (less its offset once found, :mod:`.tracking_sensors`), or the
+   model's heading field; a known-orientation model runs on odometry alone once initialised;
+4. **cold start** from the first accepted global fix's posterior, or from the candidates of every frame
+   (:mod:`~unifygeo_ros.localization.tracking_cold`, ``cold_start="candidates"``);
+5. **re-initialisation** (kidnap): accepted global fixes outside the belief while it fails to explain the image, or
+   one after the belief was declared lost (its evidence ratio poor for ``collapse_frames`` frames, an odometry gap,
+   or for an informative camera a heading jump the odometry did not see, ``heading_reset_lost``); the estimate is
+   withheld meanwhile (``unconfirmed``, ``weak``).
 
 Output: a :class:`TrackEstimate` (position in WGS84 and ENU, heading, the belief's covariance and protection level at
 ``alpha``, flags, time per step). Particles or a grid (``TrackingSettings.filter``): docs/TRACKING.md explains the
@@ -62,6 +45,7 @@ from unifygeo_ros.localization.tracking_estimate import TrackEstimate
 from unifygeo_ros.localization.tracking_evidence import TileLikelihood, index_area_m2, tiles_under
 from unifygeo_ros.localization.tracking_grid import GridBelief
 from unifygeo_ros.localization.tracking_motion import OdometryDelta, TrackingInputError
+from unifygeo_ros.localization.tracking_ratios import EvidenceRatios
 from unifygeo_ros.localization.tracking_sensors import SensorFit
 from unifygeo_ros.localization.tracking_settings import FILTERS, TrackingSettings
 
@@ -96,6 +80,7 @@ class SequentialLocalizer:
         self.rng = np.random.default_rng(self.settings.seed)
         #: the odometry's scale and the IMU's heading offset over a long stretch: the robot's, so kept through reset()
         self.sensor_fit = SensorFit.from_settings(self.settings)
+        self._imu_correction_deg = 0.0  # the correction the last IMU reading was given (a change of it is no turn)
         self.reset()
 
     def reset(self) -> None:
@@ -108,8 +93,8 @@ class SequentialLocalizer:
         self.sensor_fit.hand_over(self.belief)  # once found off scale, the particles keep their scale state
         self.initialised = False
         self.lost = False
-        self._low_frames = 0
-        self._ratios: list[float] = []  # last log evidence ratios (cold_start "candidates")
+        self._ratios = EvidenceRatios(s)  # the last frames' log evidence ratios and what they say of the belief
+        self._turned_frames = 0  # frames still withheld after a turn the odometry did not see (a narrow camera)
         self._challenger: _Challenger | None = None
         self._published: tuple[BeliefSummary, BeliefSummary] | None = None  # (belief's, with the map's error)
         self._frames = 0
@@ -146,12 +131,22 @@ class SequentialLocalizer:
         if not (math.isfinite(heading_deg) and math.isfinite(heading_std_deg) and heading_std_deg > 0):
             raise TrackingInputError(f"heading needs finite values and std > 0, got {heading_deg}, {heading_std_deg}")
         self.sensor_fit.imu(heading_deg)
-        heading_deg = heading_deg - self.sensor_fit.imu_correction_deg
+        correction = self.sensor_fit.imu_correction_deg
+        recalibrated, self._imu_correction_deg = correction != self._imu_correction_deg, correction
+        heading_deg = heading_deg - correction
         yaw = math.radians(float(geo.heading_to_yaw_deg(heading_deg)))
         var = math.radians(heading_std_deg) ** 2 / self.settings.heading_weight
         self._heading = (yaw, var)
         if self.initialised or self._seeded():
-            self.belief.update_heading(yaw, var, self.settings.heading_reset_sigmas)
+            turned = self.belief.update_heading(yaw, var, self.settings.heading_reset_sigmas)
+            if turned and self.initialised and self.settings.heading_reset_lost and not recalibrated:
+                # turned where the odometry could not see it: moved too (a kidnap). An informative camera's belief
+                # is lost, as after an odometry gap; a narrow camera's is withheld for weak_frames frames, then
+                # judged by its evidence as before (its cold start, begun at once, settled on wrong places more often)
+                if self._ratios.informative():
+                    self.lost = True
+                else:
+                    self._turned_frames = self.settings.weak_frames
 
     # ---- the step -----------------------------------------------------------------------------------------
     def step(self, image: np.ndarray, stamp_s: float, heading_deg: float | None = None,
@@ -184,17 +179,19 @@ class SequentialLocalizer:
                 log_ratio = self._measure(maps, support)
             why = self._check_kidnap(fix if accepted else None)
             if self.lost and not why and self._cold is not None:  # back to the candidate cold start (withheld)
-                self.initialised, self.lost, self._low_frames, self._challenger = False, False, 0, None
-                self._ratios = []
+                self.initialised, self.lost, self._challenger = False, False, None
+                self._ratios.clear()
                 self._cold.background, self._cold.frames = s.cold_resume_mass, 0
         elif accepted:
             why = "cold start from an accepted global fix"
         elif self._cold is not None and new_view:
             why = self._cold_step(fix, maps)
         if why.startswith(COLD_CANDIDATES):  # the candidates' particles become the tracking belief
-            self.initialised, self.lost, self._low_frames, self._challenger = True, False, 0, None
+            self.initialised, self.lost, self._ratios.low_frames, self._challenger = True, False, 0, None
         elif why:
             self._initialise(fix)
+        if why:
+            self._turned_frames = 0
         self.belief.learn_scales(self.initialised)  # the odometry's scale: learnt while tracking, held otherwise
         est = self._estimate(stamp_s, fix, accepted, why, log_ratio, len(rows), odometry_stale)
         self.sensor_fit.watch(est, self.belief)
@@ -272,11 +269,9 @@ class SequentialLocalizer:
         if not self.localizer.known_orientation and not s.north_aligned:
             self.belief.update_heading_field(lik, weight, math.radians(s.model_heading_min_std_deg))
         log_ratio = math.log(ratio) if ratio > 0 else -math.inf
-        self._low_frames = self._low_frames + 1 if log_ratio < self._poor_below() else 0
-        self._ratios = (self._ratios + [log_ratio])[-s.cold_collapse_frames:]
-        if self._low_frames >= s.collapse_frames and (
-                self._cold is None or self._informative_before_low_run()
-                or (len(self._ratios) == s.cold_collapse_frames and sum(self._ratios) < s.collapse_log_ratio)):
+        self._ratios.add(log_ratio)
+        self._turned_frames = max(self._turned_frames - 1, 0)
+        if self._ratios.lost(candidates=self._cold is not None):
             self.lost = True
         return log_ratio
 
@@ -310,28 +305,6 @@ class SequentialLocalizer:
             self._published = (b, with_map_bias(b, pts, w, self.settings.map_bias_std_m, self.settings.alpha))
         return self._published[1]
 
-    def _poor_below(self) -> float:
-        """The log evidence ratio under which this frame is poor: ``collapse_log_ratio``, or for an informative camera
-        ``poor_share`` of the median of the frames before the current run of poor ones, if that is higher (a belief
-        a panorama explained with 15 that now explains it with 5 has lost what confirmed it)."""
-        s = self.settings
-        before = self._before_low_run()
-        if s.poor_share > 0 and self._informative(before):
-            return max(s.collapse_log_ratio, s.poor_share * float(np.median(before)))
-        return s.collapse_log_ratio
-
-    def _before_low_run(self) -> list[float]:
-        return self._ratios[:len(self._ratios) - self._low_frames]
-
-    def _informative(self, before: list[float]) -> bool:
-        s = self.settings
-        return len(before) >= s.collapse_frames and float(np.median(before)) >= s.informative_log_ratio
-
-    def _informative_before_low_run(self) -> bool:
-        """The frames before the current run of poor ones (at least ``collapse_frames`` of them) explained the belief
-        with a median log evidence ratio of at least ``informative_log_ratio``."""
-        return self._informative(self._before_low_run())
-
     def _check_kidnap(self, fix: Fix | None) -> str:
         """The reason to re-initialise from ``fix`` (an accepted global fix), or ""."""
         if fix is None:
@@ -340,7 +313,7 @@ class SequentialLocalizer:
         b = self._published_summary()
         at = np.array([fix.east_m, fix.north_m])
         if float(np.hypot(*(at - b.mean_en_m))) <= b.protection_level_m + fix.protection_level_m:
-            self._challenger, self._low_frames, self.lost = None, 0, False  # the global evidence agrees
+            self._challenger, self._ratios.low_frames, self.lost = None, 0, False  # the global evidence agrees
             return ""
         if self.lost:
             return "the belief was lost; an accepted global fix re-initialises it"
@@ -353,7 +326,7 @@ class SequentialLocalizer:
                                            c.support + self._spacing_share(c.driven_m))
         else:
             self._challenger = _Challenger(at, fix.protection_level_m, 1, 1.0)
-        if self._challenger.support >= s.disagree_fixes - 1e-9 and self._low_frames > 0:
+        if self._challenger.support >= s.disagree_fixes - 1e-9 and self._ratios.low_frames > 0:
             # only while the belief fails to explain the image too: a wrong place can pass the gate twice in a row
             # (repetitive streets), a belief the images still confirm is not given up for it
             return f"{self._challenger.count} accepted global fixes outside the belief (kidnap)"
@@ -370,8 +343,8 @@ class SequentialLocalizer:
         self.belief.init_from(density, np.array([fix.east_m, fix.north_m]), radius, yaw, yaw_std)
         if self._cold is not None:
             self._cold.background = s.alpha
-        self._ratios = []
-        self.initialised, self.lost, self._low_frames, self._challenger = True, False, 0, None
+        self._ratios.clear()
+        self.initialised, self.lost, self._challenger = True, False, None
 
     def _initial_heading(self, fix: Fix) -> tuple[float, float]:
         """(ENU yaw, std) rad: the IMU's when given, else the belief's (re-initialisation), else
@@ -398,10 +371,8 @@ class SequentialLocalizer:
         east, north = (float(v) for v in b.mean_en_m)
         lat, lon = self.localizer.index.origin.from_en(east, north)
         yaw_deg = float(geo.wrap_deg(math.degrees(b.yaw_rad)))
-        unconfirmed = not self.lost and not why and self._low_frames > 0 and self._informative_before_low_run()
-        recent = self._ratios[-s.weak_frames:]
-        weak = (not self.lost and not why and s.weak_frames > 0 and len(recent) == s.weak_frames
-                and float(np.mean(recent)) < s.weak_log_ratio)
+        unconfirmed = not self.lost and not why and self._ratios.unconfirmed()
+        weak = not self.lost and not why and (self._turned_frames > 0 or self._ratios.weak())
         stale = odometry_stale and not why  # a re-initialisation from a global fix needs no odometry
         converged = (not self.lost and not unconfirmed and not weak and not stale
                      and b.protection_level_m <= s.converged_pl_m)

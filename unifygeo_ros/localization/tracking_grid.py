@@ -117,16 +117,17 @@ class GridBelief:
         self.p[iy, ix] = vals / vals.sum()
         self._recentre()
 
-    def update_heading(self, yaw_rad: float, var_rad2: float, reset_sigmas: float = math.inf) -> None:
+    def update_heading(self, yaw_rad: float, var_rad2: float, reset_sigmas: float = math.inf) -> bool:
         """A 1-D Kalman update of the heading with an absolute measurement (taken as it is when it lies more than
-        ``reset_sigmas`` combined standard deviations away)."""
+        ``reset_sigmas`` combined standard deviations away: then this returns True)."""
         self._cache = None
         if abs(float(wrap_pi(yaw_rad - self.yaw))) > reset_sigmas * math.sqrt(var_rad2 + self.yaw_var):
             self.yaw, self.yaw_var = float(wrap_pi(yaw_rad)), float(var_rad2)
-            return
+            return True
         k = self.yaw_var / (self.yaw_var + max(var_rad2, 1e-12))
         self.yaw = float(wrap_pi(self.yaw + k * float(wrap_pi(yaw_rad - self.yaw))))
         self.yaw_var *= 1.0 - k
+        return False
 
     def enable_scales(self, mean: float, std: float, walk_per_sqrt_m: float) -> None:
         """The grid has no scale state: nothing to enable."""

@@ -46,6 +46,11 @@ class TrackingSettings:
     model_heading_min_std_deg: float = 10.0  #: floor of the model's heading std (unknown-orientation models)
     heading_weight: float = 0.25  #: exponent of an absolute heading's likelihood (an IMU's readings share its bias)
     heading_reset_sigmas: float = 5.0  #: an absolute heading this far (combined sigmas) from the belief replaces it
+    #: such a heading means the robot was moved where the odometry could not see it (a kidnap: carried, towed):
+    #: an informative camera's belief (informative_log_ratio) is declared lost at once, as after an odometry gap; any
+    #: other camera's estimate is withheld (weak) until weak_frames frames have been measured since, then judged by
+    #: its evidence as before. A change of the IMU's correction (imu_heading_deadband_deg) is no turn
+    heading_reset_lost: bool = True
     odometry_noise_scale: float = 1.5  #: the odometry's covariance is multiplied by this squared
     position_noise_frac: float = 0.05  #: extra position noise, share of the distance driven (1-sigma)
     #: particles: each carries its own scale of the odometry's distances, drawn 1 +- this once tracking (a wheel

@@ -41,6 +41,9 @@ TRACKING_PARAMETERS = (
     ("floor_ratio", "a frame's likelihood is at least this share of its maximum over the belief"),
     ("heading_weight", "exponent of an absolute (IMU) heading's likelihood (its readings share a bias)"),
     ("heading_reset_sigmas", "an IMU heading this many combined sigmas from the belief replaces the belief's heading"),
+    ("heading_reset_lost", "such an IMU heading means the robot was moved where the odometry could not see it: an "
+                           "informative camera's belief is lost at once, any other's estimate withheld for "
+                           "weak_frames frames"),
     ("model_heading_min_std_deg", "floor of the model's heading std (unknown-orientation models), deg"),
     ("odometry_noise_scale", "the odometry's covariance is multiplied by this squared"),
     ("position_noise_frac", "extra position noise per prediction, share of the distance driven"),
