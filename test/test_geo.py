@@ -124,6 +124,9 @@ def test_wrap_and_angle_diff():
     assert geo.angle_diff_deg(350.0, 10.0) == pytest.approx(20.0)
     assert geo.angle_diff_deg(-170.0, 170.0) == pytest.approx(20.0)
     assert geo.angle_diff_deg(0.0, 180.0) == pytest.approx(180.0)
+    assert geo.wrap_pi(math.pi) == -math.pi and isinstance(geo.wrap_pi(3 * math.pi), float)
+    assert geo.wrap_pi(-0.5) == -0.5 and geo.wrap_pi(2 * math.pi + 0.25) == pytest.approx(0.25)
+    np.testing.assert_allclose(geo.wrap_pi(np.array([3.5, -3.5, 0.1])), [3.5 - 2 * math.pi, 2 * math.pi - 3.5, 0.1])
 
 
 def test_quaternion_yaw_round_trip():

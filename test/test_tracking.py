@@ -118,15 +118,15 @@ def compass(yaw_rad: float) -> float:
 
 
 def run(tracker, pos, yaw, deltas, scene=lambda k, p: Scene(tuple(p), fix=tuple(p) if k % 4 == 0 else None),
-        heading=True, heading_offset_deg=0.0):
+        heading=True, heading_offset_deg=0.0, heading_std_deg=1.0):
     """The drive through ``tracker``; ``heading``: an IMU (its compass reads ``heading_offset_deg`` clockwise of the
-    truth)."""
+    truth, with the 1-sigma ``heading_std_deg``)."""
     out = []
     for k, p in enumerate(pos):
         if k:
             tracker.predict(deltas[k - 1])
         out.append(tracker.step(scene(k, p), float(k) * 0.5,
-                                compass(yaw[k]) + heading_offset_deg if heading else None, 1.0))
+                                compass(yaw[k]) + heading_offset_deg if heading else None, heading_std_deg))
     return out
 
 
@@ -826,6 +826,31 @@ def test_a_kidnap_that_turns_the_robot_withholds_a_narrow_cameras_belief_for_wea
     assert not est[True][k0 + 3].weak and est[True][k0 + 3].initialised  # 4 frames measured: judged as before
     assert [(e.initialised, e.east_m, e.north_m) for e in est[True]] == [(e.initialised, e.east_m, e.north_m)
                                                                          for e in est[False]]
+
+
+@pytest.mark.parametrize("jump_deg", [30.0, 0.0])
+def test_an_imu_turn_the_odometry_did_not_see_is_a_kidnap_however_wide_the_imus_covariance(jump_deg):
+    """An IMU that reports a 10 deg sigma (its bias, say) puts heading_reset_sigmas' reach at ~100 deg; a 60 deg turn
+    between two frames that the odometry did not see is caught by heading_jump_deg (0: not), one the odometry saw is
+    not, nor one after a frame without a reading (nothing to compare with)."""
+    pos, yaw, deltas = drive(12)
+    tracker = SequentialLocalizer(ScriptedLocalizer(), TrackingSettings(particles=300, heading_jump_deg=jump_deg))
+    run(tracker, pos, yaw, deltas, heading_std_deg=10.0)
+    tracker.predict(deltas[0])  # straight on
+    tracker.heading(compass(yaw[-1]) + 60.0, 10.0)
+    assert tracker.lost == (jump_deg > 0)
+    est = tracker.step(Scene(tuple(pos[-1]), fix=tuple(pos[-1])), 6.0)  # an accepted fix that agrees keeps it
+    assert not est.lost and abs(geo.angle_diff_deg(est.heading_deg, compass(yaw[-1]) + 60.0)) < (3.0 if jump_deg
+                                                                                                   else 60.0)
+    tracker.predict(OdometryDelta.from_twist(5.0, math.radians(-120.0), 0.5, 0.05 ** 2, math.radians(0.5) ** 2))
+    tracker.heading(compass(yaw[-1]) + 120.0, 10.0)  # turned 60 deg clockwise, and the odometry saw it
+    assert not tracker.lost
+    if jump_deg:  # the belief took the +60 reading: it is at +120 now, and +180 lies within heading_reset_sigmas
+        tracker.step(Scene(tuple(pos[-1])), 6.5, heading_deg=None)  # a frame without a reading
+        tracker.heading(compass(yaw[-1]) + 180.0, 10.0)
+        assert not tracker.lost
+    with pytest.raises(TrackingInputError, match="heading_jump_deg"):
+        TrackingSettings(heading_jump_deg=-1.0)
 
 
 def test_an_unusable_image_raises_and_leaves_the_belief_alone():

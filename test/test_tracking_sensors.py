@@ -123,3 +123,16 @@ def test_taking_the_found_offset_off_the_readings_is_no_turn_and_no_kidnap():
     est, h, _, t = replay(8.0, heading_reset_sigmas=1.0)
     assert t.sensor_fit.imu_found and not any(e.lost for e in est)
     assert h[150:].mean() < 3.0
+
+
+def test_an_imu_with_its_offset_taken_off_still_tells_a_kidnap():
+    """Once corrected, the IMU's offset is refitted every frame (a change of hundredths of a degree): a turn the
+    odometry did not see is still a turn - the belief is lost on that reading."""
+    est, _, _, t = replay(8.0)
+    assert t.sensor_fit.imu_found and est[-1].converged and not t.lost
+    before = t.sensor_fit.imu_correction_deg
+    t.sensor_fit.imu_offset_deg = before + 0.02  # the next refit's change, as on every frame of the replays
+    assert t.sensor_fit.imu_correction_deg != before
+    t.heading(compass(drive(300, start=(140.0, 60.0), speed=5.0, yaw_rate=math.radians(7.0))[1][-1]) + 8.0 + 90.0,
+              1.0)
+    assert t.lost

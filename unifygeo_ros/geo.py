@@ -40,6 +40,12 @@ VIGOR_MPP_ORIGINAL = 0.114
 VIGOR_TILE_PX = 640
 
 
+def wrap_pi(angle_rad):
+    """Wrap an angle (scalar -> float, array -> array) into [-pi, pi)."""
+    wrapped = (np.asarray(angle_rad, dtype=np.float64) + math.pi) % (2.0 * math.pi) - math.pi
+    return float(wrapped) if wrapped.ndim == 0 else wrapped
+
+
 def wrap_deg(angle_deg):
     """Wrap an angle (scalar -> float, array -> array) into [-180, 180)."""
     wrapped = (np.asarray(angle_deg, dtype=np.float64) + 180.0) % 360.0 - 180.0

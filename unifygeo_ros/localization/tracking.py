@@ -81,6 +81,8 @@ class SequentialLocalizer:
         #: the odometry's scale and the IMU's heading offset over a long stretch: the robot's, so kept through reset()
         self.sensor_fit = SensorFit.from_settings(self.settings)
         self._imu_correction_deg = 0.0  # the correction the last IMU reading was given (a change of it is no turn)
+        self._imu_yaw_rad: float | None = None  # the last frame's IMU heading (ENU yaw; None: that frame had none)
+        self._odometry_yaw_rad = 0.0  # the odometry's turn since then
         self.reset()
 
     def reset(self) -> None:
@@ -107,6 +109,7 @@ class SequentialLocalizer:
     def predict(self, delta: OdometryDelta) -> None:
         """Move the belief by one odometry interval (its covariance scaled, plus the settings' process noise)."""
         self.sensor_fit.move(delta)
+        self._odometry_yaw_rad += delta.yaw_rad
         if not self.initialised and not self._seeded():
             return
         s = self.settings
@@ -130,23 +133,36 @@ class SequentialLocalizer:
         over a long stretch (``imu_heading_deadband_deg``), the reading less that offset."""
         if not (math.isfinite(heading_deg) and math.isfinite(heading_std_deg) and heading_std_deg > 0):
             raise TrackingInputError(f"heading needs finite values and std > 0, got {heading_deg}, {heading_std_deg}")
+        s = self.settings
         self.sensor_fit.imu(heading_deg)
-        correction = self.sensor_fit.imu_correction_deg
-        recalibrated, self._imu_correction_deg = correction != self._imu_correction_deg, correction
-        heading_deg = heading_deg - correction
-        yaw = math.radians(float(geo.heading_to_yaw_deg(heading_deg)))
-        var = math.radians(heading_std_deg) ** 2 / self.settings.heading_weight
+        before, correction = self._imu_correction_deg, self.sensor_fit.imu_correction_deg
+        self._imu_correction_deg = correction
+        yaw = math.radians(float(geo.heading_to_yaw_deg(heading_deg - correction)))
+        # the same reading with the previous reading's correction: a change of the correction is no turn
+        same = math.radians(float(geo.heading_to_yaw_deg(heading_deg - before)))
+        var = math.radians(heading_std_deg) ** 2 / s.heading_weight
         self._heading = (yaw, var)
+        jumped = (self._imu_yaw_rad is not None and s.heading_jump_deg > 0
+                  and abs(float(geo.wrap_pi(same - self._imu_yaw_rad - self._odometry_yaw_rad)))
+                  > math.radians(s.heading_jump_deg))
+        self._imu_yaw_rad, self._odometry_yaw_rad = yaw, 0.0
         if self.initialised or self._seeded():
-            turned = self.belief.update_heading(yaw, var, self.settings.heading_reset_sigmas)
-            if turned and self.initialised and self.settings.heading_reset_lost and not recalibrated:
+            off = correction == before or self._heading_off(same, var)
+            turned = self.belief.update_heading(yaw, var, 0.0 if jumped else s.heading_reset_sigmas)
+            if (jumped or (turned and off)) and self.initialised and s.heading_reset_lost:
                 # turned where the odometry could not see it: moved too (a kidnap). An informative camera's belief
                 # is lost, as after an odometry gap; a narrow camera's is withheld for weak_frames frames, then
                 # judged by its evidence as before (its cold start, begun at once, settled on wrong places more often)
                 if self._ratios.informative():
                     self.lost = True
                 else:
-                    self._turned_frames = self.settings.weak_frames
+                    self._turned_frames = s.weak_frames
+
+    def _heading_off(self, yaw_rad: float, var_rad2: float) -> bool:
+        """Whether an absolute heading lies more than ``heading_reset_sigmas`` from the belief's."""
+        b = self.belief.summary(0.5)
+        return abs(float(geo.wrap_pi(yaw_rad - b.yaw_rad))) > self.settings.heading_reset_sigmas * math.sqrt(
+            var_rad2 + b.yaw_std_rad ** 2)
 
     # ---- the step -----------------------------------------------------------------------------------------
     def step(self, image: np.ndarray, stamp_s: float, heading_deg: float | None = None,
@@ -161,6 +177,8 @@ class SequentialLocalizer:
         s = self.settings
         if heading_deg is not None:
             self.heading(heading_deg, heading_std_deg)
+        else:
+            self._imu_yaw_rad = None  # the next reading has no previous one to be compared with
         query_heading = self._query_heading()
         rows, support = self._rows()
         run_global = not self.initialised or self.lost or self._frames % s.global_every == 0

@@ -25,7 +25,8 @@ from scipy.optimize import brentq
 from scipy.stats import rice
 
 from unifygeo_ros.localization.tracking_evidence import TileLikelihood
-from unifygeo_ros.localization.tracking_motion import OdometryDelta, wrap_pi
+from unifygeo_ros.geo import wrap_pi
+from unifygeo_ros.localization.tracking_motion import OdometryDelta
 
 
 @dataclass

@@ -14,7 +14,8 @@ from scipy import ndimage
 
 from unifygeo_ros.localization.tracking_belief import BeliefSummary, weighted_quantile
 from unifygeo_ros.localization.tracking_evidence import TileLikelihood
-from unifygeo_ros.localization.tracking_motion import OdometryDelta, wrap_pi
+from unifygeo_ros.geo import wrap_pi
+from unifygeo_ros.localization.tracking_motion import OdometryDelta
 
 #: cells holding less than this share of the largest cell are left out of the likelihood and the support
 NEGLIGIBLE = 1e-9

@@ -15,15 +15,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from unifygeo_ros.errors import UnifyGeoError
+from unifygeo_ros.geo import wrap_pi
 
 
 class TrackingInputError(UnifyGeoError):
     """Odometry, a heading or a setting the sequential localizer cannot use (non-finite, negative variance)."""
-
-
-def wrap_pi(a):
-    """Angle(s) wrapped to [-pi, pi)."""
-    return (np.asarray(a, np.float64) + math.pi) % (2.0 * math.pi) - math.pi
 
 
 def _rot(yaw: float) -> np.ndarray:

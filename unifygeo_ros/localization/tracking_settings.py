@@ -51,6 +51,10 @@ class TrackingSettings:
     #: other camera's estimate is withheld (weak) until weak_frames frames have been measured since, then judged by
     #: its evidence as before. A change of the IMU's correction (imu_heading_deadband_deg) is no turn
     heading_reset_lost: bool = True
+    #: an IMU heading that turned this much more or less than the odometry since the previous frame's reading is such
+    #: a turn too (its heading is replaced), however wide the IMU's reported covariance (an IMU that reports its
+    #: bias as a 10 deg sigma puts heading_reset_sigmas at ~100 deg); 0 = only heading_reset_sigmas
+    heading_jump_deg: float = 30.0
     odometry_noise_scale: float = 1.5  #: the odometry's covariance is multiplied by this squared
     position_noise_frac: float = 0.05  #: extra position noise, share of the distance driven (1-sigma)
     #: particles: each carries its own scale of the odometry's distances, drawn 1 +- this once tracking (a wheel
@@ -152,6 +156,8 @@ class TrackingSettings:
                                      f"sensor_fit_max_protection_level_m > 0 and sensor_fit_estimates an integer >= 1, "
                                      f"got {self.imu_heading_deadband_deg}, {self.sensor_fit_max_protection_level_m}, "
                                      f"{self.sensor_fit_estimates!r}")
+        if not (math.isfinite(self.heading_jump_deg) and 0 <= self.heading_jump_deg <= 180):
+            raise TrackingInputError(f"tracking heading_jump_deg must be in [0, 180], got {self.heading_jump_deg}")
         if not (math.isfinite(self.still_m) and self.still_m >= 0):
             raise TrackingInputError(f"tracking still_m must be a finite number >= 0, got {self.still_m}")
         if not self.odometry_timeout_s > 0:  # inf: never stale

@@ -40,15 +40,12 @@ import math
 import numpy as np
 
 from unifygeo_ros.errors import UnifyGeoError
+from unifygeo_ros.geo import wrap_pi
 from unifygeo_ros.rosbag.fusion_config import MIN_VARIANCE, EkfParams
 from unifygeo_ros.rosbag.fusion_inputs import PositionFix, TwistSample, YawSample
 
 
 # ----------------------------------------------------------------------------------- models (for filterpy)
-def wrap_pi(a: float) -> float:
-    return (a + math.pi) % (2.0 * math.pi) - math.pi
-
-
 def motion_model(x: np.ndarray, u: np.ndarray) -> np.ndarray:
     """State (3, 1) after ``dt`` of twist ``u = (vx, vy, vyaw, dt)`` (mid-point heading; yaw wrapped)."""
     vx, vy, w, dt = (float(v) for v in np.asarray(u).reshape(-1))
