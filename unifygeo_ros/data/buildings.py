@@ -1,7 +1,7 @@
 """The built-up uses of a city block: dense blocks of attached buildings (:func:`fill_dense`), detached
 houses with gardens (:func:`fill_houses`) and big-box stores in their parking lots (:func:`fill_big_box`).
 
-Each takes a :class:`~unifygeo_ros.data.blocks.Block` and the local building density ``p`` in [0, 1], draws
+Each takes a :class:`~unifygeo_ros.data.city_block.Block` and the local building density ``p`` in [0, 1], draws
 from the block stream ``blk.rng`` and paints into the builder's layers through ``blk.set``.
 """
 from __future__ import annotations
@@ -26,8 +26,8 @@ from unifygeo_ros.data.city_schema import (
 )
 from unifygeo_ros.data.open_spaces import parking_lot
 
-if TYPE_CHECKING:  # for annotations only: blocks imports this module
-    from unifygeo_ros.data.blocks import Block
+if TYPE_CHECKING:  # for annotations only
+    from unifygeo_ros.data.city_block import Block
 
 POOL_RGB = (70, 170, 205)
 BOX_HVAC_RGB = (196, 198, 196)

@@ -7,13 +7,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
-if TYPE_CHECKING:  # for annotations only: city_builder imports this module
-    from unifygeo_ros.data.city_builder import CityBuilder
 
 # ---------------------------------------------------------------------------------------------- base palettes
 FLAT_ROOFS = np.array([(150, 150, 146), (118, 116, 112), (92, 93, 96), (66, 66, 70), (186, 182, 172),
@@ -108,19 +105,19 @@ def value_noise(rng: np.random.Generator, shape, scale_cells: float) -> np.ndarr
     return np.clip(big[: shape[0], : shape[1]], -1, 1)
 
 
-def apply_texture(b: CityBuilder) -> None:
-    """Add grain (a few cells wide) and ~12 m patches to the top colours, with amplitudes per surface class."""
-    r = b.rng_tex
-    shape = (b.rows, b.cols)
-    patches = value_noise(r, shape, 12.0 / b.cell)  # ~12 m patches
+def apply_texture(top: np.ndarray, surface: np.ndarray, rng: np.random.Generator, cell_m: float) -> None:
+    """Add grain (a few cells wide) and ~12 m patches to the top colours ``top`` (rows, cols, 3; uint8, in place),
+    with amplitudes per surface class of ``surface`` (rows, cols), drawn from ``rng``; ``cell_m``: the cell side."""
+    rows, cols = surface.shape
+    patches = value_noise(rng, (rows, cols), 12.0 / cell_m)  # ~12 m patches
     # fine grain: white noise blurred over a few cells, in chunks of rows
     chunk = 512
-    fine_a = _FINE[b.surface]
-    patch_a = _PATCH[b.surface]
-    for r0 in range(0, b.rows, chunk):
-        r1 = min(b.rows, r0 + chunk)
-        fine = r.standard_normal((r1 - r0, b.cols), dtype=np.float32)
+    fine_a = _FINE[surface]
+    patch_a = _PATCH[surface]
+    for r0 in range(0, rows, chunk):
+        r1 = min(rows, r0 + chunk)
+        fine = rng.standard_normal((r1 - r0, cols), dtype=np.float32)
         fine = cv2.GaussianBlur(fine, (0, 0), 0.8) * np.float32(2.2)  # grain a few cells wide, not per cell
         delta = fine * fine_a[r0:r1] + patches[r0:r1] * patch_a[r0:r1]
-        t = b.top[r0:r1].astype(np.int16) + delta[..., None].astype(np.int16)
-        b.top[r0:r1] = np.clip(t, 0, 255).astype(np.uint8)
+        t = top[r0:r1].astype(np.int16) + delta[..., None].astype(np.int16)
+        top[r0:r1] = np.clip(t, 0, 255).astype(np.uint8)

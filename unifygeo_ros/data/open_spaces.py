@@ -2,7 +2,7 @@
 with cars in their stalls (:func:`fill_parking`, :func:`parking_lot`), plazas with a fountain and rows of
 trees (:func:`fill_plaza`), parks with a sports field, a pond, paths and trees (:func:`fill_park`).
 
-Like :mod:`.buildings`, each takes a :class:`~unifygeo_ros.data.blocks.Block` (and the density ``p``, unused
+Like :mod:`.buildings`, each takes a :class:`~unifygeo_ros.data.city_block.Block` (and the density ``p``, unused
 here) and draws from the block stream ``blk.rng``.
 """
 from __future__ import annotations
@@ -23,8 +23,8 @@ from unifygeo_ros.data.city_schema import (
 )
 from unifygeo_ros.data.raster_draw import SHIFT, thickness, to_px
 
-if TYPE_CHECKING:  # for annotations only: blocks imports this module
-    from unifygeo_ros.data.blocks import Block
+if TYPE_CHECKING:  # for annotations only
+    from unifygeo_ros.data.city_block import Block
 
 # parking rows across the lot: [stall 5 m][stall 5 m][aisle 6.5 m], stalls 2.6 m wide
 PARKING_ROW_PERIOD_M = 16.5

@@ -90,7 +90,7 @@ def generate_city(seed: int, size_m, style: str = "mixed", cell_m: float = 0.25)
     paint_streets(b, streets, crossings, road, walk)
     street_furniture(b, streets, crossings)
     paint_tree_canopies(b)
-    apply_texture(b)
+    apply_texture(b.top, b.surface, b.rng_tex, b.cell)
     return _finished_city(b, streets)
 
 
