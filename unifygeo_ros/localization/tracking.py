@@ -130,7 +130,10 @@ class SequentialLocalizer:
 
     def heading(self, heading_deg: float, heading_std_deg: float) -> None:
         """An absolute compass heading of the robot (IMU/AHRS, compass) and its 1-sigma; once its offset was found
-        over a long stretch (``imu_heading_deadband_deg``), the reading less that offset."""
+        over a long stretch (``imu_heading_deadband_deg``), the reading less that offset. A reading that implies a
+        turn the odometry did not see - ``heading_reset_sigmas`` from the belief's heading, or ``heading_jump_deg``
+        beyond the odometry's turn since the previous reading - replaces the belief's heading and means the robot was
+        moved (``heading_reset_lost``)."""
         if not (math.isfinite(heading_deg) and math.isfinite(heading_std_deg) and heading_std_deg > 0):
             raise TrackingInputError(f"heading needs finite values and std > 0, got {heading_deg}, {heading_std_deg}")
         s = self.settings
