@@ -20,7 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("unifygeo_ros.offline.export_cli",
                "export a checkpoint's encoders to ONNX (onnxruntime backend), with a parity check against torch"),
     "index": ("unifygeo_ros.index.build", "build, merge or describe an aerial index (unifygeo index build|merge|info)"),
-    "localize": ("unifygeo_ros.localization.localize_cli", "localize panoramas against an aerial index and print the fixes"),
+    "localize": ("unifygeo_ros.offline.localize_cli", "localize panoramas against an aerial index and print the fixes"),
     "calibrate": ("unifygeo_ros.offline.calibrate",
                   "fit the posterior's calibration (covariance, protection level) on training/benchmark cities"),
     "demo": ("unifygeo_ros.offline.demo", "run the whole chain on the embedded demo city: accuracy, latency, a picture"),
