@@ -21,6 +21,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from unifygeo_ros import geo  # noqa: E402
+
 
 def bag_series(bag: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[int]]:
     """(IMU stamps ns, IMU yaw rad (unwrapped), odometry stamps ns, odometry yaw rate rad/s, frame stamps, kidnaps)."""
@@ -33,7 +35,7 @@ def bag_series(bag: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarra
         for c, t, raw in r.messages(connections=[by["/imu/data"]]):
             q = r.deserialize(raw, c.msgtype).orientation
             imu.append(t)
-            yaw.append(math.atan2(2 * (q.w * q.z + q.x * q.y), 1 - 2 * (q.y * q.y + q.z * q.z)))
+            yaw.append(math.radians(geo.quaternion_xyzw_to_yaw_deg(q.x, q.y, q.z, q.w)))
         odo, rate = [], []
         for c, t, raw in r.messages(connections=[by["/wheel/odometry"]]):
             odo.append(t)
@@ -48,7 +50,7 @@ def turn_differences_deg(bag: Path) -> tuple[np.ndarray, np.ndarray]:
     imu_t, imu_yaw, odo_t, rate, frames, kidnaps = bag_series(bag)
     odo_yaw = np.concatenate([[0.0], np.cumsum(rate[1:] * np.diff(odo_t) / 1e9)])
     diff = np.diff(np.interp(frames, imu_t, imu_yaw)) - np.diff(np.interp(frames, odo_t, odo_yaw))
-    diff = np.degrees(np.abs((diff + math.pi) % (2 * math.pi) - math.pi))
+    diff = np.degrees(np.abs(geo.wrap_pi(diff)))
     across = np.zeros(len(diff), bool)
     for k in kidnaps:
         across |= (frames[:-1] <= k) & (frames[1:] >= k)

@@ -6,7 +6,7 @@ Each ``--pair`` is two folders of ``unifygeo replay --track`` outputs (``<run>/f
 ``bench_tracking_defaults.py`` and ``bench_tracking_stops.py`` leave them) of the same drives: the variant before and
 the variant after a change. Per rig (the run name's second part: ``DemoCity_pinhole1_fov_tracking`` -> pinhole1, or
 its first: ``rig5_5151`` -> rig5): replays that differ, and whether any differs before its kidnap (frame for frame:
-status, position, protection level, tracking state); kidnaps recovered within 30 s and the median recovery; frames
+``bench_tracking_defaults.DECISION_COLUMNS``); kidnaps recovered within 30 s and the median recovery; frames
 published after the kidnap more than 50 m off, beyond their protection level within 50 m, and in all. Writes
 ``DIR/NAME.json`` and ``DIR/NAME.png`` (the published frames' error against the time since the kidnap, before in
 grey, after in colour). Figures only; nothing is asserted.
@@ -21,9 +21,10 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
 
-KEYS = ("status", "east_m", "north_m", "protection_level_m", "tracking_state")
+from bench_tracking_defaults import DECISION_COLUMNS  # noqa: E402
 
 
 def rig_of(run: str) -> str:
@@ -46,7 +47,7 @@ def load(run_dir: Path) -> dict:
 def first_difference_s(a: dict, b: dict) -> float | None:
     """Seconds from the kidnap to the first frame that differs (None: none does)."""
     for x, y in zip(a["rows"], b["rows"]):
-        if any(x[k] != y[k] for k in KEYS):
+        if any(x[k] != y[k] for k in DECISION_COLUMNS):
             return float(x["t_s"]) - a["t0"] - (a["kidnap_s"] or 0.0)
     return None if len(a["rows"]) == len(b["rows"]) else 0.0
 

@@ -150,7 +150,7 @@ class SequentialLocalizer:
                   > math.radians(s.heading_jump_deg))
         self._imu_yaw_rad, self._odometry_yaw_rad = yaw, 0.0
         if self.initialised or self._seeded():
-            off = correction == before or self._heading_off(same, var)
+            off = correction == before or self.belief.heading_off(same, var, s.heading_reset_sigmas)
             turned = self.belief.update_heading(yaw, var, 0.0 if jumped else s.heading_reset_sigmas)
             if (jumped or (turned and off)) and self.initialised and s.heading_reset_lost:
                 # turned where the odometry could not see it: moved too (a kidnap). An informative camera's belief
@@ -160,12 +160,6 @@ class SequentialLocalizer:
                     self.lost = True
                 else:
                     self._turned_frames = s.weak_frames
-
-    def _heading_off(self, yaw_rad: float, var_rad2: float) -> bool:
-        """Whether an absolute heading lies more than ``heading_reset_sigmas`` from the belief's."""
-        b = self.belief.summary(0.5)
-        return abs(float(geo.wrap_pi(yaw_rad - b.yaw_rad))) > self.settings.heading_reset_sigmas * math.sqrt(
-            var_rad2 + b.yaw_std_rad ** 2)
 
     # ---- the step -----------------------------------------------------------------------------------------
     def step(self, image: np.ndarray, stamp_s: float, heading_deg: float | None = None,

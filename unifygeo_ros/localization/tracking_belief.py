@@ -219,13 +219,18 @@ class ParticleBelief:
         than ``reset_sigmas`` combined standard deviations from the belief's heading (the robot was turned where
         the odometry could not see it), the particles take their headings from the measurement instead and this
         returns True."""
-        mean, std = circular_mean_std(self.yaw, self.w)
-        if abs(float(wrap_pi(yaw_rad - mean))) > reset_sigmas * math.sqrt(var_rad2 + std * std):
+        if self.heading_off(yaw_rad, var_rad2, reset_sigmas):
             self.yaw = wrap_pi(yaw_rad + math.sqrt(var_rad2) * self.rng.standard_normal(self.n))
             self._cache = None
             return True
         self._reweight(-0.5 * wrap_pi(self.yaw - yaw_rad) ** 2 / max(var_rad2, 1e-12))
         return False
+
+    def heading_off(self, yaw_rad: float, var_rad2: float, reset_sigmas: float) -> bool:
+        """Whether an absolute heading lies more than ``reset_sigmas`` combined standard deviations from the
+        belief's (the test :meth:`update_heading` resets on)."""
+        mean, std = circular_mean_std(self.yaw, self.w)
+        return abs(float(wrap_pi(yaw_rad - mean))) > reset_sigmas * math.sqrt(var_rad2 + std * std)
 
     def update_heading_field(self, lik: TileLikelihood, weight: float, min_std_rad: float) -> None:
         """The model's heading at each particle's cell (von Mises, concentration from the vector's length)."""

@@ -122,13 +122,18 @@ class GridBelief:
         """A 1-D Kalman update of the heading with an absolute measurement (taken as it is when it lies more than
         ``reset_sigmas`` combined standard deviations away: then this returns True)."""
         self._cache = None
-        if abs(float(wrap_pi(yaw_rad - self.yaw))) > reset_sigmas * math.sqrt(var_rad2 + self.yaw_var):
+        if self.heading_off(yaw_rad, var_rad2, reset_sigmas):
             self.yaw, self.yaw_var = float(wrap_pi(yaw_rad)), float(var_rad2)
             return True
         k = self.yaw_var / (self.yaw_var + max(var_rad2, 1e-12))
         self.yaw = float(wrap_pi(self.yaw + k * float(wrap_pi(yaw_rad - self.yaw))))
         self.yaw_var *= 1.0 - k
         return False
+
+    def heading_off(self, yaw_rad: float, var_rad2: float, reset_sigmas: float) -> bool:
+        """Whether an absolute heading lies more than ``reset_sigmas`` combined standard deviations from the
+        belief's (the test :meth:`update_heading` resets on)."""
+        return abs(float(wrap_pi(yaw_rad - self.yaw))) > reset_sigmas * math.sqrt(var_rad2 + self.yaw_var)
 
     def enable_scales(self, mean: float, std: float, walk_per_sqrt_m: float) -> None:
         """The grid has no scale state: nothing to enable."""
