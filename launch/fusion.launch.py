@@ -18,7 +18,10 @@ Nodes (all in ``namespace``):
   ``odometry/filtered`` <- ``odometry/global`` (the map EKF only: navsat takes its world frame from it).
 * a static base_link -> ``camera_frame`` transform (tf2_ros static_transform_publisher) when camera_frame is set.
   Give the localizer the same ``sensor_frame`` (its parameter file) so that ``fix`` carries that frame.
-* localize.launch.py (start_localizer true), with the arguments below passed on.
+* localize.launch.py (start_localizer true), with the arguments below passed on: its node parameters (checkpoint,
+  index, device, backend, mode, input_mode, heading_source) override localizer_params_file only when given, the
+  IMU and the wheel odometry are the EKFs' (imu_topic, odom_topic); every argument of this file that it also takes
+  is passed explicitly (an included file would inherit a same-named argument of this one silently).
 
 The node names are the section names of the parameter files: robot_localization reads only the section of its
 own node name.
@@ -57,7 +60,8 @@ ARGUMENTS = (
      "robot_localization parameters: ekf_filter_node_odom (both options) and ekf_filter_node_map (option A)"),
     ("navsat_params_file", config_file("robot_localization", "navsat.yaml"),
      "robot_localization parameters: navsat_transform_node and ekf_filter_node_map (option B)"),
-    ("odom_topic", "wheel/odometry", "nav_msgs/Odometry of the wheel encoders (remap of the EKFs' wheel/odometry)"),
+    ("odom_topic", "wheel/odometry", "nav_msgs/Odometry of the wheel encoders (remap of the EKFs' wheel/odometry "
+                                     "and the localizer's odom, mode tracking)"),
     ("imu_topic", "imu/data", "sensor_msgs/Imu, earth-referenced ENU yaw (remap of the EKFs' imu/data, "
                               "navsat_transform_node's imu and the localizer's imu)"),
     ("camera_frame", "", "child frame of a static base_link -> camera transform; empty: none (camera at base_link)"),
@@ -68,10 +72,13 @@ ARGUMENTS = (
     ("start_localizer", "true", "true: include localize.launch.py with the arguments below"),
     ("localizer_params_file", config_file("localize.yaml"), "the localizer's parameter file (localize.launch.py "
                                                             "params_file; set sensor_frame there)"),
-    ("checkpoint", "", "model checkpoint folder; empty = the embedded demo model"),
-    ("index", "", "aerial index folder; empty = the embedded demo index"),
-    ("device", "auto", "auto | cpu | cuda"),
-    ("heading_source", "auto", "auto | model | north_aligned | imu (see config/localize.yaml)"),
+    ("checkpoint", "", "model checkpoint folder; empty = localizer_params_file's (shipped: the embedded demo)"),
+    ("index", "", "aerial index folder; empty = localizer_params_file's (shipped: the embedded demo)"),
+    ("device", "", "auto | cpu | cuda (empty = localizer_params_file's, shipped: auto)"),
+    ("backend", "", "torch | onnxruntime (empty = localizer_params_file's, shipped: torch)"),
+    ("mode", "", "single | tracking (empty = localizer_params_file's, shipped: single; tracking takes odom_topic)"),
+    ("input_mode", "", "panorama | compressed | cameras (empty = localizer_params_file's, shipped: panorama)"),
+    ("heading_source", "", "auto | model | north_aligned | imu (empty = localizer_params_file's, shipped: auto)"),
     ("image_topic", "image", "panorama topic (sensor_msgs/Image) of the localizer"),
     ("log_level", "info", "debug | info | warn | error"),
 )
@@ -142,9 +149,13 @@ def generate_launch_description() -> LaunchDescription:
             "checkpoint": cfg["checkpoint"],
             "index": cfg["index"],
             "device": cfg["device"],
+            "backend": cfg["backend"],
+            "mode": cfg["mode"],
+            "input_mode": cfg["input_mode"],
             "heading_source": cfg["heading_source"],
             "image_topic": cfg["image_topic"],
             "imu_topic": cfg["imu_topic"],
+            "odom_topic": cfg["odom_topic"],
             "log_level": cfg["log_level"],
         }.items(),
         condition=IfCondition(cfg["start_localizer"]),

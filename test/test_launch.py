@@ -37,6 +37,8 @@ PARAMS_FILE = REPO / "config" / "localize.yaml"
 RL_DIR = REPO / "config" / "robot_localization"
 LAUNCH_ARGS = {"params_file", "checkpoint", "index", "device", "input_mode", "namespace", "image_topic",
                "compressed_topic", "log_level", "heading_source", "imu_topic", "backend", "mode", "odom_topic"}
+#: the arguments that are node parameters (overriding the parameter file when given)
+OVERRIDES = ("checkpoint", "index", "device", "backend", "mode", "input_mode", "heading_source")
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
@@ -168,8 +170,8 @@ def _cfg_key(node: ast.AST) -> str | None:
 
 
 def _node_call() -> ast.Call:
-    """The one ``Node(...)`` call of generate_launch_description()."""
-    fn = _launch_function(_launch_tree(), "generate_launch_description")
+    """The one ``Node(...)`` call: localizer_node(), the OpaqueFunction generate_launch_description() returns."""
+    fn = _launch_function(_launch_tree(), "localizer_node")
     calls = [n for n in ast.walk(fn) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
              and n.func.id == "Node"]
     assert len(calls) == 1, f"{len(calls)} Node actions in {LAUNCH_FILE.name}"
@@ -198,51 +200,73 @@ def test_launch_argument_defaults_and_descriptions():
     params_file = Path(table["params_file"][0])
     assert params_file.name == "localize.yaml" and params_file.is_file(), params_file
     assert "/**" in yaml.safe_load(params_file.read_text())
-    for name in ("checkpoint", "index"):  # empty = the embedded demo
-        assert table[name][0] == ""
-    assert table["device"][0] == "auto"
-    assert table["input_mode"][0] == "panorama"
-    assert table["heading_source"][0] == "auto"
+    for name in OVERRIDES:  # empty = the parameter file's value: an argument not given changes nothing
+        assert table[name][0] == "", name
     assert table["namespace"][0] == ""
     assert table["image_topic"][0] == "image" and table["compressed_topic"][0] == "image/compressed"
     assert table["imu_topic"][0] == "imu" and table["odom_topic"][0] == "odom"
-    assert table["backend"][0] == "torch" and table["mode"][0] == "single"
     assert table["log_level"][0] == "info"
     for name, (default, desc) in table.items():
         assert isinstance(default, str), name  # launch arguments are strings
         assert len(desc) > 10, name
 
 
+def _launch_namespace() -> dict:
+    """The launch file's top level without ``launch`` (as :func:`_launch_table`): OVERRIDES, overrides()."""
+    tree = _launch_tree()
+    keep = [n for n in tree.body
+            if not (isinstance(n, ast.ImportFrom) and (n.module or "").split(".")[0] in ("launch", "launch_ros"))]
+    ns = {"__file__": str(LAUNCH_FILE), "__name__": "localize_launch_static"}
+    exec(compile(ast.Module(body=keep, type_ignores=[]), str(LAUNCH_FILE), "exec"), ns)
+    return ns
+
+
+def test_launch_arguments_override_the_parameter_file_only_when_given():
+    """An argument left empty does not reach the node (the parameter file's value holds: a user's own params_file
+    with its index, checkpoint or mode is not overridden by the launch file's defaults); one given does."""
+    ns = _launch_namespace()
+    assert set(ns["OVERRIDES"]) == set(OVERRIDES)
+    over = ns["overrides"]
+    assert over({name: "" for name in LAUNCH_ARGS}) == {}
+    assert over({}) == {}
+    given = {**{name: "" for name in LAUNCH_ARGS}, "index": "/data/ix", "mode": "tracking", "image_topic": "/cam"}
+    assert over(given) == {"index": "/data/ix", "mode": "tracking"}  # topics are remaps, not parameters
+
+
 def test_launch_arguments_passed_as_node_parameters_match_the_node_declaration():
-    """Arguments given to the node as parameters are declared node parameters, with the same default."""
+    """Arguments given to the node as parameters are declared node parameters; their descriptions name the
+    shipped parameter file's value (the node's default) and the node's choices."""
     table = _launch_table()
     kw = _node_kwargs()
     params = kw["parameters"]
     assert isinstance(params, ast.List) and len(params.elts) == 2, ast.dump(params)
-    assert _cfg_key(params.elts[0]) == "params_file"  # the parameter file first, the arguments override it
+    assert _cfg_key(params.elts[0]) == "params_file"  # the parameter file first, the given arguments override it
     override = params.elts[1]
     assert isinstance(override, ast.DictComp), ast.dump(override)
     assert isinstance(override.value, ast.Call) and isinstance(override.value.func, ast.Name)
-    assert override.value.func.id == "ParameterValue"  # {name: ParameterValue(cfg[name], value_type=str) ...}
+    assert override.value.func.id == "ParameterValue"  # {name: ParameterValue(value, value_type=str) ...}
     target = override.generators[0].target
-    arg = override.value.args[0]
-    assert isinstance(target, ast.Name) and isinstance(override.key, ast.Name) and override.key.id == target.id
-    assert isinstance(arg, ast.Subscript) and arg.value.id == "cfg" and arg.slice.id == target.id
+    assert isinstance(target, ast.Tuple) and isinstance(override.key, ast.Name)
+    assert override.key.id == target.elts[0].id and override.value.args[0].id == target.elts[1].id
+    source = override.generators[0].iter  # given.items(), given = overrides({...})
+    assert isinstance(source, ast.Call) and source.func.value.id == "given" and source.func.attr == "items"
     value_type = {k.arg: k.value for k in override.value.keywords}["value_type"]
     assert isinstance(value_type, ast.Name) and value_type.id == "str"
-    passed = ast.literal_eval(override.generators[0].iter)
-    assert set(passed) == {"checkpoint", "index", "device", "backend", "input_mode", "heading_source", "mode"}
     specs = {p.name: p for p in PARAMETERS}
-    for name in passed:
+    shipped = _flatten(yaml.safe_load(PARAMS_FILE.read_text())["/**"]["ros__parameters"])
+    for name in OVERRIDES:
         assert name in PARAMETER_NAMES and name in table, name
         spec = specs[name]
         assert isinstance(spec.default, str), name  # passed with value_type=str
-        assert table[name][0] == spec.default, name  # an unset argument does not change the node's default
+        desc = table[name][1]
+        assert "empty = the parameter file's" in desc, name
+        said = re.search(r"shipped: ([^;)]+)", desc).group(1)
+        assert said == (spec.default or "empty = the embedded demo " + ("model" if name == "checkpoint" else name))
+        assert shipped[name] == spec.default, name
         if spec.choices:  # the argument's description names the same choices: "a | b | c (...)"
-            named = tuple(c.strip() for c in table[name][1].split("(")[0].split("|"))
+            named = tuple(c.strip() for c in desc.split("(")[0].split("|"))
             assert named == tuple(spec.choices), (name, named, spec.choices)
-            assert table[name][0] in spec.choices, name
-    NodeSettings.from_params({name: table[name][0] for name in passed})  # the defaults pass the node's checks
+    NodeSettings.from_params({name: specs[name].default for name in OVERRIDES})  # the defaults pass its checks
 
 
 def test_launch_file_starts_our_node_and_uses_every_argument():
@@ -266,18 +290,21 @@ def test_launch_file_starts_our_node_and_uses_every_argument():
     args = kw["arguments"].elts
     assert [ast.literal_eval(a) for a in args[:2]] == ["--ros-args", "--log-level"]
     assert _cfg_key(args[2]) == "log_level"
-    # every declared argument reaches the node: used as cfg["name"], or named in the parameter override tuple
+    # every declared argument reaches the node: used as cfg["name"], or one of the parameter overrides
+    node_fn = _launch_function(tree, "localizer_node")
+    used = {k for n in ast.walk(node_fn) if (k := _cfg_key(n)) and isinstance(k, str)}
+    assert used | set(OVERRIDES) == LAUNCH_ARGS, (used | set(OVERRIDES)) ^ LAUNCH_ARGS
+    # one DeclareLaunchArgument per ARGUMENTS row, returned with the OpaqueFunction that makes the node
     fn = _launch_function(tree, "generate_launch_description")
-    used = {k for n in ast.walk(fn) if (k := _cfg_key(n)) and isinstance(k, str)}
-    used |= set(ast.literal_eval(kw["parameters"].elts[1].generators[0].iter))
-    assert used == LAUNCH_ARGS, used ^ LAUNCH_ARGS
-    # one DeclareLaunchArgument per ARGUMENTS row, returned with the node
     decl = [n for n in ast.walk(fn) if isinstance(n, ast.ListComp) and isinstance(n.elt, ast.Call)
             and isinstance(n.elt.func, ast.Name) and n.elt.func.id == "DeclareLaunchArgument"]
     assert len(decl) == 1 and isinstance(decl[0].generators[0].iter, ast.Name)
     assert decl[0].generators[0].iter.id == "ARGUMENTS"
     ret = next(n for n in ast.walk(fn) if isinstance(n, ast.Return))
     assert isinstance(ret.value, ast.Call) and ret.value.func.id == "LaunchDescription"
+    opaque = [n for n in ast.walk(ret) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+              and n.func.id == "OpaqueFunction"]
+    assert len(opaque) == 1 and {k.arg: k.value.id for k in opaque[0].keywords} == {"function": "localizer_node"}
     # the module docstring documents every argument
     doc = ast.get_docstring(tree)
     for name in LAUNCH_ARGS:
@@ -288,7 +315,8 @@ def test_launch_file_starts_our_node_and_uses_every_argument():
                     reason=f"launch / launch_ros are not importable here (the pip route has no launch packages; "
                            f"the static tests above cover the file); {APT_HINT}")
 def test_launch_description_declares_the_arguments_and_the_node():
-    from launch.actions import DeclareLaunchArgument
+    from launch import LaunchContext
+    from launch.actions import DeclareLaunchArgument, OpaqueFunction
     from launch_ros.actions import Node
 
     spec = importlib.util.spec_from_file_location("localize_launch", LAUNCH_FILE)
@@ -298,10 +326,13 @@ def test_launch_description_declares_the_arguments_and_the_node():
     args = {e.name: e for e in ld.entities if isinstance(e, DeclareLaunchArgument)}
     assert set(args) == LAUNCH_ARGS
     assert Path(args["params_file"].default_value[0].text).name == "localize.yaml"
-    for name in ("checkpoint", "index"):  # empty = the embedded demo
+    for name in OVERRIDES:  # empty = the parameter file's value
         assert args[name].default_value[0].text == ""
-    assert args["device"].default_value[0].text == "auto"
-    nodes = [e for e in ld.entities if isinstance(e, Node)]
+    (opaque,) = [e for e in ld.entities if isinstance(e, OpaqueFunction)]
+    context = LaunchContext()
+    for arg in args.values():
+        arg.execute(context)  # the defaults, as `ros2 launch` without arguments
+    nodes = [e for e in opaque.execute(context) if isinstance(e, Node)]
     assert len(nodes) == 1
     assert nodes[0].node_package == "unifygeo_ros" and nodes[0].node_executable == "localizer_node"
 
@@ -403,6 +434,34 @@ def _real_launch_prerequisites() -> str:
 _WHY_NOT = _real_launch_prerequisites()
 
 
+ROS_PACKAGE = re.compile(r"(rclpy|rcl_interfaces|ament_index_python|cv_bridge|tf2_ros|[a-z0-9_]+_msgs)$")
+
+
+def test_package_xml_declares_every_ros_package_the_code_imports():
+    """rosdep installs what package.xml names: every ROS package imported by the package (top-level or lazily)
+    is an exec_depend, cv_bridge (an optional decoder, used by the tests when present) a test_depend; the launch
+    files' launch / launch_ros are exec_depends too."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.parse(REPO / "package.xml").getroot()
+    deps = {tag: {e.text for e in root.iter(tag)} for tag in ("exec_depend", "test_depend")}
+    imported = {}
+    for path in sorted((REPO / "unifygeo_ros").rglob("*.py")) + [LAUNCH_FILE]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else [])
+            for name in names:
+                top = name.split(".")[0]
+                if ROS_PACKAGE.match(top):
+                    imported.setdefault(top, path.relative_to(REPO).as_posix())
+    assert {"rclpy", "rcl_interfaces", "geographic_msgs", "ament_index_python"} <= set(imported), imported
+    for pkg, where in imported.items():
+        kind = "test_depend" if pkg == "cv_bridge" else "exec_depend"
+        assert pkg in deps[kind], f"{where} imports {pkg}: not a {kind} in package.xml"
+    assert {"launch", "launch_ros"} <= deps["exec_depend"]
+    assert "cv_bridge" not in deps["exec_depend"]  # the node decodes images itself (docs/ROS_ENV.md)
+
+
 @pytest.fixture(scope="module")
 def colcon_install(tmp_path_factory):
     """The package built by colcon into a scratch workspace (the source tree stays clean)."""
@@ -489,7 +548,8 @@ def test_ros2_launch_starts_the_node_and_a_fix_comes_back(colcon_install, tmp_pa
 FUSION_FILE = REPO / "launch" / "fusion.launch.py"
 FUSION_ARGS = {"namespace", "use_navsat", "ekf_params_file", "navsat_params_file", "odom_topic", "imu_topic",
                "camera_frame", "camera_x", "camera_y", "camera_z", "camera_yaw", "start_localizer",
-               "localizer_params_file", "checkpoint", "index", "device", "heading_source", "image_topic", "log_level"}
+               "localizer_params_file", "checkpoint", "index", "device", "heading_source", "image_topic", "log_level",
+               "backend", "mode", "input_mode"}
 
 
 def _fusion_table() -> dict[str, tuple[str, str]]:
@@ -545,9 +605,14 @@ def test_fusion_launch_passes_the_localizer_only_arguments_it_declares():
     for key, arg in mapping.items():
         assert arg == ("localizer_params_file" if key == "params_file" else key), (key, arg)
     fusion, localize = _fusion_table(), _launch_table()
-    for key in set(mapping) - {"params_file", "imu_topic"}:
+    for key in set(mapping) - {"params_file", "imu_topic", "odom_topic"}:
         assert fusion[key][0] == localize[key][0], key
-    assert fusion["imu_topic"][0] == "imu/data"
+    assert fusion["imu_topic"][0] == "imu/data" and fusion["odom_topic"][0] == "wheel/odometry"
+    # an included launch file inherits the includer's launch configurations: every fusion argument that
+    # localize.launch.py also declares is passed on explicitly, so none reaches it unannounced
+    assert (set(fusion) & LAUNCH_ARGS) <= set(mapping), (set(fusion) & LAUNCH_ARGS) - set(mapping)
+    for key in OVERRIDES:  # the localizer's parameters: empty = localizer_params_file's, as in localize.launch.py
+        assert fusion[key][0] == "" and key in mapping, key
 
 
 @pytest.mark.skipif(not _launch_importable(), reason=f"launch / launch_ros are not importable (the static tests "

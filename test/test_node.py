@@ -28,6 +28,7 @@ _SKIP = ros_skip_reason()  # UNIFYGEO_REQUIRE_ROS=1 (CI): never skipped
 pytestmark = pytest.mark.skipif(bool(_SKIP), reason=_SKIP or "ROS 2 available")
 
 NODE_NAME = "unifygeo_localizer"
+REPO = Path(__file__).resolve().parents[1]
 RIG = {"front": 0.0, "left": 90.0, "back": 180.0, "right": -90.0}
 RIG_HFOV_DEG, RIG_W, RIG_H = 100.0, 160, 120
 STARTUP_TIMEOUT_S = 120.0
@@ -500,6 +501,10 @@ def test_diagnostics_name_the_model_index_and_startup(world, driver):
     for key in ("input_rate_hz", "fix_rate_hz", "latency_ms_p50", "processing_ms_p50", "frames_dropped",
                 "fixes_withheld", "bad_input", "last_score", "received", "published"):
         assert key in v, key
+    # every value the node reports is explained in NODE.md's Diagnostics section
+    doc = (REPO / "docs" / "NODE.md").read_text().split("## Diagnostics", 1)[1].split("\n## ", 1)[0]
+    undocumented = [k for k in v if f"`{k}`" not in doc and f"`{k.rsplit('_', 1)[0]}_p50/p95`" not in doc]
+    assert not undocumented, f"diagnostics values not in docs/NODE.md: {undocumented}"
 
 
 # -------------------------------------------------------------------------------------------------- start-up

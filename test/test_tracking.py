@@ -783,8 +783,8 @@ def replay_turned_kidnap(k0: int, **settings) -> tuple[dict, np.ndarray]:
     true_pos, true_yaw, deltas = turned_kidnap(k0)
     out = {}
     for lost in (True, False):
-        s = TrackingSettings(particles=1000, cold_start="candidates", collapse_log_ratio=5.0, heading_reset_lost=lost,
-                             **settings)
+        s = TrackingSettings(**{"particles": 1000, "cold_start": "candidates", "collapse_log_ratio": 5.0, **settings},
+                             heading_reset_lost=lost)
         out[lost] = run(SequentialLocalizer(CandidatesLocalizer(), s), true_pos, true_yaw, deltas,
                         lambda k, p: Scene(tuple(p)))
         assert out[lost][k0 - 1].converged and error(out[lost][k0 - 1], true_pos[k0 - 1]) < 3.0
@@ -812,20 +812,30 @@ def test_a_kidnap_that_turns_the_robot_loses_an_informative_cameras_belief_at_on
     assert not any(e.lost or e.weak for e in seen) and seen[-1].converged
 
 
-def test_a_kidnap_that_turns_the_robot_withholds_a_narrow_cameras_belief_for_weak_frames():
-    """A camera whose frames are never judged one by one (informative_log_ratio out of reach; the evidence's own weak
-    rule switched off here): after the turn the odometry did not see, its estimate is withheld (weak) until
-    weak_frames frames have been measured, not published at the old place; the belief itself, and when it is lost and
-    cold-started, are as without heading_reset_lost."""
+def test_a_kidnap_that_turns_the_robot_withholds_a_narrow_cameras_belief_until_it_could_be_lost():
+    """A camera whose frames are never judged one by one (informative_log_ratio out of reach): after the turn the
+    odometry did not see, its estimate is withheld (weak) - not published at the old place - until it is lost and
+    cold-started, at the same frame as without heading_reset_lost, the belief the same frame for frame. Its evidence
+    may explain the old place for a few frames by chance (a 90 deg view): the withholding lasts until the evidence
+    window (cold_collapse_frames) holds only frames since the turn, then it is judged by its evidence as before."""
     k0 = 20
-    est, true_pos = replay_turned_kidnap(k0, informative_log_ratio=100.0, weak_frames=4, weak_log_ratio=-100.0)
+    est, true_pos = replay_turned_kidnap(k0, informative_log_ratio=100.0, weak_frames=4)
     old_place = [k for k, e in enumerate(est[False]) if k >= k0 and e.initialised and not gate_track(e)[0]
                  and error(e, true_pos[k]) > 100.0]
-    assert old_place[:4] == [k0, k0 + 1, k0 + 2, k0 + 3]  # published at the old place without it
-    assert [gate_track(e)[0] for e in est[True][k0:k0 + 3]] == ["weak"] * 3
-    assert not est[True][k0 + 3].weak and est[True][k0 + 3].initialised  # 4 frames measured: judged as before
+    assert old_place == [k0, k0 + 1, k0 + 2]  # published at the old place without it, until weak (4 frames)
+    lost_at = next(k for k, e in enumerate(est[False]) if k >= k0 and (e.lost or not e.initialised))
+    assert lost_at > k0 + 4  # a narrow camera's window needs more than weak_frames frames to be judged lost
+    assert [gate_track(e)[0] for e in est[True][k0:lost_at]] == ["weak"] * (lost_at - k0)
+    assert not any(e.initialised and not gate_track(e)[0] and error(e, p) > 100.0
+                   for e, p in zip(est[True], true_pos))
     assert [(e.initialised, e.east_m, e.north_m) for e in est[True]] == [(e.initialised, e.east_m, e.north_m)
                                                                          for e in est[False]]
+    # never lost (collapse_log_ratio out of reach) nor weak by its evidence: withheld for cold_collapse_frames frames
+    est, _ = replay_turned_kidnap(k0, informative_log_ratio=100.0, weak_frames=4, weak_log_ratio=-100.0,
+                                  cold_collapse_frames=8, collapse_log_ratio=-100.0)
+    assert [gate_track(e)[0] for e in est[True][k0:k0 + 7]] == ["weak"] * 7
+    assert not est[True][k0 + 7].weak and est[True][k0 + 7].initialised  # 8 frames measured: judged as before
+    assert not any(e.weak for e in est[False][k0:k0 + 8])
 
 
 @pytest.mark.parametrize("jump_deg", [30.0, 0.0])

@@ -154,12 +154,13 @@ class SequentialLocalizer:
             turned = self.belief.update_heading(yaw, var, 0.0 if jumped else s.heading_reset_sigmas)
             if (jumped or (turned and off)) and self.initialised and s.heading_reset_lost:
                 # turned where the odometry could not see it: moved too (a kidnap). An informative camera's belief
-                # is lost, as after an odometry gap; a narrow camera's is withheld for weak_frames frames, then
+                # is lost, as after an odometry gap; a narrow camera's is withheld until its evidence window holds
+                # only frames since the turn (cold_collapse_frames: by then "lost" could be judged on them), then
                 # judged by its evidence as before (its cold start, begun at once, settled on wrong places more often)
                 if self._ratios.informative():
                     self.lost = True
                 else:
-                    self._turned_frames = s.weak_frames
+                    self._turned_frames = s.cold_collapse_frames
 
     # ---- the step -----------------------------------------------------------------------------------------
     def step(self, image: np.ndarray, stamp_s: float, heading_deg: float | None = None,

@@ -48,8 +48,9 @@ class TrackingSettings:
     heading_reset_sigmas: float = 5.0  #: an absolute heading this far (combined sigmas) from the belief replaces it
     #: such a heading means the robot was moved where the odometry could not see it (a kidnap: carried, towed):
     #: an informative camera's belief (informative_log_ratio) is declared lost at once, as after an odometry gap; any
-    #: other camera's estimate is withheld (weak) until weak_frames frames have been measured since, then judged by
-    #: its evidence as before. A change of the IMU's correction (imu_heading_deadband_deg) is no turn
+    #: other camera's estimate is withheld (weak) until cold_collapse_frames frames have been measured since (its
+    #: evidence window then holds only those), then judged by its evidence as before. A change of the IMU's
+    #: correction (imu_heading_deadband_deg) is no turn
     heading_reset_lost: bool = True
     #: an IMU heading that turned this much more or less than the odometry since the previous frame's reading is such
     #: a turn too (its heading is replaced), however wide the IMU's reported covariance (an IMU that reports its

@@ -43,7 +43,7 @@ TRACKING_PARAMETERS = (
     ("heading_reset_sigmas", "an IMU heading this many combined sigmas from the belief replaces the belief's heading"),
     ("heading_reset_lost", "such an IMU heading means the robot was moved where the odometry could not see it: an "
                            "informative camera's belief is lost at once, any other's estimate withheld for "
-                           "weak_frames frames"),
+                           "cold_collapse_frames frames"),
     ("heading_jump_deg", "an IMU heading that turned this much more or less than the odometry since the previous "
                          "frame's reading is such a turn too, however wide its reported covariance, deg (0: off)"),
     ("model_heading_min_std_deg", "floor of the model's heading std (unknown-orientation models), deg"),
