@@ -3,7 +3,7 @@
 Run with the ROS environment of test/ros_helpers.py:ros_subprocess_env(). One JSON object per line in, one per
 line out (``{"ok": true, ...}`` or ``{"ok": false, "error": ...}``). Commands (``op``):
 
-* ``publish``: ``topic``, ``kind`` (image | compressed | camera_info | imu), ``fields`` (message fields; ``data`` in
+* ``publish``: ``topic``, ``kind`` (image | compressed | camera_info | imu | odometry), ``fields`` (message fields; ``data`` in
   base64), ``stamp_ns`` (default: now) -> ``stamp_ns``
 * ``outputs``: ``ns``, ``stamp_ns``, ``timeout`` -> the four outputs with that stamp (``missing`` lists the others)
 * ``roundtrip``: ``publish`` repeated every ``retry_s`` with a fresh stamp until ``outputs`` has all four (best-
@@ -28,6 +28,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from geographic_msgs.msg import GeoPoseStamped, GeoPoseWithCovarianceStamped
 from geometry_msgs.msg import PoseWithCovarianceStamped
+from nav_msgs.msg import Odometry
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -35,7 +36,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Imu, NavSatFix
 
 OUTPUTS = {"geopose": GeoPoseStamped, "geopose_with_covariance": GeoPoseWithCovarianceStamped, "fix": NavSatFix,
            "pose": PoseWithCovarianceStamped}
-KINDS = {"image": Image, "compressed": CompressedImage, "camera_info": CameraInfo, "imu": Imu}
+KINDS = {"image": Image, "compressed": CompressedImage, "camera_info": CameraInfo, "imu": Imu, "odometry": Odometry}
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 # inputs: reliable writer (matches the node's best-effort reader; delivery is then best effort)
 INPUT_QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
@@ -102,6 +103,12 @@ class Driver:
             elif k == "orientation":  # Imu: {"x", "y", "z", "w"}
                 for axis, value in v.items():
                     setattr(msg.orientation, axis, float(value))
+            elif k == "twist":  # Odometry: {"linear": {"x": ...}, "angular": {"z": ...}, "covariance": [36]}
+                for part in ("linear", "angular"):
+                    for axis, value in v.get(part, {}).items():
+                        setattr(getattr(msg.twist.twist, part), axis, float(value))
+                if "covariance" in v:
+                    msg.twist.covariance = [float(x) for x in v["covariance"]]
             else:
                 setattr(msg, k, v)
         msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int(t_ns), 1_000_000_000)

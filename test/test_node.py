@@ -64,6 +64,9 @@ def nodes(world, env, tmp_path_factory):
                          logs / "imu.log"),
         "/rig": NodeProcess(env, "/rig", {**rig}, logs / "rig.log"),
         "/rigz": NodeProcess(env, "/rigz", {**rig, "cameras.transport": "compressed"}, logs / "rigz.log"),
+        "/trk": NodeProcess(env, "/trk", {**common, "input_mode": "panorama", "mode": "tracking",
+                                          "heading_source": "north_aligned" if world.known_orientation else "model"},
+                            logs / "trk.log"),
     }
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     try:
@@ -505,6 +508,32 @@ def test_diagnostics_name_the_model_index_and_startup(world, driver):
     doc = (REPO / "docs" / "NODE.md").read_text().split("## Diagnostics", 1)[1].split("\n## ", 1)[0]
     undocumented = [k for k in v if f"`{k}`" not in doc and f"`{k.rsplit('_', 1)[0]}_p50/p95`" not in doc]
     assert not undocumented, f"diagnostics values not in docs/NODE.md: {undocumented}"
+
+
+def test_garbage_odometry_is_refused_reported_and_the_node_keeps_running(driver, nodes):
+    """mode tracking: one nav_msgs/Odometry with a finite but absurd twist (1e300 m/s once overflowed the arc's
+    covariance inside the subscription callback and ended the process) is refused, counted (odometry_rejected),
+    logged and reported as bad input; good samples after it are integrated and the node stops cleanly (the fixture
+    checks exit code 0 and no traceback)."""
+    cov = [0.0] * 36
+    cov[0], cov[35] = 0.01, 1e-4
+    good = {"twist": {"linear": {"x": 2.0}, "angular": {"z": 0.0}, "covariance": cov}}
+    first = driver.call("publish", topic="/trk/odom", kind="odometry", fields=good)["stamp_ns"]
+    bad = {"twist": {"linear": {"x": 1e300}, "angular": {"z": 0.0}, "covariance": cov}}
+    driver.call("publish", topic="/trk/odom", kind="odometry", fields=bad, stamp_ns=first + 100_000_000)
+    st = driver.call("diagnostics", name_contains="/trk/", after_ns=first, timeout=20,
+                     until_message="odometry twist beyond")["status"]
+    assert st is not None and "bad input: /trk/odom: odometry twist beyond a ground robot's" in st["message"], st
+    assert int(st["values"]["odometry_rejected"]) >= 1
+    for k in range(2, 5):  # the node goes on: later good samples are integrated
+        driver.call("publish", topic="/trk/odom", kind="odometry", fields=good, stamp_ns=first + k * 100_000_000)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        st = driver.call("diagnostics", name_contains="/trk/", after_ns=first, timeout=5)["status"]
+        if st is not None and int(st["values"].get("odometry_samples", 0)) >= 1:
+            break
+    assert int(st["values"]["odometry_samples"]) >= 1 and nodes["/trk"].proc.poll() is None
+    assert "refused so far; /diagnostics odometry_rejected" in nodes["/trk"].text()
 
 
 # -------------------------------------------------------------------------------------------------- start-up

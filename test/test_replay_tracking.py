@@ -126,6 +126,40 @@ def test_replay_track_takes_the_bags_only_topics_and_reports_tracking(world, dri
         assert (out / name).stat().st_size > 1000
 
 
+def _with_garbage_odometry(bag: Path, out: Path) -> tuple[Path, int]:
+    """A copy of ``bag`` whose middle wheel-odometry message says 1e300 m/s (a driver's or the wire's garbage);
+    returns it and the number of odometry messages."""
+    from rosbags.highlevel import AnyReader
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    store = bags.make_typestore()
+    with AnyReader([bag], default_typestore=store) as reader:
+        conns = list(reader.connections)
+        msgs = [(c, t, reader.deserialize(raw, c.msgtype)) for c, t, raw in reader.messages()]
+    odometry = [i for i, (c, _, _) in enumerate(msgs) if c.msgtype == bags.ODOMETRY and not c.topic.startswith("/gt")]
+    msgs[odometry[len(odometry) // 2]][2].twist.twist.linear.x = 1e300
+    with Writer(out, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        topics = {c.topic: writer.add_connection(c.topic, c.msgtype, typestore=store) for c in conns}
+        for c, t, m in msgs:
+            writer.write(topics[c.topic], t, store.serialize_cdr(m, c.msgtype))
+    return out, len(odometry)
+
+
+def test_replay_refuses_garbage_odometry_with_a_warning_and_goes_on(world, drive_bag, tmp_path):
+    """One odometry message at 1e300 m/s stopped `replay --track` (and the node) with an overflow; it is refused as
+    the node refuses it (sensor_feed.twist_reading), said in the warnings, and every frame is still replayed."""
+    _, w = world
+    bag, n_odometry = _with_garbage_odometry(Path(drive_bag.bag), tmp_path / "garbage")
+    out = tmp_path / "out"
+    rc = cli.main(["replay", str(bag), "--index", str(w.index), "--track", "--out", str(out), "--device", "cpu",
+                   "--no-plots", "--track-set", "particles=300"])
+    assert rc == 0
+    m = json.loads((out / "metrics.json").read_text())
+    line = f"odometry: 1 of {n_odometry} messages on /wheel/odometry refused (the last: odometry twist beyond"
+    assert any(x.startswith(line) for x in m["warnings"]), m["warnings"]
+    assert m["tracking"]["frames"] == 16
+
+
 def test_north_aligned_bag_scores_the_tracking_heading_against_the_vehicles(world, drive_bag, tmp_path):
     """A north-aligned panorama bag's GT orientation is the vehicle's (as on a vehicle-aligned bag of the same drive):
     the tracking filter's published heading (the robot's) is scored against it, while the convention 0 that

@@ -13,8 +13,8 @@ from test_tracking import Scene, ScriptedLocalizer, compass, drive, error
 from unifygeo_ros import geo
 from unifygeo_ros.localization.gate import gate_track
 from unifygeo_ros.localization.pipeline import (Frame, LocalizationPipeline, PipelineSettings, tracking_state)
-from unifygeo_ros.localization.sensor_feed import (HeadingFeed, ImuSettings, OdometryIntegrator, TwistReading,
-                                                   twist_reading)
+from unifygeo_ros.localization.sensor_feed import (MAX_SPEED_MPS, MAX_YAW_RATE_RPS, HeadingFeed, ImuSettings,
+                                                   OdometryIntegrator, TwistReading, twist_reading)
 from unifygeo_ros.localization.tracking import OdometryDelta, TrackingSettings
 
 
@@ -50,8 +50,8 @@ def test_the_tracking_filter_and_the_fusion_read_odometry_and_imu_alike():
     r, s = twist_reading(odom), twist_sample(odom, 1_000_000_000)
     assert (r.speed_mps, r.yaw_rate_rps, r.speed_var, r.yaw_rate_var) == (2.5, 0.1, 0.01, 0.003)
     assert s.v.tolist() == [2.5, 0.0, 0.1] and s.var.tolist() == [0.01, 0.02, 0.003]
-    bad = _odom_msg(1.0, float("nan"), 0.1, cov)
-    assert twist_reading(bad) is None and twist_sample(bad, 0) is None
+    for bad in (_odom_msg(1.0, float("nan"), 0.1, cov), _odom_msg(1.0, 1e300, 0.1, cov)):
+        assert isinstance(twist_reading(bad), str) and twist_sample(bad, 0) is None
     imu = _imu_msg(1.0, 30.0, var=0.0004)
     feed = HeadingFeed()
     feed.add(imu)
@@ -80,10 +80,40 @@ def test_odometry_integrator_chains_the_samples_up_to_each_frame_and_keeps_late_
     odo.add(twist_reading(_odom_msg(0.55, v, w)))
     rest = odo.take_until(0.6)  # 0.35 .. 0.55: the late ones are not lost
     assert rest.dt_s == pytest.approx(0.25) and odo.take_until(0.6) is None
-    odo.add(twist_reading(_odom_msg(0.55, v, w)))  # a repeated stamp is not an interval
-    odo.add(twist_reading(_odom_msg(0.6, math.nan, w)))  # a non-finite twist is skipped
-    odo.add(None)
-    assert odo.skipped == 3 and odo.take_until(9.0) is None
+    assert odo.add(twist_reading(_odom_msg(0.55, v, w))) == ""  # a repeated stamp is not an interval
+    assert "not finite" in odo.add(twist_reading(_odom_msg(0.6, math.nan, w)))  # refused, and says why
+    assert odo.skipped == 1 and odo.rejected == 1 and odo.take_until(9.0) is None
+
+
+@pytest.mark.parametrize("case", ["speed", "yaw_rate", "variance", "stamp_gap", "stamp_nan"])
+def test_odometry_beyond_a_ground_robots_physics_is_refused_and_the_next_sample_covers_the_interval(case):
+    """A garbage sample (a driver's bug, a flipped bit: 1e300 m/s once overflowed the arc's covariance and stopped
+    the node) is refused with its reason and counted; the clock stays at the last good sample, so the next good one
+    covers the whole interval and nothing is lost."""
+    odo = OdometryIntegrator(timeout_s=0.5)
+    v, w = 4.0, math.radians(10.0)
+    odo.add(twist_reading(_odom_msg(0.0, v, w)))
+    cov = np.zeros(36)
+    cov[0], cov[35] = 0.01, 1e-4
+    if case == "speed":
+        bad = twist_reading(_odom_msg(0.1, 1e300, w))
+    elif case == "yaw_rate":
+        bad = twist_reading(_odom_msg(0.1, v, 1.7e308))
+    elif case == "variance":
+        cov[0] = np.finfo(np.float64).max  # some drivers' "unknown"
+        bad = twist_reading(_odom_msg(0.1, v, w, cov))
+    elif case == "stamp_nan":
+        bad = twist_reading(_odom_msg(0.1, v, w), stamp=math.nan)
+    else:  # a stamp 1e300 s on: the arc cannot be integrated over it
+        bad = TwistReading(1e300, MAX_SPEED_MPS, MAX_YAW_RATE_RPS, 1.0, 1.0, 0.0)
+    why = odo.add(bad)
+    assert why and odo.rejected == 1 and odo.problem == why and odo.samples == 0
+    expect = {"speed": "speed 1e+300,", "yaw_rate": "yaw rate 1.7e+308", "variance": "above 1e+06",
+              "stamp_nan": "stamp nan", "stamp_gap": "cannot be integrated"}[case]
+    assert expect in why, why
+    assert odo.add(twist_reading(_odom_msg(0.2, v, w))) == ""
+    d = odo.take_until(0.2)
+    assert d.dt_s == pytest.approx(0.2) and d.gap_s == 0.0 and np.all(np.isfinite(d.cov))
 
 
 def test_heading_feed_gives_the_newest_orientation_within_its_age_with_offset_and_std():

@@ -168,6 +168,13 @@ class PipelineStats:
             else:
                 self._processing_ms.append(o.processing_ms)
 
+    def bad_message(self, message: str, status: str = "bad_input") -> None:
+        """A message other than a frame (odometry, IMU, CameraInfo) refused, or one whose callback failed
+        (``status`` "error"): the last error and its time, as a frame's (/diagnostics WARN or ERROR while recent);
+        the frame counters are not touched."""
+        with self._lock:
+            self.last_error, self.last_error_status, self.last_error_time = message, status, self._clock()
+
     def published(self, latency_ms: float) -> None:
         """A fix went out ``latency_ms`` after its image's stamp."""
         with self._lock:

@@ -27,13 +27,18 @@ from typing import Any
 import numpy as np
 
 from unifygeo_ros import geo
-from unifygeo_ros.localization.tracking_motion import OdometryDelta
+from unifygeo_ros.localization.tracking_motion import OdometryDelta, TrackingInputError
 
 #: how far from 1 a quaternion's norm may be (float rounding of a real IMU's output is far smaller)
 UNIT_QUATERNION_TOLERANCE = 0.01
 #: a twist's lateral-speed variance above this, (m/s)^2, means "not measured" (robot_localization's habit of 1e6 for
 #: unmeasured slots): the base is taken as non-holonomic (lateral speed 0, no lateral noise beyond the process noise)
 UNMEASURED_LATERAL_VAR = 1.0
+#: physical bounds of a ground robot's wheel odometry: a sample beyond them is a driver's or the wire's fault (a
+#: garbage 1e300 m/s once overflowed the arc's covariance and stopped the node), refused and reported as bad input
+MAX_SPEED_MPS = 100.0  # 360 km/h
+MAX_YAW_RATE_RPS = 35.0  # 2000 deg/s, the range of common MEMS gyros
+MAX_TWIST_VAR = 1e6  # a speed or yaw-rate variance above this ((m/s)^2, (rad/s)^2) measures nothing
 
 
 def unit_quaternion_problem(x: float, y: float, z: float, w: float) -> str:
@@ -62,18 +67,27 @@ def imu_yaw(msg: Any) -> tuple[float | None, float, str]:
     return float(geo.quaternion_xyzw_to_yaw_deg(q.x, q.y, q.z, q.w)), float(c[8]), ""
 
 
-def odometry_twist(msg: Any) -> tuple[np.ndarray, np.ndarray] | None:
+def odometry_twist(msg: Any) -> tuple[np.ndarray, np.ndarray] | str:
     """``nav_msgs/Odometry`` -> (twist (vx m/s, vy m/s, yaw rate rad/s), their variances from the twist covariance
-    (indices 0, 7, 35 of the row-major 6 x 6)), or None when a value is not finite or the covariance is not 6 x 6.
-    The one reader of an odometry twist: the tracking filter's and the fusion's, each with its own variance policy."""
+    (indices 0, 7, 35 of the row-major 6 x 6; the lateral one at most ``MAX_TWIST_VAR``, "not measured")), or why
+    it is unusable: a value not finite, the covariance not 6 x 6, a speed or yaw rate beyond a ground robot's
+    (``MAX_SPEED_MPS``, ``MAX_YAW_RATE_RPS``), a speed or yaw-rate variance above ``MAX_TWIST_VAR``. The one reader
+    of an odometry twist: the tracking filter's and the fusion's, each with its own variance policy."""
     tw = msg.twist.twist
     c = np.asarray(msg.twist.covariance, np.float64).reshape(-1)
     if c.size != 36:
-        return None
+        return f"odometry twist covariance has {c.size} values, not 6 x 6"
     v = np.array([tw.linear.x, tw.linear.y, tw.angular.z], np.float64)
     var = c[[0, 7, 35]]
     if not (np.all(np.isfinite(v)) and np.all(np.isfinite(var))):
-        return None
+        return "odometry twist or twist covariance not finite"
+    if max(abs(v[0]), abs(v[1])) > MAX_SPEED_MPS or abs(v[2]) > MAX_YAW_RATE_RPS:
+        return (f"odometry twist beyond a ground robot's (speed {v[0]:.3g}, {v[1]:.3g} m/s, limit {MAX_SPEED_MPS:g}; "
+                f"yaw rate {v[2]:.3g} rad/s, limit {MAX_YAW_RATE_RPS:g})")
+    if max(var[0], var[2]) > MAX_TWIST_VAR:
+        return (f"odometry twist variances {var[0]:.3g} (m/s)^2, {var[2]:.3g} (rad/s)^2: above {MAX_TWIST_VAR:g}, "
+                "no measurement")
+    var[1] = min(var[1], MAX_TWIST_VAR)
     return v, var
 
 
@@ -146,16 +160,19 @@ class TwistReading:
     lateral_speed_var: float  # (m/s)^2; 0 when not measured (UNMEASURED_LATERAL_VAR)
 
 
-def twist_reading(msg: Any, stamp: float | None = None) -> TwistReading | None:
+def twist_reading(msg: Any, stamp: float | None = None) -> TwistReading | str:
     """``nav_msgs/Odometry`` -> its twist (``linear.x``, ``angular.z``) with the twist covariance's variances
-    (indices 0, 35, 7 of the row-major 6 x 6; negative ones taken as 0); None when a value is not finite."""
+    (indices 0, 35, 7 of the row-major 6 x 6; negative ones taken as 0), or why it is unusable
+    (:func:`odometry_twist`'s reasons, or a stamp not finite). The tracking filter's odometry (node and replay)."""
     twist = odometry_twist(msg)
-    if twist is None:
-        return None
+    if isinstance(twist, str):
+        return twist
     v, w = float(twist[0][0]), float(twist[0][2])
     var_v, var_lat, var_w = (float(x) for x in twist[1])
     var_lat = 0.0 if var_lat > UNMEASURED_LATERAL_VAR else var_lat
     t = stamp_s(msg.header.stamp) if stamp is None else float(stamp)
+    if not math.isfinite(t):
+        return f"odometry stamp {t} is not finite"
     return TwistReading(t, v, w, max(var_v, 0.0), max(var_w, 0.0), max(var_lat, 0.0))
 
 
@@ -169,34 +186,46 @@ class OdometryIntegrator:
         self.timeout_s = timeout_s  #: a sample more than this after the previous one follows a gap
         self.samples = 0  # twist samples integrated
         self.gaps = 0  # samples after a gap longer than timeout_s
-        self.skipped = 0  # not finite, or not after the previous sample
+        self.skipped = 0  # not after the previous sample
+        self.rejected = 0  # unusable (twist_reading's reasons, or a motion that cannot be integrated)
+        self.problem = ""  # why the last rejected sample was refused
         self.resets = 0  # time went backwards (a bag restarted)
 
-    def add(self, reading: TwistReading | None) -> None:
-        """One sample; it covers the interval since the previous one (the first only starts the clock)."""
+    def add(self, reading: TwistReading | str) -> str:
+        """One sample (or :func:`twist_reading`'s reason why a message is none); it covers the interval since the
+        previous one (the first only starts the clock). Returns "" or why it was refused (counted in ``rejected``;
+        the clock is left at the previous sample, so the next good one covers the interval)."""
         with self._lock:
-            if reading is None:
-                self.skipped += 1
-                return
+            if isinstance(reading, str):
+                return self._reject(reading)
             t = reading.stamp_s
             if self._last_s is not None and t < self._last_s - 1.0:  # a bag restarted: start again
                 self._pending, self._last_s = [], None
                 self.resets += 1
             if self._last_s is None:
                 self._last_s = t
-                return
+                return ""
             dt = t - self._last_s
             if dt <= 0.0:
                 self.skipped += 1
-                return
+                return ""
+            try:
+                delta = OdometryDelta.from_twist(reading.speed_mps, reading.yaw_rate_rps, dt, reading.speed_var,
+                                                 reading.yaw_rate_var, reading.lateral_speed_var)
+            except TrackingInputError as exc:  # e.g. a stamp years after the previous one: the arc overflows
+                return self._reject(f"odometry sample {dt:.3g} s after the previous one cannot be integrated: {exc}")
             self._last_s = t
-            delta = OdometryDelta.from_twist(reading.speed_mps, reading.yaw_rate_rps, dt, reading.speed_var,
-                                             reading.yaw_rate_var, reading.lateral_speed_var)
             if dt > self.timeout_s:  # nothing measured the motion since the previous sample: extrapolated, marked
                 delta = dataclasses.replace(delta, gap_s=dt)
                 self.gaps += 1
             self._pending.append((t, delta))
             self.samples += 1
+            return ""
+
+    def _reject(self, why: str) -> str:
+        self.rejected += 1
+        self.problem = why
+        return why
 
     def stale_at(self, t_s: float) -> bool:
         """Whether no sample came in the ``timeout_s`` up to ``t_s`` (or none at all): the robot's motion up to

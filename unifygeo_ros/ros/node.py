@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import Any, Callable
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -81,11 +82,11 @@ class LocalizerNode(Node):
         self.headings = HeadingFeed(s.imu_settings())  # the IMU -> the panorama's heading, as replay reads it
         self.imu_sub = None
         if self.heading_source == "imu" or s.mode == "tracking":  # tracking: the robot's heading whenever there is one
-            self.imu_sub = self.create_subscription(Imu, "imu", self.headings.add, MOTION_QOS)
+            self.imu_sub = self.create_subscription(Imu, "imu", self._guarded("imu", self.headings.add), MOTION_QOS)
         self.odom_sub = None
         if s.mode == "tracking":  # wheel odometry moves the belief between frames (pipeline.odometry)
-            self.odom_sub = self.create_subscription(Odometry, "odom", lambda m: self.pipeline.odometry.add(
-                twist_reading(m)), MOTION_QOS)
+            self.odom_sub = self.create_subscription(Odometry, "odom", self._guarded("odom", self._on_odometry),
+                                                     MOTION_QOS)
 
         self.pub_geopose = self.create_publisher(GeoPoseStamped, "geopose", OUTPUT_QOS)
         self.pub_geopose_cov = self.create_publisher(GeoPoseWithCovarianceStamped, "geopose_with_covariance",
@@ -96,9 +97,11 @@ class LocalizerNode(Node):
 
         self.rig: RigCollector | None = None  # input_mode cameras: the camera callbacks' bookkeeping
         if s.input_mode == "panorama":
-            self.inputs = [self.create_subscription(Image, "image", self._on_image, qos_profile_sensor_data)]
+            self.inputs = [self.create_subscription(Image, "image", self._guarded("image", self._on_image),
+                                                    qos_profile_sensor_data)]
         elif s.input_mode == "compressed":
-            self.inputs = [self.create_subscription(CompressedImage, "image/compressed", self._on_compressed,
+            self.inputs = [self.create_subscription(CompressedImage, "image/compressed",
+                                                    self._guarded("image/compressed", self._on_compressed),
                                                     qos_profile_sensor_data)]
         else:
             self.rig = RigCollector(s)
@@ -107,10 +110,12 @@ class LocalizerNode(Node):
                 else (Image, "image")
             for name in s.camera_names:
                 self.inputs.append(self.create_subscription(
-                    img_type, f"cameras/{name}/{suffix}", lambda m, n=name: self._on_camera_image(n, m),
+                    img_type, f"cameras/{name}/{suffix}",
+                    self._guarded(f"cameras/{name}/{suffix}", lambda m, n=name: self._on_camera_image(n, m)),
                     qos_profile_sensor_data))
                 self.inputs.append(self.create_subscription(
-                    CameraInfo, f"cameras/{name}/camera_info", lambda m, n=name: self._on_camera_info(n, m),
+                    CameraInfo, f"cameras/{name}/camera_info",
+                    self._guarded(f"cameras/{name}/camera_info", lambda m, n=name: self._on_camera_info(n, m)),
                     qos_profile_sensor_data))
             if (line := rectified_mismatch([sub.topic_name for sub in self.inputs[::2]], s.camera_rectified)):
                 self.get_logger().warning(line)  # the remapped topic names; the usual image_proc trap
@@ -149,6 +154,27 @@ class LocalizerNode(Node):
         frame = Frame(stamp, stamp_s(stamp), decode, source=source)  # the IMU feed's clock
         self.pipeline.set_heading(frame, self.headings, self.imu_sub.topic_name if self.imu_sub else "imu")
         self.worker.submit(frame)
+
+    def _on_odometry(self, msg: Odometry) -> None:
+        problem = self.pipeline.odometry.add(twist_reading(msg))
+        if problem:  # refused and counted (odometry_rejected); the node goes on with the next sample
+            topic = self.odom_sub.topic_name
+            self.stats.bad_message(f"{topic}: {problem}")
+            if self.throttle.ready("odometry"):
+                self.get_logger().warning(f"{topic}: {problem} ({self.pipeline.odometry.rejected} refused so far; "
+                                          "/diagnostics odometry_rejected)")
+
+    def _guarded(self, topic: str, callback: Callable[[Any], None]) -> Callable[[Any], None]:
+        """``callback`` as a subscription's: an exception it raises on one message is logged (throttled) and
+        reported in /diagnostics as an error, and the node goes on (a message must never stop the executor)."""
+        def run(msg: Any) -> None:
+            try:
+                callback(msg)
+            except Exception as exc:  # noqa: BLE001 - the node's contract: log, report, keep running
+                self.stats.bad_message(f"{topic}: {type(exc).__name__}: {exc}", status="error")
+                if self.throttle.ready(f"callback:{topic}"):
+                    self.get_logger().error(f"{topic}: message dropped, {type(exc).__name__}: {exc}")
+        return run
 
     def _on_image(self, msg: Image) -> None:
         self._offer(msg.header.stamp, lambda: image_msg_to_rgb(msg, "image"), "image")
@@ -248,7 +274,8 @@ class LocalizerNode(Node):
             "heading_source": self.heading_source,
             "mode": self.pipeline.mode,
             **({"odometry_samples": self.pipeline.odometry.samples, "odometry_gaps": self.pipeline.odometry.gaps,
-                "odometry_topic": self.odom_sub.topic_name} if self.odom_sub is not None else {}),
+                "odometry_rejected": self.pipeline.odometry.rejected, "odometry_topic": self.odom_sub.topic_name}
+               if self.odom_sub is not None else {}),
             **({"rig_sets_stitched": rig.sets, "rig_out_of_sync": rig.out_of_sync, "rig_waiting": rig.waiting,
                 "rig_lens": rig.lens_summary()} if rig is not None else {}),
         }

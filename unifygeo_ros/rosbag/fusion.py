@@ -161,7 +161,8 @@ def run_fusion(sensors: SensorCollector, frames: list, gt: trajectory.Trajectory
                         "from yaw 0 with sigma 180 deg; the EKF diverges unless the drive starts near east "
                         "(docs/REPLAY.md, 'Fusion (--fuse)')")
     if sensors.skipped:
-        warnings.append(f"--fuse: {sensors.skipped} odometry/IMU messages with non-finite values skipped")
+        warnings.append(f"--fuse: {sensors.skipped} odometry/IMU messages with unusable values (not finite, "
+                        "beyond a ground robot's physics) skipped")
     fixes = [PositionFix(f.t_ns, float(f.east_m), float(f.north_m), np.asarray(f.cov_en_m2, float).reshape(2, 2))
              for f in frames if f.status == "fix" and math.isfinite(f.east_m) and math.isfinite(f.north_m)]
     twists = sorted(sensors.twists, key=lambda s: s.t_ns)

@@ -53,9 +53,9 @@ def _var(v: float) -> float:
 
 def twist_sample(msg: Any, t_ns: int) -> TwistSample | None:
     """``nav_msgs/Odometry`` -> its twist (vx, vy, vyaw) and variances (``sensor_feed.odometry_twist``; a variance
-    <= 0 becomes the fusion's minimum); None when not finite."""
+    <= 0 becomes the fusion's minimum); None when unusable (not finite, beyond a ground robot's physics)."""
     twist = odometry_twist(msg)
-    if twist is None:
+    if isinstance(twist, str):
         return None
     return TwistSample(int(t_ns), twist[0], np.array([_var(float(x)) for x in twist[1]]))
 

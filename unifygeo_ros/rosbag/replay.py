@@ -161,8 +161,9 @@ def replay(cfg: ReplayConfig, localizer: Localizer | None = None, origin: geo.Lo
                 frames.append(frame_result(pipeline.process(cand.frame), index, t))
         except KeyboardInterrupt:
             warnings.append("interrupted: results cover the frames processed so far")
-        if (line := inputs.rig_warning()) is not None:
-            warnings.append(line)
+        for line in (inputs.rig_warning(), inputs.odometry_warning()):
+            if line is not None:
+                warnings.append(line)
         if live is not None:
             frames = live.finish(cfg.live_timeout_s)
             warnings.extend(live.warnings)

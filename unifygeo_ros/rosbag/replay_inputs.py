@@ -127,6 +127,15 @@ class ReplayInputs:
             msgs += [("camera_info", cam.info_topic, info), ("camera_image", cam.image_topic, img)]
         return Candidate(stamp, Frame(stamp, stamp * 1e-9, rf.decode, source="cameras"), msgs)
 
+    def odometry_warning(self) -> str | None:
+        """A line when odometry messages were refused (in-process: the pipeline's integrator, as the node's
+        /diagnostics odometry_rejected): how many, and why the last one."""
+        odometry = self.pipeline.odometry if self.pipeline is not None else None
+        if odometry is None or not odometry.rejected:
+            return None
+        return (f"odometry: {odometry.rejected} of {self.odometry_messages} messages on {self.topics.odometry} "
+                f"refused (the last: {odometry.problem})")
+
     def rig_warning(self) -> str | None:
         """A line when the rig's images did not all become sets: sets refused for their stamps' spread, or cameras
         that never completed one (what the node's /diagnostics rig_* values say)."""
