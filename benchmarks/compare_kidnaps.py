@@ -4,7 +4,7 @@
 
 Each ``--pair`` is two folders of ``unifygeo replay --track`` outputs (``<run>/frames.csv`` and ``metrics.json``, as
 ``bench_tracking_defaults.py`` and ``bench_tracking_stops.py`` leave them) of the same drives: the variant before and
-the variant after a change. Per rig (the run name's second part: ``DemoCity_pinhole1_fov_tracking`` -> pinhole1, or
+the variant after a change (the runs both hold). Per rig (the run name's second part: ``DemoCity_pinhole1_fov_tracking`` -> pinhole1, or
 its first: ``rig5_5151`` -> rig5): replays that differ, and whether any differs before its kidnap (frame for frame:
 ``bench_tracking_defaults.DECISION_COLUMNS``); kidnaps recovered within 30 s and the median recovery; frames
 published after the kidnap more than 50 m off, beyond their protection level within 50 m, and in all. Writes
@@ -75,6 +75,8 @@ def main(argv=None) -> int:
     for base_dir, cand_dir in args.pair:
         for frames in sorted(Path(base_dir).glob("*/frames.csv")):
             run = frames.parent.name
+            if not (Path(cand_dir) / run / "frames.csv").is_file():  # the candidate replayed some rigs only
+                continue
             a, b = load(frames.parent), load(Path(cand_dir) / run)
             rig = rig_of(run)
             by_rig.setdefault(rig, {"before": [], "after": []})
