@@ -370,8 +370,20 @@ def test_cli_builds_an_index_from_an_orthophoto(tmp_path, handle, capsys):
                      str(path), "--shard", "3/3"]) == 1
     assert cli.main(["index", "build", "--checkpoint", str(tmp_path / "ckpt"), "--out", str(out), "--orthophoto",
                      str(tmp_path / "none.tif")]) == 1
+    assert cli.main(["index", "build", "--checkpoint", str(tmp_path / "ckpt"), "--out", str(out), "--orthophoto",
+                     str(path), "--threads", "-1"]) == 1
     err = capsys.readouterr().err
-    assert "--shard I/N" in err and "orthophoto not found" in err
+    assert "--shard I/N" in err and "orthophoto not found" in err and "--threads must be >= 0, got -1" in err
+    import torch
+
+    threads = torch.get_num_threads()
+    try:  # --threads N sets torch's intra-op threads for the build (0, the default: torch's own)
+        assert cli.main(["index", "build", "--checkpoint", str(tmp_path / "ckpt"), "--out", str(tmp_path / "ix2"),
+                         "--orthophoto", str(path), "--tile-m", "30", "--stride-m", "15", "--device", "cpu",
+                         "--no-progress", "--threads", "2"]) == 0
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
 
 
 # ------------------------------------------------------------------------------------------- portability

@@ -22,6 +22,7 @@ from unifygeo_ros.errors import DataFormatError, IndexFormatError
 from unifygeo_ros.index import map_checks, portable, store
 from unifygeo_ros.index.search import SEARCH_KINDS
 from unifygeo_ros.index.tiles import TileSource, orthophoto_tiles, vigor_tiles
+from unifygeo_ros.model.backends import apply_threads
 from unifygeo_ros.model.handle import ModelHandle, aerial_to_arrays, load_model
 
 log = logging.getLogger(__name__)
@@ -249,6 +250,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         "its footprint; VIGOR: geo.json's origin, else the south-west tile centre)")
     b.add_argument("--batch-size", type=int, default=32)
     b.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    b.add_argument("--threads", type=int, default=0,
+                   help="torch's intra-op CPU threads (default 0: torch's default, all cores: index building is "
+                        "batched work; docs/DEPLOYMENT.md)")
     b.add_argument("--shard", default=None, metavar="I/N", help="build only shard I of N (then `index merge`)")
     b.add_argument("--search", default="auto", choices=SEARCH_KINDS,
                    help="faiss structure: exact (IndexFlatIP), ivf, hnsw, numpy; auto: exact up to "
@@ -293,6 +297,9 @@ def run(args: argparse.Namespace) -> int:
             shard = store.parse_shard(args.shard)
         except ValueError as exc:
             raise DataFormatError(str(exc)) from None
+        if args.threads < 0:
+            raise DataFormatError(f"--threads must be >= 0, got {args.threads}")
+        apply_threads(args.threads)
         handle = load_model(args.checkpoint, device=args.device)
         source = tile_source_from_args(args, handle)
         meta = build_index(handle, source, args.out, batch_size=args.batch_size, shard=shard,
