@@ -221,6 +221,102 @@ def test_a_decompression_bomb_is_refused_before_decoding(tmp_path):
     assert P.decode_image_bytes(ok.getvalue()).shape == (2048, 4096, 3)
 
 
+def _jpeg_header(width: int, height: int, after_soi: bytes = b"") -> bytes:
+    """A JPEG's header only (SOI, APP0, a baseline SOF announcing ``width x height`` grey) and its end marker:
+    enough for the size check, which runs before any decoding."""
+    app0 = b"\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
+    sof0 = b"\xff\xc0\x00\x0b\x08" + height.to_bytes(2, "big") + width.to_bytes(2, "big") + b"\x01\x01\x11\x00"
+    return b"\xff\xd8" + after_soi + app0 + sof0 + b"\xff\xd9"
+
+
+@pytest.mark.parametrize("after_soi", [b"", b"\xff", b"\xff\xff\xff", b"\xff\x01\xff\xd0"],
+                         ids=["plain", "fill byte", "fill bytes", "standalone markers"])
+def test_a_jpeg_bomb_is_refused_whatever_precedes_its_frame_header(after_soi):
+    """ITU T.81 B.1.1.2: any marker may be preceded by 0xFF fill bytes, and TEM / RSTn stand without a length.
+    One fill byte after SOI (``FF D8 FF FF E0``) made the marker walk miss the SOF and a 60 MP JPEG decode in full."""
+    from unifygeo_ros.image.codec import compressed_fields_to_rgb
+
+    data = _jpeg_header(11000, 5500, after_soi)
+    with pytest.raises(ImageError, match="announces 11000 x 5500 pixels, more than the 50 MP") as err:
+        decode_image_bytes(data, "frame")
+    assert "\n" not in str(err.value)
+    with pytest.raises(ImageError, match="announces 11000 x 5500 pixels"):
+        compressed_fields_to_rgb("jpeg", data)
+
+
+def test_fill_bytes_and_standalone_markers_in_an_intact_jpeg_change_nothing():
+    rng = np.random.default_rng(1)
+    img = cv2.GaussianBlur(rng.integers(0, 256, (32, 64, 3), dtype=np.uint8), (5, 5), 2)
+    jpg = cv2.imencode(".jpg", img)[1].tobytes()
+    expected = decode_image_bytes(jpg)
+    for extra in (b"\xff", b"\xff\xff\xff", b"\xff\x01"):
+        np.testing.assert_array_equal(decode_image_bytes(jpg[:2] + extra + jpg[2:]), expected)
+
+
+def test_a_jpeg_or_png_whose_size_cannot_be_read_is_refused_not_left_to_the_decoder():
+    no_sof = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00\xff\xda\x00\x02\xff\xd9"
+    png = cv2.imencode(".png", np.zeros((4, 8), np.uint8))[1].tobytes()
+    for data in (no_sof, png[:12] + b"tEXt" + png[16:]):
+        with pytest.raises(ImageError, match="cannot decode image.*no readable (JPEG|PNG) header"):
+            decode_image_bytes(data, "frame")
+
+
+def _radiance_hdr_header(width: int, height: int) -> bytes:
+    return b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n" + f"-Y {height} +X {width}\n".encode()
+
+
+@pytest.mark.parametrize("data, name", [
+    (_radiance_hdr_header(12000, 6000), "Radiance HDR"),
+    (b"PF\n12000 6000\n-1.0\n", "PFM"),
+    (b"P7\nWIDTH 12000\nHEIGHT 6000\nDEPTH 3\nMAXVAL 255\nTUPLTYPE RGB\nENDHDR\n", "PNM/PAM"),
+], ids=["hdr", "pfm", "pam"])
+def test_a_bomb_in_a_format_only_opencv_reads_is_refused_before_decoding(data, name):
+    """Pillow cannot parse these headers, so they skipped the 50 MP check and OpenCV decoded them in full (a 4.6 MB
+    .hdr -> 72 MP, 1.5 GB). Only JPEG and PNG, the documented formats, are decoded at all."""
+    import psutil
+
+    rss0 = psutil.Process().memory_info().rss
+    with pytest.raises(ImageError, match=f"frame: cannot decode image .*{name} image\\): only JPEG and PNG") as err:
+        decode_image_bytes(data, "frame")
+    assert "\n" not in str(err.value)
+    assert psutil.Process().memory_info().rss - rss0 < 100 * 2**20
+
+
+@pytest.mark.parametrize("ext", [".pfm", ".hdr", ".tiff"])
+def test_a_float_image_full_of_nan_is_refused_not_decoded_to_black(tmp_path, ext):
+    ok, buf = cv2.imencode(ext, np.full((32, 64, 3), np.nan, np.float32))
+    assert ok
+    with pytest.raises(ImageError, match="cannot decode image.*only JPEG and PNG"):
+        decode_image_bytes(buf.tobytes(), "frame")
+    path = tmp_path / f"nan{ext}"
+    path.write_bytes(buf.tobytes())
+    with pytest.raises(ImageError, match=f"{path.name}: cannot decode image"):
+        load_image(path)
+
+
+@pytest.mark.parametrize("delta", [1e308, -1e308, 3.6e8 + 90.0, 1e20])
+def test_a_huge_finite_heading_is_wrapped_into_one_turn_not_an_overflow(delta):
+    """``unifygeo localize --heading 1e308`` ended in an OverflowError traceback (``1e308 * W`` is inf)."""
+    import math
+
+    from unifygeo_ros.image.preprocess import heading_change_to_roll
+
+    img = _azimuth_pano(64)
+    rolled, applied = roll_panorama(img, delta)
+    assert heading_change_to_roll(delta, 64) == heading_change_to_roll(math.fmod(delta, 360.0), 64)
+    assert abs(geo.wrap_deg(applied - math.fmod(delta, 360.0))) <= 360.0 / 64 / 2 + 1e-9
+    assert rolled.shape == img.shape
+
+
+def test_ordinary_headings_roll_exactly_as_before():
+    from unifygeo_ros.image.preprocess import heading_change_to_roll
+
+    for width in (16, 64, 1024, 1000):
+        for delta in np.concatenate([np.linspace(-1e4, 1e4, 2001), [-180.0, 179.99, 1e6 + 0.5, 3.6e8]]):
+            k = int(round(-float(delta) * width / 360.0))
+            assert heading_change_to_roll(float(delta), width) == (k + width // 2) % width - width // 2
+
+
 def test_a_tiny_panorama_is_refused():
     """A 2 x 1 image has the right aspect and used to get a fix; panoramas need at least 4 rows."""
     from unifygeo_ros.image.preprocess import MIN_PANORAMA_HEIGHT_PX, validate_panorama

@@ -9,7 +9,6 @@ azimuth ``heading + ((u + 0.5) / W - 0.5) * 360``; rolling right by ``k`` column
 """
 from __future__ import annotations
 
-import io
 import math
 import os
 from pathlib import Path
@@ -18,10 +17,10 @@ import cv2
 import numpy as np
 import simplejpeg
 import torch
-from PIL import Image as PILImage
 
 from unifygeo_ros import geo
 from unifygeo_ros.errors import ImageError
+from unifygeo_ros.image import headers
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
@@ -30,14 +29,14 @@ IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 HEIGHT_UNIT_M: float = 0.5
 HEIGHT_NORM_M: float = 10.0
 
-_JPEG_SOI = b"\xff\xd8"
+_JPEG_SOI = headers.JPEG_SOI
 _JPEG_EOI = b"\xff\xd9"
 #: largest encoded image decoded (pixels): above any panorama camera's frame (8K x 4K = 33 MP); a header announcing
 #: more is refused before decoding (decompression bombs)
 MAX_DECODE_PIXELS = 50_000_000
 #: smallest panorama localized: 4 rows (8 x 4 px; each row then spans 45 deg of elevation); a 2 x 1 image got a fix
 MIN_PANORAMA_HEIGHT_PX = 4
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_SIGNATURE = headers.PNG_SIGNATURE
 _PNG_IEND = b"IEND"
 
 
@@ -52,39 +51,24 @@ def _check_not_truncated(data: bytes, what: str) -> None:
         raise ImageError(f"{what}: truncated PNG (no IEND chunk); the file is incomplete")
 
 
-def _announced_size(data: bytes) -> tuple[float, float] | None:
-    """(width, height) an encoded image's header announces, read without decoding: PNG's IHDR and JPEG's SOF
-    directly, other formats through Pillow's header parser (inf when Pillow itself calls it a bomb); None when the
-    header says nothing readable (OpenCV then decides, with its own limits)."""
-    if data.startswith(_PNG_SIGNATURE) and data[12:16] == b"IHDR" and len(data) >= 24:
-        return float(int.from_bytes(data[16:20], "big")), float(int.from_bytes(data[20:24], "big"))
-    if data.startswith(_JPEG_SOI):
-        i = 2
-        while i + 9 <= len(data) and data[i] == 0xFF:
-            marker, length = data[i + 1], int.from_bytes(data[i + 2:i + 4], "big")
-            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start of frame: height, width
-                height, width = (int.from_bytes(data[j:j + 2], "big") for j in (i + 5, i + 7))
-                return float(width), float(height)
-            i += 2 + length
-        return None
-    try:
-        with PILImage.open(io.BytesIO(data)) as im:
-            return float(im.size[0]), float(im.size[1])
-    except PILImage.DecompressionBombError:
-        return math.inf, math.inf
-    except (PILImage.UnidentifiedImageError, OSError, ValueError, SyntaxError):
-        return None
-
-
-def _check_pixel_count(data: bytes, what: str) -> None:
-    """Refuse an encoded image whose header announces more than :data:`MAX_DECODE_PIXELS` pixels, before anything
-    is decoded (a 48 KB PNG can announce 28000 x 14000 pixels and cost gigabytes to decode: a decompression bomb)."""
-    size = _announced_size(data)
-    if size is not None and size[0] * size[1] > MAX_DECODE_PIXELS:
-        shown = "an enormous number of" if math.isinf(size[0]) else f"{size[0]:.0f} x {size[1]:.0f}"
-        raise ImageError(f"{what}: the image announces {shown} pixels, more than the {MAX_DECODE_PIXELS / 1e6:g} MP "
-                         "this decoder accepts (a camera frame this large, or a decompression bomb); resize it at the "
-                         "source")
+def _check_header(data: bytes, what: str) -> None:
+    """Accept only a JPEG or PNG (told by its signature, not by the file name or the message's ``format``) whose
+    header announces at most :data:`MAX_DECODE_PIXELS` pixels, before anything is decoded: a 48 KB PNG can
+    announce 28000 x 14000 pixels and cost gigabytes to decode (a decompression bomb), and so can the formats
+    OpenCV decodes beyond these two (Radiance HDR, PFM, PAM, ...: also float pixels, NaN included). A JPEG/PNG
+    whose size cannot be read is refused too, rather than left to the decoder."""
+    kind = headers.encoded_format(data)
+    if kind is None:
+        raise ImageError(f"{what}: cannot decode image ({len(data)} bytes; {headers.describe_other_format(data)}): "
+                         "only JPEG and PNG are accepted")
+    size = headers.announced_size(data)
+    if size is None:
+        raise ImageError(f"{what}: cannot decode image ({len(data)} bytes; no readable {kind} header with the image "
+                         "size: corrupt or not an image)")
+    if size[0] * size[1] > MAX_DECODE_PIXELS:
+        raise ImageError(f"{what}: the image announces {size[0]} x {size[1]} pixels, more than the "
+                         f"{MAX_DECODE_PIXELS / 1e6:g} MP this decoder accepts (a camera frame this large, or a "
+                         "decompression bomb); resize it at the source")
 
 
 def _decode_jpeg_strict(data: bytes, what: str) -> np.ndarray | None:
@@ -107,7 +91,7 @@ def _decode(data: bytes, what: str) -> np.ndarray:
     if len(data) == 0:
         raise ImageError(f"{what}: empty image data (0 bytes)")
     _check_not_truncated(data, what)
-    _check_pixel_count(data, what)
+    _check_header(data, what)
     if data.startswith(_JPEG_SOI):
         rgb = _decode_jpeg_strict(data, what)
         if rgb is not None:
@@ -125,17 +109,18 @@ def _decode(data: bytes, what: str) -> np.ndarray:
 
 
 def decode_image_bytes(data: bytes | bytearray | memoryview, what: str = "image bytes") -> np.ndarray:
-    """Decode a compressed image (JPEG, PNG, ...) to ``uint8 H x W x 3`` RGB.
+    """Decode a compressed image (JPEG or PNG) to ``uint8 H x W x 3`` RGB.
 
     Grey images are expanded to three channels and an alpha channel is dropped. Raises :class:`ImageError`
-    for empty, truncated or undecodable data; ``what`` names the source in the message.
+    for empty, truncated or undecodable data, another format, and an image of more than :data:`MAX_DECODE_PIXELS`
+    pixels (refused from its header, before decoding); ``what`` names the source in the message.
     """
     return _decode(bytes(data), what)
 
 
 def load_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file to ``uint8 H x W x 3`` RGB; :class:`ImageError` naming the file when it is missing,
-    unreadable, empty, truncated or corrupt."""
+    """Read an image file (JPEG or PNG) to ``uint8 H x W x 3`` RGB; :class:`ImageError` naming the file when it is
+    missing, unreadable, empty, truncated, corrupt, in another format or too large (:func:`decode_image_bytes`)."""
     p = Path(path)
     if not p.exists():
         raise ImageError(f"image file not found: {p}")
@@ -303,10 +288,18 @@ def denormalize(t: torch.Tensor) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------- panoramas
+#: largest heading change scaled to columns as it is; beyond it the heading is wrapped into one turn first
+_UNWRAPPED_HEADING_MAX_DEG = 360.0e6
+
+
 def heading_change_to_roll(delta_heading_deg: float, width: int) -> int:
     """Number of columns to roll right (``np.roll(img, k, axis=1)``) to change the heading by about
-    ``delta_heading_deg`` (the nearest whole column), wrapped into ``[-W/2, W/2)``."""
-    k = int(round(-float(delta_heading_deg) * width / 360.0))
+    ``delta_heading_deg`` (the nearest whole column), wrapped into ``[-W/2, W/2)``. A heading of more than a
+    million turns (finite, but ``1e308 * W`` is not) is first wrapped into one turn (``fmod`` is exact)."""
+    delta = float(delta_heading_deg)
+    if abs(delta) > _UNWRAPPED_HEADING_MAX_DEG:
+        delta = math.fmod(delta, 360.0)
+    k = int(round(-delta * width / 360.0))
     return (k + width // 2) % width - width // 2
 
 
