@@ -151,6 +151,107 @@ def test_unreadable_paths_raise_bag_errors(tmp_path):
     shutil.rmtree(tmp_path / "junk")
 
 
+def test_mcap_of_its_magic_bytes_alone_is_a_bag_error(tmp_path):
+    """A recorder killed right after opening the file leaves the 8 magic bytes: one BagError like any truncation
+    (rosbags raised a TypeError)."""
+    _write_bag(tmp_path / "b", "mcap", n=2)
+    f = next((tmp_path / "b").glob("*.mcap"))
+    f.write_bytes(f.read_bytes()[:8])
+    for warnings in ([], None):
+        with pytest.raises(bags.BagError, match="cannot open bag"):
+            with bags.open_bag(tmp_path / "b", warnings):
+                pass
+
+
+def _damaged_metadata(text: str) -> dict[str, str]:
+    """metadata.yaml cut short where the YAML still parses but a mapping became None or a string (a copy made while
+    the recorder wrote it), and values of the wrong kind."""
+    top, start = "rosbag2_bagfile_information:", "starting_time:\n    nanoseconds_since_epoch"
+    bag_start = text.rindex(start) + len(start) + 2  # the bag's (after the files'): rosbags reads that one
+    return {"info None": text[:text.index(top) + len(top)],
+            "info a string": text[:text.index(top) + len(top) + 7],
+            "starting_time a string": text[:text.index(start) + len(start) - 6],
+            "message_count many": text.replace("message_count: 2", "message_count: many", 1),
+            "duration a string": text.replace("nanoseconds: ", "nanoseconds: x", 1),
+            "starting_time yesterday": text[:bag_start] + "yesterday" + text[bag_start:],
+            "not a mapping": "[1, 2, 3]\n"}
+
+
+DAMAGED_METADATA = ("info None", "info a string", "starting_time a string", "message_count many",
+                    "duration a string", "starting_time yesterday", "not a mapping")
+
+
+@pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
+@pytest.mark.parametrize("damage", DAMAGED_METADATA)
+def test_damaged_metadata_yaml_is_salvaged_with_a_warning_never_a_traceback(tmp_path, storage, damage):
+    """A damaged metadata.yaml: the storage file is read by the salvage scan (one warning says the bag is damaged)
+    and replay chooses its topics; no AttributeError/TypeError/ValueError from the metadata."""
+    from unifygeo_ros.rosbag.replay_topics import choose_topics
+
+    d = tmp_path / "b"
+    _write_bag(d, storage, n=2)
+    (d / "metadata.yaml").write_text(_damaged_metadata((d / "metadata.yaml").read_text())[damage])
+    warnings: list[str] = []
+    with bags.open_bag(d, warnings) as r:
+        assert [(t.topic, t.count) for t in bags.list_topics(r)] == [("/fix", 2), ("/img", 2)]
+        topics = choose_topics(r, d, warnings=warnings)
+    assert (topics.image, topics.gt, topics.kidnap_ns) == ("/img", "/fix", None)
+    assert len(warnings) == 1 and "damaged or incomplete" in warnings[0] and "salvage" in warnings[0]
+
+
+def _with_description(bag: Path, description_json: str) -> None:
+    """Put ``description_json`` (bag synth's metadata description, JSON text) into the bag's metadata.yaml."""
+    import yaml
+
+    from unifygeo_ros.rosbag.synth_topics import METADATA_KEY
+
+    meta = yaml.safe_load((bag / "metadata.yaml").read_text())
+    meta["rosbag2_bagfile_information"]["custom_data"] = {METADATA_KEY: description_json}
+    (bag / "metadata.yaml").write_text(yaml.safe_dump(meta))
+
+
+GOOD_DESCRIPTION = {"camera": "panorama", "base_frame": "base_link", "kidnap_topic": "/gt/kidnap", "kidnap_at_s": 0.1,
+                    "north_aligned": True, "stops": [],
+                    "cameras": [{"name": "front", "image_topic": "/img", "yaw_deg": 0.0, "pitch_deg": 0.0}]}
+
+
+@pytest.mark.parametrize("key, value, problem", [
+    (None, None, ""),  # the description as bag synth writes it: taken whole, no warning
+    ("kidnap_at_s", "NaN", "nan is not a number of seconds in [0, 1e+09]"),
+    ("kidnap_at_s", "Infinity", "inf is not a number of seconds"),
+    ("kidnap_at_s", '"soon"', "'soon' is not a number of seconds"),
+    ("kidnap_at_s", "1e300", "1e+300 is not a number of seconds"),
+    ("kidnap_at_s", "-3", "-3 is not a number of seconds"),
+    ("north_aligned", '"false"', "'false' is not a boolean (true or false)"),
+    ("cameras", "[1, 2]", "entry 1 is not a mapping"),
+    ("cameras", '"front"', "'front' is not a list"),
+    ("cameras", '[{"name": "front", "image_topic": "/img", "yaw_deg": NaN}]', "yaw_deg nan is not a finite number"),
+    ("kidnap_topic", "7", "7 is not a name"),
+])
+def test_a_description_field_of_the_wrong_kind_is_ignored_with_one_warning_naming_it(tmp_path, key, value, problem):
+    """bag synth's metadata description with one field of the wrong kind (JSON allows NaN; a hand-edited "false"):
+    replay goes on as for a bag without that field and says so in one line; the other fields are kept."""
+    import json
+
+    from unifygeo_ros.rosbag.replay_inputs import resolve_heading_source
+    from unifygeo_ros.rosbag.replay_topics import choose_topics
+
+    d = tmp_path / "b"
+    _write_bag(d, "sqlite3", n=2)
+    text = json.dumps(GOOD_DESCRIPTION)
+    _with_description(d, text if key is None else text[:-1] + f', "{key}": {value}}}')  # the last "key" wins
+    warnings: list[str] = []
+    with bags.open_bag(d, warnings) as r:
+        topics = choose_topics(r, d, warnings=warnings)
+    want = {k: v for k, v in GOOD_DESCRIPTION.items() if k != key}
+    assert topics.description == want
+    assert len(warnings) == (key is not None)
+    assert all(w.startswith(f"bag metadata unifygeo.bag_synth: {key} ignored (") and problem in w for w in warnings)
+    assert topics.kidnap_ns == (None if key == "kidnap_at_s" else T0 + 100_000_000)
+    heading = resolve_heading_source("auto", topics.description, False, False, warnings)
+    assert heading == ("model" if key == "north_aligned" else "north_aligned")  # the string "false" is no True
+
+
 def test_type_hashes_match_the_rosidl_generated_geographic_msgs():
     """`ros2 bag` checks a bag's type hashes against the installed interfaces: ours must be rosidl's."""
     import json

@@ -108,6 +108,28 @@ def test_images_in_two_folders_with_one_file_name_are_refused(tmp_path, capsys):
     assert rc == 1 and err.count("\n") == 1 and "different folders (a.jpg)" in err
 
 
+@pytest.mark.parametrize("prior", ["1e308,0,10", "0,-1e308,10", "0,0,1e308", "2e7,0,10", "nan,0,10", "0,0,0", "1,2"])
+def test_a_prior_out_of_bounds_is_a_one_line_error_before_the_model_loads(tmp_path, capsys, prior):
+    """A finite but huge --prior overflowed the tile search (a ValueError traceback): refused like NaN, in one line."""
+    rc = main(["localize", str(tmp_path / "a.jpg"), "--index", str(tmp_path / "no_index"), "--prior", prior])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("\n") == 1 and "Traceback" not in err
+    assert "--prior must be east_m,north_m,sigma_m with |east_m|, |north_m| <= 1e+07" in err and repr(prior) in err
+
+
+def test_a_huge_prior_never_reaches_the_tile_search_and_a_sane_one_localizes(chain, capsys):
+    """--prior 1e308,0,10 ended in a ValueError traceback from the k-d tree of tile centres; a prior within the
+    bounds is taken as before."""
+    city, ix, ckpt = chain
+    pano = sorted((city / "panorama").iterdir())[0]
+    args = ["localize", str(pano), "--index", str(ix), "--checkpoint", str(ckpt), "--device", "cpu", "--prior"]
+    capsys.readouterr()
+    assert main([*args, "1e308,0,10"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--prior must be" in err
+    assert main([*args, "0,0,50"]) == 0
+
+
 @pytest.mark.parametrize("text, message", [
     ("name,latitude,longitude\na.jpg,1,2\n", "no column panorama"),
     ("panorama,latitude,longitude\na.jpg,north,2\n", "line 2: latitude 'north' is not a number"),

@@ -194,6 +194,23 @@ def test_prior_resets_when_kidnapped_withheld_old_or_time_goes_back():
     assert PriorTracker(PriorSettings(enabled=False)).prior(0.0) is None
 
 
+def test_a_prior_beyond_its_bounds_is_refused_and_the_tracker_gives_none_instead():
+    """Prior is the one check of a prior (``unifygeo localize --prior`` too): finite but huge east/north overflow the
+    tile search's squared distances. A fix or a radius beyond the bounds gives the global search, never an error."""
+    from unifygeo_ros.localization.fix import PRIOR_MAX_M
+
+    for bad in ((1e308, 0.0, 10.0), (0.0, -1e308, 10.0), (0.0, 0.0, 1e308), (PRIOR_MAX_M * 1.01, 0.0, 10.0)):
+        with pytest.raises(ValueError, match="within"):
+            Prior(*bad)
+    assert Prior(-PRIOR_MAX_M, PRIOR_MAX_M, PRIOR_MAX_M).sigma_m == PRIOR_MAX_M
+    far = PriorTracker(PriorSettings())
+    far.update(FakeFix(east_m=1e300), True, 0.0)
+    assert far.prior(1.0) is None and far.active
+    fast = PriorTracker(PriorSettings(growth_m_per_s=1e300, max_sigma_m=1e308))  # absurd node parameters
+    fast.update(FakeFix(), True, 0.0)
+    assert fast.prior(1.0) is None
+
+
 def test_bad_input_leaves_the_prior_alone():
     t = PriorTracker(PriorSettings())
     t.update(FakeFix(), True, 0.0)

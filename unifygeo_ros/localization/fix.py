@@ -8,17 +8,25 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 
 
+#: bound of a prior's |east|, |north| and sigma, m (10,000 km: a quarter of the Earth's circumference, far beyond any
+#: index's local ENU frame; larger finite numbers overflow the tile search's squared distances)
+PRIOR_MAX_M = 1e7
+
+
 @dataclass(frozen=True)
 class Prior:
-    """A position prior in the index's local ENU frame: a circle of ``sigma_m`` (1-sigma) around a point."""
+    """A position prior in the index's local ENU frame: a circle of ``sigma_m`` (1-sigma) around a point; east, north
+    and sigma within :data:`PRIOR_MAX_M` (``ValueError`` otherwise: the one check of every prior)."""
 
     east_m: float
     north_m: float
     sigma_m: float
 
     def __post_init__(self):
-        if not (math.isfinite(self.east_m) and math.isfinite(self.north_m)) or not self.sigma_m > 0:
-            raise ValueError(f"Prior needs finite east/north and sigma_m > 0, got {self}")
+        if not (abs(self.east_m) <= PRIOR_MAX_M and abs(self.north_m) <= PRIOR_MAX_M
+                and 0 < self.sigma_m <= PRIOR_MAX_M):  # NaN fails every comparison
+            raise ValueError(f"Prior needs finite east/north within +-{PRIOR_MAX_M:g} m and 0 < sigma_m <= "
+                             f"{PRIOR_MAX_M:g} m, got {self}")
 
 
 @dataclass

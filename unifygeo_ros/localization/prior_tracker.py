@@ -52,7 +52,10 @@ class PriorTracker:
         sigma = max(s.sigma_floor_m, own) + s.growth_m_per_s * max(age, 0.0)
         if not math.isfinite(sigma) or sigma > s.max_sigma_m:
             return None
-        return Prior(float(self._fix.east_m), float(self._fix.north_m), float(sigma))
+        try:
+            return Prior(float(self._fix.east_m), float(self._fix.north_m), float(sigma))
+        except ValueError:  # beyond a prior's bounds (fix.PRIOR_MAX_M): no prior, the global search
+            return None
 
     def update(self, fix, published: bool, t_s: float) -> None:
         """Record the outcome of a query (``fix`` None for a bad input, which leaves the prior alone)."""

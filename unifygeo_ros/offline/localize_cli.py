@@ -21,7 +21,7 @@ from unifygeo_ros.image.preprocess import load_image
 from unifygeo_ros.image.lens import parse_distortion
 from unifygeo_ros.image.rig import RigSettings
 from unifygeo_ros.image.stitch import check_hfov, photo_to_panorama
-from unifygeo_ros.localization.fix import Fix, Prior
+from unifygeo_ros.localization.fix import PRIOR_MAX_M, Fix, Prior
 from unifygeo_ros.localization.localizer import Localizer
 from unifygeo_ros.localization.pipeline import PipelineSettings, gate_fix
 from unifygeo_ros.model.backends import add_backend_arguments, backend_from_args
@@ -71,9 +71,10 @@ def _parse_prior(text: str | None) -> Prior | None:
         return None
     try:
         e, n, s = (float(v) for v in text.split(","))
-        return Prior(e, n, s)
+        return Prior(e, n, s)  # the one check of a prior: finite, |E|, |N| and sigma within PRIOR_MAX_M
     except ValueError:
-        raise UnifyGeoError(f"--prior must be east_m,north_m,sigma_m with sigma_m > 0, got {text!r}") from None
+        raise UnifyGeoError(f"--prior must be east_m,north_m,sigma_m with |east_m|, |north_m| <= {PRIOR_MAX_M:g} "
+                            f"and 0 < sigma_m <= {PRIOR_MAX_M:g}, got {text!r}") from None
 
 
 def run(args: argparse.Namespace) -> int:

@@ -98,13 +98,16 @@ def describe_topics(topics: list[TopicInfo]) -> str:
 
 
 def _read_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions rosbags (and the storage libraries under it) raise on truncated or corrupt data."""
+    """Exceptions rosbags (and the storage libraries under it) raise on truncated or corrupt data. ``TypeError``
+    too: rosbags raises it for a ``metadata.yaml`` whose times are not numbers and for an MCAP file of its magic
+    bytes alone (a recorder killed right after opening it)."""
     # rosbags is an optional extra (``pip install .[bags]``): imported where a bag is read
     from rosbags.highlevel import AnyReaderError
     from rosbags.rosbag2 import ReaderError
 
     errors: tuple[type[BaseException], ...] = (AnyReaderError, ReaderError, sqlite3.DatabaseError, struct.error,
-                                               EOFError, ValueError, KeyError, IndexError, AssertionError, OSError)
+                                               EOFError, ValueError, TypeError, KeyError, IndexError,
+                                               AssertionError, OSError)
     try:  # rosbags reads sqlite3 through apsw (a rosbags dependency, absent from some installs)
         import apsw
 
@@ -138,6 +141,31 @@ def _salvage(p: Path, reason: str, warnings: list[str] | None, cause: BaseExcept
     return reader
 
 
+def _message_count(conn: Any) -> int:
+    """A connection's message count (from ``metadata.yaml`` or the MCAP summary; None counts 0); ``ValueError``
+    when it is not a whole number >= 0 (damaged metadata)."""
+    n = conn.msgcount or 0
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"{conn.topic}: message_count {n!r} is not a whole number >= 0 (damaged metadata.yaml?)")
+    return n
+
+
+def _open_any_reader(p: Path) -> Any:
+    """rosbags' ``AnyReader`` of ``p``, opened, its connections' message counts checked (:func:`_message_count`):
+    a read error (:func:`_read_errors`) otherwise, the reader closed."""
+    from rosbags.highlevel import AnyReader  # optional extra, see _read_errors
+
+    reader = AnyReader([p], default_typestore=make_typestore())
+    reader.open()
+    try:
+        for c in reader.connections:
+            _message_count(c)
+    except ValueError:
+        reader.close()
+        raise
+    return reader
+
+
 @contextmanager
 def open_bag(path: str | Path, warnings: list[str] | None = None, salvage: bool = True,
              mcap_checks: list[McapCheck] | None = None) -> Iterator[Any]:
@@ -152,8 +180,6 @@ def open_bag(path: str | Path, warnings: list[str] | None = None, salvage: bool 
     by the linear scan instead: every complete message before the damage is recovered and a note goes to
     ``warnings``. Raises :class:`BagError` with the path and the reason when nothing can be read.
     """
-    from rosbags.highlevel import AnyReader  # optional extra, see _read_errors
-
     p = Path(path)
     if not p.exists():
         raise BagError(f"bag not found: {p}")
@@ -174,8 +200,7 @@ def open_bag(path: str | Path, warnings: list[str] | None = None, salvage: bool 
         reader = _salvage(p, f"{what}: skipped, their messages lost", warnings)
     else:
         try:
-            reader = AnyReader([p], default_typestore=make_typestore())
-            reader.open()
+            reader = _open_any_reader(p)
         except _read_errors() as exc:
             reason = f"{type(exc).__name__}: {exc}"
             if not salvage:
@@ -191,10 +216,15 @@ def open_bag(path: str | Path, warnings: list[str] | None = None, salvage: bool 
 
 
 def list_topics(reader: Any) -> list[TopicInfo]:
-    """Topics of an open reader, sorted by name (counts from the bag's metadata/summary)."""
+    """Topics of an open reader, sorted by name (counts from the bag's metadata/summary; :func:`open_bag` checked
+    them, a reader opened otherwise gets a :class:`BagError` for a count that is not a whole number)."""
     seen: dict[tuple[str, str], int] = {}
     for c in reader.connections:
-        seen[(c.topic, c.msgtype)] = seen.get((c.topic, c.msgtype), 0) + int(c.msgcount or 0)
+        try:
+            n = _message_count(c)
+        except ValueError as exc:
+            raise BagError(str(exc)) from None
+        seen[(c.topic, c.msgtype)] = seen.get((c.topic, c.msgtype), 0) + n
     return [TopicInfo(t, m, n) for (t, m), n in sorted(seen.items())]
 
 

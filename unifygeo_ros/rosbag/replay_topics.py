@@ -82,23 +82,93 @@ class ReplayTopics:
                            "compressed" if self.image_type == bags.COMPRESSED_IMAGE else "raw", self.rectified)
 
 
-def bag_description(bag: str | Path) -> tuple[dict, int | None]:
+#: a ``kidnap_at_s`` beyond this (seconds after the bag's start, 31 years) is no time in a recording
+MAX_KIDNAP_AT_S = 1e9
+
+
+def _mapping(value: Any) -> dict:
+    """``value`` when it is a mapping, else ``{}`` (a damaged ``metadata.yaml`` holds anything anywhere)."""
+    return value if isinstance(value, dict) else {}
+
+
+def _finite(value: Any) -> bool:
+    """A real, finite number (JSON/YAML ``true`` is no number, ``NaN``/``Infinity`` are not finite)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _camera_problem(cam: Any) -> str:
+    """Why one entry of the description's ``cameras`` is unusable ("" when it is fine)."""
+    if not isinstance(cam, dict):
+        return f"entry {cam!r:.40} is not a mapping"
+    for key in ("name", "image_topic"):
+        if not isinstance(cam.get(key), str) or not cam[key]:
+            return f"an entry's {key} {cam.get(key)!r:.40} is not a name"
+    bad = [k for k in ("yaw_deg", "pitch_deg") if k in cam and not _finite(cam[k])]
+    return f"camera {cam['name']!r}: {bad[0]} {cam[bad[0]]!r:.40} is not a finite number" if bad else ""
+
+
+def checked_description(desc: dict, warnings: list[str] | None = None) -> dict:
+    """``desc`` (the ``unifygeo.bag_synth`` description) less each field replay reads that holds the wrong kind of
+    value - ``kidnap_at_s`` (a finite number of seconds in [0, :data:`MAX_KIDNAP_AT_S`] or null), ``north_aligned``
+    (true/false, not the string "false"), ``kidnap_topic`` / ``base_frame`` (names), ``cameras`` (a list of
+    mappings with a ``name``, an ``image_topic`` and finite ``yaw_deg``/``pitch_deg``): a dropped field is said in
+    one line in ``warnings``. None of them is essential (replay reads bags without a description): replay goes on
+    as for a bag without that field."""
+    out = dict(desc)
+    problems: dict[str, str] = {}
+    kid = out.get("kidnap_at_s")
+    if kid is not None and not (_finite(kid) and 0.0 <= kid <= MAX_KIDNAP_AT_S):
+        problems["kidnap_at_s"] = f"{kid!r:.40} is not a number of seconds in [0, {MAX_KIDNAP_AT_S:g}]"
+    if "north_aligned" in out and not isinstance(out["north_aligned"], bool):
+        problems["north_aligned"] = f"{out['north_aligned']!r:.40} is not a boolean (true or false)"
+    for key in ("kidnap_topic", "base_frame"):
+        if out.get(key) is not None and not (isinstance(out[key], str) and out[key]):
+            problems[key] = f"{out[key]!r:.40} is not a name"
+    cams = out.get("cameras")
+    if cams is not None:
+        why = (next((p for p in map(_camera_problem, cams) if p), "") if isinstance(cams, list)
+               else f"{cams!r:.40} is not a list")
+        if why:
+            problems["cameras"] = why
+    for key, why in problems.items():
+        del out[key]
+        if warnings is not None:
+            warnings.append(f"bag metadata {METADATA_KEY}: {key} ignored ({why})")
+    return out
+
+
+def bag_description(bag: str | Path, warnings: list[str] | None = None) -> tuple[dict, int | None]:
     """(the ``unifygeo.bag_synth`` description in the bag's ``metadata.yaml`` ({} without one), the bag's starting
-    time in ns (None when unknown))."""
+    time in ns (None when unknown)). A damaged ``metadata.yaml`` (cut short, not YAML, not the layout of rosbag2's)
+    gives ({}, None): :func:`~unifygeo_ros.rosbag.io.open_bag` says the bag is damaged. A description that is no
+    JSON object is ignored, a field of the wrong kind dropped (:func:`checked_description`), each with a line in
+    ``warnings``."""
     import yaml
 
     p = Path(bag)
     meta = (p if p.is_dir() else p.parent) / "metadata.yaml"
     try:
-        info = yaml.safe_load(meta.read_text())["rosbag2_bagfile_information"]
-    except (OSError, KeyError, TypeError, yaml.YAMLError):
+        doc = yaml.safe_load(meta.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return {}, None
-    start = (info.get("starting_time") or {}).get("nanoseconds_since_epoch")
+    info = _mapping(_mapping(doc).get("rosbag2_bagfile_information"))
+    start = _mapping(info.get("starting_time")).get("nanoseconds_since_epoch")
     try:
-        desc = json.loads((info.get("custom_data") or {}).get(METADATA_KEY) or "{}")
-    except (json.JSONDecodeError, AttributeError):
-        desc = {}
-    return (desc if isinstance(desc, dict) else {}), (int(start) if start is not None else None)
+        start_ns = int(start) if start is not None and not isinstance(start, bool) else None
+    except (TypeError, ValueError, OverflowError):
+        start_ns = None
+    text = _mapping(info.get("custom_data")).get(METADATA_KEY)
+    if text in (None, ""):
+        return {}, start_ns
+    try:
+        desc = json.loads(text)
+    except (TypeError, ValueError):  # json.JSONDecodeError is a ValueError
+        desc = None
+    if not isinstance(desc, dict):
+        if warnings is not None:
+            warnings.append(f"bag metadata {METADATA_KEY} is not a JSON object: ignored")
+        return {}, start_ns
+    return checked_description(desc, warnings), start_ns
 
 
 def _info_sibling(image_topic: str) -> str:
@@ -198,7 +268,7 @@ def choose_topics(reader: Any, bag: str | Path, *, image_topic: str | None = Non
     topics = bags.list_topics(reader)
     avail = bags.describe_topics(topics)
     by_name = {t.topic: t for t in topics}
-    description, start_ns = bag_description(bag)
+    description, start_ns = bag_description(bag, warnings)
     out = ReplayTopics(description=description, rectified=bool(cameras_rectified))
     images = [t for t in topics if t.msgtype in bags.IMAGE_TYPES]
     if image_topic:
@@ -268,8 +338,11 @@ def choose_topics(reader: Any, bag: str | Path, *, image_topic: str | None = Non
     kid = by_name.get(str(description.get("kidnap_topic") or KIDNAP_TOPIC))
     if kid is not None and kid.msgtype == HEADER:
         out.kidnap_topic = kid.topic
-    elif description.get("kidnap_at_s") is not None and start_ns is not None:
-        out.kidnap_ns = start_ns + int(round(float(description["kidnap_at_s"]) * 1e9))
+    elif description.get("kidnap_at_s") is not None:
+        if start_ns is None:
+            warnings.append(f"bag metadata {METADATA_KEY}: kidnap_at_s ignored (the bag's starting_time is unknown)")
+        else:
+            out.kidnap_ns = start_ns + int(round(float(description["kidnap_at_s"]) * 1e9))
     return out
 
 
