@@ -103,6 +103,15 @@ def test_non_finite_fixes_are_refused():
         fm.fix_outputs(_fix(cov=[[np.inf, 0.0], [0.0, 1.0]]), geo.LocalENU(47.0, 8.0))
 
 
+def test_non_finite_map_position_or_altitude_is_refused():
+    """A NaN altitude (or a map frame anchored at NaN) made every pose (nan, nan, nan) and NavSatFix.altitude NaN;
+    the message numbers are refused like a non-finite latitude, so nothing non-finite is published."""
+    for frame, altitude in [(geo.LocalENU(47.0, 8.0), math.nan), (geo.LocalENU(47.0, 8.0, math.nan), 0.0),
+                            (geo.LocalENU(47.0, 8.0), math.inf), (geo.LocalENU(47.0, math.nan), 0.0)]:
+        with pytest.raises(ValueError, match="non-finite map position or altitude"):
+            fm.fix_outputs(_fix(), frame, altitude_m=altitude)
+
+
 def test_imu_orientation_must_be_a_unit_quaternion():
     """A non-unit quaternion is not a rotation: (0, 0, 0.1, 0.1) read as one gave a yaw of 1.2 deg instead of 90; the
     node refuses it and says why in the frames that need a heading."""

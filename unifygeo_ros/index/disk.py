@@ -184,7 +184,7 @@ def _load_aerial(d: Path, meta: dict, verify: str) -> dict[str, np.ndarray]:
 
 
 def _load_faiss(d: Path, meta: dict, verify: str):
-    """The faiss structure (its search parameters applied), checked against the metadata."""
+    """The faiss structure (its search parameters applied), checked against the metadata and for its content."""
     arrays, n, dim = meta["arrays"], int(meta["count"]), int(meta["descriptor_dim"])
     kind = meta["search"].get("kind", "exact")
     if FAISS_FILE not in arrays:
@@ -198,8 +198,42 @@ def _load_faiss(d: Path, meta: dict, verify: str):
     if faiss_index.ntotal != n or faiss_index.d != dim:
         raise IndexFormatError(f"index {d}: {FAISS_FILE} holds {faiss_index.ntotal} x {faiss_index.d}, "
                                f"expected {n} x {dim}; rebuild the index")
+    _check_faiss_content(d, faiss_index, kind, n)
     search_mod.apply_params(faiss_index, meta["search"])
     return faiss_index
+
+
+#: how far from 1 the norm of a vector in search.faiss may be (the build stores L2-normalised descriptors; a zero
+#: descriptor stays zero)
+FAISS_NORM_TOLERANCE = 1e-3
+
+
+def _check_faiss_content(d: Path, faiss_index, kind: str, n: int) -> None:
+    """The faiss structure is what a build writes (the same size is not enough: a damaged file searches NaN): its
+    class, metric and graph (:func:`~unifygeo_ros.index.search.structure_problem`), the vectors it stores finite
+    and of unit norm, each of the ``n`` tiles stored once. Not compared with descriptors.npy (whose content
+    ``verify="size"`` checks for NaN only: an altered copy of the same size loads)."""
+    problem = search_mod.structure_problem(faiss_index, kind)
+    if problem:
+        raise IndexFormatError(f"index {d}: {FAISS_FILE} {problem}; rebuild the index")
+    listed = []
+    for ids, vectors in search_mod.stored_vectors(faiss_index):
+        if ids.size and not (0 <= ids.min() and ids.max() < n):
+            raise IndexFormatError(f"index {d}: {FAISS_FILE} lists tile ids outside 0..{n - 1}; rebuild the index")
+        squares = np.einsum("ij,ij->i", vectors, vectors)  # NaN for NaN, inf or NaN for infinity
+        off = np.flatnonzero(~(np.abs(squares - 1.0) <= 2 * FAISS_NORM_TOLERANCE) & (squares != 0.0))
+        if off.size and not np.isfinite(vectors[off[0]]).all():
+            raise IndexFormatError(f"index {d}: {FAISS_FILE} holds NaN or infinite values (tile row {ids[off[0]]}); "
+                                   "rebuild the index")
+        if off.size:
+            raise IndexFormatError(f"index {d}: {FAISS_FILE} holds a vector of norm {np.sqrt(squares[off[0]]):.6g}, "
+                                   f"not a normalised descriptor (tile row {ids[off[0]]}); rebuild the index")
+        listed.append(ids)
+    counts = np.bincount(np.concatenate(listed), minlength=n) if listed else np.zeros(n, np.int64)
+    if n and not (counts == 1).all():
+        row = int(np.flatnonzero(counts != 1)[0])
+        raise IndexFormatError(f"index {d}: {FAISS_FILE} stores tile row {row} {counts[row]} times, not once; "
+                               "rebuild the index")
 
 
 def load_index(index_dir: str | Path, device: str = "cpu", verify: str = "size",

@@ -197,6 +197,69 @@ def apply_params(index, info: dict) -> None:
         index.hnsw.efSearch = int(params["efSearch"])
 
 
+#: the faiss class each stored search kind is written as (:func:`build_faiss_index`)
+STORED_CLASSES = {"exact": "IndexFlat", "ivf": "IndexIVFFlat", "hnsw": "IndexHNSWFlat"}
+
+
+def _view(ptr, count: int, dtype) -> np.ndarray:
+    """A numpy view of ``count`` items behind a faiss pointer (no copy; empty for none)."""
+    return faiss.rev_swig_ptr(ptr, count) if count else np.zeros(0, dtype)
+
+
+def structure_problem(index, kind: str) -> str | None:
+    """What is wrong with the faiss structure of a search ``kind`` beside its vectors (read by
+    :func:`stored_vectors`), or None: its class and metric (inner product); IVF: finite centroids, code size;
+    HNSW: every link and the entry point a stored vector, the link offsets consistent."""
+    want = STORED_CLASSES.get(kind)
+    if want is None or not isinstance(index, getattr(faiss, want)):
+        return f"holds faiss {type(index).__name__}, not {want or 'a structure'} (search kind {kind})"
+    if index.metric_type != faiss.METRIC_INNER_PRODUCT:
+        return f"ranks by metric {index.metric_type}, not the inner product"
+    n = int(index.ntotal)
+    if kind == "ivf":
+        centroids = faiss.downcast_index(index.quantizer)
+        if not isinstance(centroids, faiss.IndexFlat) or centroids.ntotal != index.nlist or centroids.d != index.d:
+            return "has no flat quantizer of its nlist centroids"
+        if not np.isfinite(_view(centroids.get_xb(), centroids.ntotal * centroids.d, np.float32)).all():
+            return "holds NaN or infinite IVF centroids"
+        if index.invlists.code_size != 4 * index.d or index.invlists.nlist != index.nlist:
+            return "has inverted lists of another layout"
+    elif kind == "hnsw":
+        h = index.hnsw
+        links = _view(h.neighbors.data(), h.neighbors.size(), np.int32)
+        offsets = _view(h.offsets.data(), h.offsets.size(), np.uint64)
+        if h.levels.size() != n or len(offsets) != n + 1 or (n and int(offsets[-1]) != len(links)) or \
+                (n and bool((np.diff(offsets.astype(np.int64)) < 0).any())):
+            return "has an HNSW graph of another size than its vectors"
+        if (n and not 0 <= h.entry_point < n) or (links.size and not (-1 <= links.min() and links.max() < n)):
+            return f"has HNSW links outside its {n} vectors"
+    return None
+
+
+def stored_vectors(index, chunk_rows: int = 65536):
+    """Yield ``(ids, vectors)``: the vectors a faiss structure of :data:`STORED_CLASSES` holds (float32 rows) and
+    the database ids they stand for - in blocks of ``chunk_rows`` rows for flat storage (views, no copy), one
+    block per inverted list for IVF (copies). Check :func:`structure_problem` first."""
+    if isinstance(index, faiss.IndexHNSW):
+        index = faiss.downcast_index(index.storage)
+    n, d = int(index.ntotal), int(index.d)
+    if isinstance(index, faiss.IndexFlat):
+        xb = _view(index.get_xb(), n * d, np.float32).reshape(n, d)
+        for start in range(0, n, chunk_rows):
+            yield np.arange(start, min(n, start + chunk_rows)), xb[start:start + chunk_rows]
+        return
+    lists = index.invlists  # IndexIVFFlat: each code is the vector's float32 bytes
+    for li in range(index.nlist):
+        size = int(lists.list_size(li))
+        if size:
+            code_ptr, id_ptr = lists.get_codes(li), lists.get_ids(li)
+            codes = np.array(_view(code_ptr, size * lists.code_size, np.uint8))
+            ids = np.array(_view(id_ptr, size, np.int64))
+            lists.release_codes(li, code_ptr)
+            lists.release_ids(li, id_ptr)
+            yield ids, codes.view(np.float32).reshape(size, d)
+
+
 class Searcher:
     """Top-k search over the index's descriptors, globally (faiss or numpy) or within a subset of tiles.
 

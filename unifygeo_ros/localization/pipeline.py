@@ -405,5 +405,12 @@ def build_pipeline(index_dir: str | Path, checkpoint: str | Path | None, setting
     loc = Localizer.from_paths(index_dir, checkpoint, device=device, backend=backend,
                                aspect_tolerance=settings.aspect_tolerance)
     _, w = loc.handle.ground_hw
-    loc.localize(np.zeros((w // 2, w, 3), np.uint8))
+    try:
+        loc.localize(np.zeros((w // 2, w, 3), np.uint8))
+    except UnifyGeoError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a start-up failure is one line naming what was loaded, not a traceback
+        raise UnifyGeoError(f"the warm-up query failed ({type(exc).__name__}: {(str(exc) or '?').splitlines()[0]}) "
+                            f"with model {loc.handle.checkpoint or loc.handle.identity} and index {loc.index.path}: "
+                            "check both (an index built with this model: rebuild it)") from exc
     return LocalizationPipeline.from_settings(loc, settings, stats)

@@ -142,13 +142,17 @@ def fix_outputs(fix, map_frame: geo.LocalENU, altitude_m: float = 0.0, vertical_
     lat, lon = float(fix.latitude_deg), float(fix.longitude_deg)
     if not (math.isfinite(lat) and math.isfinite(lon) and math.isfinite(fix.yaw_deg)):
         raise ValueError(f"fix has non-finite position or yaw: {lat}, {lon}, {fix.yaw_deg}")
-    east, north = map_frame.to_en(lat, lon)
+    east, north = (float(x) for x in map_frame.to_en(lat, lon))
+    altitude, up = float(altitude_m), float(altitude_m - map_frame.h0_m)
+    if not all(math.isfinite(x) for x in (east, north, altitude, up)):  # a NaN altitude or map origin: never published
+        raise ValueError(f"fix has non-finite map position or altitude: east {east}, north {north}, up {up}, "
+                         f"altitude {altitude}")
     yaw = float(geo.wrap_deg(fix.yaw_deg))
     navsat, pose, geopose = _covariances(_psd_2x2(fix.covariance_en_m2), fix.heading_std_deg, vertical_variance_m2,
                                          unmeasured_variance)  # one decomposition for the three layouts
     return FixOutputs(
-        latitude_deg=lat, longitude_deg=lon, altitude_m=float(altitude_m),
-        east_m=float(east), north_m=float(north), up_m=float(altitude_m - map_frame.h0_m),
+        latitude_deg=lat, longitude_deg=lon, altitude_m=altitude,
+        east_m=east, north_m=north, up_m=up,
         yaw_deg=yaw, quaternion_xyzw=geo.yaw_to_quaternion_xyzw(yaw),
         navsat_covariance=navsat, pose_covariance=pose, geopose_covariance=geopose,
     )

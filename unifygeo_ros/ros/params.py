@@ -94,6 +94,12 @@ TRACKING_PARAMETERS = (
 )
 DEVICES = ("auto", "cpu", "cuda")
 HEADING_SOURCES = ("auto", "model", "north_aligned", "imu")
+#: the number parameters for which infinity means something (``.inf`` in YAML); every other number parameter,
+#: and every element of a number list, must be finite (NaN never is a value)
+INFINITY_MEANS = {"max_protection_level_m": "the integrity gate off", "tracking.odometry_timeout_s": "never stale"}
+#: the largest magnitude of a yaw (deg) a parameter may give: one turn either way, not wrapped (a larger number is a
+#: unit or sign mistake, not an angle)
+MAX_YAW_DEG = 360.0
 
 
 @dataclass(frozen=True)
@@ -240,6 +246,7 @@ class NodeSettings:
         for p in PARAMETERS:
             if p.choices and v[p.name] not in p.choices:
                 raise UnifyGeoError(f"parameter {p.name}: {v[p.name]!r} is not one of {', '.join(p.choices)}")
+            _check_number(p, v[p.name])
 
         def positive(name, allow_zero=False):
             x = float(v[name])
@@ -266,9 +273,11 @@ class NodeSettings:
         width = int(v["cameras.panorama_width"])
         if width < 16 or width % 2:
             raise UnifyGeoError(f"parameter cameras.panorama_width: must be even and >= 16, got {width}")
+        _check_angles(v)
         lat, lon = float(v["map_origin.lat_deg"]), float(v["map_origin.lon_deg"])
-        if not v["map_origin.from_index"] and not (-90 < lat < 90 and -180 <= lon <= 180):
-            raise UnifyGeoError(f"parameters map_origin.lat_deg/lon_deg: ({lat}, {lon}) is not a position")
+        if not (-90 < lat < 90 and -180 <= lon <= 180):  # also when unused (map_origin.from_index): never a position
+            raise UnifyGeoError(f"parameters map_origin.lat_deg/lon_deg: ({lat}, {lon}) is not a position (latitude "
+                                f"within (-90, 90), longitude within [-180, 180] deg)")
         if v["onnx_export"] and v["backend"] != "onnxruntime":
             raise UnifyGeoError("parameter onnx_export: needs backend onnxruntime")
         for name in ("map_frame", "sensor_frame"):
@@ -312,6 +321,36 @@ class NodeSettings:
 
     def imu_settings(self) -> ImuSettings:
         return ImuSettings(self.imu_panorama_yaw_offset_deg, self.imu_max_age_s, self.imu_default_yaw_std_deg)
+
+
+def _is_number_list(default: object) -> bool:
+    return isinstance(default, list) and bool(default) and all(isinstance(x, float) for x in default)
+
+
+def _check_number(p: ParamSpec, value: object) -> None:
+    """Refuse a value of number parameter ``p`` (int or float default; each element of a float list) that is no
+    number, NaN, or infinite where infinity means nothing (:data:`INFINITY_MEANS`)."""
+    if isinstance(p.default, bool) or not (isinstance(p.default, (int, float)) or _is_number_list(p.default)):
+        return
+    what = "a list of finite numbers" if isinstance(p.default, list) else "a finite number"
+    what += f" (or .inf: {INFINITY_MEANS[p.name]})" if p.name in INFINITY_MEANS else ""
+    try:
+        items = list(value) if isinstance(p.default, list) else [value]
+        numbers = [float(x) for x in items]
+    except (TypeError, ValueError):
+        numbers = [math.nan]
+    for x in numbers:
+        if math.isnan(x) or (math.isinf(x) and p.name not in INFINITY_MEANS):
+            raise UnifyGeoError(f"parameter {p.name}: must be {what}, got {value!r}")
+
+
+def _check_angles(v: dict) -> None:
+    """Yaws within +-MAX_YAW_DEG (refused beyond, not wrapped), pitches within [-90, 90] deg."""
+    for name in ("imu.panorama_yaw_offset_deg", "cameras.yaw_deg", "cameras.pitch_deg"):
+        limit = 90.0 if "pitch" in name else MAX_YAW_DEG
+        values = list(v[name]) if name.startswith("cameras.") else [v[name]]  # lists (a ROS double array)
+        if any(abs(float(x)) > limit for x in values):
+            raise UnifyGeoError(f"parameter {name}: angles must be within [-{limit:g}, {limit:g}] deg, got {v[name]!r}")
 
 
 def _tracking_settings(v: dict) -> TrackingSettings:
