@@ -7,15 +7,12 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from typing import TYPE_CHECKING, Callable
+from typing import Any, Callable
 
 import numpy as np
 
 from unifygeo_ros.localization.gate import TRACK_REASONS, gate_track
 from unifygeo_ros.localization.tracking_estimate import TrackEstimate
-
-if TYPE_CHECKING:
-    from unifygeo_ros.localization.pipeline import Outcome
 
 
 def tracking_state(est: TrackEstimate | None) -> str:
@@ -65,7 +62,8 @@ class PipelineStats:
             self.counts["received"] += 1
             self._received_at.append(self._clock())
 
-    def outcome(self, o: Outcome) -> None:
+    def outcome(self, o: Any) -> None:
+        """One frame's :class:`~unifygeo_ros.localization.pipeline.Outcome` (not imported: pipeline imports this)."""
         with self._lock:
             self.counts["processed"] += 1
             self.counts[o.status] += 1

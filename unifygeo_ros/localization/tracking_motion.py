@@ -62,8 +62,9 @@ class OdometryDelta:
         j = np.array([[math.cos(half) * dt_s, -dist * math.sin(half) * 0.5 * dt_s],
                       [math.sin(half) * dt_s, dist * math.cos(half) * 0.5 * dt_s],
                       [0.0, dt_s]])
-        cov = j @ np.diag([speed_var, yaw_rate_var]) @ j.T
-        cov[1, 1] += lateral_speed_var * dt_s * dt_s
+        with np.errstate(over="ignore", invalid="ignore"):  # an absurd interval: refused by the check below
+            cov = j @ np.diag([speed_var, yaw_rate_var]) @ j.T
+            cov[1, 1] += lateral_speed_var * dt_s * dt_s
         return cls(dist * math.cos(half), dist * math.sin(half), yaw_rate_rps * dt_s, cov, dt_s)
 
     @classmethod
