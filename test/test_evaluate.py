@@ -284,3 +284,88 @@ def test_unifygeo_eval_cli_on_a_tiny_random_model(world_truth, tmp_path, capsys)
     pngs = sorted(p.name for p in (tmp_path / "plots").glob("*.png"))
     assert pngs == ["error_cdf.png", "example_00.png", "example_01.png"]
     assert "retrieval" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------- strict (UnifyGeo) hierarchical recall
+def test_strict_recall_misses_a_neighbouring_tile_the_lenient_recall_counts(query_ds, tmp_path):
+    """The audit's case: a semi-positive ranked first, localized perfectly inside it. The lenient recall (error in
+    the city frame, any tile) is 1; UnifyGeo's rule (top-1 is the positive and error <= d) gives 0. The perfect
+    re-ranker puts the positive first: both are 1."""
+    from unifygeo_ros.offline.eval_report import format_report, save_report_plots, strict_errors_m
+
+    gallery = query_ds.gallery()
+    report = E.evaluate(OracleModel(query_ds, gallery, "semi_first"), query_ds, gallery, top_k=5, batch_size=5)
+    d = json.loads(json.dumps(report.to_dict()))
+    _check_report(d)
+    assert d["hierarchical"]["no_rerank"]["recall_1m"] == 1.0 and d["hierarchical"]["no_rerank"]["r1"] == 0.0
+    assert d["hierarchical_strict"]["no_rerank"] == {"recall_strict_1m": 0.0, "recall_strict_3m": 0.0,
+                                                     "recall_strict_5m": 0.0}
+    assert d["hierarchical_strict"]["rerank"] == {"recall_strict_1m": 1.0, "recall_strict_3m": 1.0,
+                                                  "recall_strict_5m": 1.0}
+    assert d["extended"]["hierarchical_strict"]["no_rerank"]["recall_strict_20m"] == 0.0
+    assert np.all(np.isinf(strict_errors_m(report.per_query, 0)))
+    np.testing.assert_array_equal(strict_errors_m(report.per_query, 1), report.per_query["hier_err_m"][:, 1])
+    table = format_report(report)
+    assert "strict no-rerank" in table and "strict re-rank" in table and "UnifyGeo's rule" in table
+    assert [p.name for p in save_report_plots(report, tmp_path / "plots")] == ["error_cdf.png"]
+
+
+def test_eval_cli_writes_the_strict_recall_and_each_querys_positive_tile(world, tmp_path):
+    """The per-query CSV carries the positive tile and whether the re-ranked top-1 is it; the strict recall in the
+    JSON is the share of rows with top1_is_positive 1 and error_m <= d."""
+    from unifygeo_ros import cli
+
+    ckpt = _tiny_checkpoint(tmp_path)
+    out, per_query = tmp_path / "report.json", tmp_path / "per_query.csv"
+    assert cli.main(["eval", "--data", str(world), "--checkpoint", str(ckpt), "--split", "cross",
+                     "--cities", ",".join(CITIES), "--json", str(out), "--limit", "8", "--device", "cpu",
+                     "--batch-size", "4", "--workers", "0", "--no-progress", "--per-query", str(per_query)]) == 0
+    d = json.loads(out.read_text())
+    with per_query.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == ["panorama", "latitude", "longitude", "error_m", "score", "tile", "positive_tile",
+                             "top1_is_positive"]
+    ds = VigorDataset(world, CITIES, split="cross", train=False, ground_size_hw=(32, 128), aerial_px=64)
+    positive = {p.name: ds.tiles.tile_paths[t].name for p, t in zip(ds.pano_paths, ds.positive_indices)}
+    for r in rows:
+        assert r["positive_tile"] == positive[r["panorama"]]
+        assert r["top1_is_positive"] == str(int(r["tile"] == r["positive_tile"]))
+    right = np.array([r["top1_is_positive"] == "1" for r in rows])
+    errors = np.array([float(r["error_m"]) for r in rows])
+    assert d["hierarchical"]["rerank"]["r1"] == pytest.approx(right.mean())
+    for m in (1, 3, 5):
+        strict = d["hierarchical_strict"]["rerank"][f"recall_strict_{m}m"]
+        assert np.mean(right & (errors <= m - 1e-3)) <= strict <= np.mean(right & (errors <= m + 1e-3)), m
+        assert strict <= d["hierarchical"]["rerank"][f"recall_{m}m"]
+    assert d["data"]["original_mpp"] is False
+
+
+def _tiny_checkpoint(tmp_path):
+    from unifygeo_ros.config import load_config
+    from unifygeo_ros.model import build_model
+    from unifygeo_ros.model.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    cfg = load_config("config/tiny.yaml", {"model": {"ground_hw": [32, 128], "aerial_px": 64}})
+    save_checkpoint(tmp_path / "ckpt", build_model(cfg), cfg, dtype="float32")
+    return tmp_path / "ckpt"
+
+
+def test_eval_original_mpp_uses_the_original_vigor_scale(world, tmp_path):
+    """``--original-mpp``: 0.114 m/px at 640 px for every city (PAPER.md), not the per-city scale. The model's
+    output does not depend on the scale, so the task-isolated errors (metres) scale by 0.114 / Chicago's."""
+    from unifygeo_ros import cli
+
+    ckpt = _tiny_checkpoint(tmp_path)
+    reports = {}
+    for flag in ([], ["--original-mpp"]):
+        out = tmp_path / f"report{len(flag)}.json"
+        assert cli.main(["eval", "--data", str(world), "--checkpoint", str(ckpt), "--split", "cross",
+                         "--cities", "Chicago", "--json", str(out), "--limit", "4", "--device", "cpu",
+                         "--batch-size", "4", "--workers", "0", "--no-progress", *flag]) == 0
+        reports[bool(flag)] = json.loads(out.read_text())
+    assert reports[True]["data"]["original_mpp"] is True and reports[False]["data"]["original_mpp"] is False
+    ratio = geo.VIGOR_MPP_ORIGINAL / geo.VIGOR_MPP_640["Chicago"]
+    assert ratio != pytest.approx(1.0, abs=1e-3)
+    assert reports[True]["metric_isolated"]["mean_m"] == pytest.approx(
+        ratio * reports[False]["metric_isolated"]["mean_m"], rel=1e-4)

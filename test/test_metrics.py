@@ -164,3 +164,41 @@ def test_report_rejects_impossible_hierarchy_figures():
         _report(r1_no=0.75)
     with pytest.raises(AssertionError):  # re-ranked top-1 cannot beat R@5 (0.75)
         _report(r1_re=1.0)
+
+
+# ------------------------------------------------------------------------------ strict hierarchical recall
+def test_strict_recall_counts_a_query_only_when_its_top1_is_the_positive():
+    """UnifyGeo's rule (PAPER.md): a hit needs the right tile AND the error under the threshold; the lenient recall
+    also counts a fix from a neighbouring tile that lands near the camera."""
+    err = np.array([0.5, 0.5, 2.0, 10.0])
+    right = np.array([True, False, True, True])
+    strict = M.strict_recall_m(err, right)
+    assert (strict[1.0], strict[3.0], strict[5.0], strict[20.0]) == (0.25, 0.5, 0.5, 0.75)
+    lenient = M.metric_loc_metrics(err)
+    assert lenient.recall(1.0) == 0.5  # the wrong tile's 0.5 m counts here only
+    h = M.HierarchicalMetrics(0.75, lenient, strict)
+    assert h.strict_dict() == {"recall_strict_1m": 0.25, "recall_strict_3m": 0.5, "recall_strict_5m": 0.5}
+    assert set(h.to_dict()) == {"mean_m", "median_m", "recall_1m", "recall_3m", "recall_5m", "heading_median_deg",
+                                "r1"}  # the lenient block keeps its keys and meaning
+    with pytest.raises(AssertionError):  # a strict hit needs the positive selected: never above r1
+        M.HierarchicalMetrics(0.5, lenient, M.strict_recall_m(err, np.ones(4, bool)))
+    with pytest.raises(AssertionError):  # never above the lenient recall
+        M.HierarchicalMetrics(1.0, M.metric_loc_metrics(err + 5.0), strict)
+
+
+def test_report_json_has_the_strict_block_beside_the_lenient_one():
+    ranks = np.array([1, 1, 3, 7])
+    err = np.array([0.5, 2.0, 4.0, 30.0])
+    loc = M.metric_loc_metrics(err)
+    right = ranks == 1
+    hier = M.HierarchicalMetrics(0.5, loc, M.strict_recall_m(err, right))
+    report = M.EvalReport(retrieval=M.retrieval_metrics(ranks, ranks <= 3, gallery_size=120), metric_isolated=loc,
+                          hier_no_rerank=hier, hier_rerank=hier, queries=4, top_k=5, per_query={"rank": ranks})
+    d = json.loads(json.dumps(report.to_dict()))
+    assert set(d["hierarchical"]["rerank"]) == {"mean_m", "median_m", "recall_1m", "recall_3m", "recall_5m",
+                                                "heading_median_deg", "r1"}
+    assert d["hierarchical"]["rerank"]["recall_5m"] == 0.75
+    assert d["hierarchical_strict"] == {v: {"recall_strict_1m": 0.25, "recall_strict_3m": 0.5,
+                                            "recall_strict_5m": 0.5} for v in ("no_rerank", "rerank")}
+    assert d["extended"]["hierarchical_strict"]["rerank"]["recall_strict_20m"] == 0.5
+    assert "hierarchical_strict" not in _report().to_dict()  # hand-made figures without it: no block

@@ -51,7 +51,8 @@ def test_eval_per_query_fixes_are_the_localizers(city_model_index, capsys):
     assert rc == 0
     with per_query.open() as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["panorama", "latitude", "longitude", "error_m", "score", "tile"]
+    assert list(rows[0]) == ["panorama", "latitude", "longitude", "error_m", "score", "tile", "positive_tile",
+                             "top1_is_positive"]
     report = json.loads((root / "eval.json").read_text())
     assert report["data"]["top_k"] == 6  # the checkpoint's loss.rerank_k, what the Localizer re-ranks
     assert len(rows) == report["queries"] == 12

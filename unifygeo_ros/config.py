@@ -77,6 +77,10 @@ class LossConfig:
     rerank_semi: bool = False                #: semi-positives stay candidates and count as targets (multi-positive)
 
 
+#: data.vigor_split -> the VIGOR reader's split
+VIGOR_SPLITS: dict[str, str] = {"same_area": "same", "cross_area": "cross"}
+
+
 @dataclass
 class DataConfig:
     """Where batches come from and the augmentations applied to them (always consistent across views)."""
@@ -85,8 +89,10 @@ class DataConfig:
     toy_samples: int = 8                     #: toy: a fixed set of this many random-texture pairs (tests, smoke)
     orientation: str = "unknown"             #: unknown (random panorama heading) | known (north-aligned)
     vigor_root: str = ""
-    vigor_split: str = "same_area"           #: same_area | cross_area
-    vigor_corrected: bool = True             #: corrected (HC-Net) labels
+    vigor_split: str = "same_area"           #: same_area | cross_area (VIGOR_SPLITS)
+    vigor_cities: list = field(default_factory=list)  #: city folders to train on; [] = the split's standard cities
+    vigor_corrected: bool | str = True       #: true: corrected (HC-Net) labels | false: original | auto: either
+    vigor_original_mpp: bool = False         #: 0.114 m/px at 640 px for every city (original VIGOR), not per city
     batch_size: int = 32
     num_workers: int = 1
     tile_m: float = 70.0                     #: synthetic aerial tile side, metres
@@ -159,6 +165,14 @@ class Config:
             raise ConfigError(f"data.source must be synth, vigor or toy, got {self.data.source!r}")
         if self.data.orientation not in ("known", "unknown"):
             raise ConfigError(f"data.orientation must be known or unknown, got {self.data.orientation!r}")
+        d = self.data
+        if d.vigor_split not in VIGOR_SPLITS:  # a mistyped split once trained cross-area silently
+            raise ConfigError(f"data.vigor_split must be {' or '.join(VIGOR_SPLITS)}, got {d.vigor_split!r}")
+        if not (isinstance(d.vigor_corrected, bool) or d.vigor_corrected == "auto"):
+            raise ConfigError(f"data.vigor_corrected must be true, false or auto, got {d.vigor_corrected!r}")
+        plain = all(isinstance(c, str) and c.strip() and not set(c) & set("/\\") for c in d.vigor_cities)
+        if not plain or len(set(d.vigor_cities)) != len(d.vigor_cities):
+            raise ConfigError(f"data.vigor_cities must be a list of distinct city folder names, got {d.vigor_cities!r}")
         if self.train.amp not in ("auto", "bf16", "fp16", "off"):
             raise ConfigError(f"train.amp must be auto, bf16, fp16 or off, got {self.train.amp!r}")
         if self.train.device not in ("auto", "cpu", "cuda"):
@@ -184,7 +198,8 @@ class Config:
         if self.train.init_skip and not self.train.init_from:
             raise ConfigError("train.init_skip names weights not taken from train.init_from, which is not set")
         if not all(isinstance(x, str) and x for x in self.train.init_skip):
-            raise ConfigError(f"train.init_skip must be a list of parameter-name prefixes, got {self.train.init_skip!r}")
+            raise ConfigError("train.init_skip must be a list of parameter-name prefixes, "
+                              f"got {self.train.init_skip!r}")
         if m.aerial_height and m.share_views:
             raise ConfigError("model.aerial_height gives the aerial branch a 4th input channel, so it needs "
                               "model.share_views: false")

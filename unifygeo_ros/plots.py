@@ -28,7 +28,9 @@ def plot_error_cdf(errors_m: dict[str, np.ndarray], path: str | Path, max_m: flo
                    title: str = "Localization error CDF") -> Path:
     """Cumulative fraction of queries with error <= d for each named error array; saves a PNG.
 
-    The x axis ends at ``max_m`` (default: the 95th percentile, between 25 and :data:`DEFAULT_CDF_MAX_M` m)."""
+    An error of +inf is a query that never counts (the strict hierarchical curves: wrong top-1 tile); such a
+    curve ends below 1. The x axis ends at ``max_m`` (default: the 95th percentile of the finite errors, between
+    25 and :data:`DEFAULT_CDF_MAX_M` m)."""
     path = Path(path)
     fig, ax = plt.subplots(figsize=(6.0, 4.2), dpi=110)
     finite_max = 0.0
@@ -37,10 +39,12 @@ def plot_error_cdf(errors_m: dict[str, np.ndarray], path: str | Path, max_m: flo
         e = np.sort(np.asarray(err, dtype=np.float64).reshape(-1))
         if e.size == 0:
             continue
-        finite_max = max(finite_max, float(np.percentile(e, 95)))
-        frac = np.arange(1, e.size + 1) / e.size
+        counted = e[np.isfinite(e)]
+        if counted.size:
+            finite_max = max(finite_max, float(np.percentile(counted, 95)))
+        frac = np.arange(1, counted.size + 1) / e.size
         r1 = float(np.mean(e <= 1.0))
-        ax.step(np.concatenate([[0.0], e]), np.concatenate([[0.0], frac]), where="post", lw=1.6,
+        ax.step(np.concatenate([[0.0], counted]), np.concatenate([[0.0], frac]), where="post", lw=1.6,
                 ls=styles[n % len(styles)],  # identical curves stay visible
                 label=f"{name} (median {np.median(e):.3g} m, <=1 m {100 * r1:.1f} %)")
     x_max = float(max_m) if max_m else min(DEFAULT_CDF_MAX_M, max(25.0, 1.1 * finite_max))

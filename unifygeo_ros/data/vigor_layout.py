@@ -108,7 +108,14 @@ def _list_missing(missing: list[str], what: str, where: Path) -> str:
     return f"{len(missing)} {what} missing under {where}: {shown}{more}"
 
 
-def _check_root(root: Path, city: str) -> None:
+def cities_under(root: str | os.PathLike) -> list[str]:
+    """The city folders of a VIGOR-layout root (folders holding ``satellite/``), sorted."""
+    root = Path(root)
+    return sorted(d.name for d in root.iterdir() if d.is_dir() and (d / "satellite").is_dir())
+
+
+def _check_root(root: Path, city: str | None) -> None:
+    """A VIGOR root (with ``splits/`` or ``splits__corrected/``) holding the folder of ``city`` (None: any)."""
     if not root.is_dir():
         raise DataFormatError(f"VIGOR root not found: {root}")
     if not (root / SPLIT_DIR).is_dir() and not (root / CORRECTED_SPLIT_DIR).is_dir():
@@ -116,9 +123,20 @@ def _check_root(root: Path, city: str) -> None:
             f"{root} is not a VIGOR root: it has neither '{SPLIT_DIR}/' nor '{CORRECTED_SPLIT_DIR}/' "
             "(expected ROOT/<City>/panorama, ROOT/<City>/satellite, ROOT/splits/<City>/...)"
         )
-    if not (root / city).is_dir():
-        found = sorted(d.name for d in root.iterdir() if d.is_dir() and (d / "satellite").is_dir())
+    if city is not None and not (root / city).is_dir():
+        found = cities_under(root)
         raise DataFormatError(f"city folder {root / city} not found; cities under {root}: {found or 'none'}")
+
+
+def check_city_folders(root: str | os.PathLike, cities: Sequence[str], choose_with: str) -> None:
+    """One :class:`DataFormatError` line naming the city folders of ``cities`` missing under a VIGOR-layout
+    ``root``, the cities there and the option that chooses them (``choose_with``, e.g. ``--cities A,B``)."""
+    root = Path(root)
+    _check_root(root, None)
+    missing = [c for c in cities if not (root / c).is_dir()]
+    if missing:
+        raise DataFormatError(f"city folder(s) {', '.join(missing)} not found under {root}; cities there: "
+                              f"{', '.join(cities_under(root)) or 'none'} (choose them with {choose_with})")
 
 
 def label_file_path(root: str | os.PathLike, city: str, kind: str, corrected: Corrected = True) -> tuple[Path, bool]:
@@ -146,7 +164,9 @@ def label_file_path(root: str | os.PathLike, city: str, kind: str, corrected: Co
         if corrected is True:
             raise DataFormatError(
                 f"corrected labels for {city} not found (looked for {', '.join(p.name for p in corr_candidates)} "
-                f"in {corr_dir}); pass corrected=False for the original labels or corrected='auto'"
+                f"in {corr_dir}); read the original labels in {SPLIT_DIR}/ or, with 'auto', the corrected ones where "
+                "present: unifygeo eval --labels original|auto, unifygeo train --set data.vigor_corrected=false|auto "
+                "(Python: corrected=False or corrected='auto')"
             )
     for p in orig_candidates:
         if p.is_file():

@@ -11,8 +11,12 @@ from unifygeo_ros.image.preprocess import denormalize
 from unifygeo_ros.offline import metrics as M
 from unifygeo_ros.plots import LocalizationExample, save_eval_plots
 
-#: the header of ``unifygeo eval --per-query FILE.csv``
-PER_QUERY_HEADER = ("panorama", "latitude", "longitude", "error_m", "score", "tile")
+#: the header of ``unifygeo eval --per-query FILE.csv`` (``positive_tile``: the query's positive; ``top1_is_positive``:
+#: 1 when ``tile``, the re-ranked top-1, is it - the condition of the strict hierarchical recall)
+PER_QUERY_HEADER = ("panorama", "latitude", "longitude", "error_m", "score", "tile", "positive_tile",
+                    "top1_is_positive")
+#: the hierarchy variants, in the order of ``hier_err_m``'s columns: (table row name, per-query top-K list)
+_VARIANTS = (("no-rerank", "topk"), ("re-rank", "topk_reranked"))
 
 
 def summarise(per: dict[str, np.ndarray], gallery_size: int, top_k: int, *, gallery_ds=None,
@@ -28,11 +32,11 @@ def summarise(per: dict[str, np.ndarray], gallery_size: int, top_k: int, *, gall
     retrieval = M.retrieval_metrics(per["rank"], per["hit"], gallery_size)
     iso = M.metric_loc_metrics(per["iso_err_m"], per["iso_heading_err_deg"])
     variants = []
-    for v, key in enumerate(("topk", "topk_reranked")):
-        selected = per[key][:, 0]
-        r1 = float(np.mean(M.selected_is_positive(selected, per["positive"])))
+    for v, (_, key) in enumerate(_VARIANTS):
+        right = M.selected_is_positive(per[key][:, 0], per["positive"])
         variants.append(M.HierarchicalMetrics(
-            r1, M.metric_loc_metrics(per["hier_err_m"][:, v], per["hier_heading_err_deg"][:, v])))
+            float(np.mean(right)), M.metric_loc_metrics(per["hier_err_m"][:, v], per["hier_heading_err_deg"][:, v]),
+            M.strict_recall_m(per["hier_err_m"][:, v], right)))
     M.assert_rerank_within_topk(per["topk"], per["topk_reranked"])
     extra = dict(extra or {})
     if "topk_reranked_learned" in per:
@@ -60,11 +64,21 @@ def _to_plot_example(e: dict, gallery_ds):
               f"{e['tile_index']} ({verdict})")
 
 
+def strict_errors_m(per: dict[str, np.ndarray], variant: int) -> np.ndarray:
+    """Hierarchical errors of ``variant`` (0: no re-rank, 1: re-rank) with +inf where the selected tile is not the
+    positive: the fraction within d of these is the strict recall (the CDF of UnifyGeo's rule)."""
+    right = M.selected_is_positive(per[_VARIANTS[variant][1]][:, 0], per["positive"])
+    return np.where(right, per["hier_err_m"][:, variant], np.inf)
+
+
 def save_report_plots(report: M.EvalReport, out_dir: str | Path) -> list[Path]:
-    """The error CDF (hierarchical with / without re-rank, isolated) and the kept examples."""
+    """The error CDF (hierarchical with / without re-rank, lenient and strict; isolated) and the kept examples.
+    The strict curves count a query only when its selected tile is the positive (they end below 1)."""
     p = report.per_query
     errors = {"hierarchical + re-rank": p["hier_err_m"][:, 1], "hierarchical, no re-rank": p["hier_err_m"][:, 0],
-              "isolated (true tile)": p["iso_err_m"]}
+              "isolated (true tile)": p["iso_err_m"],
+              "hierarchical + re-rank, strict (top-1 = positive)": strict_errors_m(p, 1),
+              "hierarchical, no re-rank, strict": strict_errors_m(p, 0)}
     return save_eval_plots(errors, report.examples, out_dir)
 
 
@@ -81,13 +95,22 @@ def format_report(report: M.EvalReport) -> str:
     rows = [("isolated", None, report.metric_isolated), ("hier no-rerank", report.hier_no_rerank.r1,
                                                           report.hier_no_rerank.loc),
             ("hier re-rank", report.hier_rerank.r1, report.hier_rerank.loc)]
-    lines.append(f"{'':15s} {'R@1':>6s} {'mean m':>8s} {'median m':>8s} {'<=1m':>6s} {'<=3m':>6s} {'<=5m':>6s} "
+    lines.append(f"{'':16s} {'R@1':>6s} {'mean m':>8s} {'median m':>8s} {'<=1m':>6s} {'<=3m':>6s} {'<=5m':>6s} "
                  f"{'<=10m':>6s} {'<=20m':>6s} {'hdg med':>8s}")
     for name, r1, m in rows:
         r1s = "" if r1 is None else f"{100 * r1:6.2f}"
         hd = "-" if m.heading_median_deg is None else f"{m.heading_median_deg:8.2f}"
-        lines.append(f"{name:15s} {r1s:>6s} {_fmt_m(m.mean_m)} {_fmt_m(m.median_m)} "
+        lines.append(f"{name:16s} {r1s:>6s} {_fmt_m(m.mean_m)} {_fmt_m(m.median_m)} "
                      + " ".join(f"{100 * m.recall(d):6.2f}" for d in (1, 3, 5, 10, 20)) + f" {hd:>8s}")
+    strict = [(f"strict {row}", h) for (row, _), h in zip(_VARIANTS, (report.hier_no_rerank, report.hier_rerank))
+              if h.recall_strict_m is not None]
+    for name, h in strict:
+        lines.append(f"{name:16s} {100 * h.r1:6.2f} {'-':>8s} {'-':>8s} "
+                     + " ".join(f"{100 * h.recall_strict(d):6.2f}" for d in (1, 3, 5, 10, 20)) + f" {'-':>8s}")
+    if strict:
+        lines.append("<=d of the hier rows: error <= d, whichever tile was selected (lenient)")
+        lines.append("<=d of the strict rows: the selected tile is the positive and error <= d (UnifyGeo's rule: "
+                     "the figure to compare with its published recall)")
     detail = report.extra.get("rerank_detail")
     if detail and detail["tile_assignment"]:
         step = "the tile assignment"
@@ -97,7 +120,6 @@ def format_report(report: M.EvalReport) -> str:
         lines.append(f"re-rank R@1: {100 * detail['r1_learned_order']:.2f} by the learned scores, "
                      f"{100 * detail['r1_after_tile_assignment']:.2f} after {step}")
     return "\n".join(lines)
-
 
 
 def json_default(o):
@@ -114,14 +136,19 @@ def json_default(o):
 
 def write_per_query_csv(report: M.EvalReport, path: str | Path) -> Path:
     """One row per query (:data:`PER_QUERY_HEADER`): the panorama's file name, latitude/longitude of the
-    hierarchical re-ranked fix (the Localizer's fix choice), its error (m), its score and the tile it is in."""
+    hierarchical re-ranked fix (the Localizer's fix choice), its error (m), its score, the tile it is in (the
+    re-ranked top-1), the query's positive tile and whether they are the same (1/0). The strict recall within d
+    is the share of rows with ``top1_is_positive`` 1 and ``error_m`` <= d."""
     p = report.per_query
+    right = M.selected_is_positive(p["topk_reranked"][:, 0], p["positive"])
+    positive = p.get("positive_tile", np.array([str(int(i)) for i in p["positive"]]))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(PER_QUERY_HEADER)
-        for name, lat, lon, err, score, tile in zip(p["panorama"], p["fix_latlon"][:, 0], p["fix_latlon"][:, 1],
-                                                    p["hier_err_m"][:, 1], p["fix_score"], p["fix_tile"]):
-            w.writerow([name, f"{lat:.9f}", f"{lon:.9f}", f"{err:.4f}", f"{score:.6f}", tile])
+        for name, lat, lon, err, score, tile, pos, ok in zip(
+                p["panorama"], p["fix_latlon"][:, 0], p["fix_latlon"][:, 1], p["hier_err_m"][:, 1], p["fix_score"],
+                p["fix_tile"], positive, right):
+            w.writerow([name, f"{lat:.9f}", f"{lon:.9f}", f"{err:.4f}", f"{score:.6f}", tile, pos, int(ok)])
     return path

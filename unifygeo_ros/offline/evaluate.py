@@ -1,6 +1,7 @@
 """``unifygeo eval``: VIGOR-protocol evaluation of a model, task-isolated and hierarchical.
 
-Stages (each a plain function; :func:`evaluate` chains them, :func:`run` is the command line):
+Stages (each a plain function; :func:`evaluate` chains them; the command line is
+:mod:`unifygeo_ros.offline.eval_cli`):
 
 1. :func:`~unifygeo_ros.offline.gallery.encode_gallery` - global descriptors of every gallery tile (batched); the tiles' dense matching
    features go to an :class:`AerialFeatureCache` bounded in bytes (tiles evicted from it are re-encoded on demand).
@@ -18,8 +19,10 @@ Stages (each a plain function; :func:`evaluate` chains them, :func:`run` is the 
       positive tile centre + label offset, both expressed in the local ENU frame of the evidence tile (exact
       through ECEF, :meth:`VigorDataset.camera_en_relative_to`), so a wrong but neighbouring tile can still give a
       small error, and the right tile gives exactly the isolated error. ``r1`` of a hierarchy = its selected tile
-      is the positive; the learned order's R@1 is reported beside it. ``--per-query`` writes each query's fix
-      (lat/lon, error, score, tile).
+      is the positive; the learned order's R@1 is reported beside it. Recall within d is reported both ways:
+      lenient (error <= d, any selected tile) and strict (the selected tile is the positive and error <= d,
+      UnifyGeo's rule; :mod:`unifygeo_ros.offline.metrics`). ``--per-query`` writes each query's fix (lat/lon,
+      error, score, tile) with its positive tile and whether the tile is it.
    Heading errors are reported in both orientation settings (known: the true heading is 0, north-aligned).
 3. Summaries (:mod:`unifygeo_ros.offline.metrics`) with their invariants asserted, into an :class:`EvalReport`.
 
@@ -30,9 +33,7 @@ The model interface used: ``encode_ground(x)``, ``encode_aerial(x)`` (feature da
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,16 +42,14 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from unifygeo_ros.data.vigor import VigorDataset
 from unifygeo_ros.errors import UnifyGeoError
 from unifygeo_ros.localization.choice import Candidates, FixChoice, choose_fix
-from unifygeo_ros.model.backends import BackendSettings, add_backend_arguments, attach_backend, backend_from_args
+from unifygeo_ros.model.backends import BackendSettings, attach_backend
 from unifygeo_ros.model.checkpoint import load_checkpoint
-from unifygeo_ros.model.handle import DEFAULT_RERANK_K, rerank_k_of, resolve_device
+from unifygeo_ros.model.handle import DEFAULT_RERANK_K, resolve_device
 from unifygeo_ros.model.rerank import consensus_params
 from unifygeo_ros.offline import metrics as M
-from unifygeo_ros.offline.eval_report import (PER_QUERY_HEADER, format_report, json_default, save_report_plots,
-                                              summarise, write_per_query_csv)
+from unifygeo_ros.offline.eval_report import summarise
 from unifygeo_ros.offline.gallery import (DEFAULT_CACHE_BYTES, GalleryEncoding, encode_gallery, map_features,
                                           model_device_dtype, progress_bar)
 
@@ -306,11 +305,13 @@ def evaluate(model, query_ds, gallery_ds=None, *, top_k: int | None = None, batc
 
 
 def _per_query(results: list[BatchResult], query_ds, gallery_ds) -> dict[str, np.ndarray]:
-    """The batches' per-query arrays concatenated, with the panoramas' and the fixes' tiles' file names."""
+    """The batches' per-query arrays concatenated, with the file names of the panoramas, of the fixes' tiles and
+    of the positive tiles."""
     per = {f.name: np.concatenate([getattr(r, f.name) for r in results])
            for f in dataclasses.fields(BatchResult) if f.name != "examples"}
     per["panorama"] = _names(getattr(query_ds, "pano_paths", None), per["pano_index"])
     per["fix_tile"] = _names(getattr(gallery_ds, "tile_paths", None), per["topk_reranked"][:, 0])
+    per["positive_tile"] = _names(getattr(gallery_ds, "tile_paths", None), per["positive"])
     return per
 
 
@@ -324,39 +325,6 @@ def _names(paths, indices: np.ndarray) -> np.ndarray:
 def _gallery_info(gallery_ds, gallery: GalleryEncoding) -> dict:
     return {"tiles": int(len(gallery_ds)), "cities": list(getattr(gallery_ds, "cities", [])),
             "tiles_reencoded": int(gallery.cache.encoded)}
-
-
-# ============================================================================================ command line
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, help="VIGOR-layout root (real VIGOR or `unifygeo synth` output)")
-    parser.add_argument("--checkpoint", required=True, help="model checkpoint folder")
-    parser.add_argument("--split", choices=("same", "cross"), default="same",
-                        help="same: same_area_balanced_test.txt queries; cross: every panorama of the test cities")
-    parser.add_argument("--cities", default=None,
-                        help="comma-separated cities (default: all four for same, SanFrancisco,Chicago for cross)")
-    parser.add_argument("--json", required=True, help="write the report (JSON) here")
-    parser.add_argument("--plots", default=None, help="write the error CDF and examples into this folder")
-    parser.add_argument("--examples", type=int, default=4, help="example figures with --plots (default 4)")
-    parser.add_argument("--top-k", type=int, default=None,
-                        help="candidates localized and re-ranked (default: the checkpoint's loss.rerank_k, what the "
-                             "Localizer and the node re-rank)")
-    parser.add_argument("--per-query", default=None, metavar="FILE.csv",
-                        help="one row per query: " + ",".join(PER_QUERY_HEADER))
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=2, help="data loading processes (0: in-process)")
-    parser.add_argument("--orientation", choices=("known", "unknown"), default="known",
-                        help="unknown: each panorama rotated by a fixed random heading (seeded per query)")
-    parser.add_argument("--labels", choices=("corrected", "original", "auto"), default="corrected",
-                        help="position labels: corrected (HC-Net, default), original VIGOR, or auto")
-    parser.add_argument("--limit", type=int, default=None,
-                        help="evaluate N queries spread evenly over the split (the gallery stays complete)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the unknown-orientation headings")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.add_argument("--no-tile-assignment", action="store_true",
-                        help="re-ranked list = the learned order alone (default: the candidate holding the fix "
-                             "most centrally goes first)")
-    add_backend_arguments(parser)
 
 
 def limit_indices(n: int, limit: int | None) -> np.ndarray | None:
@@ -378,41 +346,3 @@ def load_for_eval(checkpoint: str | Path, device: str = "auto", backend: Backend
         model, _ = attach_backend(model, meta.model_hash, backend, Path(checkpoint).resolve().name)
     return model, cfg, meta
 
-
-def run(args: argparse.Namespace) -> int:
-    backend = backend_from_args(args)
-    model, cfg, meta = load_for_eval(args.checkpoint, args.device, backend)
-    top_k = args.top_k if args.top_k is not None else rerank_k_of(cfg.to_dict())
-    ground_hw = tuple(int(v) for v in cfg.model.ground_hw)
-    aerial_px = int(cfg.model.aerial_px)
-    cities = [c.strip() for c in args.cities.split(",") if c.strip()] if args.cities else None
-    corrected = {"corrected": True, "original": False, "auto": "auto"}[args.labels]
-    query_ds = VigorDataset(args.data, cities, split=args.split, train=False, ground_size_hw=ground_hw,
-                            aerial_px=aerial_px, orientation=args.orientation, corrected=corrected,
-                            seed=args.seed, aerial_height=bool(cfg.model.aerial_height))
-    gallery_ds = query_ds.gallery()
-    indices = limit_indices(len(query_ds), args.limit)
-    with_plots = bool(args.plots)
-    report = evaluate(model, query_ds, gallery_ds, top_k=top_k, batch_size=args.batch_size,
-                      num_workers=args.workers, query_indices=indices,
-                      num_examples=args.examples if with_plots else 0, progress=not args.no_progress,
-                      tile_assignment=not args.no_tile_assignment,
-                      extra={"checkpoint": {"path": str(args.checkpoint), "step": meta.step,
-                                            "model_hash": meta.model_hash},
-                             "config": cfg.to_dict(),
-                             "data": {"root": str(args.data), "split": args.split, "cities": list(query_ds.cities),
-                                      "orientation": args.orientation, "labels": args.labels,
-                                      "limit": args.limit, "top_k": top_k, "backend": backend.backend,
-                                      "threads": backend.threads,
-                                      "device": str(next(model.parameters()).device)}})
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report.to_dict(), indent=2, default=json_default) + "\n")
-    print(format_report(report))
-    print(f"report: {out}")
-    if args.per_query:
-        print(f"per-query fixes: {write_per_query_csv(report, args.per_query)}")
-    if with_plots:
-        paths = save_report_plots(report, args.plots)
-        print(f"plots: {len(paths)} figures in {args.plots}")
-    return 0

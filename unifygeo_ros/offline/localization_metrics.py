@@ -1,6 +1,7 @@
 """Metric-localization metrics, pure numpy: position errors in metres, heading errors in degrees, their summary
-(mean / median, recall within d metres) and the hierarchical (retrieve, localize, re-rank) figures (definitions
-in :mod:`unifygeo_ros.offline.metrics`).
+(mean / median, recall within d metres) and the hierarchical (retrieve, localize, re-rank) figures, with the
+strict hierarchical recall (:func:`strict_recall_m`: the selected tile is the positive *and* the error is within d,
+UnifyGeo's rule) beside the lenient one (any selected tile). Definitions in :mod:`unifygeo_ros.offline.metrics`.
 """
 from __future__ import annotations
 
@@ -98,15 +99,48 @@ def metric_loc_metrics(
     return MetricLocMetrics(float(err.mean()), float(np.median(err)), recall, h_med, h_mean, int(err.size))
 
 
+def strict_recall_m(errors_m: np.ndarray, selected_is_positive: np.ndarray,
+                    thresholds_m: tuple[float, ...] = DISTANCE_THRESHOLDS_M) -> dict[float, float]:
+    """Strict hierarchical recall within d: the fraction of queries whose selected tile IS the positive and whose
+    position error is <= d metres (UnifyGeo's official rule, after LF-CVGL: a fix from a neighbouring or
+    semi-positive tile is a miss however close it is). Never above the lenient recall (``err <= d``, any
+    selected tile) nor above the hierarchy's r1 (the share of positives selected)."""
+    err = np.asarray(errors_m, dtype=np.float64).reshape(-1)
+    right = np.asarray(selected_is_positive, dtype=bool).reshape(-1)
+    assert err.size > 0 and right.shape == err.shape, "one selected-tile flag per error"
+    assert np.all(np.isfinite(err)) and np.all(err >= 0.0), "errors must be finite distances"
+    thresholds = tuple(sorted(set(float(t) for t in thresholds_m) | set(JSON_THRESHOLDS_M)))
+    return {d: float(np.mean(right & (err <= d))) for d in thresholds}
+
+
+def strict_key(d_m: float) -> str:
+    """The JSON name of the strict recall within ``d_m`` metres (``recall_strict_1m``)."""
+    return f"recall_strict_{d_m:g}m"
+
+
 @dataclass
 class HierarchicalMetrics:
-    """One hierarchy variant (with or without re-ranking): localization in the city frame + selected-tile R@1."""
+    """One hierarchy variant (with or without re-ranking): localization in the city frame + selected-tile R@1.
+
+    ``loc.recall_m[d]`` is the **lenient** recall (error <= d, whichever tile was selected: the error is measured
+    in the city frame, so a neighbouring tile can still count); ``recall_strict_m[d]`` (None when not computed)
+    is the **strict** one (:func:`strict_recall_m`: the selected tile is the positive and error <= d), the
+    figure comparable with UnifyGeo's published hierarchical recall.
+    """
 
     r1: float
     loc: MetricLocMetrics
+    recall_strict_m: dict[float, float] | None = None
 
     def __post_init__(self) -> None:
         assert 0.0 <= self.r1 <= 1.0
+        if self.recall_strict_m is not None:
+            vals = [self.recall_strict_m[d] for d in sorted(self.recall_strict_m)]
+            assert all(a <= b for a, b in zip(vals, vals[1:])), "strict recall within d must grow with d"
+            for d, v in self.recall_strict_m.items():
+                assert 0.0 <= v <= self.r1 + 1e-12, "strict recall counts only queries whose top-1 is the positive"
+                if d in self.loc.recall_m:
+                    assert v <= self.loc.recall_m[d] + 1e-12, "strict recall above the lenient one"
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.loc.to_dict(), "r1": self.r1}
@@ -114,6 +148,16 @@ class HierarchicalMetrics:
     def to_extended_dict(self) -> dict[str, Any]:
         return {**self.loc.to_extended_dict(), "r1": self.r1}
 
+    def strict_dict(self, extended: bool = False) -> dict[str, float]:
+        """``{recall_strict_1m, recall_strict_3m, recall_strict_5m}`` (``extended``: also 10/20 m)."""
+        assert self.recall_strict_m is not None, "no strict recall computed"
+        keys = sorted(self.recall_strict_m) if extended else JSON_THRESHOLDS_M
+        return {strict_key(d): self.recall_strict_m[d] for d in keys}
+
+    def recall_strict(self, d_m: float) -> float:
+        assert self.recall_strict_m is not None, "no strict recall computed"
+        return self.recall_strict_m[float(d_m)]
+
 
 __all__ = ["DISTANCE_THRESHOLDS_M", "JSON_THRESHOLDS_M", "HierarchicalMetrics", "MetricLocMetrics",
-           "heading_errors_deg", "metric_loc_metrics", "position_errors_m"]
+           "heading_errors_deg", "metric_loc_metrics", "position_errors_m", "strict_key", "strict_recall_m"]

@@ -26,6 +26,16 @@ the positive tile itself; ties in that list are broken by gallery index, so it i
 retrieval R@1 (which counts ties optimistically) when no re-ranking is applied. A top-K re-ranking only
 permutes the K candidates (:func:`assert_rerank_within_topk`), so its r1 is never above the retrieval R@K.
 
+Hierarchical recall within d, two rules (both in every report):
+
+* **lenient** (``hierarchical.<variant>.recall_{d}m``): error <= d, the error measured in the city frame from
+  whichever tile was selected, so a fix from a neighbouring or semi-positive tile that lands near the camera
+  counts. This is the project's own figure; it is not UnifyGeo's.
+* **strict** (``hierarchical_strict.<variant>.recall_strict_{d}m``, :func:`strict_recall_m`): the selected tile
+  (the top-1 that r1 counts) is the positive **and** the error is <= d - UnifyGeo's official rule (after
+  LF-CVGL), the one its published hierarchical recall (39.64 % / 25.58 % within 1 m) uses. Always <= the lenient
+  recall and <= r1.
+
 Where it lives: :mod:`~unifygeo_ros.offline.retrieval_metrics` (similarity sources, ranks, recalls, hit rate,
 re-ranking checks), :mod:`~unifygeo_ros.offline.localization_metrics` (position / heading errors, their summary,
 hierarchical figures), :mod:`~unifygeo_ros.offline.metrics_report` (:class:`EvalReport`); all importable from here.
@@ -34,7 +44,7 @@ from __future__ import annotations
 
 from unifygeo_ros.offline.localization_metrics import (DISTANCE_THRESHOLDS_M, JSON_THRESHOLDS_M, HierarchicalMetrics,
                                                        MetricLocMetrics, heading_errors_deg, metric_loc_metrics,
-                                                       position_errors_m)
+                                                       position_errors_m, strict_key, strict_recall_m)
 from unifygeo_ros.offline.metrics_report import EvalReport
 from unifygeo_ros.offline.retrieval_metrics import (DEFAULT_CHUNK_BYTES, RECALL_KS, DescriptorSimilarity,
                                                     MatrixSimilarity, RankResult, RetrievalMetrics, SimilaritySource,
@@ -49,4 +59,5 @@ __all__ = ["DEFAULT_CHUNK_BYTES", "DISTANCE_THRESHOLDS_M", "JSON_THRESHOLDS_M", 
            "EvalReport", "HierarchicalMetrics", "MatrixSimilarity", "MetricLocMetrics", "RankResult",
            "RetrievalMetrics", "SimilaritySource", "assert_rerank_within_topk", "chunk_rows", "evaluate_retrieval",
            "heading_errors_deg", "metric_loc_metrics", "position_errors_m", "rank_queries", "recall_at",
-           "recall_one_percent_cut", "retrieval_metrics", "selected_is_positive", "topk_stable"]
+           "recall_one_percent_cut", "retrieval_metrics", "selected_is_positive", "strict_key", "strict_recall_m",
+           "topk_stable"]

@@ -21,7 +21,10 @@ class EvalReport:
     recall_5m, heading_median_deg}, "hierarchical": {"no_rerank": {... + r1}, "rerank": {... + r1}},
     "queries": N}`` plus the extra keys in ``extra`` (gallery, config, checkpoint, timing) and ``extended``
     (recall within 10/20 m, heading means, counts, K). ``per_query`` (arrays) and ``examples`` (plot material)
-    are never serialised.
+    are never serialised. The hierarchical recalls are the lenient ones (any selected tile); when both variants
+    carry the strict ones, ``"hierarchical_strict": {"no_rerank": {recall_strict_1m, recall_strict_3m,
+    recall_strict_5m}, "rerank": {...}}`` holds them (10/20 m in ``extended.hierarchical_strict``): the selected
+    tile is the positive and the error <= d, UnifyGeo's rule (:mod:`unifygeo_ros.offline.metrics`).
     """
 
     retrieval: RetrievalMetrics
@@ -68,6 +71,10 @@ class EvalReport:
             "hierarchical": {"no_rerank": self.hier_no_rerank.to_extended_dict(),
                              "rerank": self.hier_rerank.to_extended_dict()},
         }
+        variants = {"no_rerank": self.hier_no_rerank, "rerank": self.hier_rerank}
+        if all(v.recall_strict_m is not None for v in variants.values()):
+            out["hierarchical_strict"] = {k: v.strict_dict() for k, v in variants.items()}
+            out["extended"]["hierarchical_strict"] = {k: v.strict_dict(extended=True) for k, v in variants.items()}
         for key, value in self.extra.items():
             assert key not in out, f"extra key {key!r} would overwrite a metric"
             out[key] = value

@@ -1,11 +1,12 @@
 """``unifygeo train``: train UnifyGeo jointly for retrieval, metric localization and re-ranking.
 
     unifygeo train --config config/tiny.yaml --out runs/X [--data synth|vigor|toy --vigor-root DIR] [--steps N]
-                   [--resume]
+                   [--vigor-cities A,B] [--resume]
     torchrun --nproc_per_node 2 -m unifygeo_ros.offline.train --config ... --out ...      # DistributedDataParallel
 
 Data: by default synthetic cities rendered on the fly (``CityStream``: a new city every few batches, never
-reused; the lesson of PAPER.md), VIGOR with ``--data vigor``, or ``toy`` (a fixed set of random-texture pairs, for
+reused; the lesson of PAPER.md), VIGOR with ``--data vigor`` (``data.vigor_split``, ``data.vigor_cities``,
+``data.vigor_corrected``, ``data.vigor_original_mpp``), or ``toy`` (a fixed set of random-texture pairs, for
 tests and smoke runs). Per step: encode both views, symmetric InfoNCE on the global descriptors, position +
 heading losses on the (panorama, positive tile) maps, and the re-ranking loss over each query's top-K batch
 tiles (positive forced in). Writes ``OUT/config.yaml``, ``OUT/log.csv`` (+ TensorBoard under ``OUT/tb`` when
@@ -197,6 +198,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="run directory: config.yaml, log.csv, tb/, ckpt/")
     parser.add_argument("--data", choices=sorted(FACTORIES), default=None, help="data source (config: data.source)")
     parser.add_argument("--vigor-root", default=None, help="VIGOR root directory (with --data vigor)")
+    parser.add_argument("--vigor-cities", default=None, metavar="A,B",
+                        help="comma-separated city folders to train on with --data vigor (config: data.vigor_cities; "
+                             "default: all four VIGOR cities same-area, NewYork,Seattle cross-area)")
     parser.add_argument("--steps", type=int, default=None, help="total optimizer steps (config: train.steps)")
     parser.add_argument("--batch-size", type=int, default=None, help="per-process batch (config: data.batch_size)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None)
@@ -215,6 +219,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         over["data"]["source"] = args.data
     if args.vigor_root:
         over["data"]["vigor_root"] = args.vigor_root
+    if getattr(args, "vigor_cities", None):
+        over["data"]["vigor_cities"] = [c.strip() for c in args.vigor_cities.split(",") if c.strip()]
     if args.batch_size:
         over["data"]["batch_size"] = args.batch_size
     for name in ("steps", "device", "seed"):

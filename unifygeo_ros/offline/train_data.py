@@ -14,8 +14,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from unifygeo_ros.config import Config, ConfigError
+from unifygeo_ros.config import VIGOR_SPLITS, Config, ConfigError
 from unifygeo_ros.data.vigor import VigorDataset
+from unifygeo_ros.data.vigor_layout import CROSS_TEST_CITIES, CROSS_TRAIN_CITIES, check_city_folders, resolve_cities
 from unifygeo_ros.errors import UnifyGeoError
 from unifygeo_ros.image.preprocess import normalize_uint8_tensor
 from unifygeo_ros.model.losses import exclusion_mask
@@ -174,14 +175,25 @@ def synth_batches(cfg: Config, start_step: int, rank: int, world: int) -> Iterat
         yield from loader
 
 
+def vigor_training_set(cfg: Config) -> VigorDataset:
+    """The VIGOR training set of ``cfg.data``: its split (``vigor_split``, mapped exactly), cities
+    (``vigor_cities``, default the split's standard ones), labels (``vigor_corrected``: true, false or auto) and
+    scale (``vigor_original_mpp``)."""
+    d = cfg.data
+    if not d.vigor_root:
+        raise ConfigError("data.vigor_root (or --vigor-root) is required for --data vigor")
+    split = VIGOR_SPLITS[d.vigor_split]
+    cities = resolve_cities(split, True, d.vigor_cities or None, CROSS_TRAIN_CITIES, CROSS_TEST_CITIES)
+    check_city_folders(d.vigor_root, cities, "--vigor-cities A,B or --set 'data.vigor_cities=[A, B]'")
+    return VigorDataset(d.vigor_root, cities, split=split, train=True, ground_size_hw=tuple(cfg.model.ground_hw),
+                        aerial_px=cfg.model.aerial_px, orientation=d.orientation, corrected=d.vigor_corrected,
+                        seed=cfg.train.seed, original_mpp=d.vigor_original_mpp,
+                        aerial_height=cfg.model.aerial_height)
+
+
 def vigor_batches(cfg: Config, start_step: int, rank: int, world: int) -> Iterator[dict]:
     """Shuffled VIGOR training batches (rank-disjoint shards of each epoch's permutation)."""
-    if not cfg.data.vigor_root:
-        raise ConfigError("data.vigor_root (or --vigor-root) is required for --data vigor")
-    ds = VigorDataset(cfg.data.vigor_root, split="same" if cfg.data.vigor_split.startswith("same") else "cross",
-                      train=True, ground_size_hw=tuple(cfg.model.ground_hw), aerial_px=cfg.model.aerial_px,
-                      orientation=cfg.data.orientation, corrected=cfg.data.vigor_corrected, seed=cfg.train.seed,
-                      aerial_height=cfg.model.aerial_height)
+    ds = vigor_training_set(cfg)
     per_epoch = len(ds) // (cfg.data.batch_size * world)
     if per_epoch == 0:
         raise ConfigError(f"VIGOR training set of {len(ds)} panoramas is smaller than one global batch")
@@ -200,4 +212,4 @@ def vigor_batches(cfg: Config, start_step: int, rank: int, world: int) -> Iterat
 FACTORIES: dict[str, BatchFactory] = {"synth": synth_batches, "vigor": vigor_batches, "toy": toy_batches}
 
 __all__ = ["FACTORIES", "BatchFactory", "ToyPairs", "TrainBatch", "mix_seed", "prepare_batch", "synth_batches",
-           "to_model_input", "toy_batches", "vigor_batches"]
+           "to_model_input", "toy_batches", "vigor_batches", "vigor_training_set"]
