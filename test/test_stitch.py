@@ -166,7 +166,13 @@ def test_rig_collector_says_why_no_set_is_stitched_and_counts_unsynchronised_one
     assert f is not None and rig.sets == 1 and rig.waiting == "" and f.newest_stamp_s == pytest.approx(10.21)
     assert rig.image("back", _msg(views["back"], 10.2)) is None and rig.waiting == "no image from front"
     assert rig.image("front", _msg(views["front"], 10.19)) is None and rig.waiting_kind == "stale"
-    assert rig.out_of_sync == 1 and rig.sets == 1
+    assert rig.out_of_sync == 1 and rig.sets == 1 and rig.restarts == 0
+    # the clock goes back (a bag looped under use_sim_time): the collector starts again instead of calling every
+    # later set stale until the clock passes 10.21 again
+    rig.images = {}
+    assert rig.image("front", _msg(views["front"], 2.0)) is None and rig.restarts == 1
+    f = rig.image("back", _msg(views["back"], 2.01))
+    assert f is not None and f.newest_stamp_s == pytest.approx(2.01) and rig.sets == 2 and rig.restarts == 1
 
 
 def test_degenerate_focal_lengths_are_refused():

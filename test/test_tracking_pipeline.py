@@ -268,6 +268,43 @@ def test_a_frame_without_a_heading_says_why_and_an_unusable_image_is_bad_input_t
     assert moved == pytest.approx([5.0, 0.0], abs=0.5)
 
 
+def test_a_north_aligned_heading_is_published_as_unmeasured():
+    """heading_source north_aligned: the panorama's north is a convention, not the robot's heading; the frame gets
+    heading 0 with the unmeasured std, and the pose's yaw variance is the cap (pi^2), not a measured 5 deg that
+    robot_localization would fuse (the node and replay share set_heading)."""
+    from unifygeo_ros.localization.pipeline import UNMEASURED_HEADING_STD_DEG
+    from unifygeo_ros.ros.messages import MAX_YAW_VARIANCE_RAD2, yaw_variance_rad2
+
+    pipe = LocalizationPipeline.from_settings(ScriptedLocalizer(), PipelineSettings())
+    pipe.use_heading_source("north_aligned")
+    frame = Frame(None, 1.0, lambda: Scene((0.0, 0.0)))
+    pipe.set_heading(frame, HeadingFeed())
+    assert frame.heading_deg == 0.0 and frame.heading_std_deg == UNMEASURED_HEADING_STD_DEG
+    assert yaw_variance_rad2(frame.heading_std_deg) == MAX_YAW_VARIANCE_RAD2 == pytest.approx(math.pi ** 2)
+
+
+def test_the_status_warns_when_images_stop_coming():
+    """/diagnostics must not stay OK after the camera stopped (a dead driver, a remap lost on restart, images DDS
+    dropped): WARN once no image came for 3 of its usual intervals and at least the recent window (5 s)."""
+    pytest.importorskip("rclpy", reason="rclpy not importable (source scripts/ros_env.sh)")
+    from diagnostic_msgs.msg import DiagnosticStatus
+
+    from unifygeo_ros.localization.pipeline_stats import PipelineStats
+    from unifygeo_ros.ros.node import diagnostic_level
+
+    now = [0.0]
+    stats = PipelineStats(clock=lambda: now[0])
+    for k in range(20):  # 2 Hz
+        now[0] = 0.5 * k
+        stats.received()
+    now[0] = 9.5 + 4.0  # 4 s of silence: within max(3 x 0.5 s, 5 s)
+    level, message = diagnostic_level({**stats.snapshot(), "last_status": "published"}, 1.0, "/image")
+    assert level == DiagnosticStatus.OK, message
+    now[0] = 9.5 + 60.0
+    level, message = diagnostic_level(stats.snapshot(), 1.0, "/image")
+    assert level == DiagnosticStatus.WARN and message.startswith("no image for 60 s on /image"), message
+
+
 def test_single_mode_is_unchanged_and_mode_is_checked():
     from unifygeo_ros.errors import UnifyGeoError
 

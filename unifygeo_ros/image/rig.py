@@ -155,6 +155,11 @@ class RigFrame:
         return stitcher_for(cams, self.width).stitch(rgbs)
 
 
+#: an image this much older than the last set's, s, means the clock went back (a bag looped, the simulation was
+#: reset): the collector starts again, as the prior, the tracker and the odometry do
+TIME_BACK_RESTART_S = 1.0
+
+
 class RigCollector:
     """The camera callbacks' bookkeeping, the node's and replay's alike: the latest image and CameraInfo of each
     camera; a :class:`RigFrame` when they complete a set (then the images start again, the CameraInfos stay); why
@@ -166,6 +171,7 @@ class RigCollector:
         self.infos: dict = {}
         self.last_stamp_s = -1.0
         self.sets = 0  #: sets stitched
+        self.restarts = 0  #: times the images' clock went back by more than TIME_BACK_RESTART_S (started again)
         #: times every camera's latest image was there but their stamps further apart than sync_tolerance_s
         self.out_of_sync = 0
         self.waiting = "no image or CameraInfo received yet"  #: why the last message completed no set ("" when it did)
@@ -200,6 +206,10 @@ class RigCollector:
         return "; ".join(parts)
 
     def _collect(self) -> RigFrame | None:
+        stamps = [m.header.stamp.sec + 1e-9 * m.header.stamp.nanosec for m in self.images.values()]
+        if stamps and max(stamps) < self.last_stamp_s - TIME_BACK_RESTART_S:  # a bag looped, the sim clock reset
+            self.last_stamp_s = -1.0  # else every later set is "stale" until the clock passes the old stamp
+            self.restarts += 1
         kind, self.waiting = RigFrame.waiting_for(self.settings, self.images, self.infos, self.last_stamp_s)
         self.waiting_kind = kind
         if kind:

@@ -50,6 +50,10 @@ __all__ = ["GATE_REASONS", "MODES", "TRACK_REASONS", "WITHHELD_REASONS", "Frame"
            "PipelineSettings", "PipelineStats", "PriorSettings", "PriorTracker", "build_pipeline", "gate_fix",
            "gate_track", "tracking_state"]
 MODES = ("single", "tracking")
+#: the heading std of a fix whose heading nothing measured (``heading_source: north_aligned``: the panoramas' north
+#: is the convention, the robot's heading unknown): its published yaw variance is the cap, pi^2 - a filter that fuses
+#: the yaw learns nothing from it (a 5 deg std here pulled robot_localization's heading north)
+UNMEASURED_HEADING_STD_DEG = 180.0
 
 
 # -------------------------------------------------------------------------------------------------- frames
@@ -172,14 +176,15 @@ class LocalizationPipeline:
 
     def set_heading(self, frame: Frame, imu: HeadingFeed | None, imu_topic: str = "imu") -> None:
         """The frame's heading under :attr:`heading_source`, the rule the node and replay share. Single mode:
-        ``north_aligned`` gives 0; ``imu`` the IMU's heading within ``imu.max_age_s``, else the frame becomes bad
+        ``north_aligned`` gives 0 with :data:`UNMEASURED_HEADING_STD_DEG` (not the robot's heading); ``imu`` the IMU's heading within ``imu.max_age_s``, else the frame becomes bad
         input saying why; ``model`` none (the network estimates it). Tracking: the IMU's heading whenever there is
         one (the robot's heading, whatever the panorama's convention), else none, with the reason in
         ``heading_note`` (a known-orientation model waits for one until the filter is initialised, then runs on
         the odometry)."""
         heading_source = self.heading_source
         if heading_source == "north_aligned" and self.tracker is None:
-            frame.heading_deg = 0.0
+            # the panorama's convention, not a measurement of the robot's heading: published as unmeasured
+            frame.heading_deg, frame.heading_std_deg = 0.0, UNMEASURED_HEADING_STD_DEG
             return
         if imu is None or (heading_source == "model" and self.tracker is None):
             return

@@ -142,5 +142,9 @@ class PipelineStats:
                 "tracking_imu_heading_offset_deg": self.tracking_imu_heading_offset_deg,
                 "seconds_since_error": (now - self.last_error_time) if self.last_error_time is not None else None,
                 "seconds_since_fix": (now - self._published_at[-1]) if self._published_at else None,
+                "seconds_since_input": (now - self._received_at[-1]) if self._received_at else None,
+                #: the median interval between the last frames received (None: fewer than two)
+                "input_period_s_p50": (float(np.median(np.diff(list(self._received_at))))
+                                       if len(self._received_at) > 1 else None),
                 "uptime_s": now - self.started,
             }

@@ -79,6 +79,10 @@ class LocalizerNode(Node):
         self.throttle = Throttle(s.warn_throttle_s)
         self.heading_source = resolve_heading_source(s.heading_source, self.pipeline.localizer.known_orientation)
         self.pipeline.use_heading_source(self.heading_source)
+        if self.heading_source == "north_aligned" and s.mode == "single":
+            self.get_logger().warning("heading_source north_aligned: the published yaw is the panoramas' north, not "
+                                      "the robot's heading - sent with the unmeasured variance (pi^2); leave yaw out "
+                                      "of robot_localization's pose0_config")
         self.headings = HeadingFeed(s.imu_settings())  # the IMU -> the panorama's heading, as replay reads it
         self.imu_sub = None
         if self.heading_source == "imu" or s.mode == "tracking":  # tracking: the robot's heading whenever there is one
@@ -149,7 +153,18 @@ class LocalizerNode(Node):
         return SetParametersResult(successful=True)
 
     # ---- inputs (executor thread: cheap, never blocking) -----------------------------------------------------
+    def _arrival_stamp(self, stamp, topic: str):
+        """An image's stamp, or the time of its arrival when the driver left it zero (replay takes the bag's log
+        time then: one policy), said in a throttled warning."""
+        if stamp.sec or stamp.nanosec:
+            return stamp
+        if self.throttle.ready(f"zero_stamp:{topic}"):
+            self.get_logger().warning(f"{topic}: image stamp is zero; stamped with its time of arrival (outputs carry "
+                                      "it: a filter fuses them at that time)")
+        return self.get_clock().now().to_msg()
+
     def _offer(self, stamp, decode, source: str) -> None:
+        stamp = self._arrival_stamp(stamp, source)
         self.stats.received()
         frame = Frame(stamp, stamp_s(stamp), decode, source=source)  # the IMU feed's clock
         self.pipeline.set_heading(frame, self.headings, self.imu_sub.topic_name if self.imu_sub else "imu")
@@ -186,6 +201,7 @@ class LocalizerNode(Node):
         self._offer_rig(self.rig.info(name, msg))
 
     def _on_camera_image(self, name: str, msg: Image | CompressedImage) -> None:
+        msg.header.stamp = self._arrival_stamp(msg.header.stamp, f"cameras/{name}")  # the set's sync needs stamps
         self._offer_rig(self.rig.image(name, msg))
 
     def _offer_rig(self, frame: RigFrame | None) -> None:
@@ -194,6 +210,8 @@ class LocalizerNode(Node):
         elif self.rig.waiting_kind == "out_of_sync" and self.throttle.ready("rig:out_of_sync"):
             self.get_logger().warning(f"cameras: {self.rig.waiting}: not stitched ({self.rig.out_of_sync} times so "
                                       "far; /diagnostics rig_out_of_sync)")
+        elif self.rig.waiting_kind == "stale" and self.throttle.ready("rig:stale"):
+            self.get_logger().warning(f"cameras: {self.rig.waiting}: not stitched")
 
     # ---- work (worker thread) -----------------------------------------------------------------------------
     def _localize(self, frame: Frame) -> None:
@@ -276,7 +294,8 @@ class LocalizerNode(Node):
             **({"odometry_samples": self.pipeline.odometry.samples, "odometry_gaps": self.pipeline.odometry.gaps,
                 "odometry_rejected": self.pipeline.odometry.rejected, "odometry_topic": self.odom_sub.topic_name}
                if self.odom_sub is not None else {}),
-            **({"rig_sets_stitched": rig.sets, "rig_out_of_sync": rig.out_of_sync, "rig_waiting": rig.waiting,
+            **({"rig_sets_stitched": rig.sets, "rig_out_of_sync": rig.out_of_sync, "rig_restarts": rig.restarts,
+                "rig_waiting": rig.waiting,
                 "rig_lens": rig.lens_summary()} if rig is not None else {}),
         }
         status = DiagnosticStatus(level=level, name=f"{self.get_fully_qualified_name()}: localization", message=message,
@@ -312,6 +331,11 @@ def _fmt(v) -> str:
     return "" if v is None else str(v)
 
 
+#: the status goes WARN after this many of the camera's usual intervals without an image (and at least the
+#: diagnostics' recent window: max(3 periods, 5 s))
+INPUT_SILENCE_PERIODS = 3.0
+
+
 def diagnostic_level(snap: dict, period_s: float, topic: str, rig_waiting: str | None = None) -> tuple[bytes, str]:
     """(level, message) of the node's status from a :meth:`PipelineStats.snapshot` (``rig_waiting``: input_mode
     cameras, why the cameras' last message completed no set)."""
@@ -324,6 +348,12 @@ def diagnostic_level(snap: dict, period_s: float, topic: str, rig_waiting: str |
         if rig_waiting:
             return DiagnosticStatus.WARN, f"no set of camera images stitched yet: {rig_waiting}"
         return DiagnosticStatus.WARN, f"no images received yet on {topic}"
+    since_input, period = snap.get("seconds_since_input"), snap.get("input_period_s_p50")
+    if since_input is not None and since_input > max(recent, INPUT_SILENCE_PERIODS * (period or 0.0)):
+        # a camera that stopped, a remap lost on restart, images DDS dropped: the status must not stay OK
+        waiting = f" ({rig_waiting})" if rig_waiting else ""
+        return DiagnosticStatus.WARN, (f"no image for {since_input:.0f} s on {topic}{waiting}: nothing localized "
+                                       f"since (last {snap['published']} published)")
     tracking = snap.get("tracking_state", "")
     if snap["last_status"] == "withheld":
         return DiagnosticStatus.WARN, (f"{'estimate' if tracking else 'fix'} withheld: {snap['last_withheld_reason']} "
