@@ -2,8 +2,12 @@
 objects with the same messages (ROS messages or rosbags' records, duck-typed).
 
 * :class:`HeadingFeed` - ``sensor_msgs/Imu`` -> the compass heading of the panorama's centre column at a frame's
-  stamp (the newest usable orientation within ``max_age_s``; its yaw covariance, else a default std): the heading a
-  known-orientation model rolls the panorama by, and the robot's heading for the sequential localizer.
+  stamp: the orientations of the last ``HEADING_BUFFER_S`` are kept (at most ``HEADING_BUFFER_SAMPLES``); a frame
+  between two of them gets their yaw interpolated on the shortest arc (a late-arriving image gets the heading at
+  its stamp, not the newest one), a frame after the newest (or before the oldest) that sample, each only within
+  ``max_age_s`` of the stamp; the std is the IMU's yaw covariance (the larger of the two), else a default. The
+  heading a known-orientation model rolls the panorama by, and the robot's heading for the sequential localizer.
+  Thread-safe: the node adds from its executor and reads when an image arrives.
 * :class:`OdometryIntegrator` - ``nav_msgs/Odometry`` twists -> one
   :class:`~unifygeo_ros.localization.tracking_motion.OdometryDelta` per camera frame: every sample stamped up to the
   frame's stamp, each covering the interval since the previous sample (:meth:`OdometryDelta.from_twist`: the exact
@@ -18,6 +22,7 @@ earth-referenced ENU (0 = east), converted to a compass heading (0 = north, cloc
 """
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import math
 import threading
@@ -39,6 +44,13 @@ UNMEASURED_LATERAL_VAR = 1.0
 MAX_SPEED_MPS = 100.0  # 360 km/h
 MAX_YAW_RATE_RPS = 35.0  # 2000 deg/s, the range of common MEMS gyros
 MAX_TWIST_VAR = 1e6  # a speed or yaw-rate variance above this ((m/s)^2, (rad/s)^2) measures nothing
+#: the IMU history :class:`HeadingFeed` keeps: the orientations of the last HEADING_BUFFER_S seconds (at least
+#: ``imu.max_age_s``) before the newest one, at most HEADING_BUFFER_SAMPLES of them whatever the IMU's rate
+HEADING_BUFFER_S = 2.0
+HEADING_BUFFER_SAMPLES = 2048
+#: an orientation stamped more than this before the newest one means time went backwards (a bag restarted, a sim
+#: clock reset): the history starts again from it
+HEADING_RESTART_S = 1.0
 
 
 def unit_quaternion_problem(x: float, y: float, z: float, w: float) -> str:
@@ -104,20 +116,30 @@ class ImuSettings:
     panorama_yaw_offset_deg: float = 0.0  #: yaw of the panorama's centre column relative to the IMU's x axis (CCW +)
     max_age_s: float = 0.5  #: an orientation farther than this from the image stamp is not used
     default_yaw_std_deg: float = 5.0  #: heading std when the IMU reports no yaw covariance
+    #: yaw of the IMU's x axis relative to ``base_link``'s x (CCW +: the ``base_link -> imu`` transform's yaw),
+    #: subtracted from every IMU yaw before anything else (the panorama's offset then counts from ``base_link``)
+    mount_yaw_deg: float = 0.0
+
+
+Heading = tuple[float, float]  # (compass heading deg, std deg)
 
 
 class HeadingFeed:
-    """The newest usable IMU orientation, as the heading of the panorama (module doc)."""
+    """The IMU's recent orientations, as the heading of the panorama at a frame's stamp (module doc)."""
 
     def __init__(self, settings: ImuSettings | None = None):
         self.settings = settings or ImuSettings()
-        self._latest: tuple[float, float, float] | None = None  # (stamp_s, compass heading, std deg)
+        self._lock = threading.Lock()
+        self._stamps: list[float] = []  # ascending seconds
+        self._headings: list[Heading] = []  # one per stamp
         self.problem = ""  # why the last orientation was refused ("" = it was used)
+        self.resets = 0  # time went backwards (a bag restarted): the history started again
 
     def add(self, msg: Any, stamp: float | None = None) -> None:
         """One ``sensor_msgs/Imu`` (``stamp``: seconds, default its header stamp). Messages without an orientation
         (REP-145: ``orientation_covariance[0] == -1``, or a zero quaternion) are ignored; an unusable one is
-        remembered as :attr:`problem` (frames that need a heading say why they get none)."""
+        remembered as :attr:`problem` (frames that need a heading say why they get none). A stamp already kept is
+        replaced; one more than ``HEADING_RESTART_S`` before the newest starts the history again."""
         yaw, var, problem = imu_yaw(msg)
         if yaw is None:
             if problem:
@@ -125,26 +147,70 @@ class HeadingFeed:
             return
         self.problem = ""
         s = self.settings
-        yaw += s.panorama_yaw_offset_deg
+        yaw += s.panorama_yaw_offset_deg - s.mount_yaw_deg
         std = math.degrees(math.sqrt(var)) if var > 0 and math.isfinite(var) else s.default_yaw_std_deg
         t = stamp_s(msg.header.stamp) if stamp is None else float(stamp)
-        self._latest = (t, float(geo.yaw_to_heading_deg(yaw)), std)
+        value = (float(geo.yaw_to_heading_deg(yaw)), std)
+        with self._lock:
+            ts, hs = self._stamps, self._headings
+            if ts and t < ts[-1] - HEADING_RESTART_S:
+                ts.clear()
+                hs.clear()
+                self.resets += 1
+            i = bisect.bisect_left(ts, t)
+            if i < len(ts) and ts[i] == t:
+                hs[i] = value
+            else:
+                ts.insert(i, t)
+                hs.insert(i, value)
+            keep_from = ts[-1] - max(HEADING_BUFFER_S, s.max_age_s)
+            drop = max(bisect.bisect_left(ts, keep_from), len(ts) - HEADING_BUFFER_SAMPLES)
+            if drop > 0:
+                del ts[:drop], hs[:drop]
 
     @property
     def received(self) -> bool:
-        return self._latest is not None
+        return bool(self._stamps)
+
+    def __len__(self) -> int:
+        """How many orientations are kept (at most ``HEADING_BUFFER_SAMPLES``)."""
+        return len(self._stamps)
 
     def at(self, t_s: float, topic: str = "imu") -> tuple[float | None, float, str]:
         """(compass heading deg, std deg, "") for a frame stamped ``t_s``, or (None, nan, why there is none)."""
-        latest = self._latest
-        if latest is not None and abs(latest[0] - t_s) <= self.settings.max_age_s:
-            return latest[1], latest[2], ""
+        with self._lock:
+            found, gap_s = self._lookup(t_s)
+        if found is not None:
+            return found[0], found[1], ""
         if self.problem:
             return None, math.nan, self.problem
-        if latest is None:
+        if gap_s is None:
             return None, math.nan, f"no IMU orientation received yet on {topic}"
-        return None, math.nan, (f"IMU orientation is {abs(latest[0] - t_s):.2f} s from the image stamp "
+        return None, math.nan, (f"IMU orientation is {gap_s:.2f} s from the image stamp "
                                 f"(> imu.max_age_s {self.settings.max_age_s:g})")
+
+    def _lookup(self, t: float) -> tuple[Heading | None, float | None]:
+        """(the heading at ``t`` or None, the distance to the nearest kept orientation (None: none kept)). Between
+        two orientations both within ``max_age_s``: interpolated on the shortest arc, the larger std; else the
+        nearest one within ``max_age_s``. Called under the lock."""
+        ts, hs, age = self._stamps, self._headings, self.settings.max_age_s
+        if not ts:
+            return None, None
+        i = bisect.bisect_left(ts, t)
+        if i < len(ts) and ts[i] == t:
+            return hs[i], 0.0
+        if i == len(ts) or i == 0:  # after the newest or before the oldest: that one
+            j = i - 1 if i else 0
+            gap = abs(t - ts[j])
+            return (hs[j] if gap <= age else None), gap
+        (t0, (h0, s0)), (t1, (h1, s1)) = (ts[i - 1], hs[i - 1]), (ts[i], hs[i])
+        g0, g1 = t - t0, t1 - t
+        if g0 <= age and g1 <= age:
+            f = g0 / (t1 - t0)
+            arc = float(geo.wrap_deg(h1 - h0))  # the shortest way from h0 to h1, [-180, 180)
+            return (float(geo.wrap_deg(h0 + f * arc)), max(s0, s1)), min(g0, g1)
+        j, gap = (i - 1, g0) if g0 <= g1 else (i, g1)
+        return (hs[j] if gap <= age else None), gap
 
 
 # ------------------------------------------------------------------------------------------------ odometry

@@ -140,6 +140,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("imu.panorama_yaw_offset_deg", _IMU.panorama_yaw_offset_deg,
               "yaw of the panorama's centre column relative to the IMU frame's x axis (REP-103: counter-clockwise, "
               "left = +90), deg"),
+    ParamSpec("imu.mount_yaw_deg", _IMU.mount_yaw_deg,
+              "yaw of the IMU frame's x axis relative to base_link's x axis (the base_link -> IMU transform's yaw, "
+              "REP-103: counter-clockwise, left = +90), subtracted from every IMU yaw first (the panorama's offset "
+              "then counts from base_link); allowed in mode tracking, deg"),
     ParamSpec("imu.max_age_s", _IMU.max_age_s, "an IMU orientation older than this (vs the image stamp) is not used, s"),
     ParamSpec("imu.default_yaw_std_deg", _IMU.default_yaw_std_deg,
               "heading standard deviation published when the IMU reports no yaw covariance, deg"),
@@ -205,6 +209,7 @@ class NodeSettings:
     input_mode: str
     heading_source: str
     imu_panorama_yaw_offset_deg: float
+    imu_mount_yaw_deg: float
     imu_max_age_s: float
     imu_default_yaw_std_deg: float
     min_score: float
@@ -289,6 +294,7 @@ class NodeSettings:
             onnx_export=str(v["onnx_export"]), input_mode=str(v["input_mode"]),
             heading_source=str(v["heading_source"]),
             imu_panorama_yaw_offset_deg=float(v["imu.panorama_yaw_offset_deg"]),
+            imu_mount_yaw_deg=float(v["imu.mount_yaw_deg"]),
             imu_max_age_s=positive("imu.max_age_s"), imu_default_yaw_std_deg=positive("imu.default_yaw_std_deg"),
             min_score=min_score, max_protection_level_m=protection_limit(v["max_protection_level_m"]),
             use_prior=bool(v["use_prior"]), prior_sigma_floor_m=positive("prior.sigma_floor_m"),
@@ -320,7 +326,8 @@ class NodeSettings:
             mode=self.mode, tracking=self.tracking)
 
     def imu_settings(self) -> ImuSettings:
-        return ImuSettings(self.imu_panorama_yaw_offset_deg, self.imu_max_age_s, self.imu_default_yaw_std_deg)
+        return ImuSettings(self.imu_panorama_yaw_offset_deg, self.imu_max_age_s, self.imu_default_yaw_std_deg,
+                           self.imu_mount_yaw_deg)
 
 
 def _is_number_list(default: object) -> bool:
@@ -346,7 +353,7 @@ def _check_number(p: ParamSpec, value: object) -> None:
 
 def _check_angles(v: dict) -> None:
     """Yaws within +-MAX_YAW_DEG (refused beyond, not wrapped), pitches within [-90, 90] deg."""
-    for name in ("imu.panorama_yaw_offset_deg", "cameras.yaw_deg", "cameras.pitch_deg"):
+    for name in ("imu.panorama_yaw_offset_deg", "imu.mount_yaw_deg", "cameras.yaw_deg", "cameras.pitch_deg"):
         limit = 90.0 if "pitch" in name else MAX_YAW_DEG
         values = list(v[name]) if name.startswith("cameras.") else [v[name]]  # lists (a ROS double array)
         if any(abs(float(x)) > limit for x in values):
@@ -362,7 +369,8 @@ def _tracking_settings(v: dict) -> TrackingSettings:
         raise UnifyGeoError(f"parameter {str(exc).replace('tracking ', 'tracking.', 1)}") from exc
     if v["mode"] == "tracking" and float(v["imu.panorama_yaw_offset_deg"]) != 0.0:
         raise UnifyGeoError("parameter imu.panorama_yaw_offset_deg: mode tracking needs the panorama's centre column "
-                            "along the robot's forward axis (offset 0; the odometry moves the robot along it)")
+                            "along the robot's forward axis (offset 0; the odometry moves the robot along it); an IMU "
+                            "mounted with a yaw is imu.mount_yaw_deg")
     return out
 
 
