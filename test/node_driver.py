@@ -3,8 +3,8 @@
 Run with the ROS environment of test/ros_helpers.py:ros_subprocess_env(). One JSON object per line in, one per
 line out (``{"ok": true, ...}`` or ``{"ok": false, "error": ...}``). Commands (``op``):
 
-* ``publish``: ``topic``, ``kind`` (image | compressed | camera_info | imu | odometry), ``fields`` (message fields; ``data`` in
-  base64), ``stamp_ns`` (default: now) -> ``stamp_ns``
+* ``publish``: ``topic``, ``kind`` (image | compressed | camera_info | imu | odometry), ``fields`` (message fields;
+  ``data`` in base64), ``stamp_ns`` (default: now) -> ``stamp_ns``
 * ``outputs``: ``ns``, ``stamp_ns``, ``timeout`` -> the four outputs with that stamp (``missing`` lists the others)
 * ``roundtrip``: ``publish`` repeated every ``retry_s`` with a fresh stamp until ``outputs`` has all four (best-
   effort input may lose the first sample before discovery completes) -> outputs + ``stamp_ns``
