@@ -5,11 +5,11 @@
 Each ``--pair`` is two folders of ``unifygeo replay --track`` outputs (``<run>/frames.csv`` and ``metrics.json``, as
 ``bench_tracking_defaults.py`` and ``bench_tracking_stops.py`` leave them) of the same drives: the variant before and
 the variant after a change (the runs both hold). Per rig (the run name's second part:
-``DemoCity_pinhole1_fov_tracking`` -> pinhole1, or its first: ``rig5_5151`` -> rig5): replays that differ, and whether any differs before its kidnap (frame for frame:
-``bench_tracking_defaults.DECISION_COLUMNS``); kidnaps recovered within 30 s and the median recovery; frames
-published after the kidnap more than 50 m off, beyond their protection level within 50 m, and in all. Writes
-``DIR/NAME.json`` and ``DIR/NAME.png`` (the published frames' error against the time since the kidnap, before in
-grey, after in colour). Figures only; nothing is asserted.
+``DemoCity_pinhole1_fov_tracking`` -> pinhole1, or its first: ``rig5_5151`` -> rig5): replays that differ, and whether
+any differs before its kidnap (frame for frame: ``bench_tracking_defaults.DECISION_COLUMNS``); kidnaps recovered
+within 30 s and the median recovery; frames published after the kidnap more than 50 m off, beyond their protection
+level within 50 m, and in all. Writes ``DIR/NAME.json`` and ``DIR/NAME.png`` (the published frames' error against the
+time since the kidnap, before in grey, after in colour). Figures only; nothing is asserted.
 """
 from __future__ import annotations
 

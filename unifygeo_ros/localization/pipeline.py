@@ -177,10 +177,10 @@ class LocalizationPipeline:
     def set_heading(self, frame: Frame, imu: HeadingFeed | None, imu_topic: str = "imu") -> None:
         """The frame's heading under :attr:`heading_source`, the rule the node and replay share. Single mode:
         ``north_aligned`` gives 0 with :data:`UNMEASURED_HEADING_STD_DEG` (not the robot's heading); ``imu`` the
-        IMU's heading within ``imu.max_age_s``, else the frame becomes bad input saying why; ``model`` none (the network estimates it). Tracking: the IMU's heading whenever there is
-        one (the robot's heading, whatever the panorama's convention), else none, with the reason in
-        ``heading_note`` (a known-orientation model waits for one until the filter is initialised, then runs on
-        the odometry)."""
+        IMU's heading within ``imu.max_age_s``, else the frame becomes bad input saying why; ``model`` none (the
+        network estimates it). Tracking: the IMU's heading whenever there is one (the robot's heading, whatever the
+        panorama's convention), else none, with the reason in ``heading_note`` (a known-orientation model waits for
+        one until the filter is initialised, then runs on the odometry)."""
         heading_source = self.heading_source
         if heading_source == "north_aligned" and self.tracker is None:
             # the panorama's convention, not a measurement of the robot's heading: published as unmeasured
