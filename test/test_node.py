@@ -148,7 +148,7 @@ def check_outputs(out: dict, stamp_ns: int, world) -> dict:
     c3 = _cov(fix["position_covariance"], 3)
     c6 = _cov(pose["pose"]["covariance"], 6)
     g6 = _cov(gpc["pose"]["covariance"], 6)
-    assert np.allclose(c6[:2, :2], c3[:2, :2]) and c3[2, 2] == c6[2, 2] == 25.0  # vertical_variance_m2
+    assert np.allclose(c6[:2, :2], c3[:2, :2]) and c3[2, 2] == c6[2, 2] == 1e6  # vertical_variance_m2: unmeasured
     assert g6[0, 0] == c6[1, 1] and g6[1, 1] == c6[0, 0]  # GeoPose order: Lat (north), Lon (east)
     assert c6[3, 3] == c6[4, 4] == 1.0e6 and 0 < c6[5, 5] <= math.pi ** 2  # roll/pitch unknown, yaw measured
     # pose: local ENU map frame anchored at the index origin; same point as lat/lon

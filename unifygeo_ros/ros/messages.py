@@ -130,7 +130,7 @@ class FixOutputs:
     navsat_covariance_type: int = COVARIANCE_TYPE_APPROXIMATED
 
 
-def fix_outputs(fix, map_frame: geo.LocalENU, altitude_m: float = 0.0, vertical_variance_m2: float = 25.0,
+def fix_outputs(fix, map_frame: geo.LocalENU, altitude_m: float = 0.0, vertical_variance_m2: float = 1e6,
                 unmeasured_variance: float = DEFAULT_UNMEASURED_VARIANCE) -> FixOutputs:
     """The message numbers of a :class:`~unifygeo_ros.localization.localizer.Fix` (duck-typed: latitude_deg, longitude_deg,
     yaw_deg, covariance_en_m2, heading_std_deg).

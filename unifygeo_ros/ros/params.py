@@ -169,7 +169,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("map_origin.lon_deg", 0.0, "map frame origin longitude (when map_origin.from_index is false), deg"),
     ParamSpec("altitude_m", 0.0, "published altitude (WGS84 ellipsoid height of the ground at the camera); "
                                  "the fix does not measure altitude, m"),
-    ParamSpec("vertical_variance_m2", 25.0, "variance of the published altitude / z, m^2"),
+    ParamSpec("vertical_variance_m2", 1e6, "variance of the published altitude / z, m^2 (default: unmeasured - "
+              "nothing measures the altitude; set it with altitude_m from a terrain model)"),
     ParamSpec("unmeasured_variance", 1.0e6, "variance published for roll and pitch (not measured), rad^2"),
     ParamSpec("diagnostics_period_s", 1.0, "period of /diagnostics, s"),
     ParamSpec("warn_throttle_s", 5.0, "at most one log line per kind of bad input per this period, s"),
