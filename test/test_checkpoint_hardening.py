@@ -212,6 +212,20 @@ def test_backbone_kwargs_may_not_override_the_weights(saved, tmp_path):
     _one_line_error(lambda: load_checkpoint(d), "backbone_kwargs may not set pretrained_cfg_overlay")
 
 
+def test_nan_weights_with_a_valid_hash_are_refused_in_one_line(saved, tmp_path):
+    """A diverged training run saves NaN weights whose hash is consistent: refused when loaded (it crashed eval)."""
+    from safetensors.torch import load_file, save_file
+
+    d = _copy(saved, tmp_path)
+    tensors = load_file(d / "model.safetensors")
+    name = next(k for k, t in tensors.items() if t.is_floating_point())
+    tensors[name] = torch.full_like(tensors[name], float("nan"))
+    save_file(tensors, d / "model.safetensors")
+    raw = json.loads((d / "config.json").read_text())  # a consistent hash, as the diverged run wrote it
+    _edit_json(d / "meta.json", lambda m: {**m, "model_hash": model_hash(raw["model"], tensors)})
+    _one_line_error(lambda: load_checkpoint(d), f"NaN or infinite weights \\({name}\\)")
+
+
 # ------------------------------------------------------------------------------ 2. nonsense model numbers
 
 BAD_MODEL_VALUES = [

@@ -140,6 +140,15 @@ def test_a_changed_or_missing_graph_and_a_folder_without_manifest_are_refused(mi
     (tmp_path / MANIFEST).write_text("{not json")
     with pytest.raises(ExportError, match="malformed manifest"):
         read_manifest(tmp_path, identity)
+    # a manifest naming a graph outside its folder is refused before anything is read (the hash is the writer's)
+    for name in ("../outside/ground.onnx", str(tmp_path / "abs.onnx"), "..", "sub/ground.onnx"):
+        escaped = tmp_path / f"esc{abs(hash(name))}"
+        shutil.copytree(folder, escaped)
+        data = json.loads((escaped / MANIFEST).read_text())
+        data["graphs"]["ground"]["file"] = name
+        (escaped / MANIFEST).write_text(json.dumps(data))
+        with pytest.raises(ExportError, match="not a file name inside the export folder"):
+            read_manifest(escaped, identity)
 
 
 def test_without_a_folder_the_export_is_made_once_in_the_cache_of_its_model(micro_index, micro_checkpoint,

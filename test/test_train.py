@@ -106,6 +106,10 @@ def test_cli_train_runs_end_to_end(tmp_path):
     rc = main(["train", "--config", str(cfg_path), "--out", str(tmp_path / "run"), "--steps", "3", "--resume",
                "--data", "toy", "--no-progress"])
     assert rc == 0 and read_meta(tmp_path / "run" / "ckpt").step == 3
+    before = (tmp_path / "run" / "ckpt" / "model.safetensors").read_bytes()
+    rc = main(["train", "--config", str(cfg_path), "--out", str(tmp_path / "run"), "--data", "toy", "--steps", "2",
+               "--no-progress"])  # the same --out again without --resume: refused, the trained run kept
+    assert rc == 1 and (tmp_path / "run" / "ckpt" / "model.safetensors").read_bytes() == before
 
 
 def test_set_overrides_one_config_value_and_rejects_malformed_ones(tmp_path):

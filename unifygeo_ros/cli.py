@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from unifygeo_ros.errors import UnifyGeoError
@@ -65,6 +66,14 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except UnifyGeoError as exc:  # bad input: one clear line, no traceback
         print(f"unifygeo {name}: error: {exc}", file=sys.stderr)
+        return 1
+    except (ValueError, ArithmeticError, FileExistsError, NotADirectoryError) as exc:
+        # a value no check caught (a flag given NaN or 0, an --out that is a file): still one line, the traceback
+        # on request, so that the check can be added where it belongs
+        if os.environ.get("UNIFYGEO_DEBUG"):
+            raise
+        print(f"unifygeo {name}: error: {type(exc).__name__}: {exc} (check the arguments; UNIFYGEO_DEBUG=1 shows "
+              "where it failed)", file=sys.stderr)
         return 1
 
 

@@ -162,9 +162,14 @@ def read_weights(directory: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not p.is_file():
         raise CheckpointError(f"checkpoint {directory}: {WEIGHTS} not found")
     try:
-        return st_load(p.read_bytes())
+        tensors = st_load(p.read_bytes())
     except Exception as exc:  # safetensors raises its own error types for truncated/corrupt headers and data
         raise CheckpointError(f"checkpoint {directory}: {WEIGHTS} is truncated or corrupt ({exc})") from None
+    bad = next((k for k, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())), None)
+    if bad is not None:  # a diverged run saves NaN weights with a valid hash: every fix would be NaN or a crash
+        raise CheckpointError(f"checkpoint {directory}: {WEIGHTS} holds NaN or infinite weights ({bad}): a diverged "
+                              "training run; use an earlier checkpoint")
+    return tensors
 
 
 def check_compatible(model: torch.nn.Module, tensors: dict[str, torch.Tensor], where: str) -> None:

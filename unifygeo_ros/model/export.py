@@ -274,6 +274,11 @@ def read_manifest(folder: str | Path, identity: str | None = None, verify_files:
         raise ExportError(f"{path}: malformed manifest ({exc.__class__.__name__}: {exc})") from None
     if set(graphs) != {"ground", "aerial"}:
         raise ExportError(f"{path}: graphs {sorted(graphs)}, expected aerial and ground")
+    for g in graphs.values():  # no path from a file leaves its folder
+        if not isinstance(g.file, str) or g.file in ("", ".", "..") or os.path.basename(g.file) != g.file \
+                or "\\" in g.file:
+            raise ExportError(f"{path}: graph file {g.file!r} is not a file name inside the export folder; export "
+                              "again")
     if identity is not None and manifest.model_hash != identity:
         raise ExportError(f"{folder} was exported from model {manifest.model_hash[:12]}, not {identity[:12]} "
                           "(the checkpoint and its index); export this checkpoint again")

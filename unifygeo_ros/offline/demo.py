@@ -34,7 +34,7 @@ from matplotlib.patches import Ellipse
 from unifygeo_ros import cli, geo
 from unifygeo_ros.data import vigor
 from unifygeo_ros.data.height import HEIGHT_DIR
-from unifygeo_ros.errors import CheckpointError, DataFormatError, IndexFormatError
+from unifygeo_ros.errors import CheckpointError, DataFormatError, IndexFormatError, UnifyGeoError
 from unifygeo_ros.image.preprocess import load_image
 from unifygeo_ros.index import build as index_build
 from unifygeo_ros.index import store
@@ -119,7 +119,7 @@ def ensure_city(data_root: Path, seed: int, size_m: float, panos: int) -> Path:
         except (ValueError, OSError, TypeError, IndexError):
             pass
     print(f"[demo] rendering {DEMO_CITY} (seed {seed}, {size_m:g} m, {panos} panoramas) with `unifygeo synth`",
-          flush=True)
+          file=sys.stderr, flush=True)
     rc = cli.main(["synth", "--out", str(data_root), "--city", DEMO_CITY, "--seed", str(seed),
                    "--size-m", str(size_m), "--panos", str(panos), "--overwrite"])
     if rc != 0 or not geo_json.exists():
@@ -133,7 +133,7 @@ def ensure_index(handle, city_dir: Path, index_dir: Path, batch_size: int):
         meta = store.read_meta(index_dir)
         if meta["model"].get("identity") == handle.identity and recorded_source(index_dir) == city_dir.resolve():
             index = store.load_index(index_dir, device=handle.device.type)
-            print(f"[demo] index: {index_dir} (cached, {len(index)} tiles)", flush=True)
+            print(f"[demo] index: {index_dir} (cached, {len(index)} tiles)", file=sys.stderr, flush=True)
             return index
     except IndexFormatError:
         pass
@@ -141,7 +141,7 @@ def ensure_index(handle, city_dir: Path, index_dir: Path, batch_size: int):
     source = vigor_tiles(city_dir, height=handle.aerial_channels == 4)
     meta = index_build.build_index(handle, source, index_dir, batch_size=batch_size)
     print(f"[demo] index: built {index_dir} ({meta['count']} tiles, {meta['aerial']['mode']}, "
-          f"{time.perf_counter() - t0:.1f} s)", flush=True)
+          f"{time.perf_counter() - t0:.1f} s)", file=sys.stderr, flush=True)
     return store.load_index(index_dir, device=handle.device.type)
 
 
@@ -297,7 +297,7 @@ def run_demo(checkpoint: str | Path | None = None, out: str | Path = "out/demo",
                               "`unifygeo train` checkpoint folder)")
     handle = load_model(ckpt, device=device)
     print(f"[demo] model: {ckpt} ({handle.identity[:12]}, {handle.device}, {str(handle.dtype).replace('torch.', '')})",
-          flush=True)
+          file=sys.stderr, flush=True)
     city_dir = ensure_city(out / "data", seed, size_m, panos)
     index = ensure_index(handle, city_dir, Path(cache) if cache else out / "index", batch_size)
     loc = Localizer(index, handle)
@@ -307,7 +307,7 @@ def run_demo(checkpoint: str | Path | None = None, out: str | Path = "out/demo",
     t0 = time.perf_counter()
     for q in queries:
         fixes.append(loc.localize(load_image(q.path)))
-    print(f"[demo] localized {len(queries)} panoramas in {time.perf_counter() - t0:.1f} s", flush=True)
+    print(f"[demo] localized {len(queries)} panoramas in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
     report = summarise(queries, fixes, city_dir.name, len(index), str(ckpt))
     mosaic, extent = aerial_mosaic(city_dir, index)
     title = (f"{city_dir.name}: {report.queries} fixes, median {report.median_error_m:.1f} m, "
@@ -341,12 +341,18 @@ def replay_drive(loc, city_dir: Path, out: Path, frames: int) -> dict:
     network sees it), so known-orientation models replay too; ground truth is ``/gt/geopose`` (the camera pose).
     """
     bag = out / "drive"
-    if bag.exists():
+    if bag.exists():  # the previous demo's recording is replaced; anything else there is the user's
+        meta = bag / "metadata.yaml"
+        ours = bag.is_dir() and meta.is_file() and "unifygeo.bag_synth" in meta.read_text(errors="replace") and all(
+            p.name == "metadata.yaml" or p.suffix == ".mcap" for p in bag.iterdir())
+        if not ours:
+            raise UnifyGeoError(f"{bag} exists and is not a recording of a previous demo: not replaced (move it, or "
+                                "choose another --out)")
         shutil.rmtree(bag)
     rec = synth_bag(SynthBagConfig(data=str(city_dir), out=str(bag), storage="mcap", frames=frames, seed=1,
                                    north_aligned=True))
     print(f"[demo] recorded {rec.frames} panoramas over {rec.route_length_m:.0f} m into {rec.bag}; replaying",
-          flush=True)
+          file=sys.stderr, flush=True)
     runs = {}
     for mode, folder in (("single", "replay"), ("tracking", "replay_track")):  # the node's two modes, same drive
         rep = replay(ReplayConfig(bag=str(rec.bag), index=None, out=str(out / folder), image_topic=rec.image_topic,

@@ -246,6 +246,9 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if args.resume and not (out / "ckpt" / "meta.json").exists():
         raise UnifyGeoError(f"--resume: no checkpoint in {out / 'ckpt'}")
+    if not args.resume and (out / "ckpt" / "meta.json").exists():  # a finished or stopped run: never overwritten
+        raise UnifyGeoError(f"{out / 'ckpt'} already holds a trained checkpoint: --resume to continue that run, or "
+                            "another --out")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 
 from unifygeo_ros.errors import UnifyGeoError
 from unifygeo_ros.localization.pipeline import PipelineSettings
@@ -141,8 +142,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.every < 1:
         raise UnifyGeoError(f"--every must be >= 1, got {args.every}")
-    if args.rate_hz is not None and args.rate_hz <= 0:
-        raise UnifyGeoError(f"--rate must be > 0, got {args.rate_hz}")
+    if args.rate_hz is not None and not 0 < args.rate_hz < math.inf:
+        raise UnifyGeoError(f"--rate must be a finite number > 0, got {args.rate_hz}")
+    if not 0.0 <= args.min_score <= 1.0:  # NaN fails too (it turned the score gate off)
+        raise UnifyGeoError(f"--min-score must be within [0, 1], got {args.min_score}")
+    if not args.max_protection_level_m > 0:  # inf: no limit
+        raise UnifyGeoError(f"--max-protection-level must be > 0 (m, or inf), got {args.max_protection_level_m}")
+    if not 0 < args.max_gap_s < math.inf:
+        raise UnifyGeoError(f"--max-gap must be a finite number > 0 (s), got {args.max_gap_s}")
     if args.image_topic and args.camera_topics:
         raise UnifyGeoError("--image-topic (a panorama) and --camera-topics (a rig): give one of them")
     cfg = ReplayConfig(bag=args.bag, index=args.index, out=args.out, image_topic=args.image_topic,
