@@ -86,6 +86,11 @@ class RigSettings:
         return float(self.camera_yaw_deg[i]), float(self.camera_pitch_deg[i])
 
 
+def _stamp_s(msg) -> float:
+    """An image message's header stamp in seconds."""
+    return msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
+
+
 @dataclass
 class RigFrame:
     """One synchronised set of the rig's images (ROS messages, duck-typed: ``sensor_msgs/Image`` or
@@ -113,7 +118,7 @@ class RigFrame:
         """The frame of a set :meth:`waiting_for` found complete."""
         names = settings.camera_names
         stamps = [images[n].header.stamp for n in names]
-        secs = [s.sec + 1e-9 * s.nanosec for s in stamps]
+        secs = [_stamp_s(images[n]) for n in names]
         newest = int(np.argmax(secs))
         return cls(stamps[newest], secs[newest], [images[n] for n in names], [infos[n] for n in names],
                    tuple(names), tuple(settings.camera_yaw_deg), tuple(settings.camera_pitch_deg),
@@ -130,7 +135,7 @@ class RigFrame:
         if no_image or no_info:
             return "missing", "; ".join(([f"no image from {', '.join(no_image)}"] if no_image else [])
                                         + ([f"no CameraInfo from {', '.join(no_info)}"] if no_info else []))
-        secs = {n: images[n].header.stamp.sec + 1e-9 * images[n].header.stamp.nanosec for n in names}
+        secs = {n: _stamp_s(images[n]) for n in names}
         spread = max(secs.values()) - min(secs.values())
         if spread > settings.sync_tolerance_s:
             first, last = min(secs, key=secs.get), max(secs, key=secs.get)
@@ -156,7 +161,8 @@ class RigFrame:
 
 
 #: an image this much older than the last set's, s, means the clock went back (a bag looped, the simulation was
-#: reset): the collector starts again, as the prior, the tracker and the odometry do
+#: reset): the collector starts again, as the tracker, the odometry and the IMU history do (the same threshold:
+#: localization.sensor_feed.TIME_BACK_RESTART_S, not imported here, below it)
 TIME_BACK_RESTART_S = 1.0
 
 
@@ -206,7 +212,7 @@ class RigCollector:
         return "; ".join(parts)
 
     def _collect(self) -> RigFrame | None:
-        stamps = [m.header.stamp.sec + 1e-9 * m.header.stamp.nanosec for m in self.images.values()]
+        stamps = [_stamp_s(m) for m in self.images.values()]
         if stamps and max(stamps) < self.last_stamp_s - TIME_BACK_RESTART_S:  # a bag looped, the sim clock reset
             self.last_stamp_s = -1.0  # else every later set is "stale" until the clock passes the old stamp
             self.restarts += 1

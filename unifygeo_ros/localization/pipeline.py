@@ -42,7 +42,7 @@ from unifygeo_ros.localization.gate import (GATE_REASONS, TRACK_REASONS, WITHHEL
 from unifygeo_ros.localization.localizer import Fix, Localizer
 from unifygeo_ros.localization.pipeline_stats import PipelineStats, tracking_state
 from unifygeo_ros.localization.prior_tracker import PriorSettings, PriorTracker
-from unifygeo_ros.localization.sensor_feed import HeadingFeed, OdometryIntegrator
+from unifygeo_ros.localization.sensor_feed import TIME_BACK_RESTART_S, HeadingFeed, OdometryIntegrator
 from unifygeo_ros.localization.tracking import SequentialLocalizer, TrackEstimate, TrackingSettings
 from unifygeo_ros.model.backends import BackendSettings
 
@@ -222,7 +222,7 @@ class LocalizationPipeline:
         """Tracking mode: the odometry up to the frame's stamp, then the filter's step, then :func:`gate_track`."""
         t0 = time.perf_counter()
         tracker = self.tracker
-        if self._last_stamp_s is not None and frame.stamp_s < self._last_stamp_s - 1.0:
+        if self._last_stamp_s is not None and frame.stamp_s < self._last_stamp_s - TIME_BACK_RESTART_S:
             tracker.reset()  # time went backwards (a bag restarted): start again from a global fix
         self._last_stamp_s = frame.stamp_s
         try:

@@ -48,9 +48,9 @@ MAX_TWIST_VAR = 1e6  # a speed or yaw-rate variance above this ((m/s)^2, (rad/s)
 #: ``imu.max_age_s``) before the newest one, at most HEADING_BUFFER_SAMPLES of them whatever the IMU's rate
 HEADING_BUFFER_S = 2.0
 HEADING_BUFFER_SAMPLES = 2048
-#: an orientation stamped more than this before the newest one means time went backwards (a bag restarted, a sim
-#: clock reset): the history starts again from it
-HEADING_RESTART_S = 1.0
+#: a stamp more than this before the newest one means time went backwards (a bag restarted, a sim clock reset): the
+#: IMU history, the odometry and the tracking pipeline start again from it
+TIME_BACK_RESTART_S = 1.0
 
 
 def unit_quaternion_problem(x: float, y: float, z: float, w: float) -> str:
@@ -139,7 +139,7 @@ class HeadingFeed:
         """One ``sensor_msgs/Imu`` (``stamp``: seconds, default its header stamp). Messages without an orientation
         (REP-145: ``orientation_covariance[0] == -1``, or a zero quaternion) are ignored; an unusable one is
         remembered as :attr:`problem` (frames that need a heading say why they get none). A stamp already kept is
-        replaced; one more than ``HEADING_RESTART_S`` before the newest starts the history again."""
+        replaced; one more than ``TIME_BACK_RESTART_S`` before the newest starts the history again."""
         yaw, var, problem = imu_yaw(msg)
         if yaw is None:
             if problem:
@@ -153,7 +153,7 @@ class HeadingFeed:
         value = (float(geo.yaw_to_heading_deg(yaw)), std)
         with self._lock:
             ts, hs = self._stamps, self._headings
-            if ts and t < ts[-1] - HEADING_RESTART_S:
+            if ts and t < ts[-1] - TIME_BACK_RESTART_S:
                 ts.clear()
                 hs.clear()
                 self.resets += 1
@@ -265,7 +265,7 @@ class OdometryIntegrator:
             if isinstance(reading, str):
                 return self._reject(reading)
             t = reading.stamp_s
-            if self._last_s is not None and t < self._last_s - 1.0:  # a bag restarted: start again
+            if self._last_s is not None and t < self._last_s - TIME_BACK_RESTART_S:  # a bag restarted: start again
                 self._pending, self._last_s = [], None
                 self.resets += 1
             if self._last_s is None:

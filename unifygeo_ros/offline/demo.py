@@ -105,6 +105,11 @@ def demo_queries(city_dir: Path, origin: geo.LocalENU, limit: int | None) -> lis
     return queries
 
 
+def _progress(line: str) -> None:
+    """A progress line of the demo, on stderr (stdout holds the report: ``--json`` stays JSON)."""
+    print(f"[demo] {line}", file=sys.stderr, flush=True)
+
+
 def ensure_city(data_root: Path, seed: int, size_m: float, panos: int) -> Path:
     """Render the demo city with ``unifygeo synth`` unless it is already there (same seed and size, with the
     surface heights of its tiles)."""
@@ -118,8 +123,7 @@ def ensure_city(data_root: Path, seed: int, size_m: float, panos: int) -> Path:
                 return city_dir
         except (ValueError, OSError, TypeError, IndexError):
             pass
-    print(f"[demo] rendering {DEMO_CITY} (seed {seed}, {size_m:g} m, {panos} panoramas) with `unifygeo synth`",
-          file=sys.stderr, flush=True)
+    _progress(f"rendering {DEMO_CITY} (seed {seed}, {size_m:g} m, {panos} panoramas) with `unifygeo synth`")
     rc = cli.main(["synth", "--out", str(data_root), "--city", DEMO_CITY, "--seed", str(seed),
                    "--size-m", str(size_m), "--panos", str(panos), "--overwrite"])
     if rc != 0 or not geo_json.exists():
@@ -133,15 +137,15 @@ def ensure_index(handle, city_dir: Path, index_dir: Path, batch_size: int):
         meta = store.read_meta(index_dir)
         if meta["model"].get("identity") == handle.identity and recorded_source(index_dir) == city_dir.resolve():
             index = store.load_index(index_dir, device=handle.device.type)
-            print(f"[demo] index: {index_dir} (cached, {len(index)} tiles)", file=sys.stderr, flush=True)
+            _progress(f"index: {index_dir} (cached, {len(index)} tiles)")
             return index
     except IndexFormatError:
         pass
     t0 = time.perf_counter()
     source = vigor_tiles(city_dir, height=handle.aerial_channels == 4)
     meta = index_build.build_index(handle, source, index_dir, batch_size=batch_size)
-    print(f"[demo] index: built {index_dir} ({meta['count']} tiles, {meta['aerial']['mode']}, "
-          f"{time.perf_counter() - t0:.1f} s)", file=sys.stderr, flush=True)
+    _progress(f"index: built {index_dir} ({meta['count']} tiles, {meta['aerial']['mode']}, "
+              f"{time.perf_counter() - t0:.1f} s)")
     return store.load_index(index_dir, device=handle.device.type)
 
 
@@ -296,8 +300,7 @@ def run_demo(checkpoint: str | Path | None = None, out: str | Path = "out/demo",
         raise CheckpointError(f"demo model not found ({ckpt or DEMO_CHECKPOINT_REL}): pass --checkpoint DIR (a "
                               "`unifygeo train` checkpoint folder)")
     handle = load_model(ckpt, device=device)
-    print(f"[demo] model: {ckpt} ({handle.identity[:12]}, {handle.device}, {str(handle.dtype).replace('torch.', '')})",
-          file=sys.stderr, flush=True)
+    _progress(f"model: {ckpt} ({handle.identity[:12]}, {handle.device}, {str(handle.dtype).replace('torch.', '')})")
     city_dir = ensure_city(out / "data", seed, size_m, panos)
     index = ensure_index(handle, city_dir, Path(cache) if cache else out / "index", batch_size)
     loc = Localizer(index, handle)
@@ -307,7 +310,7 @@ def run_demo(checkpoint: str | Path | None = None, out: str | Path = "out/demo",
     t0 = time.perf_counter()
     for q in queries:
         fixes.append(loc.localize(load_image(q.path)))
-    print(f"[demo] localized {len(queries)} panoramas in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+    _progress(f"localized {len(queries)} panoramas in {time.perf_counter() - t0:.1f} s")
     report = summarise(queries, fixes, city_dir.name, len(index), str(ckpt))
     mosaic, extent = aerial_mosaic(city_dir, index)
     title = (f"{city_dir.name}: {report.queries} fixes, median {report.median_error_m:.1f} m, "
@@ -351,8 +354,7 @@ def replay_drive(loc, city_dir: Path, out: Path, frames: int) -> dict:
         shutil.rmtree(bag)
     rec = synth_bag(SynthBagConfig(data=str(city_dir), out=str(bag), storage="mcap", frames=frames, seed=1,
                                    north_aligned=True))
-    print(f"[demo] recorded {rec.frames} panoramas over {rec.route_length_m:.0f} m into {rec.bag}; replaying",
-          file=sys.stderr, flush=True)
+    _progress(f"recorded {rec.frames} panoramas over {rec.route_length_m:.0f} m into {rec.bag}; replaying")
     runs = {}
     for mode, folder in (("single", "replay"), ("tracking", "replay_track")):  # the node's two modes, same drive
         rep = replay(ReplayConfig(bag=str(rec.bag), index=None, out=str(out / folder), image_topic=rec.image_topic,

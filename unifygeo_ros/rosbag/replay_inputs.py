@@ -111,8 +111,9 @@ class ReplayInputs:
         if conn.msgtype == CAMERA_INFO:
             return self._rig_set(self.rig.info(self._info_names[topic], msg), log_ns)
         if t.rig:
-            if not bags.stamp_to_ns(msg.header.stamp):  # a zero stamp: the log time, as the node takes the arrival
-                msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int(log_ns), 1_000_000_000)
+            # the stamp the set is synchronised on: a zero one becomes the log time (stamp_or_log_time, the one
+            # policy; the node takes the arrival time)
+            msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(bags.stamp_or_log_time(msg, log_ns), 1_000_000_000)
             return self._rig_set(self.rig.image(self._names[topic], msg), log_ns)
         stamp = bags.stamp_or_log_time(msg, log_ns)
         decode = (lambda m=msg, ty=conn.msgtype: bags.msg_to_rgb(m, ty))
