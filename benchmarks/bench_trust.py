@@ -109,6 +109,23 @@ def add_set_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--out", default="benchmarks/results")
 
 
+def gross_parser(description: str) -> argparse.ArgumentParser:
+    """The command line of the benchmarks that rank these sets' fixes against gross errors (bench_trust_ceiling,
+    _tta, _heading, _two_models): :func:`add_set_arguments` and ``--gross-m``."""
+    ap = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_set_arguments(ap)
+    ap.add_argument("--gross-m", type=float, default=20.0, help="a fix further off than this is a gross error")
+    return ap
+
+
+def cpu_model(checkpoint: str):
+    """A checkpoint's model on the CPU, torch on one thread (these benchmarks' convention)."""
+    import torch
+
+    torch.set_num_threads(1)
+    return load_model(checkpoint, device="cpu")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_set_arguments(ap)

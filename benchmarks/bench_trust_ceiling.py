@@ -15,7 +15,6 @@ errors against availability). Figures only; nothing is asserted.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -28,9 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
 
-from bench_trust import add_set_arguments, collect_sets  # noqa: E402
+from bench_trust import collect_sets, cpu_model, gross_parser  # noqa: E402
 from unifygeo_ros.localization.posterior import Calibration, load_calibration  # noqa: E402
-from unifygeo_ros.model.handle import load_model  # noqa: E402
 from unifygeo_ros.offline import calibrate as C  # noqa: E402
 
 LIMITS_M = (30.0, 50.0, 75.0, 100.0, 150.0)
@@ -66,14 +64,8 @@ def write_result(out_dir: Path, name: str, result: dict, t_start: float) -> None
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_set_arguments(ap)
-    ap.add_argument("--gross-m", type=float, default=20.0, help="a fix further off than this is a gross error")
-    args = ap.parse_args(argv)
-    import torch
-
-    torch.set_num_threads(1)
-    handle = load_model(args.checkpoint, device="cpu")
+    args = gross_parser(__doc__).parse_args(argv)
+    handle = cpu_model(args.checkpoint)
     _, fit_q, held_q, demo_q = collect_sets(handle, Path(args.data), Path(args.demo_data))
     sets = {"fit cities": fit_q, "cross-area cities": held_q, "DemoCity": demo_q}
     stored = load_calibration(args.checkpoint)

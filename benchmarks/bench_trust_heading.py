@@ -17,7 +17,6 @@ more than ``--gross-m`` off (``zero_gross``), before their rate exceeds 1 %, and
 """
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import time
@@ -29,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
 
-from bench_trust import add_set_arguments, set_fixes  # noqa: E402
+from bench_trust import cpu_model, gross_parser, set_fixes  # noqa: E402
 from bench_trust_ceiling import ceiling, ceiling_figures, write_result  # noqa: E402
 from unifygeo_ros.image.preprocess import load_image  # noqa: E402
 from unifygeo_ros.index import store  # noqa: E402
@@ -79,15 +78,9 @@ def headings_at_fixes(handle, queries, cities: list[Path], work: Path, cal) -> n
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_set_arguments(ap)
-    ap.add_argument("--gross-m", type=float, default=20.0)
-    args = ap.parse_args(argv)
-    import torch
-
-    torch.set_num_threads(1)
+    args = gross_parser(__doc__).parse_args(argv)
     t_start = time.time()
-    handle = load_model(args.checkpoint, device="cpu")
+    handle = cpu_model(args.checkpoint)
     free = load_model(args.checkpoint, device="cpu")
     every_heading(free)
     cal = load_calibration(args.checkpoint)

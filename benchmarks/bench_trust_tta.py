@@ -20,7 +20,6 @@ their rate exceeds 1 %, and at the shipped 50 m limit the availability and gross
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -32,11 +31,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
 
-from bench_trust import add_set_arguments, set_fixes  # noqa: E402
+from bench_trust import cpu_model, gross_parser, set_fixes  # noqa: E402
 from bench_trust_ceiling import ceiling, ceiling_figures, write_result  # noqa: E402
 from unifygeo_ros.image.preprocess import roll_panorama  # noqa: E402
 from unifygeo_ros.localization.posterior import load_calibration  # noqa: E402
-from unifygeo_ros.model.handle import load_model  # noqa: E402
 from unifygeo_ros.offline import calibrate as C  # noqa: E402
 
 
@@ -69,16 +67,11 @@ def rankings(pl: np.ndarray, pl2: np.ndarray, d: np.ndarray) -> dict[str, np.nda
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_set_arguments(ap)
+    ap = gross_parser(__doc__)
     ap.add_argument("--perturb", default="roll5,gamma,crop", help=f"comma-separated, of {sorted(PERTURBATIONS)}")
-    ap.add_argument("--gross-m", type=float, default=20.0)
     args = ap.parse_args(argv)
-    import torch
-
-    torch.set_num_threads(1)
     t_start = time.time()
-    handle = load_model(args.checkpoint, device="cpu")
+    handle = cpu_model(args.checkpoint)
     cal = load_calibration(args.checkpoint)
     work = Path(args.data) / "_calib"
     result = {"checkpoint": args.checkpoint, "gross_m": args.gross_m, "sets": {}}

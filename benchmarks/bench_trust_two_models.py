@@ -13,7 +13,6 @@ bench_trust_tta.py does (``PL``, ``max PL``, ``PL + d``, ``PL, agree <= D m``). 
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -24,26 +23,19 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
 
-from bench_trust import add_set_arguments, set_fixes  # noqa: E402
+from bench_trust import cpu_model, gross_parser, set_fixes  # noqa: E402
 from bench_trust_ceiling import ceiling, ceiling_figures, write_result  # noqa: E402
 from bench_trust_tta import rankings  # noqa: E402
 from unifygeo_ros.localization.posterior import load_calibration  # noqa: E402
-from unifygeo_ros.model.handle import load_model  # noqa: E402
 from unifygeo_ros.offline import calibrate as C  # noqa: E402
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_set_arguments(ap)
+    ap = gross_parser(__doc__)
     ap.add_argument("--second", default="models/fov", help="the second checkpoint (its own stored calibration)")
-    ap.add_argument("--gross-m", type=float, default=20.0)
     args = ap.parse_args(argv)
-    import torch
-
-    torch.set_num_threads(1)
     t_start = time.time()
-    handle = load_model(args.checkpoint, device="cpu")
-    second = load_model(args.second, device="cpu")
+    handle, second = cpu_model(args.checkpoint), cpu_model(args.second)
     cal2 = load_calibration(args.second)
     work = Path(args.data) / "_calib"
     result = {"checkpoint": args.checkpoint, "second": args.second, "gross_m": args.gross_m, "sets": {}}
