@@ -32,8 +32,8 @@ def summarise(per: dict[str, np.ndarray], gallery_size: int, top_k: int, *, gall
     retrieval = M.retrieval_metrics(per["rank"], per["hit"], gallery_size)
     iso = M.metric_loc_metrics(per["iso_err_m"], per["iso_heading_err_deg"])
     variants = []
-    for v, (_, key) in enumerate(_VARIANTS):
-        right = M.selected_is_positive(per[key][:, 0], per["positive"])
+    for v in range(len(_VARIANTS)):
+        right = top1_is_positive(per, v)
         variants.append(M.HierarchicalMetrics(
             float(np.mean(right)), M.metric_loc_metrics(per["hier_err_m"][:, v], per["hier_heading_err_deg"][:, v]),
             M.strict_recall_m(per["hier_err_m"][:, v], right)))
@@ -64,11 +64,16 @@ def _to_plot_example(e: dict, gallery_ds):
               f"{e['tile_index']} ({verdict})")
 
 
+def top1_is_positive(per: dict[str, np.ndarray], variant: int) -> np.ndarray:
+    """Per query: whether ``variant``'s (0: no re-rank, 1: re-rank) selected top-1 tile is the positive - the
+    condition of the strict hierarchical recall."""
+    return M.selected_is_positive(per[_VARIANTS[variant][1]][:, 0], per["positive"])
+
+
 def strict_errors_m(per: dict[str, np.ndarray], variant: int) -> np.ndarray:
     """Hierarchical errors of ``variant`` (0: no re-rank, 1: re-rank) with +inf where the selected tile is not the
     positive: the fraction within d of these is the strict recall (the CDF of UnifyGeo's rule)."""
-    right = M.selected_is_positive(per[_VARIANTS[variant][1]][:, 0], per["positive"])
-    return np.where(right, per["hier_err_m"][:, variant], np.inf)
+    return np.where(top1_is_positive(per, variant), per["hier_err_m"][:, variant], np.inf)
 
 
 def save_report_plots(report: M.EvalReport, out_dir: str | Path) -> list[Path]:
@@ -140,7 +145,7 @@ def write_per_query_csv(report: M.EvalReport, path: str | Path) -> Path:
     re-ranked top-1), the query's positive tile and whether they are the same (1/0). The strict recall within d
     is the share of rows with ``top1_is_positive`` 1 and ``error_m`` <= d."""
     p = report.per_query
-    right = M.selected_is_positive(p["topk_reranked"][:, 0], p["positive"])
+    right = top1_is_positive(p, 1)
     positive = p.get("positive_tile", np.array([str(int(i)) for i in p["positive"]]))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
