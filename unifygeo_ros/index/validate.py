@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from unifygeo_ros.errors import IndexFormatError
+from unifygeo_ros.file_names import is_file_name
 from unifygeo_ros.index.search import SEARCH_KINDS
 
 FORMAT = "unifygeo-index"
@@ -46,8 +47,6 @@ REQUIRED_FIELDS = ("model", "descriptor_dim", "count", "tiles", "arrays", "searc
 TILE_FIELDS = ("ids", "lat_deg", "lon_deg", "east_m", "north_m", "ordinal")
 #: an aerial field name: it becomes the file name ``aerial_<name>.npy`` inside the index folder
 FIELD_NAME = re.compile(r"[A-Za-z0-9_]+")
-#: a file of the index folder: a plain name, no folder part
-FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 
 def aerial_file(name: str) -> str:
@@ -60,10 +59,6 @@ def short(value: object, limit: int = 40) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
-
-def is_file_name(name: object) -> bool:
-    """Whether ``name`` is a plain file name (letters, digits, ``_ . -``; not ``.``/``..``, no separator)."""
-    return isinstance(name, str) and FILE_NAME.fullmatch(name) is not None
 
 
 class _Checker:

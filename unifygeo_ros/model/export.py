@@ -38,6 +38,7 @@ import torch
 import torch.nn as nn
 
 from unifygeo_ros.errors import UnifyGeoError
+from unifygeo_ros.file_names import is_file_name
 from unifygeo_ros.model.onnx_sessions import cpu_session, require_onnxruntime
 
 FORMAT = "unifygeo-onnx-export"
@@ -275,8 +276,7 @@ def read_manifest(folder: str | Path, identity: str | None = None, verify_files:
     if set(graphs) != {"ground", "aerial"}:
         raise ExportError(f"{path}: graphs {sorted(graphs)}, expected aerial and ground")
     for g in graphs.values():  # no path from a file leaves its folder
-        if not isinstance(g.file, str) or g.file in ("", ".", "..") or os.path.basename(g.file) != g.file \
-                or "\\" in g.file:
+        if not is_file_name(g.file):
             raise ExportError(f"{path}: graph file {g.file!r} is not a file name inside the export folder; export "
                               "again")
     if identity is not None and manifest.model_hash != identity:
